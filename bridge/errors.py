@@ -1,0 +1,76 @@
+"""The bridge's one error tree.
+
+    BridgeError
+     ├── ConfigError            a setting is missing or wrong (names the key)
+     ├── BadRequest             an inbound request is malformed (→ HTTP 400)
+     │    └── BadSignature       unsigned, wrongly signed or stale (→ HTTP 401/403)
+     └── DeliveryError          talking to an outside platform failed
+          ├── RateLimited        the platform said "slow down"; retry after `retry_after` s
+          ├── TransientError     worth retrying with backoff (5xx, timeouts)
+          │    └── Unreachable   no connection at all
+          └── PermanentError     retrying will not help; `code` and `reason` say why
+               └── WindowClosed  the platform's customer-service window is closed
+
+Each connector maps its platform's HTTP/JSON errors into this tree in one function.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """A setting is missing or has a wrong value."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"setting {key}: {message}")
+        self.key = key
+
+
+class BadRequest(BridgeError):
+    """An inbound request cannot be understood."""
+
+    status = 400
+
+
+class BadSignature(BadRequest):
+    """An inbound request is not signed by the party it claims to come from."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DeliveryError(BridgeError):
+    """Talking to an outside platform failed."""
+
+
+class RateLimited(DeliveryError):
+    """The platform asked us to wait before the next call."""
+
+    def __init__(self, retry_after: float, message: str = "") -> None:
+        super().__init__(message or f"rate limited, retry after {retry_after:g}s")
+        self.retry_after = retry_after
+
+
+class TransientError(DeliveryError):
+    """A failure that may pass: retry later with backoff."""
+
+
+class Unreachable(TransientError):
+    """The platform could not be reached at all."""
+
+
+class PermanentError(DeliveryError):
+    """A failure that retrying will not fix."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{reason} ({code})")
+        self.code = code
+        self.reason = reason
+
+
+class WindowClosed(PermanentError):
+    """The platform only accepts templates (or tagged messages) outside its service window."""

@@ -1,0 +1,822 @@
+"""The one place that decides.
+
+Inbound: platform events → deduplicate → contact → conversation → message → outbox rows
+(open the thread, mirror the message, refresh the card), all in the writer's transaction.
+Staff: a message in a thread → note, thread action, or a reply queued for the customer.
+The outbox handlers at the bottom carry the rows out through connectors and surfaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.config import Settings
+from bridge.errors import PermanentError, TransientError
+from bridge.outbox import JobHandler
+from bridge.protocols import Connector, StaffSurface
+from bridge.types import (
+    AccountId,
+    Attachment,
+    ChatId,
+    ContactCard,
+    ContactId,
+    ConversationId,
+    ConversationStatus,
+    DeliveryStatus,
+    ExternalMessageId,
+    InboundEdit,
+    InboundEvent,
+    InboundMessage,
+    MediaKind,
+    MessageId,
+    MirrorPost,
+    OutboundMessage,
+    Platform,
+    RateLimit,
+    StaffDelete,
+    StaffEdit,
+    StaffEvent,
+    StaffMessage,
+    StaffMessageRef,
+    SurfaceName,
+    ThreadRef,
+)
+from storage import (
+    BatchKind,
+    Completion,
+    ContactRecord,
+    ConversationRecord,
+    Database,
+    Job,
+    MessageRecord,
+    MessageStatusWrite,
+    NewJob,
+    Tx,
+    Writer,
+)
+
+log = logging.getLogger(__name__)
+
+CARD_WINDOW = 5.0
+"""Card refreshes are gathered per conversation into one update every this many seconds."""
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _attachment_dict(a: Attachment) -> dict[str, Any]:
+    return {k: v for k, v in asdict(a).items() if v is not None}
+
+
+def _attachment(d: Mapping[str, Any]) -> Attachment:
+    return Attachment(
+        kind=MediaKind(d["kind"]),
+        ref=str(d["ref"]),
+        filename=d.get("filename"),
+        mime_type=d.get("mime_type"),
+        size=d.get("size"),
+    )
+
+
+def mirror_text(text: str, attachments: Sequence[Mapping[str, Any]]) -> str:
+    """What a customer message shows in the thread when it has no text of its own."""
+    if text or not attachments:
+        return text
+    return ", ".join(f"[{a.get('filename') or a['kind']}]" for a in attachments)
+
+
+@dataclass(frozen=True, slots=True)
+class _NewInbound:
+    event: InboundMessage
+    contact: ContactRecord | None = None
+
+
+class Pipeline:
+    """Decides what happens to every inbound and staff event, and carries out outbox rows."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        writer: Writer,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.writer = writer
+        self.clock = clock
+        self.connectors: dict[tuple[Platform, AccountId], Connector] = {}
+        self.surfaces: dict[SurfaceName, StaffSurface] = {}
+        self._threads: dict[tuple[ConversationId, SurfaceName], ThreadRef] = {}
+        self._inbound: BatchKind[Sequence[InboundEvent], None] = BatchKind(
+            "pipeline.inbound", self._store_inbound
+        )
+        self._staff: BatchKind[StaffEvent, None] = BatchKind("pipeline.staff", self._store_staff)
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def add_connector(self, connector: Connector) -> None:
+        """Route a platform account's messages through this pipeline."""
+        self.connectors[(connector.platform, connector.account)] = connector
+
+    def add_surface(self, surface: StaffSurface) -> None:
+        """Mirror every conversation into this staff surface."""
+        self.surfaces[surface.name] = surface
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """Every rate limit the connectors and surfaces declare."""
+        limits: dict[str, RateLimit] = {}
+        for c in self.connectors.values():
+            limits.update(c.rate_limits())
+        for s in self.surfaces.values():
+            limits.update(s.rate_limits())
+        return limits
+
+    def handlers(self) -> dict[str, JobHandler]:
+        """The outbox handler of each row kind."""
+        return {
+            "staff.open": _OpenThread(self),
+            "staff.post": _Mirror(self),
+            "staff.card": _Card(self),
+            "staff.edit": _MirrorEdit(self),
+            "staff.mark": _Mark(self),
+            "staff.notice": _Notice(self),
+            "customer.send": _Send(self),
+            "customer.edit": _CustomerEdit(self),
+            "customer.delete": _CustomerDelete(self),
+        }
+
+    # -- entry points ---------------------------------------------------------------------
+
+    async def on_inbound(self, events: Sequence[InboundEvent]) -> None:
+        """Store platform events durably (the connectors' sink); returns once committed."""
+        if events:
+            await self.writer.submit(self._inbound, events)
+
+    async def on_staff(self, event: StaffEvent) -> None:
+        """Store what staff did in a thread durably (the surfaces' sink)."""
+        await self.writer.submit(self._staff, event)
+
+    # -- inbound --------------------------------------------------------------------------
+
+    async def _store_inbound(self, tx: Tx, batches: Sequence[Sequence[InboundEvent]]) -> list[None]:
+        now = self.clock()
+        messages: dict[tuple[Platform, AccountId], list[InboundMessage]] = defaultdict(list)
+        edits: list[InboundEdit] = []
+        statuses = []
+        for events in batches:
+            for event in events:
+                if isinstance(event, InboundMessage):
+                    messages[(event.platform, event.account)].append(event)
+                elif isinstance(event, InboundEdit):
+                    edits.append(event)
+                else:
+                    statuses.append(event)
+        jobs: list[NewJob] = []
+        for (platform, account), group in messages.items():
+            await self._store_messages(tx, platform, account, group, now, jobs)
+        for edit in edits:
+            await self._store_edit(tx, edit, jobs)
+        for status in statuses:
+            found = await tx.messages_by_external(
+                status.platform, status.account, [status.external_id]
+            )
+            message = found.get(status.external_id)
+            if message is None or message.direction != "out":
+                continue
+            await tx.write_statuses(
+                [
+                    MessageStatusWrite(
+                        message.id, status.status.value, None, status.code, status.reason
+                    )
+                ]
+            )
+            for surface, ref in await tx.refs_of(message.id, "origin"):
+                jobs.append(
+                    self._mark_job(message.conversation_id, surface, ref, status.status, message.id)
+                )
+        await tx.enqueue(jobs, time.time())
+        return [None] * len(batches)
+
+    async def _store_messages(
+        self,
+        tx: Tx,
+        platform: Platform,
+        account: AccountId,
+        group: list[InboundMessage],
+        now: datetime,
+        jobs: list[NewJob],
+    ) -> None:
+        existing = await tx.messages_by_external(platform, account, [m.external_id for m in group])
+        fresh: list[InboundMessage] = []
+        seen: set[str] = set(existing)
+        for m in group:  # a platform retry, or the same update twice in one batch
+            if m.external_id not in seen:
+                seen.add(m.external_id)
+                fresh.append(m)
+        if not fresh:
+            return
+        chat_ids = list(dict.fromkeys(m.chat_id for m in fresh))
+        contacts = await tx.contacts_by_address(platform, account, chat_ids)
+        new_contacts = []
+        for chat_id in chat_ids:
+            if chat_id in contacts:
+                continue
+            first = next(m for m in fresh if m.chat_id == chat_id)
+            payload = first.start_payload
+            new_contacts.append(
+                {
+                    "platform": platform,
+                    "account": account,
+                    "chat_id": chat_id,
+                    "display_name": first.profile.display_name,
+                    "username": first.profile.username,
+                    "language": first.profile.language,
+                    "first_seen": first.sent_at,
+                    "last_seen": first.sent_at,
+                    "message_count": 0,
+                    "opt_in_source": f"deep link: {payload}" if payload else "first message",
+                    "opt_in_at": now,
+                }
+            )
+        for record in await tx.insert_contacts(new_contacts):
+            contacts[record.chat_id] = record
+        by_contact = {c.id: c for c in contacts.values()}
+        open_convs = await tx.open_conversations(by_contact)
+        missing = [cid for cid in by_contact if cid not in open_convs]
+        previous = await tx.last_conversation_ids(missing)
+        created = await tx.insert_conversations(
+            [
+                {
+                    "contact_id": cid,
+                    "status": ConversationStatus.OPEN.value,
+                    "opened_at": now,
+                    "previous_id": previous.get(cid),
+                }
+                for cid in missing
+            ]
+        )
+        new_conv_ids = {c.id for c in created}
+        convs: dict[ContactId, ConversationRecord] = {**open_convs}
+        for c in created:
+            convs[c.contact_id] = c
+        rows: list[dict[str, Any]] = []
+        for m in fresh:
+            contact = contacts[m.chat_id]
+            attachments = [_attachment_dict(a) for a in m.attachments]
+            rows.append(
+                {
+                    "conversation_id": convs[contact.id].id,
+                    "direction": "in",
+                    "platform": platform,
+                    "account": account,
+                    "external_id": m.external_id,
+                    "author": m.profile.display_name,
+                    "text": m.text,
+                    "attachments": attachments or None,
+                    "sent_at": m.sent_at,
+                    "status": None,
+                }
+            )
+        ids = await tx.insert_messages(rows)
+        per_contact: dict[ContactId, list[InboundMessage]] = defaultdict(list)
+        for m in fresh:
+            per_contact[contacts[m.chat_id].id].append(m)
+        await tx.update_contacts(
+            [
+                {
+                    "b_id": cid,
+                    "b_add": len(ms),
+                    "b_seen": max(x.sent_at for x in ms),
+                    "b_name": ms[-1].profile.display_name,
+                    "b_username": ms[-1].profile.username,
+                }
+                for cid, ms in per_contact.items()
+            ]
+        )
+        await tx.touch_conversations(
+            [
+                {"b_id": convs[cid].id, "b_at": max(x.sent_at for x in ms)}
+                for cid, ms in per_contact.items()
+            ]
+        )
+        window = int(time.time() // CARD_WINDOW)
+        for surface_name, surface in self.surfaces.items():
+            post_keys = surface.rate_keys("post", None)
+            for conv_id in sorted(new_conv_ids):
+                jobs.append(
+                    NewJob(
+                        kind="staff.open",
+                        idem_key=f"open:{conv_id}:{surface_name}",
+                        lane=f"c{conv_id}:{surface_name}",
+                        rate_keys=post_keys,
+                        payload={"conv": conv_id, "surface": surface_name},
+                    )
+                )
+            for m, message_id, row in zip(fresh, ids, rows, strict=True):
+                post_conv = row["conversation_id"]
+                jobs.append(
+                    NewJob(
+                        kind="staff.post",
+                        idem_key=f"post:{message_id}:{surface_name}",
+                        lane=f"c{post_conv}:{surface_name}",
+                        rate_keys=post_keys,
+                        payload={
+                            "conv": post_conv,
+                            "surface": surface_name,
+                            "msg": message_id,
+                            "author": m.profile.display_name,
+                            "text": m.text,
+                            "files": row["attachments"] or [],
+                            "platform": platform,
+                            "account": account,
+                        },
+                    )
+                )
+            touched: set[int] = {int(row["conversation_id"]) for row in rows} - new_conv_ids
+            for touched_id in sorted(touched):
+                jobs.append(self._card_job(touched_id, surface_name, window))
+
+    def _card_job(self, conv_id: int, surface: SurfaceName, window: int | None) -> NewJob:
+        """A card refresh; with a window, one per conversation per CARD_WINDOW seconds."""
+        key = f"card:{conv_id}:{surface}:{window if window is not None else time.time()}"
+        return NewJob(
+            kind="staff.card",
+            idem_key=key,
+            lane=f"card{conv_id}:{surface}",
+            rate_keys=self.surfaces[surface].rate_keys("update", None),
+            payload={"conv": conv_id, "surface": surface},
+            next_at=(window + 1) * CARD_WINDOW if window is not None else 0.0,
+        )
+
+    def _mark_job(
+        self,
+        conv_id: int,
+        surface: SurfaceName,
+        ref: StaffMessageRef,
+        status: DeliveryStatus,
+        message_id: MessageId,
+    ) -> NewJob:
+        return NewJob(
+            kind="staff.mark",
+            idem_key=f"mark:{message_id}:{surface}:{status.value}",
+            lane=f"c{conv_id}:{surface}",
+            rate_keys=self.surfaces[surface].rate_keys("mark", None),
+            payload={"surface": surface, "ref": ref, "status": status.value},
+        )
+
+    def _notice_job(self, conv_id: int, surface: SurfaceName, key: str, text: str) -> NewJob:
+        return NewJob(
+            kind="staff.notice",
+            idem_key=f"notice:{key}:{surface}",
+            lane=f"c{conv_id}:{surface}",
+            rate_keys=self.surfaces[surface].rate_keys("post", None),
+            payload={"conv": conv_id, "surface": surface, "text": text},
+        )
+
+    async def _store_edit(self, tx: Tx, edit: InboundEdit, jobs: list[NewJob]) -> None:
+        found = await tx.messages_by_external(edit.platform, edit.account, [edit.external_id])
+        message = found.get(edit.external_id)
+        if message is None or message.direction != "in" or message.text == edit.text:
+            return
+        await tx.edit_message(message.id, edit.text, edit.edited_at)
+        for surface_name, surface in self.surfaces.items():
+            jobs.append(
+                NewJob(
+                    kind="staff.edit",
+                    idem_key=f"edit:{message.id}:{surface_name}:{edit.edited_at.timestamp()}",
+                    lane=f"c{message.conversation_id}:{surface_name}",
+                    rate_keys=surface.rate_keys("update", None),
+                    payload={
+                        "conv": message.conversation_id,
+                        "surface": surface_name,
+                        "msg": message.id,
+                    },
+                )
+            )
+
+    # -- staff ----------------------------------------------------------------------------
+
+    async def _store_staff(self, tx: Tx, events: Sequence[StaffEvent]) -> list[None]:
+        jobs: list[NewJob] = []
+        for event in events:
+            if isinstance(event, StaffMessage):
+                await self._staff_message(tx, event, jobs)
+            elif isinstance(event, StaffEdit):
+                await self._staff_edit(tx, event, jobs)
+            elif isinstance(event, StaffDelete):
+                await self._staff_delete(tx, event, jobs)
+        await tx.enqueue(jobs, time.time())
+        return [None] * len(events)
+
+    async def _staff_message(self, tx: Tx, event: StaffMessage, jobs: list[NewJob]) -> None:
+        if await tx.message_by_ref(event.surface, event.ref, "origin") is not None:
+            return  # a retried or replayed event
+        conv_id = await tx.conversation_by_thread(event.surface, event.thread)
+        if conv_id is None:
+            return  # a thread the bridge did not open
+        conversation = await tx.conversation(conv_id)
+        contact = await tx.contact(conversation.contact_id) if conversation else None
+        if conversation is None or contact is None:
+            return
+        text = event.text.strip()
+        action = text.split()[0].lower() if text.startswith("!") and text.split() else None
+        if action in ("!close", "!reopen"):
+            await self._thread_action(tx, event, conversation, action, jobs)
+            return
+        prefix = self.settings.bridge.note_prefix
+        is_note = bool(prefix) and text.startswith(prefix)
+        [message_id] = await tx.insert_messages(
+            [
+                {
+                    "conversation_id": conv_id,
+                    "direction": "note" if is_note else "out",
+                    "platform": contact.platform,
+                    "account": contact.account,
+                    "external_id": None,
+                    "author": event.author_name or event.author,
+                    "text": event.text,
+                    "attachments": [_attachment_dict(a) for a in event.attachments] or None,
+                    "sent_at": event.at,
+                    "status": None if is_note else DeliveryStatus.QUEUED.value,
+                }
+            ]
+        )
+        await tx.add_refs([(event.surface, event.ref, "origin", message_id)])
+        if is_note:
+            return
+        connector = self.connectors.get((contact.platform, contact.account))
+        jobs.append(
+            NewJob(
+                kind="customer.send",
+                idem_key=f"send:{message_id}",
+                lane=f"c{conv_id}:out",
+                rate_keys=connector.rate_keys(contact.chat_id) if connector else (),
+                payload={
+                    "conv": conv_id,
+                    "msg": message_id,
+                    "platform": contact.platform,
+                    "account": contact.account,
+                    "chat": contact.chat_id,
+                    "text": event.text,
+                    "files": [_attachment_dict(a) for a in event.attachments],
+                    "surface": event.surface,
+                    "ref": event.ref,
+                },
+            )
+        )
+
+    async def _thread_action(
+        self,
+        tx: Tx,
+        event: StaffMessage,
+        conversation: ConversationRecord,
+        action: str,
+        jobs: list[NewJob],
+    ) -> None:
+        who = event.author_name or event.author
+        if action == "!close":
+            changed = await tx.set_conversation_status(
+                conversation.id, ConversationStatus.CLOSED, self.clock()
+            )
+            text = (
+                f"Conversation closed by {who}. The customer's next message opens a new thread."
+                if changed
+                else "This conversation is already closed."
+            )
+        else:
+            others = await tx.open_conversations([conversation.contact_id])
+            other = others.get(conversation.contact_id)
+            if other is not None and other.id != conversation.id:
+                text = "The customer has a newer open conversation; reply there instead."
+                changed = False
+            else:
+                changed = await tx.set_conversation_status(
+                    conversation.id, ConversationStatus.OPEN, self.clock()
+                )
+                text = f"Conversation reopened by {who}." if changed else "It is open already."
+        for surface in self.surfaces:
+            if changed:
+                jobs.append(self._card_job(conversation.id, surface, None))
+            jobs.append(self._notice_job(conversation.id, surface, f"action:{event.ref}", text))
+
+    async def _staff_edit(self, tx: Tx, event: StaffEdit, jobs: list[NewJob]) -> None:
+        message = await tx.message_by_ref(event.surface, event.ref, "origin")
+        if message is None or message.text == event.text or message.deleted:
+            return
+        await tx.edit_message(message.id, event.text, self.clock())
+        if message.direction == "out":
+            jobs.append(
+                await self._customer_job(
+                    tx, message, "customer.edit", f"cedit:{message.id}:{time.time()}"
+                )
+            )
+
+    async def _staff_delete(self, tx: Tx, event: StaffDelete, jobs: list[NewJob]) -> None:
+        message = await tx.message_by_ref(event.surface, event.ref, "origin")
+        if message is None or message.deleted:
+            return
+        await tx.delete_message(message.id)
+        if message.direction == "out":
+            jobs.append(
+                await self._customer_job(tx, message, "customer.delete", f"cdel:{message.id}")
+            )
+
+    async def _customer_job(self, tx: Tx, message: MessageRecord, kind: str, key: str) -> NewJob:
+        """A row in the conversation's outgoing lane, after any send of the same message."""
+        conversation = await tx.conversation(message.conversation_id)
+        contact = await tx.contact(conversation.contact_id) if conversation else None
+        connector = self.connectors.get((message.platform, message.account))
+        keys = connector.rate_keys(contact.chat_id) if connector and contact else ()
+        return NewJob(
+            kind=kind,
+            idem_key=key,
+            lane=f"c{message.conversation_id}:out",
+            rate_keys=keys,
+            payload={"conv": message.conversation_id, "msg": message.id},
+        )
+
+    # -- helpers for the handlers ---------------------------------------------------------
+
+    def surface(self, name: str) -> StaffSurface:
+        """A surface by name, or a permanent error when it is no longer configured."""
+        surface = self.surfaces.get(SurfaceName(name))
+        if surface is None:
+            raise PermanentError("no_surface", f"the {name} surface is not configured")
+        return surface
+
+    def connector(self, platform: str, account: str) -> Connector:
+        """A connector by platform account, or a permanent error when it is not configured."""
+        connector = self.connectors.get((Platform(platform), AccountId(account)))
+        if connector is None:
+            raise PermanentError(
+                "no_connector", f"the bridge has no {platform} connector for account {account}"
+            )
+        return connector
+
+    async def thread(self, conv_id: ConversationId, surface: SurfaceName) -> ThreadRef | None:
+        """A conversation's thread on a surface (remembered once known)."""
+        key = (conv_id, surface)
+        found = self._threads.get(key)
+        if found is None:
+            async with self.db.read() as conn:
+                found = await Tx(conn).thread(conv_id, surface)
+            if found is not None:
+                self._threads[key] = found
+        return found
+
+    def remember_thread(
+        self, conv_id: ConversationId, surface: SurfaceName, thread: ThreadRef
+    ) -> None:
+        """Keep a just-opened thread in memory for the posts that follow it."""
+        self._threads[(conv_id, surface)] = thread
+
+    async def card(self, conv_id: ConversationId, surface: StaffSurface) -> ContactCard | None:
+        """The current contact card, with a link to the previous conversation's thread."""
+        async with self.db.read() as conn:
+            tx = Tx(conn)
+            card = await tx.card(conv_id)
+            conversation = await tx.conversation(conv_id)
+            previous = None
+            if conversation is not None and conversation.previous_id is not None:
+                previous = await tx.thread(conversation.previous_id, surface.name)
+        if card is None:
+            return None
+        if previous is not None:
+            card = replace(card, previous_thread_url=await surface.permalink(previous))
+        return card
+
+
+# -- outbox handlers ------------------------------------------------------------------------
+
+
+class _Handler:
+    """Shared defaults: no coalescing, and a failure is recorded with its reason."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+
+    def coalesce(self, head: Job, following: Sequence[Job]) -> int:
+        return 0
+
+    async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
+        return Completion([j.id for j in jobs], failed_reason=str(error))
+
+
+class _OpenThread(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        conv = ConversationId(job.payload["conv"])
+        surface = self.p.surface(job.payload["surface"])
+        existing = await self.p.thread(conv, surface.name)
+        if existing is not None:
+            return Completion([job.id])
+        card = await self.p.card(conv, surface)
+        if card is None:
+            return Completion([job.id], failed_reason="the conversation no longer exists")
+        thread = await surface.open_thread(card, None)
+        self.p.remember_thread(conv, surface.name, thread)
+        return Completion([job.id], threads=[(conv, surface.name, thread)])
+
+
+class _Mirror(_Handler):
+    def coalesce(self, head: Job, following: Sequence[Job]) -> int:
+        if head.payload.get("files") or head.attempts:
+            return 0
+        limit = self.p.settings.slack.coalesce_max - 1
+        count = 0
+        for job in following[:limit]:
+            if job.kind != "staff.post" or job.payload.get("files") or job.attempts:
+                break
+            count += 1
+        return count
+
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        head = jobs[0]
+        conv = ConversationId(head.payload["conv"])
+        surface = self.p.surface(head.payload["surface"])
+        thread = await self.p.thread(conv, surface.name)
+        if thread is None:
+            raise TransientError("the conversation's thread is not open yet")
+        if head.attempts:
+            # This row was attempted before a crash or a timeout: it may be in the thread already.
+            found = await surface.find_post(thread, str(head.id))
+            if found is not None:
+                log.info("outbox %s was already posted as %s; not posting again", head.id, found)
+                return Completion(
+                    [head.id], refs=[(surface.name, found, "mirror", head.payload["msg"])]
+                )
+        files = []
+        for f in head.payload.get("files") or []:
+            connector = self.p.connector(head.payload["platform"], head.payload["account"])
+            files.append(await connector.fetch(_attachment(f)))
+        text = "\n".join(mirror_text(j.payload["text"], j.payload.get("files") or []) for j in jobs)
+        if files and not head.payload["text"]:
+            text = ""
+        post = MirrorPost(
+            author=head.payload["author"],
+            text=text,
+            files=tuple(files),
+            marker=",".join(str(j.id) for j in jobs),
+        )
+        ref = await surface.post(thread, post)
+        return Completion(
+            [j.id for j in jobs],
+            refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
+        )
+
+
+class _Card(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        conv = ConversationId(job.payload["conv"])
+        surface = self.p.surface(job.payload["surface"])
+        thread = await self.p.thread(conv, surface.name)
+        card = await self.p.card(conv, surface)
+        if thread is not None and card is not None:
+            await surface.update_root(thread, card)
+        return Completion([job.id])
+
+
+class _MirrorEdit(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        surface = self.p.surface(job.payload["surface"])
+        async with self.p.db.read() as conn:
+            tx = Tx(conn)
+            posts = [
+                (ref, await tx.messages_behind(surface.name, ref))
+                for s, ref in await tx.refs_of(MessageId(job.payload["msg"]), "mirror")
+                if s == surface.name
+            ]
+        for ref, shown in posts:
+            if not shown:
+                continue
+            text = "\n".join(mirror_text(m.text, m.attachments) for m in shown)
+            edited = any(m.edited for m in shown)
+            await surface.edit_post(
+                ref, MirrorPost(author=shown[0].author or "", text=text, edited=edited)
+            )
+        return Completion([job.id])
+
+
+class _Mark(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        surface = self.p.surface(job.payload["surface"])
+        await surface.mark(
+            StaffMessageRef(job.payload["ref"]), DeliveryStatus(job.payload["status"])
+        )
+        return Completion([job.id])
+
+
+class _Notice(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        surface = self.p.surface(job.payload["surface"])
+        thread = await self.p.thread(ConversationId(job.payload["conv"]), surface.name)
+        if thread is None:
+            raise TransientError("the conversation's thread is not open yet")
+        await surface.notice(thread, job.payload["text"])
+        return Completion([job.id])
+
+
+class _Send(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        p = job.payload
+        connector = self.p.connector(p["platform"], p["account"])
+        surface = self.p.surface(p["surface"])
+        files = tuple([await surface.fetch(_attachment(f)) for f in p.get("files") or []])
+        external = await connector.send(
+            OutboundMessage(
+                platform=Platform(p["platform"]),
+                account=AccountId(p["account"]),
+                chat_id=ChatId(p["chat"]),
+                text=p["text"],
+                files=files,
+            )
+        )
+        return Completion(
+            [job.id],
+            statuses=[MessageStatusWrite(MessageId(p["msg"]), DeliveryStatus.SENT.value, external)],
+            jobs=[
+                self.p._mark_job(
+                    p["conv"],
+                    surface.name,
+                    StaffMessageRef(p["ref"]),
+                    DeliveryStatus.SENT,
+                    MessageId(p["msg"]),
+                )
+            ],
+        )
+
+    async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
+        [job] = jobs
+        p = job.payload
+        follow: list[NewJob] = []
+        surface = SurfaceName(p["surface"])
+        if surface in self.p.surfaces:
+            follow.append(
+                self.p._mark_job(
+                    p["conv"],
+                    surface,
+                    StaffMessageRef(p["ref"]),
+                    DeliveryStatus.FAILED,
+                    MessageId(p["msg"]),
+                )
+            )
+            follow.append(
+                self.p._notice_job(
+                    p["conv"], surface, f"fail:{p['msg']}", f"not delivered: {error.reason}"
+                )
+            )
+        return Completion(
+            [job.id],
+            statuses=[
+                MessageStatusWrite(
+                    MessageId(p["msg"]), DeliveryStatus.FAILED.value, None, error.code, error.reason
+                )
+            ],
+            jobs=follow,
+            failed_reason=str(error),
+        )
+
+
+class _CustomerEdit(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        async with self.p.db.read() as conn:
+            tx = Tx(conn)
+            message = await tx.message(MessageId(job.payload["msg"]))
+            conversation = await tx.conversation(message.conversation_id) if message else None
+            contact = await tx.contact(conversation.contact_id) if conversation else None
+        if message is None or contact is None or message.external_id is None or message.deleted:
+            return Completion([job.id])  # never delivered: nothing to change on the platform
+        connector = self.p.connector(message.platform, message.account)
+        await connector.edit(contact.chat_id, ExternalMessageId(message.external_id), message.text)
+        return Completion([job.id])
+
+
+class _CustomerDelete(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        async with self.p.db.read() as conn:
+            tx = Tx(conn)
+            message = await tx.message(MessageId(job.payload["msg"]))
+            conversation = await tx.conversation(message.conversation_id) if message else None
+            contact = await tx.contact(conversation.contact_id) if conversation else None
+        if message is None or contact is None or message.external_id is None:
+            return Completion([job.id])
+        connector = self.p.connector(message.platform, message.account)
+        await connector.delete(contact.chat_id, ExternalMessageId(message.external_id))
+        return Completion([job.id])

@@ -1,0 +1,138 @@
+"""What a connector and a staff surface promise, and the callbacks they are given."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import ClassVar, Protocol
+
+from aiohttp import web
+
+from bridge.types import (
+    AccountId,
+    Attachment,
+    ChatId,
+    ContactCard,
+    DeliveryStatus,
+    ExternalMessageId,
+    FileData,
+    InboundEvent,
+    MirrorPost,
+    OutboundMessage,
+    Platform,
+    RateLimit,
+    StaffEvent,
+    StaffMessageRef,
+    SurfaceName,
+    ThreadRef,
+)
+
+InboundSink = Callable[[Sequence[InboundEvent]], Awaitable[None]]
+"""Stores a batch of inbound events durably; returns once they are committed, raises if not."""
+
+StaffSink = Callable[[StaffEvent], Awaitable[None]]
+"""Stores what staff did in a thread durably; returns once it is committed."""
+
+
+class Connector(Protocol):
+    """A customer-side platform account: webhooks in, messages out."""
+
+    platform: ClassVar[Platform]
+    account: AccountId
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """The webhook endpoints this connector serves."""
+        ...
+
+    async def start(self) -> None:
+        """Start polling or register webhooks."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop background work; the shared HTTP session is closed by the app."""
+        ...
+
+    async def send(self, msg: OutboundMessage) -> ExternalMessageId:
+        """Send one message (text and/or files); return the platform's id of the (last) message."""
+        ...
+
+    async def edit(self, chat_id: ChatId, external_id: ExternalMessageId, text: str) -> None:
+        """Change the text of a message sent earlier."""
+        ...
+
+    async def delete(self, chat_id: ChatId, external_id: ExternalMessageId) -> None:
+        """Delete a message sent earlier."""
+        ...
+
+    async def fetch(self, attachment: Attachment) -> FileData:
+        """Download a file the customer sent."""
+        ...
+
+    def rate_keys(self, chat_id: ChatId) -> tuple[str, ...]:
+        """The outbox rate-limit keys a send to this chat consumes."""
+        ...
+
+    def rate_limits(self) -> Mapping[str, RateLimit]:
+        """Limits per rate key; a key's last segment may be `*` to match any value."""
+        ...
+
+
+class StaffSurface(Protocol):
+    """Where staff work: Slack or Matrix. One thread per conversation."""
+
+    name: ClassVar[SurfaceName]
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """The HTTP endpoints this surface serves (events, commands, interactivity)."""
+        ...
+
+    async def start(self) -> None:
+        """Connect (e.g. Socket Mode) and learn who the bot is."""
+        ...
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        ...
+
+    async def open_thread(self, card: ContactCard, channel: str | None) -> ThreadRef:
+        """Post the contact card as a new thread root; `channel` None means the default."""
+        ...
+
+    async def update_root(self, thread: ThreadRef, card: ContactCard) -> None:
+        """Rewrite the thread's root contact card in place."""
+        ...
+
+    async def post(self, thread: ThreadRef, post: MirrorPost) -> StaffMessageRef:
+        """Post a message into the thread."""
+        ...
+
+    async def edit_post(self, ref: StaffMessageRef, post: MirrorPost) -> None:
+        """Replace a message the bridge posted earlier."""
+        ...
+
+    async def mark(self, ref: StaffMessageRef, status: DeliveryStatus) -> None:
+        """Show a delivery status on a staff member's message."""
+        ...
+
+    async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
+        """Post a short message from the bridge itself into the thread."""
+        ...
+
+    async def fetch(self, attachment: Attachment) -> FileData:
+        """Download a file a staff member attached."""
+        ...
+
+    async def permalink(self, thread: ThreadRef) -> str | None:
+        """A link to the thread for people, if the surface has one."""
+        ...
+
+    async def find_post(self, thread: ThreadRef, marker: str) -> StaffMessageRef | None:
+        """A post the bridge made with this marker, if one exists (to avoid posting twice)."""
+        ...
+
+    def rate_keys(self, action: str, channel: str | None) -> tuple[str, ...]:
+        """The rate-limit keys an action (post, update, mark) in a channel consumes."""
+        ...
+
+    def rate_limits(self) -> Mapping[str, RateLimit]:
+        """Limits per rate key; a key's last segment may be `*` to match any value."""
+        ...

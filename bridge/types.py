@@ -1,0 +1,217 @@
+"""Typed ids and the frozen dataclasses that cross the bridge's boundaries.
+
+Connectors and staff surfaces turn wire payloads into these types at the edge; the pipeline,
+the outbox and the commands only ever see these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import NewType
+
+Platform = NewType("Platform", str)
+Platform.__doc__ = "A customer-side platform name: telegram, whatsapp, messenger, sms."
+AccountId = NewType("AccountId", str)
+AccountId.__doc__ = "One account on a platform: a bot id, a phone-number id, a page id, a number."
+ChatId = NewType("ChatId", str)
+ChatId.__doc__ = "The customer's address on the platform (Telegram chat id, wa_id, PSID, E.164)."
+ExternalMessageId = NewType("ExternalMessageId", str)
+ExternalMessageId.__doc__ = "A message id as the platform knows it."
+ContactId = NewType("ContactId", int)
+ConversationId = NewType("ConversationId", int)
+MessageId = NewType("MessageId", int)
+SurfaceName = NewType("SurfaceName", str)
+SurfaceName.__doc__ = "A staff-side surface: slack or matrix."
+ThreadRef = NewType("ThreadRef", str)
+ThreadRef.__doc__ = "A staff thread, opaque outside its surface (Slack: '<channel>/<thread_ts>')."
+StaffMessageRef = NewType("StaffMessageRef", str)
+StaffMessageRef.__doc__ = "One message on a staff surface (Slack: '<channel>/<ts>')."
+StaffUserId = NewType("StaffUserId", str)
+StaffUserId.__doc__ = "A staff member's id on a surface (Slack 'U…', Matrix '@user:server')."
+
+TELEGRAM = Platform("telegram")
+WHATSAPP = Platform("whatsapp")
+MESSENGER = Platform("messenger")
+SMS = Platform("sms")
+
+
+class MediaKind(StrEnum):
+    """What kind of file an attachment is; platforms send each kind with its own call."""
+
+    IMAGE = "image"
+    DOCUMENT = "document"
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+class DeliveryStatus(StrEnum):
+    """Where an outbound message is on its way to the customer."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+class ConversationStatus(StrEnum):
+    """Whether a conversation still takes new customer messages into its thread."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    """A file as a reference on the platform it came from; fetched only when it is forwarded."""
+
+    kind: MediaKind
+    ref: str
+    filename: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileData:
+    """A file's bytes, on their way from one side to the other."""
+
+    kind: MediaKind
+    filename: str
+    data: bytes = field(repr=False)
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomerProfile:
+    """What the platform tells about the customer who wrote."""
+
+    display_name: str
+    username: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundMessage:
+    """A customer's new message."""
+
+    platform: Platform
+    account: AccountId
+    chat_id: ChatId
+    external_id: ExternalMessageId
+    profile: CustomerProfile
+    text: str
+    sent_at: datetime
+    attachments: tuple[Attachment, ...] = ()
+    start_payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundEdit:
+    """A customer changed the text of a message they sent earlier."""
+
+    platform: Platform
+    account: AccountId
+    chat_id: ChatId
+    external_id: ExternalMessageId
+    text: str
+    edited_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusUpdate:
+    """The platform reports what happened to a message the bridge sent."""
+
+    platform: Platform
+    account: AccountId
+    external_id: ExternalMessageId
+    status: DeliveryStatus
+    at: datetime
+    code: str | None = None
+    reason: str | None = None
+
+
+InboundEvent = InboundMessage | InboundEdit | StatusUpdate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundMessage:
+    """A message for one customer on their platform."""
+
+    platform: Platform
+    account: AccountId
+    chat_id: ChatId
+    text: str
+    files: tuple[FileData, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaffMessage:
+    """Something a staff member wrote in a conversation's thread."""
+
+    surface: SurfaceName
+    thread: ThreadRef
+    ref: StaffMessageRef
+    author: StaffUserId
+    text: str
+    at: datetime
+    author_name: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaffEdit:
+    """A staff member changed a message of theirs in a thread."""
+
+    surface: SurfaceName
+    ref: StaffMessageRef
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaffDelete:
+    """A staff member deleted a message of theirs in a thread."""
+
+    surface: SurfaceName
+    ref: StaffMessageRef
+
+
+StaffEvent = StaffMessage | StaffEdit | StaffDelete
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactCard:
+    """The facts a thread's root message shows about the customer and the conversation."""
+
+    conversation_id: ConversationId
+    contact_id: ContactId
+    display_name: str
+    username: str | None
+    platform: Platform
+    chat_id: ChatId
+    first_contact: datetime
+    message_count: int
+    status: ConversationStatus
+    opt_in_source: str | None = None
+    previous_thread_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MirrorPost:
+    """A message to show in a staff thread on behalf of the customer (or the bridge)."""
+
+    author: str
+    text: str
+    files: tuple[FileData, ...] = ()
+    edited: bool = False
+    marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """A token bucket: `rate` sends per second on average, `burst` at once."""
+
+    rate: float
+    burst: float = 1.0

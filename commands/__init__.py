@@ -1,0 +1,1 @@
+"""Commands shared by Slack slash commands and Matrix !commands."""

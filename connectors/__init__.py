@@ -1,0 +1,1 @@
+"""Customer-side platform connectors: wire format in and out, nothing else."""

@@ -1,0 +1,502 @@
+"""Slack as a staff surface: one thread per conversation, on slack-bolt and slack-sdk.
+
+Events reach the bridge over the HTTP Events API (`POST /slack/events`, signature-checked) or
+Socket Mode (an app-level token); both are handled by the same bolt app, which answers Slack
+only after the event is stored (`process_before_response`), so nothing is acknowledged and lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, NoReturn
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bridge import registry
+from bridge.config import Settings, SlackSettings
+from bridge.errors import PermanentError, RateLimited, TransientError, Unreachable
+from bridge.protocols import StaffSink, StaffSurface
+from bridge.types import (
+    Attachment,
+    ContactCard,
+    ConversationStatus,
+    DeliveryStatus,
+    FileData,
+    MediaKind,
+    MirrorPost,
+    RateLimit,
+    StaffDelete,
+    StaffEdit,
+    StaffEvent,
+    StaffMessage,
+    StaffMessageRef,
+    StaffUserId,
+    SurfaceName,
+    ThreadRef,
+)
+
+log = logging.getLogger(__name__)
+
+SLACK = SurfaceName("slack")
+MARKER_EVENT = "bridge_mirror"
+SIGNATURE_MAX_AGE = 300  # Slack: reject requests whose timestamp is more than 5 minutes off
+REACTIONS = {
+    DeliveryStatus.SENT: "white_check_mark",
+    DeliveryStatus.DELIVERED: "ballot_box_with_check",
+    DeliveryStatus.READ: "eyes",
+    DeliveryStatus.FAILED: "x",
+}
+# Errors that mean the app is set up wrongly, not that the message is bad: keep the rows and
+# retry with backoff, so fixing the setup (inviting the bot, say) lets everything through.
+SETUP_ERRORS = {
+    "not_in_channel",
+    "channel_not_found",
+    "is_archived",
+    "invalid_auth",
+    "not_authed",
+    "token_revoked",
+    "account_inactive",
+    "missing_scope",
+    "ekm_access_denied",
+}
+DONE_ALREADY = {"already_reacted"}
+
+
+def _raise_for(exc: Exception) -> NoReturn:
+    """Map a Slack SDK or transport error into the bridge's error tree."""
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code
+        error = str(exc.response.get("error", "unknown_error"))
+        if status == 429 or error == "ratelimited":
+            retry_after = float(exc.response.headers.get("Retry-After", 1) or 1)
+            raise RateLimited(
+                retry_after, f"Slack rate limit: retry after {retry_after:g}s"
+            ) from exc
+        if status >= 500 or error in ("internal_error", "fatal_error", "service_unavailable"):
+            raise TransientError(f"Slack answered {status} {error}") from exc
+        if error in SETUP_ERRORS:
+            log.error("Slack refused a call because of the app's setup: %s", error)
+            raise TransientError(f"Slack setup problem: {error}") from exc
+        raise PermanentError(error, f"Slack refused it: {error}") from exc
+    if isinstance(exc, aiohttp.ClientError | TimeoutError):
+        raise Unreachable(f"Slack could not be reached: {exc!r}") from exc
+    raise exc
+
+
+def escape(text: str) -> str:
+    """Escape a customer's text for mrkdwn, so `<!channel>` and the like stay plain text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    """Undo Slack's escaping of what a staff member typed."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """'<channel>/<ts>' → (channel, ts)."""
+    channel, _, ts = ref.partition("/")
+    return channel, ts
+
+
+def _media_kind(mimetype: str | None) -> MediaKind:
+    major = (mimetype or "").partition("/")[0]
+    return {"image": MediaKind.IMAGE, "audio": MediaKind.AUDIO, "video": MediaKind.VIDEO}.get(
+        major, MediaKind.DOCUMENT
+    )
+
+
+def parse_event(event: Mapping[str, Any]) -> StaffEvent | None:
+    """Turn one Slack `message` event into a staff event; None for what the bridge ignores."""
+    if event.get("type") != "message":
+        return None
+    channel = str(event.get("channel", ""))
+    subtype = event.get("subtype")
+    if subtype == "message_changed":
+        inner = event.get("message") or {}
+        if inner.get("bot_id") or not inner.get("ts") or not channel:
+            return None
+        return StaffEdit(
+            surface=SLACK,
+            ref=StaffMessageRef(f"{channel}/{inner['ts']}"),
+            text=unescape(str(inner.get("text", ""))),
+        )
+    if subtype == "message_deleted":
+        if not event.get("deleted_ts") or not channel:
+            return None
+        return StaffDelete(surface=SLACK, ref=StaffMessageRef(f"{channel}/{event['deleted_ts']}"))
+    if subtype not in (None, "file_share", "thread_broadcast") or event.get("bot_id"):
+        return None
+    ts, thread_ts, user = event.get("ts"), event.get("thread_ts"), event.get("user")
+    if not ts or not thread_ts or thread_ts == ts or not user or not channel:
+        return None  # only replies inside threads speak to customers
+    files = tuple(
+        Attachment(
+            kind=_media_kind(f.get("mimetype")),
+            ref=str(f.get("url_private_download") or f.get("url_private")),
+            filename=f.get("name"),
+            mime_type=f.get("mimetype"),
+            size=f.get("size"),
+        )
+        for f in event.get("files") or []
+        if f.get("url_private_download") or f.get("url_private")
+    )
+    return StaffMessage(
+        surface=SLACK,
+        thread=ThreadRef(f"{channel}/{thread_ts}"),
+        ref=StaffMessageRef(f"{channel}/{ts}"),
+        author=StaffUserId(str(user)),
+        text=unescape(str(event.get("text", ""))),
+        at=_ts_time(str(ts)),
+        attachments=files,
+    )
+
+
+def _ts_time(ts: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(ts), UTC)
+    except ValueError:
+        return datetime.now(UTC)
+
+
+def card_blocks(card: ContactCard) -> tuple[str, list[dict[str, Any]]]:
+    """The thread root: a contact card as Block Kit, with its plain-text fallback."""
+    status = "open" if card.status is ConversationStatus.OPEN else "closed"
+    handle = f"@{card.username}" if card.username else "—"
+    fields = [
+        f"*Platform*\n{card.platform}",
+        f"*Username*\n{escape(handle)}",
+        f"*First contact*\n{card.first_contact:%Y-%m-%d %H:%M} UTC",
+        f"*Messages*\n{card.message_count}",
+        f"*Status*\n{status}",
+        f"*Opt-in*\n{escape(card.opt_in_source or '—')}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": card.display_name[:150] or "?"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    context = [f"conversation #{card.conversation_id} · {card.platform} id `{card.chat_id}`"]
+    if card.previous_thread_url:
+        context.append(f"<{card.previous_thread_url}|previous conversation>")
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
+    )
+    fallback = f"{card.display_name} ({card.platform}, {handle}) · {status}"
+    return fallback, blocks
+
+
+class SlackSurface:
+    """One Slack workspace: threads in a channel, staff replies back to customers."""
+
+    name: ClassVar[SurfaceName] = SLACK
+
+    def __init__(
+        self, settings: SlackSettings, http: aiohttp.ClientSession, sink: StaffSink
+    ) -> None:
+        if settings.bot_token is None or settings.channel is None:
+            msg = "slack.bot_token and slack.channel are required"
+            raise ValueError(msg)
+        self.settings = settings
+        self.channel = settings.channel
+        self._http = http
+        self._sink = sink
+        self._token = settings.bot_token.get_secret_value()
+        self._secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+        self.client = AsyncWebClient(token=self._token, base_url=settings.api_base, session=http)
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=self._secret or None,
+            request_verification_enabled=not settings.socket_mode,
+            process_before_response=True,
+            logger=logging.getLogger("slack_bolt"),
+        )
+        self.app.event("message")(self._on_message)
+        self._socket: AsyncSocketModeHandler | None = None
+        self._names: dict[str, str] = {}
+        self.bot_user_id: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """The HTTP Events API endpoint (events, slash commands and interactivity)."""
+        if self.settings.socket_mode:
+            return []
+        return [web.post("/slack/events", self._http_entry)]
+
+    async def start(self) -> None:
+        """Learn who the bot is; connect Socket Mode when configured."""
+        try:
+            auth = await self.client.auth_test()
+        except Exception as exc:
+            _raise_for(exc)
+        self.bot_user_id = auth.get("user_id")
+        log.info("Slack: connected as %s in team %s", auth.get("user"), auth.get("team_id"))
+        if self.settings.app_token is not None:
+            self._socket = AsyncSocketModeHandler(
+                self.app, self.settings.app_token.get_secret_value(), web_client=self.client
+            )
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            log.info("Slack: Socket Mode connected")
+
+    async def stop(self) -> None:
+        """Disconnect Socket Mode."""
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+            self._socket = None
+
+    # -- inbound --------------------------------------------------------------------------
+
+    def _verify(self, request: web.Request, body: bytes) -> web.Response | None:
+        ts = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not ts or not signature:
+            return web.json_response({"error": "missing Slack signature"}, status=401)
+        try:
+            age = abs(time.time() - int(ts))
+        except ValueError:
+            return web.json_response({"error": "bad Slack timestamp"}, status=401)
+        if age > SIGNATURE_MAX_AGE:
+            return web.json_response({"error": "stale Slack request"}, status=401)
+        base = b"v0:" + ts.encode() + b":" + body
+        expected = "v0=" + hmac.new(self._secret.encode(), base, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            return web.json_response({"error": "bad Slack signature"}, status=401)
+        return None
+
+    async def _http_entry(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        refused = self._verify(request, body)
+        if refused is not None:
+            return refused
+        if request.content_type == "application/json":
+            try:
+                parsed = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return web.json_response({"error": "malformed JSON"}, status=400)
+            if not isinstance(parsed, dict):
+                return web.json_response({"error": "malformed event"}, status=400)
+        bolt_request = await to_bolt_request(request)
+        bolt_response = await self.app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
+
+    async def _on_message(self, event: dict[str, Any]) -> None:
+        parsed = parse_event(event)
+        if parsed is None:
+            return
+        if isinstance(parsed, StaffMessage):
+            parsed = StaffMessage(
+                surface=parsed.surface,
+                thread=parsed.thread,
+                ref=parsed.ref,
+                author=parsed.author,
+                text=parsed.text,
+                at=parsed.at,
+                author_name=await self._name_of(parsed.author),
+                attachments=parsed.attachments,
+            )
+        # Raising here makes bolt answer 500, so Slack retries; the pipeline deduplicates.
+        await self._sink(parsed)
+
+    async def _name_of(self, user: str) -> str | None:
+        if user in self._names:
+            return self._names[user]
+        try:
+            info = await self.client.users_info(user=user)
+        except Exception:
+            log.info("Slack: no name for user %s", user)
+            return None
+        profile = (info.get("user") or {}).get("profile") or {}
+        name = profile.get("display_name") or profile.get("real_name") or None
+        if name:
+            self._names[user] = str(name)
+        return str(name) if name else None
+
+    # -- outbound -------------------------------------------------------------------------
+
+    async def open_thread(self, card: ContactCard, channel: str | None) -> ThreadRef:
+        """Post the contact card as a new thread root."""
+        target = channel or self.channel
+        text, blocks = card_blocks(card)
+        try:
+            answer = await self.client.chat_postMessage(channel=target, text=text, blocks=blocks)
+        except Exception as exc:
+            _raise_for(exc)
+        return ThreadRef(f"{answer['channel']}/{answer['ts']}")
+
+    async def update_root(self, thread: ThreadRef, card: ContactCard) -> None:
+        """Rewrite the contact card in place."""
+        channel, ts = split_ref(thread)
+        text, blocks = card_blocks(card)
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        except Exception as exc:
+            _raise_for(exc)
+
+    async def post(self, thread: ThreadRef, post: MirrorPost) -> StaffMessageRef:
+        """Post a customer's message(s) into the thread under the customer's name."""
+        channel, thread_ts = split_ref(thread)
+        try:
+            if post.files:
+                comment = f"*{escape(post.author)}*: {escape(post.text)}" if post.text else None
+                answer = await self.client.files_upload_v2(
+                    file_uploads=[
+                        {"content": f.data, "filename": f.filename, "title": f.filename}
+                        for f in post.files
+                    ],
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    initial_comment=comment or f"*{escape(post.author)}* sent a file",
+                )
+                files = answer.get("files") or [{}]
+                return StaffMessageRef(f"{channel}/file:{files[0].get('id', '')}")
+            kwargs: dict[str, Any] = {}
+            if post.marker:
+                kwargs["metadata"] = {
+                    "event_type": MARKER_EVENT,
+                    "event_payload": {"outbox": post.marker},
+                }
+            answer = await self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=escape(post.text) or " ",
+                username=post.author[:80] or "customer",
+                unfurl_links=False,
+                unfurl_media=False,
+                **kwargs,
+            )
+        except Exception as exc:
+            _raise_for(exc)
+        return StaffMessageRef(f"{channel}/{answer['ts']}")
+
+    async def edit_post(self, ref: StaffMessageRef, post: MirrorPost) -> None:
+        """Show a customer's edit on the mirrored message."""
+        channel, ts = split_ref(ref)
+        if ts.startswith("file:"):
+            return  # a file share: Slack offers no way to change its comment
+        text = escape(post.text) + (" _(edited)_" if post.edited else "")
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, text=text)
+        except Exception as exc:
+            _raise_for(exc)
+
+    async def mark(self, ref: StaffMessageRef, status: DeliveryStatus) -> None:
+        """React to the agent's message with the delivery status."""
+        name = REACTIONS.get(status)
+        if name is None:
+            return
+        channel, ts = split_ref(ref)
+        try:
+            await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+        except SlackApiError as exc:
+            if exc.response.get("error") in DONE_ALREADY:
+                return
+            _raise_for(exc)
+        except Exception as exc:
+            _raise_for(exc)
+
+    async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
+        """A short note from the bridge in the thread."""
+        channel, thread_ts = split_ref(thread)
+        try:
+            answer = await self.client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=f":information_source: {escape(text)}"
+            )
+        except Exception as exc:
+            _raise_for(exc)
+        return StaffMessageRef(f"{channel}/{answer['ts']}")
+
+    async def fetch(self, attachment: Attachment) -> FileData:
+        """Download a file an agent attached (needs the bot token)."""
+        try:
+            async with self._http.get(
+                attachment.ref, headers={"Authorization": f"Bearer {self._token}"}
+            ) as response:
+                if response.status >= 500:
+                    raise TransientError(f"Slack file download answered {response.status}")
+                if response.status != 200:
+                    raise PermanentError(
+                        str(response.status), "the file could not be downloaded from Slack"
+                    )
+                data = await response.read()
+        except aiohttp.ClientError as exc:
+            raise Unreachable(f"Slack file download failed: {exc!r}") from exc
+        return FileData(
+            kind=attachment.kind,
+            filename=attachment.filename or "file",
+            data=data,
+            mime_type=attachment.mime_type or "application/octet-stream",
+        )
+
+    async def permalink(self, thread: ThreadRef) -> str | None:
+        """A link people can click to open the thread."""
+        channel, ts = split_ref(thread)
+        try:
+            answer = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except Exception:
+            log.info("Slack: no permalink for %s", thread)
+            return None
+        link = answer.get("permalink")
+        return str(link) if link else None
+
+    async def find_post(self, thread: ThreadRef, marker: str) -> StaffMessageRef | None:
+        """Look through the thread for a post carrying this outbox row in its metadata."""
+        channel, thread_ts = split_ref(thread)
+        cursor: str | None = None
+        try:
+            while True:
+                answer = await self.client.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+                for message in answer.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    if meta.get("event_type") != MARKER_EVENT:
+                        continue
+                    carried = str((meta.get("event_payload") or {}).get("outbox", "")).split(",")
+                    if marker in carried:
+                        return StaffMessageRef(f"{channel}/{message['ts']}")
+                cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    return None
+        except Exception as exc:
+            _raise_for(exc)
+
+    def rate_keys(self, action: str, channel: str | None) -> tuple[str, ...]:
+        """Posts count per channel; card edits and reactions count workspace-wide."""
+        if action == "update":
+            return ("slack:update",)
+        if action == "mark":
+            return ("slack:reactions",)
+        return (f"slack:chan:{channel or self.channel}",)
+
+    def rate_limits(self) -> Mapping[str, RateLimit]:
+        """chat.postMessage ~1/s per channel; chat.update and reactions.add are Tier 3."""
+        s = self.settings
+        return {
+            "slack:chan:*": RateLimit(rate=s.rate_per_channel, burst=s.burst_per_channel),
+            "slack:update": RateLimit(rate=s.rate_updates, burst=5),
+            "slack:reactions": RateLimit(rate=s.rate_reactions, burst=10),
+        }
+
+
+@registry.surface("slack")
+def build(settings: Settings, http: aiohttp.ClientSession, sink: StaffSink) -> list[StaffSurface]:
+    """The Slack surface, when a bot token is configured."""
+    if not settings.slack.enabled:
+        return []
+    return [SlackSurface(settings.slack, http, sink)]

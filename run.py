@@ -1,0 +1,78 @@
+"""Run the support bridge: `python run.py [--config bridge.toml]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from bridge.config import Settings, load_settings
+from bridge.errors import ConfigError
+
+
+def _explain_off(settings: Settings) -> list[str]:
+    """A line for each connector or surface that is off, with the settings that turn it on."""
+    lines = []
+    if not settings.telegram.enabled:
+        lines.append("telegram: off (set [telegram] token, or BRIDGE_TELEGRAM__TOKEN)")
+    if not settings.slack.enabled:
+        lines.append(
+            "slack: off (set [slack] bot_token and channel, plus app_token for Socket Mode "
+            "or signing_secret for the HTTP Events API)"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, load settings, run until interrupted."""
+    parser = argparse.ArgumentParser(prog="run.py", description=__doc__)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("bridge.toml"),
+        help="settings file (default ./bridge.toml; BRIDGE_<SECTION>__<KEY> overrides)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"bridge: bad settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.bridge.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.config.exists():
+        print(f"bridge: no settings file at {args.config}; using defaults", file=sys.stderr)
+    for line in _explain_off(settings):
+        print(f"bridge: {line}", file=sys.stderr)
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    from bridge.app import build_app
+
+    print(
+        f"bridge: listening on http://{settings.bridge.listen} (health: /healthz)",
+        file=sys.stderr,
+        flush=True,
+    )
+    web.run_app(
+        build_app(settings),
+        host=settings.bridge.host,
+        port=settings.bridge.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,628 @@
+"""Every statement the bridge runs, batched: one round trip per step for a whole batch.
+
+`Tx` wraps one connection (inside the writer's transaction, or a read connection) and returns
+records, never ORM rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bridge.types import (
+    AccountId,
+    ChatId,
+    ContactCard,
+    ContactId,
+    ConversationId,
+    ConversationStatus,
+    MessageId,
+    Platform,
+    StaffMessageRef,
+    SurfaceName,
+    ThreadRef,
+)
+from storage.models import (
+    Contact,
+    Conversation,
+    KeyValue,
+    Message,
+    OutboxRow,
+    StaffRef,
+    StaffThread,
+)
+
+contacts = cast(Table, Contact.__table__)
+conversations = cast(Table, Conversation.__table__)
+threads = cast(Table, StaffThread.__table__)
+messages = cast(Table, Message.__table__)
+refs = cast(Table, StaffRef.__table__)
+outbox = cast(Table, OutboxRow.__table__)
+kv = cast(Table, KeyValue.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRecord:
+    """A contact as the pipeline needs it."""
+
+    id: ContactId
+    platform: Platform
+    account: AccountId
+    chat_id: ChatId
+    display_name: str
+    username: str | None
+    message_count: int
+    opt_in_source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    """A conversation's identity and state."""
+
+    id: ConversationId
+    contact_id: ContactId
+    status: ConversationStatus
+    previous_id: ConversationId | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A stored message."""
+
+    id: MessageId
+    conversation_id: ConversationId
+    direction: str
+    platform: Platform
+    account: AccountId
+    external_id: str | None
+    author: str | None
+    text: str
+    attachments: list[dict[str, Any]]
+    deleted: bool
+    edited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A pending outbox row."""
+
+    id: int
+    kind: str
+    idem_key: str
+    lane: str
+    rate_keys: tuple[str, ...]
+    payload: Mapping[str, Any]
+    attempts: int
+    next_at: float
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """An outbox row to insert; a second row with the same `idem_key` is ignored."""
+
+    kind: str
+    idem_key: str
+    lane: str
+    payload: Mapping[str, Any]
+    rate_keys: tuple[str, ...] = ()
+    next_at: float = 0.0
+
+
+@dataclass(slots=True)
+class MessageStatusWrite:
+    """The outcome of sending a message to the customer."""
+
+    message_id: MessageId
+    status: str
+    external_id: str | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    """Everything a finished outbox job changes, written in one transaction with its `done`."""
+
+    job_ids: list[int]
+    threads: list[tuple[ConversationId, SurfaceName, ThreadRef]] = field(default_factory=list)
+    refs: list[tuple[SurfaceName, StaffMessageRef, str, MessageId]] = field(default_factory=list)
+    statuses: list[MessageStatusWrite] = field(default_factory=list)
+    jobs: list[NewJob] = field(default_factory=list)
+    failed_reason: str | None = None
+
+
+def _message(row: Any) -> MessageRecord:
+    return MessageRecord(
+        id=MessageId(row.id),
+        conversation_id=ConversationId(row.conversation_id),
+        direction=row.direction,
+        platform=Platform(row.platform),
+        account=AccountId(row.account),
+        external_id=row.external_id,
+        author=row.author,
+        text=row.text,
+        attachments=list(row.attachments or []),
+        deleted=bool(row.deleted),
+        edited=row.edited_at is not None,
+    )
+
+
+def _contact(row: Any) -> ContactRecord:
+    return ContactRecord(
+        id=ContactId(row.id),
+        platform=Platform(row.platform),
+        account=AccountId(row.account),
+        chat_id=ChatId(row.chat_id),
+        display_name=row.display_name,
+        username=row.username,
+        message_count=row.message_count,
+        opt_in_source=row.opt_in_source,
+    )
+
+
+def _conversation(row: Any) -> ConversationRecord:
+    return ConversationRecord(
+        id=ConversationId(row.id),
+        contact_id=ContactId(row.contact_id),
+        status=ConversationStatus(row.status),
+        previous_id=ConversationId(row.previous_id) if row.previous_id is not None else None,
+    )
+
+
+class Tx:
+    """Batched statements on one connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+        self.enqueued = 0
+
+    # -- contacts -------------------------------------------------------------------------
+
+    async def contacts_by_address(
+        self, platform: Platform, account: AccountId, chat_ids: Sequence[str]
+    ) -> dict[str, ContactRecord]:
+        """Contacts of one platform account by their chat ids."""
+        if not chat_ids:
+            return {}
+        result = await self.conn.execute(
+            select(contacts).where(
+                contacts.c.platform == platform,
+                contacts.c.account == account,
+                contacts.c.chat_id.in_(list(chat_ids)),
+            )
+        )
+        return {row.chat_id: _contact(row) for row in result}
+
+    async def insert_contacts(self, rows: list[dict[str, Any]]) -> list[ContactRecord]:
+        """Insert contacts; return them with their ids, in the order given."""
+        if not rows:
+            return []
+        result = await self.conn.execute(
+            contacts.insert().returning(*contacts.c, sort_by_parameter_order=True), rows
+        )
+        return [_contact(row) for row in result]
+
+    async def update_contacts(self, rows: list[dict[str, Any]]) -> None:
+        """Per contact: add to the message count, set last_seen, name and username."""
+        if not rows:
+            return
+        await self.conn.execute(
+            update(contacts)
+            .where(contacts.c.id == bindparam("b_id"))
+            .values(
+                message_count=contacts.c.message_count + bindparam("b_add"),
+                last_seen=bindparam("b_seen"),
+                display_name=bindparam("b_name"),
+                username=bindparam("b_username"),
+            ),
+            rows,
+        )
+
+    async def set_opt_in(self, rows: list[dict[str, Any]]) -> None:
+        """Record where contacts opted in (deep-link payloads)."""
+        if rows:
+            await self.conn.execute(
+                update(contacts)
+                .where(contacts.c.id == bindparam("b_id"))
+                .values(opt_in_source=bindparam("b_source"), opt_in_at=bindparam("b_at")),
+                rows,
+            )
+
+    # -- conversations --------------------------------------------------------------------
+
+    async def open_conversations(
+        self, contact_ids: Iterable[ContactId]
+    ) -> dict[ContactId, ConversationRecord]:
+        """The open conversation of each contact that has one."""
+        ids = list(contact_ids)
+        if not ids:
+            return {}
+        result = await self.conn.execute(
+            select(conversations).where(
+                conversations.c.contact_id.in_(ids),
+                conversations.c.status == ConversationStatus.OPEN.value,
+            )
+        )
+        return {ContactId(row.contact_id): _conversation(row) for row in result}
+
+    async def last_conversation_ids(
+        self, contact_ids: Iterable[ContactId]
+    ) -> dict[ContactId, ConversationId]:
+        """The newest conversation of each contact that had any."""
+        ids = list(contact_ids)
+        if not ids:
+            return {}
+        result = await self.conn.execute(
+            select(conversations.c.contact_id, func.max(conversations.c.id))
+            .where(conversations.c.contact_id.in_(ids))
+            .group_by(conversations.c.contact_id)
+        )
+        return {ContactId(row[0]): ConversationId(row[1]) for row in result}
+
+    async def insert_conversations(self, rows: list[dict[str, Any]]) -> list[ConversationRecord]:
+        """Open conversations; return them in the order given."""
+        if not rows:
+            return []
+        result = await self.conn.execute(
+            conversations.insert().returning(*conversations.c, sort_by_parameter_order=True), rows
+        )
+        return [_conversation(row) for row in result]
+
+    async def touch_conversations(self, rows: list[dict[str, Any]]) -> None:
+        """Record the time of each conversation's newest customer message."""
+        if rows:
+            await self.conn.execute(
+                update(conversations)
+                .where(conversations.c.id == bindparam("b_id"))
+                .values(last_inbound_at=bindparam("b_at")),
+                rows,
+            )
+
+    async def set_conversation_status(
+        self, conversation_id: ConversationId, status: ConversationStatus, at: datetime
+    ) -> bool:
+        """Open or close a conversation; False when it already had that status."""
+        result = await self.conn.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id, conversations.c.status != status.value)
+            .values(
+                status=status.value,
+                closed_at=at if status is ConversationStatus.CLOSED else None,
+            )
+        )
+        return bool(result.rowcount)
+
+    async def conversation(self, conversation_id: ConversationId) -> ConversationRecord | None:
+        """One conversation by id."""
+        row = (
+            await self.conn.execute(
+                select(conversations).where(conversations.c.id == conversation_id)
+            )
+        ).first()
+        return _conversation(row) if row is not None else None
+
+    async def contact(self, contact_id: ContactId) -> ContactRecord | None:
+        """One contact by id."""
+        row = (await self.conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
+        return _contact(row) if row is not None else None
+
+    async def card(self, conversation_id: ConversationId) -> ContactCard | None:
+        """What the thread's root message shows, as of now."""
+        row = (
+            await self.conn.execute(
+                select(conversations, contacts)
+                .join(contacts, contacts.c.id == conversations.c.contact_id)
+                .where(conversations.c.id == conversation_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return ContactCard(
+            conversation_id=conversation_id,
+            contact_id=ContactId(m[contacts.c.id]),
+            display_name=m[contacts.c.display_name],
+            username=m[contacts.c.username],
+            platform=Platform(m[contacts.c.platform]),
+            chat_id=ChatId(m[contacts.c.chat_id]),
+            first_contact=m[contacts.c.first_seen],
+            message_count=m[contacts.c.message_count],
+            status=ConversationStatus(m[conversations.c.status]),
+            opt_in_source=m[contacts.c.opt_in_source],
+        )
+
+    # -- threads --------------------------------------------------------------------------
+
+    async def thread(
+        self, conversation_id: ConversationId, surface: SurfaceName
+    ) -> ThreadRef | None:
+        """The conversation's thread on a surface, once it exists."""
+        value = await self.conn.scalar(
+            select(threads.c.thread_ref).where(
+                threads.c.conversation_id == conversation_id, threads.c.surface == surface
+            )
+        )
+        return ThreadRef(value) if value is not None else None
+
+    async def conversation_by_thread(
+        self, surface: SurfaceName, thread: ThreadRef
+    ) -> ConversationId | None:
+        """Which conversation a staff thread belongs to."""
+        value = await self.conn.scalar(
+            select(threads.c.conversation_id).where(
+                threads.c.surface == surface, threads.c.thread_ref == thread
+            )
+        )
+        return ConversationId(value) if value is not None else None
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def messages_by_external(
+        self, platform: Platform, account: AccountId, external_ids: Sequence[str]
+    ) -> dict[str, MessageRecord]:
+        """Stored messages of one platform account by the platform's ids."""
+        if not external_ids:
+            return {}
+        result = await self.conn.execute(
+            select(messages).where(
+                messages.c.platform == platform,
+                messages.c.account == account,
+                messages.c.external_id.in_(list(external_ids)),
+            )
+        )
+        return {row.external_id: _message(row) for row in result}
+
+    async def insert_messages(self, rows: list[dict[str, Any]]) -> list[MessageId]:
+        """Store messages; return their ids in the order given."""
+        if not rows:
+            return []
+        for row in rows:
+            row.setdefault("deleted", False)
+        result = await self.conn.execute(
+            messages.insert().returning(messages.c.id, sort_by_parameter_order=True), rows
+        )
+        return [MessageId(row[0]) for row in result]
+
+    async def message(self, message_id: MessageId) -> MessageRecord | None:
+        """One message by id."""
+        row = (await self.conn.execute(select(messages).where(messages.c.id == message_id))).first()
+        return _message(row) if row is not None else None
+
+    async def messages(self, message_ids: Sequence[MessageId]) -> list[MessageRecord]:
+        """Messages by id, oldest first."""
+        result = await self.conn.execute(
+            select(messages).where(messages.c.id.in_(list(message_ids))).order_by(messages.c.id)
+        )
+        return [_message(row) for row in result]
+
+    async def conversation_messages(self, conversation_id: ConversationId) -> list[MessageRecord]:
+        """Every message of a conversation, oldest first."""
+        result = await self.conn.execute(
+            select(messages)
+            .where(messages.c.conversation_id == conversation_id)
+            .order_by(messages.c.id)
+        )
+        return [_message(row) for row in result]
+
+    async def edit_message(self, message_id: MessageId, text: str, at: datetime) -> None:
+        """Replace a message's text."""
+        await self.conn.execute(
+            update(messages).where(messages.c.id == message_id).values(text=text, edited_at=at)
+        )
+
+    async def delete_message(self, message_id: MessageId) -> None:
+        """Mark a message deleted (the row stays for the record)."""
+        await self.conn.execute(
+            update(messages).where(messages.c.id == message_id).values(deleted=True)
+        )
+
+    async def write_statuses(self, writes: Sequence[MessageStatusWrite]) -> None:
+        """Store delivery outcomes."""
+        for w in writes:
+            values: dict[str, Any] = {"status": w.status}
+            if w.external_id is not None:
+                values["external_id"] = w.external_id
+            if w.code is not None or w.reason is not None:
+                values["error_code"] = w.code
+                values["error_reason"] = w.reason
+            await self.conn.execute(
+                update(messages).where(messages.c.id == w.message_id).values(**values)
+            )
+
+    # -- staff refs -----------------------------------------------------------------------
+
+    async def add_refs(
+        self, rows: Sequence[tuple[SurfaceName, StaffMessageRef, str, MessageId]]
+    ) -> None:
+        """Link staff-surface messages to stored messages."""
+        if not rows:
+            return
+        stmt = self._insert(refs).on_conflict_do_nothing()
+        await self.conn.execute(
+            stmt,
+            [{"surface": s, "ref": r, "kind": k, "message_id": m} for s, r, k, m in rows],
+        )
+
+    async def message_by_ref(
+        self, surface: SurfaceName, ref: StaffMessageRef, kind: str
+    ) -> MessageRecord | None:
+        """The message a staff-surface message wrote ('origin') or shows ('mirror')."""
+        row = (
+            await self.conn.execute(
+                select(messages)
+                .join(refs, refs.c.message_id == messages.c.id)
+                .where(refs.c.surface == surface, refs.c.ref == ref, refs.c.kind == kind)
+                .order_by(messages.c.id)
+                .limit(1)
+            )
+        ).first()
+        return _message(row) if row is not None else None
+
+    async def refs_of(
+        self, message_id: MessageId, kind: str
+    ) -> list[tuple[SurfaceName, StaffMessageRef]]:
+        """Where a message is shown on staff surfaces."""
+        result = await self.conn.execute(
+            select(refs.c.surface, refs.c.ref).where(
+                refs.c.message_id == message_id, refs.c.kind == kind
+            )
+        )
+        return [(SurfaceName(r[0]), StaffMessageRef(r[1])) for r in result]
+
+    async def messages_behind(
+        self, surface: SurfaceName, ref: StaffMessageRef
+    ) -> list[MessageRecord]:
+        """Every message one staff post shows (several when customer messages were joined)."""
+        result = await self.conn.execute(
+            select(messages)
+            .join(refs, refs.c.message_id == messages.c.id)
+            .where(refs.c.surface == surface, refs.c.ref == ref, refs.c.kind == "mirror")
+            .order_by(messages.c.id)
+        )
+        return [_message(row) for row in result]
+
+    # -- threads (writes) -----------------------------------------------------------------
+
+    async def add_threads(
+        self, rows: Sequence[tuple[ConversationId, SurfaceName, ThreadRef]]
+    ) -> None:
+        """Remember where conversations' threads are."""
+        if rows:
+            await self.conn.execute(
+                self._insert(threads).on_conflict_do_nothing(),
+                [{"conversation_id": c, "surface": s, "thread_ref": t} for c, s, t in rows],
+            )
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def _insert(self, table: Any) -> Any:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> int:
+        """Add outbox rows; rows whose idempotency key exists already are skipped."""
+        if not jobs:
+            return 0
+        stmt = self._insert(outbox).on_conflict_do_nothing(index_elements=["idem_key"])
+        result = await self.conn.execute(
+            stmt,
+            [
+                {
+                    "kind": j.kind,
+                    "idem_key": j.idem_key,
+                    "lane": j.lane,
+                    "rate_keys": " ".join(j.rate_keys),
+                    "payload": dict(j.payload),
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_at": j.next_at,
+                    "created_at": now,
+                }
+                for j in jobs
+            ],
+        )
+        count = int(result.rowcount or 0) if result.rowcount != -1 else len(jobs)
+        self.enqueued += count
+        return count
+
+    async def pending(self, after_id: int, limit: int) -> list[Job]:
+        """Pending outbox rows after an id, oldest first."""
+        result = await self.conn.execute(
+            select(outbox)
+            .where(outbox.c.state == "pending", outbox.c.id > after_id)
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        return [
+            Job(
+                id=row.id,
+                kind=row.kind,
+                idem_key=row.idem_key,
+                lane=row.lane,
+                rate_keys=tuple(row.rate_keys.split()) if row.rate_keys else (),
+                payload=row.payload if isinstance(row.payload, dict) else json.loads(row.payload),
+                attempts=row.attempts,
+                next_at=row.next_at,
+                created_at=row.created_at,
+            )
+            for row in result
+        ]
+
+    async def claim(self, job_ids: Sequence[int]) -> None:
+        """Count an attempt before sending, so a restart knows what may have gone out."""
+        if job_ids:
+            await self.conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(list(job_ids)))
+                .values(attempts=outbox.c.attempts + 1)
+            )
+
+    async def finish(self, job_ids: Sequence[int], now: float, error: str | None = None) -> None:
+        """Mark rows done (or failed, with the reason)."""
+        if job_ids:
+            await self.conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(list(job_ids)))
+                .values(state="failed" if error else "done", done_at=now, last_error=error)
+            )
+
+    async def reschedule(self, job_id: int, next_at: float, error: str) -> None:
+        """Try a row again later."""
+        await self.conn.execute(
+            update(outbox).where(outbox.c.id == job_id).values(next_at=next_at, last_error=error)
+        )
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Rows per state."""
+        result = await self.conn.execute(
+            select(outbox.c.state, func.count()).group_by(outbox.c.state)
+        )
+        return {row[0]: int(row[1]) for row in result}
+
+    async def apply(self, completions: Sequence[Completion], now: float) -> int:
+        """Write finished jobs and what they produced; return how many new rows were queued."""
+        done = [i for c in completions if c.failed_reason is None for i in c.job_ids]
+        await self.finish(done, now)
+        for c in completions:
+            if c.failed_reason is not None:
+                await self.finish(c.job_ids, now, c.failed_reason)
+        await self.add_threads([t for c in completions for t in c.threads])
+        await self.add_refs([r for c in completions for r in c.refs])
+        await self.write_statuses([s for c in completions for s in c.statuses])
+        return await self.enqueue([j for c in completions for j in c.jobs], now)
+
+    # -- key/value ------------------------------------------------------------------------
+
+    async def get_value(self, key: str) -> str | None:
+        """A small durable value."""
+        value = await self.conn.scalar(select(kv.c.value).where(kv.c.key == key))
+        return str(value) if value is not None else None
+
+    async def set_value(self, key: str, value: str) -> None:
+        """Store a small durable value."""
+        stmt = self._insert(kv).values(key=key, value=value)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
+        )
+
+
+__all__ = [
+    "Completion",
+    "ContactRecord",
+    "ConversationRecord",
+    "Job",
+    "MessageRecord",
+    "MessageStatusWrite",
+    "NewJob",
+    "Tx",
+]
