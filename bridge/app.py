@@ -77,7 +77,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await db.migrate()
         await writer.start()
         # Surfaces first: customer messages that arrive at once have somewhere to go.
-        for part in [*app[SURFACES], *app[CONNECTORS]]:
+        parts: list[Connector | StaffSurface] = [*app[SURFACES], *app[CONNECTORS]]
+        for part in parts:
             await part.start()
             started.append(part)
         await dispatcher.start()

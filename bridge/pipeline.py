@@ -63,9 +63,6 @@ from storage import (
 
 log = logging.getLogger(__name__)
 
-CARD_WINDOW = 5.0
-"""Card refreshes are gathered per conversation into one update every this many seconds."""
-
 
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
@@ -309,7 +306,7 @@ class Pipeline:
                 for cid, ms in per_contact.items()
             ]
         )
-        window = int(time.time() // CARD_WINDOW)
+        window = int(time.time() // self.settings.bridge.card_refresh_s)
         for surface_name, surface in self.surfaces.items():
             post_keys = surface.rate_keys("post", None)
             for conv_id in sorted(new_conv_ids):
@@ -347,7 +344,7 @@ class Pipeline:
                 jobs.append(self._card_job(touched_id, surface_name, window))
 
     def _card_job(self, conv_id: int, surface: SurfaceName, window: int | None) -> NewJob:
-        """A card refresh; with a window, one per conversation per CARD_WINDOW seconds."""
+        """A card refresh; with a window, one per conversation per `card_refresh_s` seconds."""
         key = f"card:{conv_id}:{surface}:{window if window is not None else time.time()}"
         return NewJob(
             kind="staff.card",
@@ -355,7 +352,9 @@ class Pipeline:
             lane=f"card{conv_id}:{surface}",
             rate_keys=self.surfaces[surface].rate_keys("update", None),
             payload={"conv": conv_id, "surface": surface},
-            next_at=(window + 1) * CARD_WINDOW if window is not None else 0.0,
+            next_at=(window + 1) * self.settings.bridge.card_refresh_s
+            if window is not None
+            else 0.0,
         )
 
     def _mark_job(

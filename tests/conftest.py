@@ -39,3 +39,25 @@ async def database(db_url: str) -> AsyncIterator[Database]:
     await db.migrate()
     yield db
     await db.close()
+
+
+@pytest.fixture(
+    params=[("webhook", "http")],
+    ids=lambda p: f"telegram-{p[0]}+slack-{p[1]}",
+)
+async def world(request: pytest.FixtureRequest, tmp_path: Path):
+    """The bridge between fake Telegram and fake Slack; modes via indirect parametrization."""
+    from tests.world import start_world, stop_world
+
+    telegram_mode, slack_mode = request.param
+    w = await start_world(tmp_path, telegram_mode=telegram_mode, slack_mode=slack_mode)
+    yield w
+    await stop_world(w)
+
+
+ALL_MODES = [
+    ("webhook", "http"),
+    ("polling", "http"),
+    ("webhook", "socket"),
+    ("polling", "socket"),
+]

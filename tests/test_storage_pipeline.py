@@ -51,11 +51,13 @@ async def rows(db: Database, sql: str) -> list[tuple]:
 
 async def test_first_message_creates_contact_conversation_and_message(pipeline, database):
     await pipeline.on_inbound([message("100", 1, "/start promo_tag", payload="promo_tag")])
-    assert await rows(database, "select chat_id, display_name, message_count, opt_in_source from contacts") == [
-        ("100", "Customer 100", 1, "deep link: promo_tag")
-    ]
+    assert await rows(
+        database, "select chat_id, display_name, message_count, opt_in_source from contacts"
+    ) == [("100", "Customer 100", 1, "deep link: promo_tag")]
     assert await rows(database, "select status from conversations") == [("open",)]
-    assert await rows(database, "select direction, text from messages") == [("in", "/start promo_tag")]
+    assert await rows(database, "select direction, text from messages") == [
+        ("in", "/start promo_tag")
+    ]
 
 
 async def test_same_update_twice_is_stored_once(pipeline, database):
@@ -68,10 +70,14 @@ async def test_same_update_twice_is_stored_once(pipeline, database):
 async def test_concurrent_webhooks_are_committed_together_in_order(pipeline, database):
     import asyncio
 
-    await asyncio.gather(*(pipeline.on_inbound([message(str(c), n)]) for n in range(5) for c in range(20)))
+    await asyncio.gather(
+        *(pipeline.on_inbound([message(str(c), n)]) for n in range(5) for c in range(20))
+    )
     assert await rows(database, "select count(*) from contacts") == [(20,)]
     assert await rows(database, "select count(*) from conversations") == [(20,)]
-    got = await rows(database, "select external_id from messages where external_id like '7:%' order by id")
+    got = await rows(
+        database, "select external_id from messages where external_id like '7:%' order by id"
+    )
     assert got == [(f"7:{n}",) for n in range(5)]
     assert pipeline.writer.commits < 100  # grouped, not one transaction per webhook
 

@@ -1,0 +1,278 @@
+"""Inbound benchmark: signed Telegram webhooks in, Slack threads out.
+
+Starts the bridge as its own process (SQLite, Telegram webhook mode, Slack HTTP mode) against a
+minimal, unlimited fake Telegram + Slack served by this process, then:
+
+1. posts N webhooks at concurrency C as fast as they are acknowledged: ack/s and latency;
+2. measures end-to-end mirroring: from the first webhook until every message is in Slack;
+3. posts webhooks paced at a fixed rate (default 1,000/s) and reports the ack p99 at that rate.
+
+Prints the figures, then one line:
+    inbound: ack_per_s=N ack_p99_ms=N mirrored_per_s=N peak_rss_mb=N
+
+Usage: python bench/inbound.py [--messages 20000] [--concurrency 50] [--chats 500] [--rate 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "123456:BENCH-token"
+SECRET = "bench-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Fakes:
+    """Just enough of Telegram and Slack to let the bridge run, answering instantly."""
+
+    def __init__(self) -> None:
+        self.posted = 0
+        self.first_post = 0.0
+        self.last_post = 0.0
+        self.ts = 1_700_000_000_000_000
+        self.done = asyncio.Event()
+        self.expect = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self.telegram)
+        app.router.add_post("/api/{method}", self.slack)
+        return app
+
+    async def telegram(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if method == "getMe":
+            result: object = {
+                "id": 123456,
+                "is_bot": True,
+                "first_name": "Bench",
+                "username": "bench_bot",
+            }
+        else:
+            result = True
+        return web.json_response({"ok": True, "result": result})
+
+    async def slack(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if method == "auth.test":
+            return web.json_response(
+                {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "user": "bench"}
+            )
+        body = await request.read()
+        self.ts += 100
+        ts = f"{self.ts // 1_000_000}.{self.ts % 1_000_000:06d}"
+        if method == "chat.postMessage":
+            params = json.loads(body) if body.startswith(b"{") else {}
+            if params.get("thread_ts"):
+                now = time.perf_counter()
+                self.first_post = self.first_post or now
+                self.last_post = now
+                self.posted += len(str(params.get("text", "")).split("\n"))
+                if self.expect and self.posted >= self.expect:
+                    self.done.set()
+            return web.json_response({"ok": True, "channel": "C1", "ts": ts, "message": {"ts": ts}})
+        return web.json_response({"ok": True, "channel": "C1", "ts": ts})
+
+
+def update(n: int, chat: int) -> bytes:
+    return json.dumps(
+        {
+            "update_id": n + 1,
+            "message": {
+                "message_id": n + 1,
+                "from": {
+                    "id": chat,
+                    "is_bot": False,
+                    "first_name": f"Customer{chat}",
+                    "language_code": "en",
+                },
+                "chat": {"id": chat, "type": "private", "first_name": f"Customer{chat}"},
+                "date": int(time.time()),
+                "text": f"Hello, this is message {n} about my order number {n * 7919 % 100000}.",
+            },
+        }
+    ).encode()
+
+
+async def post_all(
+    url: str, bodies: list[bytes], concurrency: int, rate: float | None
+) -> list[float]:
+    """POST every body; return per-request latencies in seconds."""
+    latencies: list[float] = []
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    for item in enumerate(bodies):
+        queue.put_nowait(item)
+    start = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def worker() -> None:
+            while not queue.empty():
+                index, body = queue.get_nowait()
+                if rate:
+                    due = start + index / rate
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                t0 = time.perf_counter()
+                async with http.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"webhook answered {response.status}")
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--chats", type=int, default=500)
+    parser.add_argument(
+        "--rate", type=float, default=1000.0, help="paced phase: webhooks per second"
+    )
+    parser.add_argument("--paced-seconds", type=float, default=5.0)
+    args = parser.parse_args()
+
+    fakes = Fakes()
+    runner = web.AppRunner(fakes.app(), access_log=None)
+    await runner.setup()
+    fake_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", fake_port).start()
+    base = f"http://127.0.0.1:{fake_port}"
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-inbound-"))
+    cfg = tmp / "bridge.toml"
+    cfg.write_text(
+        f"""
+[bridge]
+database = "sqlite+aiosqlite:///{tmp / 'bridge.db'}"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+log_level = "WARNING"
+card_refresh_s = 5.0
+[telegram]
+token = "{TOKEN}"
+api_base = "{base}"
+mode = "webhook"
+webhook_secret = "{SECRET}"
+rate_global = 100000
+rate_per_chat = 100000
+burst_per_chat = 100000
+[slack]
+bot_token = "xoxb-bench"
+signing_secret = "bench"
+channel = "C1"
+api_base = "{base}/api/"
+rate_per_channel = 1000000
+burst_per_channel = 1000000
+rate_updates = 1000000
+rate_reactions = 1000000
+"""
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "run.py"),
+        "--config",
+        str(cfg),
+        cwd=str(tmp),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/webhooks/telegram"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        # Warm-up: open every chat's thread first, so the flood measures steady-state messages.
+        warm = [update(10_000_000 + c, 5_000_000 + c) for c in range(args.chats)]
+        fakes.expect = len(warm)
+        await post_all(url, warm, args.concurrency, None)
+        await asyncio.wait_for(fakes.done.wait(), 120)
+
+        bodies = [update(n, 5_000_000 + n % args.chats) for n in range(args.messages)]
+        fakes.posted, fakes.first_post, fakes.done = 0, 0.0, asyncio.Event()
+        fakes.expect = len(bodies)
+        t0 = time.perf_counter()
+        latencies = await post_all(url, bodies, args.concurrency, None)
+        ack_elapsed = time.perf_counter() - t0
+        await asyncio.wait_for(fakes.done.wait(), 300)
+        mirror_elapsed = fakes.last_post - t0
+        ack_per_s = len(bodies) / ack_elapsed
+        mirrored_per_s = fakes.posted / mirror_elapsed
+        print(
+            f"flood: {len(bodies)} webhooks from {args.chats} chats at concurrency {args.concurrency}"
+        )
+        print(
+            f"  acknowledged: {ack_per_s:,.0f}/s  p50 {pct(latencies, 0.5):.1f} ms  p99 {pct(latencies, 0.99):.1f} ms"
+        )
+        print(
+            f"  mirrored end to end: {fakes.posted} in {mirror_elapsed:.2f}s = {mirrored_per_s:,.0f}/s"
+        )
+
+        paced_n = int(args.rate * args.paced_seconds)
+        paced = [update(20_000_000 + n, 5_000_000 + n % args.chats) for n in range(paced_n)]
+        fakes.posted, fakes.first_post, fakes.done = 0, 0.0, asyncio.Event()
+        fakes.expect = paced_n
+        paced_lat = await post_all(url, paced, args.concurrency, args.rate)
+        await asyncio.wait_for(fakes.done.wait(), 300)
+        p99_paced = pct(paced_lat, 0.99)
+        print(
+            f"paced: {paced_n} webhooks at {args.rate:,.0f}/s: ack p50 {pct(paced_lat, 0.5):.1f} ms  p99 {p99_paced:.1f} ms  (mean {statistics.mean(paced_lat) * 1000:.1f} ms)"
+        )
+        rss = peak_rss_mb(proc.pid)
+        print(f"bridge peak RSS: {rss:.0f} MB")
+        print(
+            f"inbound: ack_per_s={ack_per_s:.0f} ack_p99_ms={p99_paced:.1f} "
+            f"mirrored_per_s={mirrored_per_s:.0f} peak_rss_mb={rss:.0f}"
+        )
+    finally:
+        proc.terminate()
+        await proc.wait()
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    if os.name != "posix":
+        sys.exit("bench/inbound.py reads /proc for the peak RSS: run it on Linux")
+    asyncio.run(main())

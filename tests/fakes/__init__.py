@@ -1,0 +1,1 @@
+"""Fake platform servers that speak the real wire formats, for tests."""

@@ -1,0 +1,116 @@
+"""Run the real bridge application in-process against the fake platforms."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from bridge.app import DATABASE, DISPATCHER, build_app
+from bridge.config import Settings
+
+
+@dataclass
+class RunningBridge:
+    """A started bridge: its app, runner and base URL."""
+
+    app: web.Application
+    runner: web.AppRunner
+    url: str
+    settings: Settings
+
+    @property
+    def db(self):
+        return self.app[DATABASE]
+
+    @property
+    def dispatcher(self):
+        return self.app[DISPATCHER]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+def make_settings(
+    tmp_path,
+    *,
+    telegram=None,
+    slack=None,
+    database: str | None = None,
+    slack_mode: str = "http",
+    telegram_mode: str = "webhook",
+    public_url: str | None = None,
+    **bridge: Any,
+) -> Settings:
+    """Settings that point every connector at its fake."""
+    data: dict[str, Any] = {
+        "bridge": {
+            "database": database or f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}",
+            "listen": "127.0.0.1:8080",
+            "card_refresh_s": 0.2,
+            **bridge,
+        }
+    }
+    if public_url:
+        data["bridge"]["public_url"] = public_url
+    if telegram is not None:
+        data["telegram"] = {
+            "token": telegram.token,
+            "api_base": telegram.base_url,
+            "mode": telegram_mode,
+            "webhook_secret": "tg-secret_1",
+            "poll_timeout": 1,
+            "rate_per_chat": 100,
+            "rate_global": 1000,
+        }
+    if slack is not None:
+        data["slack"] = {
+            "bot_token": slack.bot_token,
+            "signing_secret": slack.signing_secret,
+            "channel": "C0001",
+            "api_base": slack.base_url,
+            "rate_per_channel": 200,
+            "burst_per_channel": 50,
+            "rate_updates": 100,
+            "rate_reactions": 100,
+        }
+        if slack_mode == "socket":
+            data["slack"]["app_token"] = slack.app_token
+    settings = Settings.model_validate(data)
+    settings.check()
+    return settings
+
+
+async def start_bridge(settings: Settings, *, port: int = 0) -> RunningBridge:
+    """Build and start the bridge on a free loopback port."""
+    app = await build_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    host, bound = runner.addresses[0][:2]
+    return RunningBridge(app, runner, f"http://{host}:{bound}", settings)
+
+
+async def eventually(
+    check: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> Any:
+    """Poll until `check` returns something truthy; fail with `message` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
