@@ -184,7 +184,7 @@ async def main() -> None:
 database = "sqlite+aiosqlite:///{tmp / 'bridge.db'}"
 listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
-log_level = "WARNING"
+log_level = "{os.environ.get("BENCH_LOG_LEVEL", "WARNING")}"
 card_refresh_s = 5.0
 [telegram]
 token = "{TOKEN}"
@@ -205,13 +205,14 @@ rate_updates = 1000000
 rate_reactions = 1000000
 """
     )
+    log = Path(os.environ.get("BENCH_LOG", os.devnull)).open("wb")  # noqa: ASYNC230, SIM115
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "run.py"),
         "--config",
         str(cfg),
         cwd=str(tmp),
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}/webhooks/telegram"
     try:

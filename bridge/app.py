@@ -111,6 +111,5 @@ async def healthz(request: web.Request) -> web.Response:
         "surfaces": [s.name for s in app[SURFACES]],
     }
     if ok:
-        async with app[DATABASE].read() as conn:
-            body["outbox"] = await Tx(conn).outbox_counts()
+        body["outbox"] = await app[DATABASE].run_read(lambda conn: Tx(conn).outbox_counts())
     return web.json_response(body, status=200 if ok else 503)

@@ -29,6 +29,7 @@ from storage import BatchKind, Completion, Database, Job, Tx, Writer
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
+COALESCE_AFTER = 0.5
 GIVE_UP_AFTER = 24 * 3600.0
 
 
@@ -103,19 +104,19 @@ class RateLimiter:
         self._tokens.pop(key, None)
 
 
-async def _claim(tx: Tx, batches: Sequence[Sequence[int]]) -> list[None]:
-    await tx.claim([i for ids in batches for i in ids])
+def _claim(tx: Tx, batches: Sequence[Sequence[int]]) -> list[None]:
+    tx.claim([i for ids in batches for i in ids])
     return [None] * len(batches)
 
 
-async def _complete(tx: Tx, completions: Sequence[Completion]) -> list[None]:
-    await tx.apply(completions, time.time())
+def _complete(tx: Tx, completions: Sequence[Completion]) -> list[None]:
+    tx.apply(completions, time.time())
     return [None] * len(completions)
 
 
-async def _reschedule(tx: Tx, items: Sequence[tuple[int, float, str]]) -> list[None]:
+def _reschedule(tx: Tx, items: Sequence[tuple[int, float, str]]) -> list[None]:
     for job_id, next_at, error in items:
-        await tx.reschedule(job_id, next_at, error)
+        tx.reschedule(job_id, next_at, error)
     return [None] * len(items)
 
 
@@ -142,7 +143,7 @@ class Dispatcher:
         limiter: RateLimiter,
         *,
         window: int = 5000,
-        concurrency: int = 256,
+        concurrency: int = 64,
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -196,8 +197,8 @@ class Dispatcher:
         room = self._window - self._loaded
         if room <= 0:
             return
-        async with self._db.read() as conn:
-            jobs = await Tx(conn).pending(self._cursor, min(room, 1000))
+        cursor, limit = self._cursor, min(room, 1000)
+        jobs = await self._db.run_read(lambda conn: Tx(conn).pending(cursor, limit))
         self._more = len(jobs) == min(room, 1000)
         for job in jobs:
             self._cursor = max(self._cursor, job.id)
@@ -256,7 +257,8 @@ class Dispatcher:
                 self._loaded -= 1
                 continue
             batch = [head]
-            if len(lane.jobs) > 1 and (lane.waited or now - head.created_at > 2.0):
+            # A backlog (the head waited for a rate token, or is already late) is worth joining.
+            if len(lane.jobs) > 1 and (lane.waited or now - head.created_at > COALESCE_AFTER):
                 rest = [j for j in list(lane.jobs)[1:] if j.next_at <= now]
                 batch.extend(rest[: handler.coalesce(head, rest)])
             lane.busy = True

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from bridge.config import Settings
 from bridge.errors import PermanentError, TransientError
 from bridge.outbox import JobHandler
@@ -114,6 +116,13 @@ class Pipeline:
         self.connectors: dict[tuple[Platform, AccountId], Connector] = {}
         self.surfaces: dict[SurfaceName, StaffSurface] = {}
         self._threads: dict[tuple[ConversationId, SurfaceName], ThreadRef] = {}
+        # Who is who, for the inbound hot path: (platform, account, chat) → (contact, open
+        # conversation). Only on SQLite, where this process is the database's only writer;
+        # entries are added after their transaction commits and dropped when a conversation
+        # closes, so a hit is always true.
+        self._known: dict[tuple[Platform, AccountId, ChatId], tuple[ContactId, ConversationId]] = {}
+        self._known_by_contact: dict[ContactId, tuple[Platform, AccountId, ChatId]] = {}
+        self._remember = db.dialect == "sqlite"
         self._inbound: BatchKind[Sequence[InboundEvent], None] = BatchKind(
             "pipeline.inbound", self._store_inbound
         )
@@ -163,9 +172,28 @@ class Pipeline:
         """Store what staff did in a thread durably (the surfaces' sink)."""
         await self.writer.submit(self._staff, event)
 
+    async def close(self, conversation_id: ConversationId) -> bool:
+        """Close a conversation (the customer's next message opens a new one); False if closed."""
+
+        def close(tx: Tx) -> bool:
+            return self._close(tx, conversation_id)
+
+        return await self.writer.call(close)
+
+    def _close(self, tx: Tx, conversation_id: ConversationId) -> bool:
+        conversation = tx.conversation(conversation_id)
+        if conversation is None:
+            return False
+        changed = tx.set_conversation_status(
+            conversation_id, ConversationStatus.CLOSED, self.clock()
+        )
+        if changed:
+            tx.after_commit.append(lambda: self.forget_contact(conversation.contact_id))
+        return changed
+
     # -- inbound --------------------------------------------------------------------------
 
-    async def _store_inbound(self, tx: Tx, batches: Sequence[Sequence[InboundEvent]]) -> list[None]:
+    def _store_inbound(self, tx: Tx, batches: Sequence[Sequence[InboundEvent]]) -> list[None]:
         now = self.clock()
         messages: dict[tuple[Platform, AccountId], list[InboundMessage]] = defaultdict(list)
         edits: list[InboundEdit] = []
@@ -180,31 +208,29 @@ class Pipeline:
                     statuses.append(event)
         jobs: list[NewJob] = []
         for (platform, account), group in messages.items():
-            await self._store_messages(tx, platform, account, group, now, jobs)
+            self._store_messages(tx, platform, account, group, now, jobs)
         for edit in edits:
-            await self._store_edit(tx, edit, jobs)
+            self._store_edit(tx, edit, jobs)
         for status in statuses:
-            found = await tx.messages_by_external(
-                status.platform, status.account, [status.external_id]
-            )
+            found = tx.messages_by_external(status.platform, status.account, [status.external_id])
             message = found.get(status.external_id)
             if message is None or message.direction != "out":
                 continue
-            await tx.write_statuses(
+            tx.write_statuses(
                 [
                     MessageStatusWrite(
                         message.id, status.status.value, None, status.code, status.reason
                     )
                 ]
             )
-            for surface, ref in await tx.refs_of(message.id, "origin"):
+            for surface, ref in tx.refs_of(message.id, "origin"):
                 jobs.append(
                     self._mark_job(message.conversation_id, surface, ref, status.status, message.id)
                 )
-        await tx.enqueue(jobs, time.time())
+        tx.enqueue(jobs, time.time())
         return [None] * len(batches)
 
-    async def _store_messages(
+    def _store_messages(
         self,
         tx: Tx,
         platform: Platform,
@@ -213,7 +239,7 @@ class Pipeline:
         now: datetime,
         jobs: list[NewJob],
     ) -> None:
-        existing = await tx.messages_by_external(platform, account, [m.external_id for m in group])
+        existing = tx.messages_by_external(platform, account, [m.external_id for m in group])
         fresh: list[InboundMessage] = []
         seen: set[str] = set(existing)
         for m in group:  # a platform retry, or the same update twice in one batch
@@ -223,9 +249,18 @@ class Pipeline:
         if not fresh:
             return
         chat_ids = list(dict.fromkeys(m.chat_id for m in fresh))
-        contacts = await tx.contacts_by_address(platform, account, chat_ids)
-        new_contacts = []
+        contact_of: dict[str, ContactId] = {}
+        conv_of: dict[ContactId, ConversationId] = {}
+        unknown = []
         for chat_id in chat_ids:
+            hit = self._known.get((platform, account, chat_id)) if self._remember else None
+            if hit is None:
+                unknown.append(chat_id)
+            else:
+                contact_of[chat_id], conv_of[hit[0]] = hit
+        contacts = tx.contacts_by_address(platform, account, unknown)
+        new_contacts = []
+        for chat_id in unknown:
             if chat_id in contacts:
                 continue
             first = next(m for m in fresh if m.chat_id == chat_id)
@@ -245,13 +280,16 @@ class Pipeline:
                     "opt_in_at": now,
                 }
             )
-        for record in await tx.insert_contacts(new_contacts):
+        for record in tx.insert_contacts(new_contacts):
             contacts[record.chat_id] = record
-        by_contact = {c.id: c for c in contacts.values()}
-        open_convs = await tx.open_conversations(by_contact)
-        missing = [cid for cid in by_contact if cid not in open_convs]
-        previous = await tx.last_conversation_ids(missing)
-        created = await tx.insert_conversations(
+        for chat_id in unknown:
+            contact_of[chat_id] = contacts[chat_id].id
+        lookup = [contact_of[chat_id] for chat_id in unknown]
+        for cid, conv in tx.open_conversations(lookup).items():
+            conv_of[cid] = conv.id
+        missing = [cid for cid in lookup if cid not in conv_of]
+        previous = tx.last_conversation_ids(missing)
+        created = tx.insert_conversations(
             [
                 {
                     "contact_id": cid,
@@ -263,16 +301,19 @@ class Pipeline:
             ]
         )
         new_conv_ids = {c.id for c in created}
-        convs: dict[ContactId, ConversationRecord] = {**open_convs}
         for c in created:
-            convs[c.contact_id] = c
+            conv_of[c.contact_id] = c.id
+        if self._remember and unknown:
+            learned = {
+                (platform, account, ch): (contact_of[ch], conv_of[contact_of[ch]]) for ch in unknown
+            }
+            tx.after_commit.append(lambda: self._learn(learned))
         rows: list[dict[str, Any]] = []
         for m in fresh:
-            contact = contacts[m.chat_id]
             attachments = [_attachment_dict(a) for a in m.attachments]
             rows.append(
                 {
-                    "conversation_id": convs[contact.id].id,
+                    "conversation_id": conv_of[contact_of[m.chat_id]],
                     "direction": "in",
                     "platform": platform,
                     "account": account,
@@ -284,11 +325,11 @@ class Pipeline:
                     "status": None,
                 }
             )
-        ids = await tx.insert_messages(rows)
+        ids = tx.insert_messages(rows)
         per_contact: dict[ContactId, list[InboundMessage]] = defaultdict(list)
         for m in fresh:
-            per_contact[contacts[m.chat_id].id].append(m)
-        await tx.update_contacts(
+            per_contact[contact_of[m.chat_id]].append(m)
+        tx.update_contacts(
             [
                 {
                     "b_id": cid,
@@ -300,9 +341,9 @@ class Pipeline:
                 for cid, ms in per_contact.items()
             ]
         )
-        await tx.touch_conversations(
+        tx.touch_conversations(
             [
-                {"b_id": convs[cid].id, "b_at": max(x.sent_at for x in ms)}
+                {"b_id": conv_of[cid], "b_at": max(x.sent_at for x in ms)}
                 for cid, ms in per_contact.items()
             ]
         )
@@ -343,6 +384,19 @@ class Pipeline:
             for touched_id in sorted(touched):
                 jobs.append(self._card_job(touched_id, surface_name, window))
 
+    def _learn(
+        self, learned: Mapping[tuple[Platform, AccountId, ChatId], tuple[ContactId, ConversationId]]
+    ) -> None:
+        for key, value in learned.items():
+            self._known[key] = value
+            self._known_by_contact[value[0]] = key
+
+    def forget_contact(self, contact_id: ContactId) -> None:
+        """Drop what the inbound path remembers of a contact (its conversation closed, say)."""
+        key = self._known_by_contact.pop(contact_id, None)
+        if key is not None:
+            self._known.pop(key, None)
+
     def _card_job(self, conv_id: int, surface: SurfaceName, window: int | None) -> NewJob:
         """A card refresh; with a window, one per conversation per `card_refresh_s` seconds."""
         key = f"card:{conv_id}:{surface}:{window if window is not None else time.time()}"
@@ -382,12 +436,12 @@ class Pipeline:
             payload={"conv": conv_id, "surface": surface, "text": text},
         )
 
-    async def _store_edit(self, tx: Tx, edit: InboundEdit, jobs: list[NewJob]) -> None:
-        found = await tx.messages_by_external(edit.platform, edit.account, [edit.external_id])
+    def _store_edit(self, tx: Tx, edit: InboundEdit, jobs: list[NewJob]) -> None:
+        found = tx.messages_by_external(edit.platform, edit.account, [edit.external_id])
         message = found.get(edit.external_id)
         if message is None or message.direction != "in" or message.text == edit.text:
             return
-        await tx.edit_message(message.id, edit.text, edit.edited_at)
+        tx.edit_message(message.id, edit.text, edit.edited_at)
         for surface_name, surface in self.surfaces.items():
             jobs.append(
                 NewJob(
@@ -405,36 +459,36 @@ class Pipeline:
 
     # -- staff ----------------------------------------------------------------------------
 
-    async def _store_staff(self, tx: Tx, events: Sequence[StaffEvent]) -> list[None]:
+    def _store_staff(self, tx: Tx, events: Sequence[StaffEvent]) -> list[None]:
         jobs: list[NewJob] = []
         for event in events:
             if isinstance(event, StaffMessage):
-                await self._staff_message(tx, event, jobs)
+                self._staff_message(tx, event, jobs)
             elif isinstance(event, StaffEdit):
-                await self._staff_edit(tx, event, jobs)
+                self._staff_edit(tx, event, jobs)
             elif isinstance(event, StaffDelete):
-                await self._staff_delete(tx, event, jobs)
-        await tx.enqueue(jobs, time.time())
+                self._staff_delete(tx, event, jobs)
+        tx.enqueue(jobs, time.time())
         return [None] * len(events)
 
-    async def _staff_message(self, tx: Tx, event: StaffMessage, jobs: list[NewJob]) -> None:
-        if await tx.message_by_ref(event.surface, event.ref, "origin") is not None:
+    def _staff_message(self, tx: Tx, event: StaffMessage, jobs: list[NewJob]) -> None:
+        if tx.message_by_ref(event.surface, event.ref, "origin") is not None:
             return  # a retried or replayed event
-        conv_id = await tx.conversation_by_thread(event.surface, event.thread)
+        conv_id = tx.conversation_by_thread(event.surface, event.thread)
         if conv_id is None:
             return  # a thread the bridge did not open
-        conversation = await tx.conversation(conv_id)
-        contact = await tx.contact(conversation.contact_id) if conversation else None
+        conversation = tx.conversation(conv_id)
+        contact = tx.contact(conversation.contact_id) if conversation else None
         if conversation is None or contact is None:
             return
         text = event.text.strip()
         action = text.split()[0].lower() if text.startswith("!") and text.split() else None
         if action in ("!close", "!reopen"):
-            await self._thread_action(tx, event, conversation, action, jobs)
+            self._thread_action(tx, event, conversation, action, jobs)
             return
         prefix = self.settings.bridge.note_prefix
         is_note = bool(prefix) and text.startswith(prefix)
-        [message_id] = await tx.insert_messages(
+        [message_id] = tx.insert_messages(
             [
                 {
                     "conversation_id": conv_id,
@@ -450,7 +504,7 @@ class Pipeline:
                 }
             ]
         )
-        await tx.add_refs([(event.surface, event.ref, "origin", message_id)])
+        tx.add_refs([(event.surface, event.ref, "origin", message_id)])
         if is_note:
             return
         connector = self.connectors.get((contact.platform, contact.account))
@@ -474,7 +528,7 @@ class Pipeline:
             )
         )
 
-    async def _thread_action(
+    def _thread_action(
         self,
         tx: Tx,
         event: StaffMessage,
@@ -484,22 +538,20 @@ class Pipeline:
     ) -> None:
         who = event.author_name or event.author
         if action == "!close":
-            changed = await tx.set_conversation_status(
-                conversation.id, ConversationStatus.CLOSED, self.clock()
-            )
+            changed = self._close(tx, conversation.id)
             text = (
                 f"Conversation closed by {who}. The customer's next message opens a new thread."
                 if changed
                 else "This conversation is already closed."
             )
         else:
-            others = await tx.open_conversations([conversation.contact_id])
+            others = tx.open_conversations([conversation.contact_id])
             other = others.get(conversation.contact_id)
             if other is not None and other.id != conversation.id:
                 text = "The customer has a newer open conversation; reply there instead."
                 changed = False
             else:
-                changed = await tx.set_conversation_status(
+                changed = tx.set_conversation_status(
                     conversation.id, ConversationStatus.OPEN, self.clock()
                 )
                 text = f"Conversation reopened by {who}." if changed else "It is open already."
@@ -508,32 +560,30 @@ class Pipeline:
                 jobs.append(self._card_job(conversation.id, surface, None))
             jobs.append(self._notice_job(conversation.id, surface, f"action:{event.ref}", text))
 
-    async def _staff_edit(self, tx: Tx, event: StaffEdit, jobs: list[NewJob]) -> None:
-        message = await tx.message_by_ref(event.surface, event.ref, "origin")
+    def _staff_edit(self, tx: Tx, event: StaffEdit, jobs: list[NewJob]) -> None:
+        message = tx.message_by_ref(event.surface, event.ref, "origin")
         if message is None or message.text == event.text or message.deleted:
             return
-        await tx.edit_message(message.id, event.text, self.clock())
+        tx.edit_message(message.id, event.text, self.clock())
         if message.direction == "out":
             jobs.append(
-                await self._customer_job(
+                self._customer_job(
                     tx, message, "customer.edit", f"cedit:{message.id}:{time.time()}"
                 )
             )
 
-    async def _staff_delete(self, tx: Tx, event: StaffDelete, jobs: list[NewJob]) -> None:
-        message = await tx.message_by_ref(event.surface, event.ref, "origin")
+    def _staff_delete(self, tx: Tx, event: StaffDelete, jobs: list[NewJob]) -> None:
+        message = tx.message_by_ref(event.surface, event.ref, "origin")
         if message is None or message.deleted:
             return
-        await tx.delete_message(message.id)
+        tx.delete_message(message.id)
         if message.direction == "out":
-            jobs.append(
-                await self._customer_job(tx, message, "customer.delete", f"cdel:{message.id}")
-            )
+            jobs.append(self._customer_job(tx, message, "customer.delete", f"cdel:{message.id}"))
 
-    async def _customer_job(self, tx: Tx, message: MessageRecord, kind: str, key: str) -> NewJob:
+    def _customer_job(self, tx: Tx, message: MessageRecord, kind: str, key: str) -> NewJob:
         """A row in the conversation's outgoing lane, after any send of the same message."""
-        conversation = await tx.conversation(message.conversation_id)
-        contact = await tx.contact(conversation.contact_id) if conversation else None
+        conversation = tx.conversation(message.conversation_id)
+        contact = tx.contact(conversation.contact_id) if conversation else None
         connector = self.connectors.get((message.platform, message.account))
         keys = connector.rate_keys(contact.chat_id) if connector and contact else ()
         return NewJob(
@@ -567,8 +617,7 @@ class Pipeline:
         key = (conv_id, surface)
         found = self._threads.get(key)
         if found is None:
-            async with self.db.read() as conn:
-                found = await Tx(conn).thread(conv_id, surface)
+            found = await self.db.run_read(lambda conn: Tx(conn).thread(conv_id, surface))
             if found is not None:
                 self._threads[key] = found
         return found
@@ -581,13 +630,16 @@ class Pipeline:
 
     async def card(self, conv_id: ConversationId, surface: StaffSurface) -> ContactCard | None:
         """The current contact card, with a link to the previous conversation's thread."""
-        async with self.db.read() as conn:
+
+        def read(conn: Connection) -> tuple[ContactCard | None, ThreadRef | None]:
             tx = Tx(conn)
-            card = await tx.card(conv_id)
-            conversation = await tx.conversation(conv_id)
+            conversation = tx.conversation(conv_id)
             previous = None
             if conversation is not None and conversation.previous_id is not None:
-                previous = await tx.thread(conversation.previous_id, surface.name)
+                previous = tx.thread(conversation.previous_id, surface.name)
+            return tx.card(conv_id), previous
+
+        card, previous = await self.db.run_read(read)
         if card is None:
             return None
         if previous is not None:
@@ -596,6 +648,15 @@ class Pipeline:
 
 
 # -- outbox handlers ------------------------------------------------------------------------
+
+
+def _message_and_contact(
+    tx: Tx, message_id: MessageId
+) -> tuple[MessageRecord | None, ContactRecord | None]:
+    message = tx.message(message_id)
+    conversation = tx.conversation(message.conversation_id) if message else None
+    contact = tx.contact(conversation.contact_id) if conversation else None
+    return message, contact
 
 
 class _Handler:
@@ -690,13 +751,17 @@ class _MirrorEdit(_Handler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         surface = self.p.surface(job.payload["surface"])
-        async with self.p.db.read() as conn:
+        message_id = MessageId(job.payload["msg"])
+
+        def read(conn: Connection) -> list[tuple[StaffMessageRef, list[MessageRecord]]]:
             tx = Tx(conn)
-            posts = [
-                (ref, await tx.messages_behind(surface.name, ref))
-                for s, ref in await tx.refs_of(MessageId(job.payload["msg"]), "mirror")
+            return [
+                (ref, tx.messages_behind(surface.name, ref))
+                for s, ref in tx.refs_of(message_id, "mirror")
                 if s == surface.name
             ]
+
+        posts = await self.p.db.run_read(read)
         for ref, shown in posts:
             if not shown:
                 continue
@@ -794,11 +859,9 @@ class _Send(_Handler):
 class _CustomerEdit(_Handler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        async with self.p.db.read() as conn:
-            tx = Tx(conn)
-            message = await tx.message(MessageId(job.payload["msg"]))
-            conversation = await tx.conversation(message.conversation_id) if message else None
-            contact = await tx.contact(conversation.contact_id) if conversation else None
+        message, contact = await self.p.db.run_read(
+            lambda conn: _message_and_contact(Tx(conn), MessageId(job.payload["msg"]))
+        )
         if message is None or contact is None or message.external_id is None or message.deleted:
             return Completion([job.id])  # never delivered: nothing to change on the platform
         connector = self.p.connector(message.platform, message.account)
@@ -809,11 +872,9 @@ class _CustomerEdit(_Handler):
 class _CustomerDelete(_Handler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        async with self.p.db.read() as conn:
-            tx = Tx(conn)
-            message = await tx.message(MessageId(job.payload["msg"]))
-            conversation = await tx.conversation(message.conversation_id) if message else None
-            contact = await tx.contact(conversation.contact_id) if conversation else None
+        message, contact = await self.p.db.run_read(
+            lambda conn: _message_and_contact(Tx(conn), MessageId(job.payload["msg"]))
+        )
         if message is None or contact is None or message.external_id is None:
             return Completion([job.id])
         connector = self.p.connector(message.platform, message.account)

@@ -1,5 +1,8 @@
 """Group commit: one task writes the rows of many concurrent callers in one transaction.
 
+The `apply` functions are synchronous and run on the database's writer thread, all of one
+transaction in one call.
+
 A caller submits an item of a `BatchKind` and awaits its result, which arrives once the
 transaction holding it has committed. Items of the same kind that wait together are applied
 with one batched call, so a burst of webhooks costs a handful of statements and one commit
@@ -11,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from sqlalchemy.engine import Connection
 
 from storage.db import Database
 from storage.queries import Tx
@@ -28,7 +34,7 @@ class BatchKind(Generic[T, R]):
     """A kind of write: `apply` writes many items in the open transaction, one result each."""
 
     name: str
-    apply: Callable[[Tx, Sequence[T]], Awaitable[Sequence[R]]]
+    apply: Callable[[Tx, Sequence[T]], Sequence[R]]
 
 
 @dataclass(slots=True)
@@ -91,8 +97,8 @@ class Writer:
         self._queue.put_nowait(_Pending(kind, item, future))
         return await future
 
-    async def call(self, fn: Callable[[Tx], Awaitable[R]]) -> R:
-        """Run one function in a group-committed transaction."""
+    async def call(self, fn: Callable[[Tx], R]) -> R:
+        """Run one function in a group-committed transaction (on the writer thread)."""
         return await self.submit(_CALL, fn)
 
     async def _run(self) -> None:
@@ -115,6 +121,7 @@ class Writer:
                     self._queue.task_done()
 
     async def _write(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
         try:
             results, enqueued = await self._transaction(batch)
         except Exception as exc:
@@ -127,6 +134,13 @@ class Writer:
                 await self._write([p])
             return
         self.commits += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "committed %d items in %.1f ms (%d queued behind)",
+                len(batch),
+                (time.perf_counter() - started) * 1000,
+                self._queue.qsize(),
+            )
         for p, result in zip(batch, results, strict=True):
             if not p.future.done():
                 p.future.set_result(result)
@@ -137,19 +151,25 @@ class Writer:
         groups: dict[str, list[int]] = {}
         for index, p in enumerate(batch):
             groups.setdefault(p.kind.name, []).append(index)
-        results: list[Any] = [None] * len(batch)
-        async with self._db.write() as conn:
+
+        def write(conn: Connection) -> tuple[list[Any], int, list[Callable[[], None]]]:
+            results: list[Any] = [None] * len(batch)
             tx = Tx(conn)
             for indexes in groups.values():
                 kind = batch[indexes[0]].kind
-                out = await kind.apply(tx, [batch[i].item for i in indexes])
+                out = kind.apply(tx, [batch[i].item for i in indexes])
                 for i, r in zip(indexes, out, strict=True):
                     results[i] = r
-        return results, tx.enqueued
+            return results, tx.enqueued, tx.after_commit
+
+        results, enqueued, after = await self._db.run_write(write)
+        for callback in after:
+            callback()
+        return results, enqueued
 
 
-async def _apply_calls(tx: Tx, fns: Sequence[Callable[[Tx], Awaitable[Any]]]) -> list[Any]:
-    return [await fn(tx) for fn in fns]
+def _apply_calls(tx: Tx, fns: Sequence[Callable[[Tx], Any]]) -> list[Any]:
+    return [fn(tx) for fn in fns]
 
 
 _CALL: BatchKind[Any, Any] = BatchKind("call", _apply_calls)

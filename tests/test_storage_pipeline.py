@@ -98,8 +98,9 @@ async def test_customer_edit_changes_the_stored_text(pipeline, database):
 
 async def test_message_after_close_opens_a_new_conversation_linked_to_the_old(pipeline, database):
     await pipeline.on_inbound([message("100", 1)])
-    async with database.write() as conn:
-        await conn.execute(text("update conversations set status = 'closed'"))
+    [(conversation_id,)] = await rows(database, "select id from conversations")
+    assert await pipeline.close(conversation_id) is True
+    assert await pipeline.close(conversation_id) is False
     await pipeline.on_inbound([message("100", 2)])
     got = await rows(database, "select id, status, previous_id from conversations order by id")
     assert got == [(got[0][0], "closed", None), (got[1][0], "open", got[0][0])]
@@ -109,11 +110,8 @@ async def test_message_after_close_opens_a_new_conversation_linked_to_the_old(pi
 async def test_outbox_rows_skip_duplicate_idempotency_keys(database):
     from storage import NewJob
 
-    async with database.write() as conn:
-        tx = Tx(conn)
-        job = NewJob(kind="k", idem_key="same", lane="l", payload={"a": 1})
-        assert await tx.enqueue([job], 1.0) == 1
-        assert await tx.enqueue([job], 2.0) == 0
-    async with database.read() as conn:
-        pending = await Tx(conn).pending(0, 10)
+    job = NewJob(kind="k", idem_key="same", lane="l", payload={"a": 1})
+    assert await database.run_write(lambda conn: Tx(conn).enqueue([job], 1.0)) == 1
+    assert await database.run_write(lambda conn: Tx(conn).enqueue([job], 2.0)) == 0
+    pending = await database.run_read(lambda conn: Tx(conn).pending(0, 10))
     assert [(j.kind, j.payload) for j in pending] == [("k", {"a": 1})]
