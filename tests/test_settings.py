@@ -89,5 +89,12 @@ def test_run_refuses_bad_settings_with_the_key(tmp_path):
     assert "bridge.listen" in proc.stderr
 
 
-def test_example_settings_file_loads():
-    load_settings(ROOT / "bridge.example.toml", env={})
+def test_example_settings_file_loads_and_documents_every_key():
+    example = ROOT / "bridge.example.toml"
+    assert load_settings(example, env={}) is not None
+    text = example.read_text()
+    from bridge.config import Settings
+
+    for section, model in Settings.model_fields.items():
+        for key in model.annotation.model_fields:  # type: ignore[union-attr]
+            assert f"{key} =" in text, f"{section}.{key} is not documented in the example"
