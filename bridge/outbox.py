@@ -257,8 +257,10 @@ class Dispatcher:
                 self._loaded -= 1
                 continue
             batch = [head]
-            # A backlog (the head waited for a rate token, or is already late) is worth joining.
-            if len(lane.jobs) > 1 and (lane.waited or now - head.created_at > COALESCE_AFTER):
+            # A backlog is worth joining: the head waited for a rate token, is already late, or
+            # the dispatcher itself is saturated.
+            behind = lane.waited or now - head.created_at > COALESCE_AFTER
+            if len(lane.jobs) > 1 and (behind or len(self._tasks) >= self._concurrency // 2):
                 rest = [j for j in list(lane.jobs)[1:] if j.next_at <= now]
                 batch.extend(rest[: handler.coalesce(head, rest)])
             lane.busy = True

@@ -224,6 +224,16 @@ class Tx:
         """Per contact: add to the message count, set last_seen, name and username."""
         if not rows:
             return
+        if self.dialect == "sqlite":
+            self.conn.exec_driver_sql(
+                "UPDATE contacts SET message_count = message_count + ?, last_seen = ?, "
+                "display_name = ?, username = ? WHERE id = ?",
+                [
+                    (r["b_add"], _sqlite_time(r["b_seen"]), r["b_name"], r["b_username"], r["b_id"])
+                    for r in rows
+                ],
+            )
+            return
         self.conn.execute(
             update(contacts)
             .where(contacts.c.id == bindparam("b_id"))
@@ -289,7 +299,12 @@ class Tx:
 
     def touch_conversations(self, rows: list[dict[str, Any]]) -> None:
         """Record the time of each conversation's newest customer message."""
-        if rows:
+        if rows and self.dialect == "sqlite":
+            self.conn.exec_driver_sql(
+                "UPDATE conversations SET last_inbound_at = ? WHERE id = ?",
+                [(_sqlite_time(r["b_at"]), r["b_id"]) for r in rows],
+            )
+        elif rows:
             self.conn.execute(
                 update(conversations)
                 .where(conversations.c.id == bindparam("b_id"))
@@ -484,6 +499,13 @@ class Tx:
         """Link staff-surface messages to stored messages."""
         if not rows:
             return
+        if self.dialect == "sqlite":
+            self.conn.exec_driver_sql(
+                "INSERT INTO staff_refs (surface, ref, kind, message_id) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                list(rows),
+            )
+            return
         stmt = self._insert(refs).on_conflict_do_nothing()
         self.conn.execute(
             stmt,
@@ -626,7 +648,13 @@ class Tx:
 
     def finish(self, job_ids: Sequence[int], now: float, error: str | None = None) -> None:
         """Mark rows done (or failed, with the reason)."""
-        if job_ids:
+        if job_ids and self.dialect == "sqlite":
+            marks = ",".join("?" * len(job_ids))
+            self.conn.exec_driver_sql(
+                f"UPDATE outbox SET state = ?, done_at = ?, last_error = ? WHERE id IN ({marks})",
+                ("failed" if error else "done", now, error, *job_ids),
+            )
+        elif job_ids:
             self.conn.execute(
                 update(outbox)
                 .where(outbox.c.id.in_(list(job_ids)))
