@@ -56,9 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    # The database writer thread gives up the GIL on every SQLite call; with the default 5 ms
-    # switch interval it then waits behind the busy event loop each time (a convoy).
-    sys.setswitchinterval(0.0005)
     from bridge.app import build_app
 
     print(

@@ -1,8 +1,9 @@
 """Engines, migrations and connections.
 
-SQLite gets one connection that writes, owned by one thread: a whole group-committed
-transaction runs there in a single call, so the event loop pays one round trip per commit
-rather than one per statement (under load each round trip waits a full turn of a busy loop).
+SQLite gets one connection that writes, used by the group-commit writer task: a whole batch's
+transaction runs in one synchronous call with the stdlib driver. Measured under load, handing
+each statement (aiosqlite) or each transaction (a writer thread) to another thread cost more
+than the SQL itself: every hand-off waits for the busy event loop or for the GIL.
 Reads use a small pool; with WAL, readers never wait for the writer and a single writer never
 fights for the lock. PostgreSQL gets one ordinary asyncpg pool, and transactions run through
 `run_sync` on it.
@@ -10,10 +11,8 @@ fights for the lock. PostgreSQL gets one ordinary asyncpg pool, and transactions
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,16 +57,13 @@ class Database:
             self.read_engine = create_async_engine(
                 url, echo=echo, poolclass=AsyncAdaptedQueuePool, pool_size=4, max_overflow=4
             )
-            # The writer thread's own engine: the stdlib driver, one connection, one thread.
+            # The writer's own engine: the stdlib driver, one connection.
             self.sync_writer: Engine | None = create_engine(
                 parsed.set(drivername="sqlite+pysqlite"),
                 echo=echo,
                 pool_size=1,
                 max_overflow=0,
                 connect_args={"check_same_thread": False},
-            )
-            self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="db-writer"
             )
             for sync_engine in (
                 self.write_engine.sync_engine,
@@ -79,7 +75,6 @@ class Database:
             self.write_engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=8)
             self.read_engine = self.write_engine
             self.sync_writer = None
-            self._executor = None
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic)."""
@@ -94,14 +89,10 @@ class Database:
 
     async def run_write(self, fn: Callable[[Connection], R]) -> R:
         """Run `fn` in one transaction that commits when it returns (rolls back if it raises)."""
-        if self.sync_writer is not None and self._executor is not None:
-            engine = self.sync_writer
-
-            def in_thread() -> R:
-                with engine.begin() as conn:
-                    return fn(conn)
-
-            return await asyncio.get_running_loop().run_in_executor(self._executor, in_thread)
+        if self.sync_writer is not None:
+            # Synchronous on purpose (see the module docstring): a batch takes a few ms.
+            with self.sync_writer.begin() as conn:
+                return fn(conn)
         async with self.write_engine.begin() as conn:
             return await conn.run_sync(fn)
 
@@ -131,11 +122,8 @@ class Database:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
-        if self.sync_writer is not None and self._executor is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.sync_writer.dispose
-            )
-            self._executor.shutdown(wait=True)
+        if self.sync_writer is not None:
+            self.sync_writer.dispose()
 
 
 def _upgrade(connection: Connection) -> None:

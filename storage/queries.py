@@ -1,8 +1,8 @@
 """Every statement the bridge runs, batched: one round trip per step for a whole batch.
 
 `Tx` wraps one synchronous connection and returns records, never ORM rows. Its methods are plain
-functions on purpose: a whole transaction runs in one call on the database's own thread
-(`Database.write_sync` / `read_sync`), instead of one event-loop round trip per statement.
+functions on purpose: a whole transaction runs in one call (`Database.run_write` /
+`run_read`), instead of one event-loop round trip per statement.
 """
 
 from __future__ import annotations

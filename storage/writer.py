@@ -1,7 +1,6 @@
 """Group commit: one task writes the rows of many concurrent callers in one transaction.
 
-The `apply` functions are synchronous and run on the database's writer thread, all of one
-transaction in one call.
+The `apply` functions are synchronous: all of one transaction runs in one call.
 
 A caller submits an item of a `BatchKind` and awaits its result, which arrives once the
 transaction holding it has committed. Items of the same kind that wait together are applied
