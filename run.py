@@ -27,6 +27,15 @@ def _explain_off(settings: Settings) -> list[str]:
     return lines
 
 
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load settings, run until interrupted."""
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__)
@@ -35,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=Path("bridge.toml"),
         help="settings file (default ./bridge.toml; BRIDGE_<SECTION>__<KEY> overrides)",
+    )
+    parser.add_argument(
+        "--role", choices=("bridge", "dispatcher"), default="bridge", help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     try:
@@ -46,17 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.bridge.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.role == "dispatcher":
+        from bridge.app import run_dispatcher
+
+        _use_uvloop()
+        asyncio.run(run_dispatcher(settings))
+        return 0
     if not args.config.exists():
         print(f"bridge: no settings file at {args.config}; using defaults", file=sys.stderr)
     for line in _explain_off(settings):
         print(f"bridge: {line}", file=sys.stderr)
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
+    _use_uvloop()
     from bridge.app import build_app
+
+    child = [sys.executable, str(Path(__file__).resolve()), "--config", str(args.config.resolve())]
 
     print(
         f"bridge: listening on http://{settings.bridge.listen} (health: /healthz)",
@@ -64,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     web.run_app(
-        build_app(settings),
+        build_app(settings, dispatcher_command=[*child, "--role", "dispatcher"]),
         host=settings.bridge.host,
         port=settings.bridge.port,
         print=None,

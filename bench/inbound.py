@@ -167,6 +167,12 @@ async def main() -> None:
         "--rate", type=float, default=1000.0, help="paced phase: webhooks per second"
     )
     parser.add_argument("--paced-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--dispatch",
+        choices=("process", "inline"),
+        default="process",
+        help="where the outbox dispatcher runs (the bridge's [bridge] dispatch setting)",
+    )
     args = parser.parse_args()
 
     fakes = Fakes()
@@ -186,6 +192,7 @@ listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 log_level = "{os.environ.get("BENCH_LOG_LEVEL", "WARNING")}"
 card_refresh_s = 5.0
+dispatch = "{args.dispatch}"
 [telegram]
 token = "{TOKEN}"
 api_base = "{base}"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -26,20 +31,25 @@ WRITER = web.AppKey("writer", Writer)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+CHILD = web.AppKey("dispatcher_command", list[str])
 CONNECTORS = web.AppKey("connectors", list[Connector])
 SURFACES = web.AppKey("surfaces", list[StaffSurface])
 
 SHIPPED = (connectors.slack, connectors.telegram)
 
 
-async def build_app(settings: Settings) -> web.Application:
-    """Build the application; everything starts in its cleanup context, in order."""
-    app = web.Application(client_max_size=32 * 1024 * 1024)
-    http = aiohttp.ClientSession(
+def _http_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60, sock_connect=10),
         connector=aiohttp.TCPConnector(limit=256, limit_per_host=128),
     )
-    db = Database(settings.bridge.database)
+
+
+def _assemble(
+    settings: Settings, http: aiohttp.ClientSession, *, poll_interval: float = 1.0
+) -> tuple[Database, Writer, Pipeline, list[Connector], list[StaffSurface], Dispatcher]:
+    """Build every part from the registries; nothing is started."""
+    db = Database(settings.bridge.database, shared=settings.bridge.dispatch == "process")
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
     pipeline = Pipeline(settings, db, writer)
     connectors_: list[Connector] = []
@@ -50,12 +60,38 @@ async def build_app(settings: Settings) -> web.Application:
         surfaces.extend(build_surface(settings, http, pipeline.on_staff))
     for connector in connectors_:
         pipeline.add_connector(connector)
-        app.add_routes(connector.routes())
     for surface in surfaces:
         pipeline.add_surface(surface)
-        app.add_routes(surface.routes())
-    dispatcher = Dispatcher(db, writer, pipeline.handlers(), RateLimiter(pipeline.rate_limits()))
+    dispatcher = Dispatcher(
+        db,
+        writer,
+        pipeline.handlers(),
+        RateLimiter(pipeline.rate_limits()),
+        poll_interval=poll_interval,
+    )
     writer.set_on_commit(dispatcher.notify)
+    return db, writer, pipeline, connectors_, surfaces, dispatcher
+
+
+async def build_app(
+    settings: Settings, *, dispatcher_command: Sequence[str] = ()
+) -> web.Application:
+    """Build the application; everything starts in its cleanup context, in order.
+
+    With `[bridge] dispatch = "process"`, `dispatcher_command` starts the child that sends.
+    """
+    app = web.Application(client_max_size=32 * 1024 * 1024)
+    http = _http_session()
+    db, writer, pipeline, connectors_, surfaces, dispatcher = _assemble(settings, http)
+    for connector in connectors_:
+        app.add_routes(connector.routes())
+    for surface in surfaces:
+        app.add_routes(surface.routes())
+    if settings.bridge.dispatch == "process":
+        if not dispatcher_command:
+            msg = 'dispatch = "process" needs the command that starts the dispatcher process'
+            raise ValueError(msg)
+        app[CHILD] = list(dispatcher_command)
 
     app[SETTINGS] = settings
     app[DATABASE] = db
@@ -73,6 +109,7 @@ async def build_app(settings: Settings) -> web.Application:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     db, writer, dispatcher = app[DATABASE], app[WRITER], app[DISPATCHER]
     started: list[Connector | StaffSurface] = []
+    supervisor: asyncio.Task[None] | None = None
     try:
         await db.migrate()
         await writer.start()
@@ -81,7 +118,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for part in parts:
             await part.start()
             started.append(part)
-        await dispatcher.start()
+        if CHILD in app:
+            supervisor = asyncio.create_task(_supervise(app[CHILD]), name="dispatcher-process")
+        else:
+            await dispatcher.start()
         log.info(
             "bridge running: connectors %s, surfaces %s",
             [f"{c.platform}:{c.account}" for c in app[CONNECTORS]] or "none",
@@ -89,6 +129,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         )
         yield
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         await dispatcher.stop()
         for part in reversed(started):
             try:
@@ -97,6 +141,62 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 log.exception("stopping %s failed", part)
         await writer.stop()
         await app[HTTP].close()
+        await db.close()
+
+
+async def _supervise(command: list[str]) -> None:
+    """Keep the dispatcher process running; stop it when the bridge stops."""
+    env = {**os.environ, "BRIDGE_PARENT_PID": str(os.getpid())}
+    delay = 1.0
+    while True:
+        child = await asyncio.create_subprocess_exec(*command, env=env)
+        log.info("dispatcher process %s started", child.pid)
+        try:
+            code = await child.wait()
+        except asyncio.CancelledError:
+            if child.returncode is None:
+                child.terminate()
+                try:
+                    await asyncio.wait_for(child.wait(), 10)
+                except TimeoutError:
+                    child.kill()
+                    await child.wait()
+            raise
+        log.error("dispatcher process exited with %s; restarting in %.0fs", code, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+def _die_with_parent() -> None:
+    """Linux: let the kernel kill this process when its parent dies (kill -9 included)."""
+    parent = os.environ.get("BRIDGE_PARENT_PID")
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if parent and os.getppid() != int(parent):
+        os._exit(1)  # the parent is already gone
+
+
+async def run_dispatcher(settings: Settings) -> None:
+    """The dispatcher process: send what the outbox holds until told to stop."""
+    _die_with_parent()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    http = _http_session()
+    # Rows come from the webhook process, which cannot notify this one: look often.
+    db, writer, _, _, _, dispatcher = _assemble(settings, http, poll_interval=0.02)
+    await writer.start()
+    await dispatcher.start()
+    try:
+        await stop.wait()
+    finally:
+        await dispatcher.stop()
+        await writer.stop()
+        await http.close()
         await db.close()
 
 

@@ -36,6 +36,9 @@ class BridgeSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Group commit: how long the writer waits to gather more rows into one transaction.
     commit_window_ms: float = Field(default=0.0, ge=0, le=50)
+    # "process": the outbox dispatcher (everything sent to Slack and the platforms) runs in a
+    # child process, on another CPU core than the webhooks; "inline": in the same process.
+    dispatch: Literal["inline", "process"] = "inline"
     # Contact-card refreshes are gathered per conversation into one edit per this many seconds.
     card_refresh_s: float = Field(default=5.0, gt=0, le=3600)
 

@@ -231,8 +231,11 @@ class Dispatcher:
                 delay = self._poll
             self._wake.clear()
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    # Rows may come from another process, which cannot notify us: look again.
+                    self._more = True
 
     def _launch_ready(self) -> None:
         now = self._clock()

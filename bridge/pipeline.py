@@ -8,6 +8,7 @@ The outbox handlers at the bottom carry the rows out through connectors and surf
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -64,6 +65,8 @@ from storage import (
 )
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_THREAD_WAIT = 2.0
 
 
 def utcnow() -> datetime:
@@ -126,7 +129,7 @@ class Pipeline:
         self._inbound: BatchKind[Sequence[InboundEvent], None] = BatchKind(
             "pipeline.inbound", self._store_inbound
         )
-        self._staff: BatchKind[StaffEvent, None] = BatchKind("pipeline.staff", self._store_staff)
+        self._staff: BatchKind[StaffEvent, bool] = BatchKind("pipeline.staff", self._store_staff)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -170,7 +173,14 @@ class Pipeline:
 
     async def on_staff(self, event: StaffEvent) -> None:
         """Store what staff did in a thread durably (the surfaces' sink)."""
-        await self.writer.submit(self._staff, event)
+        # A reply can arrive before the bridge has recorded which conversation a just-opened
+        # thread belongs to (the root is visible in Slack a moment before that commit): look
+        # again for up to UNKNOWN_THREAD_WAIT seconds, within Slack's 3-second ack window.
+        deadline = time.monotonic() + UNKNOWN_THREAD_WAIT
+        while not await self.writer.submit(self._staff, event):
+            if time.monotonic() > deadline:
+                return  # a thread the bridge did not open
+            await asyncio.sleep(0.1)
 
     async def close(self, conversation_id: ConversationId) -> bool:
         """Close a conversation (the customer's next message opens a new one); False if closed."""
@@ -459,33 +469,35 @@ class Pipeline:
 
     # -- staff ----------------------------------------------------------------------------
 
-    def _store_staff(self, tx: Tx, events: Sequence[StaffEvent]) -> list[None]:
+    def _store_staff(self, tx: Tx, events: Sequence[StaffEvent]) -> list[bool]:
         jobs: list[NewJob] = []
-        for event in events:
+        known = [True] * len(events)
+        for index, event in enumerate(events):
             if isinstance(event, StaffMessage):
-                self._staff_message(tx, event, jobs)
+                known[index] = self._staff_message(tx, event, jobs)
             elif isinstance(event, StaffEdit):
                 self._staff_edit(tx, event, jobs)
             elif isinstance(event, StaffDelete):
                 self._staff_delete(tx, event, jobs)
         tx.enqueue(jobs, time.time())
-        return [None] * len(events)
+        return known
 
-    def _staff_message(self, tx: Tx, event: StaffMessage, jobs: list[NewJob]) -> None:
+    def _staff_message(self, tx: Tx, event: StaffMessage, jobs: list[NewJob]) -> bool:
+        """Store a staff message; False when its thread is not (yet) known."""
         if tx.message_by_ref(event.surface, event.ref, "origin") is not None:
-            return  # a retried or replayed event
+            return True  # a retried or replayed event
         conv_id = tx.conversation_by_thread(event.surface, event.thread)
         if conv_id is None:
-            return  # a thread the bridge did not open
+            return False
         conversation = tx.conversation(conv_id)
         contact = tx.contact(conversation.contact_id) if conversation else None
         if conversation is None or contact is None:
-            return
+            return True
         text = event.text.strip()
         action = text.split()[0].lower() if text.startswith("!") and text.split() else None
         if action in ("!close", "!reopen"):
             self._thread_action(tx, event, conversation, action, jobs)
-            return
+            return True
         prefix = self.settings.bridge.note_prefix
         is_note = bool(prefix) and text.startswith(prefix)
         [message_id] = tx.insert_messages(
@@ -506,7 +518,7 @@ class Pipeline:
         )
         tx.add_refs([(event.surface, event.ref, "origin", message_id)])
         if is_note:
-            return
+            return True
         connector = self.connectors.get((contact.platform, contact.account))
         jobs.append(
             NewJob(
@@ -527,6 +539,7 @@ class Pipeline:
                 },
             )
         )
+        return True
 
     def _thread_action(
         self,
@@ -680,10 +693,16 @@ class _OpenThread(_Handler):
         existing = await self.p.thread(conv, surface.name)
         if existing is not None:
             return Completion([job.id])
+        if job.attempts:
+            # Attempted before a crash or a timeout: the root may be in the channel already.
+            found = await surface.find_thread(None, str(job.id))
+            if found is not None:
+                self.p.remember_thread(conv, surface.name, found)
+                return Completion([job.id], threads=[(conv, surface.name, found)])
         card = await self.p.card(conv, surface)
         if card is None:
             return Completion([job.id], failed_reason="the conversation no longer exists")
-        thread = await surface.open_thread(card, None)
+        thread = await surface.open_thread(card, None, marker=str(job.id))
         self.p.remember_thread(conv, surface.name, thread)
         return Completion([job.id], threads=[(conv, surface.name, thread)])
 

@@ -93,8 +93,14 @@ class StaffSurface(Protocol):
         """Disconnect."""
         ...
 
-    async def open_thread(self, card: ContactCard, channel: str | None) -> ThreadRef:
+    async def open_thread(
+        self, card: ContactCard, channel: str | None, marker: str | None = None
+    ) -> ThreadRef:
         """Post the contact card as a new thread root; `channel` None means the default."""
+        ...
+
+    async def find_thread(self, channel: str | None, marker: str) -> ThreadRef | None:
+        """A thread root the bridge posted with this marker, if one exists."""
         ...
 
     async def update_root(self, thread: ThreadRef, card: ContactCard) -> None:

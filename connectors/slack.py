@@ -95,6 +95,14 @@ def _raise_for(exc: Exception) -> NoReturn:
     raise exc
 
 
+def _carries(message: Mapping[str, Any], marker: str) -> bool:
+    """Whether a message's metadata names this outbox row."""
+    meta = message.get("metadata") or {}
+    if meta.get("event_type") != MARKER_EVENT:
+        return False
+    return marker in str((meta.get("event_payload") or {}).get("outbox", "")).split(",")
+
+
 def escape(text: str) -> str:
     """Escape a customer's text for mrkdwn, so `<!channel>` and the like stay plain text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -328,12 +336,19 @@ class SlackSurface:
 
     # -- outbound -------------------------------------------------------------------------
 
-    async def open_thread(self, card: ContactCard, channel: str | None) -> ThreadRef:
+    async def open_thread(
+        self, card: ContactCard, channel: str | None, marker: str | None = None
+    ) -> ThreadRef:
         """Post the contact card as a new thread root."""
         target = channel or self.channel
         text, blocks = card_blocks(card)
+        extra: dict[str, Any] = {}
+        if marker:
+            extra["metadata"] = {"event_type": MARKER_EVENT, "event_payload": {"outbox": marker}}
         try:
-            answer = await self.client.chat_postMessage(channel=target, text=text, blocks=blocks)
+            answer = await self.client.chat_postMessage(
+                channel=target, text=text, blocks=blocks, **extra
+            )
         except Exception as exc:
             _raise_for(exc)
         return ThreadRef(f"{answer['channel']}/{answer['ts']}")
@@ -482,6 +497,25 @@ class SlackSurface:
         link = answer.get("permalink")
         return str(link) if link else None
 
+    async def find_thread(self, channel: str | None, marker: str) -> ThreadRef | None:
+        """Look through the channel's recent history for a root carrying this outbox row."""
+        target = channel or self.channel
+        cursor: str | None = None
+        try:
+            for _ in range(5):  # a root posted before a crash is among the newest messages
+                answer = await self.client.conversations_history(
+                    channel=target, include_all_metadata=True, limit=200, cursor=cursor
+                )
+                for message in answer.get("messages") or []:
+                    if _carries(message, marker):
+                        return ThreadRef(f"{target}/{message['ts']}")
+                cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except Exception as exc:
+            _raise_for(exc)
+        return None
+
     async def find_post(self, thread: ThreadRef, marker: str) -> StaffMessageRef | None:
         """Look through the thread for a post carrying this outbox row in its metadata."""
         channel, thread_ts = split_ref(thread)
@@ -496,11 +530,7 @@ class SlackSurface:
                     cursor=cursor,
                 )
                 for message in answer.get("messages") or []:
-                    meta = message.get("metadata") or {}
-                    if meta.get("event_type") != MARKER_EVENT:
-                        continue
-                    carried = str((meta.get("event_payload") or {}).get("outbox", "")).split(",")
-                    if marker in carried:
+                    if _carries(message, marker):
                         return StaffMessageRef(f"{channel}/{message['ts']}")
                 cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
                 if not cursor:

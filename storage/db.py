@@ -11,8 +11,10 @@ fights for the lock. PostgreSQL gets one ordinary asyncpg pool, and transactions
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,7 +45,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class Database:
     """The bridge's database: a writer connection source and a reader pool."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, shared: bool = False) -> None:
+        """`shared`: another process writes to this database too (see `run_write`)."""
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -58,6 +61,11 @@ class Database:
                 url, echo=echo, poolclass=AsyncAdaptedQueuePool, pool_size=4, max_overflow=4
             )
             # The writer's own engine: the stdlib driver, one connection.
+            self._thread: ThreadPoolExecutor | None = (
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+                if shared
+                else None
+            )
             self.sync_writer: Engine | None = create_engine(
                 parsed.set(drivername="sqlite+pysqlite"),
                 echo=echo,
@@ -75,6 +83,7 @@ class Database:
             self.write_engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=8)
             self.read_engine = self.write_engine
             self.sync_writer = None
+            self._thread = None
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic)."""
@@ -90,9 +99,17 @@ class Database:
     async def run_write(self, fn: Callable[[Connection], R]) -> R:
         """Run `fn` in one transaction that commits when it returns (rolls back if it raises)."""
         if self.sync_writer is not None:
+            engine = self.sync_writer
+
+            def transaction() -> R:
+                with engine.begin() as conn:
+                    return fn(conn)
+
+            if self._thread is not None:
+                # Another process writes too: waiting for SQLite's lock must not stall the loop.
+                return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
             # Synchronous on purpose (see the module docstring): a batch takes a few ms.
-            with self.sync_writer.begin() as conn:
-                return fn(conn)
+            return transaction()
         async with self.write_engine.begin() as conn:
             return await conn.run_sync(fn)
 
@@ -124,6 +141,8 @@ class Database:
             await self.read_engine.dispose()
         if self.sync_writer is not None:
             self.sync_writer.dispose()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
 
 def _upgrade(connection: Connection) -> None:

@@ -142,7 +142,9 @@ class Completion:
 
 def _sqlite_time(value: datetime) -> str:
     """A datetime as SQLAlchemy stores it on SQLite (naive UTC text)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _message(row: Any) -> MessageRecord:
@@ -393,6 +395,8 @@ class Tx:
         """Stored messages of one platform account by the platform's ids."""
         if not external_ids:
             return {}
+        if self.dialect == "sqlite":
+            return self._messages_by_external_sqlite(platform, account, external_ids)
         result = self.conn.execute(
             select(messages).where(
                 messages.c.platform == platform,
@@ -400,6 +404,21 @@ class Tx:
                 messages.c.external_id.in_(list(external_ids)),
             )
         )
+        return {row.external_id: _message(row) for row in result}
+
+    def _messages_by_external_sqlite(
+        self, platform: Platform, account: AccountId, external_ids: Sequence[str]
+    ) -> dict[str, MessageRecord]:
+        # Asked once per inbound batch, nearly always finding nothing: keep it cheap.
+        marks = ",".join("?" * len(external_ids))
+        found = self.conn.exec_driver_sql(
+            f"SELECT id FROM messages WHERE platform = ? AND account = ? "
+            f"AND external_id IN ({marks})",
+            (platform, account, *external_ids),
+        ).all()
+        if not found:
+            return {}
+        result = self.conn.execute(select(messages).where(messages.c.id.in_([r[0] for r in found])))
         return {row.external_id: _message(row) for row in result}
 
     def insert_messages(self, rows: list[dict[str, Any]]) -> list[MessageId]:

@@ -27,7 +27,7 @@ PER_CHAT = 40
 pytestmark = pytest.mark.slow
 
 
-def config(tmp_path: Path, tg: FakeTelegram, slack: FakeSlack, port: int) -> Path:
+def config(tmp_path: Path, tg: FakeTelegram, slack: FakeSlack, port: int, dispatch: str) -> Path:
     path = tmp_path / "bridge.toml"
     path.write_text(
         f"""
@@ -37,6 +37,7 @@ listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 card_refresh_s = 1.0
 log_level = "WARNING"
+dispatch = "{dispatch}"
 
 [telegram]
 token = "{tg.token}"
@@ -102,6 +103,11 @@ class Bridge:
             await self.proc.wait()
 
 
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
 def posted_texts(slack: FakeSlack, root_ts: str) -> list[str]:
     lines: list[str] = []
     for m in slack.replies(CHANNEL, root_ts):
@@ -110,14 +116,15 @@ def posted_texts(slack: FakeSlack, root_ts: str) -> list[str]:
     return lines
 
 
-async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("dispatch", ["inline", "process"])
+async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, capsys, dispatch):
     tg, slack = FakeTelegram(), FakeSlack()
     await tg.start()
     await slack.start()
     slack.set_rate_limit("chat.postMessage", per_channel=40, burst=40)
     port = free_port()
     slack.events_url = f"http://127.0.0.1:{port}/slack/events"
-    bridge = Bridge(config(tmp_path, tg, slack, port), port, tmp_path / "bridge.log")
+    bridge = Bridge(config(tmp_path, tg, slack, port, dispatch), port, tmp_path / "bridge.log")
     await bridge.start()
     updates = {
         c: [tg.text_update(1000 + c, f"c{c}-m{n}", first_name=f"Chat{c}") for n in range(PER_CHAT)]
@@ -138,6 +145,8 @@ async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, 
                     status = await tg.deliver(update)
                 if status == 200:
                     acked += 1
+                    # Like real customers, not all at once: the kill must land mid-flood.
+                    await asyncio.sleep(0.1)
                     break
                 await asyncio.sleep(0.2)
 
@@ -161,8 +170,11 @@ async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, 
 
     await eventually(lambda: acked >= CHATS * PER_CHAT // 2, timeout=60, message="half the flood")
     up.clear()
+    children = _children(bridge.proc.pid)
     bridge.kill()
     await bridge.wait()
+    # The dispatcher process dies with the bridge: nothing from before the kill keeps sending.
+    await eventually(lambda: not any(Path(f"/proc/{c}").exists() for c in children), timeout=5)
     killed_at = acked
     down.set()
     await bridge.start()
@@ -202,7 +214,7 @@ async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, 
     )
     with capsys.disabled():
         print(
-            f"\ncrash test: killed after {killed_at} of {CHATS * PER_CHAT} acknowledged; "
+            f"\ncrash test ({dispatch} dispatch): killed after {killed_at} of {CHATS * PER_CHAT} acknowledged; "
             f"drained in {drained:.1f}s; duplicates in Slack: {slack_duplicates}, "
             f"on Telegram: {telegram_duplicates}; agent replies acknowledged before the kill: "
             f"{len(replies_acked)}; Slack posts: {slack.count('chat.postMessage')}; "

@@ -115,3 +115,31 @@ async def test_outbox_rows_skip_duplicate_idempotency_keys(database):
     assert await database.run_write(lambda conn: Tx(conn).enqueue([job], 2.0)) == 0
     pending = await database.run_read(lambda conn: Tx(conn).pending(0, 10))
     assert [(j.kind, j.payload) for j in pending] == [("k", {"a": 1})]
+
+
+async def test_reply_arriving_before_its_thread_is_recorded_is_kept(pipeline, database):
+    import asyncio
+
+    from bridge.types import StaffMessage, StaffMessageRef, StaffUserId, SurfaceName, ThreadRef
+
+    await pipeline.on_inbound([message("100", 1)])
+    [(conversation_id,)] = await rows(database, "select id from conversations")
+    reply = StaffMessage(
+        surface=SurfaceName("slack"),
+        thread=ThreadRef("C1/1700000000.000100"),
+        ref=StaffMessageRef("C1/1700000000.000200"),
+        author=StaffUserId("U1"),
+        text="right away",
+        at=T0,
+    )
+
+    async def thread_recorded_a_moment_later():
+        await asyncio.sleep(0.3)
+        await database.run_write(
+            lambda conn: Tx(conn).add_threads([(conversation_id, reply.surface, reply.thread)])
+        )
+
+    await asyncio.gather(pipeline.on_staff(reply), thread_recorded_a_moment_later())
+    assert await rows(database, "select direction, text from messages where direction = 'out'") == [
+        ("out", "right away")
+    ]
