@@ -3,7 +3,9 @@
 SQLite gets one connection that writes, used by the group-commit writer task: a whole batch's
 transaction runs in one synchronous call with the stdlib driver. Measured under load, handing
 each statement (aiosqlite) or each transaction (a writer thread) to another thread cost more
-than the SQL itself: every hand-off waits for the busy event loop or for the GIL.
+than the SQL itself: every hand-off waits for the busy event loop or for the GIL. When another
+process writes too (the dispatcher process), a busy lock fails at once and the transaction is
+retried after an asyncio sleep, so SQLite never sleeps inside the event loop.
 Reads use a small pool; with WAL, readers never wait for the writer and a single writer never
 fights for the lock. PostgreSQL gets one ordinary asyncpg pool, and transactions run through
 `run_sync` on it.
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,11 +26,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+LOCK_WAIT = 30.0  # seconds a shared SQLite writer waits for the other process's lock
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -61,11 +66,7 @@ class Database:
                 url, echo=echo, poolclass=AsyncAdaptedQueuePool, pool_size=4, max_overflow=4
             )
             # The writer's own engine: the stdlib driver, one connection.
-            self._thread: ThreadPoolExecutor | None = (
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
-                if shared
-                else None
-            )
+            self.shared = shared
             self.sync_writer: Engine | None = create_engine(
                 parsed.set(drivername="sqlite+pysqlite"),
                 echo=echo,
@@ -79,11 +80,15 @@ class Database:
                 self.sync_writer,
             ):
                 event.listen(sync_engine, "connect", _sqlite_pragmas)
+            if shared:
+                # Never let SQLite sleep on the other process's lock inside the event loop:
+                # fail at once and let run_write wait with asyncio instead.
+                event.listen(self.sync_writer, "connect", _no_busy_wait)
         else:
             self.write_engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=8)
             self.read_engine = self.write_engine
             self.sync_writer = None
-            self._thread = None
+            self.shared = shared
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic)."""
@@ -105,11 +110,17 @@ class Database:
                 with engine.begin() as conn:
                     return fn(conn)
 
-            if self._thread is not None:
-                # Another process writes too: waiting for SQLite's lock must not stall the loop.
-                return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
             # Synchronous on purpose (see the module docstring): a batch takes a few ms.
-            return transaction()
+            if not self.shared:
+                return transaction()
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    return transaction()  # rolled back on error; safe to run again
+                except OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(random.uniform(0.0005, 0.002))
         async with self.write_engine.begin() as conn:
             return await conn.run_sync(fn)
 
@@ -141,8 +152,17 @@ class Database:
             await self.read_engine.dispose()
         if self.sync_writer is not None:
             self.sync_writer.dispose()
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
+
+
+def _no_busy_wait(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.close()
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
 
 
 def _upgrade(connection: Connection) -> None:
