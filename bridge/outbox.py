@@ -188,11 +188,6 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    @property
-    def backlog(self) -> int:
-        """Rows loaded and not yet finished."""
-        return self._loaded
-
     async def _load(self) -> None:
         room = self._window - self._loaded
         if room <= 0:

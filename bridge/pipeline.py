@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,12 +93,6 @@ def mirror_text(text: str, attachments: Sequence[Mapping[str, Any]]) -> str:
     if text or not attachments:
         return text
     return ", ".join(f"[{a.get('filename') or a['kind']}]" for a in attachments)
-
-
-@dataclass(frozen=True, slots=True)
-class _NewInbound:
-    event: InboundMessage
-    contact: ContactRecord | None = None
 
 
 class Pipeline:

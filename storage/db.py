@@ -95,12 +95,6 @@ class Database:
         async with self.write_engine.begin() as conn:
             await conn.run_sync(_upgrade)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction that commits on success."""
-        async with self.write_engine.begin() as conn:
-            yield conn
-
     async def run_write(self, fn: Callable[[Connection], R]) -> R:
         """Run `fn` in one transaction that commits when it returns (rolls back if it raises)."""
         if self.sync_writer is not None:

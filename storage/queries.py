@@ -248,16 +248,6 @@ class Tx:
             rows,
         )
 
-    def set_opt_in(self, rows: list[dict[str, Any]]) -> None:
-        """Record where contacts opted in (deep-link payloads)."""
-        if rows:
-            self.conn.execute(
-                update(contacts)
-                .where(contacts.c.id == bindparam("b_id"))
-                .values(opt_in_source=bindparam("b_source"), opt_in_at=bindparam("b_at")),
-                rows,
-            )
-
     # -- conversations --------------------------------------------------------------------
 
     def open_conversations(
@@ -480,15 +470,6 @@ class Tx:
         )
         return [_message(row) for row in result]
 
-    def conversation_messages(self, conversation_id: ConversationId) -> list[MessageRecord]:
-        """Every message of a conversation, oldest first."""
-        result = self.conn.execute(
-            select(messages)
-            .where(messages.c.conversation_id == conversation_id)
-            .order_by(messages.c.id)
-        )
-        return [_message(row) for row in result]
-
     def edit_message(self, message_id: MessageId, text: str, at: datetime) -> None:
         """Replace a message's text."""
         self.conn.execute(
@@ -702,18 +683,6 @@ class Tx:
         self.add_refs([r for c in completions for r in c.refs])
         self.write_statuses([s for c in completions for s in c.statuses])
         return self.enqueue([j for c in completions for j in c.jobs], now)
-
-    # -- key/value ------------------------------------------------------------------------
-
-    def get_value(self, key: str) -> str | None:
-        """A small durable value."""
-        value = self.conn.scalar(select(kv.c.value).where(kv.c.key == key))
-        return str(value) if value is not None else None
-
-    def set_value(self, key: str, value: str) -> None:
-        """Store a small durable value."""
-        stmt = self._insert(kv).values(key=key, value=value)
-        self.conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
 
 __all__ = [

@@ -126,6 +126,7 @@ async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, 
     slack.events_url = f"http://127.0.0.1:{port}/slack/events"
     bridge = Bridge(config(tmp_path, tg, slack, port, dispatch), port, tmp_path / "bridge.log")
     await bridge.start()
+    senders: list[asyncio.Task[None]] = []
     try:
         updates = {
             c: [
@@ -154,7 +155,7 @@ async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, 
                         break
                     await asyncio.sleep(0.2)
 
-        senders = [asyncio.create_task(deliver_in_order(c)) for c in range(CHATS)]
+        senders.extend(asyncio.create_task(deliver_in_order(c)) for c in range(CHATS))
 
         # Agents answer in the first ten threads while the flood runs.
         replies_acked: list[tuple[int, str]] = []
@@ -185,7 +186,8 @@ async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, 
         down.set()
         await bridge.start()
         up.set()
-        await asyncio.gather(*senders)
+        # Bounded, so that a bridge that never comes back fails the test instead of hanging it.
+        await asyncio.wait_for(asyncio.gather(*senders), 120)
 
         def all_mirrored() -> bool:
             roots = {
@@ -228,6 +230,12 @@ async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, 
                 f"429s: {slack.rate_limited_count}"
             )
         assert slack_duplicates == 0
+    except BaseException:
+        for task in senders:
+            task.cancel()
+        with capsys.disabled():
+            print(f"\nbridge log:\n{bridge.log.read_text(errors='replace')[-4000:]}")
+        raise
     finally:
         await bridge.terminate()
         await slack.stop()
