@@ -154,8 +154,8 @@ class Pipeline:
             "staff.mark": _Mark(self),
             "staff.notice": _Notice(self),
             "customer.send": _Send(self),
-            "customer.edit": _CustomerEdit(self),
-            "customer.delete": _CustomerDelete(self),
+            "customer.edit": _CustomerChange(self, delete=False),
+            "customer.delete": _CustomerChange(self, delete=True),
         }
 
     # -- entry points ---------------------------------------------------------------------
@@ -869,27 +869,24 @@ class _Send(_Handler):
         )
 
 
-class _CustomerEdit(_Handler):
-    async def run(self, jobs: Sequence[Job]) -> Completion:
-        [job] = jobs
-        message, contact = await self.p.db.run_read(
-            lambda conn: _message_and_contact(Tx(conn), MessageId(job.payload["msg"]))
-        )
-        if message is None or contact is None or message.external_id is None or message.deleted:
-            return Completion([job.id])  # never delivered: nothing to change on the platform
-        connector = self.p.connector(message.platform, message.account)
-        await connector.edit(contact.chat_id, ExternalMessageId(message.external_id), message.text)
-        return Completion([job.id])
+class _CustomerChange(_Handler):
+    """Apply a staff member's edit or deletion to the message the customer received."""
 
+    def __init__(self, pipeline: Pipeline, *, delete: bool) -> None:
+        super().__init__(pipeline)
+        self.delete = delete
 
-class _CustomerDelete(_Handler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         message, contact = await self.p.db.run_read(
             lambda conn: _message_and_contact(Tx(conn), MessageId(job.payload["msg"]))
         )
         if message is None or contact is None or message.external_id is None:
-            return Completion([job.id])
+            return Completion([job.id])  # never delivered: nothing to change on the platform
         connector = self.p.connector(message.platform, message.account)
-        await connector.delete(contact.chat_id, ExternalMessageId(message.external_id))
+        external = ExternalMessageId(message.external_id)
+        if self.delete:
+            await connector.delete(contact.chat_id, external)
+        elif not message.deleted:
+            await connector.edit(contact.chat_id, external, message.text)
         return Completion([job.id])

@@ -26,7 +26,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge import registry
 from bridge.config import Settings, SlackSettings
-from bridge.errors import PermanentError, RateLimited, TransientError, Unreachable
+from bridge.errors import (
+    DeliveryError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    Unreachable,
+)
 from bridge.protocols import StaffSink, StaffSurface
 from bridge.types import (
     Attachment,
@@ -74,22 +80,27 @@ SETUP_ERRORS = {
 DONE_ALREADY = {"already_reacted"}
 
 
+def _slack_error(status: int, error: str, retry_after: str | None) -> DeliveryError:
+    """The one mapping of a Slack Web API answer (HTTP status, `error`) into the error tree."""
+    if status == 429 or error == "ratelimited":
+        seconds = float(retry_after or 1)
+        return RateLimited(seconds, f"Slack rate limit: retry after {seconds:g}s")
+    if status >= 500 or error in ("internal_error", "fatal_error", "service_unavailable"):
+        return TransientError(f"Slack answered {status} {error}")
+    if error in SETUP_ERRORS:
+        log.error("Slack refused a call because of the app's setup: %s", error)
+        return TransientError(f"Slack setup problem: {error}")
+    return PermanentError(error, f"Slack refused it: {error}")
+
+
 def _raise_for(exc: Exception) -> NoReturn:
     """Map a Slack SDK or transport error into the bridge's error tree."""
     if isinstance(exc, SlackApiError):
-        status = exc.response.status_code
-        error = str(exc.response.get("error", "unknown_error"))
-        if status == 429 or error == "ratelimited":
-            retry_after = float(exc.response.headers.get("Retry-After", 1) or 1)
-            raise RateLimited(
-                retry_after, f"Slack rate limit: retry after {retry_after:g}s"
-            ) from exc
-        if status >= 500 or error in ("internal_error", "fatal_error", "service_unavailable"):
-            raise TransientError(f"Slack answered {status} {error}") from exc
-        if error in SETUP_ERRORS:
-            log.error("Slack refused a call because of the app's setup: %s", error)
-            raise TransientError(f"Slack setup problem: {error}") from exc
-        raise PermanentError(error, f"Slack refused it: {error}") from exc
+        response = exc.response
+        error = str(response.get("error", "unknown_error"))
+        raise _slack_error(
+            response.status_code, error, response.headers.get("Retry-After")
+        ) from exc
     if isinstance(exc, aiohttp.ClientError | TimeoutError):
         raise Unreachable(f"Slack could not be reached: {exc!r}") from exc
     raise exc
@@ -408,23 +419,17 @@ class SlackSurface:
             json=body,
             headers={"Authorization": f"Bearer {self._token}"},
         ) as response:
-            if response.status == 429:
-                retry_after = float(response.headers.get("Retry-After", 1) or 1)
-                raise RateLimited(retry_after, f"Slack rate limit: retry after {retry_after:g}s")
-            if response.status >= 500:
-                raise TransientError(f"Slack answered {response.status}")
+            retry_after = response.headers.get("Retry-After")
+            if response.status == 429 or response.status >= 500:
+                raise _slack_error(response.status, "", retry_after)
             try:
                 answer: dict[str, Any] = await response.json(content_type=None)
             except ValueError as exc:
                 raise TransientError("Slack answered something that is not JSON") from exc
         if not answer.get("ok"):
-            error = str(answer.get("error", "unknown_error"))
-            if error == "ratelimited":
-                raise RateLimited(1.0, "Slack rate limit")
-            if error in SETUP_ERRORS:
-                log.error("Slack refused a call because of the app's setup: %s", error)
-                raise TransientError(f"Slack setup problem: {error}")
-            raise PermanentError(error, f"Slack refused it: {error}")
+            raise _slack_error(
+                response.status, str(answer.get("error", "unknown_error")), retry_after
+            )
         return answer
 
     async def edit_post(self, ref: StaffMessageRef, post: MirrorPost) -> None:
