@@ -18,6 +18,7 @@ import connectors.slack
 import connectors.telegram
 from bridge import registry
 from bridge.config import Settings
+from bridge.media import MediaStore
 from bridge.outbox import Dispatcher, RateLimiter
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
@@ -31,6 +32,7 @@ WRITER = web.AppKey("writer", Writer)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+MEDIA = web.AppKey("media", MediaStore)
 CHILD = web.AppKey("dispatcher_command", list[str])
 CONNECTORS = web.AppKey("connectors", list[Connector])
 SURFACES = web.AppKey("surfaces", list[StaffSurface])
@@ -47,14 +49,15 @@ def _http_session() -> aiohttp.ClientSession:
 
 def _assemble(
     settings: Settings, http: aiohttp.ClientSession, *, poll_interval: float = 1.0
-) -> tuple[Database, Writer, Pipeline, list[Connector], list[StaffSurface], Dispatcher]:
+) -> tuple[Database, Writer, Pipeline, list[Connector], list[StaffSurface], Dispatcher, MediaStore]:
     """Build every part from the registries; nothing is started."""
     db = Database(settings.bridge.database, shared=settings.bridge.dispatch == "process")
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
     pipeline = Pipeline(settings, db, writer)
+    media = MediaStore(db, settings.bridge.public_url)
     connectors_: list[Connector] = []
     for build in registry.CONNECTORS.values():
-        connectors_.extend(build(settings, http, pipeline.on_inbound))
+        connectors_.extend(build(settings, http, pipeline.on_inbound, media))
     surfaces: list[StaffSurface] = []
     for build_surface in registry.SURFACES.values():
         surfaces.extend(build_surface(settings, http, pipeline.on_staff))
@@ -70,7 +73,7 @@ def _assemble(
         poll_interval=poll_interval,
     )
     writer.set_on_commit(dispatcher.notify)
-    return db, writer, pipeline, connectors_, surfaces, dispatcher
+    return db, writer, pipeline, connectors_, surfaces, dispatcher, media
 
 
 async def build_app(
@@ -82,7 +85,8 @@ async def build_app(
     """
     app = web.Application(client_max_size=32 * 1024 * 1024)
     http = _http_session()
-    db, writer, pipeline, connectors_, surfaces, dispatcher = _assemble(settings, http)
+    db, writer, pipeline, connectors_, surfaces, dispatcher, media = _assemble(settings, http)
+    app.add_routes(media.routes())
     for connector in connectors_:
         app.add_routes(connector.routes())
     for surface in surfaces:
@@ -99,6 +103,7 @@ async def build_app(
     app[PIPELINE] = pipeline
     app[DISPATCHER] = dispatcher
     app[HTTP] = http
+    app[MEDIA] = media
     app[CONNECTORS] = connectors_
     app[SURFACES] = surfaces
     app.router.add_get("/healthz", healthz)
@@ -188,7 +193,7 @@ async def run_dispatcher(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     http = _http_session()
     # Rows come from the webhook process, which cannot notify this one: look often.
-    db, writer, _, _, _, dispatcher = _assemble(settings, http, poll_interval=0.02)
+    db, writer, _, _, _, dispatcher, _ = _assemble(settings, http, poll_interval=0.02)
     await writer.start()
     await dispatcher.start()
     try:

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bridge.errors import ConfigError
 
@@ -126,12 +134,179 @@ class SlackSettings(_Section):
         return self.app_token is not None
 
 
+GRAPH_API = "https://graph.facebook.com/v21.0"
+TWILIO_API = "https://api.twilio.com"
+_DIGITS = re.compile(r"^\+?[0-9]{6,15}$")
+
+
+class WhatsAppAccount(_Section):
+    """One WhatsApp Business phone number on the Cloud API."""
+
+    phone_number_id: str = Field(min_length=1)
+    access_token: SecretStr
+    app_secret: SecretStr
+    verify_token: SecretStr
+    # The number customers write to, for wa.me links (international format, digits).
+    number: str | None = None
+    # The WhatsApp Business Account id: lets the bridge list the approved templates.
+    business_account_id: str | None = None
+    api_base: str = GRAPH_API
+    # Cloud API throughput: 80 messages/s per number by default, raised by Meta up to 1,000.
+    rate: float = Field(default=80.0, gt=0, le=1000)
+    # The pair limit: one message to the same customer about every 6 s, with short bursts.
+    rate_pair: float = Field(default=1 / 6, gt=0)
+    burst_pair: float = Field(default=10.0, ge=1)
+
+    @field_validator("number")
+    @classmethod
+    def _number_digits(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        compact = re.sub(r"[\s()-]", "", value)
+        if not _DIGITS.match(compact):
+            msg = "must be an international phone number, e.g. 4915112345678"
+            raise ValueError(msg)
+        return compact.lstrip("+")
+
+    @property
+    def account(self) -> str:
+        """The account id the bridge files this number's conversations under."""
+        return self.phone_number_id
+
+
+class MessengerPage(_Section):
+    """One Facebook page whose Messenger inbox the bridge serves."""
+
+    page_id: str = Field(min_length=1)
+    page_token: SecretStr
+    app_secret: SecretStr
+    verify_token: SecretStr
+    # The page's username for m.me links; the page id works too.
+    page_name: str | None = None
+    api_base: str = GRAPH_API
+    # Send API: about 300 calls per second per page for text.
+    rate: float = Field(default=300.0, gt=0)
+
+    @property
+    def account(self) -> str:
+        """The account id the bridge files this page's conversations under."""
+        return self.page_id
+
+
+class SmsAccount(_Section):
+    """One Twilio sender: a phone number, or a messaging service."""
+
+    account_sid: str = Field(min_length=1)
+    auth_token: SecretStr
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    # The number shown in sms: links when sending through a messaging service.
+    number: str | None = None
+    api_base: str = TWILIO_API
+    # A US long code sends 1 segment/s; toll-free 3/s; short codes 100/s and more.
+    rate: float = Field(default=1.0, gt=0)
+    burst: float = Field(default=1.0, ge=1)
+
+    @model_validator(mode="after")
+    def _one_sender(self) -> SmsAccount:
+        if (self.from_number is None) == (self.messaging_service_sid is None):
+            msg = "give exactly one of from_number and messaging_service_sid"
+            raise ValueError(msg)
+        for value in (self.from_number, self.number):
+            if value is not None and not _DIGITS.match(value):
+                msg = f"{value!r} is not an E.164 number such as +14155550100"
+                raise ValueError(msg)
+        return self
+
+    @property
+    def account(self) -> str:
+        """The sender's number, or the messaging service's sid."""
+        return self.from_number or self.messaging_service_sid or ""
+
+
+def _single_form(data: Any) -> Any:
+    """`[whatsapp] phone_number_id = …` is the one-account form of `[[whatsapp.accounts]]`."""
+    if isinstance(data, dict) and data and "accounts" not in data:
+        return {"accounts": [data]}
+    return data
+
+
+class WhatsAppSettings(_Section):
+    """The `[whatsapp]` section: one number, or several as `[[whatsapp.accounts]]`."""
+
+    accounts: tuple[WhatsAppAccount, ...] = ()
+    _single = model_validator(mode="before")(_single_form)
+
+    @property
+    def enabled(self) -> bool:
+        """Any configured number turns the connector on."""
+        return bool(self.accounts)
+
+
+class MessengerSettings(_Section):
+    """The `[messenger]` section: one page, or several as `[[messenger.accounts]]`."""
+
+    accounts: tuple[MessengerPage, ...] = ()
+    _single = model_validator(mode="before")(_single_form)
+
+    @property
+    def enabled(self) -> bool:
+        """Any configured page turns the connector on."""
+        return bool(self.accounts)
+
+
+class SmsSettings(_Section):
+    """The `[sms]` section (Twilio): one sender, or several as `[[sms.accounts]]`."""
+
+    accounts: tuple[SmsAccount, ...] = ()
+    _single = model_validator(mode="before")(_single_form)
+
+    @property
+    def enabled(self) -> bool:
+        """Any configured sender turns the connector on."""
+        return bool(self.accounts)
+
+
+class Route(_Section):
+    """`[[routes]]`: where one platform account's conversations are mirrored."""
+
+    platform: Literal["telegram", "whatsapp", "messenger", "sms"]
+    # Without an account the route covers every account of the platform.
+    account: str | None = None
+    slack_channel: str | None = None
+    matrix_room: str | None = None
+
+
 class Settings(_Section):
     """All settings of one bridge process."""
 
     bridge: BridgeSettings = BridgeSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
+    messenger: MessengerSettings = MessengerSettings()
+    sms: SmsSettings = SmsSettings()
+    routes: tuple[Route, ...] = ()
+
+    def slack_channel(self, platform: str, account: str) -> str | None:
+        """The Slack channel for a platform account's threads; None means `[slack] channel`."""
+        for route in self._routes_for(platform, account):
+            if route.slack_channel:
+                return route.slack_channel
+        return None
+
+    def matrix_room(self, platform: str, account: str) -> str | None:
+        """The Matrix room for a platform account's threads; None means the default room."""
+        for route in self._routes_for(platform, account):
+            if route.matrix_room:
+                return route.matrix_room
+        return None
+
+    def _routes_for(self, platform: str, account: str) -> list[Route]:
+        # The route naming the account wins over one for the whole platform.
+        exact = [r for r in self.routes if r.platform == platform and r.account == account]
+        broad = [r for r in self.routes if r.platform == platform and r.account is None]
+        return exact + broad
 
     def check(self) -> None:
         """Checks that span several keys; raises ConfigError naming the key to fix."""
@@ -151,6 +326,28 @@ class Settings(_Section):
                 )
             if sl.app_token is not None and not sl.app_token.get_secret_value().startswith("xapp-"):
                 raise ConfigError("slack.app_token", "an app-level token starts with xapp-")
+
+        seen: set[tuple[str, str]] = set()
+        for section, accounts in (
+            ("whatsapp", self.whatsapp.accounts),
+            ("messenger", self.messenger.accounts),
+            ("sms", self.sms.accounts),
+        ):
+            for account in accounts:
+                if (section, account.account) in seen:
+                    raise ConfigError(
+                        f"{section}.accounts", f"account {account.account} is configured twice"
+                    )
+                seen.add((section, account.account))
+        if self.sms.enabled and not self.bridge.public_url:
+            raise ConfigError(
+                "bridge.public_url",
+                "SMS needs the public URL: Twilio signs its webhooks over it, and fetches"
+                " MMS media from it",
+            )
+        for index, route in enumerate(self.routes):
+            if route.slack_channel is None and route.matrix_room is None:
+                raise ConfigError(f"routes.{index}", "names neither slack_channel nor matrix_room")
 
     @property
     def telegram_mode(self) -> Literal["webhook", "polling"]:
@@ -207,6 +404,12 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
         key = ".".join(str(part) for part in first["loc"])
         where = f" (from {sources[key]})" if key in sources else ""
         message = first["msg"]
+        section = data.get(key.partition(".")[0])
+        if key.count(".") >= 2 and isinstance(section, dict) and "accounts" not in section:
+            # The one-account form: name the key as the user wrote it, `[whatsapp] access_token`.
+            parts = key.split(".")
+            if parts[1:3] == ["accounts", "0"]:
+                key = ".".join([parts[0], *parts[3:]])
         if first["type"] == "extra_forbidden":
             message = "is not a known setting (see bridge.example.toml)"
         raise ConfigError(key, f"{message}{where}") from None

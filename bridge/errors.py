@@ -9,7 +9,8 @@
           ├── TransientError     worth retrying with backoff (5xx, timeouts)
           │    └── Unreachable   no connection at all
           └── PermanentError     retrying will not help; `code` and `reason` say why
-               └── WindowClosed  the platform's customer-service window is closed
+               ├── WindowClosed  the platform's customer-service window is closed
+               └── OptedOut      the customer unsubscribed (e.g. replied STOP to an SMS)
 
 Each connector maps its platform's HTTP/JSON errors into this tree in one function.
 """
@@ -74,3 +75,7 @@ class PermanentError(DeliveryError):
 
 class WindowClosed(PermanentError):
     """The platform only accepts templates (or tagged messages) outside its service window."""
+
+
+class OptedOut(PermanentError):
+    """The customer unsubscribed on the platform; the bridge records it on the contact."""

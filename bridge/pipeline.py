@@ -9,7 +9,10 @@ The outbox handlers at the bottom carry the rows out through connectors and surf
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import shlex
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -20,13 +23,14 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from bridge.config import Settings
-from bridge.errors import PermanentError, TransientError
+from bridge.errors import OptedOut, PermanentError, TransientError, WindowClosed
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
 from bridge.types import (
     AccountId,
     Attachment,
     ChatId,
+    Consent,
     ContactCard,
     ContactId,
     ConversationId,
@@ -47,8 +51,11 @@ from bridge.types import (
     StaffEvent,
     StaffMessage,
     StaffMessageRef,
+    StatusUpdate,
     SurfaceName,
+    TemplateCall,
     ThreadRef,
+    WatermarkUpdate,
 )
 from storage import (
     BatchKind,
@@ -86,6 +93,19 @@ def _attachment(d: Mapping[str, Any]) -> Attachment:
         mime_type=d.get("mime_type"),
         size=d.get("size"),
     )
+
+
+TEMPLATE_USAGE = (
+    "Usage: !template <name>[:<language>] <parameter>… (quote a parameter that has spaces),"
+    ' e.g. !template order_update:en_US "Anna Schmidt" 12345'
+)
+
+
+def _early_key(platform: str, account: str, external_id: str) -> str:
+    key = f"early:{platform}:{account}:{external_id}"
+    if len(key) > 128:  # the kv key column's size
+        key = "early:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
 
 
 def mirror_text(text: str, attachments: Sequence[Mapping[str, Any]]) -> str:
@@ -153,6 +173,7 @@ class Pipeline:
             "staff.edit": _MirrorEdit(self),
             "staff.mark": _Mark(self),
             "staff.notice": _Notice(self),
+            "staff.window": _WindowNotice(self),
             "customer.send": _Send(self),
             "customer.edit": _CustomerChange(self, delete=False),
             "customer.delete": _CustomerChange(self, delete=True),
@@ -201,13 +222,16 @@ class Pipeline:
         now = self.clock()
         messages: dict[tuple[Platform, AccountId], list[InboundMessage]] = defaultdict(list)
         edits: list[InboundEdit] = []
-        statuses = []
+        statuses: list[StatusUpdate] = []
+        watermarks: list[WatermarkUpdate] = []
         for events in batches:
             for event in events:
                 if isinstance(event, InboundMessage):
                     messages[(event.platform, event.account)].append(event)
                 elif isinstance(event, InboundEdit):
                     edits.append(event)
+                elif isinstance(event, WatermarkUpdate):
+                    watermarks.append(event)
                 else:
                     statuses.append(event)
         jobs: list[NewJob] = []
@@ -216,23 +240,108 @@ class Pipeline:
         for edit in edits:
             self._store_edit(tx, edit, jobs)
         for status in statuses:
-            found = tx.messages_by_external(status.platform, status.account, [status.external_id])
-            message = found.get(status.external_id)
-            if message is None or message.direction != "out":
-                continue
-            tx.write_statuses(
-                [
-                    MessageStatusWrite(
-                        message.id, status.status.value, None, status.code, status.reason
-                    )
-                ]
-            )
-            for surface, ref in tx.refs_of(message.id, "origin"):
-                jobs.append(
-                    self._mark_job(message.conversation_id, surface, ref, status.status, message.id)
-                )
+            self._store_status(tx, status, jobs)
+        for mark in watermarks:
+            self._store_watermark(tx, mark, jobs)
         tx.enqueue(jobs, time.time())
         return [None] * len(batches)
+
+    def _store_status(self, tx: Tx, status: StatusUpdate, jobs: list[NewJob]) -> None:
+        found = tx.messages_by_external(status.platform, status.account, [status.external_id])
+        message = found.get(status.external_id)
+        if message is None:
+            # The platform can report before the send's answer is recorded: keep it for then.
+            early = {
+                "status": status.status.value,
+                "code": status.code,
+                "reason": status.reason,
+                "opted_out": status.opted_out,
+            }
+            key = _early_key(status.platform, status.account, status.external_id)
+            tx.keep_early_status(key, json.dumps(early))
+            return
+        if message.direction == "out":
+            jobs.extend(
+                self._apply_status(
+                    tx, message, status.status, status.code, status.reason, status.opted_out
+                )
+            )
+
+    def _apply_status(
+        self,
+        tx: Tx,
+        message: MessageRecord,
+        status: DeliveryStatus,
+        code: str | None,
+        reason: str | None,
+        opted_out: bool,
+    ) -> list[NewJob]:
+        """Record a delivery status reported by the platform and show it in the threads."""
+        jobs: list[NewJob] = []
+        tx.write_statuses([MessageStatusWrite(message.id, status.value, None, code, reason)])
+        for surface, ref in tx.refs_of(message.id, "origin"):
+            jobs.append(self._mark_job(message.conversation_id, surface, ref, status, message.id))
+            if status is DeliveryStatus.FAILED:
+                words = reason or "the platform reported a failure"
+                platform = message.platform.capitalize() if message.platform != "sms" else "SMS"
+                detail = f" ({platform} {code})" if code and code not in words else ""
+                jobs.append(
+                    self._notice_job(
+                        message.conversation_id,
+                        surface,
+                        f"fail:{message.id}",
+                        f"not delivered: {words}{detail}",
+                    )
+                )
+        if opted_out:
+            conversation = tx.conversation(message.conversation_id)
+            if conversation is not None:
+                jobs.extend(
+                    self._opt_out(tx, conversation.contact_id, conversation.id, "platform refusal")
+                )
+        return jobs
+
+    def _store_watermark(self, tx: Tx, mark: WatermarkUpdate, jobs: list[NewJob]) -> None:
+        contact = tx.contact_by_address(mark.platform, mark.account, mark.chat_id)
+        if contact is None:
+            return
+        moved = tx.advance_to_watermark(
+            contact.id, mark.platform, mark.account, mark.status.value, mark.watermark
+        )
+        for message in moved:
+            for surface, ref in tx.refs_of(message.id, "origin"):
+                jobs.append(
+                    self._mark_job(message.conversation_id, surface, ref, mark.status, message.id)
+                )
+
+    def _opt_out(
+        self,
+        tx: Tx,
+        contact_id: ContactId,
+        conversation_id: ConversationId,
+        source: str,
+        *,
+        back_in: bool = False,
+    ) -> list[NewJob]:
+        """Record an opt-out (or an opt-in again) and tell the thread."""
+        changed = tx.set_opt_out(contact_id, None if back_in else self.clock(), source)
+        if not changed:
+            return []
+        text = (
+            f"The customer opted in again ({source}); replies reach them again."
+            if back_in
+            else f"The customer opted out ({source}): nothing is sent to them until they opt in"
+            " again (for SMS, by texting START)."
+        )
+        jobs: list[NewJob] = []
+        for surface in self.surfaces:
+            jobs.append(self._card_job(conversation_id, surface, None))
+            jobs.append(
+                self._notice_job(
+                    conversation_id, surface, f"consent:{contact_id}:{time.time()}", text
+                )
+            )
+        return jobs
 
     def _store_messages(
         self,
@@ -351,9 +460,22 @@ class Pipeline:
                 for cid, ms in per_contact.items()
             ]
         )
+        for m in fresh:
+            if m.consent is not None:
+                cid = contact_of[m.chat_id]
+                jobs.extend(
+                    self._opt_out(
+                        tx,
+                        cid,
+                        conv_of[cid],
+                        f"replied {m.text.strip().upper()[:20]}",
+                        back_in=m.consent is Consent.START,
+                    )
+                )
         window = int(time.time() // self.settings.bridge.card_refresh_s)
         for surface_name, surface in self.surfaces.items():
-            post_keys = surface.rate_keys("post", None)
+            channel = self.route(surface_name, platform, account)
+            post_keys = surface.rate_keys("post", channel)
             for conv_id in sorted(new_conv_ids):
                 jobs.append(
                     NewJob(
@@ -361,7 +483,7 @@ class Pipeline:
                         idem_key=f"open:{conv_id}:{surface_name}",
                         lane=f"c{conv_id}:{surface_name}",
                         rate_keys=post_keys,
-                        payload={"conv": conv_id, "surface": surface_name},
+                        payload={"conv": conv_id, "surface": surface_name, "channel": channel},
                     )
                 )
             for m, message_id, row in zip(fresh, ids, rows, strict=True):
@@ -492,8 +614,28 @@ class Pipeline:
         if action in ("!close", "!reopen"):
             self._thread_action(tx, event, conversation, action, jobs)
             return True
+        template: TemplateCall | None = None
+        if action == "!template":
+            template = self._template_call(text)
+            if template is None:
+                for surface in self.surfaces:
+                    jobs.append(
+                        self._notice_job(conv_id, surface, f"action:{event.ref}", TEMPLATE_USAGE)
+                    )
+                return True
         prefix = self.settings.bridge.note_prefix
         is_note = bool(prefix) and text.startswith(prefix)
+        connector = self.connectors.get((contact.platform, contact.account))
+        refusal: str | None = None
+        if not is_note:
+            if contact.opted_out_at is not None:
+                refusal = (
+                    "the customer opted out"
+                    f" on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC; nothing is sent to them"
+                    " until they opt in again"
+                )
+            elif connector is not None and template is None:
+                refusal = connector.window_refusal(contact.last_seen, self.clock())
         [message_id] = tx.insert_messages(
             [
                 {
@@ -513,27 +655,96 @@ class Pipeline:
         tx.add_refs([(event.surface, event.ref, "origin", message_id)])
         if is_note:
             return True
-        connector = self.connectors.get((contact.platform, contact.account))
+        if refusal is not None:
+            tx.write_statuses(
+                [
+                    MessageStatusWrite(
+                        message_id, DeliveryStatus.FAILED.value, None, "refused", refusal
+                    )
+                ]
+            )
+            for surface in self.surfaces:
+                jobs.append(
+                    self._mark_job(conv_id, surface, event.ref, DeliveryStatus.FAILED, message_id)
+                )
+                jobs.append(
+                    self._window_job(
+                        conv_id, surface, contact.platform, contact.account, message_id, refusal
+                    )
+                )
+            return True
+        payload: dict[str, Any] = {
+            "conv": conv_id,
+            "msg": message_id,
+            "platform": contact.platform,
+            "account": contact.account,
+            "chat": contact.chat_id,
+            "text": event.text,
+            "files": [_attachment_dict(a) for a in event.attachments],
+            "surface": event.surface,
+            "ref": event.ref,
+            "last_in": contact.last_seen.timestamp() if contact.last_seen else None,
+        }
+        if template is not None:
+            payload["template"] = {
+                "name": template.name,
+                "language": template.language,
+                "params": list(template.params),
+            }
         jobs.append(
             NewJob(
                 kind="customer.send",
                 idem_key=f"send:{message_id}",
                 lane=f"c{conv_id}:out",
                 rate_keys=connector.rate_keys(contact.chat_id) if connector else (),
-                payload={
-                    "conv": conv_id,
-                    "msg": message_id,
-                    "platform": contact.platform,
-                    "account": contact.account,
-                    "chat": contact.chat_id,
-                    "text": event.text,
-                    "files": [_attachment_dict(a) for a in event.attachments],
-                    "surface": event.surface,
-                    "ref": event.ref,
-                },
+                payload=payload,
             )
         )
         return True
+
+    @staticmethod
+    def _template_call(text: str) -> TemplateCall | None:
+        """`!template name[:language] param…` (quote parameters that have spaces)."""
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            return None
+        if len(words) < 2:
+            return None
+        name, _, language = words[1].partition(":")
+        if not name:
+            return None
+        return TemplateCall(name=name, language=language, params=tuple(words[2:]))
+
+    def _window_job(
+        self,
+        conv_id: int,
+        surface: SurfaceName,
+        platform: str,
+        account: str,
+        message_id: MessageId,
+        reason: str,
+    ) -> NewJob:
+        """A notice that a reply was not sent, with the templates that could be sent instead."""
+        return NewJob(
+            kind="staff.window",
+            idem_key=f"window:{message_id}:{surface}",
+            lane=f"c{conv_id}:{surface}",
+            rate_keys=self.surfaces[surface].rate_keys("post", None),
+            payload={
+                "conv": conv_id,
+                "surface": surface,
+                "platform": platform,
+                "account": account,
+                "reason": reason,
+            },
+        )
+
+    def route(self, surface: SurfaceName, platform: str, account: str) -> str | None:
+        """The channel or room of a platform account's threads on a surface; None: the default."""
+        if surface == "matrix":
+            return self.settings.matrix_room(platform, account)
+        return self.settings.slack_channel(platform, account)
 
     def _thread_action(
         self,
@@ -687,16 +898,17 @@ class _OpenThread(_Handler):
         existing = await self.p.thread(conv, surface.name)
         if existing is not None:
             return Completion([job.id])
+        channel = job.payload.get("channel")
         if job.attempts:
             # Attempted before a crash or a timeout: the root may be in the channel already.
-            found = await surface.find_thread(None, str(job.id))
+            found = await surface.find_thread(channel, str(job.id))
             if found is not None:
                 self.p.remember_thread(conv, surface.name, found)
                 return Completion([job.id], threads=[(conv, surface.name, found)])
         card = await self.p.card(conv, surface)
         if card is None:
             return Completion([job.id], failed_reason="the conversation no longer exists")
-        thread = await surface.open_thread(card, None, marker=str(job.id))
+        thread = await surface.open_thread(card, channel, marker=str(job.id))
         self.p.remember_thread(conv, surface.name, thread)
         return Completion([job.id], threads=[(conv, surface.name, thread)])
 
@@ -814,6 +1026,8 @@ class _Send(_Handler):
         connector = self.p.connector(p["platform"], p["account"])
         surface = self.p.surface(p["surface"])
         files = tuple([await surface.fetch(_attachment(f)) for f in p.get("files") or []])
+        template = p.get("template")
+        last_in = p.get("last_in")
         external = await connector.send(
             OutboundMessage(
                 platform=Platform(p["platform"]),
@@ -821,20 +1035,55 @@ class _Send(_Handler):
                 chat_id=ChatId(p["chat"]),
                 text=p["text"],
                 files=files,
+                template=await self._template(connector, template) if template else None,
+                last_inbound_at=datetime.fromtimestamp(last_in, UTC) if last_in else None,
+                idempotency_key=job.idem_key,
             )
         )
+        message_id = MessageId(p["msg"])
+        key = _early_key(p["platform"], p["account"], external)
         return Completion(
             [job.id],
-            statuses=[MessageStatusWrite(MessageId(p["msg"]), DeliveryStatus.SENT.value, external)],
+            statuses=[MessageStatusWrite(message_id, DeliveryStatus.SENT.value, external)],
             jobs=[
                 self.p._mark_job(
                     p["conv"],
                     surface.name,
                     StaffMessageRef(p["ref"]),
                     DeliveryStatus.SENT,
-                    MessageId(p["msg"]),
+                    message_id,
                 )
             ],
+            also=[lambda tx: self._early(tx, message_id, key)],
+        )
+
+    async def _template(self, connector: Connector, spec: Mapping[str, Any]) -> TemplateCall:
+        """The template call, with the language looked up when the agent named none."""
+        language = spec.get("language") or ""
+        if not language:
+            known = [t for t in await connector.templates() if t.name == spec["name"]]
+            approved = [t for t in known if t.status.upper() == "APPROVED"] or known
+            if not approved:
+                raise PermanentError(
+                    "132001", f"no template named {spec['name']} is known for this number"
+                )
+            language = approved[0].language
+        return TemplateCall(name=spec["name"], language=language, params=tuple(spec["params"]))
+
+    def _early(self, tx: Tx, message_id: MessageId, key: str) -> list[NewJob]:
+        """Apply a status the platform reported before the send's answer was recorded."""
+        found = tx.take_early_statuses([key])
+        message = tx.message(message_id) if found else None
+        if message is None:
+            return []
+        early = json.loads(found[key])
+        return self.p._apply_status(
+            tx,
+            message,
+            DeliveryStatus(early["status"]),
+            early.get("code"),
+            early.get("reason"),
+            bool(early.get("opted_out")),
         )
 
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
@@ -842,31 +1091,86 @@ class _Send(_Handler):
         p = job.payload
         follow: list[NewJob] = []
         surface = SurfaceName(p["surface"])
+        message_id = MessageId(p["msg"])
         if surface in self.p.surfaces:
             follow.append(
                 self.p._mark_job(
-                    p["conv"],
-                    surface,
-                    StaffMessageRef(p["ref"]),
-                    DeliveryStatus.FAILED,
-                    MessageId(p["msg"]),
+                    p["conv"], surface, StaffMessageRef(p["ref"]), DeliveryStatus.FAILED, message_id
                 )
             )
-            follow.append(
-                self.p._notice_job(
-                    p["conv"], surface, f"fail:{p['msg']}", f"not delivered: {error.reason}"
+            if isinstance(error, WindowClosed):
+                follow.append(
+                    self.p._window_job(
+                        p["conv"], surface, p["platform"], p["account"], message_id, error.reason
+                    )
                 )
-            )
+            else:
+                follow.append(
+                    self.p._notice_job(
+                        p["conv"], surface, f"fail:{p['msg']}", f"not delivered: {error.reason}"
+                    )
+                )
+        also: list[Callable[[Tx], Sequence[NewJob]]] = []
+        if isinstance(error, OptedOut):
+            conv = ConversationId(p["conv"])
+
+            def opt_out(tx: Tx) -> list[NewJob]:
+                conversation = tx.conversation(conv)
+                if conversation is None:
+                    return []
+                return self.p._opt_out(tx, conversation.contact_id, conv, "platform refusal")
+
+            also.append(opt_out)
         return Completion(
             [job.id],
             statuses=[
                 MessageStatusWrite(
-                    MessageId(p["msg"]), DeliveryStatus.FAILED.value, None, error.code, error.reason
+                    message_id, DeliveryStatus.FAILED.value, None, error.code, error.reason
                 )
             ],
             jobs=follow,
             failed_reason=str(error),
+            also=also,
         )
+
+
+class _WindowNotice(_Handler):
+    """Explain a reply that was not sent, listing the approved templates that could be."""
+
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        p = job.payload
+        surface = self.p.surface(p["surface"])
+        thread = await self.p.thread(ConversationId(p["conv"]), surface.name)
+        if thread is None:
+            raise TransientError("the conversation's thread is not open yet")
+        text = f"Not sent: {p['reason']}"
+        connector = self.p.connectors.get((Platform(p["platform"]), AccountId(p["account"])))
+        templates = await connector.templates() if connector is not None else []
+        approved = [t for t in templates if t.status.upper() == "APPROVED"]
+        if approved:
+            lines = []
+            for t in approved[:15]:
+                body = (t.body or "").replace("\n", " ")
+                body = body if len(body) <= 80 else body[:79] + "…"
+                count = t.param_count
+                params = f", {count} parameter{'s' if count != 1 else ''}" if count else ""
+                lines.append(f"• {t.name}:{t.language}{params}: {body}")
+            more = f"\n…and {len(approved) - 15} more" if len(approved) > 15 else ""
+            text += (
+                "\nApproved templates you can send instead:\n"
+                + "\n".join(lines)
+                + more
+                + "\nSend one by replying in this thread: !template <name>:<language> <parameter>…"
+            )
+        elif p["platform"] == "whatsapp":
+            text += (
+                "\nNo approved message templates are known for this number (set"
+                " business_account_id in [whatsapp] to list them); a template is the only way to"
+                " reach the customer until they write again."
+            )
+        await surface.notice(thread, text)
+        return Completion([job.id])
 
 
 class _CustomerChange(_Handler):

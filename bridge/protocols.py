@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import ClassVar, Protocol
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from bridge.types import (
     StaffEvent,
     StaffMessageRef,
     SurfaceName,
+    Template,
     ThreadRef,
 )
 
@@ -31,6 +33,14 @@ InboundSink = Callable[[Sequence[InboundEvent]], Awaitable[None]]
 
 StaffSink = Callable[[StaffEvent], Awaitable[None]]
 """Stores what staff did in a thread durably; returns once it is committed."""
+
+
+class MediaHost(Protocol):
+    """Serves files at short-lived signed URLs of the bridge, for platforms that fetch by URL."""
+
+    async def publish(self, file: FileData, *, ttl: float = 3600.0) -> str:
+        """Store the file; return an absolute URL that serves it until `ttl` seconds pass."""
+        ...
 
 
 class Connector(Protocol):
@@ -73,6 +83,18 @@ class Connector(Protocol):
 
     def rate_limits(self) -> Mapping[str, RateLimit]:
         """Limits per rate key; a key's last segment may be `*` to match any value."""
+        ...
+
+    def window_refusal(self, last_inbound_at: datetime | None, now: datetime) -> str | None:
+        """Why a free-text reply may not be sent now (the platform's service window), or None."""
+        ...
+
+    async def templates(self) -> Sequence[Template]:
+        """The message templates the platform approved for this account (empty if none)."""
+        ...
+
+    def chat_link(self, payload: str | None = None) -> str | None:
+        """A click-to-chat link to this account carrying `payload`, if the platform has one."""
         ...
 
 

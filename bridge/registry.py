@@ -10,9 +10,9 @@ from collections.abc import Callable
 from aiohttp import ClientSession
 
 from bridge.config import Settings
-from bridge.protocols import Connector, InboundSink, StaffSink, StaffSurface
+from bridge.protocols import Connector, InboundSink, MediaHost, StaffSink, StaffSurface
 
-ConnectorFactory = Callable[[Settings, ClientSession, InboundSink], list[Connector]]
+ConnectorFactory = Callable[[Settings, ClientSession, InboundSink, MediaHost], list[Connector]]
 SurfaceFactory = Callable[[Settings, ClientSession, StaffSink], list[StaffSurface]]
 
 CONNECTORS: dict[str, ConnectorFactory] = {}

@@ -6,6 +6,7 @@ the outbox and the commands only ever see these.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -31,6 +32,8 @@ StaffMessageRef.__doc__ = "One message on a staff surface (Slack: '<channel>/<ts
 StaffUserId = NewType("StaffUserId", str)
 StaffUserId.__doc__ = "A staff member's id on a surface (Slack 'U…', Matrix '@user:server')."
 
+_PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
+
 TELEGRAM = Platform("telegram")
 WHATSAPP = Platform("whatsapp")
 MESSENGER = Platform("messenger")
@@ -54,6 +57,13 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
+
+
+class Consent(StrEnum):
+    """A customer's opt-out or opt-in word, as the platform (or its carrier rules) defines it."""
+
+    STOP = "stop"
+    START = "start"
 
 
 class ConversationStatus(StrEnum):
@@ -105,7 +115,11 @@ class InboundMessage:
     text: str
     sent_at: datetime
     attachments: tuple[Attachment, ...] = ()
+    # Where the customer came from: a Telegram /start payload, a Messenger m.me `ref`.
     start_payload: str | None = None
+    # Set when the message is an opt-out/opt-in keyword the platform itself acts on (Twilio
+    # STOP/START on long codes): the bridge records it on the contact.
+    consent: Consent | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,9 +145,50 @@ class StatusUpdate:
     at: datetime
     code: str | None = None
     reason: str | None = None
+    # The platform refused because the customer unsubscribed (Twilio 21610 after STOP).
+    opted_out: bool = False
 
 
-InboundEvent = InboundMessage | InboundEdit | StatusUpdate
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatermarkUpdate:
+    """Every message the bridge sent to this chat up to `watermark` has reached `status`.
+
+    Messenger reports delivery and reads this way instead of per message.
+    """
+
+    platform: Platform
+    account: AccountId
+    chat_id: ChatId
+    status: DeliveryStatus
+    watermark: datetime
+
+
+InboundEvent = InboundMessage | InboundEdit | StatusUpdate | WatermarkUpdate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TemplateCall:
+    """An approved WhatsApp message template to send, with its body parameters in order."""
+
+    name: str
+    language: str
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Template:
+    """A message template the platform has approved (or not) for use outside the window."""
+
+    name: str
+    language: str
+    status: str
+    category: str | None = None
+    body: str | None = None
+
+    @property
+    def param_count(self) -> int:
+        """How many numbered parameters ({{1}}, {{2}}…) the body takes."""
+        return len(set(_PLACEHOLDER.findall(self.body or "")))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +200,12 @@ class OutboundMessage:
     chat_id: ChatId
     text: str
     files: tuple[FileData, ...] = ()
+    # Instead of free text: an approved template (WhatsApp only).
+    template: TemplateCall | None = None
+    # When the customer last wrote: decides Messenger's messaging_type (RESPONSE or tagged).
+    last_inbound_at: datetime | None = None
+    # A stable key per outbox row, for platforms that accept one to avoid sending twice.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +257,9 @@ class ContactCard:
     status: ConversationStatus
     opt_in_source: str | None = None
     previous_thread_url: str | None = None
+    account: AccountId | None = None
+    # The customer unsubscribed (SMS STOP); nothing is sent to them until they opt back in.
+    opted_out: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

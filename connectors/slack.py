@@ -202,11 +202,16 @@ def card_blocks(card: ContactCard) -> tuple[str, list[dict[str, Any]]]:
         f"*Status*\n{status}",
         f"*Opt-in*\n{escape(card.opt_in_source or '—')}",
     ]
+    if card.opted_out:
+        fields.append("*Subscribed*\nno: opted out, nothing is sent until they opt back in")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": card.display_name[:150] or "?"}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
-    context = [f"conversation #{card.conversation_id} · {card.platform} id `{card.chat_id}`"]
+    address = f"+{card.chat_id}" if card.platform == "whatsapp" else card.chat_id
+    context = [f"conversation #{card.conversation_id} · {card.platform} id `{address}`"]
+    if card.account:
+        context.append(f"via {card.platform} account `{card.account}`")
     if card.previous_thread_url:
         context.append(f"<{card.previous_thread_url}|previous conversation>")
     blocks.append(

@@ -32,7 +32,8 @@ from bridge.errors import (
     TransientError,
     Unreachable,
 )
-from bridge.protocols import Connector, InboundSink
+from bridge.links import chat_link
+from bridge.protocols import Connector, InboundSink, MediaHost
 from bridge.types import (
     TELEGRAM,
     AccountId,
@@ -48,6 +49,7 @@ from bridge.types import (
     OutboundMessage,
     Platform,
     RateLimit,
+    Template,
 )
 
 log = logging.getLogger(__name__)
@@ -439,7 +441,8 @@ class TelegramConnector:
         except Exception:
             # A non-2xx answer makes Telegram deliver the update again later.
             ref = secrets.token_hex(3)
-            log.exception("telegram webhook: storing %s failed (ref %s)", event.external_id, ref)
+            what = getattr(event, "external_id", type(event).__name__)
+            log.exception("telegram webhook: storing %s failed (ref %s)", what, ref)
             return web.Response(status=500, text=f"not stored (ref {ref})")
         return web.Response(text="ok")
 
@@ -599,6 +602,20 @@ class TelegramConnector:
         )
         return FileData(kind=attachment.kind, filename=filename, data=data, mime_type=mime_type)
 
+    # ------------------------------------------------------------------ policy
+
+    def window_refusal(self, last_inbound_at: datetime | None, now: datetime) -> str | None:
+        """A bot may write to anyone who started it, at any time: no window."""
+        return None
+
+    async def templates(self) -> Sequence[Template]:
+        """Telegram has no message templates."""
+        return ()
+
+    def chat_link(self, payload: str | None = None) -> str | None:
+        """t.me/<bot>?start=<payload>, once the bot's username is known (after start)."""
+        return chat_link(TELEGRAM, self.username, payload) if self.username else None
+
     # ------------------------------------------------------------------ rate limits
 
     def rate_keys(self, chat_id: ChatId) -> tuple[str, ...]:
@@ -666,7 +683,9 @@ def _unreachable(what: str, exc: BaseException) -> Unreachable:
 
 
 @registry.connector("telegram")
-def build(settings: Settings, http: aiohttp.ClientSession, sink: InboundSink) -> list[Connector]:
+def build(
+    settings: Settings, http: aiohttp.ClientSession, sink: InboundSink, media: MediaHost
+) -> list[Connector]:
     """The Telegram connector, when a token is configured."""
     if not settings.telegram.enabled:
         return []

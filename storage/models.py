@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -70,6 +71,9 @@ class Contact(Base):
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     opt_in_source: Mapped[str | None] = mapped_column(String(256))
     opt_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set while the customer has opted out (e.g. replied STOP to an SMS); cleared by START.
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opt_out_source: Mapped[str | None] = mapped_column(String(128))
 
 
 class Conversation(Base):
@@ -173,3 +177,17 @@ class KeyValue(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class MediaFile(Base):
+    """A file served at a signed, expiring URL for platforms that fetch media by URL (MMS)."""
+
+    __tablename__ = "media_files"
+    __table_args__ = (Index("ix_media_expires", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    filename: Mapped[str] = mapped_column(String(256))
+    mime_type: Mapped[str] = mapped_column(String(128))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -34,6 +34,7 @@ from storage.models import (
     Contact,
     Conversation,
     KeyValue,
+    MediaFile,
     Message,
     OutboxRow,
     StaffRef,
@@ -46,7 +47,12 @@ threads = cast(Table, StaffThread.__table__)
 messages = cast(Table, Message.__table__)
 refs = cast(Table, StaffRef.__table__)
 outbox = cast(Table, OutboxRow.__table__)
+media_files = cast(Table, MediaFile.__table__)
 kv = cast(Table, KeyValue.__table__)
+
+
+# Delivery statuses in the order they are reached; `failed` ends any of them.
+STATUS_ORDER = ["queued", "sent", "delivered", "read", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,9 @@ class ContactRecord:
     username: str | None
     message_count: int
     opt_in_source: str | None
+    # Only filled where the whole row was read (`Tx.contact`).
+    last_seen: datetime | None = None
+    opted_out_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,9 @@ class Completion:
     statuses: list[MessageStatusWrite] = field(default_factory=list)
     jobs: list[NewJob] = field(default_factory=list)
     failed_reason: str | None = None
+    # More writes for the same transaction, with the jobs they produce (e.g. applying a status
+    # that arrived before the send's answer did).
+    also: list[Callable[[Tx], Sequence[NewJob]]] = field(default_factory=list)
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -173,6 +185,8 @@ def _contact(row: Any) -> ContactRecord:
         username=row.username,
         message_count=row.message_count,
         opt_in_source=row.opt_in_source,
+        last_seen=getattr(row, "last_seen", None),
+        opted_out_at=getattr(row, "opted_out_at", None),
     )
 
 
@@ -353,6 +367,8 @@ class Tx:
             message_count=m[contacts.c.message_count],
             status=ConversationStatus(m[conversations.c.status]),
             opt_in_source=m[contacts.c.opt_in_source],
+            account=AccountId(m[contacts.c.account]),
+            opted_out=m[contacts.c.opted_out_at] is not None,
         )
 
     # -- threads --------------------------------------------------------------------------
@@ -481,17 +497,143 @@ class Tx:
         self.conn.execute(update(messages).where(messages.c.id == message_id).values(deleted=True))
 
     def write_statuses(self, writes: Sequence[MessageStatusWrite]) -> None:
-        """Store delivery outcomes."""
+        """Store delivery outcomes; a status never moves back (a late `sent` after `read`)."""
         for w in writes:
-            values: dict[str, Any] = {"status": w.status}
             if w.external_id is not None:
-                values["external_id"] = w.external_id
+                self.conn.execute(
+                    update(messages)
+                    .where(messages.c.id == w.message_id)
+                    .values(external_id=w.external_id)
+                )
+            values: dict[str, Any] = {"status": w.status}
             if w.code is not None or w.reason is not None:
                 values["error_code"] = w.code
                 values["error_reason"] = w.reason
+            rank = STATUS_ORDER.index(w.status) if w.status in STATUS_ORDER else 0
+            earlier = STATUS_ORDER[:rank]
             self.conn.execute(
-                update(messages).where(messages.c.id == w.message_id).values(**values)
+                update(messages)
+                .where(
+                    messages.c.id == w.message_id,
+                    or_(messages.c.status.is_(None), messages.c.status.in_(earlier)),
+                )
+                .values(**values)
             )
+
+    def advance_to_watermark(
+        self,
+        contact_id: ContactId,
+        platform: Platform,
+        account: AccountId,
+        status: str,
+        watermark: datetime,
+    ) -> list[MessageRecord]:
+        """Messages sent to a contact up to `watermark` reach `status`; return those that moved."""
+        earlier = [s for s in STATUS_ORDER[: STATUS_ORDER.index(status)] if s != "queued"]
+        conv_ids = select(conversations.c.id).where(conversations.c.contact_id == contact_id)
+        where = (
+            messages.c.conversation_id.in_(conv_ids),
+            messages.c.direction == "out",
+            messages.c.platform == platform,
+            messages.c.account == account,
+            messages.c.sent_at <= watermark,
+            messages.c.status.in_(earlier),
+        )
+        moved = [_message(row) for row in self.conn.execute(select(messages).where(*where))]
+        if moved:
+            self.conn.execute(
+                update(messages)
+                .where(messages.c.id.in_([m.id for m in moved]))
+                .values(status=status)
+            )
+        return moved
+
+    def set_opt_out(self, contact_id: ContactId, at: datetime | None, source: str | None) -> bool:
+        """Record that a contact opted out (`at` set) or back in (`at` None); False if unchanged."""
+        condition = contacts.c.opted_out_at.is_(None) if at else contacts.c.opted_out_at.isnot(None)
+        result = self.conn.execute(
+            update(contacts)
+            .where(contacts.c.id == contact_id, condition)
+            .values(opted_out_at=at, opt_out_source=source)
+        )
+        return bool(result.rowcount)
+
+    def contact_by_address(
+        self, platform: Platform, account: AccountId, chat_id: ChatId
+    ) -> ContactRecord | None:
+        """One whole contact row by its address on a platform account."""
+        row = self.conn.execute(
+            select(contacts).where(
+                contacts.c.platform == platform,
+                contacts.c.account == account,
+                contacts.c.chat_id == chat_id,
+            )
+        ).first()
+        return _contact(row) if row is not None else None
+
+    # -- early statuses: a platform may report on a message before the bridge has recorded
+    # the id it answered the send with (WhatsApp's `sent` webhook races the send's answer).
+
+    def keep_early_status(self, key: str, value: str) -> None:
+        """Remember a status for an external id the bridge does not know yet."""
+        self.conn.execute(delete(kv).where(kv.c.key == key))
+        self.conn.execute(kv.insert().values(key=key, value=value))
+
+    def take_early_statuses(self, keys: Sequence[str]) -> dict[str, str]:
+        """Statuses kept for these keys, removed as they are taken."""
+        if not keys:
+            return {}
+        found = {
+            row.key: row.value
+            for row in self.conn.execute(select(kv).where(kv.c.key.in_(list(keys))))
+        }
+        if found:
+            self.conn.execute(delete(kv).where(kv.c.key.in_(list(found))))
+        return found
+
+    # -- small durable values -------------------------------------------------------------
+
+    def kv_get(self, key: str) -> str | None:
+        """A stored value."""
+        return self.conn.execute(select(kv.c.value).where(kv.c.key == key)).scalar()
+
+    def kv_put_new(self, key: str, value: str) -> str:
+        """Store a value unless the key has one; return the value that is stored."""
+        current = self.kv_get(key)
+        if current is not None:
+            return current
+        self.conn.execute(kv.insert().values(key=key, value=value))
+        return value
+
+    # -- media files ----------------------------------------------------------------------
+
+    def put_media(self, filename: str, mime_type: str, data: bytes, now: float, ttl: float) -> int:
+        """Store a file to serve; expired files are dropped on the way."""
+        self.conn.execute(delete(media_files).where(media_files.c.expires_at < now))
+        result = self.conn.execute(
+            media_files.insert()
+            .values(
+                filename=filename,
+                mime_type=mime_type,
+                data=data,
+                created_at=now,
+                expires_at=now + ttl,
+            )
+            .returning(media_files.c.id)
+        )
+        return int(result.scalar_one())
+
+    def media(self, media_id: int) -> tuple[str, str, bytes, float] | None:
+        """A stored file: name, type, bytes and expiry."""
+        row = self.conn.execute(
+            select(
+                media_files.c.filename,
+                media_files.c.mime_type,
+                media_files.c.data,
+                media_files.c.expires_at,
+            ).where(media_files.c.id == media_id)
+        ).first()
+        return (row[0], row[1], bytes(row[2]), float(row[3])) if row is not None else None
 
     # -- staff refs -----------------------------------------------------------------------
 
@@ -682,7 +824,11 @@ class Tx:
         self.add_threads([t for c in completions for t in c.threads])
         self.add_refs([r for c in completions for r in c.refs])
         self.write_statuses([s for c in completions for s in c.statuses])
-        return self.enqueue([j for c in completions for j in c.jobs], now)
+        jobs = [j for c in completions for j in c.jobs]
+        for c in completions:
+            for write in c.also:
+                jobs.extend(write(self))
+        return self.enqueue(jobs, now)
 
 
 __all__ = [
