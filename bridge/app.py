@@ -14,8 +14,11 @@ import aiohttp
 from aiohttp import web
 
 # The modules that ship with the bridge record their factories in `bridge.registry`.
+import connectors.messenger
 import connectors.slack
+import connectors.sms
 import connectors.telegram
+import connectors.whatsapp
 from bridge import registry
 from bridge.config import Settings
 from bridge.media import MediaStore
@@ -37,7 +40,13 @@ CHILD = web.AppKey("dispatcher_command", list[str])
 CONNECTORS = web.AppKey("connectors", list[Connector])
 SURFACES = web.AppKey("surfaces", list[StaffSurface])
 
-SHIPPED = (connectors.slack, connectors.telegram)
+SHIPPED = (
+    connectors.slack,
+    connectors.telegram,
+    connectors.whatsapp,
+    connectors.messenger,
+    connectors.sms,
+)
 
 
 def _http_session() -> aiohttp.ClientSession:

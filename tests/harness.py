@@ -44,6 +44,10 @@ def make_settings(
     slack_mode: str = "http",
     telegram_mode: str = "webhook",
     public_url: str | None = None,
+    whatsapp=None,
+    messenger=None,
+    twilio=None,
+    routes: list[dict[str, Any]] | None = None,
     **bridge: Any,
 ) -> Settings:
     """Settings that point every connector at its fake."""
@@ -80,6 +84,53 @@ def make_settings(
         }
         if slack_mode == "socket":
             data["slack"]["app_token"] = slack.app_token
+    if whatsapp is not None:
+        data["whatsapp"] = {
+            "accounts": [
+                {
+                    "phone_number_id": pnid,
+                    "access_token": whatsapp.access_token,
+                    "app_secret": whatsapp.app_secret,
+                    "verify_token": whatsapp.verify_token,
+                    "business_account_id": whatsapp.waba_id,
+                    "number": f"+4915100000{index:03d}",
+                    "api_base": whatsapp.base_url,
+                    "rate": 1000,
+                    "rate_pair": 100,
+                    "burst_pair": 100,
+                }
+                for index, pnid in enumerate(whatsapp.phone_number_ids)
+            ]
+        }
+    if messenger is not None:
+        data["messenger"] = {
+            "accounts": [
+                {
+                    "page_id": page,
+                    "page_token": messenger.page_token,
+                    "app_secret": messenger.app_secret,
+                    "verify_token": messenger.verify_token,
+                    "api_base": messenger.base_url,
+                }
+                for page in messenger.page_ids
+            ]
+        }
+    if twilio is not None:
+        data["sms"] = {
+            "accounts": [
+                {
+                    "account_sid": twilio.account_sid,
+                    "auth_token": twilio.auth_token,
+                    "from_number": number,
+                    "api_base": twilio.base_url,
+                    "rate": 100,
+                    "burst": 10,
+                }
+                for number in twilio.numbers
+            ]
+        }
+    if routes:
+        data["routes"] = routes
     settings = Settings.model_validate(data)
     settings.check()
     return settings

@@ -8,8 +8,11 @@ from typing import Any
 
 from sqlalchemy import text
 
+from tests.fakes.messenger import FakeMessenger
 from tests.fakes.slack import FakeSlack, SlackMessage
 from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import FakeTwilio
+from tests.fakes.whatsapp import FakeWhatsApp
 from tests.harness import RunningBridge, eventually, make_settings, start_bridge
 
 CHANNEL = "C0001"
@@ -31,6 +34,9 @@ class World:
     bridge: RunningBridge
     telegram_mode: str
     slack_mode: str
+    wa: FakeWhatsApp | None = None
+    fb: FakeMessenger | None = None
+    sms: FakeTwilio | None = None
 
     async def customer(self, update: dict[str, Any]) -> None:
         """Telegram delivers a customer's update (webhook POST, or queued for getUpdates)."""
@@ -46,24 +52,29 @@ class World:
         await self.customer(update)
         return update
 
-    def roots(self) -> list[SlackMessage]:
-        """Thread roots (contact cards) in the support channel."""
-        return self.slack.roots(CHANNEL)
+    def roots(self, channel: str = CHANNEL) -> list[SlackMessage]:
+        """Thread roots (contact cards) in a support channel."""
+        return self.slack.roots(channel)
 
-    def root_for(self, chat_id: int) -> SlackMessage | None:
-        """The newest thread root whose card names this Telegram chat."""
-        found = [m for m in self.roots() if f"`{chat_id}`" in str(m.blocks)]
+    def root_for(self, chat_id: int | str, channel: str = CHANNEL) -> SlackMessage | None:
+        """The newest thread root whose card names this chat (a WhatsApp number with its +)."""
+        names = (f"`{chat_id}`", f"`+{chat_id}`")
+        found = [m for m in self.roots(channel) if any(n in str(m.blocks) for n in names)]
         return found[-1] if found else None
 
-    async def thread_of(self, chat_id: int, *, timeout: float = 10.0) -> SlackMessage:
+    async def thread_of(
+        self, chat_id: int | str, *, channel: str = CHANNEL, timeout: float = 10.0
+    ) -> SlackMessage:
         """Wait for the customer's thread to be opened."""
         return await eventually(
-            lambda: self.root_for(chat_id), timeout=timeout, message=f"a thread for {chat_id}"
+            lambda: self.root_for(chat_id, channel),
+            timeout=timeout,
+            message=f"a thread for {chat_id} in {channel}",
         )
 
     def replies(self, root: SlackMessage) -> list[SlackMessage]:
         """Messages in a thread, oldest first."""
-        return self.slack.replies(CHANNEL, root.ts)
+        return self.slack.replies(root.channel, root.ts)
 
     def texts(self, root: SlackMessage) -> list[str]:
         """The text of every message in a thread."""
@@ -76,13 +87,25 @@ class World:
 
 
 async def start_world(
-    tmp_path, *, telegram_mode: str = "webhook", slack_mode: str = "http", **bridge: Any
+    tmp_path,
+    *,
+    telegram_mode: str = "webhook",
+    slack_mode: str = "http",
+    whatsapp: FakeWhatsApp | None = None,
+    messenger: FakeMessenger | None = None,
+    sms: FakeTwilio | None = None,
+    routes: list[dict[str, Any]] | None = None,
+    **bridge: Any,
 ) -> World:
-    """Start both fakes and the bridge; the caller stops them with `stop_world`."""
+    """Start the fakes and the bridge; the caller stops them with `stop_world`.
+
+    Telegram and Slack are always there; pass (unstarted) fakes for the other messengers.
+    """
     tg = FakeTelegram()
     slack = FakeSlack()
-    await tg.start()
-    await slack.start()
+    others = [fake for fake in (whatsapp, messenger, sms) if fake is not None]
+    for fake in (tg, slack, *others):
+        await fake.start()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = make_settings(
@@ -92,17 +115,29 @@ async def start_world(
         telegram_mode=telegram_mode,
         slack_mode=slack_mode,
         public_url=url,
+        whatsapp=whatsapp,
+        messenger=messenger,
+        twilio=sms,
+        routes=routes,
         **bridge,
     )
     slack.events_url = f"{url}/slack/events"
+    if whatsapp is not None:
+        whatsapp.webhook_url = f"{url}/webhooks/whatsapp"
+    if messenger is not None:
+        messenger.webhook_url = f"{url}/webhooks/messenger"
+    if sms is not None:
+        sms.webhook_url = f"{url}/webhooks/sms"
+        sms.status_url = f"{url}/webhooks/sms/status"
     running = await start_bridge(settings, port=port)
     if slack_mode == "socket":
         await eventually(lambda: slack.socket_connections > 0, message="socket mode connection")
-    return World(tg, slack, running, telegram_mode, slack_mode)
+    return World(tg, slack, running, telegram_mode, slack_mode, whatsapp, messenger, sms)
 
 
 async def stop_world(world: World) -> None:
     """Stop the bridge, then the fakes."""
     await world.bridge.stop()
-    await world.slack.stop()
-    await world.tg.stop()
+    for fake in (world.wa, world.fb, world.sms, world.slack, world.tg):
+        if fake is not None:
+            await fake.stop()
