@@ -136,6 +136,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             supervisor = asyncio.create_task(_supervise(app[CHILD]), name="dispatcher-process")
         else:
             await dispatcher.start()
+        for connector in app[CONNECTORS]:
+            link = connector.chat_link()
+            if link:
+                log.info("click-to-chat for %s:%s: %s", connector.platform, connector.account, link)
         log.info(
             "bridge running: connectors %s, surfaces %s",
             [f"{c.platform}:{c.account}" for c in app[CONNECTORS]] or "none",

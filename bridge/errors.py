@@ -49,11 +49,18 @@ class DeliveryError(BridgeError):
 
 
 class RateLimited(DeliveryError):
-    """The platform asked us to wait before the next call."""
+    """The platform asked us to wait before the next call.
 
-    def __init__(self, retry_after: float, message: str = "") -> None:
+    `per_recipient` says whether the limit is on sends to this one recipient (a chat, a pair)
+    or on the whole account; the outbox holds back only what the limit covers.
+    """
+
+    def __init__(
+        self, retry_after: float, message: str = "", *, per_recipient: bool = True
+    ) -> None:
         super().__init__(message or f"rate limited, retry after {retry_after:g}s")
         self.retry_after = retry_after
+        self.per_recipient = per_recipient
 
 
 class TransientError(DeliveryError):

@@ -276,7 +276,9 @@ class Dispatcher:
                 completion = await handler.run(jobs)
             except RateLimited as exc:
                 self.rate_limited += 1
-                key = jobs[0].rate_keys[-1] if jobs[0].rate_keys else None
+                keys = jobs[0].rate_keys
+                # Rate keys run from the account's to the recipient's (see Connector.rate_keys).
+                key = (keys[-1] if exc.per_recipient else keys[0]) if keys else None
                 if key is not None:
                     self._limiter.block(key, exc.retry_after)
                 self._retry(lane, jobs, exc.retry_after, persist=False, error=str(exc))

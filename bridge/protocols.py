@@ -78,7 +78,8 @@ class Connector(Protocol):
         ...
 
     def rate_keys(self, chat_id: ChatId) -> tuple[str, ...]:
-        """The outbox rate-limit keys a send to this chat consumes."""
+        """The outbox rate-limit keys a send to this chat consumes: the account's key first,
+        the recipient's last (a RateLimited error holds back one or the other)."""
         ...
 
     def rate_limits(self) -> Mapping[str, RateLimit]:

@@ -470,7 +470,8 @@ def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str])
         words = REASONS.get((code, None))
     reason = f"{words or message} (Messenger {tag})"
     if status == 429 or code in _RATE_LIMIT_CODES:
-        raise RateLimited(_retry_after(headers), f"messenger: {reason}")
+        # Graph's call-volume limits (4, 17, 32, 613) cover the app or the page, not one person.
+        raise RateLimited(_retry_after(headers), f"messenger: {reason}", per_recipient=False)
     if (code, subcode) == (10, 2018278):
         raise WindowClosed(tag, reason)
     if code in _TRANSIENT_CODES or (status >= 500 and code not in _PERMANENT_CODES):

@@ -492,7 +492,8 @@ def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str])
     if code == "21610":
         raise OptedOut("21610", twilio_reason("21610"))
     if code == "20429" or status == 429:
-        raise RateLimited(_retry_after(headers), f"twilio: {detail}")
+        # Twilio's 429/20429 concern the account's request rate, not one recipient.
+        raise RateLimited(_retry_after(headers), f"twilio: {detail}", per_recipient=False)
     if status >= 500:
         raise TransientError(f"twilio: HTTP {status} {detail}")
     if code is not None:

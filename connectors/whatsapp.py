@@ -628,7 +628,10 @@ def _raise_for(
     if code in _RATE_LIMITS or status == 429:
         default = _RATE_LIMITS.get(code, _DEFAULT_RETRY) if code is not None else _DEFAULT_RETRY
         wait = _retry_after(headers)
-        raise RateLimited(default if wait is None else wait, described)
+        # 131056 is the pair limit (this one customer); the others cover the whole number.
+        raise RateLimited(
+            default if wait is None else wait, described, per_recipient=code == 131056
+        )
     if code == 131047:
         raise WindowClosed("131047", ERROR_WORDS[131047])
     if code in _TRANSIENT_CODES:

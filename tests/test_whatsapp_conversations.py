@@ -195,3 +195,18 @@ async def test_status_that_overtakes_the_send_answer_is_not_lost(world):
         lambda: "ballot_box_with_check" in agent_msg.reactions, message="the delivered mark"
     )
     assert await world.sql("select status from messages where direction='out'") == [("delivered",)]
+
+
+async def test_throughput_limit_is_waited_out_and_replies_arrive_once_in_order(world):
+    await world.wa.customer_says(WA_ID, "Hi")
+    root = await world.thread_of(WA_ID)
+    world.wa.fail_next(130429, times=2)  # "Rate limit hit": the number's throughput is reached
+    for text in ("one", "two", "three"):
+        await world.slack.agent_says(root.channel, root.ts, text)
+    await eventually(lambda: len(world.wa.sent_to(WA_ID)) >= 3, timeout=20, message="3 sends")
+    assert [m["text"]["body"] for m in world.wa.sent_to(WA_ID)] == ["one", "two", "three"]
+    assert await world.sql("select status from messages where direction='out'") == [
+        ("sent",),
+        ("sent",),
+        ("sent",),
+    ]
