@@ -24,6 +24,20 @@ def _explain_off(settings: Settings) -> list[str]:
             "slack: off (set [slack] bot_token and channel, plus app_token for Socket Mode "
             "or signing_secret for the HTTP Events API)"
         )
+    if not settings.whatsapp.enabled:
+        lines.append(
+            "whatsapp: off (set [whatsapp] phone_number_id, access_token, app_secret and "
+            "verify_token)"
+        )
+    if not settings.messenger.enabled:
+        lines.append(
+            "messenger: off (set [messenger] page_id, page_token, app_secret and verify_token)"
+        )
+    if not settings.sms.enabled:
+        lines.append(
+            "sms: off (set [sms] account_sid, auth_token and from_number or "
+            "messaging_service_sid, and [bridge] public_url)"
+        )
     return lines
 
 

@@ -46,3 +46,5 @@ async def test_bridge_starts_with_no_settings_and_explains_what_is_off(tmp_path)
     assert "no settings file" in printed
     assert "telegram: off (set [telegram] token" in printed
     assert "slack: off" in printed
+    for platform in ("whatsapp", "messenger", "sms"):
+        assert f"{platform}: off (set [{platform}]" in printed
