@@ -11,13 +11,10 @@ never in a URL, so that no logged URL or exception text can carry it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import math
 import mimetypes
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -37,7 +34,6 @@ from bridge.errors import (
     PermanentError,
     RateLimited,
     TransientError,
-    Unreachable,
     WindowClosed,
 )
 from bridge.protocols import Connector, InboundSink, MediaHost
@@ -60,11 +56,22 @@ from bridge.types import (
     Template,
     WatermarkUpdate,
 )
+from connectors import meta
+from connectors.wire import (
+    FinalSends,
+    aware,
+    hand_over,
+    int_or_none,
+    json_object,
+    opt_str,
+    retry_after,
+    split_text,
+    unreachable,
+)
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/messenger"
-SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 # Send API: message text is at most 2000 characters; attachments are at most 25 MB.
 TEXT_LIMIT = 2000
@@ -208,7 +215,7 @@ def _parse_message(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | 
     if mid is None:
         msg = "a message has no mid"
         raise BadRequest(msg)
-    text = _opt_str(message, "text") or ""
+    text = opt_str(message, "text") or ""
     attachments, notes = _attachments(message.get("attachments"))
     # quick_reply.payload is ignored: the text carries what the customer tapped.
     if notes:
@@ -245,13 +252,13 @@ def _attachments(raw: Any) -> tuple[tuple[Attachment, ...], list[str]]:
         body: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
         if isinstance(kind, str) and kind in _ATTACHMENT_KINDS:
             # Stickers come as images with a sticker_id; their url is the sticker picture.
-            url = _opt_str(body, "url")
+            url = opt_str(body, "url")
             if url:
                 files.append(Attachment(kind=_ATTACHMENT_KINDS[kind], ref=url))
         elif kind == "fallback":
             # A shared link Messenger could not render: its title and URL.
-            title = _opt_str(item, "title") or _opt_str(body, "title")
-            url = _opt_str(item, "url") or _opt_str(item, "URL") or _opt_str(body, "url")
+            title = opt_str(item, "title") or opt_str(body, "title")
+            url = opt_str(item, "url") or opt_str(item, "URL") or opt_str(body, "url")
             words = " ".join(part for part in (title, url) if part)
             if words:
                 notes.append(f"(shared a link: {words})")
@@ -265,7 +272,7 @@ def _attachments(raw: Any) -> tuple[tuple[Attachment, ...], list[str]]:
                     f" https://www.google.com/maps?q={lat:g},{lon:g})"
                 )
         elif kind == "template":
-            title = _opt_str(item, "title")
+            title = opt_str(item, "title")
             if title:
                 notes.append(f"(shared: {title})")
     return tuple(files), notes
@@ -278,7 +285,7 @@ def _parse_edit(raw: Mapping[str, Any], page: AccountId) -> InboundEdit | None:
     if mid is None:
         msg = "a message_edit has no mid"
         raise BadRequest(msg)
-    text = _opt_str(edit, "text")
+    text = opt_str(edit, "text")
     if text is None:
         return None
     return InboundEdit(
@@ -294,15 +301,15 @@ def _parse_edit(raw: Mapping[str, Any], page: AccountId) -> InboundEdit | None:
 def _parse_postback(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | None:
     postback = _object(raw, "postback")
     psid = _sender(raw)
-    stamp = _int_or_none(raw.get("timestamp"))
+    stamp = int_or_none(raw.get("timestamp"))
     sent_at = _timestamp(raw)
     # The button's title is what the customer saw and tapped; the payload is for machines.
-    text = _opt_str(postback, "title") or _opt_str(postback, "payload")
+    text = opt_str(postback, "title") or opt_str(postback, "payload")
     if not text:
         return None
     mid = _graph_id(postback.get("mid")) or f"postback:{psid}:{stamp}"
     referral = postback.get("referral")
-    ref = _opt_str(referral, "ref") if isinstance(referral, Mapping) else None
+    ref = opt_str(referral, "ref") if isinstance(referral, Mapping) else None
     return InboundMessage(
         platform=MESSENGER,
         account=page,
@@ -317,13 +324,13 @@ def _parse_postback(raw: Mapping[str, Any], page: AccountId) -> InboundMessage |
 
 def _parse_referral(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | None:
     referral = _object(raw, "referral")
-    ref = _opt_str(referral, "ref")
+    ref = opt_str(referral, "ref")
     if not ref:
         return None  # an ad or plugin opening without a ref tells staff nothing
     psid = _sender(raw)
-    stamp = _int_or_none(raw.get("timestamp"))
+    stamp = int_or_none(raw.get("timestamp"))
     sent_at = _timestamp(raw)
-    source = _opt_str(referral, "source") or ""
+    source = opt_str(referral, "source") or ""
     wording = _REFERRAL_SOURCES.get(source, "(opened the chat with the ref {ref})")
     return InboundMessage(
         platform=MESSENGER,
@@ -408,59 +415,25 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    return value if isinstance(value, str) else None
-
-
 # ---------------------------------------------------------------------- outbound helpers
-
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Cut text into messages of at most `limit` characters, at line breaks or spaces."""
-    chunks: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        window = rest[:limit]
-        cut = window.rfind("\n")
-        if cut < limit // 2:
-            cut = max(window.rfind(" "), window.rfind("\t"))
-        if cut < limit // 2:
-            chunk, rest = window, rest[limit:]
-        else:
-            chunk, rest = window[:cut], rest[cut + 1 :]
-        if chunk.strip():
-            chunks.append(chunk)
-    # The Send API refuses an empty text.
-    if rest.strip():
-        chunks.append(rest)
-    return chunks
 
 
 def messaging_type(last_inbound_at: datetime | None, now: datetime) -> tuple[str, str | None]:
     """The Send API's messaging_type and tag for a reply at `now`."""
-    if last_inbound_at is not None and now - _aware(last_inbound_at) <= RESPONSE_WINDOW:
+    if last_inbound_at is not None and now - aware(last_inbound_at) <= RESPONSE_WINDOW:
         return "RESPONSE", None
     # Past 24 hours only tagged messages go through; HUMAN_AGENT lets a person answer for 7
     # days. Whether the 7 days have passed is left to Meta, which knows the last message best.
     return "MESSAGE_TAG", HUMAN_AGENT_TAG
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> NoReturn:
     """Map a Graph API error answer to the bridge's error tree."""
     raw = body.get("error")
     error: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-    code = _int_or_none(error.get("code"))
-    subcode = _int_or_none(error.get("error_subcode"))
-    message = _opt_str(error, "message") or f"HTTP {status}"
+    code = int_or_none(error.get("code"))
+    subcode = int_or_none(error.get("error_subcode"))
+    message = opt_str(error, "message") or f"HTTP {status}"
     if code is None:
         tag = f"HTTP {status}"
     else:
@@ -470,8 +443,13 @@ def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str])
         words = REASONS.get((code, None))
     reason = f"{words or message} (Messenger {tag})"
     if status == 429 or code in _RATE_LIMIT_CODES:
+        wait = retry_after(headers)
         # Graph's call-volume limits (4, 17, 32, 613) cover the app or the page, not one person.
-        raise RateLimited(_retry_after(headers), f"messenger: {reason}", per_recipient=False)
+        raise RateLimited(
+            _DEFAULT_RETRY_AFTER if wait is None else wait,
+            f"messenger: {reason}",
+            per_recipient=False,
+        )
     if (code, subcode) == (10, 2018278):
         raise WindowClosed(tag, reason)
     if code in _TRANSIENT_CODES or (status >= 500 and code not in _PERMANENT_CODES):
@@ -479,32 +457,6 @@ def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str])
     if code is not None or 400 <= status < 500:
         raise PermanentError(tag, reason)
     raise TransientError(f"messenger: {reason}")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float:
-    value = headers.get("Retry-After")
-    if value is not None:
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = -1.0
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    return _DEFAULT_RETRY_AFTER
-
-
-def _json_object(raw: bytes) -> Mapping[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _unreachable(what: str, exc: BaseException) -> Unreachable:
-    # Raised `from None` by the callers: aiohttp errors can print the request URL, and CDN URLs
-    # carry signed parameters. The type name says enough.
-    return Unreachable(f"messenger {what}: {type(exc).__name__}")
 
 
 # ---------------------------------------------------------------------- profile names
@@ -538,13 +490,13 @@ class GraphProfiles:
                 "messenger page %s: profile lookup failed: %s", page.page_id, type(exc).__name__
             )
             return None
-        answer = _json_object(raw)
+        answer = json_object(raw)
         if status != 200 or answer is None:
             error = answer.get("error") if answer is not None else None
             code = error.get("code") if isinstance(error, Mapping) else None
             log.info("messenger page %s: no profile (HTTP %s, code %s)", page.page_id, status, code)
             return None
-        names = [_opt_str(answer, "first_name"), _opt_str(answer, "last_name")]
+        names = [opt_str(answer, "first_name"), opt_str(answer, "last_name")]
         display = " ".join(name.strip() for name in names if name and name.strip())
         return display or None
 
@@ -571,10 +523,8 @@ class MessengerWebhook:
         self, pages: Sequence[MessengerPage], sink: InboundSink, lookup: ProfileLookup
     ) -> None:
         self._pages = {page.page_id: page for page in pages}
-        self._secrets = [
-            (page.page_id, page.app_secret.get_secret_value().encode()) for page in pages
-        ]
-        self._verify_tokens = [page.verify_token.get_secret_value().encode() for page in pages]
+        self._secrets = meta.app_secrets((page.page_id, page.app_secret) for page in pages)
+        self._verify_tokens = meta.verify_tokens(page.verify_token for page in pages)
         self._sink = sink
         self._lookup = lookup
         # (page, psid) → (name or None, monotonic time after which a None is tried again)
@@ -586,39 +536,21 @@ class MessengerWebhook:
 
     async def _verify(self, request: web.Request) -> web.Response:
         # Meta checks the endpoint once, when the webhook is subscribed in the app dashboard.
-        mode = request.query.get("hub.mode")
-        token = request.query.get("hub.verify_token")
-        challenge = request.query.get("hub.challenge")
-        if mode != "subscribe" or token is None or challenge is None:
+        # An incomplete check is a bad request here; only a wrong token is refused with 403.
+        query = request.query
+        complete = "hub.verify_token" in query and "hub.challenge" in query
+        if query.get("hub.mode") != "subscribe" or not complete:
             return web.Response(status=400, text="not a subscription check")
-        given = token.encode("utf-8", "replace")
-        if not any(hmac.compare_digest(given, known) for known in self._verify_tokens):
+        challenge = meta.hub_challenge(query, self._verify_tokens)
+        if challenge is None:
             return web.Response(status=403, text="wrong verify token")
         return web.Response(text=challenge)
 
-    def _signed_pages(self, header: str, body: bytes) -> set[str]:
-        """The pages whose app secret produced the signature (Meta: sha256=<hex HMAC>)."""
-        scheme, _, given = header.partition("=")
-        if scheme.strip().lower() != "sha256" or not given:
-            return set()
-        given_bytes = given.strip().lower().encode("ascii", "replace")
-        pages: set[str] = set()
-        for page_id, secret in self._secrets:
-            expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-            if hmac.compare_digest(given_bytes, expected):
-                pages.add(page_id)
-        return pages
-
     async def _receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        header = request.headers.get(SIGNATURE_HEADER)
-        if header is None:
-            return web.Response(status=401, text="missing signature")
-        # Only entries of pages whose app signed the body are taken: with several apps, one
-        # app's secret must not vouch for another app's pages.
-        pages = self._signed_pages(header, body)
-        if not pages:
-            return web.Response(status=403, text="wrong signature")
+        signed = await meta.read_signed(request, self._secrets, "messenger")
+        if isinstance(signed, web.Response):
+            return signed
+        body, pages = signed
         try:
             events = parse_webhook(json.loads(body), pages)
         except (ValueError, RecursionError, BadRequest) as exc:
@@ -627,13 +559,8 @@ class MessengerWebhook:
         if not events:
             return web.Response(text="ignored")
         events = await self._with_names(events)
-        try:
-            await self._sink(events)
-        except Exception:
-            # A non-2xx answer makes Meta deliver the events again later.
-            ref = secrets.token_hex(3)
-            log.exception("messenger webhook: storing %d events failed (ref %s)", len(events), ref)
-            return web.Response(status=500, text=f"not stored (ref {ref})")
+        if (failed := await hand_over(self._sink, events, "messenger")) is not None:
+            return failed
         return web.Response(text="ok")
 
     async def _with_names(self, events: list[InboundEvent]) -> list[InboundEvent]:
@@ -680,10 +607,11 @@ class MessengerWebhook:
 # ---------------------------------------------------------------------- connector
 
 
-class MessengerConnector:
+class MessengerConnector(FinalSends):
     """One Facebook page: events from the shared webhook in, Send API calls out."""
 
     platform: ClassVar[Platform] = MESSENGER
+    display_name = "Messenger"
 
     def __init__(
         self,
@@ -720,7 +648,7 @@ class MessengerConnector:
                 "unsupported",
                 "Messenger has no message templates; templates are a WhatsApp feature",
             )
-        chunks = split_text(msg.text) if msg.text.strip() else []
+        chunks = split_text(msg.text, TEXT_LIMIT) if msg.text.strip() else []
         if not chunks and not msg.files:
             raise PermanentError("empty", "the message has neither text nor files")
         for file in msg.files:
@@ -780,8 +708,8 @@ class MessengerConnector:
                 raw = await resp.read()
                 headers = resp.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _unreachable("send", exc) from None
-        answer = _json_object(raw)
+            raise unreachable("messenger", "send", exc) from None
+        answer = json_object(raw)
         if status != 200 or answer is None or "error" in answer:
             _raise_for(status, answer or {}, headers)
         mid = _graph_id(answer.get("message_id"))
@@ -789,16 +717,6 @@ class MessengerConnector:
             msg = "messenger answered a send without a message_id"
             raise TransientError(msg)
         return mid
-
-    async def edit(self, chat_id: ChatId, external_id: ExternalMessageId, text: str) -> None:
-        """Messenger has no way to edit a page's message."""
-        raise PermanentError("unsupported", "Messenger does not let a business edit a sent message")
-
-    async def delete(self, chat_id: ChatId, external_id: ExternalMessageId) -> None:
-        """Messenger has no way to delete a page's message."""
-        raise PermanentError(
-            "unsupported", "Messenger does not let a business delete a sent message"
-        )
 
     async def fetch(self, attachment: Attachment) -> FileData:
         """Download a file the customer sent from Messenger's CDN (its URL needs no token)."""
@@ -808,7 +726,7 @@ class MessengerConnector:
                 data = await resp.read()
                 content_type = resp.content_type
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise _unreachable("file download", exc) from None
+            raise unreachable("messenger", "file download", exc) from None
         if status >= 500 or status == 429:
             msg = f"messenger file download: HTTP {status}"
             raise TransientError(msg)
@@ -842,7 +760,7 @@ class MessengerConnector:
         )
         if last_inbound_at is None:
             return f"The customer has not written to this page on Messenger; {rule}"
-        age = now - _aware(last_inbound_at)
+        age = now - aware(last_inbound_at)
         if age <= HUMAN_AGENT_WINDOW:
             return None
         return f"The customer last wrote {age.days} days ago; {rule}"

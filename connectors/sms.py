@@ -12,11 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import mimetypes
 import re
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import zip_longest
@@ -35,7 +33,6 @@ from bridge.errors import (
     PermanentError,
     RateLimited,
     TransientError,
-    Unreachable,
 )
 from bridge.protocols import Connector, InboundSink, MediaHost
 from bridge.types import (
@@ -56,6 +53,15 @@ from bridge.types import (
     RateLimit,
     StatusUpdate,
     Template,
+)
+from connectors.wire import (
+    FinalSends,
+    hand_over,
+    int_or_none,
+    json_object,
+    retry_after,
+    split_text,
+    unreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -414,14 +420,10 @@ class TwilioWebhook:
         except BadRequest as exc:
             log.warning("sms webhook: refused a malformed %s: %s", kind, exc)
             return web.Response(status=400, text=f"not a valid {kind}")
-        if event is not None:
-            try:
-                await self._sink([event])
-            except Exception:
-                # A 5xx makes Twilio log the failure (and retry, when the URL asks for it).
-                ref = secrets.token_hex(3)
-                log.exception("sms webhook: storing %s failed (ref %s)", event.external_id, ref)
-                return web.Response(status=500, text=f"not stored (ref {ref})")
+        # A 5xx makes Twilio log the failure (and retry, when the URL asks for it).
+        failed = await hand_over(self._sink, [event], "sms") if event is not None else None
+        if failed is not None:
+            return failed
         if kind == "message":
             return web.Response(text=EMPTY_TWIML, content_type="text/xml")
         # A status callback's answer is not read by Twilio beyond its status: an empty 200.
@@ -431,57 +433,19 @@ class TwilioWebhook:
 # ---------------------------------------------------------------------- outbound helpers
 
 
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _prefix_within(text: str, limit: int) -> int:
-    units = 0
-    for index, char in enumerate(text):
-        units += 2 if ord(char) > 0xFFFF else 1
-        if units > limit:
-            return index
-    return len(text)
-
-
-def split_body(text: str, limit: int = BODY_LIMIT) -> list[str]:
-    """Cut a body into parts of at most `limit` characters, at line breaks, else spaces."""
-    # Measured in UTF-16 code units, which is never less than Twilio's character count.
-    parts: list[str] = []
-    rest = text
-    while _utf16_len(rest) > limit:
-        fit = _prefix_within(rest, limit)
-        window = rest[:fit]
-        cut = window.rfind("\n")
-        if cut < fit // 2:
-            cut = max(window.rfind(" "), window.rfind("\t"))
-        if cut < fit // 2:
-            part, rest = window, rest[fit:]
-        else:
-            part, rest = window[:cut], rest[cut + 1 :]
-        if part.strip():
-            parts.append(part)
-    if rest.strip():
-        parts.append(rest)
-    return parts
-
-
 def _code_of(body: Mapping[str, Any]) -> str | None:
     code = body.get("code")
-    if isinstance(code, int) and not isinstance(code, bool):
+    if int_or_none(code) is not None:
         return str(code)
     if isinstance(code, str) and code.strip().isdigit():
         return code.strip()
     return None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float:
-    raw = headers.get("Retry-After", "")
-    try:
-        value = float(raw)
-    except ValueError:
-        return 1.0
-    return value if 0 < value < 3600 else 1.0
+def _wait(headers: Mapping[str, str]) -> float:
+    """Retry-After when it is a sensible wait (under an hour), else one second."""
+    seconds = retry_after(headers)
+    return seconds if seconds is not None and 0 < seconds < 3600 else 1.0
 
 
 def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> NoReturn:
@@ -493,7 +457,7 @@ def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str])
         raise OptedOut("21610", twilio_reason("21610"))
     if code == "20429" or status == 429:
         # Twilio's 429/20429 concern the account's request rate, not one recipient.
-        raise RateLimited(_retry_after(headers), f"twilio: {detail}", per_recipient=False)
+        raise RateLimited(_wait(headers), f"twilio: {detail}", per_recipient=False)
     if status >= 500:
         raise TransientError(f"twilio: HTTP {status} {detail}")
     if code is not None:
@@ -503,14 +467,6 @@ def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str])
     if status == 401:
         raise PermanentError("20003", twilio_reason("20003"))
     raise PermanentError(str(status), f"Twilio refused the request: {detail}")
-
-
-def _json_object(raw: bytes) -> Mapping[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -523,19 +479,14 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or ""), port or default
 
 
-def _unreachable(what: str, exc: BaseException) -> Unreachable:
-    # Raised `from None` by the callers: aiohttp errors may print the URL (media URLs are
-    # capabilities); the type name says enough.
-    return Unreachable(f"twilio {what}: {type(exc).__name__}")
-
-
 # ---------------------------------------------------------------------- the connector
 
 
-class SmsConnector:
+class SmsConnector(FinalSends):
     """One Twilio sender (a number or a messaging service): webhooks in, Messages API out."""
 
     platform: ClassVar[Platform] = SMS
+    display_name = "SMS"
 
     def __init__(
         self,
@@ -581,7 +532,7 @@ class SmsConnector:
         """Send text and/or files; return the sid of the (first) message carrying the text."""
         if msg.template is not None:
             raise PermanentError("unsupported", "SMS has no message templates; send free text")
-        parts = split_body(msg.text) if msg.text.strip() else []
+        parts = split_text(msg.text, BODY_LIMIT) if msg.text.strip() else []
         if not parts and not msg.files:
             raise PermanentError("empty", "the message has neither text nor files")
         # Twilio fetches MMS media by URL: each file goes on the bridge's signed, expiring URL.
@@ -622,8 +573,8 @@ class SmsConnector:
                 headers = resp.headers
                 raw = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _unreachable("send", exc) from None
-        answer = _json_object(raw)
+            raise unreachable("twilio", "send", exc) from None
+        answer = json_object(raw)
         if 200 <= status < 300:
             sid = answer.get("sid") if answer is not None else None
             if not isinstance(sid, str) or not sid:
@@ -631,14 +582,6 @@ class SmsConnector:
                 raise TransientError(msg)
             return sid
         _raise_for(status, answer or {}, headers)
-
-    async def edit(self, chat_id: ChatId, external_id: ExternalMessageId, text: str) -> None:
-        """SMS cannot be changed once sent."""
-        raise PermanentError("unsupported", "SMS does not let a business edit a sent message")
-
-    async def delete(self, chat_id: ChatId, external_id: ExternalMessageId) -> None:
-        """SMS cannot be taken back once sent."""
-        raise PermanentError("unsupported", "SMS does not let a business delete a sent message")
 
     async def fetch(self, attachment: Attachment) -> FileData:
         """Download a file a customer sent by MMS from its MediaUrl."""
@@ -660,7 +603,7 @@ class SmsConnector:
                     data = await resp.read()
                     content_type = resp.content_type
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _unreachable("media download", exc) from None
+                raise unreachable("twilio", "media download", exc) from None
             location = headers.get("Location")
             if status in _REDIRECTS and location:
                 url = urljoin(url, location)
@@ -668,7 +611,7 @@ class SmsConnector:
             if status == 404:
                 raise PermanentError("404", "the media is no longer on Twilio (deleted or expired)")
             if status != 200:
-                _raise_for(status, _json_object(data) or {}, headers)
+                _raise_for(status, json_object(data) or {}, headers)
             mime = attachment.mime_type or content_type or "application/octet-stream"
             name = urlsplit(attachment.ref).path.rstrip("/").rpartition("/")[2] or "media"
             filename = attachment.filename or name + (mimetypes.guess_extension(mime) or "")

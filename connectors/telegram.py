@@ -14,7 +14,6 @@ import json
 import logging
 import mimetypes
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, NoReturn
@@ -30,7 +29,6 @@ from bridge.errors import (
     PermanentError,
     RateLimited,
     TransientError,
-    Unreachable,
 )
 from bridge.links import chat_link
 from bridge.protocols import Connector, InboundSink, MediaHost
@@ -50,6 +48,16 @@ from bridge.types import (
     Platform,
     RateLimit,
     Template,
+)
+from connectors.wire import (
+    hand_over,
+    int_or_none,
+    json_object,
+    opt_str,
+    prefix_within,
+    split_text,
+    unreachable,
+    utf16_len,
 )
 
 log = logging.getLogger(__name__)
@@ -80,7 +88,7 @@ def parse_update(payload: Mapping[str, Any], account: AccountId) -> InboundEvent
     if not isinstance(payload, Mapping):
         msg = "an update must be a JSON object"
         raise BadRequest(msg)
-    if _int_or_none(payload.get("update_id")) is None:
+    if int_or_none(payload.get("update_id")) is None:
         msg = "the update has no integer update_id"
         raise BadRequest(msg)
     if "message" in payload:
@@ -95,7 +103,7 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
     message, chat_id, message_id, date = _message_head(raw, "message")
     if not _is_private(message):
         return None
-    text = _opt_str(message, "text") or _opt_str(message, "caption") or ""
+    text = opt_str(message, "text") or opt_str(message, "caption") or ""
     attachments = _attachments(message)
     if not text and not attachments:
         return None  # stickers, locations, contacts, service messages
@@ -121,12 +129,12 @@ def _parse_edit(raw: Any, account: AccountId) -> InboundEdit | None:
     message, chat_id, message_id, date = _message_head(raw, "edited_message")
     if not _is_private(message):
         return None
-    text = _opt_str(message, "text")
+    text = opt_str(message, "text")
     if text is None:
-        text = _opt_str(message, "caption")
+        text = opt_str(message, "caption")
     if text is None:
         return None  # live location updates also arrive as edited_message
-    edit_date = _int_or_none(message.get("edit_date"))
+    edit_date = int_or_none(message.get("edit_date"))
     edited_at = date if edit_date is None else datetime.fromtimestamp(edit_date, tz=UTC)
     return InboundEdit(
         platform=TELEGRAM,
@@ -144,9 +152,9 @@ def _message_head(raw: Any, field: str) -> tuple[Mapping[str, Any], ChatId, int,
         msg = f"{field} is not an object"
         raise BadRequest(msg)
     chat = raw.get("chat")
-    chat_id = _int_or_none(chat.get("id")) if isinstance(chat, Mapping) else None
-    message_id = _int_or_none(raw.get("message_id"))
-    date = _int_or_none(raw.get("date"))
+    chat_id = int_or_none(chat.get("id")) if isinstance(chat, Mapping) else None
+    message_id = int_or_none(raw.get("message_id"))
+    date = int_or_none(raw.get("date"))
     if chat_id is None or message_id is None or date is None:
         msg = f"{field} lacks chat.id, message_id or date"
         raise BadRequest(msg)
@@ -166,13 +174,13 @@ def _profile(message: Mapping[str, Any], chat_id: ChatId) -> CustomerProfile:
     sender = message.get("from")
     # In a private chat the chat carries the same names when `from` is absent.
     person: Mapping[str, Any] = sender if isinstance(sender, Mapping) else message["chat"]
-    names = [_opt_str(person, "first_name"), _opt_str(person, "last_name")]
+    names = [opt_str(person, "first_name"), opt_str(person, "last_name")]
     display = " ".join(name.strip() for name in names if name and name.strip())
-    username = _opt_str(person, "username")
+    username = opt_str(person, "username")
     return CustomerProfile(
         display_name=display or (f"@{username}" if username else f"Telegram user {chat_id}"),
         username=username,
-        language=_opt_str(person, "language_code"),
+        language=opt_str(person, "language_code"),
     )
 
 
@@ -184,14 +192,14 @@ def _attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
             msg = "photo has no PhotoSize"
             raise BadRequest(msg)
         # PhotoSizes come smallest first; pick the largest by pixels to be independent of order.
-        largest = max(sizes, key=lambda s: (_area(s), _int_or_none(s.get("file_size")) or 0))
+        largest = max(sizes, key=lambda s: (_area(s), int_or_none(s.get("file_size")) or 0))
         # Photos are re-encoded by Telegram as JPEG.
         return (
             Attachment(
                 kind=MediaKind.IMAGE,
                 ref=_file_id(largest, "photo"),
                 mime_type="image/jpeg",
-                size=_int_or_none(largest.get("file_size")),
+                size=int_or_none(largest.get("file_size")),
             ),
         )
     # An animation message carries a `document` too; the document is the file to forward.
@@ -208,16 +216,16 @@ def _attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
                 Attachment(
                     kind=kind,
                     ref=_file_id(media, field),
-                    filename=_opt_str(media, "file_name"),
-                    mime_type=_opt_str(media, "mime_type") or default_mime,
-                    size=_int_or_none(media.get("file_size")),
+                    filename=opt_str(media, "file_name"),
+                    mime_type=opt_str(media, "mime_type") or default_mime,
+                    size=int_or_none(media.get("file_size")),
                 ),
             )
     return ()
 
 
 def _area(size: Mapping[str, Any]) -> int:
-    return (_int_or_none(size.get("width")) or 0) * (_int_or_none(size.get("height")) or 0)
+    return (int_or_none(size.get("width")) or 0) * (int_or_none(size.get("height")) or 0)
 
 
 def _file_id(media: Mapping[str, Any], field: str) -> str:
@@ -226,15 +234,6 @@ def _file_id(media: Mapping[str, Any], field: str) -> str:
         msg = f"{field} has no file_id"
         raise BadRequest(msg)
     return file_id
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    return value if isinstance(value, str) else None
 
 
 def _external_id(chat_id: ChatId, message_id: int) -> ExternalMessageId:
@@ -251,60 +250,22 @@ def _message_id_of(external_id: ExternalMessageId) -> int:
 
 def _sent_message_id(result: Any) -> int:
     """The message_id of the Message a send method answered with."""
-    message_id = _int_or_none(result.get("message_id")) if isinstance(result, Mapping) else None
+    message_id = int_or_none(result.get("message_id")) if isinstance(result, Mapping) else None
     if message_id is None:
         msg = "telegram answered a send without a message_id"
         raise TransientError(msg)
     return message_id
 
 
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _prefix_within(text: str, limit: int) -> int:
-    """How many characters of `text` fit into `limit` UTF-16 code units."""
-    units = 0
-    for index, char in enumerate(text):
-        units += 2 if ord(char) > 0xFFFF else 1
-        if units > limit:
-            return index
-    return len(text)
-
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Cut text into messages of at most `limit`, at line breaks, else spaces, else anywhere."""
-    # Telegram counts characters; measuring UTF-16 code units is never more, so it is safe
-    # whichever way the server counts.
-    chunks: list[str] = []
-    rest = text
-    while _utf16_len(rest) > limit:
-        fit = _prefix_within(rest, limit)
-        window = rest[:fit]
-        cut = window.rfind("\n")
-        if cut < fit // 2:
-            cut = max(window.rfind(" "), window.rfind("\t"))
-        if cut < fit // 2:
-            chunk, rest = window, rest[fit:]
-        else:
-            chunk, rest = window[:cut], rest[cut + 1 :]
-        if chunk.strip():
-            chunks.append(chunk)
-    # Telegram refuses whitespace-only messages ("message text is empty").
-    if rest.strip():
-        chunks.append(rest)
-    return chunks
-
-
 def _truncate(text: str, limit: int) -> str:
-    if _utf16_len(text) <= limit:
+    if utf16_len(text) <= limit:
         return text
-    return text[: _prefix_within(text, limit - 1)] + "…"
+    return text[: prefix_within(text, limit - 1)] + "…"
 
 
 def _raise_for(status: int, body: Mapping[str, Any]) -> NoReturn:
     """Map a Bot API error answer to the bridge's error tree."""
-    code = _int_or_none(body.get("error_code")) or status
+    code = int_or_none(body.get("error_code")) or status
     description = str(body.get("description") or f"HTTP {code}")
     parameters = body.get("parameters")
     params: Mapping[str, Any] = parameters if isinstance(parameters, Mapping) else {}
@@ -386,7 +347,7 @@ class TelegramConnector:
     async def start(self) -> None:
         """Learn the bot's username, then register the webhook or start long polling."""
         me = await self._call("getMe")
-        self.username = _opt_str(me, "username") if isinstance(me, Mapping) else None
+        self.username = opt_str(me, "username") if isinstance(me, Mapping) else None
         if self._mode == "webhook":
             if self._public_url:
                 await self._call(
@@ -436,14 +397,8 @@ class TelegramConnector:
             return web.Response(status=400, text="not a valid update")
         if event is None:
             return web.Response(text="ignored")
-        try:
-            await self._sink([event])
-        except Exception:
-            # A non-2xx answer makes Telegram deliver the update again later.
-            ref = secrets.token_hex(3)
-            what = getattr(event, "external_id", type(event).__name__)
-            log.exception("telegram webhook: storing %s failed (ref %s)", what, ref)
-            return web.Response(status=500, text=f"not stored (ref {ref})")
+        if (failed := await hand_over(self._sink, [event], "telegram")) is not None:
+            return failed
         return web.Response(text="ok")
 
     async def _poll_loop(self) -> None:
@@ -484,9 +439,7 @@ class TelegramConnector:
         batch: list[InboundEvent] = []
         last = None
         for payload in result:
-            update_id = (
-                _int_or_none(payload.get("update_id")) if isinstance(payload, dict) else None
-            )
+            update_id = int_or_none(payload.get("update_id")) if isinstance(payload, dict) else None
             if update_id is not None:
                 last = update_id if last is None else max(last, update_id)
             try:
@@ -511,10 +464,10 @@ class TelegramConnector:
             raise PermanentError("400", "the message has neither text nor files")
         carrier: int | None = None
         caption: str | None = None
-        if msg.files and _utf16_len(text) <= CAPTION_LIMIT:
+        if msg.files and utf16_len(text) <= CAPTION_LIMIT:
             caption = text or None
         elif text:
-            for chunk in split_text(text):
+            for chunk in split_text(text, TEXT_LIMIT):
                 message_id = await self._send_text(chat, chunk)
                 carrier = message_id if carrier is None else carrier
         for file in msg.files:
@@ -584,7 +537,7 @@ class TelegramConnector:
     async def fetch(self, attachment: Attachment) -> FileData:
         """Download a file a customer sent (getFile, then the file URL)."""
         result = await self._call("getFile", {"file_id": attachment.ref})
-        file_path = _opt_str(result, "file_path") if isinstance(result, Mapping) else None
+        file_path = opt_str(result, "file_path") if isinstance(result, Mapping) else None
         if not file_path:
             msg = "telegram getFile answered without a file_path"
             raise TransientError(msg)
@@ -593,9 +546,9 @@ class TelegramConnector:
                 status = resp.status
                 data = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _unreachable("file download", exc) from None
+            raise unreachable("telegram", "file download", exc, detail=True) from None
         if status != 200:
-            _raise_for(status, _json_object(data) or {"description": "file download failed"})
+            _raise_for(status, json_object(data) or {"description": "file download failed"})
         filename = attachment.filename or file_path.rpartition("/")[2] or "file"
         mime_type = (
             attachment.mime_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
@@ -655,31 +608,14 @@ class TelegramConnector:
                 status = resp.status
                 raw = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _unreachable(method, exc) from None
-        answer = _json_object(raw)
+            raise unreachable("telegram", method, exc, detail=True) from None
+        answer = json_object(raw)
         if answer is None:
             msg = f"telegram {method}: HTTP {status} without a JSON answer"
             raise TransientError(msg)
         if answer.get("ok") is True:
             return answer.get("result")
         _raise_for(status, answer)
-
-
-def _json_object(raw: bytes) -> Mapping[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _unreachable(what: str, exc: BaseException) -> Unreachable:
-    # Raised `from None` by the callers: some aiohttp errors print the request URL, and the URL
-    # holds the bot token. The type name and the connection error say enough.
-    detail = str(exc) if isinstance(exc, aiohttp.ClientConnectionError) else ""
-    if "/bot" in detail:
-        detail = ""
-    return Unreachable(f"telegram {what}: {type(exc).__name__} {detail}".rstrip())
 
 
 @registry.connector("telegram")

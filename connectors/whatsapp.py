@@ -9,14 +9,10 @@ travel only in headers, and no header, token or media URL is ever logged.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import math
 import mimetypes
 import re
-import secrets
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, NoReturn
@@ -32,7 +28,6 @@ from bridge.errors import (
     PermanentError,
     RateLimited,
     TransientError,
-    Unreachable,
     WindowClosed,
 )
 from bridge.protocols import Connector, InboundSink, MediaHost
@@ -54,11 +49,23 @@ from bridge.types import (
     StatusUpdate,
     Template,
 )
+from connectors import meta
+from connectors.wire import (
+    FinalSends,
+    aware,
+    hand_over,
+    int_or_none,
+    json_object,
+    opt_str,
+    retry_after,
+    split_text,
+    unreachable,
+    utf16_len,
+)
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/whatsapp"
-SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 # Cloud API limits (developers.facebook.com/docs/whatsapp/cloud-api/reference/messages):
 # text bodies up to 4096 characters, media captions up to 1024.
@@ -295,7 +302,7 @@ def _content(message: Mapping[str, Any]) -> tuple[str, tuple[Attachment, ...]] |
     if kind == "button":
         # A quick-reply button of a template: `text` is its label, `payload` the developer's.
         button = _object(message, "button")
-        label = _opt_str(button, "text") or _opt_str(button, "payload")
+        label = opt_str(button, "text") or opt_str(button, "payload")
         if label is None:
             msg = "a button message has no text"
             raise BadRequest(msg)
@@ -323,18 +330,18 @@ def _media(kind: str, media: Mapping[str, Any]) -> tuple[str, tuple[Attachment, 
     if not isinstance(media_id, str) or not media_id:
         msg = f"a {kind} message has no media id"
         raise BadRequest(msg)
-    mime_type = _opt_str(media, "mime_type")
+    mime_type = opt_str(media, "mime_type")
     if kind == "sticker" and mime_type is None:
         mime_type = "image/webp"
     attachment = Attachment(
         kind=_MEDIA_FIELDS[kind],
         ref=media_id,
         # Voice notes (`audio` with `voice: true`) and other media carry no file name.
-        filename=_opt_str(media, "filename") if kind == "document" else None,
+        filename=opt_str(media, "filename") if kind == "document" else None,
         mime_type=mime_type,
-        size=_int_or_none(media.get("file_size")),
+        size=int_or_none(media.get("file_size")),
     )
-    return _opt_str(media, "caption") or "", (attachment,)
+    return opt_str(media, "caption") or "", (attachment,)
 
 
 def _interactive(interactive: Mapping[str, Any]) -> tuple[str, tuple[Attachment, ...]] | None:
@@ -342,7 +349,7 @@ def _interactive(interactive: Mapping[str, Any]) -> tuple[str, tuple[Attachment,
     if kind not in ("button_reply", "list_reply"):
         return None  # nfm_reply (flows) and others
     reply = interactive.get(kind)
-    title = _opt_str(reply, "title") if isinstance(reply, Mapping) else None
+    title = opt_str(reply, "title") if isinstance(reply, Mapping) else None
     if title is None:
         msg = f"an interactive {kind} has no title"
         raise BadRequest(msg)
@@ -356,7 +363,7 @@ def _location(location: Mapping[str, Any]) -> str:
         raise BadRequest(msg)
     place = ", ".join(
         part.strip()
-        for part in (_opt_str(location, "name"), _opt_str(location, "address"))
+        for part in (opt_str(location, "name"), opt_str(location, "address"))
         if part and part.strip()
     )
     return f"[location] {latitude}, {longitude} {place}".rstrip()
@@ -372,13 +379,13 @@ def _shared_contacts(contacts: Any) -> str:
             msg = "a shared contact is not an object"
             raise BadRequest(msg)
         name = card.get("name")
-        formatted = _opt_str(name, "formatted_name") if isinstance(name, Mapping) else None
+        formatted = opt_str(name, "formatted_name") if isinstance(name, Mapping) else None
         phones = card.get("phones")
         numbers = [
             number
             for phone in (phones if isinstance(phones, list) else [])
             if isinstance(phone, Mapping)
-            for number in [_opt_str(phone, "phone") or _opt_str(phone, "wa_id")]
+            for number in [opt_str(phone, "phone") or opt_str(phone, "wa_id")]
             if number
         ]
         line = formatted or "(no name)"
@@ -420,7 +427,7 @@ def _parse_status(raw: Any, account: AccountId) -> StatusUpdate | None:
 def _error_words(error: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The code (as text) and a reason for staff from a Cloud API error object."""
     raw_code = error.get("code")
-    number = _int_or_none(raw_code)
+    number = int_or_none(raw_code)
     if number is None and isinstance(raw_code, str) and raw_code.isdigit():
         number = int(raw_code)
     code = str(number) if number is not None else None
@@ -428,9 +435,9 @@ def _error_words(error: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if words is None:
         details = error.get("error_data")
         words = (
-            _opt_str(error, "title")
-            or _opt_str(error, "message")
-            or (_opt_str(details, "details") if isinstance(details, Mapping) else None)
+            opt_str(error, "title")
+            or opt_str(error, "message")
+            or (opt_str(details, "details") if isinstance(details, Mapping) else None)
         )
     return code, words
 
@@ -440,7 +447,7 @@ def _timestamp(value: Any, what: str) -> datetime:
     seconds: int | None = None
     if isinstance(value, str) and value.isascii() and value.isdigit():
         seconds = int(value)
-    elif _int_or_none(value) is not None:
+    elif int_or_none(value) is not None:
         seconds = value
     if seconds is None:
         msg = f"{what} lacks a timestamp"
@@ -452,24 +459,11 @@ def _timestamp(value: Any, what: str) -> datetime:
         raise BadRequest(msg) from None
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    return value if isinstance(value, str) else None
-
-
 # ---------------------------------------------------------------------- the shared webhook
-
-
-def _signature(secret: bytes, body: bytes) -> bytes:
-    return b"sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
 
 
 class WhatsAppWebhook:
@@ -477,14 +471,8 @@ class WhatsAppWebhook:
 
     def __init__(self, accounts: Sequence[WhatsAppAccount], sink: InboundSink) -> None:
         self._sink = sink
-        self._verify_tokens = [a.verify_token.get_secret_value().encode() for a in accounts]
-        # Numbers of different Meta apps have different app secrets; a body signed with one
-        # app's secret may only speak for that app's numbers.
-        by_secret: dict[bytes, set[str]] = {}
-        for account in accounts:
-            secret = account.app_secret.get_secret_value().encode()
-            by_secret.setdefault(secret, set()).add(account.phone_number_id)
-        self._secrets = [(secret, frozenset(ids)) for secret, ids in by_secret.items()]
+        self._verify_tokens = meta.verify_tokens(a.verify_token for a in accounts)
+        self._secrets = meta.app_secrets((a.phone_number_id, a.app_secret) for a in accounts)
 
     def routes(self) -> Sequence[web.RouteDef]:
         """GET for Meta's subscription check, POST for the events."""
@@ -494,31 +482,17 @@ class WhatsAppWebhook:
         ]
 
     async def _handle_verify(self, request: web.Request) -> web.Response:
-        query = request.query
-        given = query.get("hub.verify_token", "").encode("utf-8", "replace")
-        known = False
-        for token in self._verify_tokens:
-            known |= hmac.compare_digest(given, token)
-        if query.get("hub.mode") != "subscribe" or not known:
+        challenge = meta.hub_challenge(request.query, self._verify_tokens)
+        if challenge is None:
             log.warning("whatsapp webhook: refused a verification with a wrong token or mode")
             return web.Response(status=403, text="verification refused")
-        return web.Response(text=query.get("hub.challenge", ""), content_type="text/plain")
+        return web.Response(text=challenge, content_type="text/plain")
 
     async def _handle_event(self, request: web.Request) -> web.Response:
-        given = request.headers.get(SIGNATURE_HEADER)
-        if given is None:
-            return web.Response(status=401, text="missing signature")
-        body = await request.read()
-        signed = given.strip().lower().encode("utf-8", "replace")
-        accounts: set[str] = set()
-        matched = False
-        for secret, ids in self._secrets:
-            if hmac.compare_digest(signed, _signature(secret, body)):
-                matched = True
-                accounts |= ids
-        if not matched:
-            log.warning("whatsapp webhook: refused a body with a wrong signature")
-            return web.Response(status=403, text="wrong signature")
+        signed = await meta.read_signed(request, self._secrets, "whatsapp")
+        if isinstance(signed, web.Response):
+            return signed
+        body, accounts = signed
         try:
             payload = json.loads(body)
             events = parse_webhook(payload, accounts)
@@ -527,55 +501,13 @@ class WhatsAppWebhook:
             return web.Response(status=400, text="not a valid webhook")
         if not events:
             return web.Response(text="ignored")
-        try:
-            await self._sink(events)
-        except Exception:
-            # A non-2xx answer makes WhatsApp deliver the body again later (for up to 7 days);
-            # the pipeline de-duplicates on the wamid.
-            ref = secrets.token_hex(3)
-            log.exception("whatsapp webhook: storing %d events failed (ref %s)", len(events), ref)
-            return web.Response(status=500, text=f"not stored (ref {ref})")
+        # A 500 makes WhatsApp deliver the body again, for up to 7 days.
+        if (failed := await hand_over(self._sink, events, "whatsapp")) is not None:
+            return failed
         return web.Response(text="ok")
 
 
 # ---------------------------------------------------------------------- outbound helpers
-
-
-def _units(text: str) -> int:
-    # Measured in UTF-16 code units: never fewer than characters, however WhatsApp counts.
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _prefix_within(text: str, limit: int) -> int:
-    """How many characters of `text` fit into `limit` UTF-16 code units."""
-    units = 0
-    for index, char in enumerate(text):
-        units += 2 if ord(char) > 0xFFFF else 1
-        if units > limit:
-            return index
-    return len(text)
-
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Cut text into messages of at most `limit`, at line breaks, else spaces, else anywhere."""
-    chunks: list[str] = []
-    rest = text
-    while _units(rest) > limit:
-        fit = _prefix_within(rest, limit)
-        window = rest[:fit]
-        cut = window.rfind("\n")
-        if cut < fit // 2:
-            cut = max(window.rfind(" "), window.rfind("\t"))
-        if cut < fit // 2:
-            chunk, rest = window, rest[fit:]
-        else:
-            chunk, rest = window[:cut], rest[cut + 1 :]
-        if chunk.strip():
-            chunks.append(chunk)
-    # WhatsApp refuses an empty text body.
-    if rest.strip():
-        chunks.append(rest)
-    return chunks
 
 
 def _base_mime(mime_type: str | None) -> str:
@@ -602,32 +534,21 @@ def _extension(mime: str) -> str:
     return guessed.lstrip(".") if guessed else "bin"
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    value = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP date; the code's default wait is close enough
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
 def _raise_for(
     status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> NoReturn:
     """Map a Graph API error answer to the bridge's error tree."""
     raw_error = body.get("error")
     error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
-    code = _int_or_none(error.get("code"))
-    message = _opt_str(error, "message") or f"HTTP {status}"
+    code = int_or_none(error.get("code"))
+    message = opt_str(error, "message") or f"HTTP {status}"
     data = error.get("error_data")
-    details = _opt_str(data, "details") if isinstance(data, Mapping) else None
+    details = opt_str(data, "details") if isinstance(data, Mapping) else None
     words = ERROR_WORDS.get(code) if code is not None else None
     described = f"whatsapp: {message}" + (f" — {details}" if details else "")
     if code in _RATE_LIMITS or status == 429:
         default = _RATE_LIMITS.get(code, _DEFAULT_RETRY) if code is not None else _DEFAULT_RETRY
-        wait = _retry_after(headers)
+        wait = retry_after(headers)
         # 131056 is the pair limit (this one customer); the others cover the whole number.
         raise RateLimited(
             default if wait is None else wait, described, per_recipient=code == 131056
@@ -648,24 +569,6 @@ def _raise_for(
     raise PermanentError(str(code or status), details or message)
 
 
-def _json_object(raw: bytes) -> Mapping[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _unreachable(what: str, exc: BaseException) -> Unreachable:
-    # Raised `from None` by the callers: aiohttp errors may print the request URL (media URLs
-    # are bearer-protected but still private). The type name says enough.
-    return Unreachable(f"whatsapp {what}: {type(exc).__name__}")
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _ago(elapsed: timedelta) -> str:
     hours = int(elapsed.total_seconds() // 3600)
     if hours < 48:
@@ -676,10 +579,11 @@ def _ago(elapsed: timedelta) -> str:
 # ---------------------------------------------------------------------- the connector
 
 
-class WhatsAppConnector:
-    """One WhatsApp Business phone number on the Cloud API."""
+class WhatsAppConnector(FinalSends):
+    """One WhatsApp Business phone number on the Cloud API (no API edits or deletes a send)."""
 
     platform: ClassVar[Platform] = WHATSAPP
+    display_name = "WhatsApp"
 
     def __init__(
         self,
@@ -729,11 +633,11 @@ class WhatsAppConnector:
             raise PermanentError("empty", "the message has neither text nor files")
         send_types = [_send_type(file) for file in msg.files]
         caption_at: int | None = None
-        if text and _units(text) <= CAPTION_LIMIT:
+        if text and utf16_len(text) <= CAPTION_LIMIT:
             caption_at = next((i for i, t in enumerate(send_types) if t in _CAPTIONED), None)
         carrier: ExternalMessageId | None = None
         if text and caption_at is None:
-            for chunk in split_text(text):
+            for chunk in split_text(text, TEXT_LIMIT):
                 body: dict[str, Any] = {"body": chunk}
                 if _LINK.search(chunk):
                     body["preview_url"] = True
@@ -788,20 +692,10 @@ class WhatsAppConnector:
             raise TransientError(msg)
         return media_id
 
-    async def edit(self, chat_id: ChatId, external_id: ExternalMessageId, text: str) -> None:
-        """WhatsApp has no API to edit a business's message."""
-        raise PermanentError("unsupported", "WhatsApp does not let a business edit a sent message")
-
-    async def delete(self, chat_id: ChatId, external_id: ExternalMessageId) -> None:
-        """WhatsApp has no API to delete a business's message."""
-        raise PermanentError(
-            "unsupported", "WhatsApp does not let a business delete a sent message"
-        )
-
     async def fetch(self, attachment: Attachment) -> FileData:
         """Download a file a customer sent: the media's URL from Graph, then its bytes."""
         info = await self._call("GET", f"{self._base}/{attachment.ref}")
-        url = _opt_str(info, "url")
+        url = opt_str(info, "url")
         if not url:
             msg = "whatsapp answered a media lookup without a url"
             raise TransientError(msg)
@@ -812,10 +706,10 @@ class WhatsAppConnector:
                 headers = dict(resp.headers)
                 data = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _unreachable("media download", exc) from None
+            raise unreachable("whatsapp", "media download", exc) from None
         if status != 200:
-            _raise_for(status, _json_object(data) or {}, headers)
-        mime = _base_mime(_opt_str(info, "mime_type") or attachment.mime_type)
+            _raise_for(status, json_object(data) or {}, headers)
+        mime = _base_mime(opt_str(info, "mime_type") or attachment.mime_type)
         mime = mime or "application/octet-stream"
         filename = attachment.filename or f"{attachment.kind}-{attachment.ref}.{_extension(mime)}"
         return FileData(kind=attachment.kind, filename=filename, data=data, mime_type=mime)
@@ -840,7 +734,7 @@ class WhatsAppConnector:
                 if template is not None:
                     found.append(template)
             paging = answer.get("paging")
-            following = _opt_str(paging, "next") if isinstance(paging, Mapping) else None
+            following = opt_str(paging, "next") if isinstance(paging, Mapping) else None
             # `next` is absolute and carries its own query; the bearer token only goes to it
             # when it points at the Graph host the account is configured with.
             url, params = (following, None) if self._same_origin(following) else (None, None)
@@ -861,7 +755,7 @@ class WhatsAppConnector:
                 "The customer has not written to this WhatsApp number yet; WhatsApp allows only"
                 " approved templates until they do."
             )
-        elapsed = _aware(now) - _aware(last_inbound_at)
+        elapsed = aware(now) - aware(last_inbound_at)
         if elapsed <= WINDOW:
             return None
         return (
@@ -915,8 +809,8 @@ class WhatsAppConnector:
                 headers = dict(resp.headers)
                 raw = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _unreachable(f"{method} call", exc) from None
-        answer = _json_object(raw)
+            raise unreachable("whatsapp", f"{method} call", exc) from None
+        answer = json_object(raw)
         if status >= 400 or (answer is not None and "error" in answer):
             _raise_for(status, answer or {}, headers)
         if answer is None:
@@ -928,20 +822,20 @@ class WhatsAppConnector:
 def _template(item: Any) -> Template | None:
     if not isinstance(item, Mapping):
         return None
-    name, language, status = (_opt_str(item, key) for key in ("name", "language", "status"))
+    name, language, status = (opt_str(item, key) for key in ("name", "language", "status"))
     if not name or not language or not status:
         return None
     body: str | None = None
     components = item.get("components")
     for component in components if isinstance(components, list) else []:
         if isinstance(component, Mapping) and component.get("type") == "BODY":
-            body = _opt_str(component, "text")
+            body = opt_str(component, "text")
             break
     return Template(
         name=name,
         language=language,
         status=status,
-        category=_opt_str(item, "category"),
+        category=opt_str(item, "category"),
         body=body,
     )
 

@@ -35,7 +35,6 @@ from bridge.types import (
     ExternalMessageId,
     FileData,
     InboundEdit,
-    InboundEvent,
     InboundMessage,
     MediaKind,
     OutboundMessage,
@@ -44,6 +43,7 @@ from bridge.types import (
     WatermarkUpdate,
 )
 from connectors.messenger import (
+    TEXT_LIMIT,
     WEBHOOK_PATH,
     GraphProfiles,
     MessengerConnector,
@@ -52,9 +52,14 @@ from connectors.messenger import (
     build,
     messaging_type,
     parse_webhook,
-    split_text,
 )
+from connectors.wire import split_text
+from tests import connector_kit
+from tests.connector_kit import RecordingSink
 from tests.fakes.messenger import FakeMessenger
+
+# The kit's fixtures, bound here so that pytest finds them for this module.
+http, sink = connector_kit.http, connector_kit.sink
 
 PAGE = "3003"
 OTHER_PAGE = "4004"
@@ -63,24 +68,6 @@ CHAT = ChatId(PSID)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 PDF = b"%PDF-1.4 invoice 42"
 NOW_MS = 1_700_000_000_000
-
-
-class RecordingSink:
-    """An InboundSink that records every batch; it can be told to fail a number of times."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[InboundEvent]] = []
-        self.fail_times = 0
-
-    async def __call__(self, events) -> None:
-        if self.fail_times:
-            self.fail_times -= 1
-            raise RuntimeError("the database is down")
-        self.batches.append(list(events))
-
-    @property
-    def events(self) -> list[InboundEvent]:
-        return [event for batch in self.batches for event in batch]
 
 
 def page_config(fake: FakeMessenger, page_id: str = PAGE, **overrides) -> MessengerPage:
@@ -122,21 +109,8 @@ def body(*events, page: str = PAGE):
 
 @pytest.fixture
 async def fake():
-    server = FakeMessenger()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+    async with FakeMessenger() as server:
+        yield server
 
 
 async def serve(fakes, routes):
@@ -593,10 +567,10 @@ async def test_long_text_is_split_into_2000_character_messages(conn, fake):
 
 
 def test_split_text_cuts_at_line_breaks_and_hard_when_there_is_no_space():
-    assert split_text("a" * 4500) == ["a" * 2000, "a" * 2000, "a" * 500]
+    assert split_text("a" * 4500, TEXT_LIMIT) == ["a" * 2000, "a" * 2000, "a" * 500]
     lines = "\n".join(["x" * 1500, "y" * 1500])
-    assert split_text(lines) == ["x" * 1500, "y" * 1500]
-    assert split_text("   ") == []
+    assert split_text(lines, TEXT_LIMIT) == ["x" * 1500, "y" * 1500]
+    assert split_text("   ", TEXT_LIMIT) == []
 
 
 async def test_files_are_uploaded_after_the_text_one_message_each(conn, fake):

@@ -6,7 +6,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer, unused_port
@@ -33,7 +32,6 @@ from bridge.types import (
     DeliveryStatus,
     ExternalMessageId,
     FileData,
-    InboundEvent,
     InboundMessage,
     MediaKind,
     OutboundMessage,
@@ -42,6 +40,7 @@ from bridge.types import (
     TemplateCall,
 )
 from connectors.sms import (
+    BODY_LIMIT,
     EMPTY_TWIML,
     SmsConnector,
     TwilioWebhook,
@@ -50,10 +49,15 @@ from connectors.sms import (
     parse_message,
     parse_status,
     signature,
-    split_body,
     url_variants,
 )
+from connectors.wire import split_text
+from tests import connector_kit
+from tests.connector_kit import RecordingSink
 from tests.fakes.twilio import FakeTwilio
+
+# The kit's fixtures, bound here so that pytest finds them for this module.
+http, sink = connector_kit.http, connector_kit.sink
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NUMBER = "+15005550006"
@@ -62,24 +66,6 @@ SERVICE = "MG" + "5" * 32
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 JPEG = b"\xff\xd8\xff\xe0" + b"jpeg" * 100
 ACCOUNTS = {NUMBER: NUMBER, SERVICE: SERVICE}
-
-
-class RecordingSink:
-    """An InboundSink that records every batch; it can be told to fail a number of times."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[InboundEvent]] = []
-        self.fail_times = 0
-
-    async def __call__(self, events) -> None:
-        if self.fail_times:
-            self.fail_times -= 1
-            raise RuntimeError("the database is down")
-        self.batches.append(list(events))
-
-    @property
-    def events(self) -> list[InboundEvent]:
-        return [event for batch in self.batches for event in batch]
 
 
 class LocalMedia:
@@ -137,21 +123,8 @@ def png(name: str = "shot.png", data: bytes = PNG) -> FileData:
 
 @pytest.fixture
 async def fake():
-    server = FakeTwilio()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+    async with FakeTwilio() as server:
+        yield server
 
 
 @pytest.fixture
@@ -466,15 +439,15 @@ def test_url_variants_add_the_default_port_or_drop_the_given_one():
     assert url_variants("http://b.example/w")[1] == "http://b.example:80/w"
 
 
-def test_split_body_cuts_at_1600_on_word_boundaries():
+def test_split_text_cuts_bodies_at_1600_on_word_boundaries():
     words = " ".join(f"word{i}" for i in range(900))
-    parts = split_body(words)
+    parts = split_text(words, BODY_LIMIT)
     assert len(parts) == -(-len(words) // 1600)
     assert all(len(part) <= 1600 for part in parts)
     assert all(len(part) > 1590 for part in parts[:-1])  # full parts, cut between words
     assert " ".join(parts) == words
-    assert split_body("x" * 1600) == ["x" * 1600]
-    assert split_body("   ") == []
+    assert split_text("x" * 1600, BODY_LIMIT) == ["x" * 1600]
+    assert split_text("   ", BODY_LIMIT) == []
 
 
 # ---------------------------------------------------------------- webhook: inbound

@@ -6,7 +6,6 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -29,51 +28,24 @@ from bridge.types import (
     ExternalMessageId,
     FileData,
     InboundEdit,
-    InboundEvent,
     InboundMessage,
     MediaKind,
     OutboundMessage,
     RateLimit,
 )
-from connectors.telegram import TelegramConnector, _raise_for, parse_update, split_text
+from connectors.telegram import TEXT_LIMIT, TelegramConnector, _raise_for, parse_update
+from connectors.wire import split_text
+from tests import connector_kit
+from tests.connector_kit import eventually
 from tests.fakes.telegram import FakeTelegram
+
+# The kit's fixtures, bound here so that pytest finds them for this module.
+http, sink = connector_kit.http, connector_kit.sink
 
 SECRET = "tg-secret_1"
 CHAT = ChatId("4242")
 ACCOUNT = AccountId("123456")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-
-
-class RecordingSink:
-    """An InboundSink that records every batch; it can be told to fail a number of times."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[InboundEvent]] = []
-        self.failed: list[list[InboundEvent]] = []
-        self.fail_times = 0
-
-    async def __call__(self, events) -> None:
-        if self.fail_times:
-            self.fail_times -= 1
-            self.failed.append(list(events))
-            raise RuntimeError("the database is down")
-        self.batches.append(list(events))
-
-    @property
-    def events(self) -> list[InboundEvent]:
-        return [event for batch in self.batches for event in batch]
-
-
-async def eventually(predicate, timeout: float = 5.0):
-    """Wait until predicate() is truthy and return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def outbound(text: str, *files: FileData) -> OutboundMessage:
@@ -84,21 +56,8 @@ def outbound(text: str, *files: FileData) -> OutboundMessage:
 
 @pytest.fixture
 async def fake():
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+    async with FakeTelegram() as server:
+        yield server
 
 
 @pytest.fixture
@@ -329,11 +288,11 @@ async def test_long_text_is_split_on_line_boundaries_and_first_id_returned(conn,
 
 def test_split_counts_utf16_units_and_cuts_words_only_at_spaces():
     emoji = "😀" * 3000  # 6000 UTF-16 code units, no break at all
-    chunks = split_text(emoji)
+    chunks = split_text(emoji, TEXT_LIMIT)
     assert "".join(chunks) == emoji
     assert all(len(c.encode("utf-16-le")) // 2 <= 4096 for c in chunks)
     words = " ".join(["word"] * 2000)
-    chunks = split_text(words)
+    chunks = split_text(words, TEXT_LIMIT)
     assert all(
         not c.startswith(" ") and c.split(" ") == ["word"] * len(c.split(" ")) for c in chunks
     )

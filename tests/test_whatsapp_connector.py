@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -30,7 +29,6 @@ from bridge.types import (
     DeliveryStatus,
     ExternalMessageId,
     FileData,
-    InboundEvent,
     InboundMessage,
     MediaKind,
     OutboundMessage,
@@ -40,14 +38,20 @@ from bridge.types import (
 )
 from connectors.whatsapp import (
     ERROR_WORDS,
+    TEXT_LIMIT,
     WhatsAppConnector,
     WhatsAppWebhook,
     _raise_for,
     build,
     parse_webhook,
-    split_text,
 )
+from connectors.wire import split_text
+from tests import connector_kit
+from tests.connector_kit import RecordingSink
 from tests.fakes.whatsapp import FakeWhatsApp
+
+# The kit's fixtures, bound here so that pytest finds them for this module.
+http, sink = connector_kit.http, connector_kit.sink
 
 CUSTOMER = "4915112345678"
 PNID = "1001"
@@ -55,24 +59,6 @@ OTHER = "1002"
 OTHER_SECRET = "second-app-secret"
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-
-
-class RecordingSink:
-    """An InboundSink that records every batch; it can be told to fail a number of times."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[InboundEvent]] = []
-        self.fail_times = 0
-
-    async def __call__(self, events) -> None:
-        if self.fail_times:
-            self.fail_times -= 1
-            raise RuntimeError("the database is down")
-        self.batches.append(list(events))
-
-    @property
-    def events(self) -> list[InboundEvent]:
-        return [event for batch in self.batches for event in batch]
 
 
 def outbound(
@@ -104,21 +90,8 @@ def account_settings(fake: FakeWhatsApp, **overrides) -> WhatsAppAccount:
 
 @pytest.fixture
 async def fake():
-    server = FakeWhatsApp(phone_number_ids=(PNID, OTHER))
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+    async with FakeWhatsApp(phone_number_ids=(PNID, OTHER)) as server:
+        yield server
 
 
 @pytest.fixture
@@ -502,9 +475,9 @@ async def test_long_text_is_split_at_word_boundaries(conn, fake):
 
 def test_split_text_prefers_line_breaks_and_cuts_unbroken_text():
     text = "a" * 3000 + "\n" + "b" * 3000
-    assert split_text(text) == ["a" * 3000, "b" * 3000]
-    assert [len(c) for c in split_text("x" * 9000)] == [4096, 4096, 808]
-    assert split_text("   ") == []
+    assert split_text(text, TEXT_LIMIT) == ["a" * 3000, "b" * 3000]
+    assert [len(c) for c in split_text("x" * 9000, TEXT_LIMIT)] == [4096, 4096, 808]
+    assert split_text("   ", TEXT_LIMIT) == []
 
 
 async def test_file_is_uploaded_and_sent_with_the_text_as_caption(conn, fake):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import hmac
 import json
 import mimetypes
@@ -27,8 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
+
+from tests.fakes.meta import MetaFake
 
 VERSION = "v21.0"
 TEXT_LIMIT = 2000
@@ -107,7 +107,7 @@ class _Planned:
         )
 
 
-class FakeMessenger:
+class FakeMessenger(MetaFake):
     """A Graph API server on 127.0.0.1 with a free port; `base_url` is the connector's api_base."""
 
     def __init__(
@@ -118,11 +118,9 @@ class FakeMessenger:
         verify_token: str = "fb-verify",
         page_token: str = "fb-page-token",
     ) -> None:
+        super().__init__(app_secret=app_secret, verify_token=verify_token)
         self.page_ids = tuple(page_ids)
-        self.app_secret = app_secret
-        self.verify_token = verify_token
         self.page_token = page_token
-        self.webhook_url = ""
         # Accepted Send API calls: the body as received plus "_mid" and "_page_id".
         self.sent: list[dict[str, Any]] = []
         # Refused Send API calls: the body as far as it was read plus "_error" and "_subcode".
@@ -142,42 +140,16 @@ class FakeMessenger:
         self._failures: deque[_Planned] = deque()
         self._edits: dict[str, int] = {}
         self._last_ms = 0
-        self._root: str | None = None
-        self._runner: web.AppRunner | None = None
-        self._client: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Listen on 127.0.0.1 with a port the OS picks."""
+    def app(self) -> web.Application:
+        """The Send API, the user profile API and the CDN."""
         app = web.Application(client_max_size=UPLOAD_LIMIT + 1024 * 1024)
         app.router.add_post(f"/{VERSION}/{{page_id}}/messages", self._messages)
         app.router.add_get(f"/{VERSION}/{{psid}}", self._profile)
         app.router.add_get("/_cdn/{name}", self._download)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self._root = f"http://127.0.0.1:{port}"
-        self._client = aiohttp.ClientSession()
-
-    async def stop(self) -> None:
-        """Shut the server down."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @property
-    def root_url(self) -> str:
-        """`http://127.0.0.1:PORT`, where the CDN lives."""
-        if self._root is None:
-            msg = "FakeMessenger is not started"
-            raise RuntimeError(msg)
-        return self._root
+        return app
 
     @property
     def base_url(self) -> str:
@@ -296,28 +268,6 @@ class FakeMessenger:
         self._edits[mid] = self._edits.get(mid, 0) + 1
         edit = {"mid": mid, "text": text, "num_edit": self._edits[mid]}
         return await self._event(psid, page_id, {"message_edit": edit})
-
-    async def deliver(
-        self, payload: Mapping[str, Any] | bytes, *, sign: bool = True, secret: str | None = None
-    ) -> int:
-        """POST a webhook body as Meta does (signed with the app secret, or `secret`)."""
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json"}
-        if sign:
-            key = (secret if secret is not None else self.app_secret).encode()
-            digest = hmac.new(key, body, hashlib.sha256).hexdigest()
-            headers["X-Hub-Signature-256"] = f"sha256={digest}"
-            # Meta still sends the older SHA-1 signature next to it.
-            headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()
-        async with self._session().post(self._target(), data=body, headers=headers) as resp:
-            await resp.read()
-            return resp.status
-
-    async def verify(self, mode: str, token: str, challenge: str) -> tuple[int, str]:
-        """Meta's subscription check: GET with hub.mode, hub.verify_token and hub.challenge."""
-        params = {"hub.mode": mode, "hub.verify_token": token, "hub.challenge": challenge}
-        async with self._session().get(self._target(), params=params) as resp:
-            return resp.status, await resp.text()
 
     def webhook_body(self, page_id: str, *events: Mapping[str, Any]) -> dict[str, Any]:
         """A webhook body with one entry for `page_id` carrying `events`."""
@@ -479,18 +429,6 @@ class FakeMessenger:
 
     def _new_mid(self) -> str:
         return "m_" + secrets.token_urlsafe(24)
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._client is None:
-            msg = "FakeMessenger is not started"
-            raise RuntimeError(msg)
-        return self._client
-
-    def _target(self) -> str:
-        if not self.webhook_url:
-            msg = "set webhook_url first"
-            raise RuntimeError(msg)
-        return self.webhook_url
 
 
 async def _read_body(request: web.Request) -> dict[str, Any]:

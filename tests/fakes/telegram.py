@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
+
+from tests.fakes.server import FakeServer
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -140,10 +141,14 @@ class _Bucket:
         self.tokens -= 1
 
 
-class FakeTelegram:
+class FakeTelegram(FakeServer):
     """A Bot API server on 127.0.0.1 with a free port; `base_url` is the connector's api_base."""
 
+    # A long poll whose client went away stops waiting at once.
+    runner_options = {"handler_cancellation": True}
+
     def __init__(self, token: str = "123456:TEST-token", bot_username: str = "test_bot") -> None:
+        super().__init__()
         self.token = token
         self.bot_username = bot_username
         self.bot_id = int(token.partition(":")[0])
@@ -156,9 +161,6 @@ class FakeTelegram:
         self.webhook_max_connections = 40
         self.webhook_drop_pending_updates = False
         self.allowed_updates: list[str] | None = None
-        self._base_url: str | None = None
-        self._runner: web.AppRunner | None = None
-        self._client: aiohttp.ClientSession | None = None
         self._closing = False
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 100_001
@@ -195,41 +197,24 @@ class FakeTelegram:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Listen on 127.0.0.1 with a port the OS picks."""
+    def app(self) -> web.Application:
+        """The Bot API methods and the file downloads."""
         # Bot uploads may be up to 50 MB; aiohttp refuses bodies over 1 MB by default.
         app = web.Application(client_max_size=UPLOAD_LIMIT + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        # handler_cancellation: a long poll whose client went away stops waiting at once.
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self._base_url = f"http://127.0.0.1:{port}"
-        self._client = aiohttp.ClientSession()
+        return app
 
     async def stop(self) -> None:
         """Answer waiting long polls and shut the server down."""
         self._closing = True
         self._wake()
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await super().stop()
 
     @property
     def base_url(self) -> str:
-        """`http://127.0.0.1:PORT`, without a trailing slash."""
-        if self._base_url is None:
-            msg = "FakeTelegram is not started"
-            raise RuntimeError(msg)
-        return self._base_url
+        """`http://127.0.0.1:PORT`, without a trailing slash: the Bot API's root."""
+        return self.root_url
 
     # ------------------------------------------------------------------ records
 
@@ -420,16 +405,14 @@ class FakeTelegram:
         if not target:
             msg = "no webhook is set and no url was given"
             raise RuntimeError(msg)
-        if self._client is None:
-            msg = "FakeTelegram is not started"
-            raise RuntimeError(msg)
+        session = self._session()
         if secret is _UNSET:
             secret = self.webhook_secret
         headers = {"Content-Type": "application/json"}
         if secret is not None:
             headers[SECRET_HEADER] = secret
         body = update if isinstance(update, bytes) else json.dumps(update).encode()
-        async with self._client.post(target, data=body, headers=headers) as response:
+        async with session.post(target, data=body, headers=headers) as response:
             await response.read()
             return response.status
 

@@ -32,6 +32,8 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.server import FakeServer
+
 SIGNATURE_HEADER = "X-Twilio-Signature"
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -125,7 +127,7 @@ def _rfc2822(moment: datetime) -> str:
     return format_datetime(moment, usegmt=True)
 
 
-class FakeTwilio:
+class FakeTwilio(FakeServer):
     """Twilio's Messages API on 127.0.0.1 with a free port; `base_url` is the api_base."""
 
     def __init__(
@@ -135,6 +137,7 @@ class FakeTwilio:
         auth_token: str = "twilio-token",
         numbers: Sequence[str] = ("+15005550006",),
     ) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.numbers = tuple(numbers)
@@ -166,32 +169,25 @@ class FakeTwilio:
         self._media: dict[tuple[str, str], _Media] = {}
         self._storage: dict[str, _Media] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self._storage_runner: web.AppRunner | None = None
-        self._client: aiohttp.ClientSession | None = None
-        self._base_url: str | None = None
         self._storage_url: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Listen on 127.0.0.1 (API) and on a second port (the media storage host)."""
+    def app(self) -> web.Application:
+        """The Messages resource and the Media resource of the REST API."""
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
         app.router.add_get(
             "/2010-04-01/Accounts/{account}/Messages/{message}/Media/{media}", self._get_media
         )
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return app
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 (API) and on a second port (the media storage host)."""
+        await super().start()
         storage = web.Application()
         storage.router.add_get("/media/{key}", self._get_stored)
-        self._storage_runner = web.AppRunner(storage, shutdown_timeout=0.5, access_log=None)
-        await self._storage_runner.setup()
-        await web.TCPSite(self._storage_runner, "127.0.0.1", 0).start()
-        self._storage_url = f"http://127.0.0.1:{self._storage_runner.addresses[0][1]}"
-        self._client = aiohttp.ClientSession()
+        self._storage_url = await self.listen(storage)
 
     async def stop(self) -> None:
         """Cancel pending status callbacks and shut both servers down."""
@@ -201,21 +197,12 @@ class FakeTwilio:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        for runner in (self._runner, self._storage_runner):
-            if runner is not None:
-                await runner.cleanup()
-        self._runner = self._storage_runner = None
+        await super().stop()
 
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT`, without a trailing slash: the connector's api_base."""
-        if self._base_url is None:
-            msg = "FakeTwilio is not started"
-            raise RuntimeError(msg)
-        return self._base_url
+        return self.root_url
 
     async def settle(self) -> None:
         """Wait until every automatic status callback has been posted."""
@@ -530,12 +517,6 @@ class FakeTwilio:
             self.callbacks.append((record["_sid"], status, answer))
 
     # ------------------------------------------------------------------ helpers
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._client is None:
-            msg = "FakeTwilio is not started"
-            raise RuntimeError(msg)
-        return self._client
 
     def _target(self, url: str) -> str:
         """Where a request to the bridge's public `url` really goes."""

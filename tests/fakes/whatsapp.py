@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import time
@@ -26,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 from aiohttp import web
 
+from tests.fakes.meta import MetaFake
+
 VERSION = "v21.0"
-SIGNATURE_HEADER = "X-Hub-Signature-256"
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 WINDOW_SECONDS = 24 * 3600
@@ -179,7 +178,7 @@ def _bearer(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
-class FakeWhatsApp:
+class FakeWhatsApp(MetaFake):
     """A Cloud API server on 127.0.0.1 with a free port; `base_url` is the connector's api_base."""
 
     def __init__(
@@ -191,12 +190,10 @@ class FakeWhatsApp:
         access_token: str = "wa-token",
         waba_id: str = "2002",
     ) -> None:
+        super().__init__(app_secret=app_secret, verify_token=verify_token)
         self.phone_number_ids = tuple(phone_number_ids)
-        self.app_secret = app_secret
-        self.verify_token = verify_token
         self.access_token = access_token
         self.waba_id = waba_id
-        self.webhook_url = ""
         self.sent: list[dict[str, Any]] = []
         self.media: dict[str, tuple[bytes, str, str | None]] = {}
         self.templates: list[dict[str, Any]] = default_templates()
@@ -209,14 +206,11 @@ class FakeWhatsApp:
         self.last_customer_message: dict[str, float] = {}
         self.last_inbound_id: str | None = None
         self._failures: deque[_Failure] = deque()
-        self._root: str | None = None
-        self._runner: web.AppRunner | None = None
-        self._client: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Listen on 127.0.0.1 with a port the OS picks."""
+    def app(self) -> web.Application:
+        """The Graph API routes, each behind the bearer token check."""
         app = web.Application(
             client_max_size=UPLOAD_LIMIT + 1024 * 1024, middlewares=[self._record]
         )
@@ -227,30 +221,7 @@ class FakeWhatsApp:
         app.router.add_get(prefix + "/{node}", self._guard(self._node))
         app.router.add_get("/_files/{media_id}", self._guard(self._download))
         app.router.add_route("*", "/{tail:.*}", self._guard(self._unknown))
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self._root = f"http://127.0.0.1:{port}"
-        self._client = aiohttp.ClientSession()
-
-    async def stop(self) -> None:
-        """Shut the server down."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @property
-    def root_url(self) -> str:
-        """`http://127.0.0.1:PORT`, without a trailing slash."""
-        if self._root is None:
-            msg = "FakeWhatsApp is not started"
-            raise RuntimeError(msg)
-        return self._root
+        return app
 
     @property
     def base_url(self) -> str:
@@ -370,11 +341,6 @@ class FakeWhatsApp:
             "entry": [{"id": self.waba_id, "changes": [{"value": value, "field": "messages"}]}],
         }
 
-    def sign(self, body: bytes, secret: str | None = None) -> str:
-        """The X-Hub-Signature-256 header value for a body, as Meta computes it."""
-        key = (secret if secret is not None else self.app_secret).encode()
-        return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-
     # ------------------------------------------------------------------ inbound: delivery
 
     async def customer_says(
@@ -421,24 +387,6 @@ class FakeWhatsApp:
             self.build_payload(statuses=[entry], phone_number_id=phone_number_id)
         )
 
-    async def deliver(
-        self, payload: Mapping[str, Any] | bytes, *, sign: bool = True, secret: str | None = None
-    ) -> int:
-        """POST a webhook body (bytes as they are), signed unless `sign` is False."""
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua"}
-        if sign:
-            headers[SIGNATURE_HEADER] = self.sign(body, secret)
-        async with self._http().post(self._webhook(), data=body, headers=headers) as response:
-            await response.read()
-            return response.status
-
-    async def verify(self, mode: str, token: str, challenge: str) -> tuple[int, str]:
-        """Meta's subscription check: GET the webhook with hub.* parameters."""
-        params = {"hub.mode": mode, "hub.verify_token": token, "hub.challenge": challenge}
-        async with self._http().get(self._webhook(), params=params) as response:
-            return response.status, await response.text()
-
     async def _customer(
         self, wa_id: str, message: dict[str, Any], name: str, phone_number_id: str | None
     ) -> int:
@@ -454,18 +402,6 @@ class FakeWhatsApp:
 
     def _message_head(self, wa_id: str) -> dict[str, Any]:
         return {"from": wa_id, "id": _wamid(), "timestamp": str(int(time.time()))}
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._client is None:
-            msg = "FakeWhatsApp is not started"
-            raise RuntimeError(msg)
-        return self._client
-
-    def _webhook(self) -> str:
-        if not self.webhook_url:
-            msg = "set webhook_url first"
-            raise RuntimeError(msg)
-        return self.webhook_url
 
     # ------------------------------------------------------------------ HTTP
 
