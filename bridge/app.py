@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 # The modules that ship with the bridge record their factories in `bridge.registry`.
+import commands.all  # noqa: F401  (records every command)
 import connectors.messenger
 import connectors.slack
 import connectors.sms
@@ -25,6 +26,9 @@ from bridge.media import MediaStore
 from bridge.outbox import Dispatcher, RateLimiter
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
+from commands.base import Reply, Request
+from commands.runner import run as run_request
+from commands.services import Services
 from storage import Database, Tx, Writer
 
 log = logging.getLogger(__name__)
@@ -64,12 +68,17 @@ def _assemble(
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
     pipeline = Pipeline(settings, db, writer)
     media = MediaStore(db, settings.bridge.public_url)
+    services = Services(settings, db, writer, pipeline)
+
+    async def run_command(request: Request) -> Reply:
+        return await run_request(request, services)
+
     connectors_: list[Connector] = []
     for build in registry.CONNECTORS.values():
         connectors_.extend(build(settings, http, pipeline.on_inbound, media))
     surfaces: list[StaffSurface] = []
     for build_surface in registry.SURFACES.values():
-        surfaces.extend(build_surface(settings, http, pipeline.on_staff))
+        surfaces.extend(build_surface(settings, http, pipeline.on_staff, run_command))
     for connector in connectors_:
         pipeline.add_connector(connector)
     for surface in surfaces:

@@ -41,6 +41,9 @@ class BridgeSettings(_Section):
     public_url: str | None = None
     note_prefix: str = "//"
     admins: tuple[str, ...] = ()
+    # The role of staff members nobody gave a role: "agent" lets everyone in the support channel
+    # answer customers and look things up; "none" makes an admin hand out every role.
+    default_role: Literal["agent", "none"] = "agent"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Group commit: how long the writer waits to gather more rows into one transaction.
     commit_window_ms: float = Field(default=0.0, ge=0, le=50)

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import shlex
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -61,7 +60,6 @@ from storage import (
     BatchKind,
     Completion,
     ContactRecord,
-    ConversationRecord,
     Database,
     Job,
     MessageRecord,
@@ -69,11 +67,15 @@ from storage import (
     NewJob,
     Tx,
     Writer,
+    subscriptions,
 )
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_THREAD_WAIT = 2.0
+# Consent words and keywords are whole messages; longer texts are never looked up.
+KEYWORD_MAX = 64
+KEYWORD_CACHE_S = 5.0
 
 
 def utcnow() -> datetime:
@@ -93,12 +95,6 @@ def _attachment(d: Mapping[str, Any]) -> Attachment:
         mime_type=d.get("mime_type"),
         size=d.get("size"),
     )
-
-
-TEMPLATE_USAGE = (
-    "Usage: !template <name>[:<language>] <parameter>… (quote a parameter that has spaces),"
-    ' e.g. !template order_update:en_US "Anna Schmidt" 12345'
-)
 
 
 def _early_key(platform: str, account: str, external_id: str) -> str:
@@ -140,6 +136,15 @@ class Pipeline:
         self._known: dict[tuple[Platform, AccountId, ChatId], tuple[ContactId, ConversationId]] = {}
         self._known_by_contact: dict[ContactId, tuple[Platform, AccountId, ChatId]] = {}
         self._remember = db.dialect == "sqlite"
+        self._keyword_cache: (
+            tuple[
+                float,
+                dict[str, str],
+                dict[str, subscriptions.ChannelRecord],
+                dict[str, subscriptions.ChannelRecord],
+            ]
+            | None
+        ) = None
         self._inbound: BatchKind[Sequence[InboundEvent], None] = BatchKind(
             "pipeline.inbound", self._store_inbound
         )
@@ -174,6 +179,7 @@ class Pipeline:
             "staff.mark": _Mark(self),
             "staff.notice": _Notice(self),
             "staff.window": _WindowNotice(self),
+            "staff.tombstone": _Tombstone(self),
             "customer.send": _Send(self),
             "customer.edit": _CustomerChange(self, delete=False),
             "customer.delete": _CustomerChange(self, delete=True),
@@ -378,6 +384,11 @@ class Pipeline:
                 continue
             first = next(m for m in fresh if m.chat_id == chat_id)
             payload = first.start_payload
+            source = f"deep link: {payload}" if payload else "first message"
+            if not payload and first.text and len(first.text) <= KEYWORD_MAX:
+                joined = self._keyword_tables(tx)[1].get(subscriptions.fold(first.text))
+                if joined is not None:
+                    source = f"keyword: {joined.join_keyword}"
             new_contacts.append(
                 {
                     "platform": platform,
@@ -389,7 +400,7 @@ class Pipeline:
                     "first_seen": first.sent_at,
                     "last_seen": first.sent_at,
                     "message_count": 0,
-                    "opt_in_source": f"deep link: {payload}" if payload else "first message",
+                    "opt_in_source": source,
                     "opt_in_at": now,
                 }
             )
@@ -460,10 +471,14 @@ class Pipeline:
                 for cid, ms in per_contact.items()
             ]
         )
+        # What consent words and keywords cause (notices, confirmations) goes after the jobs
+        # that open the thread and mirror the message: a notice ahead of its thread's opening
+        # in the same lane would hold that lane (and the thread) back until it gave up.
+        consent_jobs: list[NewJob] = []
         for m in fresh:
             if m.consent is not None:
                 cid = contact_of[m.chat_id]
-                jobs.extend(
+                consent_jobs.extend(
                     self._opt_out(
                         tx,
                         cid,
@@ -472,6 +487,27 @@ class Pipeline:
                         back_in=m.consent is Consent.START,
                     )
                 )
+        all_ids = list(per_contact)
+        blocks = subscriptions.blocks_of(tx.conn, all_ids)
+        blocked = {cid for cid, entry in blocks.items() if entry.blocks("in", now)}
+        signed_up = {str(c["chat_id"]) for c in new_contacts}
+        if signed_up:
+            bound = subscriptions.channels_for_platform(tx.conn, platform)
+            for address in signed_up:
+                for listed in bound:
+                    subscriptions.join(
+                        tx.conn, listed.id, contact_of[address], f"signed up on {platform}", now
+                    )
+        self._keywords(
+            tx, platform, account, fresh, contact_of, conv_of, blocked, now, consent_jobs
+        )
+        if blocked:
+            # Stored, but not shown to staff: the thread, the mirror and the card stay as they are.
+            keep = [i for i, m in enumerate(fresh) if contact_of[m.chat_id] not in blocked]
+            fresh = [fresh[i] for i in keep]
+            ids = [ids[i] for i in keep]
+            rows = [rows[i] for i in keep]
+            new_conv_ids = {c for c in new_conv_ids if all(conv_of[b] != c for b in blocked)}
         window = int(time.time() // self.settings.bridge.card_refresh_s)
         for surface_name, surface in self.surfaces.items():
             channel = self.route(surface_name, platform, account)
@@ -509,6 +545,150 @@ class Pipeline:
             touched: set[int] = {int(row["conversation_id"]) for row in rows} - new_conv_ids
             for touched_id in sorted(touched):
                 jobs.append(self._card_job(touched_id, surface_name, window))
+        jobs[:0] = consent_jobs
+
+    def _keywords(
+        self,
+        tx: Tx,
+        platform: Platform,
+        account: AccountId,
+        fresh: Sequence[InboundMessage],
+        contact_of: Mapping[str, ContactId],
+        conv_of: Mapping[ContactId, ConversationId],
+        blocked: set[ContactId],
+        now: datetime,
+        jobs: list[NewJob],
+    ) -> None:
+        """Consent words and channel keywords: whole messages that (un)subscribe the sender."""
+        short = [m for m in fresh if m.start_payload or (m.text and len(m.text) <= KEYWORD_MAX)]
+        if not short:
+            return
+        words, join, leave = self._keyword_tables(tx)
+        for m in short:
+            cid = contact_of[m.chat_id]
+            said = subscriptions.fold(m.start_payload or m.text)
+            first, _, rest = said.partition(" ")
+            answer: str | None = None
+            if words.get(said) == "stop" or (words.get(first) == "stop" and rest in join):
+                channel = join.get(rest) if words.get(said) != "stop" else None
+                ended = subscriptions.leave(
+                    tx.conn, cid, "STOP", now, channel.id if channel else None
+                )
+                if ended:
+                    answer = (
+                        (
+                            channel.leave_reply
+                            or f"You have left {channel.name}."
+                            f" Send {channel.join_keyword} to join again."
+                        )
+                        if channel
+                        else "You are unsubscribed and will get no more newsletters."
+                        " Send START to subscribe again."
+                    )
+            elif words.get(said) == "start":
+                if subscriptions.rejoin_after_stop(tx.conn, cid, now):
+                    answer = "Welcome back: you are subscribed again."
+            elif said in join and cid not in blocked:
+                channel = join[said]
+                if subscriptions.join(
+                    tx.conn, channel.id, cid, f"keyword {channel.join_keyword}", now
+                ):
+                    leave_word = channel.leave_keyword or "STOP"
+                    answer = channel.join_reply or (
+                        f"You have joined {channel.name}. Send {leave_word} to leave."
+                    )
+            elif said in leave:
+                channel = leave[said]
+                if subscriptions.leave(
+                    tx.conn, cid, f"keyword {channel.leave_keyword}", now, channel.id
+                ):
+                    answer = channel.leave_reply or f"You have left {channel.name}."
+            if answer is not None and cid not in blocked:
+                jobs.extend(
+                    self._auto_reply(
+                        tx, platform, account, m.chat_id, cid, conv_of[cid], answer, m.external_id
+                    )
+                )
+
+    def _keyword_tables(
+        self, tx: Tx
+    ) -> tuple[
+        dict[str, str],
+        dict[str, subscriptions.ChannelRecord],
+        dict[str, subscriptions.ChannelRecord],
+    ]:
+        """Consent words and channel keywords, read at most every few seconds."""
+        cached = self._keyword_cache
+        if cached is not None and time.monotonic() - cached[0] < KEYWORD_CACHE_S:
+            return cached[1], cached[2], cached[3]
+        words = subscriptions.consent_words(tx.conn)
+        join, leave = subscriptions.channels_by_keyword(tx.conn)
+        self._keyword_cache = (time.monotonic(), words, join, leave)
+        return words, join, leave
+
+    def keywords_changed(self) -> None:
+        """Read consent words and channel keywords again (a command changed them)."""
+        self._keyword_cache = None
+
+    def _auto_reply(
+        self,
+        tx: Tx,
+        platform: Platform,
+        account: AccountId,
+        chat_id: ChatId,
+        contact_id: ContactId,
+        conv_id: ConversationId,
+        text: str,
+        cause: str,
+    ) -> list[NewJob]:
+        """A confirmation the bridge sends by itself, shown to staff as a notice."""
+        contact = tx.contact(contact_id)
+        connector = self.connectors.get((platform, account))
+        if contact is None or connector is None:
+            return []
+        if self._refusal(tx, contact, connector, template=False) is not None:
+            return []  # e.g. SMS after STOP: the carrier answers for us, we may not send
+        [message_id] = tx.insert_messages(
+            [
+                {
+                    "conversation_id": conv_id,
+                    "direction": "out",
+                    "platform": platform,
+                    "account": account,
+                    "external_id": None,
+                    "author": "bridge",
+                    "text": text,
+                    "attachments": None,
+                    "sent_at": self.clock(),
+                    "status": DeliveryStatus.QUEUED.value,
+                }
+            ]
+        )
+        jobs = [
+            NewJob(
+                kind="customer.send",
+                idem_key=f"auto:{platform}:{account}:{cause}",
+                lane=f"c{conv_id}:out",
+                rate_keys=connector.rate_keys(chat_id),
+                payload={
+                    "conv": conv_id,
+                    "msg": message_id,
+                    "platform": platform,
+                    "account": account,
+                    "chat": chat_id,
+                    "text": text,
+                    "files": [],
+                    "last_in": time.time(),
+                },
+            )
+        ]
+        for surface in self.surfaces:
+            jobs.append(
+                self._notice_job(
+                    conv_id, surface, f"auto:{message_id}", f"Sent automatically: {text}"
+                )
+            )
+        return jobs
 
     def _learn(
         self, learned: Mapping[tuple[Platform, AccountId, ChatId], tuple[ContactId, ConversationId]]
@@ -605,37 +785,46 @@ class Pipeline:
         conv_id = tx.conversation_by_thread(event.surface, event.thread)
         if conv_id is None:
             return False
+        self._staff_reply(
+            tx,
+            conv_id,
+            surface=event.surface,
+            ref=event.ref,
+            author=event.author_name or event.author,
+            text=event.text,
+            attachments=event.attachments,
+            at=event.at,
+            template=None,
+            jobs=jobs,
+        )
+        return True
+
+    def _staff_reply(
+        self,
+        tx: Tx,
+        conv_id: ConversationId,
+        *,
+        surface: SurfaceName,
+        ref: StaffMessageRef,
+        author: str,
+        text: str,
+        attachments: Sequence[Attachment],
+        at: datetime,
+        template: TemplateCall | None,
+        jobs: list[NewJob],
+        note: bool | None = None,
+    ) -> None:
+        """Store what staff wrote in a conversation; queue it for the customer unless a note."""
         conversation = tx.conversation(conv_id)
         contact = tx.contact(conversation.contact_id) if conversation else None
         if conversation is None or contact is None:
-            return True
-        text = event.text.strip()
-        action = text.split()[0].lower() if text.startswith("!") and text.split() else None
-        if action in ("!close", "!reopen"):
-            self._thread_action(tx, event, conversation, action, jobs)
-            return True
-        template: TemplateCall | None = None
-        if action == "!template":
-            template = self._template_call(text)
-            if template is None:
-                for surface in self.surfaces:
-                    jobs.append(
-                        self._notice_job(conv_id, surface, f"action:{event.ref}", TEMPLATE_USAGE)
-                    )
-                return True
+            return
         prefix = self.settings.bridge.note_prefix
-        is_note = bool(prefix) and text.startswith(prefix)
+        is_note = note if note is not None else bool(prefix) and text.strip().startswith(prefix)
         connector = self.connectors.get((contact.platform, contact.account))
         refusal: str | None = None
         if not is_note:
-            if contact.opted_out_at is not None:
-                refusal = (
-                    "the customer opted out"
-                    f" on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC; nothing is sent to them"
-                    " until they opt in again"
-                )
-            elif connector is not None and template is None:
-                refusal = connector.window_refusal(contact.last_seen, self.clock())
+            refusal = self._refusal(tx, contact, connector, template is not None)
         [message_id] = tx.insert_messages(
             [
                 {
@@ -644,17 +833,17 @@ class Pipeline:
                     "platform": contact.platform,
                     "account": contact.account,
                     "external_id": None,
-                    "author": event.author_name or event.author,
-                    "text": event.text,
-                    "attachments": [_attachment_dict(a) for a in event.attachments] or None,
-                    "sent_at": event.at,
+                    "author": author,
+                    "text": text,
+                    "attachments": [_attachment_dict(a) for a in attachments] or None,
+                    "sent_at": at,
                     "status": None if is_note else DeliveryStatus.QUEUED.value,
                 }
             ]
         )
-        tx.add_refs([(event.surface, event.ref, "origin", message_id)])
+        tx.add_refs([(surface, ref, "origin", message_id)])
         if is_note:
-            return True
+            return
         if refusal is not None:
             tx.write_statuses(
                 [
@@ -663,26 +852,27 @@ class Pipeline:
                     )
                 ]
             )
-            for surface in self.surfaces:
-                jobs.append(
-                    self._mark_job(conv_id, surface, event.ref, DeliveryStatus.FAILED, message_id)
-                )
+            for name in self.surfaces:
+                if name == surface:
+                    jobs.append(
+                        self._mark_job(conv_id, name, ref, DeliveryStatus.FAILED, message_id)
+                    )
                 jobs.append(
                     self._window_job(
-                        conv_id, surface, contact.platform, contact.account, message_id, refusal
+                        conv_id, name, contact.platform, contact.account, message_id, refusal
                     )
                 )
-            return True
+            return
         payload: dict[str, Any] = {
             "conv": conv_id,
             "msg": message_id,
             "platform": contact.platform,
             "account": contact.account,
             "chat": contact.chat_id,
-            "text": event.text,
-            "files": [_attachment_dict(a) for a in event.attachments],
-            "surface": event.surface,
-            "ref": event.ref,
+            "text": text,
+            "files": [_attachment_dict(a) for a in attachments],
+            "surface": surface,
+            "ref": ref,
             "last_in": contact.last_seen.timestamp() if contact.last_seen else None,
         }
         if template is not None:
@@ -700,21 +890,135 @@ class Pipeline:
                 payload=payload,
             )
         )
-        return True
 
-    @staticmethod
-    def _template_call(text: str) -> TemplateCall | None:
-        """`!template name[:language] param…` (quote parameters that have spaces)."""
-        try:
-            words = shlex.split(text)
-        except ValueError:
-            return None
-        if len(words) < 2:
-            return None
-        name, _, language = words[1].partition(":")
-        if not name:
-            return None
-        return TemplateCall(name=name, language=language, params=tuple(words[2:]))
+    def _refusal(
+        self,
+        tx: Tx,
+        contact: ContactRecord,
+        connector: Connector | None,
+        template: bool,
+    ) -> str | None:
+        """Why nothing may be sent to this contact now, or None."""
+        now = self.clock()
+        entry = subscriptions.blocks_of(tx.conn, [contact.id]).get(contact.id)
+        if entry is not None and entry.blocks("out", now):
+            until = f" until {entry.until:%Y-%m-%d %H:%M} UTC" if entry.until else ""
+            why = f" ({entry.reason})" if entry.reason else ""
+            return f"the contact is blacklisted for outgoing messages{until}{why}"
+        if contact.opted_out_at is not None:
+            return (
+                f"the customer opted out on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC; nothing"
+                " is sent to them until they opt in again"
+            )
+        if connector is not None and not template:
+            return connector.window_refusal(contact.last_seen, now)
+        return None
+
+    # -- what commands ask of the pipeline -------------------------------------------------
+
+    async def staff_send(
+        self,
+        conversation: ConversationId,
+        *,
+        surface: SurfaceName,
+        ref: StaffMessageRef,
+        author: str,
+        text: str,
+        template: TemplateCall | None = None,
+        note: bool = False,
+    ) -> bool:
+        """Send text or a template from a thread command (`!tb`, `!template`); False if the
+        command's message was handled already (a retried event)."""
+        at = self.clock()
+
+        def write(tx: Tx) -> bool:
+            if tx.message_by_ref(surface, ref, "origin") is not None:
+                return False
+            jobs: list[NewJob] = []
+            self._staff_reply(
+                tx,
+                conversation,
+                surface=surface,
+                ref=ref,
+                author=author,
+                text=text,
+                attachments=(),
+                at=at,
+                template=template,
+                jobs=jobs,
+                note=note,
+            )
+            tx.enqueue(jobs, time.time())
+            return True
+
+        return await self.writer.call(write)
+
+    async def set_open(self, conversation: ConversationId, is_open: bool, who: str) -> str:
+        """Close or reopen a conversation; returns what happened, in words."""
+
+        def write(tx: Tx) -> str:
+            found = tx.conversation(conversation)
+            if found is None:
+                return "This conversation no longer exists."
+            if not is_open:
+                changed = self._close(tx, conversation)
+                text = (
+                    f"Conversation closed by {who}. The customer's next message opens a new"
+                    " thread."
+                    if changed
+                    else "This conversation is already closed."
+                )
+            else:
+                other = tx.open_conversations([found.contact_id]).get(found.contact_id)
+                if other is not None and other.id != conversation:
+                    return "The customer has a newer open conversation; reply there instead."
+                changed = tx.set_conversation_status(
+                    conversation, ConversationStatus.OPEN, self.clock()
+                )
+                text = f"Conversation reopened by {who}." if changed else "It is open already."
+            if changed:
+                tx.enqueue([self._card_job(conversation, s, None) for s in self.surfaces], 0)
+            return text
+
+        return await self.writer.call(write)
+
+    async def refresh_card(self, conversation: ConversationId) -> None:
+        """Redraw the conversation's contact card on every surface (after a staff change)."""
+        jobs = [self._card_job(conversation, s, None) for s in self.surfaces]
+        await self.writer.call(lambda tx: tx.enqueue(jobs, time.time()))
+
+    async def unblocked(self, contact_id: ContactId) -> None:
+        """After an inbound block is lifted: open the thread its messages were kept out of."""
+
+        def write(tx: Tx) -> None:
+            conversation = tx.open_conversations([contact_id]).get(contact_id)
+            contact = tx.contact(contact_id)
+            if conversation is None or contact is None:
+                return
+            jobs = []
+            for name, surface in self.surfaces.items():
+                if tx.thread(conversation.id, name) is not None:
+                    continue
+                channel = self.route(name, contact.platform, contact.account)
+                jobs.append(
+                    NewJob(
+                        kind="staff.open",
+                        idem_key=f"open:{conversation.id}:{name}",
+                        lane=f"c{conversation.id}:{name}",
+                        rate_keys=surface.rate_keys("post", channel),
+                        payload={"conv": conversation.id, "surface": name, "channel": channel},
+                    )
+                )
+            tx.enqueue(jobs, time.time())
+
+        await self.writer.call(write)
+
+    async def notify(
+        self, conversation: ConversationId, text: str, *, key: str, skip: SurfaceName | None = None
+    ) -> None:
+        """Post a notice from the bridge into the conversation's threads (but `skip`'s)."""
+        jobs = [self._notice_job(conversation, s, key, text) for s in self.surfaces if s != skip]
+        await self.writer.call(lambda tx: tx.enqueue(jobs, time.time()))
 
     def _window_job(
         self,
@@ -745,38 +1049,6 @@ class Pipeline:
         if surface == "matrix":
             return self.settings.matrix_room(platform, account)
         return self.settings.slack_channel(platform, account)
-
-    def _thread_action(
-        self,
-        tx: Tx,
-        event: StaffMessage,
-        conversation: ConversationRecord,
-        action: str,
-        jobs: list[NewJob],
-    ) -> None:
-        who = event.author_name or event.author
-        if action == "!close":
-            changed = self._close(tx, conversation.id)
-            text = (
-                f"Conversation closed by {who}. The customer's next message opens a new thread."
-                if changed
-                else "This conversation is already closed."
-            )
-        else:
-            others = tx.open_conversations([conversation.contact_id])
-            other = others.get(conversation.contact_id)
-            if other is not None and other.id != conversation.id:
-                text = "The customer has a newer open conversation; reply there instead."
-                changed = False
-            else:
-                changed = tx.set_conversation_status(
-                    conversation.id, ConversationStatus.OPEN, self.clock()
-                )
-                text = f"Conversation reopened by {who}." if changed else "It is open already."
-        for surface in self.surfaces:
-            if changed:
-                jobs.append(self._card_job(conversation.id, surface, None))
-            jobs.append(self._notice_job(conversation.id, surface, f"action:{event.ref}", text))
 
     def _staff_edit(self, tx: Tx, event: StaffEdit, jobs: list[NewJob]) -> None:
         message = tx.message_by_ref(event.surface, event.ref, "origin")
@@ -1024,8 +1296,11 @@ class _Send(_Handler):
         [job] = jobs
         p = job.payload
         connector = self.p.connector(p["platform"], p["account"])
-        surface = self.p.surface(p["surface"])
-        files = tuple([await surface.fetch(_attachment(f)) for f in p.get("files") or []])
+        # Replies come from a surface; the bridge's own confirmations have none.
+        surface = self.p.surface(p["surface"]) if p.get("surface") else None
+        files = tuple(
+            [await surface.fetch(_attachment(f)) for f in p.get("files") or []] if surface else []
+        )
         template = p.get("template")
         last_in = p.get("last_in")
         external = await connector.send(
@@ -1042,10 +1317,9 @@ class _Send(_Handler):
         )
         message_id = MessageId(p["msg"])
         key = _early_key(p["platform"], p["account"], external)
-        return Completion(
-            [job.id],
-            statuses=[MessageStatusWrite(message_id, DeliveryStatus.SENT.value, external)],
-            jobs=[
+        marks = []
+        if surface is not None and p.get("ref"):
+            marks.append(
                 self.p._mark_job(
                     p["conv"],
                     surface.name,
@@ -1053,7 +1327,11 @@ class _Send(_Handler):
                     DeliveryStatus.SENT,
                     message_id,
                 )
-            ],
+            )
+        return Completion(
+            [job.id],
+            statuses=[MessageStatusWrite(message_id, DeliveryStatus.SENT.value, external)],
+            jobs=marks,
             also=[lambda tx: self._early(tx, message_id, key)],
         )
 
@@ -1090,14 +1368,19 @@ class _Send(_Handler):
         [job] = jobs
         p = job.payload
         follow: list[NewJob] = []
-        surface = SurfaceName(p["surface"])
+        surface = SurfaceName(p.get("surface") or "")
         message_id = MessageId(p["msg"])
         if surface in self.p.surfaces:
-            follow.append(
-                self.p._mark_job(
-                    p["conv"], surface, StaffMessageRef(p["ref"]), DeliveryStatus.FAILED, message_id
+            if p.get("ref"):
+                follow.append(
+                    self.p._mark_job(
+                        p["conv"],
+                        surface,
+                        StaffMessageRef(p["ref"]),
+                        DeliveryStatus.FAILED,
+                        message_id,
+                    )
                 )
-            )
             if isinstance(error, WindowClosed):
                 follow.append(
                     self.p._window_job(
@@ -1134,6 +1417,16 @@ class _Send(_Handler):
         )
 
 
+class _Tombstone(_Handler):
+    """After a contact's data was erased: clear the thread, leaving a tombstone."""
+
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        surface = self.p.surface(job.payload["surface"])
+        await surface.erase_thread(ThreadRef(job.payload["thread"]), job.payload["text"])
+        return Completion([job.id])
+
+
 class _WindowNotice(_Handler):
     """Explain a reply that was not sent, listing the approved templates that could be."""
 
@@ -1161,7 +1454,8 @@ class _WindowNotice(_Handler):
                 "\nApproved templates you can send instead:\n"
                 + "\n".join(lines)
                 + more
-                + "\nSend one by replying in this thread: !template <name>:<language> <parameter>…"
+                + "\nSend one by replying in this thread:"
+                + " !template send <name>:<language> <parameter>…"
             )
         elif p["platform"] == "whatsapp":
             text += (

@@ -27,6 +27,10 @@ from bridge.types import (
     Template,
     ThreadRef,
 )
+from commands.base import Reply, Request
+
+CommandRunner = Callable[[Request], Awaitable[Reply]]
+"""Carries out a command a staff member typed and answers it (never raises)."""
 
 InboundSink = Callable[[Sequence[InboundEvent]], Awaitable[None]]
 """Stores a batch of inbound events durably; returns once they are committed, raises if not."""
@@ -152,6 +156,11 @@ class StaffSurface(Protocol):
 
     async def permalink(self, thread: ThreadRef) -> str | None:
         """A link to the thread for people, if the surface has one."""
+        ...
+
+    async def erase_thread(self, thread: ThreadRef, text: str) -> None:
+        """Data erasure: delete the bridge's own posts in the thread, and turn its root into a
+        tombstone that says `text`."""
         ...
 
     async def find_post(self, thread: ThreadRef, marker: str) -> StaffMessageRef | None:

@@ -10,10 +10,17 @@ from collections.abc import Callable
 from aiohttp import ClientSession
 
 from bridge.config import Settings
-from bridge.protocols import Connector, InboundSink, MediaHost, StaffSink, StaffSurface
+from bridge.protocols import (
+    CommandRunner,
+    Connector,
+    InboundSink,
+    MediaHost,
+    StaffSink,
+    StaffSurface,
+)
 
 ConnectorFactory = Callable[[Settings, ClientSession, InboundSink, MediaHost], list[Connector]]
-SurfaceFactory = Callable[[Settings, ClientSession, StaffSink], list[StaffSurface]]
+SurfaceFactory = Callable[[Settings, ClientSession, StaffSink, CommandRunner], list[StaffSurface]]
 
 CONNECTORS: dict[str, ConnectorFactory] = {}
 SURFACES: dict[str, SurfaceFactory] = {}

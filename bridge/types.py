@@ -260,6 +260,11 @@ class ContactCard:
     account: AccountId | None = None
     # The customer unsubscribed (SMS STOP); nothing is sent to them until they opt back in.
     opted_out: bool = False
+    # The staff member the conversation is assigned to (a surface's user id), if any.
+    assigned_to: str | None = None
+    # A blacklist entry: the direction it blocks (in, out, both) and until when (None: for good).
+    blocked: str | None = None
+    blocked_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,12 +7,16 @@ only after the event is stored (`process_before_response`), so nothing is acknow
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import re
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NoReturn
 
@@ -33,7 +37,7 @@ from bridge.errors import (
     TransientError,
     Unreachable,
 )
-from bridge.protocols import StaffSink, StaffSurface
+from bridge.protocols import CommandRunner, StaffSink, StaffSurface
 from bridge.types import (
     Attachment,
     ContactCard,
@@ -52,6 +56,8 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
+from commands.base import Reply, Request
+from connectors.slack_blocks import ACTION_PREFIX, card_actions, mrkdwn, reply_blocks
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,13 @@ SETUP_ERRORS = {
     "ekm_access_denied",
 }
 DONE_ALREADY = {"already_reacted"}
+GONE_ALREADY = {"message_not_found", "file_not_found", "file_deleted", "thread_not_found"}
+# A thread message that starts with `!word` is a command for the bridge, not a reply.
+THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")
+# Slack shows the person an error unless a slash command is answered within 3 seconds; work
+# that takes longer answers "working on it" and follows up through the response_url.
+SLASH_ANSWER_WITHIN = 2.5
+SEEN_COMMANDS = 2048
 
 
 def _slack_error(status: int, error: str, retry_after: str | None) -> DeliveryError:
@@ -204,6 +217,15 @@ def card_blocks(card: ContactCard) -> tuple[str, list[dict[str, Any]]]:
     ]
     if card.opted_out:
         fields.append("*Subscribed*\nno: opted out, nothing is sent until they opt back in")
+    if card.assigned_to:
+        who = card.assigned_to
+        fields.append(f"*Assigned to*\n{who if who.startswith('@') else f'<@{who}>'}")
+    if card.blocked:
+        what = {"in": "inbound", "out": "outbound", "both": "inbound and outbound"}
+        until = (
+            f" until {card.blocked_until:%Y-%m-%d %H:%M} UTC" if card.blocked_until else " for good"
+        )
+        fields.append(f"*Blacklisted*\n{what.get(card.blocked, card.blocked)}{until}")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": card.display_name[:150] or "?"}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
@@ -217,6 +239,7 @@ def card_blocks(card: ContactCard) -> tuple[str, list[dict[str, Any]]]:
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
     )
+    blocks.append(card_actions(card))
     fallback = f"{card.display_name} ({card.platform}, {handle}) · {status}"
     return fallback, blocks
 
@@ -227,7 +250,11 @@ class SlackSurface:
     name: ClassVar[SurfaceName] = SLACK
 
     def __init__(
-        self, settings: SlackSettings, http: aiohttp.ClientSession, sink: StaffSink
+        self,
+        settings: SlackSettings,
+        http: aiohttp.ClientSession,
+        sink: StaffSink,
+        commands: CommandRunner,
     ) -> None:
         if settings.bot_token is None or settings.channel is None:
             msg = "slack.bot_token and slack.channel are required"
@@ -236,6 +263,7 @@ class SlackSurface:
         self.channel = settings.channel
         self._http = http
         self._sink = sink
+        self._commands = commands
         self._token = settings.bot_token.get_secret_value()
         self._secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         self._api_base = (
@@ -250,9 +278,15 @@ class SlackSurface:
             logger=logging.getLogger("slack_bolt"),
         )
         self.app.event("message")(self._on_message)
+        self.app.command(re.compile(r"^/"))(self._on_slash)
+        self.app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))(self._on_action)
         self._socket: AsyncSocketModeHandler | None = None
         self._names: dict[str, str] = {}
         self.bot_user_id: str | None = None
+        self.bot_id: str | None = None
+        # Thread commands already run: Slack delivers an event again when its answer was slow.
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._late: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -269,6 +303,7 @@ class SlackSurface:
         except Exception as exc:
             _raise_for(exc)
         self.bot_user_id = auth.get("user_id")
+        self.bot_id = auth.get("bot_id")
         log.info("Slack: connected as %s in team %s", auth.get("user"), auth.get("team_id"))
         if self.settings.app_token is not None:
             self._socket = AsyncSocketModeHandler(
@@ -278,7 +313,14 @@ class SlackSurface:
             log.info("Slack: Socket Mode connected")
 
     async def stop(self) -> None:
-        """Disconnect Socket Mode."""
+        """Let slow slash commands answer (briefly), then disconnect Socket Mode."""
+        if self._late:
+            _, pending = await asyncio.wait(set(self._late), timeout=5)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
             self._socket = None
@@ -322,6 +364,9 @@ class SlackSurface:
         parsed = parse_event(event)
         if parsed is None:
             return
+        if isinstance(parsed, StaffMessage) and THREAD_COMMAND.match(parsed.text):
+            await self._thread_command(parsed)
+            return
         if isinstance(parsed, StaffMessage):
             parsed = StaffMessage(
                 surface=parsed.surface,
@@ -335,6 +380,155 @@ class SlackSurface:
             )
         # Raising here makes bolt answer 500, so Slack retries; the pipeline deduplicates.
         await self._sink(parsed)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def _thread_command(self, message: StaffMessage) -> None:
+        """Run a `!word` typed in a thread and answer in the thread."""
+        if message.ref in self._seen:
+            return
+        self._seen[message.ref] = None
+        while len(self._seen) > SEEN_COMMANDS:
+            self._seen.popitem(last=False)
+        channel, _ = split_ref(message.thread)
+        request = Request(
+            surface=SLACK,
+            user=message.author,
+            user_name=await self._name_of(message.author),
+            text=message.text[1:],
+            channel=channel,
+            thread=message.thread,
+            ref=message.ref,
+        )
+        reply = await self._commands(request)
+        await self._answer_in_thread(message.thread, reply, message.author)
+
+    async def _on_slash(
+        self,
+        ack: Callable[..., Awaitable[Any]],
+        command: dict[str, Any],
+        respond: Callable[..., Awaitable[Any]],
+    ) -> None:
+        """A slash command: run it and answer (only the caller sees it unless it is public)."""
+        name = str(command.get("command", "")).lstrip("/")
+        user = StaffUserId(str(command.get("user_id", "")))
+        request = Request(
+            surface=SLACK,
+            user=user,
+            user_name=await self._name_of(user) or command.get("user_name"),
+            # Slack escapes &, < and > in the text; mentions arrive as <@U123|name>.
+            text=f"{name} {unescape(str(command.get('text', '')))}".strip(),
+            channel=command.get("channel_id"),
+        )
+        work = asyncio.ensure_future(self._slash_answer(request))
+        done, _ = await asyncio.wait({work}, timeout=SLASH_ANSWER_WITHIN)
+        if work in done:
+            await ack(**work.result())
+            return
+        await ack(response_type="ephemeral", text=f"Working on `/{mrkdwn(name)}`…")
+        late = asyncio.ensure_future(self._respond_later(work, respond))
+        self._late.add(late)
+        late.add_done_callback(self._late.discard)
+
+    async def _slash_answer(self, request: Request) -> dict[str, Any]:
+        reply = await self._commands(request)
+        text, blocks = reply_blocks(reply)
+        if reply.file is not None and request.channel:
+            problem = await self._share_file(request.channel, None, reply)
+            if problem:
+                text, blocks = reply_blocks(
+                    Reply(
+                        ok=False,
+                        title=reply.title,
+                        lines=(*reply.lines, problem),
+                        fields=reply.fields,
+                    )
+                )
+        kind = "in_channel" if reply.public else "ephemeral"
+        return {"response_type": kind, "text": text, "blocks": blocks}
+
+    async def _respond_later(
+        self, work: asyncio.Future[dict[str, Any]], respond: Callable[..., Awaitable[Any]]
+    ) -> None:
+        try:
+            answer = await work
+            await respond(replace_original=True, **answer)
+        except Exception:
+            log.exception("Slack: a slow slash command could not be answered")
+
+    async def _on_action(
+        self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        """A button on a contact card: run its thread action as the person who pressed it."""
+        await ack()
+        container = body.get("container") or {}
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+        user = StaffUserId(str((body.get("user") or {}).get("id", "")))
+        if not channel or not ts or not user:
+            return
+        thread = ThreadRef(f"{channel}/{ts}")
+        request = Request(
+            surface=SLACK,
+            user=user,
+            user_name=await self._name_of(user),
+            text=str(action.get("value") or ""),
+            channel=str(channel),
+            thread=thread,
+            ref=StaffMessageRef(f"{channel}/action:{action.get('action_ts', '')}"),
+        )
+        reply = await self._commands(request)
+        await self._answer_in_thread(thread, reply, user, private_failure=True)
+
+    async def _answer_in_thread(
+        self, thread: ThreadRef, reply: Reply, user: str, *, private_failure: bool = False
+    ) -> None:
+        """Post a command's reply in the thread; a refused button press only to its presser."""
+        if not (reply.title or reply.lines or reply.fields or reply.file):
+            return  # e.g. a note or a template: the command's own message says it all
+        channel, thread_ts = split_ref(thread)
+        if reply.file is not None:
+            problem = await self._share_file(channel, thread_ts, reply)
+            if not problem:
+                return
+            reply = Reply(ok=False, title=reply.title, lines=(*reply.lines, problem))
+        text, blocks = reply_blocks(reply)
+        try:
+            if private_failure and not reply.ok:
+                await self.client.chat_postEphemeral(
+                    channel=channel, user=user, thread_ts=thread_ts, text=text, blocks=blocks
+                )
+            else:
+                await self.client.chat_postMessage(
+                    channel=channel, thread_ts=thread_ts, text=text, blocks=blocks
+                )
+        except Exception:
+            log.exception("Slack: a command's answer could not be posted in %s", thread)
+
+    async def _share_file(self, channel: str, thread_ts: str | None, reply: Reply) -> str | None:
+        """Upload a reply's file into the channel (or thread); the problem in words, if any."""
+        assert reply.file is not None
+        comment, _ = reply_blocks(Reply(title=reply.title, lines=reply.lines))
+        try:
+            await self.client.files_upload_v2(
+                file_uploads=[
+                    {
+                        "content": reply.file.data,
+                        "filename": reply.file.filename,
+                        "title": reply.file.filename,
+                    }
+                ],
+                channel=channel,
+                thread_ts=thread_ts,
+                initial_comment=comment,
+            )
+        except Exception as exc:
+            log.warning("Slack: could not share %s in %s: %r", reply.file.filename, channel, exc)
+            return (
+                f"The file {reply.file.filename} could not be posted here; invite the bridge's"
+                " app to this channel, or run the command in the bridge's channel."
+            )
+        return None
 
     async def _name_of(self, user: str) -> str | None:
         if user in self._names:
@@ -474,6 +668,59 @@ class SlackSurface:
             _raise_for(exc)
         return StaffMessageRef(f"{channel}/{answer['ts']}")
 
+    async def erase_thread(self, thread: ThreadRef, text: str) -> None:
+        """Delete what the bridge posted in the thread (files too); the root becomes `text`."""
+        channel, root_ts = split_ref(thread)
+        kept = 0
+        cursor: str | None = None
+        try:
+            while True:
+                try:
+                    answer = await self.client.conversations_replies(
+                        channel=channel, ts=root_ts, limit=200, cursor=cursor
+                    )
+                except SlackApiError as exc:
+                    if exc.response.get("error") in GONE_ALREADY:
+                        return  # the thread itself was deleted
+                    raise
+                for message in answer.get("messages") or []:
+                    if message.get("ts") == root_ts:
+                        continue
+                    if not self._ours(message):
+                        kept += 1
+                        continue
+                    for file in message.get("files") or []:
+                        await self._gone(self.client.files_delete(file=file["id"]))
+                    await self._gone(self.client.chat_delete(channel=channel, ts=message["ts"]))
+                cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+            if kept:
+                # Slack lets an app delete only its own messages (chat.delete).
+                text += (
+                    f" {kept} message{'s' if kept != 1 else ''} written by staff stay in this"
+                    " thread: their authors or a workspace admin can delete them."
+                )
+            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(text)}}]
+            await self._gone(
+                self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=blocks)
+            )
+        except Exception as exc:
+            _raise_for(exc)
+
+    def _ours(self, message: Mapping[str, Any]) -> bool:
+        bot = message.get("bot_id")
+        return bool(bot and bot == self.bot_id) or message.get("user") == self.bot_user_id
+
+    @staticmethod
+    async def _gone(call: Awaitable[Any]) -> None:
+        """Await a deleting call; what is gone already is fine."""
+        try:
+            await call
+        except SlackApiError as exc:
+            if exc.response.get("error") not in GONE_ALREADY:
+                raise
+
     async def fetch(self, attachment: Attachment) -> FileData:
         """Download a file an agent attached (needs the bot token)."""
         try:
@@ -567,8 +814,10 @@ class SlackSurface:
 
 
 @registry.surface("slack")
-def build(settings: Settings, http: aiohttp.ClientSession, sink: StaffSink) -> list[StaffSurface]:
+def build(
+    settings: Settings, http: aiohttp.ClientSession, sink: StaffSink, commands: CommandRunner
+) -> list[StaffSurface]:
     """The Slack surface, when a bot token is configured."""
     if not settings.slack.enabled:
         return []
-    return [SlackSurface(settings.slack, http, sink)]
+    return [SlackSurface(settings.slack, http, sink, commands)]

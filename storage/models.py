@@ -74,6 +74,10 @@ class Contact(Base):
     # Set while the customer has opted out (e.g. replied STOP to an SMS); cleared by START.
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     opt_out_source: Mapped[str | None] = mapped_column(String(128))
+    # Staff's own notes: `note` for the team, `remark` for the CRM (exported, API-visible).
+    note: Mapped[str | None] = mapped_column(Text)
+    remark: Mapped[str | None] = mapped_column(Text)
+    assigned_to: Mapped[str | None] = mapped_column(String(128))
 
 
 class Conversation(Base):
@@ -191,3 +195,101 @@ class MediaFile(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class StaffRole(Base):
+    """A staff member's role on a surface: admin, manager or agent."""
+
+    __tablename__ = "staff_roles"
+
+    surface: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SubscriberChannel(Base):
+    """A subscriber channel (a newsletter list) customers join and leave by keyword."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    join_keyword: Mapped[str | None] = mapped_column(String(64), unique=True)
+    leave_keyword: Mapped[str | None] = mapped_column(String(64), unique=True)
+    join_reply: Mapped[str | None] = mapped_column(Text)
+    leave_reply: Mapped[str | None] = mapped_column(Text)
+    # Signing up on this platform (a first message there) joins the channel by itself.
+    platform: Mapped[str | None] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ChannelMember(Base):
+    """A contact subscribed to a channel, with how and when they joined."""
+
+    __tablename__ = "channel_members"
+    __table_args__ = (Index("ix_member_contact", "contact_id"),)
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(128))
+    # Set when the contact left (a leave keyword, STOP); START brings back what STOP ended.
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    left_source: Mapped[str | None] = mapped_column(String(128))
+
+
+class BlacklistEntry(Base):
+    """A blocked contact: inbound, outbound or both, permanently or until a time."""
+
+    __tablename__ = "blacklist"
+
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    direction: Mapped[str] = mapped_column(String(8))
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MessageTemplate(Base):
+    """A WhatsApp message template as the bridge knows it: name, language, body."""
+
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("name", "language", name="uq_template_name_language"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TextBlock(Base):
+    """A saved reply with placeholders, sent into a conversation with `!tb <name>`."""
+
+    __tablename__ = "text_blocks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsentWord(Base):
+    """A word that, as a whole message, unsubscribes (stop) or resubscribes (start) a customer."""
+
+    __tablename__ = "consent_words"
+
+    word: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    language: Mapped[str] = mapped_column(String(16))

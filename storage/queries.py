@@ -31,6 +31,7 @@ from bridge.types import (
     ThreadRef,
 )
 from storage.models import (
+    BlacklistEntry,
     Contact,
     Conversation,
     KeyValue,
@@ -49,6 +50,7 @@ refs = cast(Table, StaffRef.__table__)
 outbox = cast(Table, OutboxRow.__table__)
 media_files = cast(Table, MediaFile.__table__)
 kv = cast(Table, KeyValue.__table__)
+blacklist = cast(Table, BlacklistEntry.__table__)
 
 
 # Delivery statuses in the order they are reached; `failed` ends any of them.
@@ -356,6 +358,11 @@ class Tx:
         if row is None:
             return None
         m = row._mapping
+        block = self.conn.execute(
+            select(blacklist.c.direction, blacklist.c.until).where(
+                blacklist.c.contact_id == m[contacts.c.id]
+            )
+        ).first()
         return ContactCard(
             conversation_id=conversation_id,
             contact_id=ContactId(m[contacts.c.id]),
@@ -369,6 +376,9 @@ class Tx:
             opt_in_source=m[contacts.c.opt_in_source],
             account=AccountId(m[contacts.c.account]),
             opted_out=m[contacts.c.opted_out_at] is not None,
+            assigned_to=m[contacts.c.assigned_to],
+            blocked=block.direction if block is not None else None,
+            blocked_until=block.until if block is not None else None,
         )
 
     # -- threads --------------------------------------------------------------------------
@@ -547,6 +557,18 @@ class Tx:
                 .values(status=status)
             )
         return moved
+
+    def update_contact(self, contact_id: ContactId, **values: Any) -> bool:
+        """Change a contact's staff fields (display_name, note, remark, assigned_to)."""
+        allowed = {"display_name", "note", "remark", "assigned_to"}
+        unknown = set(values) - allowed
+        if unknown:
+            msg = f"not a staff field of contacts: {sorted(unknown)}"
+            raise ValueError(msg)
+        result = self.conn.execute(
+            update(contacts).where(contacts.c.id == contact_id).values(**values)
+        )
+        return bool(result.rowcount)
 
     def set_opt_out(self, contact_id: ContactId, at: datetime | None, source: str | None) -> bool:
         """Record that a contact opted out (`at` set) or back in (`at` None); False if unchanged."""

@@ -56,6 +56,7 @@ def make_settings(
             "database": database or f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}",
             "listen": "127.0.0.1:8080",
             "card_refresh_s": 0.2,
+            "admins": ["UADMIN"],
             **bridge,
         }
     }

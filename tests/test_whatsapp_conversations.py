@@ -102,7 +102,7 @@ async def test_reply_outside_24h_window_offers_approved_templates(world):
     )
     assert "24 hours" in notice
     assert "order_update:en_US" in notice and "welcome_back:en" in notice
-    assert "!template" in notice
+    assert "!template send" in notice
     rejected = [t["name"] for t in world.wa.templates if t["status"] != "APPROVED"]
     assert rejected and all(name not in notice for name in rejected)
     assert world.wa.sent_to(WA_ID) == []  # nothing went out as free text
@@ -114,7 +114,9 @@ async def test_reply_outside_24h_window_offers_approved_templates(world):
 async def test_template_sent_from_the_thread_reaches_the_customer_outside_the_window(world):
     await wrote_hours_ago(world, 30)
     root = await world.thread_of(WA_ID)
-    await world.slack.agent_says(root.channel, root.ts, '!template order_update "Anna S." A-1234')
+    await world.slack.agent_says(
+        root.channel, root.ts, '!template send order_update "Anna S." A-1234'
+    )
     await eventually(lambda: world.wa.sent_to(WA_ID), message="the template message")
     [sent] = world.wa.sent_to(WA_ID)
     assert sent["type"] == "template"
@@ -127,9 +129,10 @@ async def test_template_sent_from_the_thread_reaches_the_customer_outside_the_wi
 async def test_template_command_without_a_name_answers_its_usage(world):
     await world.wa.customer_says(WA_ID, "Hi")
     root = await world.thread_of(WA_ID)
-    await world.slack.agent_says(root.channel, root.ts, "!template")
+    await world.slack.agent_says(root.channel, root.ts, "!template send")
     await eventually(
-        lambda: any("Usage: !template" in t for t in world.texts(root)), message="usage"
+        lambda: any("Usage:" in t and "!template send" in t for t in world.texts(root)),
+        message="usage",
     )
     assert world.wa.sent_to(WA_ID) == []
 

@@ -132,6 +132,9 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []
         self.views: list[dict[str, Any]] = []
         self.ephemerals: list[dict[str, Any]] = []
+        self.deleted_files: list[str] = []
+        # Seconds to wait before answering a Web API method (a slow Slack).
+        self.delays: dict[str, float] = {}
         self.envelopes: list[dict[str, Any]] = []
         self.acks: list[dict[str, Any]] = []
         self.deliveries: list[tuple[str, dict[str, Any], int, str]] = []
@@ -405,6 +408,8 @@ class FakeSlack:
         if not token and auth.startswith("Bearer "):
             token = auth[len("Bearer ") :].strip()
         self.calls.append((method, dict(params)))
+        if self.delays.get(method):
+            await asyncio.sleep(self.delays[method])
 
         handler: Callable[[Params], dict[str, Any]] | None = getattr(
             self, "_api_" + method.replace(".", "_"), None
@@ -788,6 +793,18 @@ class FakeSlack:
         if obj is None:
             raise SlackError("file_not_found")
         return {"file": obj}
+
+    def _api_files_delete(self, p: Params) -> dict[str, Any]:
+        file_id = self._str(p, "file") or ""
+        obj = self._files.get(file_id)
+        if obj is None:
+            raise SlackError("file_not_found")
+        if obj["user"] != self.bot_user_id:
+            raise SlackError("cant_delete_file")
+        del self._files[file_id]
+        self._file_bytes.pop(file_id, None)
+        self.deleted_files.append(file_id)
+        return {}
 
     def _api_apps_connections_open(self, p: Params) -> dict[str, Any]:
         ticket = uuid.uuid4().hex
@@ -1248,6 +1265,62 @@ class FakeSlack:
     def trigger_id(self) -> str:
         """A fresh trigger_id, valid for views.open during 3 seconds."""
         return self._new_trigger_id()
+
+    async def press_button(
+        self, channel: str, ts: str, action_id: str, *, user_id: str = "UAGENT"
+    ) -> tuple[int, str]:
+        """A human clicks a button of a message; deliver block_actions as Slack builds it.
+
+        Raises KeyError when the message shows no button with this action_id.
+        """
+        msg = self._live(channel, ts)
+        for block in msg.blocks or []:
+            for element in block.get("elements") or []:
+                if element.get("type") == "button" and element.get("action_id") == action_id:
+                    break
+            else:
+                continue
+            break
+        else:
+            raise KeyError(action_id)
+        user = self._users.get(user_id, {})
+        action = {
+            "action_id": action_id,
+            "block_id": block.get("block_id", ""),
+            "text": element["text"],
+            "value": element.get("value", ""),
+            "type": "button",
+            "action_ts": f"{time.time():.6f}",
+        }
+        if "style" in element:
+            action["style"] = element["style"]
+        payload = {
+            "type": "block_actions",
+            "user": {
+                "id": user_id,
+                "username": user.get("name", user_id.lower()),
+                "name": user.get("name", user_id.lower()),
+                "team_id": self.team_id,
+            },
+            "api_app_id": self.api_app_id,
+            "token": self.verification_token,
+            "container": {
+                "type": "message",
+                "message_ts": msg.ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            },
+            "trigger_id": self._new_trigger_id(),
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": self._channels.get(channel, channel)},
+            "message": self.message_dict(msg),
+            "state": {"values": {}},
+            "response_url": self.response_url(),
+            "actions": [action],
+        }
+        return await self.interaction(payload)
 
     async def interaction(self, payload: dict[str, Any]) -> tuple[int, str]:
         """Deliver an interactivity payload (block_actions, view_submission, ...)."""

@@ -1,0 +1,202 @@
+"""The command framework: a platform-neutral request, reply and registry.
+
+A command is written once as an async function of a `Context` and its arguments, and returns a
+`Reply`; each staff surface turns what a person typed (a Slack slash command, a `!word` in a
+Slack or Matrix thread) into a `Request` and renders the `Reply` in its own markup.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from bridge.types import (
+    ConversationId,
+    FileData,
+    StaffMessageRef,
+    StaffUserId,
+    SurfaceName,
+    ThreadRef,
+)
+
+if TYPE_CHECKING:
+    from commands.services import Services
+
+
+class Role(IntEnum):
+    """What a staff member may do; each role may do everything of the roles below it."""
+
+    NONE = 0
+    AGENT = 1  # reply to customers, use thread actions, look things up
+    MANAGER = 2  # change channels, templates, text blocks, the blacklist; broadcast
+    ADMIN = 3  # give roles
+
+    @property
+    def label(self) -> str:
+        """The role's name as people type it."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """What a staff member typed, where and when, as the surface received it."""
+
+    surface: SurfaceName
+    user: StaffUserId
+    user_name: str | None
+    text: str  # "contact show +49151…" (without the leading / or !)
+    channel: str | None = None
+    # Set when typed inside a thread (or on a thread's contact card): thread actions need it.
+    thread: ThreadRef | None = None
+    # The message that carried the command, when there is one (an idempotency key).
+    ref: StaffMessageRef | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """A request with what the bridge knows about it: the caller's role, the time, the spec."""
+
+    request: Request
+    role: Role
+    now: datetime
+    services: Services
+    spec: Subcommand
+    # The conversation whose thread the command was typed in, if any.
+    conversation_id: ConversationId | None = None
+
+    @property
+    def who(self) -> str:
+        """How the caller is named in records and notices."""
+        return self.request.user_name or self.request.user
+
+    @property
+    def conversation(self) -> ConversationId:
+        """The conversation of the thread the command was typed in (thread commands only)."""
+        if self.conversation_id is None:
+            raise CommandError(f"{self.spec.usage_line} works inside a conversation's thread")
+        return self.conversation_id
+
+    def usage(self, problem: str) -> UsageError:
+        """An error that answers with this subcommand's usage line and example."""
+        return UsageError(problem, self.spec)
+
+    def need(self, args: Sequence[str], count: int) -> None:
+        """Fail with the usage line unless at least `count` arguments were given."""
+        if len(args) < count:
+            raise self.usage("missing arguments" if args else "arguments are missing")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """A command's answer: a title, lines and label/value fields, and optionally a file.
+
+    Lines may use `code` spans and *bold*; surfaces render those in their markup and escape
+    everything else.
+    """
+
+    title: str | None = None
+    lines: tuple[str, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()
+    file: FileData | None = None
+    ok: bool = True
+    # Visible to everyone in the channel (a QR code to print) or only to the caller.
+    public: bool = False
+
+    @property
+    def text(self) -> str:
+        """The whole reply as plain text (fallback for notifications and tests)."""
+        parts = [self.title] if self.title else []
+        parts.extend(self.lines)
+        parts.extend(f"{label}: {value}" for label, value in self.fields)
+        return "\n".join(parts)
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message says why, in words for the caller."""
+
+
+class UsageError(CommandError):
+    """The arguments do not fit the command; the reply shows the usage and an example."""
+
+    def __init__(self, problem: str, spec: Subcommand | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.spec = spec
+
+
+Handler = Callable[[Context, list[str]], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """One action of a command, e.g. `contact show`."""
+
+    command: str
+    name: str
+    usage: str  # "<who>" — the arguments after `/command name`
+    summary: str
+    example: str
+    role: Role
+    handler: Handler
+    # Only inside a conversation thread (it acts on that conversation).
+    in_thread: bool = False
+
+    @property
+    def usage_line(self) -> str:
+        """`/contact show <who>`; thread commands are typed with `!` in the thread."""
+        prefix = "!" if self.in_thread else "/"
+        return " ".join(p for p in (f"{prefix}{self.command}", self.name, self.usage) if p)
+
+
+@dataclass(slots=True)
+class Command:
+    """A top-level command with its subcommands, in the order they are listed in help."""
+
+    name: str
+    summary: str
+    subcommands: dict[str, Subcommand] = field(default_factory=dict)
+    default: str | None = None  # the subcommand run when none is named
+
+    def sub(
+        self,
+        name: str,
+        *,
+        usage: str = "",
+        summary: str,
+        example: str,
+        role: Role = Role.AGENT,
+        in_thread: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        """Record a subcommand's handler."""
+
+        def record(handler: Handler) -> Handler:
+            self.subcommands[name] = Subcommand(
+                self.name, name, usage, summary, example, role, handler, in_thread
+            )
+            return handler
+
+        return record
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, summary: str, *, default: str | None = None) -> Command:
+    """Record a command; its subcommands are added with `@<command>.sub(...)`."""
+    if name in COMMANDS:
+        msg = f"command {name} is defined twice"
+        raise ValueError(msg)
+    COMMANDS[name] = Command(name, summary, default=default)
+    return COMMANDS[name]
+
+
+def split_args(text: str) -> list[str]:
+    """Words of a command line; quotes keep spaces together ("Anna Schmidt")."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the arguments: {exc}") from None

@@ -1,0 +1,64 @@
+"""`/bridge`: the list of every command, and how the bridge is doing."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Connection
+
+from commands.base import COMMANDS, Command, Context, Reply, command
+from commands.runner import command_help
+from storage import Tx
+from storage.contacts_admin import counts
+
+bridge = command("bridge", "Every command, and how the bridge is doing", default="help")
+
+
+def _line(cmd: Command) -> str:
+    """One line per command; thread actions are typed with `!` in a conversation's thread."""
+    in_thread = any(spec.in_thread for spec in cmd.subcommands.values())
+    if in_thread:
+        return f"`!{cmd.name}`: {cmd.summary} (in a conversation's thread)"
+    actions = ", ".join(name for name in cmd.subcommands if name)
+    return f"`/{cmd.name}`: {cmd.summary}" + (f" ({actions})" if actions else "")
+
+
+@bridge.sub(
+    "help",
+    usage="[command]",
+    summary="every command with one line each; with a command, its actions",
+    example="/bridge help contact",
+)
+async def _help(ctx: Context, args: list[str]) -> Reply:
+    if args:
+        wanted = COMMANDS.get(args[0].lower().lstrip("/!"))
+        if wanted is None:
+            raise ctx.usage(f"there is no command {args[0]}")
+        return command_help(wanted)
+    commands = sorted(COMMANDS.values(), key=lambda c: (_line(c).startswith("`!"), c.name))
+    lines = [_line(cmd) for cmd in commands]
+    lines.append("`/<command> help` lists a command's actions with examples.")
+    return Reply(title="Bridge commands", lines=tuple(lines))
+
+
+@bridge.sub(
+    "status",
+    summary="connected accounts and surfaces, the delivery queue, contacts and conversations",
+    example="/bridge status",
+)
+async def _status(ctx: Context, args: list[str]) -> Reply:
+    def read(conn: Connection) -> tuple[dict[str, int], tuple[int, int]]:
+        return Tx(conn).outbox_counts(), counts(conn)
+
+    outbox, (contacts, open_conversations) = await ctx.services.read(read)
+    connectors = ", ".join(f"{c.platform}:{c.account}" for c in ctx.services.connectors)
+    surfaces = ", ".join(ctx.services.pipeline.surfaces)
+    queue = ", ".join(f"{state} {count}" for state, count in sorted(outbox.items()))
+    return Reply(
+        title="Bridge status",
+        fields=(
+            ("Accounts", connectors or "none"),
+            ("Staff surfaces", surfaces or "none"),
+            ("Outbox", queue or "empty"),
+            ("Contacts", str(contacts)),
+            ("Open conversations", str(open_conversations)),
+        ),
+    )

@@ -1,0 +1,187 @@
+"""`/link`: click-to-chat links of every configured account, and QR codes of them to print."""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+import qrcode  # type: ignore[import-untyped]
+import qrcode.constants  # type: ignore[import-untyped]
+from qrcode.exceptions import DataOverflowError  # type: ignore[import-untyped]
+from qrcode.image.pil import PilImage  # type: ignore[import-untyped]
+
+from bridge.protocols import Connector
+from bridge.types import MESSENGER, SMS, TELEGRAM, WHATSAPP, FileData, MediaKind
+from commands.base import CommandError, Context, Reply, Role, command
+from commands.runner import command_help
+from commands.template import PLATFORM_NAMES
+from storage import subscriptions
+
+link = command("link", "Click-to-chat links and QR codes for each account", default="")
+
+PLATFORMS = (TELEGRAM, WHATSAPP, MESSENGER, SMS)
+# t.me start payloads: 1-64 of A-Za-z0-9_- (core.telegram.org/api/links#bot-links).
+_TELEGRAM_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# m.me refs: fewer than 150 of letters, digits and + / = - . : _ (Messenger Platform docs).
+_MESSENGER_REF = re.compile(r"^[A-Za-z0-9+/=.:_-]{1,149}$")
+TEXT_LIMIT = 500  # a prefilled WhatsApp/SMS text; longer ones make QR codes hard to scan
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """What a link carries, and the channel it joins, if it is a channel's join keyword."""
+
+    text: str
+    channel: str | None = None
+
+
+@link.sub(
+    "",
+    usage="[platform] [payload…]",
+    summary="click-to-chat links of every account (a channel or keyword as payload joins it)",
+    example="/link telegram JOIN_NEWS",
+    role=Role.AGENT,
+)
+async def _links(ctx: Context, args: list[str]) -> Reply:
+    if args == ["help"]:
+        return command_help(link)
+    platform = args[0].lower() if args and args[0].lower() in PLATFORMS else None
+    payload = await _payload(ctx, args[1:] if platform else args)
+    connectors = [c for c in ctx.services.connectors if platform in (None, c.platform)]
+    if not connectors:
+        raise CommandError(_none_configured(platform))
+    lines: list[str] = []
+    for connector in connectors:
+        label = (
+            f"*{PLATFORM_NAMES.get(connector.platform, connector.platform)}* `{connector.account}`"
+        )
+        try:
+            found = _link_of(ctx, connector, payload)
+        except CommandError as exc:
+            if len(connectors) == 1:
+                raise
+            why = str(exc)
+            lines.append(f"{label}: no link; {why[:1].lower()}{why[1:]}")
+            continue
+        lines.append(f"{label}: {found}")
+    title = "Click-to-chat links"
+    if payload is not None:
+        title += f" with {payload.text}"
+        if payload.channel:
+            title += f" (joins channel {payload.channel})"
+    lines.append("`/link qr <platform> [account] [payload…]` makes a QR code of one to print.")
+    return Reply(title=title, lines=tuple(lines))
+
+
+@link.sub(
+    "qr",
+    usage="<platform> [account] [payload…]",
+    summary="a QR code (PNG) of an account's click-to-chat link, posted for everyone to print",
+    example="/link qr whatsapp Hello, I would like to order",
+    role=Role.AGENT,
+)
+async def _qr(ctx: Context, args: list[str]) -> Reply:
+    ctx.need(args, 1)
+    platform = args[0].lower()
+    if platform not in PLATFORMS:
+        raise ctx.usage(f"not a platform: {args[0]}; choose one of {', '.join(PLATFORMS)}")
+    accounts = [c for c in ctx.services.connectors if c.platform == platform]
+    if not accounts:
+        raise CommandError(_none_configured(platform))
+    rest = args[1:]
+    connector = accounts[0]
+    if rest:
+        named = [c for c in accounts if c.account == rest[0]]
+        if named:
+            connector, rest = named[0], rest[1:]
+    payload = await _payload(ctx, rest)
+    url = _link_of(ctx, connector, payload)
+    try:
+        png = qr_png(url)
+    except DataOverflowError:
+        raise ctx.usage("the link is too long for a QR code; use a shorter payload") from None
+    shown = PLATFORM_NAMES.get(platform, platform)
+    line = f"Scan to chat with {shown} `{connector.account}`"
+    if payload is not None:
+        line += f", payload {payload.text}"
+        if payload.channel:
+            line += f" (joins channel {payload.channel})"
+    return Reply(
+        title=url,
+        lines=(line + ".",),
+        file=FileData(
+            kind=MediaKind.IMAGE, filename=f"qr-{platform}.png", mime_type="image/png", data=png
+        ),
+        public=True,
+    )
+
+
+def qr_png(data: str) -> bytes:
+    """A QR code of `data` as PNG, large enough to print (medium error correction)."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=12, border=4)
+    code.add_data(data)
+    code.make(fit=True)
+    out = io.BytesIO()
+    code.make_image(image_factory=PilImage).save(out)
+    return out.getvalue()
+
+
+async def _payload(ctx: Context, words: list[str]) -> Payload | None:
+    """The payload typed: a channel's name stands for its join keyword."""
+    if not words:
+        return None
+    text = " ".join(words).strip()
+    channel = await ctx.services.read(lambda conn: subscriptions.channel_by_name(conn, text))
+    if channel is not None:
+        if not channel.join_keyword:
+            raise CommandError(
+                f"Channel {channel.name} has no join keyword yet; give it one with /channel"
+            )
+        return Payload(channel.join_keyword, channel.name)
+    join, _ = await ctx.services.read(subscriptions.channels_by_keyword)
+    joined = join.get(subscriptions.fold(text))
+    return Payload(text, joined.name if joined else None)
+
+
+def _link_of(ctx: Context, connector: Connector, payload: Payload | None) -> str:
+    """The account's link carrying the payload; a UsageError says why there is none."""
+    text = payload.text if payload else None
+    if text is not None:
+        _check(ctx, connector.platform, text)
+    try:
+        found = connector.chat_link(text)
+    except ValueError as exc:
+        raise ctx.usage(str(exc)) from None
+    if found is None:
+        if connector.platform == TELEGRAM:
+            raise CommandError(
+                "The Telegram bot's username is not known yet (it is learned at start)"
+            )
+        raise CommandError(
+            f"{PLATFORM_NAMES.get(connector.platform, connector.platform)} account"
+            f" {connector.account} has no public address configured (its number or page name)"
+        )
+    return found
+
+
+def _check(ctx: Context, platform: str, text: str) -> None:
+    """Refuse payloads the platform would not carry."""
+    if platform == TELEGRAM and not _TELEGRAM_PAYLOAD.match(text):
+        raise ctx.usage(
+            f"a Telegram start payload is 1-64 characters of A-Z, a-z, 0-9, _ and -, and {text}"
+            " is not; give the channel a join keyword like JOIN_NEWS for Telegram links"
+        )
+    if platform == MESSENGER and not _MESSENGER_REF.match(text):
+        raise ctx.usage(
+            f"a Messenger ref is up to 149 characters of A-Z, a-z, 0-9 and + / = - . : _, and"
+            f" {text} is not; use a keyword like JOIN_NEWS"
+        )
+    if len(text) > TEXT_LIMIT:
+        raise ctx.usage(f"the payload has {len(text)} characters; at most {TEXT_LIMIT} fit")
+
+
+def _none_configured(platform: str | None) -> str:
+    if platform is None:
+        return "No messenger account is configured"
+    return f"No {PLATFORM_NAMES.get(platform, platform)} account is configured"

@@ -1,0 +1,130 @@
+"""Runs a request: finds the command, checks the caller's role, turns errors into replies."""
+
+from __future__ import annotations
+
+import logging
+
+from commands.base import (
+    COMMANDS,
+    Command,
+    CommandError,
+    Context,
+    Reply,
+    Request,
+    Role,
+    Subcommand,
+    UsageError,
+    split_args,
+)
+from commands.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def command_help(command: Command) -> Reply:
+    """A command's subcommands, one line each, with an example."""
+    lines = [f"`{spec.usage_line}`: {spec.summary}" for spec in command.subcommands.values()]
+    return Reply(title=f"/{command.name}: {command.summary}", lines=tuple(lines))
+
+
+def usage_reply(problem: str, spec: Subcommand) -> Reply:
+    """What a wrong call answers: the problem, the usage line and an example."""
+    return Reply(
+        ok=False,
+        title=problem[:1].upper() + problem[1:],
+        lines=(f"Usage: `{spec.usage_line}`", f"Example: `{spec.example}`"),
+    )
+
+
+def find(words: list[str]) -> tuple[Command | None, Subcommand | None, list[str]]:
+    """The command and subcommand a line names, and the remaining arguments."""
+    if not words:
+        return None, None, []
+    command = COMMANDS.get(words[0].lower().lstrip("/!"))
+    if command is None:
+        return None, None, words[1:]
+    if len(words) > 1 and words[1].lower() in command.subcommands:
+        return command, command.subcommands[words[1].lower()], words[2:]
+    if command.default is not None:
+        return command, command.subcommands[command.default], words[1:]
+    return command, None, words[1:]
+
+
+async def run(request: Request, services: Services) -> Reply:
+    """Carry out what a staff member typed; every outcome is a Reply, never an exception."""
+    try:
+        words = split_args(request.text)
+    except UsageError as exc:
+        return Reply(ok=False, title="Cannot read that command", lines=(exc.problem,))
+    command, spec, args = find(words)
+    if command is None:
+        name = words[0] if words else ""
+        return Reply(
+            ok=False,
+            title=f"Unknown command {name}".rstrip(),
+            lines=("`/bridge help` lists every command.",),
+        )
+    if spec is None:
+        wanted = args[0] if args else None
+        reply = command_help(command)
+        if wanted is not None and wanted.lower() != "help":
+            return Reply(
+                ok=False,
+                title=f"/{command.name} has no action {wanted}",
+                lines=reply.lines,
+            )
+        return reply
+    asks_help = bool(args) and args[0].lower() == "help"
+    if asks_help and command.default == spec.name and len(args) == 1:
+        return command_help(command)  # `/link help`, `!close help`
+    if asks_help and command.default != spec.name:
+        return Reply(
+            title=f"`{spec.usage_line}`", lines=(spec.summary, f"Example: `{spec.example}`")
+        )
+    role = await services.role(request.surface, request.user)
+    if role < spec.role:
+        return Reply(
+            ok=False,
+            title=f"{spec.usage_line.split(' <')[0]} needs the {spec.role.label} role",
+            lines=(
+                f"You have the {role.label} role. An admin can change it with"
+                f" `/user role <you> {spec.role.label}`.",
+            ),
+        )
+    conversation = await services.conversation_of(request)
+    if spec.in_thread and conversation is None:
+        return Reply(
+            ok=False,
+            title=f"{spec.usage_line.split(' <')[0]} works inside a conversation's thread",
+            lines=(f"Type it there as a message, e.g. `{spec.example}`.",),
+        )
+    context = Context(
+        request=request,
+        role=role,
+        now=services.clock(),
+        services=services,
+        spec=spec,
+        conversation_id=conversation,
+    )
+    try:
+        return await spec.handler(context, args)
+    except UsageError as exc:
+        return usage_reply(exc.problem, exc.spec or spec)
+    except CommandError as exc:
+        return Reply(ok=False, title=str(exc))
+    except Exception:
+        log.exception("command %r by %s failed", request.text[:80], request.user)
+        return Reply(
+            ok=False,
+            title="Something went wrong",
+            lines=("The bridge's log has the details; nothing was changed by halves.",),
+        )
+
+
+def known_role(word: str) -> Role:
+    """A role from what someone typed (admin, manager, agent, none)."""
+    try:
+        return Role[word.upper()]
+    except KeyError:
+        choices = ", ".join(r.label for r in Role)
+        raise UsageError(f"{word} is not a role; choose one of {choices}") from None

@@ -1,0 +1,73 @@
+"""What commands work with, injected once: settings, the database, the pipeline, connectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.engine import Connection
+
+from bridge.config import Settings
+from bridge.pipeline import Pipeline
+from bridge.protocols import Connector
+from bridge.types import ConversationId, StaffUserId, SurfaceName
+from commands.base import Request, Role
+from storage import Database, Tx, Writer
+from storage.roles import role_of
+
+T = TypeVar("T")
+
+
+class Services:
+    """The bridge's parts a command may use; built by the app, handed to every command."""
+
+    def __init__(
+        self, settings: Settings, db: Database, writer: Writer, pipeline: Pipeline
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.writer = writer
+        self.pipeline = pipeline
+
+    def clock(self) -> datetime:
+        """Now, by the pipeline's clock (tests move it to let blacklist entries expire)."""
+        return self.pipeline.clock()
+
+    @property
+    def connectors(self) -> list[Connector]:
+        """Every configured platform account."""
+        return list(self.pipeline.connectors.values())
+
+    def connector(self, platform: str, account: str | None = None) -> Connector | None:
+        """A platform account's connector; without an account, the platform's first."""
+        for connector in self.connectors:
+            if connector.platform == platform and account in (None, connector.account):
+                return connector
+        return None
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a read connection."""
+        return await self.db.run_read(fn)
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` in the writer's transaction (serialised with the webhooks' writes)."""
+        return await self.writer.call(fn)
+
+    async def role(self, surface: SurfaceName, user: StaffUserId) -> Role:
+        """A staff member's role: admins from settings, then the roles table, then the default."""
+        if user in self.settings.bridge.admins:
+            return Role.ADMIN
+        stored = await self.read(lambda conn: role_of(conn, surface, user))
+        if stored is not None:
+            return Role[stored.upper()]
+        return Role[self.settings.bridge.default_role.upper()]
+
+    async def conversation_of(self, request: Request) -> ConversationId | None:
+        """The conversation whose thread a request came from, if it came from one."""
+        thread = request.thread
+        if thread is None:
+            return None
+        return await self.read(
+            lambda conn: Tx(conn).conversation_by_thread(request.surface, thread)
+        )

@@ -1,0 +1,135 @@
+"""Thread actions: typed as `!word` in a conversation's thread (or a button on its card)."""
+
+from __future__ import annotations
+
+import re
+
+from commands.base import CommandError, Context, Reply, Role, command
+from storage import Tx
+
+close = command("close", "Close this conversation", default="")
+reopen = command("reopen", "Reopen this conversation", default="")
+note = command("note", "Keep an internal note in this thread", default="")
+assign = command("assign", "Assign this conversation to a staff member", default="")
+unassign = command("unassign", "Take the assignment off this conversation", default="")
+
+# A Slack mention as it arrives in message text: <@U0123ABC> or <@U0123ABC|name>.
+_SLACK_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_MATRIX_USER = re.compile(r"^@[^:\s]+:\S+$")
+
+
+@close.sub(
+    "",
+    summary="close the conversation; the customer's next message opens a new thread",
+    example="!close",
+    role=Role.AGENT,
+    in_thread=True,
+)
+async def _close(ctx: Context, args: list[str]) -> Reply:
+    text = await ctx.services.pipeline.set_open(ctx.conversation, False, ctx.who)
+    await _tell_others(ctx, text, "close")
+    return Reply(title=text, public=True)
+
+
+@reopen.sub(
+    "",
+    summary="reopen a closed conversation",
+    example="!reopen",
+    role=Role.AGENT,
+    in_thread=True,
+)
+async def _reopen(ctx: Context, args: list[str]) -> Reply:
+    text = await ctx.services.pipeline.set_open(ctx.conversation, True, ctx.who)
+    await _tell_others(ctx, text, "reopen")
+    return Reply(title=text, public=True)
+
+
+@note.sub(
+    "",
+    usage="<text>",
+    summary="an internal note: stored with the conversation, never sent to the customer",
+    example="!note customer prefers e-mail",
+    role=Role.AGENT,
+    in_thread=True,
+)
+async def _note(ctx: Context, args: list[str]) -> Reply:
+    ctx.need(args, 1)
+    request = ctx.request
+    if request.ref is None:
+        raise CommandError("a note needs the message it was written in")
+    await ctx.services.pipeline.staff_send(
+        ctx.conversation,
+        surface=request.surface,
+        ref=request.ref,
+        author=ctx.who,
+        text=" ".join(args),
+        note=True,
+    )
+    return Reply()
+
+
+@assign.sub(
+    "",
+    usage="[@someone]",
+    summary="assign the conversation (to yourself without a name); shown on the contact card",
+    example="!assign @anna",
+    role=Role.AGENT,
+    in_thread=True,
+)
+async def _assign(ctx: Context, args: list[str]) -> Reply:
+    target = staff_id(ctx, args[0]) if args else ctx.request.user
+    await _set_assignee(ctx, target)
+    shown = mention(ctx.request.surface, target)
+    text = f"Assigned to {shown} by {ctx.who}."
+    await _tell_others(ctx, text, "assign")
+    return Reply(title=text, public=True)
+
+
+@unassign.sub(
+    "",
+    summary="nobody is assigned any more",
+    example="!unassign",
+    role=Role.AGENT,
+    in_thread=True,
+)
+async def _unassign(ctx: Context, args: list[str]) -> Reply:
+    await _set_assignee(ctx, None)
+    text = f"No longer assigned ({ctx.who})."
+    await _tell_others(ctx, text, "unassign")
+    return Reply(title=text, public=True)
+
+
+def staff_id(ctx: Context, word: str) -> str:
+    """A staff member's id from how they were named: a Slack mention, a Matrix id, `me`."""
+    if word.lower() in ("me", "myself"):
+        return ctx.request.user
+    found = _SLACK_MENTION.match(word)
+    if found:
+        return found.group(1)
+    if _MATRIX_USER.match(word) or re.fullmatch(r"[UW][A-Z0-9]{2,}", word):
+        return word
+    raise ctx.usage(f"{word} is not a staff member; mention them (@name) or use their id")
+
+
+def mention(surface: str, user: str) -> str:
+    """How to name a staff member so that their surface links them."""
+    return f"<@{user}>" if surface == "slack" and not user.startswith("@") else user
+
+
+async def _set_assignee(ctx: Context, user: str | None) -> None:
+    conversation = ctx.conversation
+
+    def write(tx: Tx) -> None:
+        found = tx.conversation(conversation)
+        if found is None:
+            raise CommandError("this conversation no longer exists")
+        tx.update_contact(found.contact_id, assigned_to=user)
+
+    await ctx.services.write(write)
+    await ctx.services.pipeline.refresh_card(conversation)
+
+
+async def _tell_others(ctx: Context, text: str, what: str) -> None:
+    """The reply shows where the action was typed; the conversation's other threads are told."""
+    key = f"{what}:{ctx.request.ref or ctx.now.timestamp()}"
+    await ctx.services.pipeline.notify(ctx.conversation, text, key=key, skip=ctx.request.surface)

@@ -1,0 +1,133 @@
+"""Block Kit for command replies and for the buttons on a conversation's contact card.
+
+Pure functions: they take the bridge's types and return what chat.postMessage, a slash
+command's answer or chat.update take (`text` fallback plus `blocks`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bridge.types import ContactCard, ConversationStatus
+from commands.base import Reply
+
+# Block Kit limits: 3000 characters in a section's text, 2000 in a field, 10 fields in a
+# section, 50 blocks in a message, 150 characters in a header.
+SECTION_CHARS = 3000
+FIELD_CHARS = 2000
+FIELDS_PER_SECTION = 10
+MAX_BLOCKS = 50
+HEADER_CHARS = 150
+# Slack's message `text` is cut at 40,000 characters; a fallback far shorter is plenty.
+FALLBACK_CHARS = 3500
+
+ACTION_PREFIX = "bridge_thread:"
+
+# Mentions and channel links the bridge writes itself (`<@U123>`, `<#C123>`) stay links;
+# everything else a reply holds is escaped, so a contact's name cannot ping `<!channel>`.
+_SLACK_LINK = re.compile(r"&lt;([@#][UWC][A-Z0-9]+)(\|[^&]*)?&gt;")
+
+
+def mrkdwn(text: str) -> str:
+    """Escape text for mrkdwn, keeping the bridge's own user and channel mentions."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SLACK_LINK.sub(lambda m: f"<{m.group(1)}{m.group(2) or ''}>", escaped)
+
+
+def _chunks(lines: list[str], limit: int) -> list[str]:
+    """Join lines into texts of at most `limit` characters (a longer line is cut)."""
+    out: list[str] = []
+    current = ""
+    for line in lines:
+        line = line if len(line) <= limit else line[: limit - 1] + "…"
+        if current and len(current) + 1 + len(line) > limit:
+            out.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        out.append(current)
+    return out
+
+
+def reply_blocks(reply: Reply) -> tuple[str, list[dict[str, Any]]]:
+    """A command's reply as (fallback text, blocks)."""
+    blocks: list[dict[str, Any]] = []
+    if reply.title:
+        mark = "" if reply.ok else ":warning: "
+        blocks.append(_section(f"{mark}*{mrkdwn(reply.title)}*"))
+    for chunk in _chunks([mrkdwn(line) for line in reply.lines], SECTION_CHARS):
+        blocks.append(_section(chunk))
+    fields = [
+        {"type": "mrkdwn", "text": f"*{mrkdwn(label)}*\n{mrkdwn(value)}"[:FIELD_CHARS]}
+        for label, value in reply.fields
+    ]
+    for start in range(0, len(fields), FIELDS_PER_SECTION):
+        blocks.append({"type": "section", "fields": fields[start : start + FIELDS_PER_SECTION]})
+    if len(blocks) > MAX_BLOCKS:
+        dropped = len(blocks) - MAX_BLOCKS + 1
+        blocks = blocks[: MAX_BLOCKS - 1]
+        blocks.append(_context(f"…and {dropped} more parts, cut to fit one Slack message"))
+    text = reply.text or ("Done." if reply.ok else "That did not work.")
+    if len(text) > FALLBACK_CHARS:
+        text = text[: FALLBACK_CHARS - 1] + "…"
+    return mrkdwn(text), blocks
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _button(
+    label: str, command: str, *, style: str | None = None, confirm: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label},
+        # The action id names the command, so each button of a card is unique in its block.
+        "action_id": ACTION_PREFIX + command.replace(" ", "_"),
+        "value": command,
+    }
+    if style:
+        button["style"] = style
+    if confirm:
+        button["confirm"] = confirm
+    return button
+
+
+def card_actions(card: ContactCard) -> dict[str, Any]:
+    """The buttons under a contact card: close or reopen, assign to me, block or unblock."""
+    if card.status is ConversationStatus.OPEN:
+        buttons = [_button("Close", "close", style="primary")]
+    else:
+        buttons = [_button("Reopen", "reopen")]
+    buttons.append(_button("Assign to me", "assign me"))
+    if card.blocked:
+        buttons.append(_button("Unblock", "unblock"))
+    else:
+        buttons.append(
+            _button(
+                "Block",
+                "block",
+                style="danger",
+                confirm={
+                    "title": {"type": "plain_text", "text": "Block this customer?"},
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": (
+                            "Their messages are kept but no longer shown here, and nothing is"
+                            " sent to them until someone unblocks them."
+                        ),
+                    },
+                    "confirm": {"type": "plain_text", "text": "Block"},
+                    "deny": {"type": "plain_text", "text": "Cancel"},
+                    "style": "danger",
+                },
+            )
+        )
+    return {"type": "actions", "block_id": "bridge_card", "elements": buttons}

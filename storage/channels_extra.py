@@ -1,0 +1,78 @@
+"""Look-ups the /channel and /blacklist commands need beyond `storage.subscriptions`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, func, or_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from bridge.types import ContactId
+from storage.models import ChannelMember, Contact
+from storage.queries import ContactRecord, Tx
+
+members = cast(Table, ChannelMember.__table__)
+contacts = cast(Table, Contact.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """A current member of a channel, as a member list shows them."""
+
+    contact_id: ContactId
+    platform: str
+    display_name: str
+    source: str
+    joined_at: datetime
+
+
+def contacts_by_address(
+    conn: Connection, chat_ids: Sequence[str], username: str | None = None
+) -> list[ContactRecord]:
+    """Contacts on any platform account whose chat id is one of these (or with this
+    username), by id."""
+    where: list[ColumnElement[bool]] = []
+    if chat_ids:
+        where.append(contacts.c.chat_id.in_(list(chat_ids)))
+    if username:
+        where.append(func.lower(contacts.c.username) == username.lower())
+    if not where:
+        return []
+    ids = conn.execute(select(contacts.c.id).where(or_(*where)).order_by(contacts.c.id))
+    tx = Tx(conn)
+    found = [tx.contact(ContactId(int(row[0]))) for row in ids]
+    return [c for c in found if c is not None]
+
+
+def member_page(conn: Connection, channel_id: int, limit: int) -> list[MemberRecord]:
+    """The first `limit` current members of a channel, longest-standing first."""
+    rows = conn.execute(
+        select(
+            contacts.c.id,
+            contacts.c.platform,
+            contacts.c.display_name,
+            members.c.source,
+            members.c.joined_at,
+        )
+        .join(contacts, contacts.c.id == members.c.contact_id)
+        .where(members.c.channel_id == channel_id, members.c.left_at.is_(None))
+        .order_by(members.c.joined_at, contacts.c.id)
+        .limit(limit)
+    )
+    return [MemberRecord(ContactId(int(r[0])), r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def is_member(conn: Connection, channel_id: int, contact_id: int) -> bool:
+    """Whether a contact is subscribed to a channel right now."""
+    row = conn.execute(
+        select(members.c.contact_id).where(
+            members.c.channel_id == channel_id,
+            members.c.contact_id == contact_id,
+            members.c.left_at.is_(None),
+        )
+    ).first()
+    return row is not None

@@ -1,0 +1,442 @@
+"""Contacts as staff manage them: finding, the full card, adding by hand, export and erasure."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, update
+from sqlalchemy.engine import Connection
+
+from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
+from storage import subscriptions
+from storage.models import (
+    BlacklistEntry,
+    ChannelMember,
+    Contact,
+    Conversation,
+    KeyValue,
+    Message,
+    OutboxRow,
+    StaffRef,
+    StaffThread,
+    SubscriberChannel,
+)
+
+contacts = cast(Table, Contact.__table__)
+conversations = cast(Table, Conversation.__table__)
+threads = cast(Table, StaffThread.__table__)
+messages = cast(Table, Message.__table__)
+refs = cast(Table, StaffRef.__table__)
+outbox = cast(Table, OutboxRow.__table__)
+kv = cast(Table, KeyValue.__table__)
+members = cast(Table, ChannelMember.__table__)
+channels = cast(Table, SubscriberChannel.__table__)
+blacklist = cast(Table, BlacklistEntry.__table__)
+
+FIND_LIMIT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ContactLine:
+    """A contact as a search result shows it."""
+
+    id: ContactId
+    platform: str
+    account: str
+    chat_id: str
+    display_name: str
+    username: str | None
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDetails:
+    """Everything the contact card shows (without channels and blacklist, asked separately)."""
+
+    id: ContactId
+    platform: str
+    account: str
+    chat_id: str
+    display_name: str
+    username: str | None
+    language: str | None
+    first_seen: datetime
+    last_seen: datetime
+    message_count: int
+    opt_in_source: str | None
+    opt_in_at: datetime | None
+    opted_out_at: datetime | None
+    opt_out_source: str | None
+    note: str | None
+    remark: str | None
+    assigned_to: str | None
+    open_conversation: ConversationId | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureCounts:
+    """How many stored things an erasure removes."""
+
+    conversations: int
+    messages: int
+    threads: int
+    staff_refs: int
+    memberships: int
+    blacklisted: int
+    outbox: int
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What an erasure removed, and the staff threads that now need a tombstone."""
+
+    counts: ErasureCounts
+    threads: tuple[tuple[SurfaceName, ThreadRef], ...]
+
+
+def digits(text: str) -> str:
+    """The digits of a number as people type it (+49 151 123-45 → 4915112345)."""
+    return re.sub(r"\D", "", text)
+
+
+def _line(row: Any) -> ContactLine:
+    return ContactLine(
+        id=ContactId(row.id),
+        platform=row.platform,
+        account=row.account,
+        chat_id=row.chat_id,
+        display_name=row.display_name,
+        username=row.username,
+        last_seen=row.last_seen,
+    )
+
+
+def _lines(conn: Connection, where: ColumnElement[bool], limit: int) -> list[ContactLine]:
+    c = contacts.c
+    rows = conn.execute(
+        select(c.id, c.platform, c.account, c.chat_id, c.display_name, c.username, c.last_seen)
+        .where(where)
+        .order_by(c.last_seen.desc(), c.id.desc())
+        .limit(limit)
+    )
+    return [_line(r) for r in rows]
+
+
+def _looks_like_number(text: str) -> bool:
+    return bool(re.fullmatch(r"\+?[\d\s().\-/]+", text)) and len(digits(text)) >= 3
+
+
+def find_contacts(conn: Connection, text: str, limit: int = FIND_LIMIT) -> list[ContactLine]:
+    """Contacts whose name or username contains `text`, or whose chat id contains its digits;
+    most recently seen first (ask for one more than you show to know whether there are more)."""
+    c = contacts.c
+    handle = text.lstrip("@")
+    conditions = [c.display_name.icontains(text, autoescape=True)]
+    if handle:
+        conditions.append(c.username.icontains(handle, autoescape=True))
+    if _looks_like_number(text):
+        conditions.append(c.chat_id.contains(digits(text), autoescape=True))
+    return _lines(conn, or_(*conditions), limit)
+
+
+def resolve_contact(conn: Connection, who: str) -> list[ContactLine]:
+    """The contacts `who` may mean: `#12` is an id; a number is an id or a chat id / phone
+    number; anything else a name (exact, else a part of it) or an @username."""
+    c = contacts.c
+    who = who.strip()
+    if re.fullmatch(r"#\d+", who):
+        return _lines(conn, c.id == int(who[1:]), 2)
+    if _looks_like_number(who) or who.isdigit():
+        number = digits(who)
+        address = c.chat_id.in_([number, f"+{number}"])
+        is_id = not who.startswith("+") and who.isdigit() and len(number) <= 18
+        return _lines(conn, or_(address, c.id == int(number)) if is_id else address, FIND_LIMIT)
+    if who.startswith("@") and len(who) > 1:
+        found = _lines(conn, func.lower(c.username) == who[1:].lower(), FIND_LIMIT)
+        if found:
+            return found
+    exact = _lines(conn, func.lower(c.display_name) == who.lower(), FIND_LIMIT)
+    if exact:
+        return exact
+    return _lines(conn, c.display_name.icontains(who, autoescape=True), FIND_LIMIT)
+
+
+def contact_details(conn: Connection, contact_id: int) -> ContactDetails | None:
+    """A contact's whole row, with its open conversation."""
+    row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).first()
+    if row is None:
+        return None
+    open_id = conn.execute(
+        select(func.max(conversations.c.id)).where(
+            conversations.c.contact_id == contact_id, conversations.c.status == "open"
+        )
+    ).scalar()
+    return ContactDetails(
+        id=ContactId(row.id),
+        platform=row.platform,
+        account=row.account,
+        chat_id=row.chat_id,
+        display_name=row.display_name,
+        username=row.username,
+        language=row.language,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        message_count=row.message_count,
+        opt_in_source=row.opt_in_source,
+        opt_in_at=row.opt_in_at,
+        opted_out_at=row.opted_out_at,
+        opt_out_source=row.opt_out_source,
+        note=row.note,
+        remark=row.remark,
+        assigned_to=row.assigned_to,
+        open_conversation=ConversationId(open_id) if open_id is not None else None,
+    )
+
+
+def add_contact(
+    conn: Connection,
+    *,
+    platform: str,
+    account: str,
+    chat_id: str,
+    name: str,
+    opt_in_source: str,
+    at: datetime,
+) -> tuple[ContactId, bool]:
+    """Add a contact by hand (no conversation); the existing one's id and False if the address
+    is known already."""
+    existing = conn.execute(
+        select(contacts.c.id).where(
+            contacts.c.platform == platform,
+            contacts.c.account == account,
+            contacts.c.chat_id == chat_id,
+        )
+    ).scalar()
+    if existing is not None:
+        return ContactId(existing), False
+    new_id = conn.execute(
+        contacts.insert()
+        .values(
+            platform=platform,
+            account=account,
+            chat_id=chat_id,
+            display_name=name,
+            first_seen=at,
+            last_seen=at,
+            message_count=0,
+            opt_in_source=opt_in_source,
+            opt_in_at=at,
+        )
+        .returning(contacts.c.id)
+    ).scalar_one()
+    return ContactId(new_id), True
+
+
+def counts(conn: Connection) -> tuple[int, int]:
+    """How many contacts there are, and how many open conversations."""
+    total = conn.execute(select(func.count()).select_from(contacts)).scalar_one()
+    open_count = conn.execute(
+        select(func.count()).select_from(conversations).where(conversations.c.status == "open")
+    ).scalar_one()
+    return int(total), int(open_count)
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def _json_value(value: object) -> object:
+    """A column value as JSON: datetimes as ISO 8601 UTC, bytes never (none are stored here)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _as_json(row: Any) -> dict[str, object]:
+    return {key: _json_value(value) for key, value in row._mapping.items()}
+
+
+def export_contact(conn: Connection, contact_id: int, at: datetime) -> dict[str, Any] | None:
+    """Everything stored about a contact, as a JSON-ready document (None if unknown)."""
+    row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).first()
+    if row is None:
+        return None
+    conv_ids = select(conversations.c.id).where(conversations.c.contact_id == contact_id)
+    thread_rows = conn.execute(
+        select(threads.c.conversation_id, threads.c.surface, threads.c.thread_ref)
+        .where(threads.c.conversation_id.in_(conv_ids))
+        .order_by(threads.c.id)
+    )
+    threads_of: dict[int, list[dict[str, object]]] = {}
+    for t in thread_rows:
+        threads_of.setdefault(int(t.conversation_id), []).append(
+            {"surface": t.surface, "thread": t.thread_ref}
+        )
+    conversation_docs = []
+    for conv in conn.execute(
+        select(conversations)
+        .where(conversations.c.contact_id == contact_id)
+        .order_by(conversations.c.id)
+    ):
+        doc = _as_json(conv)
+        doc["staff_threads"] = threads_of.get(int(conv.id), [])
+        conversation_docs.append(doc)
+    message_ids = select(messages.c.id).where(messages.c.conversation_id.in_(conv_ids))
+    refs_of: dict[int, list[dict[str, object]]] = {}
+    for r in conn.execute(
+        select(refs.c.message_id, refs.c.surface, refs.c.ref, refs.c.kind)
+        .where(refs.c.message_id.in_(message_ids))
+        .order_by(refs.c.id)
+    ):
+        refs_of.setdefault(int(r.message_id), []).append(
+            {"surface": r.surface, "ref": r.ref, "kind": r.kind}
+        )
+    message_docs = []
+    for m in conn.execute(
+        select(messages).where(messages.c.conversation_id.in_(conv_ids)).order_by(messages.c.id)
+    ):
+        doc = _as_json(m)
+        doc["attachments"] = list(m.attachments or [])
+        doc["staff_refs"] = refs_of.get(int(m.id), [])
+        message_docs.append(doc)
+    memberships = [
+        _as_json(r)
+        for r in conn.execute(
+            select(
+                channels.c.name.label("channel"),
+                members.c.source,
+                members.c.joined_at,
+                members.c.left_at,
+                members.c.left_source,
+            )
+            .join(channels, channels.c.id == members.c.channel_id)
+            .where(members.c.contact_id == contact_id)
+            .order_by(channels.c.name)
+        )
+    ]
+    block = conn.execute(select(blacklist).where(blacklist.c.contact_id == contact_id)).first()
+    return {
+        "exported_at": _json_value(at),
+        "contact": _as_json(row),
+        "conversations": conversation_docs,
+        "messages": message_docs,
+        "channel_memberships": memberships,
+        "blacklist": _as_json(block) if block is not None else None,
+    }
+
+
+# -- erasure ----------------------------------------------------------------------------------
+
+
+def _conversation_ids(contact_id: int) -> Any:
+    """The ids of a contact's conversations, as a subquery."""
+    return select(conversations.c.id).where(conversations.c.contact_id == contact_id)
+
+
+def _message_ids(contact_id: int) -> Any:
+    """The ids of a contact's messages, as a subquery."""
+    return select(messages.c.id).where(
+        messages.c.conversation_id.in_(_conversation_ids(contact_id))
+    )
+
+
+def _outbox_condition(conn: Connection, contact: Any) -> ColumnElement[bool]:
+    """Outbox rows that carry anything of the contact: their conversations' lanes (thread
+    posts, cards, sends), and any row whose payload names one of their conversations or
+    messages, the contact itself, or their address."""
+    payload = outbox.c.payload
+    conditions: list[ColumnElement[bool]] = []
+    for conv in conn.execute(_conversation_ids(contact.id)).scalars():
+        conditions.append(outbox.c.lane.startswith(f"c{conv}:", autoescape=True))
+        conditions.append(outbox.c.lane.startswith(f"card{conv}:", autoescape=True))
+    conditions.append(payload["conv"].as_integer().in_(_conversation_ids(contact.id)))
+    conditions.append(payload["msg"].as_integer().in_(_message_ids(contact.id)))
+    conditions.append(payload["contact"].as_integer() == int(contact.id))
+    conditions.append(
+        and_(
+            payload["chat"].as_string() == contact.chat_id,
+            payload["platform"].as_string() == contact.platform,
+            payload["account"].as_string() == contact.account,
+        )
+    )
+    return or_(*conditions)
+
+
+def _early_keys(conn: Connection, contact_id: int) -> list[str]:
+    """The kv keys under which early delivery statuses of the contact's messages may be kept:
+    the pipeline's `_early_key` scheme (a Telegram external id holds the chat id)."""
+    keys = []
+    rows = conn.execute(
+        select(messages.c.platform, messages.c.account, messages.c.external_id).where(
+            messages.c.id.in_(_message_ids(contact_id)), messages.c.external_id.isnot(None)
+        )
+    )
+    for platform, account, external_id in rows:
+        key = f"early:{platform}:{account}:{external_id}"
+        if len(key) > 128:  # the kv key column's size
+            key = "early:" + hashlib.sha256(key.encode()).hexdigest()
+        keys.append(key)
+    return keys
+
+
+def _count(conn: Connection, table: Table, where: ColumnElement[bool]) -> int:
+    return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
+
+
+def erasure_counts(conn: Connection, contact_id: int) -> ErasureCounts | None:
+    """What erasing a contact would remove (None if the contact is unknown)."""
+    contact = conn.execute(select(contacts).where(contacts.c.id == contact_id)).first()
+    if contact is None:
+        return None
+    return ErasureCounts(
+        conversations=_count(conn, conversations, conversations.c.contact_id == contact_id),
+        messages=_count(conn, messages, messages.c.id.in_(_message_ids(contact_id))),
+        threads=_count(conn, threads, threads.c.conversation_id.in_(_conversation_ids(contact_id))),
+        staff_refs=_count(conn, refs, refs.c.message_id.in_(_message_ids(contact_id))),
+        memberships=_count(conn, members, members.c.contact_id == contact_id),
+        blacklisted=_count(conn, blacklist, blacklist.c.contact_id == contact_id),
+        outbox=_count(conn, outbox, _outbox_condition(conn, contact)),
+    )
+
+
+def erase_contact(conn: Connection, contact_id: int) -> Erased | None:
+    """Delete a contact and everything stored about them, in the caller's transaction: outbox
+    rows (pending ones too: nothing may be sent after erasure), early statuses, staff refs,
+    messages, threads, conversations, memberships, the blacklist entry and the contact row.
+    Returns what went, with the staff threads that now need a tombstone."""
+    counted = erasure_counts(conn, contact_id)
+    contact = conn.execute(select(contacts).where(contacts.c.id == contact_id)).first()
+    if counted is None or contact is None:
+        return None
+    gone = tuple(
+        (SurfaceName(r.surface), ThreadRef(r.thread_ref))
+        for r in conn.execute(
+            select(threads.c.surface, threads.c.thread_ref)
+            .where(threads.c.conversation_id.in_(_conversation_ids(contact_id)))
+            .order_by(threads.c.id)
+        )
+    )
+    conn.execute(delete(outbox).where(_outbox_condition(conn, contact)))
+    early = _early_keys(conn, contact_id)
+    for start in range(0, len(early), 500):
+        conn.execute(delete(kv).where(kv.c.key.in_(early[start : start + 500])))
+    conn.execute(delete(refs).where(refs.c.message_id.in_(_message_ids(contact_id))))
+    conn.execute(
+        delete(messages).where(messages.c.conversation_id.in_(_conversation_ids(contact_id)))
+    )
+    conn.execute(
+        delete(threads).where(threads.c.conversation_id.in_(_conversation_ids(contact_id)))
+    )
+    # Their conversations link each other (previous_id): clear the links, then delete.
+    conn.execute(
+        update(conversations)
+        .where(conversations.c.contact_id == contact_id)
+        .values(previous_id=None)
+    )
+    conn.execute(delete(conversations).where(conversations.c.contact_id == contact_id))
+    subscriptions.forget_contacts(conn, [contact_id])
+    conn.execute(delete(contacts).where(contacts.c.id == contact_id))
+    return Erased(counts=counted, threads=gone)

@@ -1,0 +1,50 @@
+"""Staff roles per surface user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.engine import Connection
+
+from storage.models import StaffRole
+from storage.queries import Tx
+
+staff_roles = cast(Table, StaffRole.__table__)
+
+
+def role_of(conn: Connection, surface: str, user: str) -> str | None:
+    """The role stored for a user, if any."""
+    return conn.execute(
+        select(staff_roles.c.role).where(
+            staff_roles.c.surface == surface, staff_roles.c.user_id == user
+        )
+    ).scalar()
+
+
+def set_role(tx: Tx, surface: str, user: str, role: str | None, by: str, at: datetime) -> None:
+    """Give a user a role; None takes the stored role away (the default applies again)."""
+    tx.conn.execute(
+        delete(staff_roles).where(staff_roles.c.surface == surface, staff_roles.c.user_id == user)
+    )
+    if role is not None:
+        tx.conn.execute(
+            staff_roles.insert().values(
+                surface=surface, user_id=user, role=role, granted_by=by, granted_at=at
+            )
+        )
+
+
+def list_roles(conn: Connection) -> list[tuple[str, str, str, str, datetime]]:
+    """Every stored role: surface, user, role, granted by, granted at."""
+    rows = conn.execute(
+        select(
+            staff_roles.c.surface,
+            staff_roles.c.user_id,
+            staff_roles.c.role,
+            staff_roles.c.granted_by,
+            staff_roles.c.granted_at,
+        ).order_by(staff_roles.c.role, staff_roles.c.user_id)
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]

@@ -1,0 +1,48 @@
+"""Run commands against a running bridge, as a staff member would, and read the replies."""
+
+from __future__ import annotations
+
+from bridge.app import DATABASE, PIPELINE, SETTINGS, WRITER
+from bridge.types import StaffMessageRef, StaffUserId, SurfaceName, ThreadRef
+from commands.base import Reply, Request
+from commands.runner import run
+from commands.services import Services
+
+ADMIN = "UADMIN"
+MANAGER = "UMANAGER"
+AGENT = "UAGENT"
+
+
+def services_of(world) -> Services:
+    """The command services of the world's bridge (the same parts the surfaces use)."""
+    app = world.bridge.app
+    return Services(app[SETTINGS], app[DATABASE], app[WRITER], app[PIPELINE])
+
+
+async def command(
+    world,
+    text: str,
+    *,
+    user: str = ADMIN,
+    user_name: str | None = None,
+    surface: str = "slack",
+    channel: str | None = "C0001",
+    thread: str | None = None,
+    ref: str | None = None,
+) -> Reply:
+    """Run one command line (`contact show 4242`, without the slash) and return the reply."""
+    request = Request(
+        surface=SurfaceName(surface),
+        user=StaffUserId(user),
+        user_name=user_name,
+        text=text,
+        channel=channel,
+        thread=ThreadRef(thread) if thread else None,
+        ref=StaffMessageRef(ref) if ref else None,
+    )
+    return await run(request, services_of(world))
+
+
+def thread_ref(root) -> str:
+    """The bridge's reference of a Slack thread root (a SlackMessage of the fake)."""
+    return f"{root.channel}/{root.ts}"
