@@ -545,7 +545,7 @@ class Pipeline:
             touched: set[int] = {int(row["conversation_id"]) for row in rows} - new_conv_ids
             for touched_id in sorted(touched):
                 jobs.append(self._card_job(touched_id, surface_name, window))
-        jobs[:0] = consent_jobs
+        jobs.extend(consent_jobs)
 
     def _keywords(
         self,
