@@ -146,10 +146,15 @@ class Subcommand:
     in_thread: bool = False
 
     @property
+    def call(self) -> str:
+        """`/contact show`, `!close`: what is typed before the arguments."""
+        prefix = "!" if self.in_thread else "/"
+        return " ".join(p for p in (f"{prefix}{self.command}", self.name) if p)
+
+    @property
     def usage_line(self) -> str:
         """`/contact show <who>`; thread commands are typed with `!` in the thread."""
-        prefix = "!" if self.in_thread else "/"
-        return " ".join(p for p in (f"{prefix}{self.command}", self.name, self.usage) if p)
+        return " ".join(p for p in (self.call, self.usage) if p)
 
 
 @dataclass(slots=True)

@@ -476,9 +476,10 @@ async def _forget(ctx: Context, args: list[str]) -> Reply:
             jobs.append(
                 NewJob(
                     kind="staff.tombstone",
-                    # One per thread: a contact has a thread per conversation and surface.
-                    idem_key=f"forget:{contact_id}:{surface}:{thread}",
-                    lane=f"forget{contact_id}:{surface}",
+                    # One per thread (a contact has a thread per conversation and surface);
+                    # named by the thread alone: the row outlives the contact's id.
+                    idem_key=f"forget:{surface}:{thread}"[:256],
+                    lane=f"forget:{surface}:{thread}"[:128],
                     rate_keys=known.rate_keys("update", None) if known is not None else (),
                     payload={"surface": surface, "thread": thread, "text": text},
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from commands.base import COMMANDS, Command, Context, Reply, command
+from commands.base import COMMANDS, Command, Context, Reply, Role, command
 from commands.runner import command_help
 from storage import Tx
 from storage.contacts_admin import counts
@@ -14,11 +14,14 @@ bridge = command("bridge", "Every command, and how the bridge is doing", default
 
 def _line(cmd: Command) -> str:
     """One line per command; thread actions are typed with `!` in a conversation's thread."""
-    in_thread = any(spec.in_thread for spec in cmd.subcommands.values())
-    if in_thread:
+    specs = cmd.subcommands.values()
+    if all(spec.in_thread for spec in specs):
         return f"`!{cmd.name}`: {cmd.summary} (in a conversation's thread)"
-    actions = ", ".join(name for name in cmd.subcommands if name)
-    return f"`/{cmd.name}`: {cmd.summary}" + (f" ({actions})" if actions else "")
+    actions = [spec.name for spec in specs if spec.name and not spec.in_thread]
+    # A command with both kinds (/template list, !template send) is listed once, as a slash
+    # command that names its thread actions.
+    actions += [f"`{spec.call}` in a thread" for spec in specs if spec.in_thread]
+    return f"`/{cmd.name}`: {cmd.summary}" + (f" ({', '.join(actions)})" if actions else "")
 
 
 @bridge.sub(
@@ -26,6 +29,7 @@ def _line(cmd: Command) -> str:
     usage="[command]",
     summary="every command with one line each; with a command, its actions",
     example="/bridge help contact",
+    role=Role.NONE,  # like `/<command> help`, which works for everybody
 )
 async def _help(ctx: Context, args: list[str]) -> Reply:
     if args:

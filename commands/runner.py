@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 
 def command_help(command: Command) -> Reply:
     """A command's subcommands, one line each, with an example."""
-    lines = [f"`{spec.usage_line}`: {spec.summary}" for spec in command.subcommands.values()]
-    return Reply(title=f"/{command.name}: {command.summary}", lines=tuple(lines))
+    lines = []
+    for spec in command.subcommands.values():
+        example = f" (e.g. `{spec.example}`)" if spec.example != spec.usage_line else ""
+        lines.append(f"`{spec.usage_line}`: {spec.summary}{example}")
+    in_thread = all(spec.in_thread for spec in command.subcommands.values())
+    title = f"{'!' if in_thread else '/'}{command.name}: {command.summary}"
+    return Reply(title=title, lines=tuple(lines))
 
 
 def usage_reply(problem: str, spec: Subcommand) -> Reply:
@@ -85,17 +90,17 @@ async def run(request: Request, services: Services) -> Reply:
     if role < spec.role:
         return Reply(
             ok=False,
-            title=f"{spec.usage_line.split(' <')[0]} needs the {spec.role.label} role",
+            title=f"{spec.call} needs the {spec.role.label} role",
             lines=(
                 f"You have the {role.label} role. An admin can change it with"
-                f" `/user role <you> {spec.role.label}`.",
+                f" `/user role {request.user} {spec.role.label}`.",
             ),
         )
     conversation = await services.conversation_of(request)
     if spec.in_thread and conversation is None:
         return Reply(
             ok=False,
-            title=f"{spec.usage_line.split(' <')[0]} works inside a conversation's thread",
+            title=f"{spec.call} works inside a conversation's thread",
             lines=(f"Type it there as a message, e.g. `{spec.example}`.",),
         )
     context = Context(

@@ -12,12 +12,20 @@ from storage.roles import list_roles, role_of, set_role
 
 user = command("user", "Give staff members roles: admin, manager, agent or none")
 
+# What each role may do, to follow "may": "you may …", "as an agent they may …".
 WHAT_ROLES_MAY = {
-    Role.ADMIN: "everything, including giving roles",
+    Role.ADMIN: "do everything, including giving roles",
     Role.MANAGER: "change channels, templates, text blocks, the blacklist and contacts; broadcast",
     Role.AGENT: "reply to customers, use thread actions and look things up",
-    Role.NONE: "nothing: the bridge refuses their commands",
+    Role.NONE: "use no command but `/user whoami` and the help",
 }
+
+
+def _as_role(role: Role) -> str:
+    """How a sentence about what a role may do begins: As an agent, As a manager, With no role."""
+    if role is Role.NONE:
+        return "With no role"
+    return f"As a{'n' if role.label[0] in 'aeiou' else ''} {role.label}"
 
 
 def _surface_of(user_id: str) -> str:
@@ -55,7 +63,7 @@ async def _role(ctx: Context, args: list[str]) -> Reply:
     was = before or f"{settings.default_role}, the default"
     return Reply(
         title=f"{target} is now {role.label} (was {was})",
-        lines=(f"A{'n' if role is Role.ADMIN else ''} {role.label} may {WHAT_ROLES_MAY[role]}.",),
+        lines=(f"{_as_role(role)} they may {WHAT_ROLES_MAY[role]}.",),
     )
 
 
@@ -78,6 +86,7 @@ async def _list(ctx: Context, args: list[str]) -> Reply:
     "whoami",
     summary="your id and your role",
     example="/user whoami",
+    role=Role.NONE,  # how someone without a role learns the id an admin needs
 )
 async def _whoami(ctx: Context, args: list[str]) -> Reply:
     request = ctx.request

@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
@@ -19,6 +31,7 @@ from storage.models import (
     Contact,
     Conversation,
     KeyValue,
+    MediaFile,
     Message,
     OutboxRow,
     StaffRef,
@@ -36,8 +49,11 @@ kv = cast(Table, KeyValue.__table__)
 members = cast(Table, ChannelMember.__table__)
 channels = cast(Table, SubscriberChannel.__table__)
 blacklist = cast(Table, BlacklistEntry.__table__)
+media_files = cast(Table, MediaFile.__table__)
 
 FIND_LIMIT = 20
+# The state of outbox rows that carried an erased contact's data (emptied, never sent).
+ERASED = "erased"
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +398,42 @@ def _early_keys(conn: Connection, contact_id: int) -> list[str]:
     return keys
 
 
+def _served_name(filename: str) -> str:
+    """The name a file is stored under when the bridge serves it (bridge.media's rule)."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", filename).strip("._") or "file")[:200]
+
+
+def _media_condition(conn: Connection, contact_id: int) -> ColumnElement[bool] | None:
+    """Files the bridge served at its own URLs for the contact's outgoing messages (MMS media
+    that Twilio fetches). A stored file names no owner: it is known by its name and size, from
+    the time the first of those messages was written."""
+    files: set[tuple[str, int | None]] = set()
+    first: datetime | None = None
+    rows = conn.execute(
+        select(messages.c.attachments, messages.c.sent_at).where(
+            messages.c.id.in_(_message_ids(contact_id)),
+            messages.c.direction == "out",
+            messages.c.attachments.isnot(None),
+        )
+    )
+    for attachments, sent_at in rows:
+        for attachment in attachments or []:
+            size = attachment.get("size")
+            name = _served_name(attachment.get("filename") or "file")
+            files.add((name, int(size) if isinstance(size, int) else None))
+            first = sent_at if first is None else min(first, sent_at)
+    if first is None:
+        return None
+    named = [
+        media_files.c.filename == name
+        if size is None
+        else and_(media_files.c.filename == name, func.length(media_files.c.data) == size)
+        for name, size in sorted(files, key=lambda f: (f[0], f[1] or 0))
+    ]
+    # A minute of leeway for clocks: sent_at is the pipeline's clock, created_at time.time().
+    return and_(media_files.c.created_at >= first.timestamp() - 60, or_(*named))
+
+
 def _count(conn: Connection, table: Table, where: ColumnElement[bool]) -> int:
     return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
 
@@ -419,7 +471,25 @@ def erase_contact(conn: Connection, contact_id: int) -> Erased | None:
             .order_by(threads.c.id)
         )
     )
-    conn.execute(delete(outbox).where(_outbox_condition(conn, contact)))
+    # Outbox rows are emptied, not deleted: their ids must never come back. SQLite hands a
+    # new row the highest id plus one, and the dispatcher only looks for ids above the ones it
+    # has seen (and Slack posts carry the ids of their rows): a reused id is never dispatched,
+    # or is taken for a post of the erased contact.
+    conn.execute(
+        update(outbox)
+        .where(_outbox_condition(conn, contact))
+        .values(
+            state=ERASED,
+            idem_key=literal(f"{ERASED}:") + sql_cast(outbox.c.id, String),
+            lane=ERASED,
+            rate_keys="",
+            payload={},
+            last_error=None,
+        )
+    )
+    served = _media_condition(conn, contact_id)
+    if served is not None:
+        conn.execute(delete(media_files).where(served))
     early = _early_keys(conn, contact_id)
     for start in range(0, len(early), 500):
         conn.execute(delete(kv).where(kv.c.key.in_(early[start : start + 500])))

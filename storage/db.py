@@ -91,9 +91,34 @@ class Database:
             self.shared = shared
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic)."""
-        async with self.write_engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+        """Bring the schema to the newest revision (Alembic).
+
+        SQLite migrates with its foreign keys off: a migration that rebuilds a table (SQLite
+        alters little in place) drops the old copy, and with the keys on that would cascade
+        into every table that refers to it. The references are checked before the commit."""
+        if self.dialect != "sqlite":
+            async with self.write_engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+            return
+        async with self.write_engine.connect() as conn:
+            # Outside a transaction: SQLite ignores this pragma inside one.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            try:
+                # Begun explicitly: the driver would only begin at the first INSERT or UPDATE,
+                # leaving the DDL before it outside the transaction, not undone by a rollback.
+                await conn.exec_driver_sql("BEGIN")
+                await conn.run_sync(_upgrade)
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
+                if broken:
+                    msg = f"the migration left rows without the rows they refer to: {broken[:5]}"
+                    raise RuntimeError(msg)
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
+            finally:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
     async def run_write(self, fn: Callable[[Connection], R]) -> R:
         """Run `fn` in one transaction that commits when it returns (rolls back if it raises)."""

@@ -45,6 +45,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# Ids that name things outside their row (a contact "#12", a conversation's thread, a message
+# in flight) must never come back after their rows are erased; SQLite reuses the highest id
+# unless the table says AUTOINCREMENT (PostgreSQL identities never repeat).
+NEVER_REUSED = {"sqlite_autoincrement": True}
 
 
 class Base(DeclarativeBase):
@@ -57,6 +61,7 @@ class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("platform", "account", "chat_id", name="uq_contact_address"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -84,7 +89,10 @@ class Conversation(Base):
     """One support case with a contact; it has one thread per staff surface."""
 
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversation_contact_status", "contact_id", "status"),)
+    __table_args__ = (
+        Index("ix_conversation_contact_status", "contact_id", "status"),
+        NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
@@ -119,6 +127,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("platform", "account", "external_id", name="uq_message_external"),
         Index("ix_message_conversation", "conversation_id", "id"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

@@ -454,8 +454,13 @@ class Tx:
         # The hot path of every inbound batch: plain tuples through the driver, ids assigned
         # here. Safe because SQLite has one writer: this transaction holds the write lock from
         # its first write on, and a clash would only roll the batch back to be retried.
+        # Above the highest id ever handed out (AUTOINCREMENT keeps it in sqlite_sequence),
+        # not just the highest there is: the ids of erased messages never come back.
         start = int(
-            self.conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM messages").scalar_one()
+            self.conn.exec_driver_sql(
+                "SELECT max(coalesce((SELECT max(id) FROM messages), 0),"
+                " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))"
+            ).scalar_one()
         )
         params = []
         for offset, row in enumerate(rows, start=1):
@@ -598,6 +603,10 @@ class Tx:
 
     def keep_early_status(self, key: str, value: str) -> None:
         """Remember a status for an external id the bridge does not know yet."""
+        self.kv_put(key, value)
+
+    def kv_put(self, key: str, value: str) -> None:
+        """Store a value under a key, replacing what was there."""
         self.conn.execute(delete(kv).where(kv.c.key == key))
         self.conn.execute(kv.insert().values(key=key, value=value))
 
