@@ -24,6 +24,10 @@ def _explain_off(settings: Settings) -> list[str]:
             "slack: off (set [slack] bot_token and channel, plus app_token for Socket Mode "
             "or signing_secret for the HTTP Events API)"
         )
+    if not settings.matrix.enabled:
+        lines.append(
+            "matrix: off (set [matrix] homeserver, user_id, room and access_token or password)"
+        )
     if not settings.whatsapp.enabled:
         lines.append(
             "whatsapp: off (set [whatsapp] phone_number_id, access_token, app_secret and "

@@ -15,6 +15,7 @@ from aiohttp import web
 
 # The modules that ship with the bridge record their factories in `bridge.registry`.
 import commands.all  # noqa: F401  (records every command)
+import connectors.matrix
 import connectors.messenger
 import connectors.slack
 import connectors.sms
@@ -26,6 +27,7 @@ from bridge.media import MediaStore
 from bridge.outbox import Dispatcher, RateLimiter
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
+from bridge.state import KvState
 from commands.base import Reply, Request
 from commands.runner import run as run_request
 from commands.services import Services
@@ -46,6 +48,7 @@ SURFACES = web.AppKey("surfaces", list[StaffSurface])
 
 SHIPPED = (
     connectors.slack,
+    connectors.matrix,
     connectors.telegram,
     connectors.whatsapp,
     connectors.messenger,
@@ -77,8 +80,9 @@ def _assemble(
     for build in registry.CONNECTORS.values():
         connectors_.extend(build(settings, http, pipeline.on_inbound, media))
     surfaces: list[StaffSurface] = []
-    for build_surface in registry.SURFACES.values():
-        surfaces.extend(build_surface(settings, http, pipeline.on_staff, run_command))
+    for name, build_surface in registry.SURFACES.items():
+        state = KvState(db, f"surface.{name}.")
+        surfaces.extend(build_surface(settings, http, pipeline.on_staff, run_command, state))
     for connector in connectors_:
         pipeline.add_connector(connector)
     for surface in surfaces:

@@ -137,6 +137,28 @@ class SlackSettings(_Section):
         return self.app_token is not None
 
 
+class MatrixSettings(_Section):
+    """The `[matrix]` section: a bot account on a homeserver, threads in one or more rooms."""
+
+    homeserver: str | None = None
+    user_id: str | None = None
+    access_token: SecretStr | None = None
+    password: SecretStr | None = None
+    device_id: str | None = None
+    room: str | None = None
+    # How long one /sync waits for news on the homeserver (long polling).
+    sync_timeout_s: float = Field(default=30.0, ge=1, le=300)
+    # Events the bot sends per second. Synapse's default rc_message (0.2/s, burst 10) is far
+    # lower: ask the homeserver admin to lift it for the bot, and the bridge obeys 429s anyway.
+    rate: float = Field(default=5.0, gt=0)
+    burst: float = Field(default=10.0, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        """A homeserver and a bot user turn the surface on."""
+        return self.homeserver is not None and self.user_id is not None
+
+
 GRAPH_API = "https://graph.facebook.com/v21.0"
 TWILIO_API = "https://api.twilio.com"
 _DIGITS = re.compile(r"^\+?[0-9]{6,15}$")
@@ -286,6 +308,7 @@ class Settings(_Section):
     bridge: BridgeSettings = BridgeSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
+    matrix: MatrixSettings = MatrixSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     messenger: MessengerSettings = MessengerSettings()
     sms: SmsSettings = SmsSettings()
@@ -329,6 +352,17 @@ class Settings(_Section):
                 )
             if sl.app_token is not None and not sl.app_token.get_secret_value().startswith("xapp-"):
                 raise ConfigError("slack.app_token", "an app-level token starts with xapp-")
+        mx = self.matrix
+        if mx.enabled:
+            if mx.access_token is None and mx.password is None:
+                raise ConfigError("matrix.access_token", "set the bot's access_token or password")
+            if mx.room is None:
+                raise ConfigError("matrix.room", "the room id for new threads is missing")
+            if not re.fullmatch(r"@[^:\s]+:\S+", mx.user_id or ""):
+                raise ConfigError("matrix.user_id", "a Matrix user id looks like @bot:example.org")
+            # Room version 12 ids carry no server name ("!hash"); older ones do ("!abc:server").
+            if not re.fullmatch(r"!\S+", mx.room):
+                raise ConfigError("matrix.room", "a room id starts with ! (not an #alias)")
 
         seen: set[tuple[str, str]] = set()
         for section, accounts in (

@@ -842,6 +842,29 @@ class Pipeline:
             ]
         )
         tx.add_refs([(surface, ref, "origin", message_id)])
+        # A team on both surfaces sees in each thread what was written in the other.
+        for name, other in self.surfaces.items():
+            if name == surface:
+                continue
+            jobs.append(
+                NewJob(
+                    kind="staff.post",
+                    idem_key=f"echo:{message_id}:{name}",
+                    lane=f"c{conv_id}:{name}",
+                    rate_keys=other.rate_keys(
+                        "post", self.route(name, contact.platform, contact.account)
+                    ),
+                    payload={
+                        "conv": conv_id,
+                        "surface": name,
+                        "msg": message_id,
+                        "author": f"{author} ({'note' if is_note else 'reply'} in {surface})",
+                        "text": text,
+                        "files": [_attachment_dict(a) for a in attachments],
+                        "origin": surface,
+                    },
+                )
+            )
         if is_note:
             return
         if refusal is not None:
@@ -1194,6 +1217,8 @@ class _Mirror(_Handler):
         for job in following[:limit]:
             if job.kind != "staff.post" or job.payload.get("files") or job.attempts:
                 break
+            if job.payload.get("origin") or head.payload.get("origin"):
+                break  # a staff member's words stay under their own name
             count += 1
         return count
 
@@ -1213,7 +1238,11 @@ class _Mirror(_Handler):
                     [head.id], refs=[(surface.name, found, "mirror", head.payload["msg"])]
                 )
         files = []
+        origin = head.payload.get("origin")
         for f in head.payload.get("files") or []:
+            if origin:  # a file staff attached on the other surface
+                files.append(await self.p.surface(origin).fetch(_attachment(f)))
+                continue
             connector = self.p.connector(head.payload["platform"], head.payload["account"])
             files.append(await connector.fetch(_attachment(f)))
         text = "\n".join(mirror_text(j.payload["text"], j.payload.get("files") or []) for j in jobs)

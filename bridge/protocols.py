@@ -39,6 +39,18 @@ StaffSink = Callable[[StaffEvent], Awaitable[None]]
 """Stores what staff did in a thread durably; returns once it is committed."""
 
 
+class StateStore(Protocol):
+    """Small durable values a part keeps across restarts (e.g. a sync position)."""
+
+    async def get(self, key: str) -> str | None:
+        """The stored value, or None."""
+        ...
+
+    async def put(self, key: str, value: str) -> None:
+        """Store a value durably before returning."""
+        ...
+
+
 class MediaHost(Protocol):
     """Serves files at short-lived signed URLs of the bridge, for platforms that fetch by URL."""
 

@@ -17,10 +17,13 @@ from bridge.protocols import (
     MediaHost,
     StaffSink,
     StaffSurface,
+    StateStore,
 )
 
 ConnectorFactory = Callable[[Settings, ClientSession, InboundSink, MediaHost], list[Connector]]
-SurfaceFactory = Callable[[Settings, ClientSession, StaffSink, CommandRunner], list[StaffSurface]]
+SurfaceFactory = Callable[
+    [Settings, ClientSession, StaffSink, CommandRunner, StateStore], list[StaffSurface]
+]
 
 CONNECTORS: dict[str, ConnectorFactory] = {}
 SURFACES: dict[str, SurfaceFactory] = {}

@@ -37,7 +37,7 @@ from bridge.errors import (
     TransientError,
     Unreachable,
 )
-from bridge.protocols import CommandRunner, StaffSink, StaffSurface
+from bridge.protocols import CommandRunner, StaffSink, StaffSurface, StateStore
 from bridge.types import (
     Attachment,
     ContactCard,
@@ -815,7 +815,11 @@ class SlackSurface:
 
 @registry.surface("slack")
 def build(
-    settings: Settings, http: aiohttp.ClientSession, sink: StaffSink, commands: CommandRunner
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    sink: StaffSink,
+    commands: CommandRunner,
+    state: StateStore,
 ) -> list[StaffSurface]:
     """The Slack surface, when a bot token is configured."""
     if not settings.slack.enabled:

@@ -1,14 +1,19 @@
-"""Shared fixtures: databases (SQLite and a throwaway PostgreSQL cluster), settings, clock."""
+"""Shared fixtures: databases (SQLite, a throwaway PostgreSQL cluster), settings, clock, Synapse."""
 
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from storage import Database
+
+if TYPE_CHECKING:
+    from tests.synapse import Synapse
 
 _counter = itertools.count()
 
@@ -61,3 +66,30 @@ ALL_MODES = [
     ("webhook", "socket"),
     ("polling", "socket"),
 ]
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    """One real Matrix homeserver (Synapse) for the whole run, started by its first user.
+
+    Shared: register fresh users (MatrixUser.register) and do not restart or reconfigure it;
+    a test that needs that starts its own `tests.synapse.Synapse` in its tmp_path.
+    """
+    from tests.synapse import INSTALL_HINT, Synapse, synapse_installed
+
+    if not synapse_installed():
+        pytest.fail(INSTALL_HINT.format(python=sys.executable), pytrace=False)
+    server = Synapse.start(tmp_path_factory.mktemp("synapse"))
+    yield server
+    server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Attach the tail of the shared homeserver's log to the report of a failed test using it."""
+    report = yield
+    if report.failed and call.when in ("setup", "call"):
+        server = getattr(item, "funcargs", {}).get("synapse")
+        if server is not None and hasattr(server, "log_tail"):
+            report.sections.append(("synapse log (tail)", server.log_tail(60)))
+    return report

@@ -48,6 +48,7 @@ def make_settings(
     messenger=None,
     twilio=None,
     routes: list[dict[str, Any]] | None = None,
+    matrix: dict[str, Any] | None = None,
     **bridge: Any,
 ) -> Settings:
     """Settings that point every connector at its fake."""
@@ -130,6 +131,8 @@ def make_settings(
                 for number in twilio.numbers
             ]
         }
+    if matrix is not None:
+        data["matrix"] = {"sync_timeout_s": 2, "rate": 200, "burst": 50, **matrix}
     if routes:
         data["routes"] = routes
     settings = Settings.model_validate(data)

@@ -95,6 +95,7 @@ async def start_world(
     messenger: FakeMessenger | None = None,
     sms: FakeTwilio | None = None,
     routes: list[dict[str, Any]] | None = None,
+    matrix: dict[str, Any] | None = None,
     **bridge: Any,
 ) -> World:
     """Start the fakes and the bridge; the caller stops them with `stop_world`.
@@ -119,6 +120,7 @@ async def start_world(
         messenger=messenger,
         twilio=sms,
         routes=routes,
+        matrix=matrix,
         **bridge,
     )
     slack.events_url = f"{url}/slack/events"

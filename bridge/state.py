@@ -1,0 +1,23 @@
+"""Small values the bridge's parts keep across restarts, in the database's key-value table."""
+
+from __future__ import annotations
+
+from storage import Database, Tx
+
+
+class KvState:
+    """A `StateStore` on the database: each put is committed before it returns."""
+
+    def __init__(self, db: Database, prefix: str) -> None:
+        self._db = db
+        self._prefix = prefix
+
+    async def get(self, key: str) -> str | None:
+        """The stored value, or None."""
+        name = self._prefix + key
+        return await self._db.run_read(lambda conn: Tx(conn).kv_get(name))
+
+    async def put(self, key: str, value: str) -> None:
+        """Store a value, replacing the old one."""
+        name = self._prefix + key
+        await self._db.run_write(lambda conn: Tx(conn).kv_put(name, value))

@@ -1,0 +1,958 @@
+"""Matrix as a staff surface: one thread per conversation in a room, on matrix-nio.
+
+The bridge logs in as a bot account and long-polls /sync. Each conversation is a thread
+(`m.thread`, with the `m.in_reply_to` fallback for clients without threads) whose root event
+is the contact card, edited in place with `m.replace`. Sends carry a transaction id derived
+from the outbox row, so a retried send is the same event to the homeserver; the bridge keeps
+its own ref table for longer than the homeserver's transaction cache. The sync position is
+stored only after the batch's events are stored, so a restart neither skips nor repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, NoReturn
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    JoinError,
+    LoginResponse,
+    RoomRedactResponse,
+    RoomSendResponse,
+    SyncError,
+    SyncResponse,
+    UploadResponse,
+    WhoamiResponse,
+)
+
+from bridge import registry
+from bridge.config import MatrixSettings, Settings
+from bridge.errors import DeliveryError, PermanentError, RateLimited, TransientError, Unreachable
+from bridge.protocols import CommandRunner, StaffSink, StaffSurface, StateStore
+from bridge.types import (
+    Attachment,
+    ContactCard,
+    ConversationStatus,
+    DeliveryStatus,
+    FileData,
+    MediaKind,
+    MirrorPost,
+    RateLimit,
+    StaffDelete,
+    StaffEdit,
+    StaffEvent,
+    StaffMessage,
+    StaffMessageRef,
+    StaffUserId,
+    SurfaceName,
+    ThreadRef,
+)
+from commands.base import Reply, Request
+
+log = logging.getLogger(__name__)
+
+MATRIX = SurfaceName("matrix")
+# The outbox row an event was sent for, in the event's content: how a send that may have gone
+# out before a crash is found again.
+MARKER = "org.supportbridge.outbox"
+SYNC_KEY = "next_batch"
+REACTIONS = {
+    DeliveryStatus.SENT: "✅",
+    DeliveryStatus.DELIVERED: "☑️",
+    DeliveryStatus.READ: "👀",
+    DeliveryStatus.FAILED: "❌",
+}
+MSGTYPES = {
+    MediaKind.IMAGE: "m.image",
+    MediaKind.AUDIO: "m.audio",
+    MediaKind.VIDEO: "m.video",
+    MediaKind.DOCUMENT: "m.file",
+}
+KINDS = {"m.image": MediaKind.IMAGE, "m.audio": MediaKind.AUDIO, "m.video": MediaKind.VIDEO}
+# Errors that mean the bot is set up wrongly (not in the room, token revoked): keep the rows
+# and retry with backoff, so that fixing the setup lets everything through.
+SETUP_ERRORS = {"M_FORBIDDEN", "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED"}
+THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")
+PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLine:
+    """A `!command` a staff member typed, in a thread or in the room."""
+
+    room: str
+    thread: ThreadRef | None
+    ref: StaffMessageRef
+    sender: StaffUserId
+    text: str  # without the leading !
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def _matrix_error(
+    status: int | None, errcode: str, message: str, retry_after: float | None
+) -> DeliveryError:
+    """The one mapping of a homeserver's answer (HTTP status, errcode) into the error tree."""
+    if status == 429 or errcode == "M_LIMIT_EXCEEDED":
+        seconds = retry_after if retry_after is not None else 1.0
+        return RateLimited(seconds, f"Matrix rate limit: retry after {seconds:g}s")
+    if (status is not None and status >= 500) or errcode in ("M_UNKNOWN", ""):
+        return TransientError(f"Matrix answered {status} {errcode}: {message}")
+    if errcode in SETUP_ERRORS:
+        log.error("Matrix refused a call because of the bot's setup: %s %s", errcode, message)
+        return TransientError(f"Matrix setup problem: {errcode} {message}")
+    return PermanentError(errcode, f"Matrix refused it: {errcode} {message}".strip())
+
+
+def _retry_after(headers: Mapping[str, str] | None, body: Mapping[str, Any] | None) -> float | None:
+    """Seconds to wait: the Retry-After header (spec 1.10) or the older retry_after_ms."""
+    value = (headers or {}).get("Retry-After")
+    if value is not None:
+        with contextlib.suppress(ValueError):
+            return max(float(value), 0.0)
+    ms = (body or {}).get("retry_after_ms")
+    if isinstance(ms, int | float) and not isinstance(ms, bool):
+        return max(float(ms) / 1000.0, 0.0)
+    return None
+
+
+class _Client(AsyncClient):  # type: ignore[misc]
+    """nio's client, keeping the HTTP status and Retry-After of an error answer."""
+
+    async def create_matrix_response(
+        self,
+        response_class: type,
+        transport_response: aiohttp.ClientResponse,
+        data: tuple[Any, ...] | None = None,
+        save_to: Any = None,
+    ) -> Any:
+        """nio's response, with `http_status` and `retry_after_header` on errors."""
+        response = await super().create_matrix_response(
+            response_class, transport_response, data, save_to
+        )
+        if isinstance(response, ErrorResponse) and transport_response is not None:
+            response.http_status = transport_response.status
+            response.retry_after_header = transport_response.headers.get("Retry-After")
+        return response
+
+
+def _raise_response(response: ErrorResponse) -> NoReturn:
+    """Map one of nio's error responses into the bridge's error tree."""
+    header = getattr(response, "retry_after_header", None)
+    retry = _retry_after(
+        {"Retry-After": header} if header else None,
+        {"retry_after_ms": response.retry_after_ms} if response.retry_after_ms else None,
+    )
+    raise _matrix_error(
+        getattr(response, "http_status", None),
+        str(response.status_code or ""),
+        str(response.message or ""),
+        retry,
+    )
+
+
+async def _checked(call: Awaitable[Any], ok: type | tuple[type, ...]) -> Any:
+    """Await a nio call; its answer when it is `ok`, else the mapped error."""
+    try:
+        response = await call
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Unreachable(f"the homeserver could not be reached: {type(exc).__name__}") from None
+    if isinstance(response, ok):
+        return response
+    if isinstance(response, ErrorResponse):
+        _raise_response(response)
+    raise TransientError(f"unexpected answer from the homeserver: {type(response).__name__}")
+
+
+# -- parsing (pure) --------------------------------------------------------------------------
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """'<room id>/<event id>' → (room, event); event ids never hold a slash."""
+    room, _, event = ref.rpartition("/")
+    return room, event
+
+
+def _strip_reply_fallback(body: str) -> str:
+    """Drop the quoted `> <@user> …` lines clients put before a reply's own text."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> "):
+        return body
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    if lines and not lines[0].strip():
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def parse_event(
+    room: str, event: Mapping[str, Any], own_user: str
+) -> StaffEvent | CommandLine | None:
+    """Turn one timeline event of a room into a staff event or command; None for the rest."""
+    sender = event.get("sender")
+    event_id = event.get("event_id")
+    if not isinstance(sender, str) or not isinstance(event_id, str) or sender == own_user:
+        return None
+    content = event.get("content")
+    if not isinstance(content, dict):
+        return None
+    kind = event.get("type")
+    if kind == "m.room.redaction":
+        # Room version 11 moved `redacts` into the content.
+        target = event.get("redacts") or content.get("redacts")
+        if not isinstance(target, str):
+            return None
+        return StaffDelete(surface=MATRIX, ref=StaffMessageRef(f"{room}/{target}"))
+    if kind != "m.room.message":
+        return None
+    relation = content.get("m.relates_to")
+    relation = relation if isinstance(relation, dict) else {}
+    rel_type, target = relation.get("rel_type"), relation.get("event_id")
+    if rel_type == "m.replace":
+        new = content.get("m.new_content")
+        if not isinstance(target, str) or not isinstance(new, dict):
+            return None
+        return StaffEdit(
+            surface=MATRIX,
+            ref=StaffMessageRef(f"{room}/{target}"),
+            text=str(new.get("body", "")),
+        )
+    body = content.get("body")
+    msgtype = content.get("msgtype")
+    if not isinstance(body, str) or not isinstance(msgtype, str):
+        return None
+    thread = (
+        ThreadRef(f"{room}/{target}")
+        if rel_type == "m.thread" and isinstance(target, str)
+        else None
+    )
+    if thread is None and relation.get("m.in_reply_to"):
+        body = _strip_reply_fallback(body)
+    ref = StaffMessageRef(f"{room}/{event_id}")
+    if msgtype == "m.text" and THREAD_COMMAND.match(body):
+        return CommandLine(room, thread, ref, StaffUserId(sender), body[1:].strip())
+    if thread is None or msgtype == "m.notice":
+        return None  # talk in the room itself, or another bot's notices
+    attachments: tuple[Attachment, ...] = ()
+    text = body
+    url = content.get("url")
+    if msgtype in ("m.image", "m.file", "m.audio", "m.video") and isinstance(url, str):
+        raw_info = content.get("info")
+        info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
+        filename = content.get("filename") if isinstance(content.get("filename"), str) else None
+        size = info.get("size")
+        attachments = (
+            Attachment(
+                kind=KINDS.get(msgtype, MediaKind.DOCUMENT),
+                ref=url,
+                filename=filename or body,
+                mime_type=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
+                size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+            ),
+        )
+        # The body is the file's name unless a separate filename makes it a caption.
+        text = body if filename and filename != body else ""
+    elif msgtype not in ("m.text", "m.emote"):
+        return None
+    stamp = event.get("origin_server_ts")
+    at = (
+        datetime.fromtimestamp(stamp / 1000, UTC)
+        if isinstance(stamp, int) and not isinstance(stamp, bool)
+        else datetime.now(UTC)
+    )
+    return StaffMessage(
+        surface=MATRIX,
+        thread=thread,
+        ref=ref,
+        author=StaffUserId(sender),
+        text=text,
+        at=at,
+        attachments=attachments,
+    )
+
+
+# -- rendering (pure) ------------------------------------------------------------------------
+
+
+_CODE = re.compile(r"`([^`\n]+)`")
+_BOLD = re.compile(r"\*([^*\n]+)\*")
+
+
+def inline_html(text: str) -> str:
+    """Escape text for HTML, rendering `code` spans and *bold* the way replies write them."""
+    escaped = html.escape(text, quote=False)
+    escaped = _CODE.sub(r"<code>\1</code>", escaped)
+    return _BOLD.sub(r"<b>\1</b>", escaped)
+
+
+def _plain(text: str) -> str:
+    return text.replace("`", "").replace("*", "")
+
+
+def reply_html(reply: Reply) -> tuple[str, str]:
+    """A command's reply as (plain body, HTML body)."""
+    parts_html: list[str] = []
+    if reply.title:
+        mark = "" if reply.ok else "⚠️ "
+        parts_html.append(f"<b>{mark}{inline_html(reply.title)}</b>")
+    parts_html.extend(inline_html(line) for line in reply.lines)
+    parts_html.extend(
+        f"<b>{html.escape(label)}</b>: {inline_html(value)}" for label, value in reply.fields
+    )
+    plain = reply.text if reply.ok else f"⚠️ {reply.text}"
+    return _plain(plain) or "Done.", "<br>".join(parts_html) or "Done."
+
+
+def card_text(card: ContactCard) -> tuple[str, str]:
+    """The thread root: a contact card as (plain body, HTML body)."""
+    status = "open" if card.status is ConversationStatus.OPEN else "closed"
+    handle = f"@{card.username}" if card.username else "—"
+    address = f"+{card.chat_id}" if card.platform == "whatsapp" else card.chat_id
+    facts = [
+        ("Platform", card.platform),
+        ("Username", handle),
+        ("First contact", f"{card.first_contact:%Y-%m-%d %H:%M} UTC"),
+        ("Messages", str(card.message_count)),
+        ("Status", status),
+        ("Opt-in", card.opt_in_source or "—"),
+    ]
+    if card.opted_out:
+        facts.append(("Subscribed", "no: opted out, nothing is sent until they opt back in"))
+    if card.assigned_to:
+        facts.append(("Assigned to", card.assigned_to))
+    if card.blocked:
+        what = {"in": "inbound", "out": "outbound", "both": "inbound and outbound"}
+        until = (
+            f" until {card.blocked_until:%Y-%m-%d %H:%M} UTC" if card.blocked_until else " for good"
+        )
+        facts.append(("Blacklisted", f"{what.get(card.blocked, card.blocked)}{until}"))
+    context = [f"conversation #{card.conversation_id} · {card.platform} id {address}"]
+    if card.account:
+        context.append(f"via {card.platform} account {card.account}")
+    actions = "!reopen" if card.status is ConversationStatus.CLOSED else "!close"
+    actions += " · !assign · " + ("!unblock" if card.blocked else "!block")
+    plain = "\n".join(
+        [
+            f"{card.display_name} ({card.platform}, {handle}) · {status}",
+            *(f"{label}: {value}" for label, value in facts),
+            " · ".join(context),
+            f"Thread actions: {actions}",
+        ]
+    )
+    rows = "<br>".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in facts)
+    extra = " · ".join(html.escape(c) for c in context)
+    if card.previous_thread_url:
+        extra += f' · <a href="{html.escape(card.previous_thread_url)}">previous conversation</a>'
+        plain += f"\nprevious conversation: {card.previous_thread_url}"
+    formatted = (
+        f"<h4>{html.escape(card.display_name or '?')}</h4>{rows}<br><i>{extra}</i>"
+        f"<br><i>Thread actions: {html.escape(actions)}</i>"
+    )
+    return plain, formatted
+
+
+def _in_thread(root: str) -> dict[str, Any]:
+    """The relation of a thread reply, with the fallback for clients without threads."""
+    return {
+        "rel_type": "m.thread",
+        "event_id": root,
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": root},
+    }
+
+
+def _txn(*parts: object) -> str:
+    """A transaction id from what identifies the send (an outbox row), or a fresh one."""
+    if not parts or parts[-1] is None:
+        return uuid.uuid4().hex
+    return "sb-" + "-".join(re.sub(r"[^A-Za-z0-9._~]", "_", str(p)) for p in parts)
+
+
+# -- the surface -----------------------------------------------------------------------------
+
+
+class MatrixSurface:
+    """One bot account: threads in rooms, staff replies back to customers."""
+
+    name: ClassVar[SurfaceName] = MATRIX
+
+    def __init__(
+        self,
+        settings: MatrixSettings,
+        rooms: Sequence[str],
+        http: aiohttp.ClientSession,
+        sink: StaffSink,
+        commands: CommandRunner,
+        state: StateStore,
+    ) -> None:
+        if settings.homeserver is None or settings.user_id is None or settings.room is None:
+            msg = "matrix.homeserver, matrix.user_id and matrix.room are required"
+            raise ValueError(msg)
+        self.settings = settings
+        self.room = settings.room
+        self.rooms = list(dict.fromkeys([settings.room, *rooms]))
+        self.user_id = settings.user_id
+        self._homeserver = settings.homeserver.rstrip("/")
+        self._http = http
+        self._sink = sink
+        self._commands = commands
+        self._state = state
+        config = AsyncClientConfig(
+            # 429s and timeouts go back to the outbox, which knows the rate limits and backs off.
+            max_limit_exceeded=0,
+            max_timeouts=0,
+            request_timeout=60,
+            store_sync_tokens=False,
+            encryption_enabled=False,
+        )
+        self.client = _Client(
+            self._homeserver, settings.user_id, device_id=settings.device_id, config=config
+        )
+        self.client.client_session = http  # the bridge's shared session; closed by the app
+        if settings.access_token is not None:
+            self.client.access_token = settings.access_token.get_secret_value()
+        self._login_lock = asyncio.Lock()
+        self._sync_task: asyncio.Task[None] | None = None
+        self._names: dict[str, str] = {}
+        self.synced = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """None: the bot reads events over /sync."""
+        return []
+
+    async def start(self) -> None:
+        """Log in, check who the bot is, join the rooms, start syncing."""
+        await self._ready()
+        who = await _checked(self.client.whoami(), WhoamiResponse)
+        if who.user_id != self.user_id:
+            msg = f"the access token belongs to {who.user_id}, not to matrix.user_id {self.user_id}"
+            raise RuntimeError(msg)
+        for room in self.rooms:
+            answer = await self.client.join(room)
+            if isinstance(answer, JoinError):
+                # Posting into it will fail and retry until someone invites the bot.
+                log.error(
+                    "Matrix: %s cannot join %s (%s): invite the bot to the room",
+                    self.user_id,
+                    room,
+                    answer.message,
+                )
+        log.info("Matrix: %s on %s, rooms %s", self.user_id, self._homeserver, self.rooms)
+        self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
+
+    async def stop(self) -> None:
+        """Stop syncing (the shared HTTP session is closed by the app)."""
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
+            self._sync_task = None
+
+    async def _ready(self) -> None:
+        """Log in with the password once, when no access token is configured."""
+        if self.client.access_token:
+            return
+        async with self._login_lock:
+            if self.client.access_token:
+                return
+            password = self.settings.password
+            if password is None:
+                msg = "matrix.access_token or matrix.password is required"
+                raise RuntimeError(msg)
+            login = await _checked(
+                self.client.login(password.get_secret_value(), device_name="support-bridge"),
+                LoginResponse,
+            )
+            log.info("Matrix: logged in as %s (device %s)", login.user_id, login.device_id)
+
+    # -- inbound --------------------------------------------------------------------------
+
+    def _filter(self) -> dict[str, Any]:
+        return {
+            "presence": {"not_types": ["*"]},
+            "account_data": {"not_types": ["*"]},
+            "room": {
+                "rooms": self.rooms,
+                "timeline": {"limit": PAGE},
+                "state": {"lazy_load_members": True},
+                "ephemeral": {"not_types": ["*"]},
+                "account_data": {"not_types": ["*"]},
+            },
+        }
+
+    async def _sync_forever(self) -> None:
+        """Long-poll /sync; store each batch's events, then the position after them."""
+        since = await self._state.get(SYNC_KEY)
+        delay = 1.0
+        while True:
+            try:
+                response = await self.client.sync(
+                    timeout=int(self.settings.sync_timeout_s * 1000) if since else 0,
+                    sync_filter=self._filter(),
+                    since=since,
+                )
+                if isinstance(response, SyncError):
+                    _raise_response(response)
+                assert isinstance(response, SyncResponse)
+                if since is not None:
+                    # The very first sync only learns the position: history is not news.
+                    await self._take(response, since)
+                since = response.next_batch
+                await self._state.put(SYNC_KEY, since)
+                self.synced.set()
+                delay = 1.0
+            except asyncio.CancelledError:
+                raise
+            except RateLimited as exc:
+                await asyncio.sleep(exc.retry_after)
+            except Exception as exc:
+                log.warning("Matrix sync failed (%s); again in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def _take(self, response: SyncResponse, since: str) -> None:
+        for room, joined in response.rooms.join.items():
+            if room not in self.rooms:
+                continue
+            events = [e.source for e in joined.timeline.events]
+            if joined.timeline.limited and joined.timeline.prev_batch:
+                events = await self._gap(room, joined.timeline.prev_batch, since) + events
+            for event in events:
+                await self._handle(room, event)
+
+    async def _gap(self, room: str, start: str, since: str) -> list[dict[str, Any]]:
+        """Events between the last sync and a `limited` timeline: none may be missed."""
+        found: list[dict[str, Any]] = []
+        token: str | None = start
+        while token:
+            page = await self._api(
+                "GET",
+                f"/_matrix/client/v3/rooms/{quote(room)}/messages",
+                params={"dir": "b", "from": token, "to": since, "limit": str(PAGE)},
+            )
+            chunk = page.get("chunk") or []
+            found.extend(chunk)
+            token = page.get("end") if chunk else None
+        return list(reversed(found))
+
+    async def _handle(self, room: str, event: Mapping[str, Any]) -> None:
+        parsed = parse_event(room, event, self.user_id)
+        if parsed is None:
+            return
+        if isinstance(parsed, CommandLine):
+            await self._command(parsed)
+            return
+        if isinstance(parsed, StaffMessage):
+            parsed = StaffMessage(
+                surface=parsed.surface,
+                thread=parsed.thread,
+                ref=parsed.ref,
+                author=parsed.author,
+                text=parsed.text,
+                at=parsed.at,
+                author_name=await self._name_of(parsed.author),
+                attachments=parsed.attachments,
+            )
+        # Raising here leaves the sync position where it was: the batch comes again and the
+        # pipeline de-duplicates on the event ids.
+        await self._sink(parsed)
+
+    async def _command(self, line: CommandLine) -> None:
+        request = Request(
+            surface=MATRIX,
+            user=line.sender,
+            user_name=await self._name_of(line.sender),
+            text=line.text,
+            channel=line.room,
+            thread=line.thread,
+            ref=line.ref,
+        )
+        reply = await self._commands(request)
+        if not (reply.title or reply.lines or reply.fields or reply.file):
+            return
+        _, root = split_ref(line.thread) if line.thread else ("", None)
+        try:
+            await self._reply(line.room, root, reply, key=line.ref)
+        except DeliveryError as exc:
+            log.warning("Matrix: the answer to a command could not be sent: %s", exc)
+
+    async def _reply(self, room: str, root: str | None, reply: Reply, key: str) -> None:
+        body, formatted = reply_html(reply)
+        content: dict[str, Any] = {
+            "msgtype": "m.notice",
+            "body": body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": formatted,
+        }
+        if root:
+            content["m.relates_to"] = _in_thread(root)
+        await self._send(room, "m.room.message", content, _txn("reply", key))
+        if reply.file is not None:
+            await self._send_file(room, root, reply.file, None, _txn("reply-file", key))
+
+    async def _name_of(self, user: str) -> str | None:
+        if user in self._names:
+            return self._names[user]
+        try:
+            profile = await self._api(
+                "GET", f"/_matrix/client/v3/profile/{quote(user)}/displayname"
+            )
+        except DeliveryError:
+            return None
+        name = profile.get("displayname")
+        if isinstance(name, str) and name:
+            self._names[user] = name
+            return name
+        return None
+
+    # -- outbound -------------------------------------------------------------------------
+
+    async def _send(self, room: str, kind: str, content: dict[str, Any], txn: str) -> str:
+        await self._ready()
+        answer = await _checked(
+            self.client.room_send(room, kind, content, tx_id=txn), RoomSendResponse
+        )
+        return str(answer.event_id)
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        """A client-server API call nio does not offer (relations, pages of history)."""
+        await self._ready()
+        headers = {"Authorization": f"Bearer {self.client.access_token}"}
+        try:
+            async with self._http.request(
+                method, self._homeserver + path, params=params, json=json, headers=headers
+            ) as response:
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = {}
+                body = body if isinstance(body, dict) else {}
+                if response.status >= 400:
+                    raise _matrix_error(
+                        response.status,
+                        str(body.get("errcode", "")),
+                        str(body.get("error", "")),
+                        _retry_after(response.headers, body),
+                    )
+                return body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unreachable(
+                f"the homeserver could not be reached: {type(exc).__name__}"
+            ) from None
+
+    async def open_thread(
+        self, card: ContactCard, channel: str | None, marker: str | None = None
+    ) -> ThreadRef:
+        """Post the contact card as a new thread root in the room."""
+        room = channel or self.room
+        plain, formatted = card_text(card)
+        content: dict[str, Any] = {
+            "msgtype": "m.text",
+            "body": plain,
+            "format": "org.matrix.custom.html",
+            "formatted_body": formatted,
+        }
+        if marker:
+            content[MARKER] = marker
+        event = await self._send(room, "m.room.message", content, _txn("open", marker))
+        return ThreadRef(f"{room}/{event}")
+
+    async def find_thread(self, channel: str | None, marker: str) -> ThreadRef | None:
+        """Look through the room's recent history for a root carrying this outbox row."""
+        room = channel or self.room
+        token: str | None = None
+        for _ in range(5):  # a root posted before a crash is among the newest events
+            params = {"dir": "b", "limit": str(PAGE)}
+            if token:
+                params["from"] = token
+            page = await self._api(
+                "GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages", params=params
+            )
+            for event in page.get("chunk") or []:
+                if _carries(event, marker) and event.get("sender") == self.user_id:
+                    return ThreadRef(f"{room}/{event['event_id']}")
+            token = page.get("end")
+            if not token or not page.get("chunk"):
+                break
+        return None
+
+    async def update_root(self, thread: ThreadRef, card: ContactCard) -> None:
+        """Rewrite the contact card in place (`m.replace`)."""
+        room, root = split_ref(thread)
+        plain, formatted = card_text(card)
+        new = {
+            "msgtype": "m.text",
+            "body": plain,
+            "format": "org.matrix.custom.html",
+            "formatted_body": formatted,
+        }
+        content = {
+            **new,
+            "body": f"* {plain}",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": root},
+        }
+        await self._send(room, "m.room.message", content, _txn())
+
+    async def post(self, thread: ThreadRef, post: MirrorPost) -> StaffMessageRef:
+        """Post a customer's message(s) into the thread under the customer's name."""
+        room, root = split_ref(thread)
+        first: str | None = None
+        if post.text or not post.files:
+            content: dict[str, Any] = {
+                "msgtype": "m.text",
+                "body": f"{post.author}: {post.text}",
+                "format": "org.matrix.custom.html",
+                "formatted_body": (
+                    f"<b>{html.escape(post.author)}</b>: "
+                    + html.escape(post.text).replace("\n", "<br>")
+                ),
+                "m.relates_to": _in_thread(root),
+            }
+            if post.marker:
+                content[MARKER] = post.marker
+            first = await self._send(room, "m.room.message", content, _txn("post", post.marker))
+        for index, file in enumerate(post.files):
+            event = await self._send_file(
+                room,
+                root,
+                file,
+                post.marker,
+                _txn("file", post.marker, index) if post.marker else _txn(),
+                caption=None if post.text else f"{post.author} sent {file.filename}",
+            )
+            first = first or event
+        assert first is not None
+        return StaffMessageRef(f"{room}/{first}")
+
+    async def _send_file(
+        self,
+        room: str,
+        root: str | None,
+        file: FileData,
+        marker: str | None,
+        txn: str,
+        caption: str | None = None,
+    ) -> str:
+        await self._ready()
+        data = file.data
+        upload, _ = await _checked_pair(
+            self.client.upload(
+                lambda *_: data,
+                content_type=file.mime_type,
+                filename=file.filename,
+                filesize=len(data),
+            )
+        )
+        content: dict[str, Any] = {
+            "msgtype": MSGTYPES.get(file.kind, "m.file"),
+            "body": caption or file.filename,
+            "filename": file.filename,
+            "url": upload.content_uri,
+            "info": {"mimetype": file.mime_type, "size": len(data)},
+        }
+        if root:
+            content["m.relates_to"] = _in_thread(root)
+        if marker:
+            content[MARKER] = marker
+        return await self._send(room, "m.room.message", content, txn)
+
+    async def edit_post(self, ref: StaffMessageRef, post: MirrorPost) -> None:
+        """Show a customer's edit on the mirrored message (`m.replace`)."""
+        room, event = split_ref(ref)
+        text = f"{post.author}: {post.text}" + (" (edited)" if post.edited else "")
+        new = {"msgtype": "m.text", "body": text}
+        content = {
+            **new,
+            "body": f"* {text}",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event},
+        }
+        await self._send(room, "m.room.message", content, _txn())
+
+    async def mark(self, ref: StaffMessageRef, status: DeliveryStatus) -> None:
+        """React to the agent's event with the delivery status (`m.annotation`)."""
+        key = REACTIONS.get(status)
+        if key is None:
+            return
+        room, event = split_ref(ref)
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event, "key": key}}
+        try:
+            await self._send(room, "m.reaction", content, _txn("mark", event, status.value))
+        except PermanentError as exc:
+            # Synapse refuses the same reaction from the same user twice: it is there already.
+            if "same reaction" not in str(exc).lower():
+                raise
+
+    async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
+        """A short notice from the bridge in the thread."""
+        room, root = split_ref(thread)
+        content = {
+            "msgtype": "m.notice",
+            "body": f"ℹ️ {text}",
+            "m.relates_to": _in_thread(root),
+        }
+        event = await self._send(room, "m.room.message", content, _txn())
+        return StaffMessageRef(f"{room}/{event}")
+
+    async def fetch(self, attachment: Attachment) -> FileData:
+        """Download a file an agent attached (authenticated media, spec 1.11)."""
+        match = re.fullmatch(r"mxc://([^/]+)/([^/?#]+)", attachment.ref)
+        if match is None:
+            raise PermanentError("bad_mxc", f"not a Matrix media URI: {attachment.ref}")
+        await self._ready()
+        url = (
+            f"{self._homeserver}/_matrix/client/v1/media/download/"
+            f"{quote(match.group(1))}/{quote(match.group(2))}"
+        )
+        try:
+            async with self._http.get(
+                url, headers={"Authorization": f"Bearer {self.client.access_token}"}
+            ) as response:
+                if response.status == 429 or response.status >= 500:
+                    raise _matrix_error(response.status, "", "", _retry_after(response.headers, {}))
+                if response.status != 200:
+                    raise PermanentError(
+                        str(response.status), "the file could not be downloaded from Matrix"
+                    )
+                data = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unreachable(f"Matrix media download failed: {type(exc).__name__}") from None
+        return FileData(
+            kind=attachment.kind,
+            filename=attachment.filename or "file",
+            data=data,
+            mime_type=attachment.mime_type or "application/octet-stream",
+        )
+
+    async def permalink(self, thread: ThreadRef) -> str | None:
+        """A matrix.to link to the thread's root."""
+        room, root = split_ref(thread)
+        return f"https://matrix.to/#/{quote(room)}/{quote(root)}"
+
+    async def _relations(self, room: str, root: str) -> list[dict[str, Any]]:
+        """Every event related to the root: thread replies, edits, reactions."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params = {"limit": str(PAGE)}
+            if token:
+                params["from"] = token
+            page = await self._api(
+                "GET",
+                f"/_matrix/client/v1/rooms/{quote(room)}/relations/{quote(root)}",
+                params=params,
+            )
+            found.extend(page.get("chunk") or [])
+            token = page.get("next_batch")
+            if not token:
+                return found
+
+    async def find_post(self, thread: ThreadRef, marker: str) -> StaffMessageRef | None:
+        """Look through the thread for an event carrying this outbox row."""
+        room, root = split_ref(thread)
+        for event in await self._relations(room, root):
+            if _carries(event, marker) and event.get("sender") == self.user_id:
+                return StaffMessageRef(f"{room}/{event['event_id']}")
+        return None
+
+    async def erase_thread(self, thread: ThreadRef, text: str) -> None:
+        """Redact the thread's events the bot may redact (its own; others' when it moderates
+        the room), and the root; a notice in the thread says what happened."""
+        room, root = split_ref(thread)
+        kept = 0
+        try:
+            related = await self._relations(room, root)
+        except PermanentError:
+            return  # the root is gone already
+        for event in [*related, {"event_id": root, "sender": self.user_id}]:
+            if event.get("unsigned", {}).get("redacted_because"):
+                continue
+            try:
+                await self._ready()
+                await _checked(
+                    self.client.room_redact(
+                        room,
+                        event["event_id"],
+                        reason="data erasure",
+                        tx_id=_txn("erase", event["event_id"]),
+                    ),
+                    RoomRedactResponse,
+                )
+            except (PermanentError, TransientError) as exc:
+                if isinstance(exc, RateLimited):
+                    raise
+                kept += 1
+                log.info("Matrix: %s not redacted: %s", event.get("event_id"), exc)
+        if kept:
+            text += (
+                f" {kept} event{'s' if kept != 1 else ''} in this thread could not be redacted"
+                " by the bridge: a room moderator can remove them."
+            )
+        content = {"msgtype": "m.notice", "body": text, "m.relates_to": _in_thread(root)}
+        await self._send(room, "m.room.message", content, _txn("tombstone", root))
+
+    def rate_keys(self, action: str, channel: str | None) -> tuple[str, ...]:
+        """Everything the bot sends counts against the homeserver's limit for its account."""
+        return ("matrix:send",)
+
+    def rate_limits(self) -> Mapping[str, RateLimit]:
+        """`[matrix] rate` and `burst` (events per second for the bot account)."""
+        return {"matrix:send": RateLimit(rate=self.settings.rate, burst=self.settings.burst)}
+
+
+def _carries(event: Mapping[str, Any], marker: str) -> bool:
+    """Whether an event's content names this outbox row."""
+    content = event.get("content") or {}
+    return marker in str(content.get(MARKER, "")).split(",")
+
+
+async def _checked_pair(call: Awaitable[tuple[Any, Any]]) -> tuple[UploadResponse, Any]:
+    """nio's upload answers a pair; map its error like every other call."""
+    try:
+        response, keys = await call
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Unreachable(f"the homeserver could not be reached: {type(exc).__name__}") from None
+    if isinstance(response, UploadResponse):
+        return response, keys
+    if isinstance(response, ErrorResponse):
+        _raise_response(response)
+    raise TransientError(f"unexpected answer to an upload: {type(response).__name__}")
+
+
+@registry.surface("matrix")
+def build(
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    sink: StaffSink,
+    commands: CommandRunner,
+    state: StateStore,
+) -> list[StaffSurface]:
+    """The Matrix surface, when a homeserver and a bot user are configured."""
+    if not settings.matrix.enabled:
+        return []
+    rooms = [r.matrix_room for r in settings.routes if r.matrix_room]
+    return [MatrixSurface(settings.matrix, rooms, http, sink, commands, state)]
