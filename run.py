@@ -1,4 +1,8 @@
-"""Run the support bridge: `python run.py [--config bridge.toml]`."""
+"""Run the support bridge: `python run.py [--config bridge.toml]`.
+
+`python run.py matrix-registration > support-bridge.yaml` prints the registration file of the
+Matrix application service mode.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +49,21 @@ def _explain_off(settings: Settings) -> list[str]:
     return lines
 
 
+def _matrix_registration(settings: Settings) -> int:
+    """Print the appservice registration (stdout) and what to change in the settings (stderr)."""
+    from connectors.matrix import registration
+
+    try:
+        text, notes = registration(settings)
+    except ValueError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    for note in notes:
+        print(f"bridge: {note}", file=sys.stderr)
+    return 0
+
+
 def _use_uvloop() -> None:
     try:
         import uvloop
@@ -66,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--role", choices=("bridge", "dispatcher"), default="bridge", help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("matrix-registration",),
+        help="matrix-registration: print the Matrix appservice registration file and exit",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -76,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.bridge.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "matrix-registration":
+        return _matrix_registration(settings)
     if args.role == "dispatcher":
         from bridge.app import run_dispatcher
 

@@ -146,6 +146,15 @@ class MatrixSettings(_Section):
     password: SecretStr | None = None
     device_id: str | None = None
     room: str | None = None
+    # "bot": one bot account speaks for everyone. "appservice": an application service; each
+    # customer appears as a Matrix user of their own (`@<user_prefix>…`).
+    mode: Literal["bot", "appservice"] = "bot"
+    # Application service: the tokens of the registration file (`run.py matrix-registration`),
+    # the path the homeserver pushes to (below public_url), and the customers' user prefix.
+    as_token: SecretStr | None = None
+    hs_token: SecretStr | None = None
+    listen_path: str = "/matrix"
+    user_prefix: str = "customer_"
     # How long one /sync waits for news on the homeserver (long polling).
     sync_timeout_s: float = Field(default=30.0, ge=1, le=300)
     # Events the bot sends per second. Synapse's default rc_message (0.2/s, burst 10) is far
@@ -354,7 +363,21 @@ class Settings(_Section):
                 raise ConfigError("slack.app_token", "an app-level token starts with xapp-")
         mx = self.matrix
         if mx.enabled:
-            if mx.access_token is None and mx.password is None:
+            if mx.mode == "appservice":
+                for key in ("as_token", "hs_token"):
+                    if getattr(mx, key) is None:
+                        raise ConfigError(
+                            f"matrix.{key}",
+                            "appservice mode needs the tokens of the registration file"
+                            " (python run.py matrix-registration writes one)",
+                        )
+                if not re.fullmatch(r"/[A-Za-z0-9/_-]*", mx.listen_path):
+                    raise ConfigError("matrix.listen_path", "a path such as /matrix")
+                if not re.fullmatch(r"[a-z0-9._=-]+", mx.user_prefix):
+                    raise ConfigError(
+                        "matrix.user_prefix", "lower-case letters, digits and . _ = - only"
+                    )
+            elif mx.access_token is None and mx.password is None:
                 raise ConfigError("matrix.access_token", "set the bot's access_token or password")
             if mx.room is None:
                 raise ConfigError("matrix.room", "the room id for new threads is missing")

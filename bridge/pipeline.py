@@ -539,6 +539,7 @@ class Pipeline:
                             "files": row["attachments"] or [],
                             "platform": platform,
                             "account": account,
+                            "chat": m.chat_id,
                         },
                     )
                 )
@@ -1248,11 +1249,13 @@ class _Mirror(_Handler):
         text = "\n".join(mirror_text(j.payload["text"], j.payload.get("files") or []) for j in jobs)
         if files and not head.payload["text"]:
             text = ""
+        chat = head.payload.get("chat")
         post = MirrorPost(
             author=head.payload["author"],
             text=text,
             files=tuple(files),
             marker=",".join(str(j.id) for j in jobs),
+            customer=f"{head.payload['platform']}_{chat}" if chat and not origin else None,
         )
         ref = await surface.post(thread, post)
         return Completion(

@@ -276,6 +276,9 @@ class MirrorPost:
     files: tuple[FileData, ...] = ()
     edited: bool = False
     marker: str | None = None
+    # Who is speaking, stable across messages ("telegram_123"), when it is a customer: a
+    # surface that can show each customer as their own user (a Matrix appservice) uses it.
+    customer: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import html
+import json
 import logging
 import re
+import secrets
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +73,7 @@ MATRIX = SurfaceName("matrix")
 # out before a crash is found again.
 MARKER = "org.supportbridge.outbox"
 SYNC_KEY = "next_batch"
+TXN_KEY = "appservice_txns"
 REACTIONS = {
     DeliveryStatus.SENT: "✅",
     DeliveryStatus.DELIVERED: "☑️",
@@ -200,12 +205,18 @@ def _strip_reply_fallback(body: str) -> str:
 
 
 def parse_event(
-    room: str, event: Mapping[str, Any], own_user: str
+    room: str, event: Mapping[str, Any], own_user: str, puppets: str | None = None
 ) -> StaffEvent | CommandLine | None:
-    """Turn one timeline event of a room into a staff event or command; None for the rest."""
+    """Turn one timeline event of a room into a staff event or command; None for the rest.
+
+    Events of the bridge itself are dropped: its bot user, and in appservice mode the users
+    whose id starts with `puppets` (the customers it shows as Matrix users).
+    """
     sender = event.get("sender")
     event_id = event.get("event_id")
     if not isinstance(sender, str) or not isinstance(event_id, str) or sender == own_user:
+        return None
+    if puppets and sender.startswith(puppets):
         return None
     content = event.get("content")
     if not isinstance(content, dict):
@@ -423,8 +434,19 @@ class MatrixSurface:
             self._homeserver, settings.user_id, device_id=settings.device_id, config=config
         )
         self.client.client_session = http  # the bridge's shared session; closed by the app
-        if settings.access_token is not None:
+        self.appservice = settings.mode == "appservice"
+        server = settings.user_id.partition(":")[2]
+        # Appservice mode: customers are `@<prefix><platform>_<chat>:<server>`.
+        self.puppets = f"@{settings.user_prefix}" if self.appservice else None
+        self._server = server
+        if self.appservice and settings.as_token is not None:
+            self.client.access_token = settings.as_token.get_secret_value()
+        elif settings.access_token is not None:
             self.client.access_token = settings.access_token.get_secret_value()
+        self._hs_token = settings.hs_token.get_secret_value().encode() if settings.hs_token else b""
+        self._puppets_in: set[tuple[str, str]] = set()
+        self._seen_txns: OrderedDict[str, None] = OrderedDict()
+        self._txn_lock = asyncio.Lock()
         self._login_lock = asyncio.Lock()
         self._sync_task: asyncio.Task[None] | None = None
         self._names: dict[str, str] = {}
@@ -433,8 +455,17 @@ class MatrixSurface:
     # -- lifecycle ------------------------------------------------------------------------
 
     def routes(self) -> Sequence[web.RouteDef]:
-        """None: the bot reads events over /sync."""
-        return []
+        """Appservice mode: the endpoints the homeserver pushes to; bot mode reads /sync."""
+        if not self.appservice:
+            return []
+        base = self.settings.listen_path.rstrip("/")
+        return [
+            web.put(f"{base}/_matrix/app/v1/transactions/{{txn}}", self._transaction),
+            web.put(f"{base}/transactions/{{txn}}", self._transaction),  # before spec r0.1
+            web.get(f"{base}/_matrix/app/v1/users/{{user}}", self._query),
+            web.get(f"{base}/_matrix/app/v1/rooms/{{alias}}", self._query),
+            web.post(f"{base}/_matrix/app/v1/ping", self._ping),
+        ]
 
     async def start(self) -> None:
         """Log in, check who the bot is, join the rooms, start syncing."""
@@ -444,17 +475,19 @@ class MatrixSurface:
             msg = f"the access token belongs to {who.user_id}, not to matrix.user_id {self.user_id}"
             raise RuntimeError(msg)
         for room in self.rooms:
-            answer = await self.client.join(room)
-            if isinstance(answer, JoinError):
-                # Posting into it will fail and retry until someone invites the bot.
-                log.error(
-                    "Matrix: %s cannot join %s (%s): invite the bot to the room",
-                    self.user_id,
-                    room,
-                    answer.message,
-                )
-        log.info("Matrix: %s on %s, rooms %s", self.user_id, self._homeserver, self.rooms)
-        self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
+            # Posting into a room the bot is not in fails and retries until someone invites it.
+            await self._join(room)
+        log.info(
+            "Matrix: %s on %s (%s mode), rooms %s",
+            self.user_id,
+            self._homeserver,
+            self.settings.mode,
+            self.rooms,
+        )
+        if not self.appservice:
+            self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
+        else:
+            self.synced.set()
 
     async def stop(self) -> None:
         """Stop syncing (the shared HTTP session is closed by the app)."""
@@ -551,8 +584,93 @@ class MatrixSurface:
             token = page.get("end") if chunk else None
         return list(reversed(found))
 
+    # -- appservice: the homeserver pushes transactions ----------------------------------
+
+    def _authorized(self, request: web.Request) -> web.Response | None:
+        """The homeserver proves itself with the hs_token (a header; a query before v1.4)."""
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else request.query.get("access_token")
+        if not given:
+            return web.json_response(
+                {"errcode": "M_UNAUTHORIZED", "error": "missing token"}, status=401
+            )
+        if not hmac.compare_digest(given.encode(), self._hs_token):
+            return web.json_response({"errcode": "M_FORBIDDEN", "error": "bad token"}, status=403)
+        return None
+
+    async def _transaction(self, request: web.Request) -> web.Response:
+        refused = self._authorized(request)
+        if refused is not None:
+            return refused
+        txn = request.match_info["txn"]
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"errcode": "M_NOT_JSON", "error": "not JSON"}, status=400)
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list):
+            return web.json_response(
+                {"errcode": "M_BAD_JSON", "error": "events is missing"}, status=400
+            )
+        # One transaction at a time, in order; a retried one (same id) is answered, not redone.
+        async with self._txn_lock:
+            if txn in self._seen_txns or txn in await self._recent_txns():
+                return web.json_response({})
+            try:
+                for event in events:
+                    if isinstance(event, dict):
+                        await self._pushed(event)
+            except Exception:
+                log.exception("Matrix: transaction %s not stored; the homeserver retries", txn)
+                return web.json_response(
+                    {"errcode": "M_UNKNOWN", "error": "not stored"}, status=500
+                )
+            self._seen_txns[txn] = None
+            while len(self._seen_txns) > 200:
+                self._seen_txns.popitem(last=False)
+            await self._state.put(TXN_KEY, json.dumps(list(self._seen_txns)))
+        return web.json_response({})
+
+    async def _recent_txns(self) -> set[str]:
+        if not self._seen_txns:
+            stored = await self._state.get(TXN_KEY)
+            for txn in json.loads(stored) if stored else []:
+                self._seen_txns[str(txn)] = None
+        return set(self._seen_txns)
+
+    async def _pushed(self, event: Mapping[str, Any]) -> None:
+        room = event.get("room_id")
+        if not isinstance(room, str) or room not in self.rooms:
+            return
+        if (
+            event.get("type") == "m.room.member"
+            and event.get("state_key") == self.user_id
+            and (event.get("content") or {}).get("membership") == "invite"
+        ):
+            await self._join(room)  # invited into a room of the settings: go in
+            return
+        await self._handle(room, event)
+
+    async def _query(self, request: web.Request) -> web.Response:
+        """The bridge creates its users and rooms itself; it knows of no others."""
+        refused = self._authorized(request)
+        if refused is not None:
+            return refused
+        return web.json_response({"errcode": "M_NOT_FOUND", "error": "unknown"}, status=404)
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        refused = self._authorized(request)
+        return refused if refused is not None else web.json_response({})
+
+    async def _join(self, room: str) -> None:
+        answer = await self.client.join(room)
+        if isinstance(answer, JoinError):
+            log.error("Matrix: %s cannot join %s (%s)", self.user_id, room, answer.message)
+
+    # -- events -----------------------------------------------------------------------------
+
     async def _handle(self, room: str, event: Mapping[str, Any]) -> None:
-        parsed = parse_event(room, event, self.user_id)
+        parsed = parse_event(room, event, self.user_id, self.puppets)
         if parsed is None:
             return
         if isinstance(parsed, CommandLine):
@@ -718,8 +836,11 @@ class MatrixSurface:
         await self._send(room, "m.room.message", content, _txn())
 
     async def post(self, thread: ThreadRef, post: MirrorPost) -> StaffMessageRef:
-        """Post a customer's message(s) into the thread under the customer's name."""
+        """Post a customer's message(s) into the thread under the customer's name (as the
+        customer's own Matrix user in appservice mode)."""
         room, root = split_ref(thread)
+        if self.appservice and post.customer:
+            return await self._post_as_customer(room, root, post)
         first: str | None = None
         if post.text or not post.files:
             content: dict[str, Any] = {
@@ -748,6 +869,78 @@ class MatrixSurface:
         assert first is not None
         return StaffMessageRef(f"{room}/{first}")
 
+    # -- appservice: customers as Matrix users ---------------------------------------------
+
+    def puppet_id(self, customer: str) -> str:
+        """The Matrix user a customer appears as, e.g. @customer_telegram_123:example.org."""
+        local = re.sub(r"[^a-z0-9._=-]", lambda m: f"={ord(m.group()):02x}", customer.lower())
+        return f"{self.puppets}{local}:{self._server}"
+
+    async def _puppet(self, room: str, customer: str, name: str) -> str:
+        """The customer's user, registered, named and in the room (each step idempotent)."""
+        user = self.puppet_id(customer)
+        if (user, room) in self._puppets_in:
+            return user
+        local = user[1:].partition(":")[0]
+        try:
+            await self._api(
+                "POST",
+                "/_matrix/client/v3/register",
+                json={"type": "m.login.application_service", "username": local},
+            )
+        except PermanentError as exc:
+            if exc.code != "M_USER_IN_USE":
+                raise
+        await self._api(
+            "PUT",
+            f"/_matrix/client/v3/profile/{quote(user)}/displayname",
+            params={"user_id": user},
+            json={"displayname": name[:200] or customer},
+        )
+        try:
+            await self._api(
+                "POST", f"/_matrix/client/v3/rooms/{quote(room)}/invite", json={"user_id": user}
+            )
+        except (PermanentError, TransientError) as exc:
+            if isinstance(exc, RateLimited) or "already in the room" not in str(exc):
+                raise
+        await self._api(
+            "POST", f"/_matrix/client/v3/join/{quote(room)}", params={"user_id": user}, json={}
+        )
+        self._puppets_in.add((user, room))
+        return user
+
+    async def _send_as(self, user: str, room: str, content: dict[str, Any], txn: str) -> str:
+        answer = await self._api(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/{quote(txn)}",
+            params={"user_id": user},
+            json=content,
+        )
+        return str(answer["event_id"])
+
+    async def _post_as_customer(self, room: str, root: str, post: MirrorPost) -> StaffMessageRef:
+        assert post.customer is not None
+        user = await self._puppet(room, post.customer, post.author)
+        first: str | None = None
+        if post.text or not post.files:
+            content: dict[str, Any] = {
+                "msgtype": "m.text",
+                "body": post.text,
+                "m.relates_to": _in_thread(root),
+            }
+            if post.marker:
+                content[MARKER] = post.marker
+            first = await self._send_as(user, room, content, _txn("post", post.marker))
+        for index, file in enumerate(post.files):
+            content = await self._file_content(root, file, post.marker)
+            event = await self._send_as(
+                user, room, content, _txn("file", post.marker, index) if post.marker else _txn()
+            )
+            first = first or event
+        assert first is not None
+        return StaffMessageRef(f"{room}/{first}")
+
     async def _send_file(
         self,
         room: str,
@@ -757,6 +950,13 @@ class MatrixSurface:
         txn: str,
         caption: str | None = None,
     ) -> str:
+        content = await self._file_content(root, file, marker, caption)
+        return await self._send(room, "m.room.message", content, txn)
+
+    async def _file_content(
+        self, root: str | None, file: FileData, marker: str | None, caption: str | None = None
+    ) -> dict[str, Any]:
+        """Upload a file to the homeserver; the content of the event that shows it."""
         await self._ready()
         data = file.data
         upload, _ = await _checked_pair(
@@ -778,12 +978,20 @@ class MatrixSurface:
             content["m.relates_to"] = _in_thread(root)
         if marker:
             content[MARKER] = marker
-        return await self._send(room, "m.room.message", content, txn)
+        return content
 
     async def edit_post(self, ref: StaffMessageRef, post: MirrorPost) -> None:
         """Show a customer's edit on the mirrored message (`m.replace`)."""
         room, event = split_ref(ref)
-        text = f"{post.author}: {post.text}" + (" (edited)" if post.edited else "")
+        sender = self.user_id
+        if self.appservice:
+            # An edit counts only when its sender sent the original (a customer's own user).
+            original = await self._api(
+                "GET", f"/_matrix/client/v3/rooms/{quote(room)}/event/{quote(event)}"
+            )
+            sender = str(original.get("sender", self.user_id))
+        shown = post.text if sender != self.user_id else f"{post.author}: {post.text}"
+        text = shown + (" (edited)" if post.edited else "")
         new = {"msgtype": "m.text", "body": text}
         content = {
             **new,
@@ -791,7 +999,10 @@ class MatrixSurface:
             "m.new_content": new,
             "m.relates_to": {"rel_type": "m.replace", "event_id": event},
         }
-        await self._send(room, "m.room.message", content, _txn())
+        if sender != self.user_id:
+            await self._send_as(sender, room, content, _txn())
+        else:
+            await self._send(room, "m.room.message", content, _txn())
 
     async def mark(self, ref: StaffMessageRef, status: DeliveryStatus) -> None:
         """React to the agent's event with the delivery status (`m.annotation`)."""
@@ -875,9 +1086,13 @@ class MatrixSurface:
         """Look through the thread for an event carrying this outbox row."""
         room, root = split_ref(thread)
         for event in await self._relations(room, root):
-            if _carries(event, marker) and event.get("sender") == self.user_id:
+            if _carries(event, marker) and self._sent_by_bridge(event):
                 return StaffMessageRef(f"{room}/{event['event_id']}")
         return None
+
+    def _sent_by_bridge(self, event: Mapping[str, Any]) -> bool:
+        sender = str(event.get("sender", ""))
+        return sender == self.user_id or bool(self.puppets and sender.startswith(self.puppets))
 
     async def erase_thread(self, thread: ThreadRef, text: str) -> None:
         """Redact the thread's events the bot may redact (its own; others' when it moderates
@@ -888,10 +1103,22 @@ class MatrixSurface:
             related = await self._relations(room, root)
         except PermanentError:
             return  # the root is gone already
+        customers: set[str] = set()
         for event in [*related, {"event_id": root, "sender": self.user_id}]:
             if event.get("unsigned", {}).get("redacted_because"):
                 continue
+            sender = str(event.get("sender", ""))
             try:
+                if self.puppets and sender.startswith(self.puppets):
+                    customers.add(sender)  # the customer's own user redacts its events
+                    await self._api(
+                        "PUT",
+                        f"/_matrix/client/v3/rooms/{quote(room)}/redact/"
+                        f"{quote(event['event_id'])}/{_txn('erase', event['event_id'])}",
+                        params={"user_id": sender},
+                        json={"reason": "data erasure"},
+                    )
+                    continue
                 await self._ready()
                 await _checked(
                     self.client.room_redact(
@@ -907,6 +1134,22 @@ class MatrixSurface:
                     raise
                 kept += 1
                 log.info("Matrix: %s not redacted: %s", event.get("event_id"), exc)
+        for user in customers:
+            # The customer's name lives on in the user's profile and room membership.
+            await self._api(
+                "PUT",
+                f"/_matrix/client/v3/profile/{quote(user)}/displayname",
+                params={"user_id": user},
+                json={"displayname": "Erased customer"},
+            )
+            with contextlib.suppress(PermanentError):
+                await self._api(
+                    "POST",
+                    f"/_matrix/client/v3/rooms/{quote(room)}/leave",
+                    params={"user_id": user},
+                    json={},
+                )
+            self._puppets_in.discard((user, room))
         if kept:
             text += (
                 f" {kept} event{'s' if kept != 1 else ''} in this thread could not be redacted"
@@ -956,3 +1199,51 @@ def build(
         return []
     rooms = [r.matrix_room for r in settings.routes if r.matrix_room]
     return [MatrixSurface(settings.matrix, rooms, http, sink, commands, state)]
+
+
+def registration(settings: Settings) -> tuple[str, list[str]]:
+    """The appservice registration file for the homeserver (YAML), and notes for the person.
+
+    Tokens come from the settings; missing ones are made here and must go into the settings
+    too (the notes say so).
+    """
+    mx = settings.matrix
+    notes: list[str] = []
+    if mx.user_id is None or ":" not in mx.user_id:
+        msg = "[matrix] user_id (the bridge's bot, e.g. @support-bridge:example.org) is needed"
+        raise ValueError(msg)
+    tokens = {}
+    for key in ("as_token", "hs_token"):
+        value = getattr(mx, key)
+        if value is None:
+            tokens[key] = secrets.token_urlsafe(32)
+            notes.append(f'add to [matrix] in your settings: {key} = "{tokens[key]}"')
+        else:
+            tokens[key] = value.get_secret_value()
+    if mx.mode != "appservice":
+        notes.append('add to [matrix] in your settings: mode = "appservice"')
+    base = settings.bridge.public_url or f"http://{settings.bridge.listen}"
+    if settings.bridge.public_url is None:
+        notes.append(f"no [bridge] public_url: the homeserver is told to call {base}")
+    local, _, server = mx.user_id[1:].partition(":")
+    users = "@" + re.escape(mx.user_prefix) + ".*:" + re.escape(server)
+    text = "\n".join(
+        [
+            "# Matrix application service registration of the support bridge.",
+            "# Add its path to app_service_config_files in homeserver.yaml and restart it.",
+            "id: support-bridge",
+            f"url: {json.dumps(base.rstrip('/') + mx.listen_path)}",
+            f"as_token: {json.dumps(tokens['as_token'])}",
+            f"hs_token: {json.dumps(tokens['hs_token'])}",
+            f"sender_localpart: {json.dumps(local)}",
+            "rate_limited: false",
+            "namespaces:",
+            "  users:",
+            "    - exclusive: true",
+            f"      regex: {json.dumps(users)}",
+            "  aliases: []",
+            "  rooms: []",
+            "",
+        ]
+    )
+    return text, notes

@@ -96,6 +96,7 @@ async def start_world(
     sms: FakeTwilio | None = None,
     routes: list[dict[str, Any]] | None = None,
     matrix: dict[str, Any] | None = None,
+    port: int | None = None,
     **bridge: Any,
 ) -> World:
     """Start the fakes and the bridge; the caller stops them with `stop_world`.
@@ -107,7 +108,7 @@ async def start_world(
     others = [fake for fake in (whatsapp, messenger, sms) if fake is not None]
     for fake in (tg, slack, *others):
         await fake.start()
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = make_settings(
         tmp_path,
