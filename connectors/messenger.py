@@ -59,6 +59,7 @@ from bridge.types import (
 from connectors import meta
 from connectors.wire import (
     FinalSends,
+    SharedWebhook,
     aware,
     hand_over,
     int_or_none,
@@ -547,18 +548,10 @@ class MessengerWebhook:
         return web.Response(text=challenge)
 
     async def _receive(self, request: web.Request) -> web.Response:
-        signed = await meta.read_signed(request, self._secrets, "messenger")
-        if isinstance(signed, web.Response):
-            return signed
-        body, pages = signed
-        try:
-            events = parse_webhook(json.loads(body), pages)
-        except (ValueError, RecursionError, BadRequest) as exc:
-            log.warning("messenger webhook: refused a malformed body: %s", exc)
-            return web.Response(status=400, text="not a valid webhook body")
-        if not events:
-            return web.Response(text="ignored")
-        events = await self._with_names(events)
+        parsed = await meta.signed_events(request, self._secrets, "messenger", parse_webhook)
+        if isinstance(parsed, web.Response):
+            return parsed
+        events = await self._with_names(parsed)
         if (failed := await hand_over(self._sink, events, "messenger")) is not None:
             return failed
         return web.Response(text="ok")
@@ -607,11 +600,12 @@ class MessengerWebhook:
 # ---------------------------------------------------------------------- connector
 
 
-class MessengerConnector(FinalSends):
+class MessengerConnector(SharedWebhook, FinalSends):
     """One Facebook page: events from the shared webhook in, Send API calls out."""
 
     platform: ClassVar[Platform] = MESSENGER
     display_name = "Messenger"
+    ready_message = "messenger page %s: ready"
 
     def __init__(
         self,
@@ -627,17 +621,6 @@ class MessengerConnector(FinalSends):
         self._sink = sink
         self._webhook = webhook
         self._messages_url = f"{page.api_base.rstrip('/')}/{quote(page.page_id, safe='')}/messages"
-
-    def routes(self) -> Sequence[web.RouteDef]:
-        """The shared webhook's routes, on the connector that owns it."""
-        return self._webhook.routes() if self._webhook is not None else []
-
-    async def start(self) -> None:
-        """Nothing to start: Meta's webhook subscription is set in the app dashboard."""
-        log.info("messenger page %s: ready", self.account)
-
-    async def stop(self) -> None:
-        """Nothing runs in the background."""
 
     # ------------------------------------------------------------------ outbound
 

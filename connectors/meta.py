@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
+
+from bridge.errors import BadRequest
+from bridge.types import InboundEvent
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +82,27 @@ async def read_signed(
         log.warning("%s webhook: refused a body with a wrong signature", platform)
         return web.Response(status=403, text="wrong signature")
     return body, accounts
+
+
+async def signed_events(
+    request: web.Request,
+    secrets: AppSecrets,
+    platform: str,
+    parse: Callable[[Any, Collection[str]], list[InboundEvent]],
+    *,
+    refusal: str = "not a valid webhook body",
+) -> list[InboundEvent] | web.Response:
+    """The events of a signed body for the accounts that signed it, or the answer: 401 unsigned,
+    403 forged, 400 (`refusal`) malformed, "ignored" when nothing in it is for the bridge."""
+    signed = await read_signed(request, secrets, platform)
+    if isinstance(signed, web.Response):
+        return signed
+    body, accounts = signed
+    try:
+        events = parse(json.loads(body), accounts)
+    except (ValueError, RecursionError, BadRequest) as exc:
+        log.warning("%s webhook: refused a malformed body: %s", platform, exc)
+        return web.Response(status=400, text=refusal)
+    if not events:
+        return web.Response(text="ignored")
+    return events

@@ -56,6 +56,7 @@ from bridge.types import (
 )
 from connectors.wire import (
     FinalSends,
+    SharedWebhook,
     hand_over,
     int_or_none,
     json_object,
@@ -482,11 +483,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 # ---------------------------------------------------------------------- the connector
 
 
-class SmsConnector(FinalSends):
+class SmsConnector(SharedWebhook, FinalSends):
     """One Twilio sender (a number or a messaging service): webhooks in, Messages API out."""
 
     platform: ClassVar[Platform] = SMS
     display_name = "SMS"
+    ready_message = "sms sender %s ready"
 
     def __init__(
         self,
@@ -512,19 +514,6 @@ class SmsConnector(FinalSends):
         self._auth = aiohttp.BasicAuth(account.account_sid, account.auth_token.get_secret_value())
         base = account.api_base.rstrip("/")
         self._messages_url = f"{base}/{API_VERSION}/Accounts/{account.account_sid}/Messages.json"
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def routes(self) -> Sequence[web.RouteDef]:
-        """The shared SMS webhook routes, served by the first connector only."""
-        return self._webhook.routes() if self._webhook is not None else []
-
-    async def start(self) -> None:
-        """Nothing to start: the webhook URLs are set on the number in Twilio's console."""
-        log.info("sms sender %s ready", self.account)
-
-    async def stop(self) -> None:
-        """Nothing runs in the background."""
 
     # ------------------------------------------------------------------ outbound
 

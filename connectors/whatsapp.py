@@ -9,7 +9,6 @@ travel only in headers, and no header, token or media URL is ever logged.
 
 from __future__ import annotations
 
-import json
 import logging
 import mimetypes
 import re
@@ -52,6 +51,7 @@ from bridge.types import (
 from connectors import meta
 from connectors.wire import (
     FinalSends,
+    SharedWebhook,
     aware,
     hand_over,
     int_or_none,
@@ -489,18 +489,11 @@ class WhatsAppWebhook:
         return web.Response(text=challenge, content_type="text/plain")
 
     async def _handle_event(self, request: web.Request) -> web.Response:
-        signed = await meta.read_signed(request, self._secrets, "whatsapp")
-        if isinstance(signed, web.Response):
-            return signed
-        body, accounts = signed
-        try:
-            payload = json.loads(body)
-            events = parse_webhook(payload, accounts)
-        except (ValueError, RecursionError, BadRequest) as exc:
-            log.warning("whatsapp webhook: refused a malformed body: %s", exc)
-            return web.Response(status=400, text="not a valid webhook")
-        if not events:
-            return web.Response(text="ignored")
+        events = await meta.signed_events(
+            request, self._secrets, "whatsapp", parse_webhook, refusal="not a valid webhook"
+        )
+        if isinstance(events, web.Response):
+            return events
         # A 500 makes WhatsApp deliver the body again, for up to 7 days.
         if (failed := await hand_over(self._sink, events, "whatsapp")) is not None:
             return failed
@@ -579,11 +572,12 @@ def _ago(elapsed: timedelta) -> str:
 # ---------------------------------------------------------------------- the connector
 
 
-class WhatsAppConnector(FinalSends):
+class WhatsAppConnector(SharedWebhook, FinalSends):
     """One WhatsApp Business phone number on the Cloud API (no API edits or deletes a send)."""
 
     platform: ClassVar[Platform] = WHATSAPP
     display_name = "WhatsApp"
+    ready_message = "whatsapp number %s ready"
 
     def __init__(
         self,
@@ -600,19 +594,6 @@ class WhatsAppConnector(FinalSends):
         self._webhook = webhook
         self._base = account.api_base.rstrip("/")
         self._auth = {"Authorization": f"Bearer {account.access_token.get_secret_value()}"}
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def routes(self) -> Sequence[web.RouteDef]:
-        """The shared webhook's routes on the connector that carries it, else none."""
-        return self._webhook.routes() if self._webhook is not None else []
-
-    async def start(self) -> None:
-        """Nothing to start: the webhook subscription is set up in the Meta app's dashboard."""
-        log.info("whatsapp number %s ready", self.account)
-
-    async def stop(self) -> None:
-        """Nothing runs in the background."""
 
     # ------------------------------------------------------------------ outbound
 

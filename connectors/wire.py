@@ -12,14 +12,14 @@ import math
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from bridge.errors import PermanentError, Unreachable
 from bridge.protocols import InboundSink
-from bridge.types import ChatId, ExternalMessageId, InboundEvent
+from bridge.types import AccountId, ChatId, ExternalMessageId, InboundEvent
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +158,35 @@ class FinalSends:
         """Refuse: the platform cannot delete a sent message."""
         reason = f"{self.display_name} does not let a business delete a sent message"
         raise PermanentError("unsupported", reason)
+
+
+class Routes(Protocol):
+    """A webhook endpoint that several connectors share."""
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """The endpoint's routes."""
+        ...
+
+
+class SharedWebhook:
+    """`routes`, `start` and `stop` for connectors whose accounts share one webhook endpoint.
+
+    The first connector carries the endpoint and serves its routes, the others none; nothing
+    runs in the background, the webhook is set up in the platform's dashboard or console.
+    """
+
+    # Logged by `start`, with the account, e.g. "whatsapp number %s ready".
+    ready_message: ClassVar[str]
+    account: AccountId
+    _webhook: Routes | None
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """The shared webhook's routes on the connector that carries it, else none."""
+        return self._webhook.routes() if self._webhook is not None else []
+
+    async def start(self) -> None:
+        """Nothing to start: the webhook is set up on the platform's side."""
+        logging.getLogger(type(self).__module__).info(self.ready_message, self.account)
+
+    async def stop(self) -> None:
+        """Nothing runs in the background."""

@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
-from storage.models import MessageTemplate, TextBlock
-
-templates = cast(Table, MessageTemplate.__table__)
-text_blocks = cast(Table, TextBlock.__table__)
+from storage.tables import templates, text_blocks
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from bridge.types import ContactId
-from storage.models import ChannelMember, Contact
+from storage import subscriptions
 from storage.queries import ContactRecord, Tx
-
-members = cast(Table, ChannelMember.__table__)
-contacts = cast(Table, Contact.__table__)
+from storage.tables import contacts, members
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,20 +47,8 @@ def contacts_by_address(
 
 def member_page(conn: Connection, channel_id: int, limit: int) -> list[MemberRecord]:
     """The first `limit` current members of a channel, longest-standing first."""
-    rows = conn.execute(
-        select(
-            contacts.c.id,
-            contacts.c.platform,
-            contacts.c.display_name,
-            members.c.source,
-            members.c.joined_at,
-        )
-        .join(contacts, contacts.c.id == members.c.contact_id)
-        .where(members.c.channel_id == channel_id, members.c.left_at.is_(None))
-        .order_by(members.c.joined_at, contacts.c.id)
-        .limit(limit)
-    )
-    return [MemberRecord(ContactId(int(r[0])), r[1], r[2], r[3], r[4]) for r in rows]
+    rows = subscriptions.active_members(conn, channel_id, limit)
+    return [MemberRecord(ContactId(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
 
 def is_member(conn: Connection, channel_id: int, contact_id: int) -> bool:

@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -25,31 +25,19 @@ from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
 from storage import subscriptions
-from storage.models import (
-    BlacklistEntry,
-    ChannelMember,
-    Contact,
-    Conversation,
-    KeyValue,
-    MediaFile,
-    Message,
-    OutboxRow,
-    StaffRef,
-    StaffThread,
-    SubscriberChannel,
+from storage.tables import (
+    blacklist,
+    channels,
+    contacts,
+    conversations,
+    kv,
+    media_files,
+    members,
+    messages,
+    outbox,
+    refs,
+    threads,
 )
-
-contacts = cast(Table, Contact.__table__)
-conversations = cast(Table, Conversation.__table__)
-threads = cast(Table, StaffThread.__table__)
-messages = cast(Table, Message.__table__)
-refs = cast(Table, StaffRef.__table__)
-outbox = cast(Table, OutboxRow.__table__)
-kv = cast(Table, KeyValue.__table__)
-members = cast(Table, ChannelMember.__table__)
-channels = cast(Table, SubscriberChannel.__table__)
-blacklist = cast(Table, BlacklistEntry.__table__)
-media_files = cast(Table, MediaFile.__table__)
 
 FIND_LIMIT = 20
 # The state of outbox rows that carried an erased contact's data (emptied, never sent).

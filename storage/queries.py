@@ -11,9 +11,9 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -30,28 +30,17 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from storage.models import (
-    BlacklistEntry,
-    Contact,
-    Conversation,
-    KeyValue,
-    MediaFile,
-    Message,
-    OutboxRow,
-    StaffRef,
-    StaffThread,
+from storage.tables import (
+    blacklist,
+    contacts,
+    conversations,
+    kv,
+    media_files,
+    messages,
+    outbox,
+    refs,
+    threads,
 )
-
-contacts = cast(Table, Contact.__table__)
-conversations = cast(Table, Conversation.__table__)
-threads = cast(Table, StaffThread.__table__)
-messages = cast(Table, Message.__table__)
-refs = cast(Table, StaffRef.__table__)
-outbox = cast(Table, OutboxRow.__table__)
-media_files = cast(Table, MediaFile.__table__)
-kv = cast(Table, KeyValue.__table__)
-blacklist = cast(Table, BlacklistEntry.__table__)
-
 
 # Delivery statuses in the order they are reached; `failed` ends any of them.
 STATUS_ORDER = ["queued", "sent", "delivered", "read", "failed"]

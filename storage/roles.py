@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from storage.models import StaffRole
 from storage.queries import Tx
-
-staff_roles = cast(Table, StaffRole.__table__)
+from storage.tables import staff_roles
 
 
 def role_of(conn: Connection, surface: str, user: str) -> str | None:

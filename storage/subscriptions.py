@@ -6,19 +6,12 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId
-from storage.models import BlacklistEntry, ChannelMember, ConsentWord, Contact, SubscriberChannel
-
-channels = cast(Table, SubscriberChannel.__table__)
-members = cast(Table, ChannelMember.__table__)
-words = cast(Table, ConsentWord.__table__)
-blacklist = cast(Table, BlacklistEntry.__table__)
-contacts = cast(Table, Contact.__table__)
+from storage.tables import blacklist, channels, contacts, members, words
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +185,11 @@ def rejoin_after_stop(conn: Connection, contact_id: int, at: datetime) -> list[i
     return back
 
 
-def active_members(conn: Connection, channel_id: int) -> list[tuple[int, str, str, str, datetime]]:
-    """A channel's current members: contact id, platform, name, source, joined at."""
+def active_members(
+    conn: Connection, channel_id: int, limit: int | None = None
+) -> list[tuple[int, str, str, str, datetime]]:
+    """A channel's current members (the first `limit`), longest-standing first: contact id,
+    platform, name, source, joined at."""
     rows = conn.execute(
         select(
             contacts.c.id,
@@ -204,7 +200,8 @@ def active_members(conn: Connection, channel_id: int) -> list[tuple[int, str, st
         )
         .join(contacts, contacts.c.id == members.c.contact_id)
         .where(members.c.channel_id == channel_id, members.c.left_at.is_(None))
-        .order_by(members.c.joined_at)
+        .order_by(members.c.joined_at, contacts.c.id)
+        .limit(limit)
     )
     return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 

@@ -49,6 +49,7 @@ def make_settings(
     twilio=None,
     routes: list[dict[str, Any]] | None = None,
     matrix: dict[str, Any] | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
     **bridge: Any,
 ) -> Settings:
     """Settings that point every connector at its fake."""
@@ -135,6 +136,8 @@ def make_settings(
         data["matrix"] = {"sync_timeout_s": 2, "rate": 200, "burst": 50, **matrix}
     if routes:
         data["routes"] = routes
+    for name, values in (sections or {}).items():
+        data[name] = {**data.get(name, {}), **values}
     settings = Settings.model_validate(data)
     settings.check()
     return settings

@@ -70,9 +70,7 @@ async def test_reply_after_7_days_is_refused_with_the_reason(world):
     ts = await world.slack.agent_says(root.channel, root.ts, "Still interested?")
     agent_msg = world.slack.find(root.channel, ts)
     await eventually(lambda: "x" in agent_msg.reactions, message="the refusal mark")
-    [notice] = await eventually(
-        lambda: [t for t in world.texts(root) if "Not sent" in t], message="the reason"
-    )
+    [notice] = await world.notices(root, "Not sent", message="the reason")
     assert "7 days" in notice
     assert world.fb.messages_to(PSID) == []
 
@@ -126,9 +124,7 @@ async def test_customer_photo_and_agent_file_cross_both_ways(world):
     png = b"\x89PNG\r\n\x1a\n" + bytes(100)
     await world.fb.customer_sends_media(PSID, "image", png, "image/png")
     root = await world.thread_of(PSID)
-    [post] = await eventually(
-        lambda: [m for m in world.replies(root) if m.files], message="the file post"
-    )
+    post = await world.file_post(root)
     assert world.slack.file_bytes(post.files[0]["id"]) == png
     await world.slack.agent_says(
         root.channel, root.ts, "", files=[("menu.pdf", b"%PDF menu", "application/pdf")]

@@ -43,18 +43,14 @@ async def test_undelivered_report_is_explained_in_words(world):
     await world.slack.agent_says(root.channel, root.ts, "Click here for 50% off")
     [sent] = await eventually(lambda: world.sms.messages_to(CUSTOMER), message="the SMS")
     assert await world.sms.status(sent["_sid"], "undelivered", error_code=30007) == 200
-    [notice] = await eventually(
-        lambda: [t for t in world.texts(root) if "not delivered" in t], message="the notice"
-    )
+    [notice] = await world.notices(root, "not delivered", message="the notice")
     assert "30007" in notice and "spam" in notice.lower()
 
 
 async def test_mms_from_the_customer_becomes_a_slack_file(world):
     await world.sms.customer_texts(CUSTOMER, "my receipt", media=[(PNG, "image/png")])
     root = await world.thread_of(CUSTOMER)
-    [post] = await eventually(
-        lambda: [m for m in world.replies(root) if m.files], message="the file post"
-    )
+    post = await world.file_post(root)
     assert "my receipt" in post.text
     assert world.slack.file_bytes(post.files[0]["id"]) == PNG
 

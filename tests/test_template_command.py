@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -26,16 +25,6 @@ async def world(tmp_path):
     )
     yield w
     await stop_world(w)
-
-
-async def wrote_hours_ago(world, hours: float, text: str = "Hello?") -> None:
-    """The customer's last message is `hours` old."""
-    message = world.wa.text_message(WA_ID, text)
-    message["timestamp"] = str(int(time.time() - hours * 3600))
-    payload = world.wa.build_payload(
-        messages=[message], contacts=[world.wa.contact(WA_ID, "Anna Schmidt")]
-    )
-    assert await world.wa.deliver(payload) == 200
 
 
 async def in_thread(world, root, text: str, *, user: str = AGENT):
@@ -133,7 +122,7 @@ async def test_sync_without_whatsapp_says_so(tmp_path):
 
 async def test_send_reaches_the_customer_as_a_template_outside_the_24h_window(world):
     await command(world, "template sync", user=MANAGER)
-    await wrote_hours_ago(world, 30)
+    assert await world.wa.customer_wrote_ago(WA_ID, 30, name="Anna Schmidt") == 200
     root = await world.thread_of(WA_ID)
     reply = await in_thread(world, root, '!template send order_update "Anna S." A-1234')
     assert reply.ok and reply.text == ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -20,16 +19,6 @@ async def world(tmp_path):
     w = await start_world(tmp_path, whatsapp=FakeWhatsApp())
     yield w
     await stop_world(w)
-
-
-async def wrote_hours_ago(world, hours: float, text: str = "Hello?") -> None:
-    """The customer's last message is `hours` old (WhatsApp delivers late webhooks too)."""
-    message = world.wa.text_message(WA_ID, text)
-    message["timestamp"] = str(int(time.time() - hours * 3600))
-    payload = world.wa.build_payload(
-        messages=[message], contacts=[world.wa.contact(WA_ID, "Anna Schmidt")]
-    )
-    assert await world.wa.deliver(payload) == 200
 
 
 async def test_customer_message_opens_a_thread_with_number_and_profile_name(world):
@@ -82,9 +71,7 @@ async def test_failed_status_is_explained_with_the_platform_code(world):
     assert await world.wa.status(wamid, "failed", errors=errors) == 200
     agent_msg = world.slack.find(root.channel, ts)
     await eventually(lambda: "x" in agent_msg.reactions, message="the failure mark")
-    notice = await eventually(
-        lambda: [t for t in world.texts(root) if "not delivered" in t], message="the notice"
-    )
+    notice = await world.notices(root, "not delivered", message="the notice")
     assert "131026" in notice[0]
     assert await world.sql("select status, error_code from messages where direction='out'") == [
         ("failed", "131026")
@@ -92,14 +79,12 @@ async def test_failed_status_is_explained_with_the_platform_code(world):
 
 
 async def test_reply_outside_24h_window_offers_approved_templates(world):
-    await wrote_hours_ago(world, 30)
+    assert await world.wa.customer_wrote_ago(WA_ID, 30, name="Anna Schmidt") == 200
     root = await world.thread_of(WA_ID)
     ts = await world.slack.agent_says(root.channel, root.ts, "Sorry for the late answer!")
     agent_msg = world.slack.find(root.channel, ts)
     await eventually(lambda: "x" in agent_msg.reactions, message="the refusal mark")
-    [notice] = await eventually(
-        lambda: [t for t in world.texts(root) if "Not sent" in t], message="the refusal"
-    )
+    [notice] = await world.notices(root, "Not sent", message="the refusal")
     assert "24 hours" in notice
     assert "order_update:en_US" in notice and "welcome_back:en" in notice
     assert "!template send" in notice
@@ -112,7 +97,7 @@ async def test_reply_outside_24h_window_offers_approved_templates(world):
 
 
 async def test_template_sent_from_the_thread_reaches_the_customer_outside_the_window(world):
-    await wrote_hours_ago(world, 30)
+    assert await world.wa.customer_wrote_ago(WA_ID, 30, name="Anna Schmidt") == 200
     root = await world.thread_of(WA_ID)
     await world.slack.agent_says(
         root.channel, root.ts, '!template send order_update "Anna S." A-1234'
@@ -143,18 +128,14 @@ async def test_platform_window_refusal_is_explained_with_templates(world):
     root = await world.thread_of(WA_ID)
     world.wa.fail_next(131047)
     await world.slack.agent_says(root.channel, root.ts, "Here is the answer")
-    [notice] = await eventually(
-        lambda: [t for t in world.texts(root) if "Not sent" in t], message="the explanation"
-    )
+    [notice] = await world.notices(root, "Not sent", message="the explanation")
     assert "order_update" in notice
 
 
 async def test_customer_photo_becomes_a_slack_file(world):
     await world.wa.customer_sends_media(WA_ID, "image", PNG, "image/png", caption="broken lid")
     root = await world.thread_of(WA_ID)
-    [post] = await eventually(
-        lambda: [m for m in world.replies(root) if m.files], message="the file post"
-    )
+    post = await world.file_post(root)
     assert "broken lid" in post.text
     assert world.slack.file_bytes(post.files[0]["id"]) == PNG
 

@@ -80,6 +80,21 @@ class World:
         """The text of every message in a thread."""
         return [m.text for m in self.replies(root)]
 
+    async def notices(self, root: SlackMessage, words: str, *, message: str) -> list[str]:
+        """Wait for thread messages that contain `words`; their texts, oldest first."""
+        found: list[str] = await eventually(
+            lambda: [t for t in self.texts(root) if words in t], message=message
+        )
+        return found
+
+    async def file_post(self, root: SlackMessage) -> SlackMessage:
+        """Wait for the one message in a thread that carries files."""
+        posts: list[SlackMessage] = await eventually(
+            lambda: [m for m in self.replies(root) if m.files], message="the file post"
+        )
+        [post] = posts
+        return post
+
     async def sql(self, query: str) -> list[tuple[Any, ...]]:
         """Rows from the bridge's database."""
         async with self.bridge.db.read() as conn:
@@ -97,6 +112,7 @@ async def start_world(
     routes: list[dict[str, Any]] | None = None,
     matrix: dict[str, Any] | None = None,
     port: int | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
     **bridge: Any,
 ) -> World:
     """Start the fakes and the bridge; the caller stops them with `stop_world`.
@@ -122,6 +138,7 @@ async def start_world(
         twilio=sms,
         routes=routes,
         matrix=matrix,
+        sections=sections,
         **bridge,
     )
     slack.events_url = f"{url}/slack/events"

@@ -350,6 +350,16 @@ class FakeWhatsApp(MetaFake):
         message = self.text_message(wa_id, text)
         return await self._customer(wa_id, message, name, phone_number_id)
 
+    async def customer_wrote_ago(
+        self, wa_id: str, hours: float, text: str = "Hello?", *, name: str = "Customer"
+    ) -> int:
+        """A text the customer wrote `hours` ago, delivered only now (WhatsApp delivers late
+        webhooks too); the fake's service window is left as it is. Return the HTTP status."""
+        message = self.text_message(wa_id, text)
+        message["timestamp"] = str(int(time.time() - hours * 3600))
+        payload = self.build_payload(messages=[message], contacts=[self.contact(wa_id, name)])
+        return await self.deliver(payload)
+
     async def customer_sends_media(
         self,
         wa_id: str,

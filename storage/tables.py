@@ -1,0 +1,41 @@
+"""The schema's tables as SQLAlchemy Core handles, for the modules that build statements."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table
+
+from storage.models import (
+    BlacklistEntry,
+    ChannelMember,
+    ConsentWord,
+    Contact,
+    Conversation,
+    KeyValue,
+    MediaFile,
+    Message,
+    MessageTemplate,
+    OutboxRow,
+    StaffRef,
+    StaffRole,
+    StaffThread,
+    SubscriberChannel,
+    TextBlock,
+)
+
+contacts = cast(Table, Contact.__table__)
+conversations = cast(Table, Conversation.__table__)
+threads = cast(Table, StaffThread.__table__)
+messages = cast(Table, Message.__table__)
+refs = cast(Table, StaffRef.__table__)
+outbox = cast(Table, OutboxRow.__table__)
+media_files = cast(Table, MediaFile.__table__)
+kv = cast(Table, KeyValue.__table__)
+blacklist = cast(Table, BlacklistEntry.__table__)
+staff_roles = cast(Table, StaffRole.__table__)
+channels = cast(Table, SubscriberChannel.__table__)
+members = cast(Table, ChannelMember.__table__)
+words = cast(Table, ConsentWord.__table__)
+templates = cast(Table, MessageTemplate.__table__)
+text_blocks = cast(Table, TextBlock.__table__)
