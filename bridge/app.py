@@ -69,7 +69,7 @@ def _assemble(
     """Build every part from the registries; nothing is started."""
     db = Database(settings.bridge.database, shared=settings.bridge.dispatch == "process")
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
-    pipeline = Pipeline(settings, db, writer)
+    pipeline = Pipeline(settings, db, writer, http=http)
     media = MediaStore(db, settings.bridge.public_url)
     services = Services(settings, db, writer, pipeline)
 

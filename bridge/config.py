@@ -168,6 +168,47 @@ class MatrixSettings(_Section):
         return self.homeserver is not None and self.user_id is not None
 
 
+class MailSettings(_Section):
+    """The `[mail]` section: the SMTP server that rule forwards (mailForward) go through."""
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    # "starttls" upgrades a plain connection (port 587), "tls" is TLS from the start (465).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    # Mails per second the bridge hands to the server.
+    rate: float = Field(default=5.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        """A host and a sender address turn mail forwards on."""
+        return self.host is not None and self.from_address is not None
+
+
+class RulesSettings(_Section):
+    """The `[rules]` section: the chatbot rules' time zone and forward timeouts."""
+
+    # Rules' times of day and weekdays are read in this zone (an IANA name).
+    timezone: str = "UTC"
+    # How long a webserviceForward or httpBotFwd call may take.
+    http_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin"
+            raise ValueError(msg) from None
+        return value
+
+
 GRAPH_API = "https://graph.facebook.com/v21.0"
 TWILIO_API = "https://api.twilio.com"
 _DIGITS = re.compile(r"^\+?[0-9]{6,15}$")
@@ -318,6 +359,8 @@ class Settings(_Section):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     matrix: MatrixSettings = MatrixSettings()
+    mail: MailSettings = MailSettings()
+    rules: RulesSettings = RulesSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     messenger: MessengerSettings = MessengerSettings()
     sms: SmsSettings = SmsSettings()

@@ -17,10 +17,14 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+import aiohttp
 from sqlalchemy.engine import Connection
 
+from bridge import automation
+from bridge.automation import Arrival, RuleBook, apply_rules
 from bridge.config import Settings
 from bridge.errors import OptedOut, PermanentError, TransientError, WindowClosed
 from bridge.outbox import JobHandler
@@ -36,6 +40,7 @@ from bridge.types import (
     ConversationStatus,
     DeliveryStatus,
     ExternalMessageId,
+    FileData,
     InboundEdit,
     InboundEvent,
     InboundMessage,
@@ -67,6 +72,7 @@ from storage import (
     NewJob,
     Tx,
     Writer,
+    rules_store,
     subscriptions,
 )
 
@@ -121,11 +127,14 @@ class Pipeline:
         writer: Writer,
         *,
         clock: Callable[[], datetime] = utcnow,
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.writer = writer
         self.clock = clock
+        self.rulebook = RuleBook(settings)
+        self._http = http
         self.connectors: dict[tuple[Platform, AccountId], Connector] = {}
         self.surfaces: dict[SurfaceName, StaffSurface] = {}
         self._threads: dict[tuple[ConversationId, SurfaceName], ThreadRef] = {}
@@ -183,6 +192,7 @@ class Pipeline:
             "customer.send": _Send(self),
             "customer.edit": _CustomerChange(self, delete=False),
             "customer.delete": _CustomerChange(self, delete=True),
+            **automation.handlers(self, self._http),
         }
 
     # -- entry points ---------------------------------------------------------------------
@@ -498,16 +508,31 @@ class Pipeline:
                     subscriptions.join(
                         tx.conn, listed.id, contact_of[address], f"signed up on {platform}", now
                     )
-        self._keywords(
+        handled = self._keywords(
             tx, platform, account, fresh, contact_of, conv_of, blocked, now, consent_jobs
         )
-        if blocked:
-            # Stored, but not shown to staff: the thread, the mirror and the card stay as they are.
-            keep = [i for i, m in enumerate(fresh) if contact_of[m.chat_id] not in blocked]
+        # Chatbot rules, for what is neither blocked nor a consent word or channel keyword.
+        arrivals = [
+            Arrival(m, int(ids[i]), contact_of[m.chat_id], conv_of[contact_of[m.chat_id]])
+            for i, m in enumerate(fresh)
+            if contact_of[m.chat_id] not in blocked and m.external_id not in handled
+        ]
+        rule_jobs, swallowed_at = apply_rules(self, tx, platform, account, arrivals, now)
+        consent_jobs.extend(rule_jobs)
+        swallowed = {arrivals[i].message.external_id for i in swallowed_at}
+        if blocked or swallowed:
+            # Stored, but not shown to staff: the thread, the mirror and the card stay as they
+            # are (a blocked contact, or a message a rule keeps out, e.g. spam).
+            keep = [
+                i
+                for i, m in enumerate(fresh)
+                if contact_of[m.chat_id] not in blocked and m.external_id not in swallowed
+            ]
+            shown_convs = {conv_of[contact_of[fresh[i].chat_id]] for i in keep}
+            new_conv_ids = {c for c in new_conv_ids if c in shown_convs}
             fresh = [fresh[i] for i in keep]
             ids = [ids[i] for i in keep]
             rows = [rows[i] for i in keep]
-            new_conv_ids = {c for c in new_conv_ids if all(conv_of[b] != c for b in blocked)}
         window = int(time.time() // self.settings.bridge.card_refresh_s)
         for surface_name, surface in self.surfaces.items():
             channel = self.route(surface_name, platform, account)
@@ -559,11 +584,13 @@ class Pipeline:
         blocked: set[ContactId],
         now: datetime,
         jobs: list[NewJob],
-    ) -> None:
-        """Consent words and channel keywords: whole messages that (un)subscribe the sender."""
+    ) -> set[str]:
+        """Consent words and channel keywords: whole messages that (un)subscribe the sender.
+        Returns the external ids of the messages that were such a word."""
+        handled: set[str] = set()
         short = [m for m in fresh if m.start_payload or (m.text and len(m.text) <= KEYWORD_MAX)]
         if not short:
-            return
+            return handled
         words, join, leave = self._keyword_tables(tx)
         for m in short:
             cid = contact_of[m.chat_id]
@@ -604,12 +631,15 @@ class Pipeline:
                     tx.conn, cid, f"keyword {channel.leave_keyword}", now, channel.id
                 ):
                     answer = channel.leave_reply or f"You have left {channel.name}."
+            if said in words or said in join or said in leave or rest in join:
+                handled.add(m.external_id)
             if answer is not None and cid not in blocked:
                 jobs.extend(
                     self._auto_reply(
                         tx, platform, account, m.chat_id, cid, conv_of[cid], answer, m.external_id
                     )
                 )
+        return handled
 
     def _keyword_tables(
         self, tx: Tx
@@ -631,6 +661,10 @@ class Pipeline:
         """Read consent words and channel keywords again (a command changed them)."""
         self._keyword_cache = None
 
+    def rules_changed(self) -> None:
+        """Build the chatbot rules again (a command changed them)."""
+        self.rulebook.changed()
+
     def _auto_reply(
         self,
         tx: Tx,
@@ -641,8 +675,12 @@ class Pipeline:
         conv_id: ConversationId,
         text: str,
         cause: str,
+        *,
+        files: Sequence[Mapping[str, Any]] = (),
+        notice: str | None = "",
     ) -> list[NewJob]:
-        """A confirmation the bridge sends by itself, shown to staff as a notice."""
+        """A message the bridge sends by itself (a confirmation, a rule's answer), shown to
+        staff as a notice: `notice`, by default "Sent automatically: <text>"; None for none."""
         contact = tx.contact(contact_id)
         connector = self.connectors.get((platform, account))
         if contact is None or connector is None:
@@ -659,7 +697,7 @@ class Pipeline:
                     "external_id": None,
                     "author": "bridge",
                     "text": text,
-                    "attachments": None,
+                    "attachments": list(files) or None,
                     "sent_at": self.clock(),
                     "status": DeliveryStatus.QUEUED.value,
                 }
@@ -678,17 +716,15 @@ class Pipeline:
                     "account": account,
                     "chat": chat_id,
                     "text": text,
-                    "files": [],
+                    "files": list(files),
                     "last_in": time.time(),
                 },
             )
         ]
-        for surface in self.surfaces:
-            jobs.append(
-                self._notice_job(
-                    conv_id, surface, f"auto:{message_id}", f"Sent automatically: {text}"
-                )
-            )
+        if notice is not None:
+            shown = notice or f"Sent automatically: {text}"
+            for surface in self.surfaces:
+                jobs.append(self._notice_job(conv_id, surface, f"auto:{message_id}", shown))
         return jobs
 
     def _learn(
@@ -1228,15 +1264,30 @@ class _Mirror(_Handler):
         conv = ConversationId(head.payload["conv"])
         surface = self.p.surface(head.payload["surface"])
         thread = await self.p.thread(conv, surface.name)
+        opened: list[tuple[ConversationId, SurfaceName, ThreadRef]] = []
         if thread is None:
-            raise TransientError("the conversation's thread is not open yet")
+            # No open job went ahead in this lane: the conversation's first messages were not
+            # shown (a rule kept them out, or the contact was blocked). Open it now.
+            card = await self.p.card(conv, surface)
+            if card is None:
+                return Completion(
+                    [j.id for j in jobs], failed_reason="the conversation no longer exists"
+                )
+            channel = self.p.route(surface.name, card.platform, card.account or "")
+            marker = f"open-c{conv}"
+            earlier = await surface.find_thread(channel, marker) if head.attempts else None
+            thread = earlier or await surface.open_thread(card, channel, marker=marker)
+            self.p.remember_thread(conv, surface.name, thread)
+            opened.append((conv, surface.name, thread))
         if head.attempts:
             # This row was attempted before a crash or a timeout: it may be in the thread already.
             found = await surface.find_post(thread, str(head.id))
             if found is not None:
                 log.info("outbox %s was already posted as %s; not posting again", head.id, found)
                 return Completion(
-                    [head.id], refs=[(surface.name, found, "mirror", head.payload["msg"])]
+                    [head.id],
+                    threads=opened,
+                    refs=[(surface.name, found, "mirror", head.payload["msg"])],
                 )
         files = []
         origin = head.payload.get("origin")
@@ -1260,6 +1311,7 @@ class _Mirror(_Handler):
         ref = await surface.post(thread, post)
         return Completion(
             [j.id for j in jobs],
+            threads=opened,
             refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
         )
 
@@ -1330,9 +1382,17 @@ class _Send(_Handler):
         connector = self.p.connector(p["platform"], p["account"])
         # Replies come from a surface; the bridge's own confirmations have none.
         surface = self.p.surface(p["surface"]) if p.get("surface") else None
-        files = tuple(
-            [await surface.fetch(_attachment(f)) for f in p.get("files") or []] if surface else []
-        )
+        loaded: list[FileData] = []
+        for f in p.get("files") or []:
+            if f.get("rule_file") is not None:  # a file a rule (or a bot) answers with
+                file_id = int(f["rule_file"])
+                found = await self.p.db.run_read(partial(rules_store.load_file, file_id=file_id))
+                if found is None:
+                    raise PermanentError("file_gone", "the rule's file no longer exists")
+                loaded.append(found)
+            elif surface is not None:
+                loaded.append(await surface.fetch(_attachment(f)))
+        files = tuple(loaded)
         template = p.get("template")
         last_in = p.get("last_in")
         external = await connector.send(

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from commands import blacklist, channel, contact, help, link, template, textblock, thread, user
+from commands import (
+    blacklist,
+    channel,
+    contact,
+    help,
+    link,
+    rule,
+    template,
+    textblock,
+    thread,
+    user,
+)
 
 __all__ = [
     "blacklist",
@@ -10,6 +21,7 @@ __all__ = [
     "contact",
     "help",
     "link",
+    "rule",
     "template",
     "textblock",
     "thread",

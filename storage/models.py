@@ -302,3 +302,70 @@ class ConsentWord(Base):
     word: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8))
     language: Mapped[str] = mapped_column(String(16))
+
+
+class RuleRow(Base):
+    """A chatbot rule: when it fires (keyword, messengers, schedule, limit) and what it does."""
+
+    __tablename__ = "rules"
+    __table_args__ = NEVER_REUSED
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    keyword_type: Mapped[str] = mapped_column(String(16))
+    pattern: Mapped[str | None] = mapped_column(Text)
+    platforms: Mapped[str] = mapped_column(String(128), default="")  # comma-separated
+    start_time: Mapped[str | None] = mapped_column(String(5))  # HH:MM in the rule zone
+    end_time: Mapped[str | None] = mapped_column(String(5))
+    weekdays: Mapped[str] = mapped_column(String(7), default="0123456")  # 0 = Monday
+    limit_type: Mapped[str] = mapped_column(String(8), default="always")
+    limit_seconds: Mapped[int | None] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    actions: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RuleChange(Base):
+    """Who changed which rule when, with the rule as it was afterwards."""
+
+    __tablename__ = "rule_changes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int] = mapped_column(Id)
+    rule_name: Mapped[str] = mapped_column(String(64))
+    change: Mapped[str] = mapped_column(String(16))  # add, edit, enable, disable, delete
+    by: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    snapshot: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
+
+class RuleFiring(Base):
+    """When a rule last fired for a contact, for its limit (once, once per N)."""
+
+    __tablename__ = "rule_firings"
+
+    rule_id: Mapped[int] = mapped_column(
+        ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RuleFile(Base):
+    """A file a rule answers with (autoAnswerMedia), stored when the rule is saved."""
+
+    __tablename__ = "rule_files"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    filename: Mapped[str] = mapped_column(String(256))
+    mime_type: Mapped[str] = mapped_column(String(128))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

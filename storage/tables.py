@@ -17,6 +17,10 @@ from storage.models import (
     Message,
     MessageTemplate,
     OutboxRow,
+    RuleChange,
+    RuleFile,
+    RuleFiring,
+    RuleRow,
     StaffRef,
     StaffRole,
     StaffThread,
@@ -39,3 +43,7 @@ members = cast(Table, ChannelMember.__table__)
 words = cast(Table, ConsentWord.__table__)
 templates = cast(Table, MessageTemplate.__table__)
 text_blocks = cast(Table, TextBlock.__table__)
+rules = cast(Table, RuleRow.__table__)
+rule_changes = cast(Table, RuleChange.__table__)
+rule_firings = cast(Table, RuleFiring.__table__)
+rule_files = cast(Table, RuleFile.__table__)

@@ -1,0 +1,512 @@
+"""`/rule`: the chatbot's rules — add, list, show, edit, enable, disable, delete, test.
+
+One compact syntax for Slack and Matrix (`!rule …`):
+
+    /rule add <name> <always|rest|contain "<kw, kw>"|regexp "<pattern>"> [options] --do "<action>"…
+
+Options: `--on telegram,sms` · `--hours 08:00-18:00` · `--days mon-fri` (or `mon,wed,sat`)
+· `--limit once|always|every 2h` · `--priority 5` · `--disabled`. Actions (one `--do` each):
+`answer: <text>` · `answer-file: <https URL> [| caption]` · `mail: <address> [| subject [| body]]`
+· `post: <https URL>` · `bot: <https URL>` · `sms: <+number> [| text]` · `join: <channel>` ·
+`leave: <channel>` · `stop` · `ignore`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, time
+from functools import partial
+
+import aiohttp
+
+from bridge.automation import describe
+from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, validate
+from bridge.types import FileData, MediaKind
+from commands.base import CommandError, Context, Reply, Role, command
+from commands.blacklist import parse_duration
+from storage import Tx, rules_store, subscriptions
+
+rule = command("rule", "Chatbot rules: automatic answers, forwards and channel changes")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
+# The compact words for the actions, and the handbook's names, which work as well.
+ACTION_WORDS = {
+    "answer": "autoAnswer",
+    "answer-file": "autoAnswerMedia",
+    "mail": "mailForward",
+    "post": "webserviceForward",
+    "bot": "httpBotFwd",
+    "sms": "smsFwd",
+    "join": "addToChannel",
+    "leave": "removeFromChannel",
+    "stop": "i18nStop",
+    "ignore": "doNothing",
+}
+FILE_MAX = 16 * 1024 * 1024
+ADD_EXAMPLE = (
+    '/rule add opening-hours contain "open, hours" --hours 18:00-08:00 --limit every 1d'
+    ' --do "answer: We are open 8 to 18, {NICKNAME}; we answer in the morning."'
+)
+
+
+@dataclass
+class _Draft:
+    """What `add` and `edit` read from the arguments."""
+
+    keyword_type: str | None = None
+    pattern: str | None = None
+    platforms: frozenset[str] | None = None
+    start: time | None = None
+    end: time | None = None
+    hours_given: bool = False
+    weekdays: frozenset[int] | None = None
+    limit: str | None = None
+    limit_seconds: int | None = None
+    priority: int | None = None
+    enabled: bool | None = None
+    actions: list[str] | None = None
+
+
+def _parse(ctx: Context, args: Sequence[str], *, need_when: bool) -> _Draft:
+    draft = _Draft()
+    rest = list(args)
+    if rest and not rest[0].startswith("--"):
+        word = rest.pop(0).lower()
+        if word in ("always", "rest"):
+            draft.keyword_type = word
+        elif word in ("contain", "regexp"):
+            if not rest:
+                raise ctx.usage(
+                    f"{word} needs its {'keywords' if word == 'contain' else 'pattern'}"
+                )
+            draft.keyword_type, draft.pattern = word, rest.pop(0)
+        else:
+            raise ctx.usage(f"{word} is not a keyword type; use always, rest, contain or regexp")
+    elif need_when:
+        raise ctx.usage('say when the rule fires: always, rest, contain "…" or regexp "…"')
+    while rest:
+        option = rest.pop(0).lower()
+        if option == "--disabled":
+            draft.enabled = False
+            continue
+        if option == "--enabled":
+            draft.enabled = True
+            continue
+        if not rest:
+            raise ctx.usage(f"{option} needs a value")
+        value = rest.pop(0)
+        if option == "--on":
+            names = {p.strip().lower() for p in value.split(",") if p.strip()}
+            unknown = names - set(PLATFORMS) - {"all"}
+            if unknown:
+                raise ctx.usage(
+                    f"unknown messenger {', '.join(sorted(unknown))}; use {', '.join(PLATFORMS)}"
+                )
+            draft.platforms = frozenset() if "all" in names else frozenset(names)
+        elif option == "--hours":
+            draft.hours_given = True
+            if value.lower() in ("any", "all", "none"):
+                draft.start = draft.end = None
+                continue
+            found = _HOURS.match(value)
+            if (
+                not found
+                or int(found[1]) > 23
+                or int(found[3]) > 23
+                or int(found[2]) > 59
+                or int(found[4]) > 59
+            ):
+                raise ctx.usage(f"{value} is not a time window like 08:00-18:00")
+            draft.start = time(int(found[1]), int(found[2]))
+            draft.end = time(int(found[3]), int(found[4]))
+            if draft.start == draft.end:
+                raise ctx.usage("the window starts and ends at the same time")
+        elif option == "--days":
+            draft.weekdays = _days(ctx, value)
+        elif option == "--limit":
+            word = value.lower()
+            if word in ("once", "always"):
+                draft.limit, draft.limit_seconds = word, None
+            elif word == "every":
+                if not rest:
+                    raise ctx.usage("--limit every needs a time, e.g. every 2h")
+                span = parse_duration(ctx, rest.pop(0))
+                draft.limit, draft.limit_seconds = "every", int(span.total_seconds())
+            else:
+                raise ctx.usage(f"{value} is not a limit; use once, always or every <time>")
+        elif option == "--priority":
+            try:
+                draft.priority = int(value)
+            except ValueError:
+                raise ctx.usage(f"{value} is not a number") from None
+        elif option == "--do":
+            draft.actions = [*(draft.actions or []), value]
+        else:
+            raise ctx.usage(f"unknown option {option}")
+    return draft
+
+
+def _days(ctx: Context, value: str) -> frozenset[int]:
+    words = value.lower()
+    if words in ("all", "any", "every"):
+        return frozenset(range(7))
+    days: set[int] = set()
+    for part in words.split(","):
+        first, _, last = part.strip().partition("-")
+        if first[:3] not in _DAYS or (last and last[:3] not in _DAYS):
+            raise ctx.usage(f"{value} is not a list of days like mon-fri or mon,wed,sat")
+        a = _DAYS.index(first[:3])
+        b = _DAYS.index(last[:3]) if last else a
+        span = range(a, b + 1) if a <= b else [*range(a, 7), *range(b + 1)]
+        days.update(span)
+    return frozenset(days)
+
+
+async def _action(ctx: Context, text: str) -> Action:
+    word, _, value = text.partition(":")
+    key = word.strip()
+    kind = ACTION_WORDS.get(key.lower()) or next(
+        (k for k in ACTION_WORDS.values() if k.lower() == key.lower()), None
+    )
+    if kind is None:
+        choices = ", ".join(ACTION_WORDS)
+        raise ctx.usage(f"{key} is not an action; use one of {choices}")
+    parts = [p.strip() for p in value.split("|")]
+    first = parts[0] if parts else ""
+    match kind:
+        case "autoAnswer":
+            return Action(kind=kind, text=value.strip())
+        case "autoAnswerMedia":
+            media_id = await _fetch_file(ctx, first)
+            return Action(kind=kind, media_id=media_id, text=parts[1] if len(parts) > 1 else None)
+        case "mailForward":
+            return Action(
+                kind=kind,
+                target=first,
+                subject=parts[1] if len(parts) > 1 else None,
+                text=parts[2] if len(parts) > 2 else None,
+            )
+        case "smsFwd":
+            return Action(kind=kind, target=first, text=parts[1] if len(parts) > 1 else None)
+        case "i18nStop":
+            return Action(kind=kind, target=first or None)
+        case "doNothing":
+            return Action(kind=kind)
+        case _:
+            return Action(kind=kind, target=first)
+
+
+async def _fetch_file(ctx: Context, url: str) -> int:
+    """Download the file an answer-file action sends, and keep it in the database."""
+    if not url.startswith(("https://", "http://")):
+        raise ctx.usage("answer-file needs the file's URL (https://…)")
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response,
+        ):
+            if response.status != 200:
+                raise CommandError(f"{url} answered {response.status}; the file was not stored")
+            data = await response.content.read(FILE_MAX + 1)
+            mime = response.content_type or "application/octet-stream"
+    except aiohttp.ClientError as exc:
+        raise CommandError(f"{url} could not be fetched: {type(exc).__name__}") from None
+    except TimeoutError:
+        raise CommandError(f"{url} did not answer within 30 seconds") from None
+    if len(data) > FILE_MAX:
+        raise CommandError("the file is larger than 16 MB; messengers would refuse it")
+    if not data:
+        raise CommandError(f"{url} sent an empty file")
+    name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
+    file = FileData(kind=MediaKind.DOCUMENT, filename=name, data=data, mime_type=mime)
+    return await ctx.services.write(
+        lambda tx: rules_store.save_file(tx.conn, file, ctx.who, ctx.now)
+    )
+
+
+async def _check_targets(ctx: Context, built: Rule) -> None:
+    """What `validate` cannot know: channels that exist, an SMS account for smsFwd."""
+    for action in built.actions:
+        if action.kind in ("addToChannel", "removeFromChannel"):
+            name = action.target or ""
+            found = await ctx.services.read(partial(subscriptions.channel_by_name, name=name))
+            if found is None:
+                raise CommandError(f"there is no channel {name}; `/channel list` shows them")
+        if action.kind == "smsFwd" and ctx.services.connector("sms") is None:
+            raise CommandError("smsFwd needs an SMS account ([sms] in the settings)")
+        if action.kind == "mailForward" and not ctx.services.settings.mail.enabled:
+            raise CommandError("mailForward needs the mail server ([mail] host and from_address)")
+
+
+def _rule_name(ctx: Context, word: str) -> str:
+    if not _NAME.match(word):
+        raise ctx.usage(f"{word} is not a rule name (letters, digits, space . _ -; up to 64)")
+    return word
+
+
+async def _named(ctx: Context, name: str) -> Rule:
+    found = await ctx.services.read(lambda conn: rules_store.rule_named(conn, name))
+    if found is None:
+        raise CommandError(f"there is no rule {name}; `/rule list` shows them")
+    return found
+
+
+def _built(draft: _Draft, base: Rule, actions: list[Action] | None) -> Rule:
+    return replace(
+        base,
+        keyword_type=draft.keyword_type or base.keyword_type,  # type: ignore[arg-type]
+        pattern=draft.pattern if draft.keyword_type else base.pattern,
+        platforms=draft.platforms if draft.platforms is not None else base.platforms,
+        start=draft.start if draft.hours_given else base.start,
+        end=draft.end if draft.hours_given else base.end,
+        weekdays=draft.weekdays if draft.weekdays is not None else base.weekdays,
+        limit=draft.limit or base.limit,  # type: ignore[arg-type]
+        limit_seconds=draft.limit_seconds if draft.limit else base.limit_seconds,
+        priority=draft.priority if draft.priority is not None else base.priority,
+        enabled=draft.enabled if draft.enabled is not None else base.enabled,
+        actions=tuple(actions) if actions is not None else base.actions,
+    )
+
+
+def _checked(ctx: Context, built: Rule) -> Rule:
+    if built.keyword_type in ("always", "rest"):
+        built = replace(built, pattern=None)
+    try:
+        validate(built)
+    except RuleError as exc:
+        raise CommandError(f"The rule was not saved: {exc}") from None
+    return built
+
+
+@rule.sub(
+    "add",
+    usage='<name> <always|rest|contain "<kw, kw>"|regexp "<pattern>"> [options] --do "<action>"…',
+    summary="a new rule; options --on, --hours, --days, --limit, --priority, --disabled",
+    example=ADD_EXAMPLE,
+    role=Role.MANAGER,
+)
+async def _add(ctx: Context, args: list[str]) -> Reply:
+    ctx.need(args, 2)
+    name = _rule_name(ctx, args[0])
+    draft = _parse(ctx, args[1:], need_when=True)
+    if not draft.actions:
+        raise ctx.usage('a rule needs at least one --do "<action>"')
+    actions = [await _action(ctx, text) for text in draft.actions]
+    base = Rule(id=0, name=name, keyword_type="always")
+    built = _checked(ctx, _built(draft, base, actions))
+    await _check_targets(ctx, built)
+
+    def write(tx: Tx) -> Rule | None:
+        if rules_store.rule_named(tx.conn, name) is not None:
+            return None
+        return rules_store.add_rule(tx.conn, built, ctx.who, ctx.now)
+
+    stored = await ctx.services.write(write)
+    if stored is None:
+        raise CommandError(f"a rule named {name} exists; change it with `/rule edit {name} …`")
+    ctx.services.pipeline.rules_changed()
+    return Reply(title=f"Rule {name} added", lines=_describe(stored))
+
+
+@rule.sub("list", summary="every rule, one line each", example="/rule list", role=Role.AGENT)
+async def _list(ctx: Context, args: list[str]) -> Reply:
+    rules = await ctx.services.read(rules_store.all_rules)
+    if not rules:
+        return Reply(title="No rules yet", lines=(f"Add one: `{ADD_EXAMPLE}`",))
+    lines = [
+        f"`{r.name}`{'' if r.enabled else ' (disabled)'}: {_when(r)} → "
+        + ", ".join(_action_line(a) for a in r.actions)
+        for r in rules
+    ]
+    return Reply(title=f"{len(rules)} rule{'' if len(rules) == 1 else 's'}", lines=tuple(lines))
+
+
+@rule.sub(
+    "show",
+    usage="<name>",
+    summary="a rule in full, with its history",
+    example="/rule show opening-hours",
+)
+async def _show(ctx: Context, args: list[str]) -> Reply:
+    ctx.need(args, 1)
+    found = await _named(ctx, " ".join(args))
+    changes = await ctx.services.read(lambda conn: rules_store.history(conn, found.id))
+    lines = list(_describe(found))
+    lines.extend(f"{change} by {by} on {at:%Y-%m-%d %H:%M} UTC" for change, by, at in changes)
+    return Reply(title=f"Rule {found.name}", lines=tuple(lines))
+
+
+@rule.sub(
+    "edit",
+    usage='<name> [<when>] [options] [--do "<action>"…]',
+    summary="change a rule: what you give replaces what it had (--do replaces all actions)",
+    example="/rule edit opening-hours --hours 17:00-09:00 --days mon-fri",
+    role=Role.MANAGER,
+)
+async def _edit(ctx: Context, args: list[str]) -> Reply:
+    ctx.need(args, 2)
+    found = await _named(ctx, args[0])
+    draft = _parse(ctx, args[1:], need_when=False)
+    actions = [await _action(ctx, t) for t in draft.actions] if draft.actions else None
+    built = _checked(ctx, _built(draft, found, actions))
+    await _check_targets(ctx, built)
+    await ctx.services.write(lambda tx: rules_store.edit_rule(tx.conn, built, ctx.who, ctx.now))
+    ctx.services.pipeline.rules_changed()
+    return Reply(title=f"Rule {found.name} changed", lines=_describe(built))
+
+
+async def _switch(ctx: Context, args: list[str], enabled: bool) -> Reply:
+    ctx.need(args, 1)
+    found = await _named(ctx, " ".join(args))
+    if found.enabled == enabled:
+        return Reply(title=f"Rule {found.name} is {'enabled' if enabled else 'disabled'} already")
+    changed = replace(found, enabled=enabled)
+    word = "enable" if enabled else "disable"
+    await ctx.services.write(
+        lambda tx: rules_store.edit_rule(tx.conn, changed, ctx.who, ctx.now, change=word)
+    )
+    ctx.services.pipeline.rules_changed()
+    return Reply(title=f"Rule {found.name} {word}d")
+
+
+@rule.sub(
+    "enable",
+    usage="<name>",
+    summary="switch a rule on",
+    example="/rule enable opening-hours",
+    role=Role.MANAGER,
+)
+async def _enable(ctx: Context, args: list[str]) -> Reply:
+    return await _switch(ctx, args, True)
+
+
+@rule.sub(
+    "disable",
+    usage="<name>",
+    summary="switch a rule off (it is kept)",
+    example="/rule disable opening-hours",
+    role=Role.MANAGER,
+)
+async def _disable(ctx: Context, args: list[str]) -> Reply:
+    return await _switch(ctx, args, False)
+
+
+@rule.sub(
+    "delete",
+    usage="<name>",
+    summary="remove a rule (the change log keeps it)",
+    example="/rule delete opening-hours",
+    role=Role.MANAGER,
+)
+async def _delete(ctx: Context, args: list[str]) -> Reply:
+    ctx.need(args, 1)
+    found = await _named(ctx, " ".join(args))
+    await ctx.services.write(lambda tx: rules_store.delete_rule(tx.conn, found, ctx.who, ctx.now))
+    ctx.services.pipeline.rules_changed()
+    return Reply(title=f"Rule {found.name} deleted")
+
+
+@rule.sub(
+    "test",
+    usage='<message…> [--on <messenger>] [--at "YYYY-MM-DD HH:MM"]',
+    summary="which rules would fire for a message, and what they would do (nothing is done)",
+    example='/rule test "When are you open?" --on telegram',
+)
+async def _test(ctx: Context, args: list[str]) -> Reply:
+    ctx.need(args, 1)
+    words = list(args)
+    platform, at = "telegram", ctx.now
+    for option in ("--on", "--at"):
+        if option in words:
+            position = words.index(option)
+            if position + 1 >= len(words):
+                raise ctx.usage(f"{option} needs a value")
+            value = words.pop(position + 1)
+            words.pop(position)
+            if option == "--on":
+                if value.lower() not in PLATFORMS:
+                    raise ctx.usage(f"unknown messenger {value}; use {', '.join(PLATFORMS)}")
+                platform = value.lower()
+            else:
+                at = _moment(ctx, value)
+    text = " ".join(words)
+    rules = await ctx.services.read(rules_store.all_rules)
+    zone = ctx.services.pipeline.rulebook.zone
+    matches = Matcher.build(rules, zone).match(Incoming(text=text, platform=platform, at=at))
+    chosen = matches.rules or matches.rest
+    when = f"{at.astimezone(zone):%a %Y-%m-%d %H:%M} {zone.key}"
+    if not chosen:
+        return Reply(title=f"No rule fires for this message on {platform} ({when})")
+    lines = [
+        f"`{r.name}`{' (rest)' if not matches.rules else ''}: "
+        + ", ".join(describe(a) for a in r.actions)
+        + (f"; limit {_limit(r)} per contact" if r.limit != "always" else "")
+        for r in chosen
+    ]
+    lines.append("Nothing was done; per-contact limits are not applied in a test.")
+    return Reply(
+        title=f"{_count(len(chosen))} would fire on {platform} ({when})",
+        lines=tuple(lines),
+    )
+
+
+def _count(n: int) -> str:
+    return f"{n} rule{'' if n == 1 else 's'}"
+
+
+def _moment(ctx: Context, value: str) -> datetime:
+    zone = ctx.services.pipeline.rulebook.zone
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ctx.usage(f"{value} is not a time like 2026-12-24 18:30") from None
+    return parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed
+
+
+def _limit(r: Rule) -> str:
+    if r.limit == "every":
+        seconds = r.limit_seconds or 0
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds % size == 0:
+                return f"once every {seconds // size}{unit}"
+        return f"once every {seconds}s"
+    return r.limit
+
+
+def _when(r: Rule) -> str:
+    what = {
+        "always": "every message",
+        "rest": "when no other rule fires",
+        "contain": f"contains {r.pattern}",
+        "regexp": f"matches `{r.pattern}`",
+    }[r.keyword_type]
+    if r.platforms:
+        what += f" on {', '.join(sorted(r.platforms))}"
+    if r.start and r.end:
+        what += f", {r.start:%H:%M}-{r.end:%H:%M}"
+    if r.weekdays != frozenset(range(7)):
+        what += ", " + ",".join(_DAYS[d] for d in sorted(r.weekdays))
+    return what
+
+
+def _action_line(action: Action) -> str:
+    word = next(w for w, k in ACTION_WORDS.items() if k == action.kind)
+    shown = action.target or action.text or ""
+    if action.kind == "autoAnswerMedia":
+        shown = f"file #{action.media_id}"
+    return f"{word}{': ' + shown if shown else ''}"
+
+
+def _describe(r: Rule) -> tuple[str, ...]:
+    lines = [
+        f"When: {_when(r)}",
+        f"Limit: {_limit(r)} per contact · priority {r.priority} · "
+        + ("enabled" if r.enabled else "disabled"),
+    ]
+    lines.extend(f"Does: {_action_line(a)}" for a in r.actions)
+    return tuple(lines)
