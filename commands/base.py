@@ -91,6 +91,65 @@ class Context:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FormField:
+    """One input of a form; its value becomes part of a command line when submitted."""
+
+    key: str
+    label: str
+    # text: one line; lines: several (each line one `option` value); select / multi: choices.
+    kind: str = "text"
+    # Where the value goes: "" for a positional word, else the option it follows ("--on").
+    option: str = ""
+    choices: tuple[tuple[str, str], ...] = ()  # (value, label)
+    initial: str | tuple[str, ...] | None = None
+    optional: bool = False
+    hint: str | None = None
+    # Put in the command line as typed (several words), instead of as one quoted word.
+    raw: bool = False
+    # What an empty input stands for (e.g. "all"); None: leave the option out.
+    blank: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Form:
+    """A form a surface may show instead of asking for a long command line (a Slack modal).
+
+    Submitted, its values are appended to `command` (see `form_line`) and run as a command.
+    """
+
+    title: str
+    submit: str
+    command: str
+    fields: tuple[FormField, ...]
+
+
+def form_line(command: str, fields: Sequence[FormField], values: dict[str, object]) -> str:
+    """The command line a submitted form stands for."""
+    parts = [command]
+    for spec in fields:
+        value = values.get(spec.key)
+        if isinstance(value, str):
+            items = [value]
+        elif isinstance(value, list | tuple):
+            items = [str(v) for v in value]
+        else:
+            items = []
+        if spec.kind == "lines":
+            items = [line.strip() for text in items for line in str(text).splitlines()]
+        items = [str(item).strip() for item in items if str(item).strip()]
+        if not items and spec.blank is not None:
+            items = [spec.blank]
+        if not items:
+            continue
+        if spec.kind == "multi":
+            items = [",".join(items)]
+        for item in items:
+            word = item if spec.raw else shlex.quote(item)
+            parts.append(f"{spec.option} {word}" if spec.option else word)
+    return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
     """A command's answer: a title, lines and label/value fields, and optionally a file.
 
@@ -105,6 +164,8 @@ class Reply:
     ok: bool = True
     # Visible to everyone in the channel (a QR code to print) or only to the caller.
     public: bool = False
+    # A form to fill in, where the surface can show one (the lines say how to type it instead).
+    form: Form | None = None
 
     @property
     def text(self) -> str:

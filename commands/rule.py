@@ -14,6 +14,7 @@ Options: `--on telegram,sms` · `--hours 08:00-18:00` · `--days mon-fri` (or `m
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
@@ -24,7 +25,7 @@ import aiohttp
 from bridge.automation import describe
 from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, validate
 from bridge.types import FileData, MediaKind
-from commands.base import CommandError, Context, Reply, Role, command
+from commands.base import CommandError, Context, Form, FormField, Reply, Role, command
 from commands.blacklist import parse_duration
 from storage import Tx, rules_store, subscriptions
 
@@ -291,6 +292,12 @@ def _checked(ctx: Context, built: Rule) -> Rule:
     role=Role.MANAGER,
 )
 async def _add(ctx: Context, args: list[str]) -> Reply:
+    if not args:
+        return Reply(
+            title="A new rule",
+            lines=(f"Type it as one line, e.g. `{ADD_EXAMPLE}`", "`/rule help` lists the options."),
+            form=rule_form("rule add", None),
+        )
     ctx.need(args, 2)
     name = _rule_name(ctx, args[0])
     draft = _parse(ctx, args[1:], need_when=True)
@@ -349,8 +356,14 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
     role=Role.MANAGER,
 )
 async def _edit(ctx: Context, args: list[str]) -> Reply:
-    ctx.need(args, 2)
+    ctx.need(args, 1)
     found = await _named(ctx, args[0])
+    if len(args) == 1:
+        return Reply(
+            title=f"Rule {found.name}",
+            lines=(*_describe(found), f"Change it with `/rule edit {found.name} <options>`."),
+            form=rule_form(f"rule edit {shlex.quote(found.name)}", found),
+        )
     draft = _parse(ctx, args[1:], need_when=False)
     actions = [await _action(ctx, t) for t in draft.actions] if draft.actions else None
     built = _checked(ctx, _built(draft, found, actions))
@@ -510,3 +523,116 @@ def _describe(r: Rule) -> tuple[str, ...]:
     ]
     lines.extend(f"Does: {_action_line(a)}" for a in r.actions)
     return tuple(lines)
+
+
+KEYWORD_CHOICES = (
+    ("contain", "contains a keyword"),
+    ("regexp", "matches a regular expression"),
+    ("always", "every message"),
+    ("rest", "when no other rule fires"),
+)
+DAY_CHOICES = tuple((d, d.capitalize()) for d in _DAYS)
+
+
+def rule_form(command_line: str, current: Rule | None) -> Form:
+    """The form of `/rule add` (empty) or `/rule edit <name>` (filled in)."""
+    fields: list[FormField] = []
+    if current is None:
+        fields.append(FormField(key="name", label="Name", hint="e.g. opening-hours"))
+    fields.append(
+        FormField(
+            key="when",
+            label="Fires on",
+            kind="select",
+            choices=KEYWORD_CHOICES,
+            initial=current.keyword_type if current else "contain",
+        )
+    )
+    fields.append(
+        FormField(
+            key="pattern",
+            label="Keywords or pattern",
+            initial=current.pattern if current and current.pattern else None,
+            optional=True,
+            hint='keywords separated by commas ("open, hours"), or an RE2 pattern',
+        )
+    )
+    fields.append(
+        FormField(
+            key="actions",
+            label="Actions, one a line",
+            kind="lines",
+            option="--do",
+            initial="\n".join(_action_line(a) for a in current.actions) if current else None,
+            hint="answer: <text> · mail: <address> · post: <URL> · bot: <URL> · sms: <+number>"
+            " · join: <channel> · leave: <channel> · answer-file: <URL> · stop · ignore",
+        )
+    )
+    fields.append(
+        FormField(
+            key="on",
+            label="Messengers (none: all)",
+            kind="multi",
+            option="--on",
+            choices=tuple((p, p.capitalize()) for p in PLATFORMS),
+            initial=tuple(sorted(current.platforms)) if current and current.platforms else None,
+            optional=True,
+            blank="all" if current else None,
+        )
+    )
+    hours = (
+        f"{current.start:%H:%M}-{current.end:%H:%M}"
+        if current and current.start and current.end
+        else None
+    )
+    fields.append(
+        FormField(
+            key="hours",
+            label="Time of day",
+            option="--hours",
+            initial=hours,
+            optional=True,
+            hint="e.g. 18:00-08:00 (empty: all day)",
+            blank="any" if current else None,
+        )
+    )
+    days = tuple(_DAYS[d] for d in sorted(current.weekdays)) if current else None
+    fields.append(
+        FormField(
+            key="days",
+            label="Days (none: every day)",
+            kind="multi",
+            option="--days",
+            choices=DAY_CHOICES,
+            initial=days if days and len(days) < 7 else None,
+            optional=True,
+            blank="all" if current else None,
+        )
+    )
+    fields.append(
+        FormField(
+            key="limit",
+            label="Limit per contact",
+            option="--limit",
+            raw=True,
+            initial=_limit_words(current) if current else None,
+            optional=True,
+            hint="always, once, or every 2h / 1d",
+        )
+    )
+    fields.append(
+        FormField(
+            key="priority",
+            label="Priority",
+            option="--priority",
+            initial=str(current.priority) if current else None,
+            optional=True,
+            hint="higher fires first",
+        )
+    )
+    title = "New rule" if current is None else f"Edit {current.name}"[:24]
+    return Form(title=title, submit="Save", command=command_line, fields=tuple(fields))
+
+
+def _limit_words(r: Rule) -> str:
+    return _limit(r).replace("once every ", "every ") if r.limit == "every" else r.limit

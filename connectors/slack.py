@@ -57,7 +57,15 @@ from bridge.types import (
     ThreadRef,
 )
 from commands.base import Reply, Request
-from connectors.slack_blocks import ACTION_PREFIX, card_actions, mrkdwn, reply_blocks
+from connectors.slack_blocks import (
+    ACTION_PREFIX,
+    FORM_CALLBACK,
+    card_actions,
+    form_view,
+    mrkdwn,
+    reply_blocks,
+    submitted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +211,24 @@ def _ts_time(ts: str) -> datetime:
         return datetime.now(UTC)
 
 
+def _form_block(problem: str, blocks: Sequence[str]) -> str:
+    """The input of a form a problem is about, to show it there."""
+    text = problem.lower()
+    for words, block in (
+        (("regular expression", "pattern", "keyword"), "pattern"),
+        (("action", "--do", "forward", "answer", "mail", "channel", "sms", "file"), "actions"),
+        (("messenger",), "on"),
+        (("window", "time"), "hours"),
+        (("days",), "days"),
+        (("limit", "every"), "limit"),
+        (("priority", "number"), "priority"),
+        (("name",), "name"),
+    ):
+        if block in blocks and any(w in text for w in words):
+            return block
+    return blocks[0] if blocks else "name"
+
+
 def card_blocks(card: ContactCard) -> tuple[str, list[dict[str, Any]]]:
     """The thread root: a contact card as Block Kit, with its plain-text fallback."""
     status = "open" if card.status is ConversationStatus.OPEN else "closed"
@@ -280,6 +306,7 @@ class SlackSurface:
         self.app.event("message")(self._on_message)
         self.app.command(re.compile(r"^/"))(self._on_slash)
         self.app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))(self._on_action)
+        self.app.view(FORM_CALLBACK)(self._on_form)
         self._socket: AsyncSocketModeHandler | None = None
         self._names: dict[str, str] = {}
         self.bot_user_id: str | None = None
@@ -420,7 +447,8 @@ class SlackSurface:
             text=f"{name} {unescape(str(command.get('text', '')))}".strip(),
             channel=command.get("channel_id"),
         )
-        work = asyncio.ensure_future(self._slash_answer(request))
+        trigger = str(command.get("trigger_id") or "") or None
+        work = asyncio.ensure_future(self._slash_answer(request, trigger))
         done, _ = await asyncio.wait({work}, timeout=SLASH_ANSWER_WITHIN)
         if work in done:
             await ack(**work.result())
@@ -430,8 +458,17 @@ class SlackSurface:
         self._late.add(late)
         late.add_done_callback(self._late.discard)
 
-    async def _slash_answer(self, request: Request) -> dict[str, Any]:
+    async def _slash_answer(self, request: Request, trigger: str | None = None) -> dict[str, Any]:
         reply = await self._commands(request)
+        if reply.form is not None and trigger:
+            try:
+                await self.client.views_open(
+                    trigger_id=trigger, view=form_view(reply.form, request.channel)
+                )
+            except Exception as exc:  # an expired trigger, say: answer with the text instead
+                log.info("Slack: the form could not be opened: %r", exc)
+            else:
+                return {}
         text, blocks = reply_blocks(reply)
         if reply.file is not None and request.channel:
             problem = await self._share_file(request.channel, None, reply)
@@ -479,6 +516,36 @@ class SlackSurface:
         )
         reply = await self._commands(request)
         await self._answer_in_thread(thread, reply, user, private_failure=True)
+
+    async def _on_form(
+        self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        """A submitted form: run the command line it stands for; problems stay in the form."""
+        line, channel, blocks = submitted(view)
+        user = StaffUserId(str((body.get("user") or {}).get("id", "")))
+        request = Request(
+            surface=SLACK,
+            user=user,
+            user_name=await self._name_of(user),
+            text=line,
+            channel=channel,
+        )
+        reply = await self._commands(request)
+        if not reply.ok:
+            await ack(
+                response_action="errors",
+                errors={_form_block(reply.text, blocks): reply.text[:1000]},
+            )
+            return
+        await ack()
+        if channel:
+            text, reply_view = reply_blocks(reply)
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=channel, user=user, text=text, blocks=reply_view
+                )
+            except Exception:
+                log.info("Slack: could not tell %s the form's outcome in %s", user, channel)
 
     async def _answer_in_thread(
         self, thread: ThreadRef, reply: Reply, user: str, *, private_failure: bool = False

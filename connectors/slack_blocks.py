@@ -6,11 +6,12 @@ command's answer or chat.update take (`text` fallback plus `blocks`).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from bridge.types import ContactCard, ConversationStatus
-from commands.base import Reply
+from commands.base import Form, FormField, Reply, form_line
 
 # Block Kit limits: 3000 characters in a section's text, 2000 in a field, 10 fields in a
 # section, 50 blocks in a message, 150 characters in a header.
@@ -131,3 +132,86 @@ def card_actions(card: ContactCard) -> dict[str, Any]:
             )
         )
     return {"type": "actions", "block_id": "bridge_card", "elements": buttons}
+
+
+# -- forms as modals -------------------------------------------------------------------------
+
+FORM_CALLBACK = "bridge_form"
+
+
+def _plain(text: str, limit: int = 150) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text[:limit]}
+
+
+def _option(value: str, label: str) -> dict[str, Any]:
+    return {"text": _plain(label, 75), "value": value[:150]}
+
+
+def form_view(form: Form, channel: str | None) -> dict[str, Any]:
+    """A form as a modal view; what the submission needs travels in private_metadata."""
+    blocks: list[dict[str, Any]] = []
+    for spec in form.fields:
+        element: dict[str, Any] = {"action_id": "value"}
+        initial = spec.initial
+        if spec.kind in ("text", "lines"):
+            element["type"] = "plain_text_input"
+            element["multiline"] = spec.kind == "lines"
+            if isinstance(initial, str) and initial:
+                element["initial_value"] = initial[:3000]
+        elif spec.kind == "select":
+            element["type"] = "static_select"
+            element["options"] = [_option(v, label) for v, label in spec.choices]
+            chosen = [c for c in spec.choices if c[0] == initial]
+            if chosen:
+                element["initial_option"] = _option(*chosen[0])
+        else:
+            element["type"] = "multi_static_select"
+            element["options"] = [_option(v, label) for v, label in spec.choices]
+            picked = [c for c in spec.choices if isinstance(initial, tuple) and c[0] in initial]
+            if picked:
+                element["initial_options"] = [_option(*c) for c in picked]
+        block: dict[str, Any] = {
+            "type": "input",
+            "block_id": spec.key,
+            "label": _plain(spec.label, 2000),
+            "element": element,
+            "optional": spec.optional,
+        }
+        if spec.hint:
+            block["hint"] = _plain(spec.hint, 2000)
+        blocks.append(block)
+    meta = {
+        "command": form.command,
+        "channel": channel,
+        "fields": [[f.key, f.kind, f.option, f.raw, f.blank] for f in form.fields],
+    }
+    return {
+        "type": "modal",
+        "callback_id": FORM_CALLBACK,
+        "title": _plain(form.title, 24),
+        "submit": _plain(form.submit, 24),
+        "close": _plain("Cancel", 24),
+        "private_metadata": json.dumps(meta),
+        "blocks": blocks,
+    }
+
+
+def submitted(view: dict[str, Any]) -> tuple[str, str | None, list[str]]:
+    """A submitted form view: (command line, channel, block ids)."""
+    meta = json.loads(view.get("private_metadata") or "{}")
+    fields = [
+        FormField(key=k, label=k, kind=kind, option=option, raw=raw, blank=blank)
+        for k, kind, option, raw, blank in meta.get("fields") or []
+    ]
+    values: dict[str, object] = {}
+    for block_id, actions in ((view.get("state") or {}).get("values") or {}).items():
+        action = (actions or {}).get("value") or {}
+        kind = action.get("type")
+        if kind == "plain_text_input":
+            values[block_id] = action.get("value") or ""
+        elif kind == "static_select":
+            values[block_id] = (action.get("selected_option") or {}).get("value", "")
+        elif kind == "multi_static_select":
+            values[block_id] = [o.get("value", "") for o in action.get("selected_options") or []]
+    line = form_line(str(meta.get("command", "")), fields, values)
+    return line, meta.get("channel"), [f.key for f in fields]
