@@ -23,6 +23,7 @@ import connectors.telegram
 import connectors.whatsapp
 from bridge import registry
 from bridge.config import Settings
+from bridge.links import ShortLinks
 from bridge.media import MediaStore
 from bridge.outbox import Dispatcher, RateLimiter
 from bridge.pipeline import Pipeline
@@ -42,6 +43,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 MEDIA = web.AppKey("media", MediaStore)
+LINKS = web.AppKey("short_links", ShortLinks)
 CHILD = web.AppKey("dispatcher_command", list[str])
 CONNECTORS = web.AppKey("connectors", list[Connector])
 SURFACES = web.AppKey("surfaces", list[StaffSurface])
@@ -65,12 +67,22 @@ def _http_session() -> aiohttp.ClientSession:
 
 def _assemble(
     settings: Settings, http: aiohttp.ClientSession, *, poll_interval: float = 1.0
-) -> tuple[Database, Writer, Pipeline, list[Connector], list[StaffSurface], Dispatcher, MediaStore]:
+) -> tuple[
+    Database,
+    Writer,
+    Pipeline,
+    list[Connector],
+    list[StaffSurface],
+    Dispatcher,
+    MediaStore,
+    ShortLinks,
+]:
     """Build every part from the registries; nothing is started."""
     db = Database(settings.bridge.database, shared=settings.bridge.dispatch == "process")
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
     pipeline = Pipeline(settings, db, writer, http=http)
     media = MediaStore(db, settings.bridge.public_url)
+    links = ShortLinks(db, settings.bridge.public_url, writer=writer, clock=pipeline.clock)
     services = Services(settings, db, writer, pipeline)
 
     async def run_command(request: Request) -> Reply:
@@ -95,7 +107,7 @@ def _assemble(
         poll_interval=poll_interval,
     )
     writer.set_on_commit(dispatcher.notify)
-    return db, writer, pipeline, connectors_, surfaces, dispatcher, media
+    return db, writer, pipeline, connectors_, surfaces, dispatcher, media, links
 
 
 async def build_app(
@@ -107,8 +119,11 @@ async def build_app(
     """
     app = web.Application(client_max_size=32 * 1024 * 1024)
     http = _http_session()
-    db, writer, pipeline, connectors_, surfaces, dispatcher, media = _assemble(settings, http)
+    db, writer, pipeline, connectors_, surfaces, dispatcher, media, links = _assemble(
+        settings, http
+    )
     app.add_routes(media.routes())
+    app.add_routes(links.routes())
     for connector in connectors_:
         app.add_routes(connector.routes())
     for surface in surfaces:
@@ -126,6 +141,7 @@ async def build_app(
     app[DISPATCHER] = dispatcher
     app[HTTP] = http
     app[MEDIA] = media
+    app[LINKS] = links
     app[CONNECTORS] = connectors_
     app[SURFACES] = surfaces
     app.router.add_get("/healthz", healthz)
@@ -219,7 +235,7 @@ async def run_dispatcher(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     http = _http_session()
     # Rows come from the webhook process, which cannot notify this one: look often.
-    db, writer, _, _, _, dispatcher, _ = _assemble(settings, http, poll_interval=0.02)
+    db, writer, _, _, _, dispatcher, _, _ = _assemble(settings, http, poll_interval=0.02)
     await writer.start()
     await dispatcher.start()
     try:

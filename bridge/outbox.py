@@ -6,6 +6,18 @@ id order (one conversation's messages stay in order), while different lanes run 
 Before a row is attempted its attempt count is committed, so after a crash the handler knows the
 row may already have gone out and can look before sending again. A finished row is marked done in
 the same transaction as everything it produced (thread ids, staff refs, follow-up rows).
+
+Rows come in two streams. Conversation traffic (replies, mirrors, cards) is read with its own
+cursor into its own window, as it always was. Bulk rows (a broadcast's, `NewJob(bulk=True)`) are
+read with cursors of their own into a window of their own, so a broadcast of 100,000 rows never
+stands between a reply and the dispatcher. Bulk rows are read beside the dispatcher's loop and
+never ahead of a backlog of conversation rows; each account (a row's first rate key) holds its
+own share of the bulk window, so a slow account's backlog never holds a fast one back; and bulk
+jobs have task slots of their own. At each step conversation lanes are launched first, and a
+bulk job takes a rate token only when the bucket keeps a reserve for conversation traffic
+(`RateLimiter.try_acquire(reserve=...)`): a reply finds a token at once, and a broadcast alone
+still gets the whole rate of its account. A lane's bulk rows keep their order per account; one
+job per lane name is in flight at a time, whichever stream it belongs to.
 """
 
 from __future__ import annotations
@@ -14,12 +26,13 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import math
 import random
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from bridge.errors import PermanentError, RateLimited, TransientError
@@ -31,6 +44,18 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 300.0
 COALESCE_AFTER = 0.5
 GIVE_UP_AFTER = 24 * 3600.0
+# Bulk rows leave this many seconds of each key's rate in its bucket (at least one token, at most
+# half the burst) for conversation traffic.
+BULK_RESERVE = 0.1
+# Rows read per query: conversation rows, and bulk rows (read beside the dispatcher's own loop;
+# turning 1,000 rows into jobs holds the event loop for some 10 ms).
+LOAD_CHUNK = 1000
+BULK_CHUNK = 500
+# While every account's share of the bulk window is full, new bulk rows (another account's
+# broadcast, say) are looked for this often.
+DISCOVER_EVERY = 1.0
+# Buckets that have filled up again are forgotten (they read as full) once there are this many.
+SWEEP_AT = 4096
 
 
 class JobHandler(Protocol):
@@ -59,6 +84,7 @@ class RateLimiter:
         self._clock = clock
         self._tokens: dict[str, tuple[float, float]] = {}
         self._blocked: dict[str, float] = {}
+        self._sweep_at = SWEEP_AT
 
     def update(self, limits: Mapping[str, RateLimit]) -> None:
         """Add limits (connectors and surfaces contribute theirs at start)."""
@@ -73,35 +99,71 @@ class RateLimiter:
                 found = self._limits.get(f"{head}:*")
         return found
 
-    def acquire(self, keys: Sequence[str]) -> float:
+    def acquire(self, keys: Sequence[str], *, reserve: float = 0.0) -> float:
         """Take one token from every key and return 0, or return how long to wait (taking none)."""
+        return self.try_acquire(keys, reserve=reserve)[0]
+
+    def try_acquire(self, keys: Sequence[str], *, reserve: float = 0.0) -> tuple[float, str]:
+        """Take one token from every key and return (0, ""), or return how long to wait and the
+        key that holds the caller back longest (taking none).
+
+        `reserve` (seconds): take a token only if `reserve` seconds of the key's rate stay in the
+        bucket afterwards (at least one token, at most half the burst), for callers without one.
+        Such a caller alone still gets the key's whole rate once the bucket holds the reserve:
+        only the reserve itself, a fraction of a second's worth taken once, stays unused.
+        """
         now = self._clock()
-        wait = 0.0
-        state: list[tuple[str, float, RateLimit]] = []
+        wait, short = 0.0, ""
+        state: list[tuple[str, float]] = []
         for key in keys:
-            blocked = self._blocked.get(key, 0.0)
-            if blocked > now:
-                wait = max(wait, blocked - now)
-                continue
+            blocked = self._blocked.get(key)
+            if blocked is not None:
+                if blocked > now:
+                    if blocked - now > wait:
+                        wait, short = blocked - now, key
+                    continue
+                del self._blocked[key]
             limit = self.limit(key)
             if limit is None:
                 continue
             tokens, last = self._tokens.get(key, (limit.burst, now))
             tokens = min(limit.burst, tokens + (now - last) * limit.rate)
-            if tokens < 1.0:
-                wait = max(wait, (1.0 - tokens) / limit.rate)
-            state.append((key, tokens, limit))
+            need = 1.0 + _kept(limit, reserve)
+            # A hair short (rounding) is enough, and a wait is at least 1 µs: a clock at 1.8e9
+            # cannot tell a wait of 1e-17 s from none, and the caller would come back for ever.
+            if tokens + 1e-9 < need and max(1e-6, (need - tokens) / limit.rate) > wait:
+                wait, short = max(1e-6, (need - tokens) / limit.rate), key
+            state.append((key, tokens))
         if wait > 0:
-            return wait
-        for key, tokens, _ in state:
+            return wait, short
+        for key, tokens in state:
             self._tokens[key] = (tokens - 1.0, now)
-        return 0.0
+        if len(self._tokens) > self._sweep_at:
+            self._sweep(now)
+        return 0.0, ""
 
     def block(self, key: str, seconds: float) -> None:
         """Hold a key back after the platform answered 429."""
         until = self._clock() + seconds
         self._blocked[key] = max(self._blocked.get(key, 0.0), until)
         self._tokens.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        # One bucket per recipient adds up over a broadcast; a full bucket is the same as none.
+        for key, (tokens, last) in list(self._tokens.items()):
+            limit = self.limit(key)
+            if limit is None or tokens + (now - last) * limit.rate >= limit.burst:
+                del self._tokens[key]
+        self._sweep_at = max(SWEEP_AT, 2 * len(self._tokens))
+
+
+def _kept(limit: RateLimit, reserve: float) -> float:
+    """Tokens a caller with this reserve must leave in the bucket."""
+    if reserve <= 0:
+        return 0.0
+    # At most half of what the bucket holds beyond one token: the rest is the caller's room to
+    # be late without letting the bucket overflow (a token lost).
+    return max(0.0, min((limit.burst - 1.0) / 2, max(1.0, reserve * limit.rate)))
 
 
 def _claim(tx: Tx, batches: Sequence[Sequence[int]]) -> list[None]:
@@ -125,15 +187,120 @@ COMPLETE: BatchKind[Completion, None] = BatchKind("outbox.complete", _complete)
 RESCHEDULE: BatchKind[tuple[int, float, str], None] = BatchKind("outbox.reschedule", _reschedule)
 
 
+def _group(job: Job) -> str:
+    """The account a bulk row is sent from: its first rate key (they run from the account's to
+    the recipient's, see Connector.rate_keys)."""
+    return job.rate_keys[0] if job.rate_keys else ""
+
+
 @dataclass(slots=True)
 class _Lane:
     jobs: deque[Job]
+    name: str
+    group: str = ""
     busy: bool = False
     waited: bool = False
 
 
+@dataclass(slots=True)
+class _Stream:
+    """Conversation traffic or bulk rows: lanes, schedule and task slots of one kind."""
+
+    bulk: bool
+    window: int
+    concurrency: int
+    reserve: float
+    lanes: dict[str, _Lane] = field(default_factory=dict)
+    # (when, seq, is_key, name): a lane to try at `when`, or a rate key whose parked lanes to try.
+    heap: list[tuple[float, int, bool, str]] = field(default_factory=list)
+    # Lanes waiting for a rate key's tokens, in the order they found it empty; `armed`: the keys
+    # that have their entry in `heap`. One entry per key, instead of one per waiting lane that
+    # would all wake together for one token.
+    parked: dict[str, deque[str]] = field(default_factory=dict)
+    armed: set[str] = field(default_factory=set)
+    running: int = 0
+    loaded: int = 0
+    cursor: int = 0
+    more: bool = True  # the last read filled its chunk: read on
+    seen: int = -1  # `Dispatcher._notified` when the last read started
+    polled: float = -math.inf  # when the last read (of new rows) ran
+
+
+class _BulkFeed:
+    """Which pending bulk rows to hold: up to `quota` per account, each with its own cursor.
+
+    A broadcast to several accounts mixes their rows. With one window in id order, a slow
+    account's rows would fill it and hold a fast account to the slow one's pace. Here every row
+    of an account up to its cursor is held or finished; a read runs from a cursor through the
+    rows in id order, and an account that is full skips the rest of its rows in that read (its
+    cursor stays before the first it skipped), to be read again from its cursor once it has room.
+    Every row up to `frontier` has been seen by some read.
+    """
+
+    def __init__(self, quota: int) -> None:
+        self.quota = quota
+        self.frontier = 0
+        self.cursor: dict[str, int] = {}
+        self.held: dict[str, int] = {}
+
+    def lagging(self) -> int | None:
+        """Where to read again for an account that skipped rows and has room now, if any."""
+        low: int | None = None
+        for group, cursor in self.cursor.items():
+            if cursor < self.frontier and self.held[group] <= self.quota // 2:
+                low = cursor if low is None else min(low, cursor)
+        return low
+
+    def room_at_frontier(self) -> bool:
+        """Whether new rows may be held: an account is up to date and has room, or none is known."""
+        if not self.cursor:
+            return True
+        return any(
+            cursor >= self.frontier and self.held[group] < self.quota
+            for group, cursor in self.cursor.items()
+        )
+
+    def take(self, rows: Sequence[Job], start: int, complete: bool) -> list[Job]:
+        """The rows of a read after `start` to hold; `complete`: it reached the last pending row."""
+        before = self.frontier
+        blocked: set[str] = set()
+        taken: list[Job] = []
+        for job in rows:
+            group = _group(job)
+            cursor = self.cursor.get(group)
+            if cursor is None:
+                # Every row up to the frontier was seen: none of this account lies before this one.
+                cursor = self.cursor[group] = job.id - 1
+                self.held[group] = 0
+            if cursor < start or job.id <= cursor:
+                continue  # the read does not reach back to its cursor, or the row is held already
+            if group in blocked or self.held[group] >= self.quota:
+                blocked.add(group)
+                continue
+            self.cursor[group] = job.id
+            self.held[group] += 1
+            taken.append(job)
+        end = rows[-1].id if rows else start
+        if complete:
+            end = max(end, before)
+        for group, cursor in self.cursor.items():
+            if group not in blocked and start <= cursor < end:
+                self.cursor[group] = end
+        self.frontier = max(before, end)
+        return taken
+
+    def done(self, group: str, count: int) -> None:
+        """Rows of an account left the window."""
+        self.held[group] -= count
+
+
 class Dispatcher:
-    """Sends pending outbox rows through their handlers, in order per lane, within limits."""
+    """Sends pending outbox rows through their handlers, in order per lane, within limits.
+
+    `window`, `concurrency`: rows held and jobs in flight of conversation traffic; `bulk_window`
+    (per account), `bulk_concurrency` (default: `concurrency`): the same for bulk rows;
+    `bulk_reserve`: seconds of each rate key's rate that bulk rows leave for the others.
+    """
 
     def __init__(
         self,
@@ -144,6 +311,9 @@ class Dispatcher:
         *,
         window: int = 5000,
         concurrency: int = 64,
+        bulk_window: int = 2000,
+        bulk_concurrency: int | None = None,
+        bulk_reserve: float = BULK_RESERVE,
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -151,25 +321,34 @@ class Dispatcher:
         self._writer = writer
         self._handlers = handlers
         self._limiter = limiter
-        self._window = window
-        self._concurrency = concurrency
         self._poll = poll_interval
         self._clock = clock
-        self._lanes: dict[str, _Lane] = {}
-        self._heap: list[tuple[float, int, str]] = []
+        self._normal = _Stream(bulk=False, window=window, concurrency=concurrency, reserve=0.0)
+        self._bulk = _Stream(
+            bulk=True,
+            window=bulk_window,
+            concurrency=concurrency if bulk_concurrency is None else bulk_concurrency,
+            reserve=bulk_reserve,
+        )
+        self._streams = (self._normal, self._bulk)  # the order of launching
+        self._feed = _BulkFeed(bulk_window)
+        self._bulk_reading: asyncio.Task[None] | None = None
+        self._bulk_retry_at = -math.inf
         self._seq = 0
-        self._cursor = 0
-        self._loaded = 0
-        self._more = True
+        self._notified = 0
+        # Lane names with a job in flight, and lanes of the other stream waiting for them.
+        self._running: set[str] = set()
+        self._waiting: dict[str, list[tuple[_Stream, str]]] = {}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         self.sent = 0
+        self.sent_bulk = 0
         self.rate_limited = 0
 
     def notify(self, _added: int = 0) -> None:
         """New rows were committed: look for them."""
-        self._more = True
+        self._notified += 1
         self._wake.set()
 
     async def start(self) -> None:
@@ -188,86 +367,225 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _load(self) -> None:
-        room = self._window - self._loaded
-        if room <= 0:
-            return
-        cursor, limit = self._cursor, min(room, 1000)
-        jobs = await self._db.run_read(lambda conn: Tx(conn).pending(cursor, limit))
-        self._more = len(jobs) == min(room, 1000)
-        for job in jobs:
-            self._cursor = max(self._cursor, job.id)
-            lane = self._lanes.get(job.lane)
-            if lane is None:
-                lane = self._lanes[job.lane] = _Lane(deque())
-            lane.jobs.append(job)
-            self._loaded += 1
-            if len(lane.jobs) == 1 and not lane.busy:
-                self._schedule(job.lane, job.next_at)
+    # -- reading --------------------------------------------------------------------------
 
-    def _schedule(self, lane: str, at: float) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (at, self._seq, lane))
+    def _normal_due(self, now: float) -> float:
+        """Seconds until conversation rows should be read (0: now)."""
+        n = self._normal
+        if n.loaded >= max(1, n.window // 2):
+            return math.inf  # a finished job wakes the loop
+        if n.more or n.seen != self._notified:
+            return 0.0
+        return max(0.0, n.polled + self._poll - now)
+
+    def _bulk_due(self, now: float) -> tuple[float, int]:
+        """Seconds until bulk rows should be read (0: now), and after which id."""
+        b, feed = self._bulk, self._feed
+        if self._bulk_reading is not None:
+            return math.inf, 0  # its end wakes the loop
+        if now < self._bulk_retry_at:
+            return self._bulk_retry_at - now, 0
+        again = feed.lagging()
+        if again is not None:
+            return 0.0, again
+        if b.more:
+            return 0.0, feed.frontier
+        if feed.room_at_frontier():
+            if b.seen != self._notified:
+                return 0.0, feed.frontier
+            return max(0.0, b.polled + self._poll - now), feed.frontier
+        # Every account is full: look past them now and then, for rows of another account.
+        return max(0.0, b.polled + max(self._poll, DISCOVER_EVERY) - now), feed.frontier
+
+    async def _load(self) -> None:
+        now = self._clock()
+        if self._normal_due(now) <= 0:
+            await self._load_normal(now)
+            now = self._clock()
+            if self._normal.more and self._normal_due(now) <= 0:
+                return  # a backlog of conversation rows is read before any bulk row
+        due, start = self._bulk_due(now)
+        if due <= 0:
+            # Read beside the loop, which goes on reading conversation rows and launching.
+            task = asyncio.create_task(self._load_bulk(start, now), name="outbox-bulk-read")
+            self._bulk_reading = task
+            self._tasks.add(task)
+            task.add_done_callback(self._bulk_read)
+
+    def _bulk_read(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._bulk_reading = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reading bulk outbox rows failed; retrying", exc_info=task.exception())
+            self._bulk_retry_at = self._clock() + 1.0
         self._wake.set()
+
+    async def _load_normal(self, now: float) -> None:
+        n = self._normal
+        cursor, limit, notified = n.cursor, min(n.window - n.loaded, LOAD_CHUNK), self._notified
+        n.polled = now
+        jobs = await self._db.run_read(lambda conn: Tx(conn).pending(cursor, limit))
+        n.seen = notified
+        n.more = len(jobs) == limit
+        for job in jobs:
+            n.cursor = max(n.cursor, job.id)
+            self._hold(n, job.lane, job, "")
+
+    async def _load_bulk(self, start: int, now: float) -> None:
+        b, feed = self._bulk, self._feed
+        new, notified = start >= feed.frontier, self._notified
+        if new:
+            b.polled = now
+        jobs = await self._db.run_read(lambda conn: Tx(conn).pending(start, BULK_CHUNK, bulk=True))
+        if new:
+            b.seen = notified
+            b.more = len(jobs) == BULK_CHUNK
+        for job in feed.take(jobs, start, complete=len(jobs) < BULK_CHUNK):
+            group = _group(job)
+            self._hold(b, f"{group}\x00{job.lane}", job, group)
+
+    def _hold(self, s: _Stream, key: str, job: Job, group: str) -> None:
+        lane = s.lanes.get(key)
+        if lane is None:
+            lane = s.lanes[key] = _Lane(deque(), job.lane, group)
+        lane.jobs.append(job)
+        s.loaded += 1
+        if len(lane.jobs) == 1 and not lane.busy:
+            self._push(s, key, job.next_at)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _push(self, s: _Stream, key: str, at: float) -> None:
+        self._seq += 1
+        heapq.heappush(s.heap, (at, self._seq, False, key))
+        self._wake.set()
+
+    def _arm(self, s: _Stream, rate_key: str, at: float) -> None:
+        if rate_key not in s.armed:
+            s.armed.add(rate_key)
+            self._seq += 1
+            heapq.heappush(s.heap, (at, self._seq, True, rate_key))
+
+    def _park(self, s: _Stream, key: str, wait: float, rate_key: str, now: float) -> None:
+        s.parked.setdefault(rate_key, deque()).append(key)
+        self._arm(s, rate_key, now + wait)
 
     async def _run(self) -> None:
         while True:
             try:
-                if self._more and self._loaded < self._window // 2 or not self._loaded:
-                    await self._load()
+                await self._load()
                 self._launch_ready()
             except Exception:
                 log.exception("outbox dispatcher step failed; retrying")
                 await asyncio.sleep(1.0)
-            delay = self._poll
-            if self._heap:
-                delay = min(delay, max(0.0, self._heap[0][0] - self._clock()))
-            if len(self._tasks) >= self._concurrency:
-                delay = self._poll
+            now = self._clock()
+            delay = min(self._poll, self._normal_due(now), self._bulk_due(now)[0])
+            for s in self._streams:
+                if s.heap and s.running < s.concurrency:
+                    delay = min(delay, max(0.0, s.heap[0][0] - now))
             self._wake.clear()
             if delay > 0:
+                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that comes
+                # as the wait ends, and this loop wakes hundreds of times a second under a
+                # broadcast; stop() would then wait for ever.
+                timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
                 try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    # Rows may come from another process, which cannot notify us: look again.
-                    self._more = True
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
 
     def _launch_ready(self) -> None:
         now = self._clock()
-        while self._heap and self._heap[0][0] <= now and len(self._tasks) < self._concurrency:
-            _, _, name = heapq.heappop(self._heap)
-            lane = self._lanes.get(name)
-            if lane is None or lane.busy or not lane.jobs:
-                continue
-            head = lane.jobs[0]
-            if head.next_at > now:
-                self._schedule(name, head.next_at)
-                continue
-            wait = self._limiter.acquire(head.rate_keys)
-            if wait > 0:
-                lane.waited = True
-                self._schedule(name, now + wait)
-                continue
-            handler = self._handlers.get(head.kind)
-            if handler is None:
-                log.error("no handler for outbox row %s of kind %s", head.id, head.kind)
-                lane.jobs.popleft()
-                self._loaded -= 1
-                continue
-            batch = [head]
-            # A backlog is worth joining: the head waited for a rate token, is already late, or
-            # the dispatcher itself is saturated.
-            behind = lane.waited or now - head.created_at > COALESCE_AFTER
-            if len(lane.jobs) > 1 and (behind or len(self._tasks) >= self._concurrency // 2):
-                rest = [j for j in list(lane.jobs)[1:] if j.next_at <= now]
-                batch.extend(rest[: handler.coalesce(head, rest)])
-            lane.busy = True
-            lane.waited = False
-            task = asyncio.create_task(self._execute(name, lane, handler, batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        for s in self._streams:
+            heap = s.heap
+            while heap and heap[0][0] <= now and s.running < s.concurrency:
+                _, _, is_key, name = heapq.heappop(heap)
+                if is_key:
+                    s.armed.discard(name)
+                    self._release(s, name, now)
+                    continue
+                short = self._try(s, name, now)
+                if short is not None:
+                    self._park(s, name, short[0], short[1], now)
 
-    async def _execute(self, name: str, lane: _Lane, handler: JobHandler, jobs: list[Job]) -> None:
+    def _release(self, s: _Stream, rate_key: str, now: float) -> None:
+        """A rate key may have tokens again: try its waiting lanes in order until one must wait."""
+        queue = s.parked.get(rate_key)
+        while queue:
+            if s.running >= s.concurrency:
+                self._arm(s, rate_key, now)  # again when a job finishes
+                return
+            key = queue[0]
+            short = self._try(s, key, now)
+            if short is None:
+                queue.popleft()
+                continue
+            wait, other = short
+            if other == rate_key:
+                self._arm(s, rate_key, now + wait)
+                return
+            queue.popleft()
+            self._park(s, key, wait, other, now)
+        s.parked.pop(rate_key, None)
+
+    def _try(self, s: _Stream, key: str, now: float) -> tuple[float, str] | None:
+        """Launch the lane's head if it may go; or return how long which rate key holds it back.
+
+        None also when the lane has nothing to do now: it is scheduled again by whatever changes
+        that (its time, the end of the job in flight in its lane)."""
+        lane = s.lanes.get(key)
+        if lane is None or lane.busy or not lane.jobs:
+            return None
+        head = lane.jobs[0]
+        if head.next_at > now:
+            self._push(s, key, head.next_at)
+            return None
+        if lane.name in self._running:
+            # The other stream's lane of the same name is sending; it wakes this one when done.
+            self._waiting.setdefault(lane.name, []).append((s, key))
+            return None
+        wait, rate_key = self._limiter.try_acquire(head.rate_keys, reserve=s.reserve)
+        if wait > 0:
+            lane.waited = True
+            return wait, rate_key
+        handler = self._handlers.get(head.kind)
+        if handler is None:
+            log.error("no handler for outbox row %s of kind %s", head.id, head.kind)
+            self._drop(s, lane, 1)
+            if lane.jobs:
+                self._push(s, key, lane.jobs[0].next_at)
+            else:
+                del s.lanes[key]
+            return None
+        batch = [head]
+        # A backlog is worth joining: the head waited for a rate token, is already late, or
+        # the dispatcher itself is saturated.
+        behind = lane.waited or now - head.created_at > COALESCE_AFTER
+        if len(lane.jobs) > 1 and (behind or s.running >= s.concurrency // 2):
+            rest = [j for j in list(lane.jobs)[1:] if j.next_at <= now]
+            batch.extend(rest[: handler.coalesce(head, rest)])
+        lane.busy = True
+        lane.waited = False
+        s.running += 1
+        self._running.add(lane.name)
+        task = asyncio.create_task(self._execute(s, key, lane, handler, batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
+    def _drop(self, s: _Stream, lane: _Lane, count: int) -> None:
+        """The lane's first `count` jobs are finished."""
+        for _ in range(count):
+            lane.jobs.popleft()
+        s.loaded -= count
+        if s.bulk:
+            self._feed.done(lane.group, count)
+
+    # -- running --------------------------------------------------------------------------
+
+    async def _execute(
+        self, s: _Stream, key: str, lane: _Lane, handler: JobHandler, jobs: list[Job]
+    ) -> None:
         ids = [j.id for j in jobs]
         try:
             await self._writer.submit(CLAIM, ids)
@@ -278,9 +596,9 @@ class Dispatcher:
                 self.rate_limited += 1
                 keys = jobs[0].rate_keys
                 # Rate keys run from the account's to the recipient's (see Connector.rate_keys).
-                key = (keys[-1] if exc.per_recipient else keys[0]) if keys else None
-                if key is not None:
-                    self._limiter.block(key, exc.retry_after)
+                rate_key = (keys[-1] if exc.per_recipient else keys[0]) if keys else None
+                if rate_key is not None:
+                    self._limiter.block(rate_key, exc.retry_after)
                 self._retry(lane, jobs, exc.retry_after, persist=False, error=str(exc))
                 completion = None
             except PermanentError as exc:
@@ -299,10 +617,10 @@ class Dispatcher:
                 )
             if completion is not None:
                 await self._writer.submit(COMPLETE, completion)
-                for _ in jobs:
-                    lane.jobs.popleft()
-                self._loaded -= len(jobs)
+                self._drop(s, lane, len(jobs))
                 self.sent += len(jobs)
+                if s.bulk:
+                    self.sent_bulk += len(jobs)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -310,12 +628,15 @@ class Dispatcher:
             self._retry(lane, jobs, 1.0, persist=False, error="bookkeeping failed")
         finally:
             lane.busy = False
+            s.running -= 1
+            self._running.discard(lane.name)
             if lane.jobs:
-                self._schedule(name, lane.jobs[0].next_at)
-            else:
-                self._lanes.pop(name, None)
-            if self._more:
-                self._wake.set()
+                self._push(s, key, lane.jobs[0].next_at)
+            elif s.lanes.get(key) is lane:
+                del s.lanes[key]
+            for other, other_key in self._waiting.pop(lane.name, ()):
+                self._push(other, other_key, 0.0)
+            self._wake.set()
 
     async def _transient(
         self, lane: _Lane, handler: JobHandler, jobs: list[Job], exc: TransientError

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from bridge import automation
 from bridge.automation import Arrival, RuleBook, apply_rules
+from bridge.broadcasts import BroadcastHandlers
 from bridge.config import Settings
 from bridge.errors import OptedOut, PermanentError, TransientError, WindowClosed
 from bridge.outbox import JobHandler
@@ -72,6 +73,7 @@ from storage import (
     NewJob,
     Tx,
     Writer,
+    broadcasts_store,
     rules_store,
     subscriptions,
 )
@@ -101,6 +103,10 @@ def _attachment(d: Mapping[str, Any]) -> Attachment:
         mime_type=d.get("mime_type"),
         size=d.get("size"),
     )
+
+
+# A customer's message this soon after a broadcast reached them counts as a reply to it.
+REPLY_TO_BROADCAST_WITHIN = timedelta(days=7)
 
 
 def _early_key(platform: str, account: str, external_id: str) -> str:
@@ -193,6 +199,7 @@ class Pipeline:
             "customer.edit": _CustomerChange(self, delete=False),
             "customer.delete": _CustomerChange(self, delete=True),
             **automation.handlers(self, self._http),
+            **BroadcastHandlers(self).handlers(),
         }
 
     # -- entry points ---------------------------------------------------------------------
@@ -265,6 +272,15 @@ class Pipeline:
     def _store_status(self, tx: Tx, status: StatusUpdate, jobs: list[NewJob]) -> None:
         found = tx.messages_by_external(status.platform, status.account, [status.external_id])
         message = found.get(status.external_id)
+        if message is None and broadcasts_store.apply_status(
+            tx.conn,
+            status.platform,
+            status.account,
+            status.external_id,
+            status.status.value,
+            status.reason,
+        ):
+            return  # a broadcast message: its state is counted, not shown in a thread
         if message is None:
             # The platform can report before the send's answer is recorded: keep it for then.
             early = {
@@ -519,6 +535,22 @@ class Pipeline:
         ]
         rule_jobs, swallowed_at = apply_rules(self, tx, platform, account, arrivals, now)
         consent_jobs.extend(rule_jobs)
+        # Answers to a newsletter land in the conversation like any message, marked as such.
+        for replier, broadcast_id in broadcasts_store.replied(
+            tx.conn,
+            [a.contact_id for i, a in enumerate(arrivals) if i not in swallowed_at],
+            now,
+            REPLY_TO_BROADCAST_WITHIN,
+        ):
+            consent_jobs.extend(
+                self._notice_job(
+                    conv_of[ContactId(replier)],
+                    surface,
+                    f"bcreply:{broadcast_id}:{replier}",
+                    f"This is a reply to broadcast #{broadcast_id}.",
+                )
+                for surface in self.surfaces
+            )
         swallowed = {arrivals[i].message.external_id for i in swallowed_at}
         if blocked or swallowed:
             # Stored, but not shown to staff: the thread, the mirror and the card stay as they

@@ -170,6 +170,13 @@ class StaffSurface(Protocol):
         """A link to the thread for people, if the surface has one."""
         ...
 
+    async def announce(
+        self, channel: str, text: str, ref: StaffMessageRef | None = None
+    ) -> StaffMessageRef:
+        """Post a message from the bridge in a channel or room (not in a thread), or rewrite
+        the one `ref` names (a broadcast's progress)."""
+        ...
+
     async def erase_thread(self, thread: ThreadRef, text: str) -> None:
         """Data erasure: delete the bridge's own posts in the thread, and turn its root into a
         tombstone that says `text`."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from commands import (
     blacklist,
+    broadcast,
     channel,
     contact,
     help,
     link,
     rule,
+    shorten,
     template,
     textblock,
     thread,
@@ -17,11 +19,13 @@ from commands import (
 
 __all__ = [
     "blacklist",
+    "broadcast",
     "channel",
     "contact",
     "help",
     "link",
     "rule",
+    "shorten",
     "template",
     "textblock",
     "thread",

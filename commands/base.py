@@ -108,6 +108,8 @@ class FormField:
     raw: bool = False
     # What an empty input stands for (e.g. "all"); None: leave the option out.
     blank: str | None = None
+    # A "lines" input taken as one value, line breaks kept (a message text).
+    joined: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +136,9 @@ def form_line(command: str, fields: Sequence[FormField], values: dict[str, objec
             items = [str(v) for v in value]
         else:
             items = []
-        if spec.kind == "lines":
+        if spec.kind == "lines" and spec.joined:
+            items = ["\n".join(str(text).strip() for text in items)]
+        elif spec.kind == "lines":
             items = [line.strip() for text in items for line in str(text).splitlines()]
         items = [str(item).strip() for item in items if str(item).strip()]
         if not items and spec.blank is not None:

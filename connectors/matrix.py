@@ -1029,6 +1029,24 @@ class MatrixSurface:
         event = await self._send(room, "m.room.message", content, _txn())
         return StaffMessageRef(f"{room}/{event}")
 
+    async def announce(
+        self, channel: str, text: str, ref: StaffMessageRef | None = None
+    ) -> StaffMessageRef:
+        """Post (or rewrite, with `m.replace`) a notice of the bridge in a room."""
+        new = {"msgtype": "m.notice", "body": text}
+        if ref is not None:
+            room, event = split_ref(ref)
+            content = {
+                **new,
+                "body": f"* {text}",
+                "m.new_content": new,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": event},
+            }
+            await self._send(room, "m.room.message", content, _txn())
+            return ref
+        event = await self._send(channel, "m.room.message", new, _txn())
+        return StaffMessageRef(f"{channel}/{event}")
+
     async def fetch(self, attachment: Attachment) -> FileData:
         """Download a file an agent attached (authenticated media, spec 1.11)."""
         match = re.fullmatch(r"mxc://([^/]+)/([^/?#]+)", attachment.ref)

@@ -735,6 +735,21 @@ class SlackSurface:
             _raise_for(exc)
         return StaffMessageRef(f"{channel}/{answer['ts']}")
 
+    async def announce(
+        self, channel: str, text: str, ref: StaffMessageRef | None = None
+    ) -> StaffMessageRef:
+        """Post (or rewrite) a message of the bridge in a channel."""
+        shown = mrkdwn(text)
+        try:
+            if ref is not None:
+                where, ts = split_ref(ref)
+                await self.client.chat_update(channel=where, ts=ts, text=shown)
+                return ref
+            answer = await self.client.chat_postMessage(channel=channel, text=shown)
+        except Exception as exc:
+            _raise_for(exc)
+        return StaffMessageRef(f"{answer['channel']}/{answer['ts']}")
+
     async def erase_thread(self, thread: ThreadRef, text: str) -> None:
         """Delete what the bridge posted in the thread (files too); the root becomes `text`."""
         channel, root_ts = split_ref(thread)

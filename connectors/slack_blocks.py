@@ -183,7 +183,7 @@ def form_view(form: Form, channel: str | None) -> dict[str, Any]:
     meta = {
         "command": form.command,
         "channel": channel,
-        "fields": [[f.key, f.kind, f.option, f.raw, f.blank] for f in form.fields],
+        "fields": [[f.key, f.kind, f.option, f.raw, f.blank, f.joined] for f in form.fields],
     }
     return {
         "type": "modal",
@@ -200,8 +200,16 @@ def submitted(view: dict[str, Any]) -> tuple[str, str | None, list[str]]:
     """A submitted form view: (command line, channel, block ids)."""
     meta = json.loads(view.get("private_metadata") or "{}")
     fields = [
-        FormField(key=k, label=k, kind=kind, option=option, raw=raw, blank=blank)
-        for k, kind, option, raw, blank in meta.get("fields") or []
+        FormField(
+            key=spec[0],
+            label=spec[0],
+            kind=spec[1],
+            option=spec[2],
+            raw=spec[3],
+            blank=spec[4],
+            joined=bool(spec[5]) if len(spec) > 5 else False,
+        )
+        for spec in meta.get("fields") or []
     ]
     values: dict[str, object] = {}
     for block_id, actions in ((view.get("state") or {}).get("values") or {}).items():

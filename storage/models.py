@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -167,7 +169,8 @@ class OutboxRow(Base):
     """A side effect waiting to happen: durable, ordered per lane, rate-limited per key."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_id", "state", "id"),)
+    # The dispatcher reads pending rows of one kind (conversation traffic or bulk) in id order.
+    __table_args__ = (Index("ix_outbox_state_bulk_id", "state", "bulk", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -181,6 +184,8 @@ class OutboxRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     done_at: Mapped[float | None] = mapped_column(Float)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A broadcast's row: sent from the spare rate, never ahead of conversation traffic.
+    bulk: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class KeyValue(Base):
@@ -369,3 +374,89 @@ class RuleFile(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BroadcastRow(Base):
+    """A newsletter: what is sent to whom, when, and how far it has got."""
+
+    __tablename__ = "broadcasts"
+    __table_args__ = NEVER_REUSED
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Where it was started: progress is shown there.
+    surface: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(128))
+    progress_ref: Mapped[str | None] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+    template: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    file_id: Mapped[int | None] = mapped_column(Integer)
+    channel_ids: Mapped[list[int]] = mapped_column(JSON)
+    platforms: Mapped[list[str]] = mapped_column(JSON)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # draft, scheduled, running, paused, cancelled, done
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Expansion into the outbox: the last contact id queued, and how many were queued.
+    cursor: Mapped[int] = mapped_column(Id, default=0)
+    queued: Mapped[int] = mapped_column(Integer, default=0)
+    expanded: Mapped[bool] = mapped_column(default=False)
+
+
+class BroadcastSend(Base):
+    """What became of a broadcast for one contact."""
+
+    __tablename__ = "broadcast_sends"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "contact_id", name="uq_broadcast_contact"),
+        Index("ix_bsend_contact", "contact_id"),
+        Index("ix_bsend_external", "platform", "account", "external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    # sent, delivered, read, failed, skipped, cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    platform: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ShortLinkRow(Base):
+    """A short link of the bridge (`<public_url>/s/<code>`) and the URL it leads to."""
+
+    __tablename__ = "short_links"
+    __table_args__ = (Index("ix_short_link_broadcast", "broadcast_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    # The broadcast whose text carried the link (no foreign key until broadcasts have a table).
+    broadcast_id: Mapped[int | None] = mapped_column(Id)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LinkClick(Base):
+    """One click on a short link: when, and which contact when their own link was clicked.
+
+    Nothing else about the client is kept (no address, no user agent); erasing the contact
+    leaves an anonymous click.
+    """
+
+    __tablename__ = "link_clicks"
+    __table_args__ = (
+        Index("ix_link_click_link", "link_id", "at"),
+        Index("ix_link_click_contact", "contact_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("short_links.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))

@@ -103,11 +103,16 @@ class Job:
     attempts: int
     next_at: float
     created_at: float
+    bulk: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """An outbox row to insert; a second row with the same `idem_key` is ignored."""
+    """An outbox row to insert; a second row with the same `idem_key` is ignored.
+
+    `bulk`: a broadcast's row. The dispatcher loads bulk rows apart from conversation traffic
+    and sends them only from the rate that traffic leaves over (see bridge.outbox).
+    """
 
     kind: str
     idem_key: str
@@ -115,6 +120,7 @@ class NewJob:
     payload: Mapping[str, Any]
     rate_keys: tuple[str, ...] = ()
     next_at: float = 0.0
+    bulk: bool = False
 
 
 @dataclass(slots=True)
@@ -736,7 +742,7 @@ class Tx:
             before = self.conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
             self.conn.exec_driver_sql(
                 "INSERT INTO outbox (kind, idem_key, lane, rate_keys, payload, state, attempts, "
-                "next_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
+                "next_at, created_at, bulk) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) "
                 "ON CONFLICT (idem_key) DO NOTHING",
                 [
                     (
@@ -747,6 +753,7 @@ class Tx:
                         json.dumps(dict(j.payload)),
                         j.next_at,
                         now,
+                        1 if j.bulk else 0,
                     )
                     for j in jobs
                 ],
@@ -768,6 +775,7 @@ class Tx:
                     "attempts": 0,
                     "next_at": j.next_at,
                     "created_at": now,
+                    "bulk": j.bulk,
                 }
                 for j in jobs
             ],
@@ -776,11 +784,11 @@ class Tx:
         self.enqueued += count
         return count
 
-    def pending(self, after_id: int, limit: int) -> list[Job]:
-        """Pending outbox rows after an id, oldest first."""
+    def pending(self, after_id: int, limit: int, *, bulk: bool = False) -> list[Job]:
+        """Pending outbox rows of one kind (bulk or not) after an id, oldest first."""
         result = self.conn.execute(
             select(outbox)
-            .where(outbox.c.state == "pending", outbox.c.id > after_id)
+            .where(outbox.c.state == "pending", outbox.c.bulk == bulk, outbox.c.id > after_id)
             .order_by(outbox.c.id)
             .limit(limit)
         )
@@ -795,6 +803,7 @@ class Tx:
                 attempts=row.attempts,
                 next_at=row.next_at,
                 created_at=row.created_at,
+                bulk=bool(row.bulk),
             )
             for row in result
         ]

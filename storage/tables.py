@@ -8,11 +8,14 @@ from sqlalchemy import Table
 
 from storage.models import (
     BlacklistEntry,
+    BroadcastRow,
+    BroadcastSend,
     ChannelMember,
     ConsentWord,
     Contact,
     Conversation,
     KeyValue,
+    LinkClick,
     MediaFile,
     Message,
     MessageTemplate,
@@ -21,6 +24,7 @@ from storage.models import (
     RuleFile,
     RuleFiring,
     RuleRow,
+    ShortLinkRow,
     StaffRef,
     StaffRole,
     StaffThread,
@@ -47,3 +51,7 @@ rules = cast(Table, RuleRow.__table__)
 rule_changes = cast(Table, RuleChange.__table__)
 rule_firings = cast(Table, RuleFiring.__table__)
 rule_files = cast(Table, RuleFile.__table__)
+broadcasts = cast(Table, BroadcastRow.__table__)
+broadcast_sends = cast(Table, BroadcastSend.__table__)
+short_links = cast(Table, ShortLinkRow.__table__)
+link_clicks = cast(Table, LinkClick.__table__)
