@@ -21,7 +21,7 @@ import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote
@@ -677,16 +677,7 @@ class MatrixSurface:
             await self._command(parsed)
             return
         if isinstance(parsed, StaffMessage):
-            parsed = StaffMessage(
-                surface=parsed.surface,
-                thread=parsed.thread,
-                ref=parsed.ref,
-                author=parsed.author,
-                text=parsed.text,
-                at=parsed.at,
-                author_name=await self._name_of(parsed.author),
-                attachments=parsed.attachments,
-            )
+            parsed = replace(parsed, author_name=await self._name_of(parsed.author))
         # Raising here leaves the sync position where it was: the batch comes again and the
         # pipeline de-duplicates on the event ids.
         await self._sink(parsed)

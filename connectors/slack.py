@@ -17,6 +17,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NoReturn
 
@@ -395,16 +396,7 @@ class SlackSurface:
             await self._thread_command(parsed)
             return
         if isinstance(parsed, StaffMessage):
-            parsed = StaffMessage(
-                surface=parsed.surface,
-                thread=parsed.thread,
-                ref=parsed.ref,
-                author=parsed.author,
-                text=parsed.text,
-                at=parsed.at,
-                author_name=await self._name_of(parsed.author),
-                attachments=parsed.attachments,
-            )
+            parsed = replace(parsed, author_name=await self._name_of(parsed.author))
         # Raising here makes bolt answer 500, so Slack retries; the pipeline deduplicates.
         await self._sink(parsed)
 
