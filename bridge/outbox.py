@@ -75,7 +75,13 @@ class JobHandler(Protocol):
 
 
 class RateLimiter:
-    """Token buckets per rate key; a 429 blocks a key for the time the platform asked."""
+    """Token buckets per rate key; a 429 blocks a key for the time the platform asked.
+
+    A token taken for a call still in flight counts against the bucket until `release`: the
+    platform's bucket has not seen that call yet, so after a stall (the event loop, the database)
+    ours must not have filled up to the whole burst while those calls are still to arrive, or
+    they and the burst arrive together above the platform's limit and draw 429s.
+    """
 
     def __init__(
         self, limits: Mapping[str, RateLimit], clock: Callable[[], float] = time.monotonic
@@ -84,6 +90,7 @@ class RateLimiter:
         self._clock = clock
         self._tokens: dict[str, tuple[float, float]] = {}
         self._blocked: dict[str, float] = {}
+        self._inflight: dict[str, int] = {}
         self._sweep_at = SWEEP_AT
 
     def update(self, limits: Mapping[str, RateLimit]) -> None:
@@ -126,8 +133,9 @@ class RateLimiter:
             limit = self.limit(key)
             if limit is None:
                 continue
-            tokens, last = self._tokens.get(key, (limit.burst, now))
-            tokens = min(limit.burst, tokens + (now - last) * limit.rate)
+            cap = self._cap(key, limit)
+            tokens, last = self._tokens.get(key, (cap, now))
+            tokens = min(max(tokens, cap), tokens + max(0.0, now - last) * limit.rate)
             need = 1.0 + _kept(limit, reserve)
             # A hair short (rounding) is enough, and a wait is at least 1 µs: a clock at 1.8e9
             # cannot tell a wait of 1e-17 s from none, and the caller would come back for ever.
@@ -138,21 +146,37 @@ class RateLimiter:
             return wait, short
         for key, tokens in state:
             self._tokens[key] = (tokens - 1.0, now)
+            self._inflight[key] = self._inflight.get(key, 0) + 1
         if len(self._tokens) > self._sweep_at:
             self._sweep(now)
         return 0.0, ""
 
+    def release(self, keys: Sequence[str]) -> None:
+        """The call a token was taken for has been made (or given up)."""
+        for key in keys:
+            count = self._inflight.get(key, 0)
+            if count > 1:
+                self._inflight[key] = count - 1
+            elif count:
+                del self._inflight[key]
+
     def block(self, key: str, seconds: float) -> None:
-        """Hold a key back after the platform answered 429."""
-        until = self._clock() + seconds
-        self._blocked[key] = max(self._blocked.get(key, 0.0), until)
-        self._tokens.pop(key, None)
+        """Hold a key back after the platform answered 429; it starts again from an empty bucket
+        (a full one would send a burst to a platform that has just said it had enough)."""
+        until = max(self._blocked.get(key, 0.0), self._clock() + seconds)
+        self._blocked[key] = until
+        self._tokens[key] = (0.0, until)
+
+    def _cap(self, key: str, limit: RateLimit) -> float:
+        """What the bucket may fill up to: the burst less the calls still in flight. One token
+        at least: this trims the bursts after a stall, it never limits the calls in flight."""
+        return max(1.0, limit.burst - self._inflight.get(key, 0))
 
     def _sweep(self, now: float) -> None:
         # One bucket per recipient adds up over a broadcast; a full bucket is the same as none.
         for key, (tokens, last) in list(self._tokens.items()):
             limit = self.limit(key)
-            if limit is None or tokens + (now - last) * limit.rate >= limit.burst:
+            if limit is None or tokens + (now - last) * limit.rate >= self._cap(key, limit):
                 del self._tokens[key]
         self._sweep_at = max(SWEEP_AT, 2 * len(self._tokens))
 
@@ -627,6 +651,7 @@ class Dispatcher:
             log.exception("outbox bookkeeping for %s failed; will retry", ids)
             self._retry(lane, jobs, 1.0, persist=False, error="bookkeeping failed")
         finally:
+            self._limiter.release(jobs[0].rate_keys)
             lane.busy = False
             s.running -= 1
             self._running.discard(lane.name)
