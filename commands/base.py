@@ -80,6 +80,15 @@ class Context:
             raise CommandError(f"{self.spec.usage_line} works inside a conversation's thread")
         return self.conversation_id
 
+    def local_time(self, value: str) -> datetime:
+        """A time someone typed ("2026-12-24 18:30"), in the rules' time zone unless it says."""
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise self.usage(f"{value} is not a time like 2026-12-24 18:30") from None
+        zone = self.services.pipeline.rulebook.zone
+        return parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed
+
     def usage(self, problem: str) -> UsageError:
         """An error that answers with this subcommand's usage line and example."""
         return UsageError(problem, self.spec)

@@ -77,7 +77,7 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
             elif word == "--param":
                 params.append(value)
             else:
-                scheduled = _moment(ctx, value)
+                scheduled = ctx.local_time(value)
         else:
             words.append(word)
     text = " ".join(words).strip()
@@ -291,15 +291,6 @@ async def _pause(ctx: Context, args: list[str]) -> Reply:
 )
 async def _resume(ctx: Context, args: list[str]) -> Reply:
     return await _set_state(ctx, args, ("paused",), "running")
-
-
-def _moment(ctx: Context, value: str) -> datetime:
-    zone = ctx.services.pipeline.rulebook.zone
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ctx.usage(f"{value} is not a time like 2026-12-24 18:30") from None
-    return parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed
 
 
 def _form(channel_names: list[str]) -> Form:

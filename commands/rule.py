@@ -17,7 +17,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, time
+from datetime import time
 from functools import partial
 
 import aiohttp
@@ -446,7 +446,7 @@ async def _test(ctx: Context, args: list[str]) -> Reply:
                     raise ctx.usage(f"unknown messenger {value}; use {', '.join(PLATFORMS)}")
                 platform = value.lower()
             else:
-                at = _moment(ctx, value)
+                at = ctx.local_time(value)
     text = " ".join(words)
     rules = await ctx.services.read(rules_store.all_rules)
     zone = ctx.services.pipeline.rulebook.zone
@@ -470,15 +470,6 @@ async def _test(ctx: Context, args: list[str]) -> Reply:
 
 def _count(n: int) -> str:
     return f"{n} rule{'' if n == 1 else 's'}"
-
-
-def _moment(ctx: Context, value: str) -> datetime:
-    zone = ctx.services.pipeline.rulebook.zone
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ctx.usage(f"{value} is not a time like 2026-12-24 18:30") from None
-    return parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed
 
 
 def _limit(r: Rule) -> str:
