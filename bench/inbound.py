@@ -203,6 +203,36 @@ async def flood_with_wrk(
     return total, elapsed, latency("50"), latency("99")
 
 
+def bridge_settings(database: str, port: int, base: str, dispatch: str) -> str:
+    """The bridge's settings file for a bench: the fakes at `base`, no rate limits of ours."""
+    return f"""
+[bridge]
+database = "{database}"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+log_level = "{os.environ.get("BENCH_LOG_LEVEL", "WARNING")}"
+card_refresh_s = 5.0
+dispatch = "{dispatch}"
+[telegram]
+token = "{TOKEN}"
+api_base = "{base}"
+mode = "webhook"
+webhook_secret = "{SECRET}"
+rate_global = 100000
+rate_per_chat = 100000
+burst_per_chat = 100000
+[slack]
+bot_token = "xoxb-bench"
+signing_secret = "bench"
+channel = "C1"
+api_base = "{base}/api/"
+rate_per_channel = 1000000
+burst_per_channel = 1000000
+rate_updates = 1000000
+rate_reactions = 1000000
+"""
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -250,32 +280,7 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-inbound-"))
     cfg = tmp / "bridge.toml"
     cfg.write_text(
-        f"""
-[bridge]
-database = "sqlite+aiosqlite:///{tmp / 'bridge.db'}"
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-log_level = "{os.environ.get("BENCH_LOG_LEVEL", "WARNING")}"
-card_refresh_s = 5.0
-dispatch = "{args.dispatch}"
-[telegram]
-token = "{TOKEN}"
-api_base = "{base}"
-mode = "webhook"
-webhook_secret = "{SECRET}"
-rate_global = 100000
-rate_per_chat = 100000
-burst_per_chat = 100000
-[slack]
-bot_token = "xoxb-bench"
-signing_secret = "bench"
-channel = "C1"
-api_base = "{base}/api/"
-rate_per_channel = 1000000
-burst_per_channel = 1000000
-rate_updates = 1000000
-rate_reactions = 1000000
-"""
+        bridge_settings(f"sqlite+aiosqlite:///{tmp / 'bridge.db'}", port, base, args.dispatch)
     )
     log = Path(os.environ.get("BENCH_LOG", os.devnull)).open("wb")  # noqa: ASYNC230, SIM115
     proc = await asyncio.create_subprocess_exec(

@@ -77,7 +77,14 @@ from sqlalchemy.engine import Connection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.inbound import SECRET, TOKEN, Fakes, free_port, pct, peak_rss_mb, post_all  # noqa: E402
+from bench.inbound import (  # noqa: E402
+    Fakes,
+    bridge_settings,
+    free_port,
+    pct,
+    peak_rss_mb,
+    post_all,
+)
 from bench.rules import make_messages, make_rules, word  # noqa: E402
 from bridge.rules import Action, Incoming, Matcher, Rule, split_keywords, validate  # noqa: E402
 from storage import rules_store  # noqa: E402
@@ -263,34 +270,7 @@ async def run_bridge(
     await store_rules(url, rules)
     print(f"bridge: stored {len(rules):,} rules in {time.perf_counter() - t0:.1f}s")
     cfg = tmp / "bridge.toml"
-    cfg.write_text(
-        f"""
-[bridge]
-database = "{url}"
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-log_level = "{os.environ.get("BENCH_LOG_LEVEL", "WARNING")}"
-card_refresh_s = 5.0
-dispatch = "{args.dispatch}"
-[telegram]
-token = "{TOKEN}"
-api_base = "{base}"
-mode = "webhook"
-webhook_secret = "{SECRET}"
-rate_global = 100000
-rate_per_chat = 100000
-burst_per_chat = 100000
-[slack]
-bot_token = "xoxb-bench"
-signing_secret = "bench"
-channel = "C1"
-api_base = "{base}/api/"
-rate_per_channel = 1000000
-burst_per_channel = 1000000
-rate_updates = 1000000
-rate_reactions = 1000000
-"""
-    )
+    cfg.write_text(bridge_settings(url, port, base, args.dispatch))
     log = Path(os.environ.get("BENCH_LOG", os.devnull)).open("wb")  # noqa: ASYNC230, SIM115
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "run.py"), "--config", str(cfg), cwd=str(tmp), stderr=log
