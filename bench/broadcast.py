@@ -241,8 +241,11 @@ def sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-async def prepare(path: Path, count: int) -> tuple[float, float]:
-    """The schema, `count` contacts and the channel `news` with all of them.
+async def prepare(
+    path: Path, count: int, *, account: str = BOT_ID, chat_base: int = CHAT_BASE
+) -> tuple[float, float]:
+    """The schema, `count` Telegram contacts of `account` (chats chat_base + 1 … + count) and
+    the channel `news` with all of them.
 
     Returns (seconds for the schema, seconds for the rows)."""
     t0 = time.perf_counter()
@@ -261,7 +264,7 @@ async def prepare(path: Path, count: int) -> tuple[float, float]:
                 " language, first_seen, last_seen, message_count, opt_in_source, opt_in_at)"
                 " VALUES (?, 'telegram', ?, ?, ?, NULL, 'en', ?, ?, 1, 'bench', ?)",
                 (
-                    (n, BOT_ID, str(CHAT_BASE + n), f"Reader{n} X", now, now, now)
+                    (n, account, str(chat_base + n), f"Reader{n} X", now, now, now)
                     for n in range(1, count + 1)
                 ),
             )

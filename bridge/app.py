@@ -29,6 +29,7 @@ from bridge.outbox import Dispatcher, RateLimiter
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
 from bridge.state import KvState
+from bridge.stats_page import StatsPage
 from commands.base import Reply, Request
 from commands.runner import run as run_request
 from commands.services import Services
@@ -124,6 +125,8 @@ async def build_app(
     )
     app.add_routes(media.routes())
     app.add_routes(links.routes())
+    # Late-bound: the pipeline's clock may be replaced after the app is built.
+    app.add_routes(StatsPage(db, settings, clock=lambda: pipeline.clock()).routes())
     for connector in connectors_:
         app.add_routes(connector.routes())
     for surface in surfaces:

@@ -9,16 +9,19 @@ cursor, so a crash neither loses nor repeats a batch; each recipient's row has t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import PermanentError, TransientError
+from bridge import publish
+from bridge.errors import Held, PermanentError
 from bridge.links import ShortLinks
+from bridge.outbox import HOLD_PREFIX
 from bridge.types import (
     AccountId,
     ChatId,
@@ -37,11 +40,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPAND_BATCH = 5000
+# Recipients queued per transaction: a batch holds the database's writer for some 50 ms.
+EXPAND_BATCH = 10_000
 PROGRESS_EVERY = 3.0
-# A broadcast's state is read again at most this often by the senders (cancel, pause).
+# A broadcast's state and its contacts' send-time checks are read again at most this often by
+# the senders: a cancel, a pause, an unsubscribe or a block takes effect within this time.
 STATE_CACHE_S = 0.5
+# Send-time checks read at once: the contacts a second of sending at 1,000/s reaches.
+VERDICT_BATCH = 1000
+# A paused broadcast's rows look at its state again this often (a resume starts them).
+PAUSE_RECHECK_S = 1.0
 STATES_ACTIVE = ("scheduled", "running", "paused")
+# Where a connector's rate keys name the chat, in the templates the expansion fills in SQL.
+MARK = "{chat}"
+INTERRUPTED = "the bridge stopped while sending this one; not sent again, to send nobody two"
 
 
 def send_key(broadcast_id: int, contact_id: int) -> str:
@@ -49,15 +61,39 @@ def send_key(broadcast_id: int, contact_id: int) -> str:
     return f"bc:{broadcast_id}:{contact_id}"
 
 
+def hold_key(broadcast_id: int) -> str:
+    """The rate key every row of a broadcast carries, to hold them all while it is paused."""
+    return f"{HOLD_PREFIX}bc:{broadcast_id}"
+
+
 def key_range(broadcast_id: int) -> tuple[str, str]:
     """Bounds of a broadcast's recipient keys (for an index range scan)."""
     return f"bc:{broadcast_id}:", f"bc:{broadcast_id};"
 
 
+def publish_key(broadcast_id: int, target: str) -> str:
+    """The outbox key of publishing a broadcast on one target: it is posted there once."""
+    return f"bcpub:{broadcast_id}:{target}"
+
+
 def start_jobs(b: store.BroadcastRecord, now: datetime) -> list[NewJob]:
-    """What a confirmed broadcast starts with: the first expansion and the progress report."""
+    """What a confirmed broadcast starts with: the first expansion, the progress report and a
+    post on each publishing target (at the broadcast's time)."""
     at = b.scheduled_at.timestamp() if b.scheduled_at and b.scheduled_at > now else 0.0
+    posts = [
+        NewJob(
+            kind="broadcast.publish",
+            idem_key=publish_key(b.id, target),
+            lane=f"bcpub:{b.id}:{target}",
+            # One key per target: a 429 from X holds back every broadcast's post to X.
+            rate_keys=(f"publish:{target}",),
+            payload={"b": b.id, "t": target},
+            next_at=at,
+        )
+        for target in b.publish
+    ]
     return [
+        *posts,
         NewJob(
             kind="broadcast.expand",
             idem_key=f"bcx:{b.id}:0",
@@ -82,6 +118,11 @@ _PLACEHOLDER = re.compile(r"\{([A-Z]+)\}")
 def unknown_placeholders(text: str) -> list[str]:
     """Placeholders in a broadcast text that the bridge cannot fill."""
     return sorted({n for n in _PLACEHOLDER.findall(text) if n not in PLACEHOLDERS})
+
+
+def placeholders(text: str) -> list[str]:
+    """The known placeholders a broadcast text uses, each once, in order."""
+    return list(dict.fromkeys(n for n in _PLACEHOLDER.findall(text) if n in PLACEHOLDERS))
 
 
 def fill(text: str, values: dict[str, str]) -> str:
@@ -109,13 +150,24 @@ class _Cached:
     codes: tuple[str, ...] = ()
 
 
+@dataclass
+class _Checks:
+    """A broadcast's recent send-time checks, a few reads of VERDICT_BATCH contacts each."""
+
+    reads: list[tuple[float, store.Verdicts]]
+    lock: asyncio.Lock
+
+
 class BroadcastHandlers:
     """The outbox handlers of broadcasts, sharing a small cache of broadcast states."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.p = pipeline
         self._cache: dict[int, _Cached] = {}
+        self._checks: dict[int, _Checks] = {}
         self._files: dict[int, FileData] = {}
+        # Rows this process has handed to a connector without knowing the answer yet.
+        self.tried: set[int] = set()
         public = pipeline.settings.bridge.public_url
         self.links = ShortLinks(pipeline.db, public) if public else None
 
@@ -133,6 +185,43 @@ class BroadcastHandlers:
         self._cache[broadcast_id] = _Cached(time.monotonic(), record, codes)
         return record
 
+    async def verdict(self, b: store.BroadcastRecord, contact_id: int) -> str | None:
+        """Why not to send to a contact now (None: send), from a read at most STATE_CACHE_S old.
+
+        One read answers for the next VERDICT_BATCH contacts of the audience: checking each
+        recipient with a query of its own would cost more than sending to it.
+        """
+        checks = self._checks.get(b.id)
+        if checks is None:
+            checks = self._checks[b.id] = _Checks([], asyncio.Lock())
+        found = self._look_up(checks, contact_id)
+        if found is None:
+            async with checks.lock:
+                found = self._look_up(checks, contact_id)
+                if found is None:
+                    now = self.p.clock()
+                    read = await self.p.db.run_read(
+                        lambda conn: store.verdicts(conn, b, contact_id, VERDICT_BATCH, now)
+                    )
+                    checks.reads = [*checks.reads[-3:], (time.monotonic(), read)]
+                    found = self._look_up(checks, contact_id)
+        if found is not None and found[0]:
+            return found[1]
+        # Not in the audience when last read: left, erased, or joined since. Ask precisely.
+        now = self.p.clock()
+        return await self.p.db.run_read(lambda conn: store.check(conn, b, contact_id, now))
+
+    @staticmethod
+    def _look_up(checks: _Checks, contact_id: int) -> tuple[bool, str | None] | None:
+        """(in the audience, reason) from a fresh read covering the contact, if any."""
+        fresh = time.monotonic() - STATE_CACHE_S
+        for at, read in reversed(checks.reads):
+            if at >= fresh and read.covers(contact_id):
+                if contact_id in read.reasons:
+                    return True, read.reasons[contact_id]
+                return False, None
+        return None
+
     async def personal(self, b: store.BroadcastRecord, text: str, contact_id: int) -> str:
         """The contact's own copy of the broadcast's short links, so clicks name them."""
         hit = self._cache.get(b.id)
@@ -146,6 +235,10 @@ class BroadcastHandlers:
             "broadcast.expand": _Expand(self),
             "broadcast.send": _Send(self),
             "broadcast.progress": _Progress(self),
+            "broadcast.publish": _Publish(
+                self,
+                publish.publishers(self.p.settings, self.p.http) if self.p.http else {},
+            ),
         }
 
     async def file(self, file_id: int) -> FileData:
@@ -171,56 +264,43 @@ class _Base:
 
 
 class _Expand(_Base):
-    """Queues the next batch of recipients, and the next expansion."""
+    """Queues the audience into the outbox, one batch per transaction, until it is exhausted.
+
+    Each batch is one INSERT … SELECT that also moves the broadcast's cursor, in the writer's
+    transaction: no recipient passes through Python, and a crash repeats nothing (the next run
+    goes on from the cursor; the rows' keys would ignore a repeat anyway).
+    """
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         broadcast_id = int(job.payload["b"])
+        hold = hold_key(broadcast_id)
+        templates = {
+            (str(platform), str(account)): " ".join((*connector.rate_keys(ChatId(MARK)), hold))
+            for (platform, account), connector in self.p.connectors.items()
+        }
 
-        def expand(tx: Tx) -> list[NewJob]:
+        def batch(tx: Tx) -> bool:
             b = store.get(tx.conn, broadcast_id)
             if b is None or b.state not in STATES_ACTIVE or b.expanded:
-                return []
-            now = self.p.clock()
+                return True
             if b.state == "scheduled":
-                store.change(tx.conn, b.id, state="running", started_at=now)
-            batch = store.recipients(tx.conn, b, b.cursor, EXPAND_BATCH)
-            queued: list[NewJob] = []
-            for r in batch:
-                connector = self.p.connectors.get((Platform(r.platform), AccountId(r.account)))
-                keys = connector.rate_keys(ChatId(r.chat_id)) if connector else ()
-                queued.append(
-                    NewJob(
-                        kind="broadcast.send",
-                        idem_key=send_key(b.id, r.contact_id),
-                        lane=f"bc:{r.contact_id}",
-                        rate_keys=keys,
-                        payload={
-                            "b": b.id,
-                            "c": r.contact_id,
-                            "p": r.platform,
-                            "a": r.account,
-                            "chat": r.chat_id,
-                            "n": r.name,
-                        },
-                        bulk=True,
-                    )
-                )
-            cursor = batch[-1].contact_id if batch else b.cursor
-            done = len(batch) < EXPAND_BATCH
-            store.change(tx.conn, b.id, cursor=cursor, queued=b.queued + len(batch), expanded=done)
-            if not done:
-                queued.append(
-                    NewJob(
-                        kind="broadcast.expand",
-                        idem_key=f"bcx:{b.id}:{cursor}",
-                        lane=f"bcx:{b.id}",
-                        payload={"b": b.id},
-                    )
-                )
-            return queued
+                store.change(tx.conn, b.id, state="running", started_at=self.p.clock())
+            queued, cursor, done = store.expand(
+                tx.conn,
+                b,
+                rate_keys=templates,
+                mark=MARK,
+                fallback=hold,
+                limit=EXPAND_BATCH,
+                now=time.time(),
+            )
+            store.change(tx.conn, b.id, cursor=cursor, queued=b.queued + queued, expanded=done)
+            return done
 
-        return Completion([job.id], also=[expand])
+        while not await self.p.writer.call(batch):
+            pass
+        return Completion([job.id])
 
 
 class _Send(_Base):
@@ -234,9 +314,14 @@ class _Send(_Base):
         if b.state == "cancelled":
             return self._outcome(job, b, "cancelled", "the broadcast was cancelled")
         if b.state == "paused":
-            raise TransientError("the broadcast is paused")
-        now = self.p.clock()
-        reason = await self.p.db.run_read(lambda conn: store.check(conn, b, contact_id, now))
+            raise Held(hold_key(b.id), PAUSE_RECHECK_S, "the broadcast is paused")
+        tried = self.shared.tried
+        if job.attempts and job.id not in tried:
+            # Attempted by a process that stopped before it knew the answer: the message may
+            # have gone out, and no messenger lets us ask. Not sending again means nobody gets
+            # a newsletter twice; the summary counts these.
+            return self._outcome(job, b, "interrupted", INTERRUPTED)
+        reason = await self.shared.verdict(b, contact_id)
         if reason is not None:
             return self._outcome(job, b, "skipped", reason)
         connector = self.p.connectors.get((Platform(p["p"]), AccountId(p["a"])))
@@ -251,17 +336,17 @@ class _Send(_Base):
                 params=tuple(fill(str(x), values) for x in b.template.get("params") or ()),
             )
         files = (await self.shared.file(b.file_id),) if b.file_id else ()
-        external = await connector.send(
-            OutboundMessage(
-                platform=Platform(p["p"]),
-                account=AccountId(p["a"]),
-                chat_id=ChatId(p["chat"]),
-                text=await self.shared.personal(b, fill(b.text, values), contact_id),
-                files=files,
-                template=template,
-                idempotency_key=job.idem_key,
-            )
+        message = OutboundMessage(
+            platform=Platform(p["p"]),
+            account=AccountId(p["a"]),
+            chat_id=ChatId(p["chat"]),
+            text=await self.shared.personal(b, fill(b.text, values), contact_id),
+            files=files,
+            template=template,
+            idempotency_key=job.idem_key,
         )
+        tried.add(job.id)
+        external = await connector.send(message)
         return self._outcome(job, b, "sent", None, external)
 
     def _outcome(
@@ -273,27 +358,18 @@ class _Send(_Base):
         external: str | None = None,
     ) -> Completion:
         p = job.payload
-        at = self.p.clock()
-
-        def write(tx: Tx) -> list[NewJob]:
-            store.record(
-                tx.conn,
-                [
-                    {
-                        "broadcast_id": b.id,
-                        "contact_id": int(p["c"]),
-                        "state": state,
-                        "reason": reason,
-                        "platform": p["p"],
-                        "account": p["a"],
-                        "external_id": external,
-                        "at": at,
-                    }
-                ],
-            )
-            return []
-
-        return Completion([job.id], also=[write])
+        self.shared.tried.discard(job.id)
+        row = {
+            "broadcast_id": b.id,
+            "contact_id": int(p["c"]),
+            "state": state,
+            "reason": reason,
+            "platform": p["p"],
+            "account": p["a"],
+            "external_id": external,
+            "at": self.p.clock(),
+        }
+        return Completion([job.id], rows=[(_record_outcomes, row)])
 
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
         [job] = jobs
@@ -303,8 +379,98 @@ class _Send(_Base):
         return completion
 
 
+def _record_outcomes(tx: Tx, rows: list[dict[str, Any]]) -> None:
+    store.record(tx.conn, rows)
+
+
+class _Publish(_Base):
+    """Posts the broadcast's text on one target (a Facebook page, X), once, at its time."""
+
+    def __init__(
+        self, shared: BroadcastHandlers, publishers: Mapping[str, publish.Publisher]
+    ) -> None:
+        super().__init__(shared)
+        self.publishers = publishers
+
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        broadcast_id, target = int(job.payload["b"]), str(job.payload["t"])
+        b = await self.shared.broadcast(broadcast_id, fresh=True)
+        kept = await self.p.db.run_read(lambda conn: store.posts(conn, broadcast_id))
+        if target in kept:
+            return Completion([job.id])
+        if b.state == "cancelled":
+            return self._outcome(job, "cancelled", reason="the broadcast was cancelled")
+        if b.state == "paused":
+            raise Held(hold_key(b.id), PAUSE_RECHECK_S, "the broadcast is paused")
+        publisher = self.publishers.get(target)
+        if publisher is None:
+            return self._outcome(job, "failed", reason=publish.not_configured(target))
+        # The text as stored: its links are the broadcast's own short links, whose clicks count
+        # for the broadcast and name nobody (recipients get links of their own).
+        text = b.text
+        problem = publisher.problem(text)
+        if problem is not None:
+            return self._outcome(job, "failed", reason=problem)
+        if job.attempts:
+            # An earlier attempt got no answer (a timeout, a restart): it may have gone out.
+            earlier = await publisher.earlier(text)
+            if earlier is not None:
+                return self._outcome(job, "posted", post=earlier)
+        try:
+            post = await publisher.publish(text)
+        except PermanentError as exc:
+            if exc.code != "duplicate" or not job.attempts:
+                raise
+            # Refused as a repeat of a recent post after an attempt without an answer: that
+            # attempt is what posted it (X keeps no idempotency key, its duplicate check is it).
+            reason = "an earlier attempt posted it; the platform refused a repeat"
+            return self._outcome(job, "posted", reason=reason)
+        return self._outcome(job, "posted", post=post)
+
+    def _outcome(
+        self,
+        job: Job,
+        state: str,
+        *,
+        post: publish.Post | None = None,
+        reason: str | None = None,
+    ) -> Completion:
+        broadcast_id, target = int(job.payload["b"]), str(job.payload["t"])
+        at = self.p.clock()
+
+        def write(tx: Tx) -> list[NewJob]:
+            store.record_post(
+                tx.conn,
+                broadcast_id,
+                target,
+                state,
+                at=at,
+                post_id=post.post_id if post else None,
+                url=post.url if post else None,
+                reason=reason,
+            )
+            return []
+
+        return Completion([job.id], also=[write])
+
+    async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
+        [job] = jobs
+        if error.code == "gone":
+            return Completion([job.id], failed_reason=str(error))  # nothing left to record on
+        completion = self._outcome(job, "failed", reason=error.reason)
+        completion.failed_reason = str(error)
+        return completion
+
+
 class _Progress(_Base):
     """The progress message in the chat, updated in place until the broadcast ends."""
+
+    def __init__(self, shared: BroadcastHandlers) -> None:
+        super().__init__(shared)
+        # The summary last shown of a sent broadcast whose posts are still awaited (X may hold
+        # one back for 15 minutes): an unchanged text is not edited into the chat again.
+        self._shown: dict[int, str] = {}
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
@@ -314,23 +480,32 @@ class _Progress(_Base):
         clicks = await self.p.db.run_read(
             lambda conn: shortlinks.broadcast_clicks(conn, broadcast_id)
         )
+        posts = await self.p.db.run_read(lambda conn: store.posts(conn, broadcast_id))
         done_count = sum(sum(v.values()) for v in counts.values())
         finished = b.state == "cancelled" or (
             b.state in ("running", "done") and b.expanded and done_count >= b.queued
         )
-        text = progress_text(b, counts, finished, self.p.clock(), clicks)
+        # A post may still wait for X's or Facebook's rate limit when the last recipient's
+        # message is out: the message goes on being updated until every post is in as well.
+        posting = b.state != "cancelled" and any(t not in posts for t in b.publish)
+        text = progress_text(b, counts, finished, self.p.clock(), clicks, posts)
         ref = b.progress_ref
         surface = self.p.surfaces.get(SurfaceName(b.surface))
-        if surface is not None and b.channel:
+        unchanged = ref is not None and self._shown.get(broadcast_id) == text
+        if surface is not None and b.channel and not unchanged:
             ref = await surface.announce(b.channel, text, StaffMessageRef(ref) if ref else None)
+        if finished and posting:
+            self._shown[broadcast_id] = text
+        else:
+            self._shown.pop(broadcast_id, None)
         now = self.p.clock()
 
         def write(tx: Tx) -> list[NewJob]:
             values: dict[str, Any] = {"progress_ref": ref}
-            if finished and b.state != "cancelled":
+            if finished and b.state not in ("cancelled", "done"):
                 values.update(state="done", finished_at=now)
             store.change(tx.conn, broadcast_id, **values)
-            if finished:
+            if finished and not posting:
                 return []
             n = int(job.payload["n"]) + 1
             return [
@@ -352,6 +527,7 @@ def progress_text(
     finished: bool,
     now: datetime,
     clicks: tuple[int, int] = (0, 0),
+    posts: Mapping[str, store.PostRecord] | None = None,
 ) -> str:
     """The progress (or the summary) of a broadcast in a few lines."""
     total: dict[str, int] = {}
@@ -371,7 +547,7 @@ def progress_text(
     else:
         head = f"Broadcast #{b.id} is sending"
     lines = [head]
-    order = ("sent", "delivered", "read", "failed", "skipped", "cancelled")
+    order = ("sent", "delivered", "read", "failed", "skipped", "cancelled", "interrupted")
     for platform in sorted(counts):
         per = counts[platform]
         shown = " · ".join(f"{s} {per[s]}" for s in order if per.get(s))
@@ -390,6 +566,29 @@ def progress_text(
             f" {recorded} delivered to the platforms; {total.get('failed', 0)} failed,"
             f" {total.get('skipped', 0)} skipped"
         )
+        if total.get("interrupted"):
+            lines.append(
+                f"{total['interrupted']} were being sent when the bridge stopped: not sent again"
+                " (they may or may not have arrived)"
+            )
+    for target in b.publish:
+        lines.append(_post_line(b, target, (posts or {}).get(target)))
     if clicks[0]:
         lines.append(f"links clicked {clicks[0]} times by {clicks[1]} recipients")
     return "\n".join(lines)
+
+
+def _post_line(b: store.BroadcastRecord, target: str, post: store.PostRecord | None) -> str:
+    """How publishing on one target went, in one line."""
+    where = publish.name(target)
+    if post is None and b.state == "cancelled":
+        return f"not published on {where}: the broadcast was cancelled"
+    if post is None:
+        return f"to be published on {where}" + (
+            " at the broadcast's time" if b.state == "scheduled" else " (on its way)"
+        )
+    if post.state == "posted" and post.post_id:
+        return f"published on {where}: {post.url} (post {post.post_id})"
+    if post.state == "posted":
+        return f"published on {where} ({post.reason})"
+    return f"not published on {where}: {post.reason or post.state}"

@@ -209,6 +209,21 @@ class RulesSettings(_Section):
         return value
 
 
+class StatsSettings(_Section):
+    """The `[stats]` section: access to the statistics page (GET /stats) for scripts."""
+
+    # Sent as `Authorization: Bearer <api_key>`; people open the page with /stats's login link.
+    api_key: SecretStr | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 24:
+            msg = "must be at least 24 characters, e.g. 32 random bytes in hex"
+            raise ValueError(msg)
+        return value
+
+
 GRAPH_API = "https://graph.facebook.com/v21.0"
 TWILIO_API = "https://api.twilio.com"
 _DIGITS = re.compile(r"^\+?[0-9]{6,15}$")
@@ -299,6 +314,38 @@ class SmsAccount(_Section):
         return self.from_number or self.messaging_service_sid or ""
 
 
+X_API = "https://api.x.com"
+
+
+class FacebookPageSettings(_Section):
+    """The `[facebook_page]` section: the Facebook page broadcasts may be published to."""
+
+    page_id: str | None = None
+    # A page access token with pages_manage_posts: posting to a page's feed needs it (the
+    # Messenger token, pages_messaging only, is not enough).
+    page_token: SecretStr | None = None
+    api_base: str = GRAPH_API
+
+    @property
+    def enabled(self) -> bool:
+        """A page id and its token turn publishing to the page on."""
+        return self.page_id is not None and self.page_token is not None
+
+
+class XSettings(_Section):
+    """The `[x]` section: the X account broadcasts may be published to."""
+
+    # An OAuth 2.0 user-context access token (scopes tweet.write, tweet.read, users.read), sent
+    # as `Authorization: Bearer`; an app-only bearer token cannot post.
+    access_token: SecretStr | None = None
+    api_base: str = X_API
+
+    @property
+    def enabled(self) -> bool:
+        """An access token turns publishing to X on."""
+        return self.access_token is not None
+
+
 def _single_form(data: Any) -> Any:
     """`[whatsapp] phone_number_id = …` is the one-account form of `[[whatsapp.accounts]]`."""
     if isinstance(data, dict) and data and "accounts" not in data:
@@ -361,9 +408,12 @@ class Settings(_Section):
     matrix: MatrixSettings = MatrixSettings()
     mail: MailSettings = MailSettings()
     rules: RulesSettings = RulesSettings()
+    stats: StatsSettings = StatsSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     messenger: MessengerSettings = MessengerSettings()
     sms: SmsSettings = SmsSettings()
+    facebook_page: FacebookPageSettings = FacebookPageSettings()
+    x: XSettings = XSettings()
     routes: tuple[Route, ...] = ()
 
     def slack_channel(self, platform: str, account: str) -> str | None:
@@ -447,6 +497,12 @@ class Settings(_Section):
                 "bridge.public_url",
                 "SMS needs the public URL: Twilio signs its webhooks over it, and fetches"
                 " MMS media from it",
+            )
+        fb = self.facebook_page
+        if (fb.page_id is None) != (fb.page_token is None):
+            missing = "page_token" if fb.page_token is None else "page_id"
+            raise ConfigError(
+                f"facebook_page.{missing}", "publishing to a page needs its page_id and page_token"
             )
         for index, route in enumerate(self.routes):
             if route.slack_channel is None and route.matrix_room is None:

@@ -63,6 +63,19 @@ class RateLimited(DeliveryError):
         self.per_recipient = per_recipient
 
 
+class Held(DeliveryError):
+    """Not attempted now on purpose (a paused broadcast): wait without counting an attempt.
+
+    The outbox blocks the rate key `key` for `retry_after` seconds, so every row carrying it
+    waits together, without one wake-up or database write per row.
+    """
+
+    def __init__(self, key: str, retry_after: float, message: str = "") -> None:
+        super().__init__(message or f"held for {retry_after:g}s")
+        self.key = key
+        self.retry_after = retry_after
+
+
 class TransientError(DeliveryError):
     """A failure that may pass: retry later with backoff."""
 

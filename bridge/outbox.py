@@ -31,11 +31,11 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
-from bridge.errors import PermanentError, RateLimited, TransientError
+from bridge.errors import Held, PermanentError, RateLimited, TransientError
 from bridge.types import RateLimit
 from storage import BatchKind, Completion, Database, Job, Tx, Writer
 
@@ -200,6 +200,11 @@ def _complete(tx: Tx, completions: Sequence[Completion]) -> list[None]:
     return [None] * len(completions)
 
 
+def _unclaim(tx: Tx, batches: Sequence[Sequence[int]]) -> list[None]:
+    tx.unclaim([i for ids in batches for i in ids])
+    return [None] * len(batches)
+
+
 def _reschedule(tx: Tx, items: Sequence[tuple[int, float, str]]) -> list[None]:
     for job_id, next_at, error in items:
         tx.reschedule(job_id, next_at, error)
@@ -209,12 +214,26 @@ def _reschedule(tx: Tx, items: Sequence[tuple[int, float, str]]) -> list[None]:
 CLAIM: BatchKind[Sequence[int], None] = BatchKind("outbox.claim", _claim)
 COMPLETE: BatchKind[Completion, None] = BatchKind("outbox.complete", _complete)
 RESCHEDULE: BatchKind[tuple[int, float, str], None] = BatchKind("outbox.reschedule", _reschedule)
+UNCLAIM: BatchKind[Sequence[int], None] = BatchKind("outbox.unclaim", _unclaim)
+
+
+# Rate keys with this prefix have no limit: they let a handler hold every row carrying one at
+# once (`Held`), e.g. all rows of a paused broadcast. They are not the platform's keys.
+HOLD_PREFIX = "hold:"
+
+
+def platform_keys(keys: Sequence[str]) -> Sequence[str]:
+    """A row's rate keys without its hold keys (they run from the account's to the
+    recipient's, see Connector.rate_keys)."""
+    if not any(k.startswith(HOLD_PREFIX) for k in keys):
+        return keys
+    return [k for k in keys if not k.startswith(HOLD_PREFIX)]
 
 
 def _group(job: Job) -> str:
-    """The account a bulk row is sent from: its first rate key (they run from the account's to
-    the recipient's, see Connector.rate_keys)."""
-    return job.rate_keys[0] if job.rate_keys else ""
+    """The account a bulk row is sent from: its first platform rate key."""
+    keys = platform_keys(job.rate_keys)
+    return keys[0] if keys else ""
 
 
 @dataclass(slots=True)
@@ -365,6 +384,7 @@ class Dispatcher:
         self._waiting: dict[str, list[tuple[_Stream, str]]] = {}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         self.sent = 0
         self.sent_bulk = 0
@@ -390,6 +410,10 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._writes:
+            # Bookkeeping already decided (a retry's time, an attempt taken back) is written,
+            # not dropped: the next start must not take a refused send for one that went out.
+            await asyncio.wait(list(self._writes), timeout=5.0)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -618,12 +642,20 @@ class Dispatcher:
                 completion = await handler.run(jobs)
             except RateLimited as exc:
                 self.rate_limited += 1
-                keys = jobs[0].rate_keys
+                keys = platform_keys(jobs[0].rate_keys)
                 # Rate keys run from the account's to the recipient's (see Connector.rate_keys).
                 rate_key = (keys[-1] if exc.per_recipient else keys[0]) if keys else None
                 if rate_key is not None:
                     self._limiter.block(rate_key, exc.retry_after)
                 self._retry(lane, jobs, exc.retry_after, persist=False, error=str(exc))
+                # A 429 means the call was refused: after a crash the row is not one that
+                # may have gone out.
+                self._unclaim(ids)
+                completion = None
+            except Held as exc:
+                self._limiter.block(exc.key, exc.retry_after)
+                self._retry(lane, jobs, exc.retry_after, persist=False, error=str(exc))
+                self._unclaim(ids)
                 completion = None
             except PermanentError as exc:
                 log.warning("outbox %s %s failed for good: %s", jobs[0].kind, ids, exc)
@@ -676,6 +708,20 @@ class Dispatcher:
         self._retry(lane, jobs, backoff, persist=True, error=str(exc))
         return None
 
+    def _unclaim(self, ids: list[int]) -> None:
+        self._write(self._writer.submit(UNCLAIM, ids))
+
+    def _write(self, write: Coroutine[Any, Any, None]) -> None:
+        """Bookkeeping written beside the dispatcher (awaited by stop, never cancelled)."""
+        task = asyncio.create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("outbox bookkeeping write failed: %s", task.exception())
+
     def _retry(
         self, lane: _Lane, jobs: list[Job], delay: float, *, persist: bool, error: str
     ) -> None:
@@ -684,8 +730,4 @@ class Dispatcher:
         head = lane.jobs[0]
         lane.jobs[0] = replace(head, next_at=next_at, attempts=head.attempts + 1)
         if persist:
-            task = asyncio.create_task(
-                self._writer.submit(RESCHEDULE, (head.id, next_at, error[:500]))
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._write(self._writer.submit(RESCHEDULE, (head.id, next_at, error[:500])))

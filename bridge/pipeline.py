@@ -167,6 +167,11 @@ class Pipeline:
 
     # -- wiring ---------------------------------------------------------------------------
 
+    @property
+    def http(self) -> aiohttp.ClientSession | None:
+        """The shared HTTP client session (None for a pipeline built without one)."""
+        return self._http
+
     def add_connector(self, connector: Connector) -> None:
         """Route a platform account's messages through this pipeline."""
         self.connectors[(connector.platform, connector.account)] = connector

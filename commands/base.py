@@ -105,7 +105,8 @@ class FormField:
 
     key: str
     label: str
-    # text: one line; lines: several (each line one `option` value); select / multi: choices.
+    # text: one line; lines: several (each line one `option` value); select / multi: choices;
+    # checks: choices as checkboxes (a few, all in view).
     kind: str = "text"
     # Where the value goes: "" for a positional word, else the option it follows ("--on").
     option: str = ""
@@ -154,7 +155,7 @@ def form_line(command: str, fields: Sequence[FormField], values: dict[str, objec
             items = [spec.blank]
         if not items:
             continue
-        if spec.kind == "multi":
+        if spec.kind in ("multi", "checks"):
             items = [",".join(items)]
         for item in items:
             word = item if spec.raw else shlex.quote(item)

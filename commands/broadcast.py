@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import update
 
+from bridge import publish
 from bridge.broadcasts import (
     PLACEHOLDERS,
     fill,
     key_range,
+    placeholders,
     start_jobs,
     unknown_placeholders,
     values_for,
@@ -32,7 +34,7 @@ NEW_EXAMPLE = '/broadcast new news "Hello {FIRSTNAME}, our sale starts on Friday
 @broadcast.sub(
     "new",
     usage="<channel|messenger>[,…] [--template <name>[:<language>] [--param <value>]…]"
-    ' [--at "YYYY-MM-DD HH:MM"] <text…>',
+    ' [--at "YYYY-MM-DD HH:MM"] [--publish facebook,x] <text…>',
     summary="prepare a newsletter and see who gets it; nothing is sent before `confirm`",
     example=NEW_EXAMPLE,
     role=Role.MANAGER,
@@ -43,7 +45,7 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
         return Reply(
             title="A new broadcast",
             lines=(f"Type it as one line, e.g. `{NEW_EXAMPLE}`", "`/broadcast help` shows all."),
-            form=_form([c.name for c in channels]),
+            form=_form([c.name for c in channels], publish.labels(ctx.services.settings)),
         )
     ctx.need(args, 2)
     target_words = [w.strip() for w in args[0].split(",") if w.strip()]
@@ -64,10 +66,11 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
     template: dict[str, Any] | None = None
     params: list[str] = []
     scheduled: datetime | None = None
+    publish_to: list[str] = []
     words: list[str] = []
     while rest:
         word = rest.pop(0)
-        if word in ("--template", "--param", "--at"):
+        if word in ("--template", "--param", "--at", "--publish"):
             if not rest:
                 raise ctx.usage(f"{word} needs a value")
             value = rest.pop(0)
@@ -76,11 +79,14 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
                 template = {"name": name, "language": language or None}
             elif word == "--param":
                 params.append(value)
+            elif word == "--publish":
+                publish_to.extend(t.strip().lower() for t in value.split(",") if t.strip())
             else:
                 scheduled = ctx.local_time(value)
         else:
             words.append(word)
     text = " ".join(words).strip()
+    publish_to = list(dict.fromkeys(publish_to))
     if template is not None:
         template["params"] = params
         text = text or f"[template {template['name']}] " + " | ".join(params)
@@ -92,6 +98,8 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
         raise ctx.usage(f"unknown placeholder {{{unknown[0]}}}; known: {known}")
     if scheduled is not None and scheduled <= ctx.now:
         raise ctx.usage("--at is in the past")
+    if publish_to:
+        _check_publishing(ctx, publish_to, text if words else "")
     request = ctx.request
 
     def create(tx: Tx) -> int:
@@ -107,6 +115,7 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
             channel_ids=channel_ids,
             platforms=platforms,
             scheduled_at=scheduled,
+            publish=publish_to,
         )
 
     broadcast_id = await ctx.services.write(create)
@@ -118,6 +127,48 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
         if codes:
             await ctx.services.write(lambda tx: store.change(tx.conn, broadcast_id, text=short))
     return await _preview(ctx, broadcast_id, "prepared")
+
+
+def _check_publishing(ctx: Context, targets: list[str], text: str) -> None:
+    """Refuse publishing that cannot work: unknown or unconfigured targets, personal texts."""
+    unknown = [t for t in targets if t not in publish.TARGETS]
+    if unknown:
+        raise ctx.usage(
+            f"cannot publish to {unknown[0]}; --publish takes {', '.join(publish.TARGETS)}"
+        )
+    configured = publish.labels(ctx.services.settings)
+    for target in targets:
+        if target not in configured:
+            raise CommandError(_sentence(publish.not_configured(target)))
+    if not text:
+        raise ctx.usage("--publish needs a text of its own (a WhatsApp template is no post)")
+    used = placeholders(text)
+    if used:
+        names = ", ".join("{" + n + "}" for n in used)
+        raise CommandError(
+            f"A public post cannot be personal: the text uses {names}, which only each"
+            " recipient's own copy can fill. Publish a text without placeholders, or leave"
+            " out --publish"
+        )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _publishing_problems(ctx: Context, b: store.BroadcastRecord) -> list[tuple[str, str]]:
+    """(target, problem) for each target the broadcast cannot be posted on as it is."""
+    configured = publish.labels(ctx.services.settings)
+    found: list[tuple[str, str]] = []
+    for target in b.publish:
+        problem = (
+            publish.problem(target, b.text)
+            if target in configured
+            else publish.not_configured(target)
+        )
+        if problem is not None:
+            found.append((target, problem))
+    return found
 
 
 async def _preview(ctx: Context, broadcast_id: int, word: str) -> Reply:
@@ -135,6 +186,16 @@ async def _preview(ctx: Context, broadcast_id: int, word: str) -> Reply:
         lines.append("Nobody is in this audience yet.")
     sample = fill(b.text, values_for("Anna Schmidt", "+4915100000000", 1, "telegram"))
     lines.append(f"It reads (for Anna Schmidt): {sample}")
+    if b.publish:
+        names = publish.labels(ctx.services.settings)
+        where = " and ".join(names.get(t, publish.name(t)) for t in b.publish)
+        lines.append(f"It is also published, as written, on {where}")
+    for target, problem in _publishing_problems(ctx, b):
+        lines.append(
+            f"*Cannot publish on {publish.name(target)}*: {problem}. `/broadcast confirm`"
+            f" refuses it as it is: prepare it again with a text that fits, or without"
+            f" {target} in --publish"
+        )
     when = f" at {b.scheduled_at:%Y-%m-%d %H:%M} UTC" if b.scheduled_at else " now"
     lines.append(
         f"Send it{when}: `/broadcast confirm {b.id}` · drop it: `/broadcast cancel {b.id}`"
@@ -166,6 +227,15 @@ def _number(ctx: Context, args: list[str]) -> int:
 )
 async def _confirm(ctx: Context, args: list[str]) -> Reply:
     broadcast_id = _number(ctx, args)
+    prepared = await _get(ctx, broadcast_id)
+    problems = _publishing_problems(ctx, prepared) if prepared.state == "draft" else []
+    if problems:
+        target, problem = problems[0]
+        raise CommandError(
+            f"Broadcast #{broadcast_id} is not sent: {problem}. Prepare it again with a text"
+            f" that fits, or without {target} in --publish, and drop this one:"
+            f" `/broadcast cancel {broadcast_id}`"
+        )
 
     def confirm(tx: Tx) -> str:
         b = store.get(tx.conn, broadcast_id)
@@ -216,8 +286,9 @@ async def _status(ctx: Context, args: list[str]) -> Reply:
     b = await _get(ctx, broadcast_id)
     counts = await ctx.services.read(lambda conn: store.per_platform(conn, broadcast_id))
     clicks = await ctx.services.read(lambda conn: shortlinks.broadcast_clicks(conn, broadcast_id))
+    posts = await ctx.services.read(lambda conn: store.posts(conn, broadcast_id))
     finished = b.state in ("done", "cancelled")
-    text = progress_text(b, counts, finished, ctx.now, clicks)
+    text = progress_text(b, counts, finished, ctx.now, clicks, posts)
     first, *rest = text.split("\n")
     return Reply(title=first, lines=tuple(rest))
 
@@ -293,10 +364,26 @@ async def _resume(ctx: Context, args: list[str]) -> Reply:
     return await _set_state(ctx, args, ("paused",), "running")
 
 
-def _form(channel_names: list[str]) -> Form:
-    """The composer: audience, text or template, schedule."""
+def _form(channel_names: list[str], publishing: dict[str, str]) -> Form:
+    """The composer: audience, text or template, schedule, and where it is also published."""
     targets = tuple((n, f"#{n}") for n in channel_names) + tuple(
         (p, f"everyone on {p}") for p in PLATFORMS
+    )
+    # Only the targets the settings turn on are offered.
+    posts = (
+        (
+            FormField(
+                key="publish",
+                label="Also publish to",
+                kind="checks",
+                option="--publish",
+                choices=tuple(publishing.items()),
+                optional=True,
+                hint="the text as written, as a public post (no placeholders)",
+            ),
+        )
+        if publishing
+        else ()
     )
     return Form(
         title="New broadcast",
@@ -333,5 +420,6 @@ def _form(channel_names: list[str]) -> Form:
                 optional=True,
                 hint="YYYY-MM-DD HH:MM in the rules' time zone",
             ),
+            *posts,
         ),
     )

@@ -165,7 +165,9 @@ def form_view(form: Form, channel: str | None) -> dict[str, Any]:
             if chosen:
                 element["initial_option"] = _option(*chosen[0])
         else:
-            element["type"] = "multi_static_select"
+            # Checkboxes show every choice at once (Block Kit allows at most 10 of them).
+            checks = spec.kind == "checks" and len(spec.choices) <= 10
+            element["type"] = "checkboxes" if checks else "multi_static_select"
             element["options"] = [_option(v, label) for v, label in spec.choices]
             picked = [c for c in spec.choices if isinstance(initial, tuple) and c[0] in initial]
             if picked:
@@ -219,7 +221,7 @@ def submitted(view: dict[str, Any]) -> tuple[str, str | None, list[str]]:
             values[block_id] = action.get("value") or ""
         elif kind == "static_select":
             values[block_id] = (action.get("selected_option") or {}).get("value", "")
-        elif kind == "multi_static_select":
+        elif kind in ("multi_static_select", "checkboxes"):
             values[block_id] = [o.get("value", "") for o in action.get("selected_options") or []]
     line = form_line(str(meta.get("command", "")), fields, values)
     return line, meta.get("channel"), [f.key for f in fields]

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
-from storage.tables import blacklist, broadcast_sends, broadcasts, contacts, members
+from storage.tables import (
+    blacklist,
+    broadcast_posts,
+    broadcast_sends,
+    broadcasts,
+    contacts,
+    members,
+    outbox,
+)
 
 # The platforms' service windows for anything that is not a template (WhatsApp: none at all
 # for newsletters since 2019; Messenger: 24 hours, marketing outside it needs a paid tag).
@@ -39,6 +61,8 @@ class BroadcastRecord:
     cursor: int
     queued: int
     expanded: bool
+    # Where the text is also posted publicly ("facebook", "x").
+    publish: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,7 @@ def _record(row: Row[Any]) -> BroadcastRecord:
         cursor=int(m["cursor"]),
         queued=int(m["queued"]),
         expanded=bool(m["expanded"]),
+        publish=tuple(m.get("publish") or ()),
     )
 
 
@@ -89,6 +114,7 @@ def create(
     channel_ids: Sequence[int],
     platforms: Sequence[str],
     scheduled_at: datetime | None,
+    publish: Sequence[str] = (),
 ) -> int:
     """A new broadcast, as a draft; returns its id."""
     result = conn.execute(
@@ -103,6 +129,7 @@ def create(
             channel_ids=list(channel_ids),
             platforms=list(platforms),
             scheduled_at=scheduled_at,
+            publish=list(publish),
             state="draft",
             cursor=0,
             queued=0,
@@ -129,14 +156,28 @@ def change(conn: Connection, broadcast_id: int, **values: Any) -> None:
     conn.execute(update(broadcasts).where(broadcasts.c.id == broadcast_id).values(**values))
 
 
-def _audience(b: BroadcastRecord) -> Any:
-    """The condition that picks a broadcast's contacts (before exclusions)."""
+def _audience(b: BroadcastRecord, *, whole: bool = False) -> Any:
+    """The condition that picks a broadcast's contacts (before exclusions).
+
+    `whole`: the condition is evaluated for the whole audience at once (the preview), where
+    reading the channel's members once beats looking each contact up; a batch of contacts
+    (expansion, send-time checks) looks up each of its own in the members' primary key instead.
+    """
     conditions: list[Any] = []
-    if b.channel_ids:
+    if b.channel_ids and whole:
+        conditions.append(
+            contacts.c.id.in_(
+                select(members.c.contact_id).where(
+                    members.c.channel_id.in_(list(b.channel_ids)),
+                    members.c.left_at.is_(None),
+                )
+            )
+        )
+    elif b.channel_ids:
         conditions.append(
             exists().where(
-                members.c.contact_id == contacts.c.id,
                 members.c.channel_id.in_(list(b.channel_ids)),
+                members.c.contact_id == contacts.c.id,
                 members.c.left_at.is_(None),
             )
         )
@@ -194,23 +235,34 @@ def _blocked(now: datetime) -> Any:
 
 
 def preview(conn: Connection, b: BroadcastRecord, now: datetime) -> dict[str, dict[str, int]]:
-    """Per platform: how many contacts it goes to, and how many are skipped for each reason."""
+    """Per platform: how many contacts it goes to, and how many are skipped for each reason.
+
+    Counted by the database (GROUP BY): a channel of a million contacts is a few rows here.
+    """
+    recent = case((contacts.c.last_seen > now - MESSENGER_WINDOW, true()), else_=false())
+    blocked = _blocked(now)
+    opted_out = contacts.c.opted_out_at.isnot(None)
     rows = conn.execute(
         select(
             contacts.c.platform,
-            _blocked(now).label("blocked"),
-            contacts.c.opted_out_at.isnot(None).label("opted_out"),
-            contacts.c.last_seen,
-        ).where(_audience(b))
+            blocked.label("blocked"),
+            opted_out.label("opted_out"),
+            recent.label("recent"),
+            func.count(),
+        )
+        .where(_audience(b, whole=True))
+        .group_by(contacts.c.platform, blocked, opted_out, recent)
     )
     counts: dict[str, dict[str, int]] = {}
-    for platform, blocked, opted_out, last_seen in rows:
+    for platform, is_blocked, is_out, is_recent, n in rows:
+        # Only "within the window or not" matters to skip_reason: stand in with a time.
+        last_seen = now if is_recent else None
         reason = skip_reason(
-            platform, b.template is not None, bool(blocked), bool(opted_out), last_seen, now
+            platform, b.template is not None, bool(is_blocked), bool(is_out), last_seen, now
         )
         per = counts.setdefault(platform, {"to": 0})
         key = reason or "to"
-        per[key] = per.get(key, 0) + 1
+        per[key] = per.get(key, 0) + int(n)
     return counts
 
 
@@ -239,18 +291,164 @@ def check(conn: Connection, b: BroadcastRecord, contact_id: int, now: datetime) 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """Send-time checks of the audience's contacts from `first` on, in one read.
+
+    `reasons`: contact → why not to send (None: send), for every contact of the audience with
+    an id from `first` through `last`; a contact in that range that is missing has left the
+    audience (or was erased). `last` is None when the read reached the end of the audience.
+    """
+
+    first: int
+    last: int | None
+    reasons: Mapping[int, str | None]
+
+    def covers(self, contact_id: int) -> bool:
+        """Whether this read answers for a contact."""
+        return self.first <= contact_id and (self.last is None or contact_id <= self.last)
+
+
+def verdicts(
+    conn: Connection, b: BroadcastRecord, first: int, limit: int, now: datetime
+) -> Verdicts:
+    """The send-time checks of up to `limit` audience contacts with ids from `first` on."""
+    rows = conn.execute(
+        select(
+            contacts.c.id,
+            contacts.c.platform,
+            _blocked(now).label("blocked"),
+            contacts.c.opted_out_at.isnot(None).label("opted_out"),
+            contacts.c.last_seen,
+        )
+        .where(contacts.c.id >= first, _audience(b))
+        .order_by(contacts.c.id)
+        .limit(limit)
+    ).all()
+    has_template = b.template is not None
+    reasons = {
+        int(r.id): skip_reason(
+            r.platform, has_template, bool(r.blocked), bool(r.opted_out), r.last_seen, now
+        )
+        for r in rows
+    }
+    last = int(rows[-1].id) if len(rows) == limit else None
+    return Verdicts(first, last, reasons)
+
+
+def expand(
+    conn: Connection,
+    b: BroadcastRecord,
+    *,
+    rate_keys: Mapping[tuple[str, str], str],
+    mark: str,
+    fallback: str,
+    limit: int,
+    now: float,
+) -> tuple[int, int, bool]:
+    """Queue the audience among the next `limit` contacts as outbox rows, in one INSERT … SELECT.
+
+    `rate_keys`: per (platform, account) the row's rate keys with `mark` where the chat id
+    goes (`fallback` for accounts not configured: their rows fail with a reason). Returns
+    (rows queued, the new cursor, whether the audience is exhausted). Each row's key is
+    `bc:<broadcast>:<contact>`, so a batch queued twice is queued once.
+    """
+    # Where this batch ends: the `limit`-th contact after the cursor, of all contacts (a walk
+    # of the primary key; None: the rest fits). The audience's contacts among them are queued.
+    boundary = conn.execute(
+        select(contacts.c.id)
+        .where(contacts.c.id > b.cursor)
+        .order_by(contacts.c.id)
+        .offset(limit - 1)
+        .limit(1)
+    ).scalar()
+    audience = and_(contacts.c.id > b.cursor, _audience(b))
+    if boundary is not None:
+        audience = and_(audience, contacts.c.id <= boundary)
+    cid = cast(contacts.c.id, String)
+    keys: Any = literal(fallback)
+    if rate_keys:
+        keys = case(
+            *(
+                (
+                    and_(contacts.c.platform == platform, contacts.c.account == account),
+                    func.replace(literal(template), literal(mark), contacts.c.chat_id),
+                )
+                for (platform, account), template in rate_keys.items()
+            ),
+            else_=literal(fallback),
+        )
+    dialect = conn.dialect.name
+    build_json = func.json_build_object if dialect == "postgresql" else func.json_object
+    payload = build_json(
+        literal("b"),
+        literal(b.id),
+        literal("c"),
+        contacts.c.id,
+        literal("p"),
+        contacts.c.platform,
+        literal("a"),
+        contacts.c.account,
+        literal("chat"),
+        contacts.c.chat_id,
+        literal("n"),
+        func.coalesce(contacts.c.display_name, literal("")),
+    )
+    rows = (
+        select(
+            literal("broadcast.send"),
+            literal(f"bc:{b.id}:") + cid,
+            literal("bc:") + cid,
+            keys,
+            payload,
+            literal("pending"),
+            literal(0),
+            literal(0.0),
+            literal(now),
+            literal(True),
+        )
+        .where(audience)
+        .order_by(contacts.c.id)
+    )
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(outbox)
+        .from_select(
+            [
+                "kind",
+                "idem_key",
+                "lane",
+                "rate_keys",
+                "payload",
+                "state",
+                "attempts",
+                "next_at",
+                "created_at",
+                "bulk",
+            ],
+            rows,
+        )
+        .on_conflict_do_nothing(index_elements=["idem_key"])
+    )
+    queued = int(conn.execute(statement).rowcount or 0)
+    if boundary is None:
+        cursor = conn.execute(select(func.max(contacts.c.id))).scalar()
+        return queued, int(cursor) if cursor is not None else b.cursor, True
+    return queued, int(boundary), False
+
+
 def record(conn: Connection, outcomes: Iterable[dict[str, Any]]) -> None:
     """What became of the broadcast for contacts (a repeated outcome is ignored)."""
     rows = list(outcomes)
-    for row in rows:
-        found = conn.execute(
-            select(broadcast_sends.c.id).where(
-                broadcast_sends.c.broadcast_id == row["broadcast_id"],
-                broadcast_sends.c.contact_id == row["contact_id"],
-            )
-        ).first()
-        if found is None:
-            conn.execute(broadcast_sends.insert().values(**row))
+    if not rows:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(
+        insert(broadcast_sends).on_conflict_do_nothing(
+            index_elements=["broadcast_id", "contact_id"]
+        ),
+        rows,
+    )
 
 
 def counts(conn: Connection, broadcast_id: int) -> dict[str, int]:
@@ -330,3 +528,66 @@ def replied(
         .values(replied_at=now)
     )
     return [(int(r[1]), int(r[2])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PostRecord:
+    """What became of publishing a broadcast on one target."""
+
+    target: str
+    state: str  # posted, failed, cancelled
+    post_id: str | None
+    url: str | None
+    reason: str | None
+    at: datetime
+
+
+def record_post(
+    conn: Connection,
+    broadcast_id: int,
+    target: str,
+    state: str,
+    *,
+    at: datetime,
+    post_id: str | None = None,
+    url: str | None = None,
+    reason: str | None = None,
+) -> bool:
+    """Keep the outcome of publishing on a target; False (and nothing changed) if one is kept."""
+    found = conn.execute(
+        select(broadcast_posts.c.id).where(
+            broadcast_posts.c.broadcast_id == broadcast_id, broadcast_posts.c.target == target
+        )
+    ).first()
+    if found is not None:
+        return False
+    conn.execute(
+        broadcast_posts.insert().values(
+            broadcast_id=broadcast_id,
+            target=target,
+            state=state,
+            post_id=post_id,
+            url=url,
+            reason=reason,
+            at=at,
+        )
+    )
+    return True
+
+
+def posts(conn: Connection, broadcast_id: int) -> dict[str, PostRecord]:
+    """Per target, what became of publishing the broadcast (targets not yet done are missing)."""
+    rows = conn.execute(
+        select(broadcast_posts).where(broadcast_posts.c.broadcast_id == broadcast_id)
+    )
+    return {
+        str(r.target): PostRecord(
+            target=str(r.target),
+            state=str(r.state),
+            post_id=r.post_id,
+            url=r.url,
+            reason=r.reason,
+            at=r.at,
+        )
+        for r in rows
+    }

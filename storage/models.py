@@ -403,6 +403,25 @@ class BroadcastRow(Base):
     cursor: Mapped[int] = mapped_column(Id, default=0)
     queued: Mapped[int] = mapped_column(Integer, default=0)
     expanded: Mapped[bool] = mapped_column(default=False)
+    # Where the text is also posted publicly ("facebook", "x"); empty: nowhere.
+    publish: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class BroadcastPost(Base):
+    """What became of publishing a broadcast's text on one target (a page, X)."""
+
+    __tablename__ = "broadcast_posts"
+    __table_args__ = (UniqueConstraint("broadcast_id", "target", name="uq_broadcast_target"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(16))
+    # posted, failed, cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    post_id: Mapped[str | None] = mapped_column(String(128))
+    url: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class BroadcastSend(Base):

@@ -147,6 +147,9 @@ class Completion:
     # More writes for the same transaction, with the jobs they produce (e.g. applying a status
     # that arrived before the send's answer did).
     also: list[Callable[[Tx], Sequence[NewJob]]] = field(default_factory=list)
+    # Items for writers that take many at once, (writer, item): each writer is called once per
+    # transaction with the items of every completion in it (one executemany, not one each).
+    rows: list[tuple[Callable[[Tx, list[Any]], None], Any]] = field(default_factory=list)
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -817,6 +820,15 @@ class Tx:
                 .values(attempts=outbox.c.attempts + 1)
             )
 
+    def unclaim(self, job_ids: Sequence[int]) -> None:
+        """Take back a counted attempt: the row was not sent (a 429, a hold)."""
+        if job_ids:
+            self.conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(list(job_ids)), outbox.c.attempts > 0)
+                .values(attempts=outbox.c.attempts - 1)
+            )
+
     def finish(self, job_ids: Sequence[int], now: float, error: str | None = None) -> None:
         """Mark rows done (or failed, with the reason)."""
         if job_ids and self.dialect == "sqlite":
@@ -853,6 +865,12 @@ class Tx:
         self.add_threads([t for c in completions for t in c.threads])
         self.add_refs([r for c in completions for r in c.refs])
         self.write_statuses([s for c in completions for s in c.statuses])
+        grouped: dict[Callable[[Tx, list[Any]], None], list[Any]] = {}
+        for c in completions:
+            for writer, item in c.rows:
+                grouped.setdefault(writer, []).append(item)
+        for writer, items in grouped.items():
+            writer(self, items)
         jobs = [j for c in completions for j in c.jobs]
         for c in completions:
             for write in c.also:

@@ -8,6 +8,7 @@ from sqlalchemy import Table
 
 from storage.models import (
     BlacklistEntry,
+    BroadcastPost,
     BroadcastRow,
     BroadcastSend,
     ChannelMember,
@@ -53,5 +54,6 @@ rule_firings = cast(Table, RuleFiring.__table__)
 rule_files = cast(Table, RuleFile.__table__)
 broadcasts = cast(Table, BroadcastRow.__table__)
 broadcast_sends = cast(Table, BroadcastSend.__table__)
+broadcast_posts = cast(Table, BroadcastPost.__table__)
 short_links = cast(Table, ShortLinkRow.__table__)
 link_clicks = cast(Table, LinkClick.__table__)

@@ -37,8 +37,9 @@ def fill(view: dict, **given) -> dict:
                 else [o["value"] for o in element.get("initial_options", [])]
             )
             options = [o for o in element["options"] if o["value"] in picked]
+            # multi_static_select and checkboxes: Slack sends both as selected_options
             values[block["block_id"]] = {
-                "value": {"type": "multi_static_select", "selected_options": options}
+                "value": {"type": element["type"], "selected_options": options}
             }
     return values
 

@@ -10,13 +10,12 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
+from tests.broadcast_kit import new, newsletters, subscribers
 from tests.commands_kit import MANAGER, command
 from tests.fakes.whatsapp import FakeWhatsApp
 from tests.forms_kit import open_form, submit
 from tests.harness import eventually, start_bridge
 from tests.world import start_world, stop_world
-
-BASE = 9190000
 
 
 @pytest.fixture
@@ -26,27 +25,6 @@ async def rig(tmp_path):
     assert (await command(world, "channel create news --join JOIN-NEWS --leave LEAVE-NEWS")).ok
     yield world
     await stop_world(world)
-
-
-async def subscribers(world, count: int, *, start: int = 0) -> list[int]:
-    """Telegram customers who joined the channel by keyword."""
-    chats = [BASE + start + n for n in range(count)]
-    for chat in chats:
-        await world.says(chat, "JOIN-NEWS", first_name=f"Reader{chat % 1000}", last_name="X")
-    await eventually(
-        lambda: all(world.tg.messages_to(c) for c in chats), message="join confirmations"
-    )
-    return chats
-
-
-def newsletters(world, chat: int) -> list[str]:
-    return [m.text for m in world.tg.messages_to(chat) if m.text and "Sale" in m.text]
-
-
-async def new(world, line: str) -> int:
-    reply = await command(world, f"broadcast new {line}", user=MANAGER)
-    assert reply.ok, reply.text
-    return int(reply.title.split("#")[1].split()[0])
 
 
 async def test_preview_counts_the_audience_and_names_who_is_skipped(rig):

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,9 +15,9 @@ import pytest
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import eventually
+from tests.process_kit import Bridge, children
 from tests.world import CHANNEL, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 CHATS = 50
 PER_CHAT = 40
 
@@ -59,53 +56,6 @@ rate_reactions = 50
 """
     )
     return path
-
-
-class Bridge:
-    """The bridge as a separate process, so that it can be killed for real."""
-
-    def __init__(self, cfg: Path, port: int, log: Path) -> None:
-        self.cfg, self.port, self.log = cfg, port, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        out = self.log.open("ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "run.py"),
-            "--config",
-            str(self.cfg),
-            cwd=str(self.cfg.parent),
-            stdout=out,
-            stderr=out,
-        )
-        async with aiohttp.ClientSession() as http:
-
-            async def healthy() -> bool:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                        return r.status == 200
-                return False
-
-            await eventually(healthy, timeout=30, message="the bridge process to be healthy")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-
-    async def wait(self) -> None:
-        if self.proc is not None:
-            await self.proc.wait()
-
-    async def terminate(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def posted_texts(slack: FakeSlack, root_ts: str) -> list[str]:
@@ -177,11 +127,11 @@ async def test_kill_minus_nine_mid_flood_loses_and_duplicates_nothing(tmp_path, 
             lambda: acked >= CHATS * PER_CHAT // 2, timeout=60, message="half the flood"
         )
         up.clear()
-        children = _children(bridge.proc.pid)
+        spawned = children(bridge.proc.pid)
         bridge.kill()
         await bridge.wait()
         # The dispatcher process dies with the bridge: nothing from before the kill keeps sending.
-        await eventually(lambda: not any(Path(f"/proc/{c}").exists() for c in children), timeout=5)
+        await eventually(lambda: not any(Path(f"/proc/{c}").exists() for c in spawned), timeout=5)
         killed_at = acked
         down.set()
         await bridge.start()

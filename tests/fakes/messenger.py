@@ -2,8 +2,11 @@
 
 It runs as a real aiohttp server on 127.0.0.1, so a connector's HTTP code runs against it:
 `POST {base_url}/{page_id}/messages` (the Send API, JSON or multipart with `filedata`) and
-`GET {base_url}/{psid}?fields=first_name,last_name` (the user profile API), with the page
-token as `Authorization: Bearer …` or an `access_token` parameter, as Graph takes either.
+`GET {base_url}/{psid}?fields=first_name,last_name` (the user profile API) and the page's feed
+(`POST {base_url}/{page_id}/feed` with `message` → `{"id": "<page>_<post>"}`, and
+`GET {base_url}/{page_id}/feed` → `{"data": [{"id", "message", "created_time"}], "paging"}`,
+newest first), with the page token as `Authorization: Bearer …` or an `access_token`
+parameter, as Graph takes either.
 Errors are Graph's `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`.
 Customer files are served without a token at `<root>/_cdn/<name>`, as Meta's CDN does.
 
@@ -40,6 +43,8 @@ TAGS = frozenset(
     {"HUMAN_AGENT", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE"}
 )
 ATTACHMENT_TYPES = frozenset({"image", "video", "audio", "file"})
+# A page post's message is at most 63,206 characters.
+POST_LIMIT = 63_206
 OUTSIDE_WINDOW = (
     "(#10) This message is sent outside of allowed window. Learn more about the new policy "
     "here: https://developers.facebook.com/docs/messenger-platform/policy-overview"
@@ -50,6 +55,8 @@ _DEFAULT_MESSAGES = {
     4: "(#4) Application request limit reached",
     10: OUTSIDE_WINDOW,
     100: "(#100) Invalid parameter",
+    17: "(#17) User request limit reached",
+    32: "(#32) Page request limit reached",
     190: "Invalid OAuth access token - Cannot parse access token",
     200: "(#200) This person isn't receiving messages from you right now.",
     551: "(#551) This person isn't available right now.",
@@ -138,6 +145,16 @@ class FakeMessenger(MetaFake):
         self.last_media_url: str | None = None
         self.last_payload: dict[str, Any] | None = None
         self._failures: deque[_Planned] = deque()
+        # Accepted page posts: {"message", "_id", "_page_id", "_at"}, oldest first.
+        self.feed: list[dict[str, Any]] = []
+        # Refused page posts: the parameters as far as they were read plus "_error".
+        self.feed_rejected: list[dict[str, Any]] = []
+        # Whether the page token may post on the page (pages_manage_posts).
+        self.can_post = True
+        # Page posts accepted whose answer is lost (Graph answers a transient error after
+        # posting): what a timeout or a restart looks like to the caller.
+        self.lose_feed_answers = 0
+        self._feed_failures: deque[_Planned] = deque()
         self._edits: dict[str, int] = {}
         self._last_ms = 0
 
@@ -148,6 +165,8 @@ class FakeMessenger(MetaFake):
         app = web.Application(client_max_size=UPLOAD_LIMIT + 1024 * 1024)
         app.router.add_post(f"/{VERSION}/{{page_id}}/messages", self._messages)
         app.router.add_get(f"/{VERSION}/{{psid}}", self._profile)
+        app.router.add_post(f"/{VERSION}/{{page_id}}/feed", self._feed_post)
+        app.router.add_get(f"/{VERSION}/{{page_id}}/feed", self._feed_get)
         app.router.add_get("/_cdn/{name}", self._download)
         return app
 
@@ -181,6 +200,23 @@ class FakeMessenger(MetaFake):
         """The next `times` Send API calls answer this Graph error instead of sending."""
         for _ in range(times):
             self._failures.append(_Planned(code, message, subcode, status, headers))
+
+    def fail_feed_next(
+        self,
+        code: int,
+        message: str | None = None,
+        *,
+        status: int = 400,
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """The next `times` page posts answer this Graph error instead of posting."""
+        for _ in range(times):
+            self._feed_failures.append(_Planned(code, message, None, status, headers))
+
+    def posts_on(self, page_id: str) -> list[str]:
+        """The messages posted on a page's feed, oldest first."""
+        return [post["message"] for post in self.feed if post["_page_id"] == page_id]
 
     # ------------------------------------------------------------------ acting as Messenger
 
@@ -302,6 +338,72 @@ class FakeMessenger(MetaFake):
         mid = self._new_mid()
         self.sent.append({**body, "_mid": mid, "_page_id": page_id})
         return web.json_response({"recipient_id": psid, "message_id": mid})
+
+    async def _feed_post(self, request: web.Request) -> web.Response:
+        page_id = request.match_info["page_id"]
+        params: dict[str, Any] = {}
+        try:
+            params = await _read_params(request)
+            self._check_token(request, params)
+            params.pop("access_token", None)
+            self._check_page(page_id)
+            if not self.can_post:
+                raise GraphError(
+                    200,
+                    "(#200) If posting to a page, requires both pages_read_engagement and"
+                    " pages_manage_posts as an admin with sufficient administrative permission",
+                    kind="OAuthException",
+                )
+            if self._feed_failures:
+                raise self._feed_failures.popleft().error()
+            message = params.get("message")
+            if not isinstance(message, str) or not message.strip():
+                if not params.get("link"):
+                    raise GraphError(100, "(#100) Missing message or attachment")
+            elif len(message) > POST_LIMIT:
+                raise GraphError(100, "(#100) The message is too long")
+        except GraphError as exc:
+            self.feed_rejected.append({**params, "_error": exc.code})
+            return exc.response()
+        post_id = f"{page_id}_{secrets.randbelow(10**15) + 10**15}"
+        self.feed.append({**params, "_id": post_id, "_page_id": page_id, "_at": time.time()})
+        if self.lose_feed_answers:
+            self.lose_feed_answers -= 1
+            return GraphError(2, status=500).response()
+        return web.json_response({"id": post_id})
+
+    async def _feed_get(self, request: web.Request) -> web.Response:
+        page_id = request.match_info["page_id"]
+        try:
+            self._check_token(request, {})
+            self._check_page(page_id)
+        except GraphError as exc:
+            return exc.response()
+        try:
+            limit = max(1, min(100, int(request.query.get("limit", "25"))))
+        except ValueError:
+            return GraphError(100, "(#100) param limit must be an integer").response()
+        wanted = request.query.get("fields", "created_time,message,id").split(",")
+        newest = [post for post in reversed(self.feed) if post["_page_id"] == page_id][:limit]
+        data = []
+        for post in newest:
+            known = {
+                "id": post["_id"],
+                "message": post.get("message"),
+                "created_time": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(post["_at"])),
+            }
+            data.append({k: known[k] for k in (w.strip() for w in wanted) if known.get(k)})
+        return web.json_response(
+            {"data": data, "paging": {"cursors": {"before": "B", "after": "A"}}}
+        )
+
+    def _check_page(self, page_id: str) -> None:
+        if page_id not in self.page_ids:
+            raise GraphError(
+                100,
+                f"(#100) Unsupported post request. Object with ID '{page_id}' does not exist",
+                subcode=33,
+            )
 
     async def _profile(self, request: web.Request) -> web.Response:
         psid = request.match_info["psid"]
@@ -460,6 +562,23 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
         else:
             body[key] = value
     return body
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """Graph parameters of a call: the query string, then a form or JSON body over it."""
+    params: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            raise GraphError(100, "(#100) The parameter body could not be parsed") from None
+        if not isinstance(body, dict):
+            raise GraphError(100, "(#100) The parameter body must be an object")
+        params.update(body)
+    elif request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await request.post()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return params
 
 
 def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
