@@ -10,6 +10,7 @@ cursor, so a crash neither loses nor repeats a batch; each recipient's row has t
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -32,7 +33,7 @@ from bridge.types import (
     SurfaceName,
     TemplateCall,
 )
-from storage import Completion, Job, NewJob, Tx, rules_store, shortlinks
+from storage import Completion, Job, NewJob, Tx, early_key, rules_store, shortlinks
 from storage import broadcasts_store as store
 
 if TYPE_CHECKING:
@@ -381,6 +382,17 @@ class _Send(_Base):
 
 def _record_outcomes(tx: Tx, rows: list[dict[str, Any]]) -> None:
     store.record(tx.conn, rows)
+    # A platform may report delivery before the send's answer was recorded: the pipeline kept
+    # such statuses for later, and this is later.
+    sent = {
+        early_key(r["platform"], r["account"], r["external_id"]): r
+        for r in rows
+        if r["external_id"]
+    }
+    for key, value in tx.take_early_statuses(list(sent)).items():
+        r, early = sent[key], json.loads(value)
+        status, reason = early["status"], early.get("reason")
+        store.apply_status(tx.conn, r["platform"], r["account"], r["external_id"], status, reason)
 
 
 class _Publish(_Base):
@@ -471,6 +483,8 @@ class _Progress(_Base):
         # The summary last shown of a sent broadcast whose posts are still awaited (X may hold
         # one back for 15 minutes): an unchanged text is not edited into the chat again.
         self._shown: dict[int, str] = {}
+        # Outcomes counted at the last look, per broadcast.
+        self._counted: dict[int, int] = {}
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
@@ -485,6 +499,15 @@ class _Progress(_Base):
         finished = b.state == "cancelled" or (
             b.state in ("running", "done") and b.expanded and done_count >= b.queued
         )
+        stalled = self._counted.get(broadcast_id) == done_count
+        self._counted[broadcast_id] = done_count
+        if not finished and stalled and b.state == "running" and b.expanded:
+            # No new outcome since the last look, yet fewer than rows queued: recipients
+            # erased meanwhile have none, and their rows are gone. Done when no row of the
+            # broadcast waits any more (counted only then: a million rows take a while).
+            low, high = key_range(broadcast_id)
+            waiting = await self.p.db.run_read(lambda conn: store.waiting(conn, low, high))
+            finished = waiting == 0
         # A post may still wait for X's or Facebook's rate limit when the last recipient's
         # message is out: the message goes on being updated until every post is in as well.
         posting = b.state != "cancelled" and any(t not in posts for t in b.publish)

@@ -9,7 +9,6 @@ The outbox handlers at the bottom carry the rows out through connectors and surf
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
@@ -74,6 +73,7 @@ from storage import (
     Tx,
     Writer,
     broadcasts_store,
+    early_key,
     rules_store,
     subscriptions,
 )
@@ -107,13 +107,6 @@ def _attachment(d: Mapping[str, Any]) -> Attachment:
 
 # A customer's message this soon after a broadcast reached them counts as a reply to it.
 REPLY_TO_BROADCAST_WITHIN = timedelta(days=7)
-
-
-def _early_key(platform: str, account: str, external_id: str) -> str:
-    key = f"early:{platform}:{account}:{external_id}"
-    if len(key) > 128:  # the kv key column's size
-        key = "early:" + hashlib.sha256(key.encode()).hexdigest()
-    return key
 
 
 def mirror_text(text: str, attachments: Sequence[Mapping[str, Any]]) -> str:
@@ -294,7 +287,7 @@ class Pipeline:
                 "reason": status.reason,
                 "opted_out": status.opted_out,
             }
-            key = _early_key(status.platform, status.account, status.external_id)
+            key = early_key(status.platform, status.account, status.external_id)
             tx.keep_early_status(key, json.dumps(early))
             return
         if message.direction == "out":
@@ -1445,7 +1438,7 @@ class _Send(_Handler):
             )
         )
         message_id = MessageId(p["msg"])
-        key = _early_key(p["platform"], p["account"], external)
+        key = early_key(p["platform"], p["account"], external)
         marks = []
         if surface is not None and p.get("ref"):
             marks.append(

@@ -15,6 +15,7 @@ from storage.queries import (
     MessageStatusWrite,
     NewJob,
     Tx,
+    early_key,
 )
 from storage.writer import BatchKind, Writer, WriterClosed
 
@@ -31,4 +32,5 @@ __all__ = [
     "Tx",
     "Writer",
     "WriterClosed",
+    "early_key",
 ]

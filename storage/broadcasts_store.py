@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     String,
     and_,
+    bindparam,
     case,
     cast,
     exists,
@@ -437,17 +438,45 @@ def expand(
     return queued, int(boundary), False
 
 
+_OUTCOME_COLUMNS = (
+    "broadcast_id",
+    "contact_id",
+    "state",
+    "reason",
+    "platform",
+    "account",
+    "external_id",
+    "at",
+)
+
+
 def record(conn: Connection, outcomes: Iterable[dict[str, Any]]) -> None:
-    """What became of the broadcast for contacts (a repeated outcome is ignored)."""
+    """What became of the broadcast for contacts (a repeated outcome is ignored, and so is one
+    for a contact erased meanwhile: nothing about them may be kept)."""
     rows = list(outcomes)
     if not rows:
         return
+    values = select(
+        *(bindparam(name, type_=broadcast_sends.c[name].type) for name in _OUTCOME_COLUMNS)
+    ).where(exists().where(contacts.c.id == bindparam("contact_id")))
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        insert(broadcast_sends).on_conflict_do_nothing(
-            index_elements=["broadcast_id", "contact_id"]
-        ),
+        insert(broadcast_sends)
+        .from_select(list(_OUTCOME_COLUMNS), values)
+        .on_conflict_do_nothing(index_elements=["broadcast_id", "contact_id"]),
         rows,
+    )
+
+
+def waiting(conn: Connection, low: str, high: str) -> int:
+    """How many outbox rows with keys from `low` up to `high` are still to be sent."""
+    return int(
+        conn.execute(
+            select(func.count()).where(
+                outbox.c.idem_key >= low, outbox.c.idem_key < high, outbox.c.state == "pending"
+            )
+        ).scalar()
+        or 0
     )
 
 

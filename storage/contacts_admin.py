@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,9 +23,11 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
-from storage import subscriptions
+from storage import shortlinks, subscriptions
+from storage.queries import early_key
 from storage.tables import (
     blacklist,
+    broadcast_sends,
     channels,
     contacts,
     conversations,
@@ -322,6 +323,24 @@ def export_contact(conn: Connection, contact_id: int, at: datetime) -> dict[str,
         )
     ]
     block = conn.execute(select(blacklist).where(blacklist.c.contact_id == contact_id)).first()
+    received = [
+        _as_json(r)
+        for r in conn.execute(
+            select(
+                broadcast_sends.c.broadcast_id,
+                broadcast_sends.c.state,
+                broadcast_sends.c.reason,
+                broadcast_sends.c.at,
+                broadcast_sends.c.replied_at,
+            )
+            .where(broadcast_sends.c.contact_id == contact_id)
+            .order_by(broadcast_sends.c.id)
+        )
+    ]
+    clicks = [
+        {"code": code, "url": url, "at": _json_value(at)}
+        for code, url, at in shortlinks.clicks_of_contact(conn, contact_id)
+    ]
     return {
         "exported_at": _json_value(at),
         "contact": _as_json(row),
@@ -329,6 +348,8 @@ def export_contact(conn: Connection, contact_id: int, at: datetime) -> dict[str,
         "messages": message_docs,
         "channel_memberships": memberships,
         "blacklist": _as_json(block) if block is not None else None,
+        "broadcasts": received,
+        "link_clicks": clicks,
     }
 
 
@@ -359,6 +380,8 @@ def _outbox_condition(conn: Connection, contact: Any) -> ColumnElement[bool]:
     conditions.append(payload["conv"].as_integer().in_(_conversation_ids(contact.id)))
     conditions.append(payload["msg"].as_integer().in_(_message_ids(contact.id)))
     conditions.append(payload["contact"].as_integer() == int(contact.id))
+    # A broadcast's message to them (their lane; the payload names them as "c").
+    conditions.append(outbox.c.lane == f"bc:{contact.id}")
     conditions.append(
         and_(
             payload["chat"].as_string() == contact.chat_id,
@@ -370,20 +393,23 @@ def _outbox_condition(conn: Connection, contact: Any) -> ColumnElement[bool]:
 
 
 def _early_keys(conn: Connection, contact_id: int) -> list[str]:
-    """The kv keys under which early delivery statuses of the contact's messages may be kept:
-    the pipeline's `_early_key` scheme (a Telegram external id holds the chat id)."""
-    keys = []
-    rows = conn.execute(
-        select(messages.c.platform, messages.c.account, messages.c.external_id).where(
-            messages.c.id.in_(_message_ids(contact_id)), messages.c.external_id.isnot(None)
+    """The kv keys under which early delivery statuses of the contact's messages (and the
+    broadcasts sent to them) may be kept (a Telegram external id holds the chat id)."""
+    rows = list(
+        conn.execute(
+            select(messages.c.platform, messages.c.account, messages.c.external_id).where(
+                messages.c.id.in_(_message_ids(contact_id)), messages.c.external_id.isnot(None)
+            )
         )
     )
-    for platform, account, external_id in rows:
-        key = f"early:{platform}:{account}:{external_id}"
-        if len(key) > 128:  # the kv key column's size
-            key = "early:" + hashlib.sha256(key.encode()).hexdigest()
-        keys.append(key)
-    return keys
+    rows += conn.execute(
+        select(
+            broadcast_sends.c.platform, broadcast_sends.c.account, broadcast_sends.c.external_id
+        ).where(
+            broadcast_sends.c.contact_id == contact_id, broadcast_sends.c.external_id.isnot(None)
+        )
+    ).all()
+    return [early_key(platform, account, external_id) for platform, account, external_id in rows]
 
 
 def _served_name(filename: str) -> str:

@@ -7,6 +7,7 @@ functions on purpose: a whole transaction runs in one call (`Database.run_write`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -150,6 +151,14 @@ class Completion:
     # Items for writers that take many at once, (writer, item): each writer is called once per
     # transaction with the items of every completion in it (one executemany, not one each).
     rows: list[tuple[Callable[[Tx, list[Any]], None], Any]] = field(default_factory=list)
+
+
+def early_key(platform: str, account: str, external_id: str) -> str:
+    """The kv key of a delivery status that came before the send's answer was recorded."""
+    key = f"early:{platform}:{account}:{external_id}"
+    if len(key) > 128:  # the kv key column's size
+        key = "early:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -880,6 +889,7 @@ class Tx:
 
 __all__ = [
     "Completion",
+    "early_key",
     "ContactRecord",
     "ConversationRecord",
     "Job",

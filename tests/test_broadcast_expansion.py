@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from storage import broadcasts_store as store
-from storage.tables import blacklist, channels, contacts, members, outbox
+from storage.tables import blacklist, broadcast_sends, channels, contacts, members, outbox
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TEMPLATES = {
@@ -234,3 +234,29 @@ async def test_an_outcome_recorded_twice_is_kept_once(database):
     )
     await database.run_write(lambda conn: store.record(conn, [{**row, "state": "failed"}]))
     assert await database.run_read(lambda conn: store.counts(conn, b.id)) == {"sent": 2}
+
+
+async def test_an_outcome_for_a_contact_erased_meanwhile_is_not_kept(database):
+    b, ids = await new_broadcast(database)
+    await database.run_write(
+        lambda conn: conn.execute(contacts.delete().where(contacts.c.id == ids["c1"]))
+    )
+    row = {
+        "broadcast_id": b.id,
+        "state": "skipped",
+        "reason": "the contact was erased",
+        "platform": "telegram",
+        "account": "bot",
+        "external_id": None,
+        "at": NOW,
+    }
+    # One transaction with both: the erased contact's outcome must not fail the other's.
+    await database.run_write(
+        lambda conn: store.record(
+            conn, [{**row, "contact_id": ids["c1"]}, {**row, "contact_id": ids["c0"]}]
+        )
+    )
+    kept = await database.run_read(
+        lambda conn: conn.execute(select(broadcast_sends.c.contact_id)).scalars().all()
+    )
+    assert kept == [ids["c0"]]

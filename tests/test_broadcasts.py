@@ -5,6 +5,7 @@ template rule, scheduling across a restart, and replies marked in the thread."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -129,6 +130,27 @@ async def test_whatsapp_newsletters_go_out_as_templates(rig):
     assert [p["text"] for p in params][1] == "A-20"
 
 
+async def test_a_delivery_report_that_comes_before_the_send_is_answered_still_counts(rig):
+    world = rig
+    number_wa = "4915133333333"
+    await world.wa.customer_says(number_wa, "JOIN-NEWS")
+    await eventually(lambda: world.wa.sent_to(number_wa), message="the join confirmation")
+    # WhatsApp's status webhooks may overtake the answer to the send itself.
+    world.wa.report_before_answer = ["sent", "delivered"]
+    number = await new(
+        world, "whatsapp --template order_update:en_US --param {FIRSTNAME} --param A-21"
+    )
+    assert (await command(world, f"broadcast confirm {number}", user=MANAGER)).ok
+    await eventually(
+        lambda: world.sql(
+            f"select 1 from broadcast_sends where broadcast_id = {number} and state = 'delivered'"
+        ),
+        timeout=20,
+        message="the delivery counted",
+    )
+    assert await world.sql("select key from kv where key like 'early:%'") == []
+
+
 async def test_a_reply_to_the_newsletter_is_marked_in_the_thread(rig):
     world = rig
     [chat] = await subscribers(world, 1)
@@ -198,3 +220,40 @@ async def test_links_are_shortened_per_recipient_and_clicks_are_counted(rig):
         return "links clicked 1 times by 1 recipients" in status.text
 
     await eventually(counted, message="the click in the status")
+
+    # The recipient's export says what they were sent and what they clicked.
+    [(clicker,)] = await world.sql(f"select id from contacts where chat_id = '{chats[0]}'")
+    export = await command(world, f"contact export #{clicker}")
+    data = json.loads(export.file.data)
+    [received] = data["broadcasts"]
+    assert received["broadcast_id"] == number and received["state"] == "sent"
+    [click] = data["link_clicks"]
+    assert click["url"] == "https://shop.example.org/sale?x=1" and click["at"].endswith("Z")
+
+
+async def test_a_contact_erased_during_the_run_gets_nothing_and_leaves_no_trace(rig):
+    world = rig
+    chats = await subscribers(world, 12)
+    world.tg.set_rate_limits(None, 3)  # about 3 messages a second
+    [(erased,)] = await world.sql(f"select id from contacts where chat_id = '{chats[-1]}'")
+    number = await new(world, 'news "Sale for the erased"')
+    assert (await command(world, f"broadcast confirm {number}", user=MANAGER)).ok
+    await eventually(
+        lambda: world.sql("select queued from broadcasts where queued = 12"), message="queued"
+    )
+    forgot = await command(world, f"contact forget #{erased} --confirm")
+    assert forgot.ok, forgot.text
+    await eventually(
+        lambda: all(newsletters(world, c) for c in chats[:-1]), timeout=30, message="the rest"
+    )
+    status = await eventually(
+        lambda: world.sql(f"select state from broadcasts where id = {number} and state = 'done'"),
+        timeout=20,
+        message="the broadcast done",
+    )
+    assert status
+    assert newsletters(world, chats[-1]) == []
+    assert await world.sql(f"select id from broadcast_sends where contact_id = {erased}") == []
+    assert await world.sql(f"select id from outbox where lane = 'bc:{erased}'") == []
+    payloads = await world.sql("select payload from outbox where kind = 'broadcast.send'")
+    assert not any(str(chats[-1]) in str(p) for (p,) in payloads)
