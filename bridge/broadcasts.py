@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -511,7 +511,8 @@ class _Progress(_Base):
         # A post may still wait for X's or Facebook's rate limit when the last recipient's
         # message is out: the message goes on being updated until every post is in as well.
         posting = b.state != "cancelled" and any(t not in posts for t in b.publish)
-        text = progress_text(b, counts, finished, self.p.clock(), clicks, posts)
+        limit_rate = allowed_rate(self.p, counts or b.platforms)
+        text = progress_text(b, counts, finished, self.p.clock(), clicks, posts, limit_rate)
         ref = b.progress_ref
         surface = self.p.surfaces.get(SurfaceName(b.surface))
         unchanged = ref is not None and self._shown.get(broadcast_id) == text
@@ -544,6 +545,31 @@ class _Progress(_Base):
         return Completion([job.id], also=[write])
 
 
+def _duration(seconds: float) -> str:
+    """A time to go, rounded up: 45s, 12 min, 2 h 5 min."""
+    whole = int(seconds) + 1
+    if whole < 120:
+        return f"{whole}s"
+    minutes = (whole + 59) // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def allowed_rate(pipeline: Pipeline, platforms: Iterable[str]) -> float | None:
+    """Messages a second the accounts of these platforms may send together, by their rate
+    limits (for the time to go before any message has gone)."""
+    wanted = set(platforms)
+    total = 0.0
+    for (platform, _), connector in pipeline.connectors.items():
+        if wanted and platform not in wanted:
+            continue
+        keys = connector.rate_keys(ChatId(MARK))
+        limit = connector.rate_limits().get(keys[0]) if keys else None
+        total += limit.rate if limit is not None else 0.0
+    return total or None
+
+
 def progress_text(
     b: store.BroadcastRecord,
     counts: dict[str, dict[str, int]],
@@ -551,6 +577,7 @@ def progress_text(
     now: datetime,
     clicks: tuple[int, int] = (0, 0),
     posts: Mapping[str, store.PostRecord] | None = None,
+    limit_rate: float | None = None,
 ) -> str:
     """The progress (or the summary) of a broadcast in a few lines."""
     total: dict[str, int] = {}
@@ -578,11 +605,17 @@ def progress_text(
     waiting = max(queued - recorded, 0)
     if not finished:
         lines.append(f"queued {waiting}{'' if b.expanded else ' so far'}")
-        if b.started_at and recorded:
-            elapsed = max((now - b.started_at).total_seconds(), 1.0)
+        elapsed = (now - b.started_at).total_seconds() if b.started_at else 0.0
+        if recorded and elapsed >= PROGRESS_EVERY:
             rate = recorded / elapsed
-            if rate > 0 and waiting:
-                lines.append(f"about {int(waiting / rate) + 1}s to go at {rate:.0f}/s")
+            if waiting:
+                lines.append(f"about {_duration(waiting / rate)} to go at {rate:.0f}/s")
+        elif limit_rate and waiting:
+            # Nothing measured yet: the platforms' limits say how fast it can go at best.
+            lines.append(
+                f"about {_duration(waiting / limit_rate)} to go at the platforms' limit of"
+                f" {limit_rate:g}/s"
+            )
     else:
         lines.append(
             f"{total.get('sent', 0) + total.get('delivered', 0) + total.get('read', 0)} of"

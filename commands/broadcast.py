@@ -280,7 +280,7 @@ async def _list(ctx: Context, args: list[str]) -> Reply:
     "status", usage="<number>", summary="how far a broadcast has got", example="/broadcast status 7"
 )
 async def _status(ctx: Context, args: list[str]) -> Reply:
-    from bridge.broadcasts import progress_text
+    from bridge.broadcasts import allowed_rate, progress_text
 
     broadcast_id = _number(ctx, args)
     b = await _get(ctx, broadcast_id)
@@ -288,7 +288,8 @@ async def _status(ctx: Context, args: list[str]) -> Reply:
     clicks = await ctx.services.read(lambda conn: shortlinks.broadcast_clicks(conn, broadcast_id))
     posts = await ctx.services.read(lambda conn: store.posts(conn, broadcast_id))
     finished = b.state in ("done", "cancelled")
-    text = progress_text(b, counts, finished, ctx.now, clicks, posts)
+    limit_rate = allowed_rate(ctx.services.pipeline, counts or b.platforms)
+    text = progress_text(b, counts, finished, ctx.now, clicks, posts, limit_rate)
     first, *rest = text.split("\n")
     return Reply(title=first, lines=tuple(rest))
 
