@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -479,3 +480,59 @@ class LinkClick(Base):
     link_id: Mapped[int] = mapped_column(ForeignKey("short_links.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+
+
+class ApiKey(Base):
+    """A key for the REST API: only its SHA-256 is kept, with a prefix to tell keys apart."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (NEVER_REUSED,)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # admin, manager or agent: what the key may do, as for staff members.
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiRequest(Base):
+    """The answer to an API request that carried an Idempotency-Key, to give again on a retry."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idem_key", name="uq_api_request_key"),
+        Index("ix_api_request_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    idem_key: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    # SHA-256 of the request body: the same key with another body is a client's mistake.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Webhook(Base):
+    """An outgoing webhook: events POSTed to a URL, signed with HMAC-SHA256 of its secret."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (NEVER_REUSED,)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(Text)
+    # Event names (message.received, message.status, contact.opted_in, contact.opted_out,
+    # broadcast.finished); the secret is kept as is, since every delivery is signed with it.
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())

@@ -7,6 +7,8 @@ from typing import cast
 from sqlalchemy import Table
 
 from storage.models import (
+    ApiKey,
+    ApiRequest,
     BlacklistEntry,
     BroadcastPost,
     BroadcastRow,
@@ -31,6 +33,7 @@ from storage.models import (
     StaffThread,
     SubscriberChannel,
     TextBlock,
+    Webhook,
 )
 
 contacts = cast(Table, Contact.__table__)
@@ -57,3 +60,6 @@ broadcast_sends = cast(Table, BroadcastSend.__table__)
 broadcast_posts = cast(Table, BroadcastPost.__table__)
 short_links = cast(Table, ShortLinkRow.__table__)
 link_clicks = cast(Table, LinkClick.__table__)
+api_keys = cast(Table, ApiKey.__table__)
+api_requests = cast(Table, ApiRequest.__table__)
+webhooks = cast(Table, Webhook.__table__)
