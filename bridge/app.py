@@ -23,9 +23,10 @@ import connectors.telegram
 import connectors.whatsapp
 from bridge import registry
 from bridge.config import Settings
+from bridge.leader import Leadership
 from bridge.links import ShortLinks
 from bridge.media import MediaStore
-from bridge.outbox import Dispatcher, RateLimiter
+from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
 from bridge.state import KvState
@@ -100,12 +101,15 @@ def _assemble(
         pipeline.add_connector(connector)
     for surface in surfaces:
         pipeline.add_surface(surface)
+    # On PostgreSQL any number of processes may share the outbox: each leases what it sends.
+    leases = Leases(worker_name()) if db.dialect == "postgresql" else None
     dispatcher = Dispatcher(
         db,
         writer,
         pipeline.handlers(),
         RateLimiter(pipeline.rate_limits()),
         poll_interval=poll_interval,
+        leases=leases,
     )
     writer.set_on_commit(dispatcher.notify)
     return db, writer, pipeline, connectors_, surfaces, dispatcher, media, links
@@ -156,6 +160,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     db, writer, dispatcher = app[DATABASE], app[WRITER], app[DISPATCHER]
     started: list[Connector | StaffSurface] = []
     supervisor: asyncio.Task[None] | None = None
+    leadership: Leadership | None = None
     try:
         await db.migrate()
         await writer.start()
@@ -164,6 +169,24 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for part in parts:
             await part.start()
             started.append(part)
+
+        async def lead() -> None:
+            for part in parts:
+                await part.start_loop()
+
+        async def follow() -> None:
+            for part in reversed(parts):
+                try:
+                    await part.stop_loop()
+                except Exception:
+                    log.exception("stopping the loop of %s failed", part)
+
+        if db.dialect == "postgresql":
+            # Several processes may serve this bridge: the loops run in one of them.
+            leadership = Leadership(app[SETTINGS].bridge.database, lead, follow)
+            await leadership.start()
+        else:
+            await lead()
         if CHILD in app:
             supervisor = asyncio.create_task(_supervise(app[CHILD]), name="dispatcher-process")
         else:
@@ -183,6 +206,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
+        if leadership is not None:
+            await leadership.stop()
         await dispatcher.stop()
         for part in reversed(started):
             try:

@@ -27,13 +27,17 @@ import contextlib
 import heapq
 import logging
 import math
+import os
 import random
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
 
 from bridge.errors import Held, PermanentError, RateLimited, TransientError
 from bridge.types import RateLimit
@@ -56,6 +60,22 @@ BULK_CHUNK = 500
 DISCOVER_EVERY = 1.0
 # Buckets that have filled up again are forgotten (they read as full) once there are this many.
 SWEEP_AT = 4096
+# Several processes on one PostgreSQL database: how long a process holds the rows it took
+# (renewed every third of it); a process that dies gives its rows up after this long.
+LEASE_S = 15.0
+
+
+def worker_name() -> str:
+    """This process among the bridge's processes: host, pid and a random part (pids repeat)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Leases:
+    """Several processes share the outbox: rows are leased to `worker` before it holds them."""
+
+    worker: str
+    seconds: float = LEASE_S
 
 
 class JobHandler(Protocol):
@@ -336,6 +356,28 @@ class _BulkFeed:
         """Rows of an account left the window."""
         self.held[group] -= count
 
+    # With leases (several processes) rows are read from the start each time, minus those
+    # any live process holds: no cursors, only each account's share of the window.
+
+    def full(self) -> list[str]:
+        """Accounts whose share of the window is full."""
+        return [group for group, held in self.held.items() if held >= self.quota]
+
+    def has_room(self) -> bool:
+        """Whether some account (known or not) may hold more rows."""
+        return not self.held or any(held < self.quota for held in self.held.values())
+
+    def pick(self, rows: Sequence[Job]) -> list[Job]:
+        """The rows to hold, up to each account's share; counted as held."""
+        taken: list[Job] = []
+        for job in rows:
+            group = _group(job)
+            held = self.held.get(group, 0)
+            if held < self.quota:
+                self.held[group] = held + 1
+                taken.append(job)
+        return taken
+
 
 class Dispatcher:
     """Sends pending outbox rows through their handlers, in order per lane, within limits.
@@ -359,8 +401,11 @@ class Dispatcher:
         bulk_reserve: float = BULK_RESERVE,
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
+        leases: Leases | None = None,
     ) -> None:
         self._db = db
+        self._leases = leases
+        self._renewer: asyncio.Task[None] | None = None
         self._writer = writer
         self._handlers = handlers
         self._limiter = limiter
@@ -398,6 +443,8 @@ class Dispatcher:
     async def start(self) -> None:
         """Start dispatching."""
         self._main = asyncio.create_task(self._run(), name="outbox-dispatcher")
+        if self._leases is not None:
+            self._renewer = asyncio.create_task(self._renew(self._leases), name="outbox-leases")
 
     async def stop(self) -> None:
         """Stop; rows in flight finish or stay pending for the next start."""
@@ -414,6 +461,31 @@ class Dispatcher:
             # Bookkeeping already decided (a retry's time, an attempt taken back) is written,
             # not dropped: the next start must not take a refused send for one that went out.
             await asyncio.wait(list(self._writes), timeout=5.0)
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+        if self._leases is not None:
+            worker = self._leases.worker
+            try:
+                # What this process held goes to the others now, not when the leases lapse.
+                await self._db.run_write(lambda conn: Tx(conn).release_leases(worker))
+            except Exception:
+                log.warning("could not give up the outbox rows this process held", exc_info=True)
+
+    async def _renew(self, leases: Leases) -> None:
+        """Keep the rows this process holds leased to it."""
+
+        def renew(conn: Connection) -> int:
+            return Tx(conn).renew_leases(leases.worker, time.time() + leases.seconds)
+
+        while True:
+            await asyncio.sleep(leases.seconds / 3)
+            try:
+                await self._db.run_write(renew)
+            except Exception:
+                log.warning("renewing the outbox leases failed; retrying", exc_info=True)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -433,6 +505,14 @@ class Dispatcher:
             return math.inf, 0  # its end wakes the loop
         if now < self._bulk_retry_at:
             return self._bulk_retry_at - now, 0
+        if self._leases is not None:
+            if b.more:
+                return 0.0, 0
+            if feed.has_room():
+                if b.seen != self._notified:
+                    return 0.0, 0
+                return max(0.0, b.polled + self._poll - now), 0
+            return max(0.0, b.polled + max(self._poll, DISCOVER_EVERY) - now), 0
         again = feed.lagging()
         if again is not None:
             return 0.0, again
@@ -472,6 +552,14 @@ class Dispatcher:
         n = self._normal
         cursor, limit, notified = n.cursor, min(n.window - n.loaded, LOAD_CHUNK), self._notified
         n.polled = now
+        if self._leases is not None:
+            candidates = await self._candidates(self._leases, limit, bulk=False)
+            jobs = await self._lease(self._leases, candidates)
+            n.seen = notified
+            n.more = len(candidates) == limit
+            for job in jobs:
+                self._hold(n, job.lane, job, "")
+            return
         jobs = await self._db.run_read(lambda conn: Tx(conn).pending(cursor, limit))
         n.seen = notified
         n.more = len(jobs) == limit
@@ -479,7 +567,51 @@ class Dispatcher:
             n.cursor = max(n.cursor, job.id)
             self._hold(n, job.lane, job, "")
 
+    async def _candidates(self, leases: Leases, limit: int, *, bulk: bool) -> list[Job]:
+        """Pending rows this process may lease (several processes share the outbox)."""
+        now = time.time()
+        full = self._feed.full() if bulk else []
+        return await self._db.run_read(
+            lambda conn: Tx(conn).lease_candidates(
+                leases.worker, limit, bulk=bulk, now=now, skip_groups=full
+            )
+        )
+
+    async def _lease(self, leases: Leases, jobs: Sequence[Job]) -> list[Job]:
+        """The rows of `jobs` this process won the lease of (others may have been faster)."""
+        now = time.time()
+        ids = [j.id for j in jobs]
+        won = await self._db.run_write(
+            lambda conn: Tx(conn).lease(leases.worker, ids, now, now + leases.seconds)
+        )
+        return [j for j in jobs if j.id in won]
+
+    async def _load_bulk_leased(self, leases: Leases, now: float) -> None:
+        b, feed = self._bulk, self._feed
+        notified = self._notified
+        b.polled = now
+        candidates = await self._candidates(leases, BULK_CHUNK, bulk=True)
+        picked = feed.pick(candidates)
+        try:
+            jobs = await self._lease(leases, picked)
+        except BaseException:
+            for job in picked:
+                feed.done(_group(job), 1)
+            raise
+        won = {j.id for j in jobs}
+        for job in picked:
+            if job.id not in won:
+                feed.done(_group(job), 1)
+        b.seen = notified
+        b.more = len(candidates) == BULK_CHUNK
+        for job in jobs:
+            group = _group(job)
+            self._hold(b, f"{group}\x00{job.lane}", job, group)
+
     async def _load_bulk(self, start: int, now: float) -> None:
+        if self._leases is not None:
+            await self._load_bulk_leased(self._leases, now)
+            return
         b, feed = self._bulk, self._feed
         new, notified = start >= feed.frontier, self._notified
         if new:

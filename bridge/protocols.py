@@ -70,7 +70,15 @@ class Connector(Protocol):
         ...
 
     async def start(self) -> None:
-        """Start polling or register webhooks."""
+        """Get ready to send and receive: learn who the bot is, register webhooks."""
+        ...
+
+    async def start_loop(self) -> None:
+        """Start what must run in one process at a time (long polling), if anything."""
+        ...
+
+    async def stop_loop(self) -> None:
+        """Stop what start_loop started."""
         ...
 
     async def stop(self) -> None:
@@ -125,7 +133,15 @@ class StaffSurface(Protocol):
         ...
 
     async def start(self) -> None:
-        """Connect (e.g. Socket Mode) and learn who the bot is."""
+        """Learn who the bot is; get ready to post."""
+        ...
+
+    async def start_loop(self) -> None:
+        """Start what must run in one process at a time (Socket Mode, /sync), if anything."""
+        ...
+
+    async def stop_loop(self) -> None:
+        """Stop what start_loop started."""
         ...
 
     async def stop(self) -> None:

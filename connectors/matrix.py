@@ -468,7 +468,7 @@ class MatrixSurface:
         ]
 
     async def start(self) -> None:
-        """Log in, check who the bot is, join the rooms, start syncing."""
+        """Log in, check who the bot is, join the rooms (syncing: see start_loop)."""
         await self._ready()
         who = await _checked(self.client.whoami(), WhoamiResponse)
         if who.user_id != self.user_id:
@@ -484,13 +484,20 @@ class MatrixSurface:
             self.settings.mode,
             self.rooms,
         )
-        if not self.appservice:
-            self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
-        else:
+        if self.appservice:
             self.synced.set()
+
+    async def start_loop(self) -> None:
+        """Bot mode: /sync (one process at a time, or every event would arrive twice)."""
+        if not self.appservice and self._sync_task is None:
+            self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
 
     async def stop(self) -> None:
         """Stop syncing (the shared HTTP session is closed by the app)."""
+        await self.stop_loop()
+
+    async def stop_loop(self) -> None:
+        """Stop syncing, if syncing."""
         if self._sync_task is not None:
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -325,7 +325,7 @@ class SlackSurface:
         return [web.post("/slack/events", self._http_entry)]
 
     async def start(self) -> None:
-        """Learn who the bot is; connect Socket Mode when configured."""
+        """Learn who the bot is (Socket Mode: see start_loop)."""
         try:
             auth = await self.client.auth_test()
         except Exception as exc:
@@ -333,12 +333,22 @@ class SlackSurface:
         self.bot_user_id = auth.get("user_id")
         self.bot_id = auth.get("bot_id")
         log.info("Slack: connected as %s in team %s", auth.get("user"), auth.get("team_id"))
-        if self.settings.app_token is not None:
+
+    async def start_loop(self) -> None:
+        """Connect Socket Mode when configured (one process at a time: Slack would hand each
+        event to one of the connections, and every process would need the others' state)."""
+        if self.settings.app_token is not None and self._socket is None:
             self._socket = AsyncSocketModeHandler(
                 self.app, self.settings.app_token.get_secret_value(), web_client=self.client
             )
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
             log.info("Slack: Socket Mode connected")
+
+    async def stop_loop(self) -> None:
+        """Disconnect Socket Mode, if connected."""
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+            self._socket = None
 
     async def stop(self) -> None:
         """Let slow slash commands answer (briefly), then disconnect Socket Mode."""
@@ -349,9 +359,7 @@ class SlackSurface:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._socket is not None:
-            await self._socket.close_async()  # type: ignore[no-untyped-call]
-            self._socket = None
+        await self.stop_loop()
 
     # -- inbound --------------------------------------------------------------------------
 

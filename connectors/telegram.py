@@ -345,7 +345,7 @@ class TelegramConnector:
         return [web.post(WEBHOOK_PATH, self._handle_webhook)]
 
     async def start(self) -> None:
-        """Learn the bot's username, then register the webhook or start long polling."""
+        """Learn the bot's username, then register the webhook (polling: see start_loop)."""
         me = await self._call("getMe")
         self.username = opt_str(me, "username") if isinstance(me, Mapping) else None
         if self._mode == "webhook":
@@ -362,12 +362,21 @@ class TelegramConnector:
             else:
                 log.info("telegram bot @%s: no public URL, webhook left as it is", self.username)
             return
+
+    async def start_loop(self) -> None:
+        """Long polling (one process at a time: Telegram answers a second getUpdates 409)."""
+        if self._mode != "polling" or self._poll_task is not None:
+            return
         # getUpdates answers 409 while a webhook is set (core.telegram.org/bots/api#getupdates).
         await self._call("deleteWebhook", {"drop_pending_updates": False})
         self._poll_task = asyncio.create_task(self._poll_loop(), name="telegram-poll")
         log.info("telegram bot @%s: long polling", self.username)
 
     async def stop(self) -> None:
+        """Stop the polling loop, if any."""
+        await self.stop_loop()
+
+    async def stop_loop(self) -> None:
         """Stop the polling loop, if any."""
         task, self._poll_task = self._poll_task, None
         if task is None:

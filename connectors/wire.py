@@ -188,5 +188,11 @@ class SharedWebhook:
         """Nothing to start: the webhook is set up on the platform's side."""
         logging.getLogger(type(self).__module__).info(self.ready_message, self.account)
 
+    async def start_loop(self) -> None:
+        """Nothing polls: webhooks can reach any process."""
+
+    async def stop_loop(self) -> None:
+        """Nothing polls."""
+
     async def stop(self) -> None:
         """Nothing runs in the background."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -170,8 +171,18 @@ class OutboxRow(Base):
     """A side effect waiting to happen: durable, ordered per lane, rate-limited per key."""
 
     __tablename__ = "outbox"
-    # The dispatcher reads pending rows of one kind (conversation traffic or bulk) in id order.
-    __table_args__ = (Index("ix_outbox_state_bulk_id", "state", "bulk", "id"),)
+    # The dispatcher reads pending rows of one kind (conversation traffic or bulk) in id order;
+    # with several processes, a row waits while an earlier pending row of its lane is held.
+    __table_args__ = (
+        Index("ix_outbox_state_bulk_id", "state", "bulk", "id"),
+        Index(
+            "ix_outbox_pending_lane",
+            "lane",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -187,6 +198,10 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # A broadcast's row: sent from the spare rate, never ahead of conversation traffic.
     bulk: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # PostgreSQL with several processes: which process holds the row, and until when (epoch
+    # seconds; it renews the lease while it holds the row, and a dead process's lapse).
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class KeyValue(Base):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import BigInteger, bindparam, delete, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -159,6 +159,22 @@ def early_key(platform: str, account: str, external_id: str) -> str:
     if len(key) > 128:  # the kv key column's size
         key = "early:" + hashlib.sha256(key.encode()).hexdigest()
     return key
+
+
+def _job(row: Any) -> Job:
+    """An outbox row as the dispatcher works with it."""
+    return Job(
+        id=row.id,
+        kind=row.kind,
+        idem_key=row.idem_key,
+        lane=row.lane,
+        rate_keys=tuple(row.rate_keys.split()) if row.rate_keys else (),
+        payload=row.payload if isinstance(row.payload, dict) else json.loads(row.payload),
+        attempts=row.attempts,
+        next_at=row.next_at,
+        created_at=row.created_at,
+        bulk=bool(row.bulk),
+    )
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -804,21 +820,82 @@ class Tx:
             .order_by(outbox.c.id)
             .limit(limit)
         )
-        return [
-            Job(
-                id=row.id,
-                kind=row.kind,
-                idem_key=row.idem_key,
-                lane=row.lane,
-                rate_keys=tuple(row.rate_keys.split()) if row.rate_keys else (),
-                payload=row.payload if isinstance(row.payload, dict) else json.loads(row.payload),
-                attempts=row.attempts,
-                next_at=row.next_at,
-                created_at=row.created_at,
-                bulk=bool(row.bulk),
+        return [_job(row) for row in result]
+
+    # -- leases (PostgreSQL, several processes) -------------------------------------------
+
+    def lease_candidates(
+        self,
+        worker: str,
+        limit: int,
+        *,
+        bulk: bool,
+        now: float,
+        skip_groups: Sequence[str] = (),
+    ) -> list[Job]:
+        """The first pending rows of one kind that this worker may take: held by no live
+        process, in a lane no other live process holds a row of. `skip_groups`: accounts
+        (first rate keys) whose rows are not wanted now."""
+        held = outbox.alias("held")
+        query = (
+            select(outbox)
+            .where(
+                outbox.c.state == "pending",
+                outbox.c.bulk == bulk,
+                outbox.c.lease_until < now,
+                ~exists().where(
+                    held.c.lane == outbox.c.lane,
+                    held.c.state == "pending",
+                    held.c.id != outbox.c.id,
+                    held.c.lease_until >= now,
+                    held.c.owner != worker,
+                ),
             )
-            for row in result
-        ]
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        if skip_groups:
+            query = query.where(
+                func.split_part(outbox.c.rate_keys, " ", 1).notin_(list(skip_groups))
+            )
+        return [_job(row) for row in self.conn.execute(query)]
+
+    def lease(self, worker: str, job_ids: Sequence[int], now: float, until: float) -> set[int]:
+        """Take the lease of rows no live process holds, whose lane no other live process holds
+        a row of; return the ids taken. A transaction-scoped advisory lock per lane keeps two
+        processes from taking rows of one lane at the same moment."""
+        if not job_ids:
+            return set()
+        result = self.conn.execute(
+            text(
+                "UPDATE outbox AS o SET owner = :worker, lease_until = :until"
+                " WHERE o.id = ANY(:ids) AND o.state = 'pending' AND o.lease_until < :now"
+                " AND NOT EXISTS (SELECT 1 FROM outbox AS h WHERE h.lane = o.lane"
+                " AND h.state = 'pending' AND h.id <> o.id AND h.lease_until >= :now"
+                " AND h.owner <> :worker)"
+                " AND pg_try_advisory_xact_lock(hashtext(o.lane))"
+                " RETURNING o.id"
+            ).bindparams(bindparam("ids", type_=postgresql.ARRAY(BigInteger))),
+            {"worker": worker, "until": until, "now": now, "ids": list(job_ids)},
+        )
+        return {int(row[0]) for row in result}
+
+    def renew_leases(self, worker: str, until: float) -> int:
+        """Extend the lease of every pending row this worker holds."""
+        result = self.conn.execute(
+            update(outbox)
+            .where(outbox.c.owner == worker, outbox.c.state == "pending")
+            .values(lease_until=until)
+        )
+        return int(result.rowcount or 0)
+
+    def release_leases(self, worker: str) -> None:
+        """Give up every pending row this worker holds (another process may take them now)."""
+        self.conn.execute(
+            update(outbox)
+            .where(outbox.c.owner == worker, outbox.c.state == "pending")
+            .values(owner=None, lease_until=0.0)
+        )
 
     def claim(self, job_ids: Sequence[int]) -> None:
         """Count an attempt before sending, so a restart knows what may have gone out."""

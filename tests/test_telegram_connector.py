@@ -569,8 +569,12 @@ async def test_webhook_answers_500_when_the_sink_fails_so_telegram_retries(webho
 # ---------------------------------------------------------------- polling
 
 
-async def test_polling_start_deletes_the_webhook_and_long_polls(conn, fake):
+async def test_polling_waits_for_start_loop_which_deletes_the_webhook_and_long_polls(conn, fake):
     await conn.start()
+    await asyncio.sleep(0.2)
+    # Only the process that runs the loops polls (Telegram answers a second poller 409).
+    assert fake.count("getUpdates") == 0 and fake.count("deleteWebhook") == 0
+    await conn.start_loop()
     await eventually(lambda: fake.count("getUpdates"))
     assert fake.count("deleteWebhook") == 1
     params = fake.params_of("getUpdates")[0]
@@ -579,6 +583,7 @@ async def test_polling_start_deletes_the_webhook_and_long_polls(conn, fake):
 
 async def test_pushed_updates_reach_the_sink_in_order(conn, fake, sink):
     await conn.start()
+    await conn.start_loop()
     first = fake.text_update(4242, "one")
     fake.push(first)
     fake.push(fake.photo_update(4242, PNG, caption="two"))
@@ -601,6 +606,7 @@ async def test_offset_advances_only_after_the_sink_returned(conn, fake, sink):
     for update in updates:
         fake.push(update)
     await conn.start()
+    await conn.start_loop()
     await eventually(lambda: sink.batches)
     ids = [e.external_id for e in sink.failed[0]]
     assert [e.external_id for e in sink.batches[0]] == ids  # the same updates came again
@@ -615,6 +621,7 @@ async def test_a_malformed_update_is_skipped_and_confirmed(conn, fake, sink):
     fake.push({**broken, "update_id": 100_000})
     fake.push(fake.text_update(4242, "fine"))
     await conn.start()
+    await conn.start_loop()
     await eventually(lambda: sink.events)
     assert [e.text for e in sink.events] == ["fine"]
     await eventually(lambda: not fake.pending_updates)
@@ -624,6 +631,7 @@ async def test_polling_survives_errors_and_waits_out_a_429(conn, fake, sink):
     fake.fail_next("getUpdates", 502, "Bad Gateway", times=2)
     fake.fail_next("getUpdates", 429, "Too Many Requests: retry after 1", retry_after=1)
     await conn.start()
+    await conn.start_loop()
     fake.push(fake.text_update(4242, "still there"))
     started = time.monotonic()
     await eventually(lambda: sink.events, timeout=5)
@@ -634,6 +642,7 @@ async def test_polling_survives_errors_and_waits_out_a_429(conn, fake, sink):
 async def test_stop_ends_a_waiting_long_poll_promptly(make, fake):
     conn = make(poll_timeout=20)
     await conn.start()
+    await conn.start_loop()
     await eventually(lambda: fake.count("getUpdates"))
     started = time.monotonic()
     await conn.stop()
