@@ -51,11 +51,16 @@ async def database(db_url: str) -> AsyncIterator[Database]:
     ids=lambda p: f"telegram-{p[0]}+slack-{p[1]}",
 )
 async def world(request: pytest.FixtureRequest, tmp_path: Path):
-    """The bridge between fake Telegram and fake Slack; modes via indirect parametrization."""
+    """The bridge between fake Telegram and fake Slack; modes via indirect parametrization
+    (telegram mode, slack mode[, "postgresql" for a throwaway PostgreSQL database])."""
     from tests.world import start_world, stop_world
 
-    telegram_mode, slack_mode = request.param
-    w = await start_world(tmp_path, telegram_mode=telegram_mode, slack_mode=slack_mode)
+    telegram_mode, slack_mode, *database = request.param
+    extra = {}
+    if database == ["postgresql"]:
+        cluster = request.getfixturevalue("pg_cluster")
+        extra["database"] = str(cluster.create_database(f"w{next(_counter)}"))  # type: ignore[attr-defined]
+    w = await start_world(tmp_path, telegram_mode=telegram_mode, slack_mode=slack_mode, **extra)
     yield w
     await stop_world(w)
 
@@ -65,6 +70,8 @@ ALL_MODES = [
     ("polling", "http"),
     ("webhook", "socket"),
     ("polling", "socket"),
+    # The pipeline on PostgreSQL: leased outbox rows, the loops behind the advisory lock.
+    ("polling", "socket", "postgresql"),
 ]
 
 
