@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= bridge.toml
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: run test lint typecheck unit postgres bench clean
+.PHONY: run test lint typecheck unit postgres chromium bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ postgres:
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; \
 	fi
 
+# The widget's tests drive Debian's headless Chromium through Playwright (which is never asked to
+# download a browser of its own): install it when it is missing.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing Chromium (apt-get)"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,7 +41,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) postgres
+unit: $(STAMP) postgres chromium
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck unit

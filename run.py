@@ -1,7 +1,9 @@
 """Run the support bridge: `python run.py [--config bridge.toml]`.
 
 `python run.py matrix-registration > support-bridge.yaml` prints the registration file of the
-Matrix application service mode.
+Matrix application service mode. `python run.py check` checks the settings, the database and
+every configured platform (exit status 0 when all is well); `python run.py migrate` brings the
+database schema to this version (the bridge also does at every start).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bridge import logs
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
 
@@ -64,6 +67,45 @@ def _matrix_registration(settings: Settings) -> int:
     return 0
 
 
+def _check(settings: Settings, path: Path) -> int:
+    """One line per check; 0 when every check passed."""
+    from bridge.check import line, run_checks
+
+    where = str(path) if path.exists() else f"no file at {path}: defaults and BRIDGE_* variables"
+    print(line("settings", True, where), flush=True)
+    outcomes = asyncio.run(run_checks(settings))
+    for outcome in outcomes:
+        print(line(outcome.name, outcome.ok, outcome.detail), flush=True)
+    return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
+def _migrate(settings: Settings) -> int:
+    """Bring the schema to this version's newest revision, saying what was done."""
+    from storage.db import Database
+
+    async def migrate() -> int:
+        db = Database(settings.bridge.database)
+        try:
+            before = await db.schema_state()
+            if not before.known:
+                print(
+                    f"bridge: the schema is at revision {before.current}, which this version"
+                    " does not know: a newer version migrated it",
+                    file=sys.stderr,
+                )
+                return 1
+            await db.migrate()
+        finally:
+            await db.close()
+        if before.pending:
+            print(f"bridge: applied {', '.join(before.pending)}; the schema is at {before.head}")
+        else:
+            print(f"bridge: the schema is at {before.head} already; nothing to do")
+        return 0
+
+    return asyncio.run(migrate())
+
+
 def _use_uvloop() -> None:
     try:
         import uvloop
@@ -88,19 +130,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=("matrix-registration",),
-        help="matrix-registration: print the Matrix appservice registration file and exit",
+        choices=("matrix-registration", "check", "migrate"),
+        help="matrix-registration: print the Matrix appservice registration file and exit; "
+        "check: check the settings, the database and every configured platform; "
+        "migrate: bring the database schema to this version and exit",
     )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
+        if args.command == "check":
+            from bridge.check import line as check_line
+
+            print(check_line("settings", False, f"{args.config}: {exc}"), flush=True)
+            return 1
         print(f"bridge: bad settings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.bridge.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings)
+    if args.command == "check":
+        # The report is the output: Alembic's notes on reading the schema are not needed.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        return _check(settings, args.config)
+    if args.command == "migrate":
+        return _migrate(settings)
     if args.command == "matrix-registration":
         return _matrix_registration(settings)
     if args.role == "dispatcher":

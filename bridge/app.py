@@ -22,15 +22,19 @@ import connectors.sms
 import connectors.telegram
 import connectors.whatsapp
 from bridge import registry
+from bridge.api import PREFIX as API_PREFIX
+from bridge.api import Api, build_api
 from bridge.config import Settings
 from bridge.leader import Leadership
 from bridge.links import ShortLinks
 from bridge.media import MediaStore
+from bridge.metrics import REPORT_FD, Metrics, MetricsPage
 from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
 from bridge.state import KvState
 from bridge.stats_page import StatsPage
+from bridge.widget import Widget
 from commands.base import Reply, Request
 from commands.runner import run as run_request
 from commands.services import Services
@@ -49,6 +53,8 @@ LINKS = web.AppKey("short_links", ShortLinks)
 CHILD = web.AppKey("dispatcher_command", list[str])
 CONNECTORS = web.AppKey("connectors", list[Connector])
 SURFACES = web.AppKey("surfaces", list[StaffSurface])
+API = web.AppKey("api", Api)
+METRICS = web.AppKey("metrics", Metrics)
 
 SHIPPED = (
     connectors.slack,
@@ -131,10 +137,16 @@ async def build_app(
     app.add_routes(links.routes())
     # Late-bound: the pipeline's clock may be replaced after the app is built.
     app.add_routes(StatsPage(db, settings, clock=lambda: pipeline.clock()).routes())
+    app.add_routes(Widget(db, settings.widget, connectors_).routes())
+    metrics = pipeline.metrics
+    metrics.watch_dispatcher(dispatcher)
+    metrics.declare(dict.fromkeys(c.platform for c in connectors_))
+    app.middlewares.append(metrics.middleware())
+    app.add_routes(MetricsPage(metrics, db, settings.metrics.token).routes())
     for connector in connectors_:
-        app.add_routes(connector.routes())
+        metrics.watch_webhooks(connector.platform, app.add_routes(connector.routes()))
     for surface in surfaces:
-        app.add_routes(surface.routes())
+        metrics.watch_webhooks(surface.name, app.add_routes(surface.routes()))
     if settings.bridge.dispatch == "process":
         if not dispatcher_command:
             msg = 'dispatch = "process" needs the command that starts the dispatcher process'
@@ -151,7 +163,11 @@ async def build_app(
     app[LINKS] = links
     app[CONNECTORS] = connectors_
     app[SURFACES] = surfaces
+    app[METRICS] = metrics
     app.router.add_get("/healthz", healthz)
+    api, api_app = build_api(Services(settings, db, writer, pipeline))
+    app[API] = api
+    app.add_subapp(API_PREFIX, api_app)
     app.cleanup_ctx.append(_lifecycle)
     return app
 
@@ -188,7 +204,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         else:
             await lead()
         if CHILD in app:
-            supervisor = asyncio.create_task(_supervise(app[CHILD]), name="dispatcher-process")
+            supervisor = asyncio.create_task(
+                _supervise(app[CHILD], app[METRICS]), name="dispatcher-process"
+            )
         else:
             await dispatcher.start()
         for connector in app[CONNECTORS]:
@@ -219,12 +237,21 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await db.close()
 
 
-async def _supervise(command: list[str]) -> None:
+async def _supervise(command: list[str], metrics: Metrics) -> None:
     """Keep the dispatcher process running; stop it when the bridge stops."""
-    env = {**os.environ, "BRIDGE_PARENT_PID": str(os.getpid())}
     delay = 1.0
     while True:
-        child = await asyncio.create_subprocess_exec(*command, env=env)
+        # The child reports its counters through a pipe of its own (see bridge.metrics).
+        read_fd, write_fd = os.pipe()
+        env = {**os.environ, "BRIDGE_PARENT_PID": str(os.getpid()), REPORT_FD: str(write_fd)}
+        try:
+            child = await asyncio.create_subprocess_exec(*command, env=env, pass_fds=(write_fd,))
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        reports = asyncio.create_task(metrics.follow(read_fd), name="dispatcher-metrics")
         log.info("dispatcher process %s started", child.pid)
         try:
             code = await child.wait()
@@ -237,6 +264,16 @@ async def _supervise(command: list[str]) -> None:
                     child.kill()
                     await child.wait()
             raise
+        finally:
+            # The pipe closes with the child; the counters of its last report stay counted.
+            try:
+                await asyncio.wait_for(asyncio.shield(reports), 5)
+            except TimeoutError:
+                pass
+            except Exception:
+                log.warning("reading the dispatcher process's metrics failed", exc_info=True)
+            finally:
+                reports.cancel()
         log.error("dispatcher process exited with %s; restarting in %.0fs", code, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
@@ -263,13 +300,22 @@ async def run_dispatcher(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     http = _http_session()
     # Rows come from the webhook process, which cannot notify this one: look often.
-    db, writer, _, _, _, dispatcher, _, _ = _assemble(settings, http, poll_interval=0.02)
+    db, writer, pipeline, _, _, dispatcher, _, _ = _assemble(settings, http, poll_interval=0.02)
+    pipeline.metrics.watch_dispatcher(dispatcher)
+    fd = os.environ.get(REPORT_FD)
+    reports = None
+    if fd is not None and fd.isdigit():
+        reports = asyncio.create_task(pipeline.metrics.report_to(int(fd)), name="metrics-report")
     await writer.start()
     await dispatcher.start()
     try:
         await stop.wait()
     finally:
         await dispatcher.stop()
+        if reports is not None:
+            reports.cancel()  # it writes the final figures as it ends
+            with contextlib.suppress(asyncio.CancelledError):
+                await reports
         await writer.stop()
         await http.close()
         await db.close()

@@ -570,14 +570,15 @@ class SmsForward(_RuleHandler):
         [job] = jobs
         p = job.payload
         connector = self.p.connector("sms", p["account"])
-        await connector.send(
+        await self.p.deliver(
+            connector,
             OutboundMessage(
                 platform=Platform("sms"),
                 account=AccountId(p["account"]),
                 chat_id=ChatId(p["number"]),
                 text=p["text"],
                 idempotency_key=job.idem_key,
-            )
+            ),
         )
         return Completion([job.id])
 

@@ -347,7 +347,7 @@ class _Send(_Base):
             idempotency_key=job.idem_key,
         )
         tried.add(job.id)
-        external = await connector.send(message)
+        external = await self.p.deliver(connector, message)
         return self._outcome(job, b, "sent", None, external)
 
     def _outcome(
@@ -530,7 +530,18 @@ class _Progress(_Base):
                 values.update(state="done", finished_at=now)
             store.change(tx.conn, broadcast_id, **values)
             if finished and not posting:
-                return []
+                # The summary is final: tell the webhooks (the event id is the broadcast's).
+                return self.p.webhooks.broadcast_finished(
+                    tx,
+                    broadcast_id=broadcast_id,
+                    state="cancelled" if b.state == "cancelled" else "done",
+                    queued=b.queued,
+                    counts=counts,
+                    clicks=clicks,
+                    created_by=b.created_by,
+                    started_at=b.started_at,
+                    finished_at=b.finished_at or now,
+                )
             n = int(job.payload["n"]) + 1
             return [
                 NewJob(
@@ -590,6 +601,8 @@ def progress_text(
         head = f"Broadcast #{b.id} is scheduled for {b.scheduled_at:%Y-%m-%d %H:%M} UTC"
     elif b.state == "cancelled":
         head = f"Broadcast #{b.id} was cancelled"
+    elif b.state == "draft":
+        head = f"Broadcast #{b.id} is prepared: nothing is sent before it is confirmed"
     elif finished:
         head = f"Broadcast #{b.id} is done"
     elif b.state == "paused":

@@ -45,6 +45,9 @@ class BridgeSettings(_Section):
     # answer customers and look things up; "none" makes an admin hand out every role.
     default_role: Literal["agent", "none"] = "agent"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object per line (time, level, logger, message, exception) for a log
+    # collector; "text": lines for people. Secrets of these settings are masked in both.
+    log_format: Literal["text", "json"] = "text"
     # Group commit: how long the writer waits to gather more rows into one transaction.
     commit_window_ms: float = Field(default=0.0, ge=0, le=50)
     # "process": the outbox dispatcher (everything sent to Slack and the platforms) runs in a
@@ -222,6 +225,55 @@ class StatsSettings(_Section):
             msg = "must be at least 24 characters, e.g. 32 random bytes in hex"
             raise ValueError(msg)
         return value
+
+
+# An origin a page may be framed from: scheme and host (a leading *. allows subdomains), no path.
+_ORIGIN = re.compile(r"^https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?$")
+WIDGET_TEXT_MAX = 200
+
+
+class WidgetSettings(_Section):
+    """The `[widget]` section: the click-to-chat page (GET /widget/<channel>) for other sites."""
+
+    # The sites that may show the widget in an iframe (CSP frame-ancestors); none: any site.
+    allowed_origins: tuple[str, ...] = ()
+    # A short line under the channel's name: `text` on every widget, `texts` per channel name.
+    text: str | None = Field(default=None, max_length=WIDGET_TEXT_MAX)
+    texts: dict[str, str] = {}
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        origins = tuple(origin.strip().rstrip("/").lower() for origin in value)
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                msg = (
+                    f"{origin!r} is not an origin; write scheme and host only, such as"
+                    " https://www.example.com or https://*.example.com"
+                )
+                raise ValueError(msg)
+        return origins
+
+    @field_validator("texts")
+    @classmethod
+    def _short_texts(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if len(text) > WIDGET_TEXT_MAX:
+                msg = f"the text of {name} has {len(text)} characters; at most {WIDGET_TEXT_MAX}"
+                raise ValueError(msg)
+        return {name.casefold(): text for name, text in value.items()}
+
+    def text_for(self, channel: str) -> str | None:
+        """The line shown under a channel's name, if any."""
+        return self.texts.get(channel.casefold(), self.text)
+
+
+class MetricsSettings(_Section):
+    """The `[metrics]` section: who may read the Prometheus metrics (GET /metrics)."""
+
+    # The scraper sends `Authorization: Bearer <token>`. Without a token /metrics is open to
+    # whoever reaches the listener: keep the listener private then.
+    token: SecretStr | None = None
 
 
 GRAPH_API = "https://graph.facebook.com/v21.0"
@@ -409,6 +461,8 @@ class Settings(_Section):
     mail: MailSettings = MailSettings()
     rules: RulesSettings = RulesSettings()
     stats: StatsSettings = StatsSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    widget: WidgetSettings = WidgetSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     messenger: MessengerSettings = MessengerSettings()
     sms: SmsSettings = SmsSettings()
@@ -539,7 +593,7 @@ def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]
         if not isinstance(table, dict):
             raise ConfigError(section, f"is not a table (set by {name})")
         value = _env_value(raw)
-        if key in ("admins",) and isinstance(value, str):
+        if key in ("admins", "allowed_origins") and isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         table[key] = value
         sources[f"{section}.{key}"] = name

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -26,7 +26,8 @@ from bridge import automation
 from bridge.automation import Arrival, RuleBook, apply_rules
 from bridge.broadcasts import BroadcastHandlers
 from bridge.config import Settings
-from bridge.errors import OptedOut, PermanentError, TransientError, WindowClosed
+from bridge.errors import OptedOut, PermanentError, RateLimited, TransientError, WindowClosed
+from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
 from bridge.types import (
@@ -61,6 +62,7 @@ from bridge.types import (
     ThreadRef,
     WatermarkUpdate,
 )
+from bridge.webhooks import SCOPE_CHANNELS, SCOPE_CONTACT, WebhookEvents
 from storage import (
     BatchKind,
     Completion,
@@ -116,6 +118,19 @@ def mirror_text(text: str, attachments: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"[{a.get('filename') or a['kind']}]" for a in attachments)
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What became of a message for a contact sent from outside a thread (the REST API)."""
+
+    contact_id: ContactId
+    conversation_id: ConversationId | None
+    message_id: MessageId | None
+    # Why nothing was sent (in words, and as a code: blacklisted, opted_out, window_closed,
+    # no_connector); None when the message was queued.
+    refusal: str | None
+    code: str | None
+
+
 class Pipeline:
     """Decides what happens to every inbound and staff event, and carries out outbox rows."""
 
@@ -127,6 +142,7 @@ class Pipeline:
         *,
         clock: Callable[[], datetime] = utcnow,
         http: aiohttp.ClientSession | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -134,6 +150,9 @@ class Pipeline:
         self.clock = clock
         self.rulebook = RuleBook(settings)
         self._http = http
+        self.metrics = metrics if metrics is not None else Metrics()
+        # Late-bound clock: tests replace the pipeline's after it is built.
+        self.webhooks = WebhookEvents(lambda: self.clock())
         self.connectors: dict[tuple[Platform, AccountId], Connector] = {}
         self.surfaces: dict[SurfaceName, StaffSurface] = {}
         self._threads: dict[tuple[ConversationId, SurfaceName], ThreadRef] = {}
@@ -198,6 +217,7 @@ class Pipeline:
             "customer.delete": _CustomerChange(self, delete=True),
             **automation.handlers(self, self._http),
             **BroadcastHandlers(self).handlers(),
+            **self.webhooks.handlers(self.db, self._http),
         }
 
     # -- entry points ---------------------------------------------------------------------
@@ -268,6 +288,9 @@ class Pipeline:
         return [None] * len(batches)
 
     def _store_status(self, tx: Tx, status: StatusUpdate, jobs: list[NewJob]) -> None:
+        if status.status is DeliveryStatus.FAILED:
+            platform = status.platform
+            tx.after_commit.append(lambda: self.metrics.delivery_failed(platform, "report"))
         found = tx.messages_by_external(status.platform, status.account, [status.external_id])
         message = found.get(status.external_id)
         if message is None and broadcasts_store.apply_status(
@@ -309,6 +332,7 @@ class Pipeline:
         """Record a delivery status reported by the platform and show it in the threads."""
         jobs: list[NewJob] = []
         tx.write_statuses([MessageStatusWrite(message.id, status.value, None, code, reason)])
+        jobs.extend(self.webhooks.message_status(tx, message.id, status.value))
         for surface, ref in tx.refs_of(message.id, "origin"):
             jobs.append(self._mark_job(message.conversation_id, surface, ref, status, message.id))
             if status is DeliveryStatus.FAILED:
@@ -339,6 +363,7 @@ class Pipeline:
             contact.id, mark.platform, mark.account, mark.status.value, mark.watermark
         )
         for message in moved:
+            jobs.extend(self.webhooks.message_status(tx, message.id, mark.status.value))
             for surface, ref in tx.refs_of(message.id, "origin"):
                 jobs.append(
                     self._mark_job(message.conversation_id, surface, ref, mark.status, message.id)
@@ -352,9 +377,13 @@ class Pipeline:
         source: str,
         *,
         back_in: bool = False,
+        cause: str | None = None,
     ) -> list[NewJob]:
         """Record an opt-out (or an opt-in again) and tell the thread."""
-        changed = tx.set_opt_out(contact_id, None if back_in else self.clock(), source)
+        # `cause` (the message that asked for it) names the webhook event, else the moment of
+        # the change does: a change is recorded once, so either is stable.
+        at = self.clock()
+        changed = tx.set_opt_out(contact_id, None if back_in else at, source)
         if not changed:
             return []
         text = (
@@ -363,7 +392,14 @@ class Pipeline:
             else f"The customer opted out ({source}): nothing is sent to them until they opt in"
             " again (for SMS, by texting START)."
         )
-        jobs: list[NewJob] = []
+        jobs = self.webhooks.opted(
+            tx,
+            contact_id,
+            opted_in=back_in,
+            scope=SCOPE_CONTACT,
+            source=source,
+            cause=cause or f"t{int(at.timestamp() * 1000)}",
+        )
         for surface in self.surfaces:
             jobs.append(self._card_job(conversation_id, surface, None))
             jobs.append(
@@ -474,6 +510,8 @@ class Pipeline:
                 }
             )
         ids = tx.insert_messages(rows)
+        stored = len(rows)
+        tx.after_commit.append(lambda: self.metrics.received(platform, stored))
         per_contact: dict[ContactId, list[InboundMessage]] = defaultdict(list)
         for m in fresh:
             per_contact[contact_of[m.chat_id]].append(m)
@@ -509,11 +547,36 @@ class Pipeline:
                         conv_of[cid],
                         f"replied {m.text.strip().upper()[:20]}",
                         back_in=m.consent is Consent.START,
+                        cause=f"msg:{m.external_id}",
                     )
                 )
         all_ids = list(per_contact)
         blocks = subscriptions.blocks_of(tx.conn, all_ids)
         blocked = {cid for cid, entry in blocks.items() if entry.blocks("in", now)}
+        # Webhook events: a new contact's opt-in, then the messages (but a blocked contact's).
+        for new in new_contacts:
+            record = contacts[str(new["chat_id"])]
+            if record.id not in blocked:
+                jobs.extend(
+                    self.webhooks.opted(
+                        tx,
+                        record,
+                        opted_in=True,
+                        scope=SCOPE_CONTACT,
+                        source=str(new["opt_in_source"]),
+                        cause="new",
+                    )
+                )
+        jobs.extend(
+            self.webhooks.messages_received(
+                tx,
+                [
+                    (ids[i], conv_of[contact_of[m.chat_id]], contact_of[m.chat_id], m)
+                    for i, m in enumerate(fresh)
+                    if contact_of[m.chat_id] not in blocked
+                ],
+            )
+        )
         signed_up = {str(c["chat_id"]) for c in new_contacts}
         if signed_up:
             bound = subscriptions.channels_for_platform(tx.conn, platform)
@@ -632,6 +695,8 @@ class Pipeline:
                 ended = subscriptions.leave(
                     tx.conn, cid, "STOP", now, channel.id if channel else None
                 )
+                if ended and channel is None:
+                    jobs.extend(self._channels_event(tx, cid, m, ended, opted_in=False))
                 if ended:
                     answer = (
                         (
@@ -644,7 +709,9 @@ class Pipeline:
                         " Send START to subscribe again."
                     )
             elif words.get(said) == "start":
-                if subscriptions.rejoin_after_stop(tx.conn, cid, now):
+                back = subscriptions.rejoin_after_stop(tx.conn, cid, now)
+                if back:
+                    jobs.extend(self._channels_event(tx, cid, m, back, opted_in=True))
                     answer = "Welcome back: you are subscribed again."
             elif said in join and cid not in blocked:
                 channel = join[said]
@@ -670,6 +737,20 @@ class Pipeline:
                     )
                 )
         return handled
+
+    def _channels_event(
+        self, tx: Tx, cid: ContactId, m: InboundMessage, channels: list[int], *, opted_in: bool
+    ) -> list[NewJob]:
+        """contact.opted_in/out for a STOP or START that ended or restored every channel."""
+        return self.webhooks.opted(
+            tx,
+            cid,
+            opted_in=opted_in,
+            scope=SCOPE_CHANNELS,
+            source=f"replied {m.text.strip().upper()[:20]}",
+            cause=f"msg:{m.external_id}",
+            channels=channels,
+        )
 
     def _keyword_tables(
         self, tx: Tx
@@ -880,12 +961,16 @@ class Pipeline:
         template: TemplateCall | None,
         jobs: list[NewJob],
         note: bool | None = None,
-    ) -> None:
-        """Store what staff wrote in a conversation; queue it for the customer unless a note."""
+    ) -> MessageId | None:
+        """Store what staff wrote in a conversation; queue it for the customer unless a note.
+
+        `surface` may name no staff surface (the REST API): then every thread shows the message
+        and no delivery marks are set. Returns the stored message's id."""
         conversation = tx.conversation(conv_id)
         contact = tx.contact(conversation.contact_id) if conversation else None
         if conversation is None or contact is None:
-            return
+            return None
+        staffed = surface in self.surfaces
         prefix = self.settings.bridge.note_prefix
         is_note = note if note is not None else bool(prefix) and text.strip().startswith(prefix)
         connector = self.connectors.get((contact.platform, contact.account))
@@ -908,7 +993,8 @@ class Pipeline:
                 }
             ]
         )
-        tx.add_refs([(surface, ref, "origin", message_id)])
+        if staffed:
+            tx.add_refs([(surface, ref, "origin", message_id)])
         # A team on both surfaces sees in each thread what was written in the other.
         for name, other in self.surfaces.items():
             if name == surface:
@@ -933,7 +1019,7 @@ class Pipeline:
                 )
             )
         if is_note:
-            return
+            return message_id
         if refusal is not None:
             tx.write_statuses(
                 [
@@ -942,6 +1028,7 @@ class Pipeline:
                     )
                 ]
             )
+            jobs.extend(self.webhooks.message_status(tx, message_id, DeliveryStatus.FAILED.value))
             for name in self.surfaces:
                 if name == surface:
                     jobs.append(
@@ -952,7 +1039,7 @@ class Pipeline:
                         conv_id, name, contact.platform, contact.account, message_id, refusal
                     )
                 )
-            return
+            return message_id
         payload: dict[str, Any] = {
             "conv": conv_id,
             "msg": message_id,
@@ -961,8 +1048,8 @@ class Pipeline:
             "chat": contact.chat_id,
             "text": text,
             "files": [_attachment_dict(a) for a in attachments],
-            "surface": surface,
-            "ref": ref,
+            "surface": surface if staffed else None,
+            "ref": ref if staffed else None,
             "last_in": contact.last_seen.timestamp() if contact.last_seen else None,
         }
         if template is not None:
@@ -980,6 +1067,7 @@ class Pipeline:
                 payload=payload,
             )
         )
+        return message_id
 
     def _refusal(
         self,
@@ -1042,6 +1130,79 @@ class Pipeline:
             return True
 
         return await self.writer.call(write)
+
+    def send_to_contact(
+        self,
+        tx: Tx,
+        contact_id: ContactId,
+        *,
+        origin: SurfaceName,
+        author: str,
+        text: str,
+        template: TemplateCall | None = None,
+    ) -> Queued | None:
+        """Queue text or a template for a contact from outside a thread (the REST API), in the
+        caller's transaction: the checks of an agent's reply (blacklist, opt-out, the platform's
+        window), then the same path, shown in every thread under `author`. A contact without an
+        open conversation gets a new one (and its threads). None for an unknown contact; a
+        refused send writes nothing."""
+        contact = tx.contact(contact_id)
+        if contact is None:
+            return None
+        connector = self.connectors.get((contact.platform, contact.account))
+        if connector is None:
+            reason = f"the bridge has no {contact.platform} connector for account {contact.account}"
+            return Queued(contact_id, None, None, reason, "no_connector")
+        refusal = self._refusal(tx, contact, connector, template is not None)
+        if refusal is not None:
+            entry = subscriptions.blocks_of(tx.conn, [contact_id]).get(contact_id)
+            if entry is not None and entry.blocks("out", self.clock()):
+                code = "blacklisted"
+            elif contact.opted_out_at is not None:
+                code = "opted_out"
+            else:
+                code = "window_closed"
+            return Queued(contact_id, None, None, refusal, code)
+        jobs: list[NewJob] = []
+        conversation = tx.open_conversations([contact_id]).get(contact_id)
+        if conversation is None:
+            previous = tx.last_conversation_ids([contact_id]).get(contact_id)
+            [conversation] = tx.insert_conversations(
+                [
+                    {
+                        "contact_id": contact_id,
+                        "status": ConversationStatus.OPEN.value,
+                        "opened_at": self.clock(),
+                        "previous_id": previous,
+                    }
+                ]
+            )
+            for name, surface in self.surfaces.items():
+                channel = self.route(name, contact.platform, contact.account)
+                jobs.append(
+                    NewJob(
+                        kind="staff.open",
+                        idem_key=f"open:{conversation.id}:{name}",
+                        lane=f"c{conversation.id}:{name}",
+                        rate_keys=surface.rate_keys("post", channel),
+                        payload={"conv": conversation.id, "surface": name, "channel": channel},
+                    )
+                )
+        message_id = self._staff_reply(
+            tx,
+            conversation.id,
+            surface=origin,
+            ref=StaffMessageRef(f"{origin}:{contact_id}:{time.time_ns()}"),
+            author=author,
+            text=text,
+            attachments=(),
+            at=self.clock(),
+            template=template,
+            jobs=jobs,
+            note=False,
+        )
+        tx.enqueue(jobs, time.time())
+        return Queued(contact_id, conversation.id, message_id, None, None)
 
     async def set_open(self, conversation: ConversationId, is_open: bool, who: str) -> str:
         """Close or reopen a conversation; returns what happened, in words."""
@@ -1191,6 +1352,19 @@ class Pipeline:
                 "no_connector", f"the bridge has no {platform} connector for account {account}"
             )
         return connector
+
+    async def deliver(self, connector: Connector, message: OutboundMessage) -> ExternalMessageId:
+        """Send a message through a connector, counting what the platform answered."""
+        try:
+            external = await connector.send(message)
+        except RateLimited:
+            self.metrics.rate_limited(connector.platform)
+            raise
+        except PermanentError:
+            self.metrics.delivery_failed(connector.platform, "send")
+            raise
+        self.metrics.sent(connector.platform)
+        return external
 
     async def thread(self, conv_id: ConversationId, surface: SurfaceName) -> ThreadRef | None:
         """A conversation's thread on a surface (remembered once known)."""
@@ -1425,7 +1599,8 @@ class _Send(_Handler):
         files = tuple(loaded)
         template = p.get("template")
         last_in = p.get("last_in")
-        external = await connector.send(
+        external = await self.p.deliver(
+            connector,
             OutboundMessage(
                 platform=Platform(p["platform"]),
                 account=AccountId(p["account"]),
@@ -1435,7 +1610,7 @@ class _Send(_Handler):
                 template=await self._template(connector, template) if template else None,
                 last_inbound_at=datetime.fromtimestamp(last_in, UTC) if last_in else None,
                 idempotency_key=job.idem_key,
-            )
+            ),
         )
         message_id = MessageId(p["msg"])
         key = early_key(p["platform"], p["account"], external)
@@ -1454,7 +1629,10 @@ class _Send(_Handler):
             [job.id],
             statuses=[MessageStatusWrite(message_id, DeliveryStatus.SENT.value, external)],
             jobs=marks,
-            also=[lambda tx: self._early(tx, message_id, key)],
+            also=[
+                lambda tx: self.p.webhooks.message_status(tx, message_id, "sent"),
+                lambda tx: self._early(tx, message_id, key),
+            ],
         )
 
     async def _template(self, connector: Connector, spec: Mapping[str, Any]) -> TemplateCall:
@@ -1515,7 +1693,9 @@ class _Send(_Handler):
                         p["conv"], surface, f"fail:{p['msg']}", f"not delivered: {error.reason}"
                     )
                 )
-        also: list[Callable[[Tx], Sequence[NewJob]]] = []
+        also: list[Callable[[Tx], Sequence[NewJob]]] = [
+            lambda tx: self.p.webhooks.message_status(tx, message_id, DeliveryStatus.FAILED.value)
+        ]
         if isinstance(error, OptedOut):
             conv = ConversationId(p["conv"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from commands import (
+    apikey,
     blacklist,
     broadcast,
     channel,
@@ -16,9 +17,11 @@ from commands import (
     textblock,
     thread,
     user,
+    webhook,
 )
 
 __all__ = [
+    "apikey",
     "blacklist",
     "broadcast",
     "channel",
@@ -32,4 +35,5 @@ __all__ = [
     "textblock",
     "thread",
     "user",
+    "webhook",
 ]

@@ -194,6 +194,14 @@ class CommandError(Exception):
     """A command cannot do what was asked; the message says why, in words for the caller."""
 
 
+class NotFound(CommandError):
+    """What the command names does not exist (a contact, a channel, a blacklist entry)."""
+
+
+class Conflict(CommandError):
+    """The change clashes with what exists (a channel of that name, a keyword in use)."""
+
+
 class UsageError(CommandError):
     """The arguments do not fit the command; the reply shows the usage and an example."""
 

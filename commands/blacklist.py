@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bridge.types import ContactId, ConversationId, SurfaceName
-from commands.base import CommandError, Context, Reply, Role, command
+from commands.base import CommandError, Context, NotFound, Reply, Role, command
 from storage import ContactRecord, Tx, channels_extra, subscriptions
 
 blacklist = command("blacklist", "Block contacts: inbound, outbound or both, for good or a while")
@@ -53,7 +53,7 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
     terms = parse_terms(ctx, args[1:])
     contact = await find_contact(ctx, args[0])
-    text = await _put_on(ctx, contact, terms, skip_surface=False)
+    text = await put_on(ctx, contact, terms, skip_surface=False)
     return Reply(title=text)
 
 
@@ -97,7 +97,7 @@ async def _remove(ctx: Context, args: list[str]) -> Reply:
     if len(args) > 1:
         raise ctx.usage(f"one contact at a time (got {' '.join(args)})")
     contact = await find_contact(ctx, args[0])
-    return Reply(title=await _take_off(ctx, contact, skip_surface=False))
+    return Reply(title=await take_off(ctx, contact, skip_surface=False))
 
 
 # -- thread actions ---------------------------------------------------------------------------
@@ -115,7 +115,7 @@ async def _remove(ctx: Context, args: list[str]) -> Reply:
 async def _block(ctx: Context, args: list[str]) -> Reply:
     terms = parse_terms(ctx, args)
     contact = await _thread_contact(ctx)
-    text = await _put_on(ctx, contact, terms, skip_surface=True)
+    text = await put_on(ctx, contact, terms, skip_surface=True)
     return Reply(title=text, public=True)
 
 
@@ -130,7 +130,7 @@ async def _unblock(ctx: Context, args: list[str]) -> Reply:
     if args:
         raise ctx.usage(f"!unblock takes no arguments (got {' '.join(args)})")
     contact = await _thread_contact(ctx)
-    return Reply(title=await _take_off(ctx, contact, skip_surface=True), public=True)
+    return Reply(title=await take_off(ctx, contact, skip_surface=True), public=True)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -187,6 +187,12 @@ def parse_date(ctx: Context, word: str) -> datetime:
         moment = datetime.fromisoformat(word).replace(tzinfo=UTC)
     except ValueError:
         raise ctx.usage(f"{word} is not a date of the calendar") from None
+    return check_until(ctx, moment, word)
+
+
+def check_until(ctx: Context, moment: datetime, typed: str | None = None) -> datetime:
+    """An end of a block: in the future, and at most 10 years away."""
+    word = typed or when(moment)
     if moment <= ctx.now:
         raise ctx.usage(f"{word} is in the past (it is {when(ctx.now)} now)")
     if moment - ctx.now > MAX_SPAN:
@@ -223,7 +229,7 @@ async def find_contact(ctx: Context, word: str) -> ContactRecord:
         if found is not None:
             return found
         if word.startswith("#"):
-            raise CommandError(f"There is no contact #{wanted}.")
+            raise NotFound(f"There is no contact #{wanted}.")
     addresses = {word}
     username: str | None = None
     if _PHONE.fullmatch(word) and not word.startswith("-"):
@@ -236,7 +242,7 @@ async def find_contact(ctx: Context, word: str) -> ContactRecord:
         lambda conn: channels_extra.contacts_by_address(conn, sorted(addresses), username)
     )
     if not matches:
-        raise CommandError(f"No contact has the id, number or chat id {word}.")
+        raise NotFound(f"No contact has the id, number or chat id {word}.")
     if len(matches) > 1:
         named = ", ".join(label(c) for c in matches[:10])
         raise CommandError(f"{word} names {len(matches)} contacts ({named}); use the #id.")
@@ -290,7 +296,7 @@ def _change(tx: Tx, contact_id: ContactId, surfaces: Sequence[str]) -> _Change:
     return _Change(earlier, found.id, threaded)
 
 
-async def _put_on(ctx: Context, contact: ContactRecord, terms: Terms, *, skip_surface: bool) -> str:
+async def put_on(ctx: Context, contact: ContactRecord, terms: Terms, *, skip_surface: bool) -> str:
     """Block a contact; tell the open conversation's threads; the reply's text."""
     now = ctx.now
     by = ctx.who[:128]
@@ -319,7 +325,7 @@ async def _put_on(ctx: Context, contact: ContactRecord, terms: Terms, *, skip_su
     return text
 
 
-async def _take_off(ctx: Context, contact: ContactRecord, *, skip_surface: bool) -> str:
+async def take_off(ctx: Context, contact: ContactRecord, *, skip_surface: bool) -> str:
     """Remove a contact's entry; tell the open conversation's threads; the reply's text."""
     now = ctx.now
     surfaces = list(ctx.services.pipeline.surfaces)
@@ -332,7 +338,7 @@ async def _take_off(ctx: Context, contact: ContactRecord, *, skip_surface: bool)
     change = await ctx.services.write(write)
     earlier = change.earlier
     if earlier is None or (earlier.until is not None and earlier.until <= now):
-        raise CommandError(f"{label(contact)} is not on the blacklist.")
+        raise NotFound(f"{label(contact)} is not on the blacklist.")
     text = f"{label(contact)} is no longer blocked ({ctx.who})."
     threaded = change.threaded
     if earlier.blocks("in", now):

@@ -3,11 +3,13 @@ go, with progress shown where they were started."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.engine import Connection
 
 from bridge import publish
 from bridge.broadcasts import (
@@ -20,7 +22,17 @@ from bridge.broadcasts import (
     values_for,
 )
 from bridge.links import ShortLinks
-from commands.base import CommandError, Context, Form, FormField, Reply, Role, command
+from commands.base import (
+    CommandError,
+    Conflict,
+    Context,
+    Form,
+    FormField,
+    NotFound,
+    Reply,
+    Role,
+    command,
+)
 from storage import Tx, shortlinks, subscriptions
 from storage import broadcasts_store as store
 from storage.tables import outbox
@@ -85,7 +97,35 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
                 scheduled = ctx.local_time(value)
         else:
             words.append(word)
-    text = " ".join(words).strip()
+    broadcast_id = await prepare_broadcast(
+        ctx,
+        channel_ids=channel_ids,
+        platforms=platforms,
+        text=" ".join(words),
+        template=template,
+        params=params,
+        scheduled=scheduled,
+        publish_to=publish_to,
+    )
+    return await _preview(ctx, broadcast_id, "prepared")
+
+
+async def prepare_broadcast(
+    ctx: Context,
+    *,
+    channel_ids: list[int],
+    platforms: list[str],
+    text: str,
+    template: dict[str, Any] | None,
+    params: list[str],
+    scheduled: datetime | None,
+    publish_to: list[str],
+) -> int:
+    """Check and store a draft broadcast (its links made its short links); its id.
+
+    `template` is `{"name", "language"}` (its `params` are set here), `text` the newsletter's
+    own text, which a template may do without."""
+    own = text = text.strip()
     publish_to = list(dict.fromkeys(publish_to))
     if template is not None:
         template["params"] = params
@@ -99,7 +139,7 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
     if scheduled is not None and scheduled <= ctx.now:
         raise ctx.usage("--at is in the past")
     if publish_to:
-        _check_publishing(ctx, publish_to, text if words else "")
+        _check_publishing(ctx, publish_to, own)
     request = ctx.request
 
     def create(tx: Tx) -> int:
@@ -126,7 +166,7 @@ async def _new(ctx: Context, args: list[str]) -> Reply:
         short, codes = await links.rewrite(text, broadcast_id=broadcast_id, by=ctx.who)
         if codes:
             await ctx.services.write(lambda tx: store.change(tx.conn, broadcast_id, text=short))
-    return await _preview(ctx, broadcast_id, "prepared")
+    return broadcast_id
 
 
 def _check_publishing(ctx: Context, targets: list[str], text: str) -> None:
@@ -171,9 +211,31 @@ def _publishing_problems(ctx: Context, b: store.BroadcastRecord) -> list[tuple[s
     return found
 
 
-async def _preview(ctx: Context, broadcast_id: int, word: str) -> Reply:
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """Who a broadcast would reach now, per platform, and how its text reads."""
+
+    record: store.BroadcastRecord
+    # Per platform: "to" → recipients, and each reason for skipping → how many it skips.
+    counts: dict[str, dict[str, int]]
+    sample: str  # the text as a made-up recipient, Anna Schmidt, reads it
+    problems: list[tuple[str, str]]  # (target, why it cannot be published there)
+
+
+SAMPLE_NAME = "Anna Schmidt"
+
+
+async def preview(ctx: Context, broadcast_id: int) -> Preview:
+    """The audience of a broadcast after exclusions, as `/broadcast new` shows it."""
     b = await _get(ctx, broadcast_id)
     counts = await ctx.services.read(lambda conn: store.preview(conn, b, ctx.now))
+    sample = fill(b.text, values_for(SAMPLE_NAME, "+4915100000000", 1, "telegram"))
+    return Preview(b, counts, sample, _publishing_problems(ctx, b))
+
+
+async def _preview(ctx: Context, broadcast_id: int, word: str) -> Reply:
+    shown = await preview(ctx, broadcast_id)
+    b, counts = shown.record, shown.counts
     lines = []
     total = 0
     for platform in sorted(counts):
@@ -184,13 +246,12 @@ async def _preview(ctx: Context, broadcast_id: int, word: str) -> Reply:
         lines.append(f"*{platform}*: to {going}{'; ' + skipped if skipped else ''}")
     if not counts:
         lines.append("Nobody is in this audience yet.")
-    sample = fill(b.text, values_for("Anna Schmidt", "+4915100000000", 1, "telegram"))
-    lines.append(f"It reads (for Anna Schmidt): {sample}")
+    lines.append(f"It reads (for {SAMPLE_NAME}): {shown.sample}")
     if b.publish:
         names = publish.labels(ctx.services.settings)
         where = " and ".join(names.get(t, publish.name(t)) for t in b.publish)
         lines.append(f"It is also published, as written, on {where}")
-    for target, problem in _publishing_problems(ctx, b):
+    for target, problem in shown.problems:
         lines.append(
             f"*Cannot publish on {publish.name(target)}*: {problem}. `/broadcast confirm`"
             f" refuses it as it is: prepare it again with a text that fits, or without"
@@ -206,7 +267,7 @@ async def _preview(ctx: Context, broadcast_id: int, word: str) -> Reply:
 async def _get(ctx: Context, broadcast_id: int) -> store.BroadcastRecord:
     found = await ctx.services.read(lambda conn: store.get(conn, broadcast_id))
     if found is None:
-        raise CommandError(f"there is no broadcast #{broadcast_id}; `/broadcast list` shows them")
+        raise NotFound(f"there is no broadcast #{broadcast_id}; `/broadcast list` shows them")
     return found
 
 
@@ -227,37 +288,55 @@ def _number(ctx: Context, args: list[str]) -> int:
 )
 async def _confirm(ctx: Context, args: list[str]) -> Reply:
     broadcast_id = _number(ctx, args)
-    prepared = await _get(ctx, broadcast_id)
-    problems = _publishing_problems(ctx, prepared) if prepared.state == "draft" else []
-    if problems:
-        target, problem = problems[0]
-        raise CommandError(
-            f"Broadcast #{broadcast_id} is not sent: {problem}. Prepare it again with a text"
-            f" that fits, or without {target} in --publish, and drop this one:"
-            f" `/broadcast cancel {broadcast_id}`"
-        )
-
-    def confirm(tx: Tx) -> str:
-        b = store.get(tx.conn, broadcast_id)
-        if b is None:
-            return "missing"
-        if b.state != "draft":
-            return b.state
-        store.change(tx.conn, b.id, state="scheduled")
-        tx.enqueue(start_jobs(b, ctx.now), ctx.now.timestamp())
-        return "started"
-
-    outcome = await ctx.services.write(confirm)
-    if outcome == "missing":
-        raise CommandError(f"there is no broadcast #{broadcast_id}")
-    if outcome != "started":
-        raise CommandError(f"broadcast #{broadcast_id} is {outcome}; only a prepared one starts")
+    check_confirmable(ctx, await _get(ctx, broadcast_id))
+    outcome = await ctx.services.write(lambda tx: start(tx, broadcast_id, ctx.now))
+    if outcome != STARTED:
+        raise not_started(broadcast_id, outcome)
     b = await _get(ctx, broadcast_id)
     when = f"at {b.scheduled_at:%Y-%m-%d %H:%M} UTC" if b.scheduled_at else "now"
     return Reply(
         title=f"Broadcast #{broadcast_id} starts {when}",
         lines=("Its progress shows in this channel.",),
     )
+
+
+STARTED = "started"
+
+
+def check_confirmable(ctx: Context, prepared: store.BroadcastRecord) -> None:
+    """Refuse to start a draft that cannot be published where it says."""
+    problems = _publishing_problems(ctx, prepared) if prepared.state == "draft" else []
+    if problems:
+        target, problem = problems[0]
+        raise CommandError(
+            f"Broadcast #{prepared.id} is not sent: {problem}. Prepare it again with a text"
+            f" that fits, or without {target} in --publish, and drop this one:"
+            f" `/broadcast cancel {prepared.id}`"
+        )
+
+
+def start(tx: Tx, broadcast_id: int, now: datetime, at: datetime | None = None) -> str:
+    """Start a draft (at `at`, or at its own time, else now) in the writer's transaction:
+    STARTED, "missing", or the state that keeps it from starting."""
+    b = store.get(tx.conn, broadcast_id)
+    if b is None:
+        return "missing"
+    if b.state != "draft":
+        return b.state
+    if at is not None:
+        b = replace(b, scheduled_at=at)
+        store.change(tx.conn, b.id, state="scheduled", scheduled_at=at)
+    else:
+        store.change(tx.conn, b.id, state="scheduled")
+    tx.enqueue(start_jobs(b, now), now.timestamp())
+    return STARTED
+
+
+def not_started(broadcast_id: int, outcome: str) -> CommandError:
+    """Why `start` did not start a broadcast."""
+    if outcome == "missing":
+        return NotFound(f"there is no broadcast #{broadcast_id}")
+    return Conflict(f"broadcast #{broadcast_id} is {outcome}; only a prepared one starts")
 
 
 @broadcast.sub("list", summary="the latest broadcasts", example="/broadcast list")
@@ -280,22 +359,62 @@ async def _list(ctx: Context, args: list[str]) -> Reply:
     "status", usage="<number>", summary="how far a broadcast has got", example="/broadcast status 7"
 )
 async def _status(ctx: Context, args: list[str]) -> Reply:
-    from bridge.broadcasts import allowed_rate, progress_text
-
     broadcast_id = _number(ctx, args)
-    b = await _get(ctx, broadcast_id)
-    counts = await ctx.services.read(lambda conn: store.per_platform(conn, broadcast_id))
-    clicks = await ctx.services.read(lambda conn: shortlinks.broadcast_clicks(conn, broadcast_id))
-    posts = await ctx.services.read(lambda conn: store.posts(conn, broadcast_id))
-    finished = b.state in ("done", "cancelled")
-    limit_rate = allowed_rate(ctx.services.pipeline, counts or b.platforms)
-    text = progress_text(b, counts, finished, ctx.now, clicks, posts, limit_rate)
-    first, *rest = text.split("\n")
+    found = await ctx.services.read(lambda conn: read_status(conn, broadcast_id))
+    if found is None:
+        raise NotFound(f"there is no broadcast #{broadcast_id}; `/broadcast list` shows them")
+    first, *rest = status_text(ctx, found).split("\n")
     return Reply(title=first, lines=tuple(rest))
 
 
-async def _set_state(ctx: Context, args: list[str], allowed: tuple[str, ...], new: str) -> Reply:
-    broadcast_id = _number(ctx, args)
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A broadcast with the figures `/broadcast status` shows of it."""
+
+    record: store.BroadcastRecord
+    counts: dict[str, dict[str, int]]  # per platform, contacts per state (sent, failed, …)
+    clicks: tuple[int, int]  # clicks on its links, and the recipients who clicked
+    posts: dict[str, store.PostRecord]  # per publishing target done with
+
+    @property
+    def finished(self) -> bool:
+        """Whether its figures are final."""
+        return self.record.state in ("done", "cancelled")
+
+
+def read_status(conn: Connection, broadcast_id: int) -> Status | None:
+    """A broadcast's status figures, in one read."""
+    b = store.get(conn, broadcast_id)
+    if b is None:
+        return None
+    return Status(
+        record=b,
+        counts=store.per_platform(conn, broadcast_id),
+        clicks=shortlinks.broadcast_clicks(conn, broadcast_id),
+        posts=store.posts(conn, broadcast_id),
+    )
+
+
+def status_text(ctx: Context, found: Status) -> str:
+    """The status in a few lines, as the progress message words it."""
+    from bridge.broadcasts import allowed_rate, progress_text
+
+    b, counts = found.record, found.counts
+    limit_rate = allowed_rate(ctx.services.pipeline, counts or b.platforms)
+    return progress_text(b, counts, found.finished, ctx.now, found.clicks, found.posts, limit_rate)
+
+
+# What cancel, pause and resume do: the states they act on, and the state they leave.
+TRANSITIONS = {
+    "cancel": (("draft", "scheduled", "running", "paused"), "cancelled"),
+    "pause": (("scheduled", "running"), "paused"),
+    "resume": (("paused",), "running"),
+}
+
+
+async def change_state(ctx: Context, broadcast_id: int, action: str) -> int:
+    """Cancel, pause or resume a broadcast; how many unsent messages a cancel stopped."""
+    allowed, new = TRANSITIONS[action]
 
     def change(tx: Tx) -> tuple[str, int]:
         b = store.get(tx.conn, broadcast_id)
@@ -321,9 +440,16 @@ async def _set_state(ctx: Context, args: list[str], allowed: tuple[str, ...], ne
 
     outcome, stopped = await ctx.services.write(change)
     if outcome == "missing":
-        raise CommandError(f"there is no broadcast #{broadcast_id}")
+        raise NotFound(f"there is no broadcast #{broadcast_id}")
     if outcome != "ok":
-        raise CommandError(f"broadcast #{broadcast_id} is {outcome}")
+        raise Conflict(f"broadcast #{broadcast_id} is {outcome}")
+    return stopped
+
+
+async def _set_state(ctx: Context, args: list[str], action: str) -> Reply:
+    broadcast_id = _number(ctx, args)
+    stopped = await change_state(ctx, broadcast_id, action)
+    new = TRANSITIONS[action][1]
     if new == "cancelled":
         return Reply(
             title=f"Broadcast #{broadcast_id} cancelled",
@@ -340,7 +466,7 @@ async def _set_state(ctx: Context, args: list[str], allowed: tuple[str, ...], ne
     role=Role.MANAGER,
 )
 async def _cancel(ctx: Context, args: list[str]) -> Reply:
-    return await _set_state(ctx, args, ("draft", "scheduled", "running", "paused"), "cancelled")
+    return await _set_state(ctx, args, "cancel")
 
 
 @broadcast.sub(
@@ -351,7 +477,7 @@ async def _cancel(ctx: Context, args: list[str]) -> Reply:
     role=Role.MANAGER,
 )
 async def _pause(ctx: Context, args: list[str]) -> Reply:
-    return await _set_state(ctx, args, ("scheduled", "running"), "paused")
+    return await _set_state(ctx, args, "pause")
 
 
 @broadcast.sub(
@@ -362,7 +488,7 @@ async def _pause(ctx: Context, args: list[str]) -> Reply:
     role=Role.MANAGER,
 )
 async def _resume(ctx: Context, args: list[str]) -> Reply:
-    return await _set_state(ctx, args, ("paused",), "running")
+    return await _set_state(ctx, args, "resume")
 
 
 def _form(channel_names: list[str], publishing: dict[str, str]) -> Form:

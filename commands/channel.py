@@ -8,15 +8,16 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from commands.base import CommandError, Context, Reply, Role, command
+from commands.base import CommandError, Conflict, Context, NotFound, Reply, Role, command
 from commands.blacklist import find_contact, label
-from storage import Tx, channels_extra, subscriptions
+from storage import ContactRecord, Tx, channels_extra, subscriptions
 from storage.subscriptions import ChannelRecord, fold
 
 channel = command("channel", "Subscriber channels customers join and leave by keyword")
 
 PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NAME_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+_NAME = re.compile(NAME_PATTERN)
 # Telegram deep links (t.me/<bot>?start=<payload>) carry only these characters.
 _DEEP_LINK = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
@@ -140,29 +141,12 @@ async def _list_members(ctx: Context, args: list[str]) -> Reply:
 )
 async def _create(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
-    name = _name(ctx, args[0])
+    name = channel_name(ctx, args[0])
     options = _options(ctx, args[1:], ("--join", "--leave", "--platform"))
-    join = _keyword_or_none(ctx, options.get("--join"))
-    leave = _keyword_or_none(ctx, options.get("--leave"))
-    platform = _platform_or_none(ctx, options.get("--platform"))
-    if join is not None and leave is not None and fold(join) == fold(leave):
-        raise ctx.usage("the join and the leave keyword must differ")
-    who, now = ctx.who[:128], ctx.now
-
-    def write(tx: Tx) -> ChannelRecord:
-        if subscriptions.channel_by_name(tx.conn, name) is not None:
-            raise CommandError(f"There is a channel {name} already.")
-        for keyword in (join, leave):
-            if keyword is not None:
-                _check_keyword(tx.conn, keyword, None)
-        created = subscriptions.create_channel(tx.conn, name, who, now)
-        subscriptions.update_channel(
-            tx.conn, created.id, join_keyword=join, leave_keyword=leave, platform=platform
-        )
-        return created
-
-    await ctx.services.write(write)
-    ctx.services.pipeline.keywords_changed()
+    created = await create_channel(
+        ctx, name, options.get("--join"), options.get("--leave"), options.get("--platform")
+    )
+    join, leave, platform = created.join_keyword, created.leave_keyword, created.platform
     title = f"Channel {name} created."
     title += f" Join keyword: {join}" if join else " It has no join keyword yet."
     lines = []
@@ -175,6 +159,38 @@ async def _create(ctx: Context, args: list[str]) -> Reply:
     return Reply(title=title, lines=tuple(lines))
 
 
+async def create_channel(
+    ctx: Context, name: str, join: str | None, leave: str | None, platform: str | None
+) -> ChannelRecord:
+    """Create a channel, checking its name, keywords (`none`: no keyword) and platform as
+    `/channel create` does."""
+    name = channel_name(ctx, name)
+    join = keyword_or_none(ctx, join)
+    leave = keyword_or_none(ctx, leave)
+    platform = platform_or_none(ctx, platform)
+    if join is not None and leave is not None and fold(join) == fold(leave):
+        raise ctx.usage("the join and the leave keyword must differ")
+    who, now = ctx.who[:128], ctx.now
+
+    def write(tx: Tx) -> ChannelRecord:
+        if subscriptions.channel_by_name(tx.conn, name) is not None:
+            raise Conflict(f"There is a channel {name} already.")
+        for keyword in (join, leave):
+            if keyword is not None:
+                _check_keyword(tx.conn, keyword, None)
+        created = subscriptions.create_channel(tx.conn, name, who, now)
+        subscriptions.update_channel(
+            tx.conn, created.id, join_keyword=join, leave_keyword=leave, platform=platform
+        )
+        found = subscriptions.channel_by_name(tx.conn, name)
+        assert found is not None
+        return found
+
+    created = await ctx.services.write(write)
+    ctx.services.pipeline.keywords_changed()
+    return created
+
+
 @channel.sub(
     "rename",
     usage="<name> <new name>",
@@ -184,13 +200,13 @@ async def _create(ctx: Context, args: list[str]) -> Reply:
 )
 async def _rename(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 2)
-    old, new = args[0], _name(ctx, args[1])
+    old, new = args[0], channel_name(ctx, args[1])
 
     def write(tx: Tx) -> ChannelRecord:
         found = _known(subscriptions.channel_by_name(tx.conn, old), old)
         other = subscriptions.channel_by_name(tx.conn, new)
         if other is not None and other.id != found.id:
-            raise CommandError(f"There is a channel {other.name} already.")
+            raise Conflict(f"There is a channel {other.name} already.")
         subscriptions.update_channel(tx.conn, found.id, name=new)
         return found
 
@@ -212,6 +228,19 @@ async def _delete(ctx: Context, args: list[str]) -> Reply:
     if any(flag != "--confirm" for flag in flags):
         raise ctx.usage(f"only --confirm may follow the name (got {' '.join(args[1:])})")
     confirmed = bool(flags)
+    found, count = await delete_channel(ctx, name, confirmed=confirmed)
+    dropped = f"{count} member{'s' if count != 1 else ''}"
+    if not confirmed:
+        return Reply(
+            title=f"Deleting {found.name} would drop its {dropped}.",
+            lines=(f"To delete it: `/channel delete {found.name} --confirm`",),
+        )
+    return Reply(title=f"Channel {found.name} deleted; {dropped} dropped.")
+
+
+async def delete_channel(ctx: Context, name: str, *, confirmed: bool) -> tuple[ChannelRecord, int]:
+    """Delete a channel (only count its members unless `confirmed`); the channel and how many
+    members it had."""
 
     def write(tx: Tx) -> tuple[ChannelRecord, int]:
         found = _known(subscriptions.channel_by_name(tx.conn, name), name)
@@ -221,14 +250,9 @@ async def _delete(ctx: Context, args: list[str]) -> Reply:
         return found, count
 
     found, count = await ctx.services.write(write)
-    dropped = f"{count} member{'s' if count != 1 else ''}"
-    if not confirmed:
-        return Reply(
-            title=f"Deleting {found.name} would drop its {dropped}.",
-            lines=(f"To delete it: `/channel delete {found.name} --confirm`",),
-        )
-    ctx.services.pipeline.keywords_changed()
-    return Reply(title=f"Channel {found.name} deleted; {dropped} dropped.")
+    if confirmed:
+        ctx.services.pipeline.keywords_changed()
+    return found, count
 
 
 @channel.sub(
@@ -241,7 +265,7 @@ async def _delete(ctx: Context, args: list[str]) -> Reply:
 async def _keyword(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 3)
     name, which = args[0], _which(ctx, args[1])
-    keyword = _keyword_or_none(ctx, " ".join(args[2:]))
+    keyword = keyword_or_none(ctx, " ".join(args[2:]))
 
     def write(tx: Tx) -> ChannelRecord:
         found = _known(subscriptions.channel_by_name(tx.conn, name), name)
@@ -297,7 +321,7 @@ async def _reply(ctx: Context, args: list[str]) -> Reply:
 async def _bind(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 2)
     name = args[0]
-    platform = _platform_or_none(ctx, args[1])
+    platform = platform_or_none(ctx, args[1])
 
     def write(tx: Tx) -> ChannelRecord:
         found = _known(subscriptions.channel_by_name(tx.conn, name), name)
@@ -327,12 +351,29 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 2)
     name = args[0]
     options = _options(ctx, args[2:], ("--consent",))
-    consent = (options.get("--consent") or "").strip()
+    consent = _consent(ctx, options.get("--consent"))
+    contact = await find_contact(ctx, args[1])
+    found, joined = await add_member(ctx, name, contact, consent)
+    if not joined:
+        return Reply(title=f"{label(contact)} is a member of {found.name} already.")
+    return Reply(title=f"{label(contact)} joined {found.name}.", lines=(f"Consent: {consent}",))
+
+
+def _consent(ctx: Context, typed: str | None) -> str:
+    consent = (typed or "").strip()
     if not consent:
         raise ctx.usage("adding a contact by hand needs --consent: how they agreed to get messages")
     if len(consent) > CONSENT_MAX:
         raise ctx.usage(f"the consent text is {len(consent)} characters; at most {CONSENT_MAX}")
-    contact = await find_contact(ctx, args[1])
+    return consent
+
+
+async def add_member(
+    ctx: Context, name: str, contact: ContactRecord, consent: str
+) -> tuple[ChannelRecord, bool]:
+    """Subscribe a contact by hand with the consent they gave, as `/channel add` does; False
+    when they were a member already. Someone who opted out has to opt in themselves."""
+    consent = _consent(ctx, consent)
     if contact.opted_out_at is not None:
         raise CommandError(
             f"{label(contact)} opted out on {contact.opted_out_at:%Y-%m-%d}; they have to opt"
@@ -345,10 +386,22 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
         found = _known(subscriptions.channel_by_name(tx.conn, name), name)
         return found, subscriptions.join(tx.conn, found.id, contact.id, source, now)
 
-    found, joined = await ctx.services.write(write)
-    if not joined:
-        return Reply(title=f"{label(contact)} is a member of {found.name} already.")
-    return Reply(title=f"{label(contact)} joined {found.name}.", lines=(f"Consent: {consent}",))
+    return await ctx.services.write(write)
+
+
+async def remove_member(
+    ctx: Context, name: str, contact: ContactRecord
+) -> tuple[ChannelRecord, bool]:
+    """Take a contact out of a channel by hand; False when they were not a member."""
+    source = f"removed by {ctx.who}"[:128]
+    now = ctx.now
+
+    def write(tx: Tx) -> tuple[ChannelRecord, list[int]]:
+        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
+        return found, subscriptions.leave(tx.conn, contact.id, source, now, found.id)
+
+    found, ended = await ctx.services.write(write)
+    return found, bool(ended)
 
 
 @channel.sub(
@@ -362,14 +415,7 @@ async def _remove(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 2)
     name = args[0]
     contact = await find_contact(ctx, args[1])
-    source = f"removed by {ctx.who}"[:128]
-    now = ctx.now
-
-    def write(tx: Tx) -> tuple[ChannelRecord, list[int]]:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        return found, subscriptions.leave(tx.conn, contact.id, source, now, found.id)
-
-    found, ended = await ctx.services.write(write)
+    found, ended = await remove_member(ctx, name, contact)
     if not ended:
         return Reply(ok=False, title=f"{label(contact)} is not a member of {found.name}.")
     return Reply(title=f"{label(contact)} left {found.name}.")
@@ -494,7 +540,8 @@ def _exactly(ctx: Context, args: Sequence[str], count: int) -> None:
         raise ctx.usage(f"too many arguments: {' '.join(args[count:])}")
 
 
-def _name(ctx: Context, word: str) -> str:
+def channel_name(ctx: Context, word: str) -> str:
+    """A channel name as typed, if it is one: 1-64 letters, digits, - or _."""
     if _NAME.fullmatch(word) is None:
         raise ctx.usage(f"{word} is not a channel name: 1-64 letters, digits, - or _")
     return word
@@ -516,13 +563,15 @@ def _checked_keyword(ctx: Context, word: str, what: str = "a keyword") -> str:
     return word
 
 
-def _keyword_or_none(ctx: Context, word: str | None) -> str | None:
+def keyword_or_none(ctx: Context, word: str | None) -> str | None:
+    """A join or leave keyword, checked; None for none."""
     if word is None or word.lower() == "none":
         return None
     return _checked_keyword(ctx, word)
 
 
-def _platform_or_none(ctx: Context, word: str | None) -> str | None:
+def platform_or_none(ctx: Context, word: str | None) -> str | None:
+    """A platform a channel may be bound to; None for none."""
     if word is None or word.lower() == "none":
         return None
     if word.lower() not in PLATFORMS:
@@ -559,14 +608,12 @@ def _check_keyword(conn: Connection, keyword: str, channel_id: int | None, which
     for ch in subscriptions.all_channels(conn):
         for used, label_ in ((ch.join_keyword, "join"), (ch.leave_keyword, "leave")):
             if used and fold(used) == folded and not (ch.id == channel_id and label_ == which):
-                raise CommandError(
-                    f"{keyword} is the {label_} keyword of channel {ch.name} already."
-                )
+                raise Conflict(f"{keyword} is the {label_} keyword of channel {ch.name} already.")
 
 
 def _known(found: ChannelRecord | None, name: str) -> ChannelRecord:
     if found is None:
-        raise CommandError(f"There is no channel {name}. `/channel list` shows them all.")
+        raise NotFound(f"There is no channel {name}. `/channel list` shows them all.")
     return found
 
 

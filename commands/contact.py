@@ -6,11 +6,12 @@ import json
 import re
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, FileData, MediaKind
-from commands.base import CommandError, Context, Reply, Role, command
+from commands.base import CommandError, Context, NotFound, Reply, Role, command
 from storage import NewJob, Tx, subscriptions
 from storage.contacts_admin import (
     FIND_LIMIT,
@@ -25,6 +26,9 @@ from storage.contacts_admin import (
     find_contacts,
     resolve_contact,
 )
+
+if TYPE_CHECKING:
+    from commands.services import Services
 
 contact = command("contact", "Find, show and edit contacts; export or erase a contact's data")
 
@@ -103,24 +107,27 @@ async def _pick(ctx: Context, who: str) -> ContactLine | Reply:
     return found[0]
 
 
-async def _details(ctx: Context, contact_id: ContactId) -> ContactDetails:
-    details = await ctx.services.read(lambda conn: contact_details(conn, contact_id))
+async def change_contact(
+    services: Services, contact_id: ContactId, **values: str | None
+) -> ContactDetails:
+    """Change staff fields (display_name, note, remark, assigned_to), then redraw the open
+    conversation's card; the contact as it is now."""
+
+    def write(tx: Tx) -> ContactDetails | None:
+        tx.update_contact(contact_id, **values)
+        return contact_details(tx.conn, contact_id)
+
+    details = await services.write(write)
     if details is None:
-        raise CommandError(f"Contact #{contact_id} no longer exists")
+        raise NotFound(f"Contact #{contact_id} no longer exists")
+    if details.open_conversation is not None:
+        await services.pipeline.refresh_card(details.open_conversation)
     return details
 
 
 async def _set_field(ctx: Context, found: ContactLine, **values: str | None) -> None:
     """Change a staff field, then redraw the open conversation's card."""
-
-    def write(tx: Tx) -> bool:
-        return tx.update_contact(found.id, **values)
-
-    if not await ctx.services.write(write):
-        raise CommandError(f"Contact #{found.id} no longer exists")
-    details = await _details(ctx, found.id)
-    if details.open_conversation is not None:
-        await ctx.services.pipeline.refresh_card(details.open_conversation)
+    await change_contact(ctx.services, found.id, **values)
 
 
 # -- find, show -------------------------------------------------------------------------------
@@ -170,6 +177,21 @@ def _channels_text(rows: list[tuple[str, str, datetime, datetime | None]]) -> st
     return "; ".join(parts) or "none"
 
 
+def card(
+    conn: Connection, contact_id: ContactId
+) -> tuple[
+    ContactDetails | None,
+    list[tuple[str, str, datetime, datetime | None]],
+    subscriptions.BlockRecord | None,
+]:
+    """What `/contact show` shows: the contact, their channels and their blacklist entry."""
+    return (
+        contact_details(conn, contact_id),
+        subscriptions.channels_of(conn, contact_id),
+        subscriptions.blocks_of(conn, [contact_id]).get(contact_id),
+    )
+
+
 @contact.sub(
     "show",
     usage="<#id | number | name>",
@@ -182,21 +204,7 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
     if isinstance(found, Reply):
         return found
     contact_id = found.id
-
-    def read(
-        conn: Connection,
-    ) -> tuple[
-        ContactDetails | None,
-        list[tuple[str, str, datetime, datetime | None]],
-        subscriptions.BlockRecord | None,
-    ]:
-        return (
-            contact_details(conn, contact_id),
-            subscriptions.channels_of(conn, contact_id),
-            subscriptions.blocks_of(conn, [contact_id]).get(contact_id),
-        )
-
-    details, channel_rows, entry = await ctx.services.read(read)
+    details, channel_rows, entry = await ctx.services.read(lambda conn: card(conn, contact_id))
     if details is None:
         raise CommandError(f"Contact #{contact_id} no longer exists")
     d = details
@@ -397,11 +405,7 @@ async def _export(ctx: Context, args: list[str]) -> Reply:
     found = await _pick(ctx, " ".join(args))
     if isinstance(found, Reply):
         return found
-    now = ctx.now
-    document = await ctx.services.read(lambda conn: export_contact(conn, found.id, now))
-    if document is None:
-        raise CommandError(f"Contact #{found.id} no longer exists")
-    document["exported_by"] = ctx.who
+    document = await export_document(ctx.services, found.id, ctx.who, ctx.now)
     data = json.dumps(document, ensure_ascii=False, indent=2).encode()
     conversations = len(document["conversations"])
     messages = len(document["messages"])
@@ -419,6 +423,17 @@ async def _export(ctx: Context, args: list[str]) -> Reply:
         ),
         public=False,
     )
+
+
+async def export_document(
+    services: Services, contact_id: ContactId, who: str, now: datetime
+) -> dict[str, Any]:
+    """Everything held about a contact, as the JSON document `/contact export` hands out."""
+    document = await services.read(lambda conn: export_contact(conn, contact_id, now))
+    if document is None:
+        raise NotFound(f"Contact #{contact_id} no longer exists")
+    document["exported_by"] = who
+    return document
 
 
 # -- forget -----------------------------------------------------------------------------------
@@ -463,13 +478,22 @@ async def _forget(ctx: Context, args: list[str]) -> Reply:
                 f"It cannot be undone. To erase, type `/contact forget #{contact_id} --confirm`",
             ),
         )
-    text = f"This contact's data was erased on {ctx.now:%Y-%m-%d} at their request (by {ctx.who})."
-    pipeline = ctx.services.pipeline
+    counts = await forget_contact(ctx.services, contact_id, ctx.who, ctx.now)
+    return Reply(title=f"Contact #{contact_id} erased", lines=_erasure_lines(counts))
+
+
+async def forget_contact(
+    services: Services, contact_id: ContactId, who: str, now: datetime
+) -> ErasureCounts:
+    """Erase a contact and everything stored about them; each of their staff threads is left
+    with a tombstone naming who erased it."""
+    text = f"This contact's data was erased on {now:%Y-%m-%d} at their request (by {who})."
+    pipeline = services.pipeline
 
     def write(tx: Tx) -> ErasureCounts:
         erased = erase_contact(tx.conn, contact_id)
         if erased is None:
-            raise CommandError(f"Contact #{contact_id} no longer exists")
+            raise NotFound(f"Contact #{contact_id} no longer exists")
         jobs = []
         for surface, thread in erased.threads:
             known = pipeline.surfaces.get(surface)
@@ -490,5 +514,4 @@ async def _forget(ctx: Context, args: list[str]) -> Reply:
         tx.after_commit.append(lambda: pipeline.forget_contact(contact_id))
         return erased.counts
 
-    counts = await ctx.services.write(write)
-    return Reply(title=f"Contact #{contact_id} erased", lines=_erasure_lines(counts))
+    return await services.write(write)

@@ -167,18 +167,26 @@ def _link_of(ctx: Context, connector: Connector, payload: Payload | None) -> str
 
 def _check(ctx: Context, platform: str, text: str) -> None:
     """Refuse payloads the platform would not carry."""
+    problem = payload_problem(platform, text)
+    if problem is not None:
+        raise ctx.usage(problem)
+
+
+def payload_problem(platform: str, text: str) -> str | None:
+    """Why `platform`'s click-to-chat links cannot carry `text`, or None when they can."""
     if platform == TELEGRAM and not _TELEGRAM_PAYLOAD.match(text):
-        raise ctx.usage(
+        return (
             f"a Telegram start payload is 1-64 characters of A-Z, a-z, 0-9, _ and -, and {text}"
             " is not; give the channel a join keyword like JOIN_NEWS for Telegram links"
         )
     if platform == MESSENGER and not _MESSENGER_REF.match(text):
-        raise ctx.usage(
+        return (
             f"a Messenger ref is up to 149 characters of A-Z, a-z, 0-9 and + / = - . : _, and"
             f" {text} is not; use a keyword like JOIN_NEWS"
         )
     if len(text) > TEXT_LIMIT:
-        raise ctx.usage(f"the payload has {len(text)} characters; at most {TEXT_LIMIT} fit")
+        return f"the payload has {len(text)} characters; at most {TEXT_LIMIT} fit"
+    return None
 
 
 def _none_configured(platform: str | None) -> str:

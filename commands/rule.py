@@ -17,7 +17,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import time
+from datetime import datetime, time
 from functools import partial
 
 import aiohttp
@@ -25,14 +25,25 @@ import aiohttp
 from bridge.automation import describe
 from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, validate
 from bridge.types import FileData, MediaKind
-from commands.base import CommandError, Context, Form, FormField, Reply, Role, command
+from commands.base import (
+    CommandError,
+    Conflict,
+    Context,
+    Form,
+    FormField,
+    NotFound,
+    Reply,
+    Role,
+    command,
+)
 from commands.blacklist import parse_duration
 from storage import Tx, rules_store, subscriptions
 
 rule = command("rule", "Chatbot rules: automatic answers, forwards and channel changes")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
+_NAME = re.compile(f"^{NAME_PATTERN}$")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 # The compact words for the actions, and the handbook's names, which work as well.
@@ -111,24 +122,9 @@ def _parse(ctx: Context, args: Sequence[str], *, need_when: bool) -> _Draft:
             draft.platforms = frozenset() if "all" in names else frozenset(names)
         elif option == "--hours":
             draft.hours_given = True
-            if value.lower() in ("any", "all", "none"):
-                draft.start = draft.end = None
-                continue
-            found = _HOURS.match(value)
-            if (
-                not found
-                or int(found[1]) > 23
-                or int(found[3]) > 23
-                or int(found[2]) > 59
-                or int(found[4]) > 59
-            ):
-                raise ctx.usage(f"{value} is not a time window like 08:00-18:00")
-            draft.start = time(int(found[1]), int(found[2]))
-            draft.end = time(int(found[3]), int(found[4]))
-            if draft.start == draft.end:
-                raise ctx.usage("the window starts and ends at the same time")
+            draft.start, draft.end = parse_hours(ctx, value)
         elif option == "--days":
-            draft.weekdays = _days(ctx, value)
+            draft.weekdays = parse_days(ctx, value)
         elif option == "--limit":
             word = value.lower()
             if word in ("once", "always"):
@@ -152,24 +148,44 @@ def _parse(ctx: Context, args: Sequence[str], *, need_when: bool) -> _Draft:
     return draft
 
 
-def _days(ctx: Context, value: str) -> frozenset[int]:
+def parse_hours(ctx: Context, value: str) -> tuple[time | None, time | None]:
+    """A time window as typed (`08:00-18:00`; `any` for all day): its start and end."""
+    if value.lower() in ("any", "all", "none"):
+        return None, None
+    found = _HOURS.match(value)
+    if (
+        not found
+        or int(found[1]) > 23
+        or int(found[3]) > 23
+        or int(found[2]) > 59
+        or int(found[4]) > 59
+    ):
+        raise ctx.usage(f"{value} is not a time window like 08:00-18:00")
+    start, end = time(int(found[1]), int(found[2])), time(int(found[3]), int(found[4]))
+    if start == end:
+        raise ctx.usage("the window starts and ends at the same time")
+    return start, end
+
+
+def parse_days(ctx: Context, value: str) -> frozenset[int]:
+    """Weekdays as typed (`mon-fri`, `mon,wed,sat`, `all`): 0 (Monday) to 6 (Sunday)."""
     words = value.lower()
     if words in ("all", "any", "every"):
         return frozenset(range(7))
     days: set[int] = set()
     for part in words.split(","):
         first, _, last = part.strip().partition("-")
-        if first[:3] not in _DAYS or (last and last[:3] not in _DAYS):
+        if first[:3] not in DAYS or (last and last[:3] not in DAYS):
             raise ctx.usage(f"{value} is not a list of days like mon-fri or mon,wed,sat")
-        a = _DAYS.index(first[:3])
-        b = _DAYS.index(last[:3]) if last else a
+        a = DAYS.index(first[:3])
+        b = DAYS.index(last[:3]) if last else a
         span = range(a, b + 1) if a <= b else [*range(a, 7), *range(b + 1)]
         days.update(span)
     return frozenset(days)
 
 
-async def _action(ctx: Context, text: str) -> Action:
-    word, _, value = text.partition(":")
+def action_kind(ctx: Context, word: str) -> str:
+    """The handbook's name of an action typed as a compact word (`answer`) or by that name."""
     key = word.strip()
     kind = ACTION_WORDS.get(key.lower()) or next(
         (k for k in ACTION_WORDS.values() if k.lower() == key.lower()), None
@@ -177,13 +193,24 @@ async def _action(ctx: Context, text: str) -> Action:
     if kind is None:
         choices = ", ".join(ACTION_WORDS)
         raise ctx.usage(f"{key} is not an action; use one of {choices}")
+    return kind
+
+
+def action_word(action: Action) -> str:
+    """The compact word of an action (`answer` for autoAnswer)."""
+    return next(w for w, k in ACTION_WORDS.items() if k == action.kind)
+
+
+async def _action(ctx: Context, text: str) -> Action:
+    word, _, value = text.partition(":")
+    kind = action_kind(ctx, word)
     parts = [p.strip() for p in value.split("|")]
     first = parts[0] if parts else ""
     match kind:
         case "autoAnswer":
             return Action(kind=kind, text=value.strip())
         case "autoAnswerMedia":
-            media_id = await _fetch_file(ctx, first)
+            media_id = await fetch_file(ctx, first)
             return Action(kind=kind, media_id=media_id, text=parts[1] if len(parts) > 1 else None)
         case "mailForward":
             return Action(
@@ -202,7 +229,7 @@ async def _action(ctx: Context, text: str) -> Action:
             return Action(kind=kind, target=first)
 
 
-async def _fetch_file(ctx: Context, url: str) -> int:
+async def fetch_file(ctx: Context, url: str) -> int:
     """Download the file an answer-file action sends, and keep it in the database."""
     if not url.startswith(("https://", "http://")):
         raise ctx.usage("answer-file needs the file's URL (https://…)")
@@ -230,7 +257,7 @@ async def _fetch_file(ctx: Context, url: str) -> int:
     )
 
 
-async def _check_targets(ctx: Context, built: Rule) -> None:
+async def check_targets(ctx: Context, built: Rule) -> None:
     """What `validate` cannot know: channels that exist, an SMS account for smsFwd."""
     for action in built.actions:
         if action.kind in ("addToChannel", "removeFromChannel"):
@@ -250,10 +277,11 @@ def _rule_name(ctx: Context, word: str) -> str:
     return word
 
 
-async def _named(ctx: Context, name: str) -> Rule:
+async def named_rule(ctx: Context, name: str) -> Rule:
+    """The rule of that name (case-blind); NotFound names the command that lists them."""
     found = await ctx.services.read(lambda conn: rules_store.rule_named(conn, name))
     if found is None:
-        raise CommandError(f"there is no rule {name}; `/rule list` shows them")
+        raise NotFound(f"there is no rule {name}; `/rule list` shows them")
     return found
 
 
@@ -274,7 +302,8 @@ def _built(draft: _Draft, base: Rule, actions: list[Action] | None) -> Rule:
     )
 
 
-def _checked(ctx: Context, built: Rule) -> Rule:
+def check_rule(ctx: Context, built: Rule) -> Rule:
+    """The rule as it is saved, if the engine can run it (RE2 takes its pattern, …)."""
     if built.keyword_type in ("always", "rest"):
         built = replace(built, pattern=None)
     try:
@@ -305,8 +334,15 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
         raise ctx.usage('a rule needs at least one --do "<action>"')
     actions = [await _action(ctx, text) for text in draft.actions]
     base = Rule(id=0, name=name, keyword_type="always")
-    built = _checked(ctx, _built(draft, base, actions))
-    await _check_targets(ctx, built)
+    built = check_rule(ctx, _built(draft, base, actions))
+    await check_targets(ctx, built)
+    stored = await add_rule(ctx, built)
+    return Reply(title=f"Rule {name} added", lines=_describe(stored))
+
+
+async def add_rule(ctx: Context, built: Rule) -> Rule:
+    """Save a new, checked rule (its name must be free); the rules apply it at once."""
+    name = built.name
 
     def write(tx: Tx) -> Rule | None:
         if rules_store.rule_named(tx.conn, name) is not None:
@@ -315,9 +351,41 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
 
     stored = await ctx.services.write(write)
     if stored is None:
-        raise CommandError(f"a rule named {name} exists; change it with `/rule edit {name} …`")
+        raise Conflict(f"a rule named {name} exists; change it with `/rule edit {name} …`")
     ctx.services.pipeline.rules_changed()
-    return Reply(title=f"Rule {name} added", lines=_describe(stored))
+    return stored
+
+
+async def edit_rule(ctx: Context, built: Rule, change: str = "edit") -> None:
+    """Overwrite a rule with a checked version of it; the rules apply it at once."""
+    await ctx.services.write(
+        lambda tx: rules_store.edit_rule(tx.conn, built, ctx.who, ctx.now, change=change)
+    )
+    ctx.services.pipeline.rules_changed()
+
+
+async def delete_rule(ctx: Context, found: Rule) -> None:
+    """Remove a rule (the change log keeps it); the rules drop it at once."""
+    await ctx.services.write(lambda tx: rules_store.delete_rule(tx.conn, found, ctx.who, ctx.now))
+    ctx.services.pipeline.rules_changed()
+
+
+async def switch_rule(ctx: Context, found: Rule, enabled: bool) -> bool:
+    """Switch a rule on or off; False when it was so already."""
+    if found.enabled == enabled:
+        return False
+    await edit_rule(ctx, replace(found, enabled=enabled), "enable" if enabled else "disable")
+    return True
+
+
+def would_fire(
+    ctx: Context, rules: Sequence[Rule], text: str, platform: str, at: datetime
+) -> tuple[list[Rule], bool]:
+    """The rules that fire for a message (per-contact limits aside), and whether they are the
+    `rest` rules (none other fired)."""
+    zone = ctx.services.pipeline.rulebook.zone
+    matches = Matcher.build(rules, zone).match(Incoming(text=text, platform=platform, at=at))
+    return (matches.rules, False) if matches.rules else (matches.rest, bool(matches.rest))
 
 
 @rule.sub("list", summary="every rule, one line each", example="/rule list", role=Role.AGENT)
@@ -341,7 +409,7 @@ async def _list(ctx: Context, args: list[str]) -> Reply:
 )
 async def _show(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
-    found = await _named(ctx, " ".join(args))
+    found = await named_rule(ctx, " ".join(args))
     changes = await ctx.services.read(lambda conn: rules_store.history(conn, found.id))
     lines = list(_describe(found))
     lines.extend(f"{change} by {by} on {at:%Y-%m-%d %H:%M} UTC" for change, by, at in changes)
@@ -357,7 +425,7 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
 )
 async def _edit(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
-    found = await _named(ctx, args[0])
+    found = await named_rule(ctx, args[0])
     if len(args) == 1:
         return Reply(
             title=f"Rule {found.name}",
@@ -366,25 +434,18 @@ async def _edit(ctx: Context, args: list[str]) -> Reply:
         )
     draft = _parse(ctx, args[1:], need_when=False)
     actions = [await _action(ctx, t) for t in draft.actions] if draft.actions else None
-    built = _checked(ctx, _built(draft, found, actions))
-    await _check_targets(ctx, built)
-    await ctx.services.write(lambda tx: rules_store.edit_rule(tx.conn, built, ctx.who, ctx.now))
-    ctx.services.pipeline.rules_changed()
+    built = check_rule(ctx, _built(draft, found, actions))
+    await check_targets(ctx, built)
+    await edit_rule(ctx, built)
     return Reply(title=f"Rule {found.name} changed", lines=_describe(built))
 
 
 async def _switch(ctx: Context, args: list[str], enabled: bool) -> Reply:
     ctx.need(args, 1)
-    found = await _named(ctx, " ".join(args))
-    if found.enabled == enabled:
+    found = await named_rule(ctx, " ".join(args))
+    if not await switch_rule(ctx, found, enabled):
         return Reply(title=f"Rule {found.name} is {'enabled' if enabled else 'disabled'} already")
-    changed = replace(found, enabled=enabled)
-    word = "enable" if enabled else "disable"
-    await ctx.services.write(
-        lambda tx: rules_store.edit_rule(tx.conn, changed, ctx.who, ctx.now, change=word)
-    )
-    ctx.services.pipeline.rules_changed()
-    return Reply(title=f"Rule {found.name} {word}d")
+    return Reply(title=f"Rule {found.name} {'enable' if enabled else 'disable'}d")
 
 
 @rule.sub(
@@ -418,9 +479,8 @@ async def _disable(ctx: Context, args: list[str]) -> Reply:
 )
 async def _delete(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
-    found = await _named(ctx, " ".join(args))
-    await ctx.services.write(lambda tx: rules_store.delete_rule(tx.conn, found, ctx.who, ctx.now))
-    ctx.services.pipeline.rules_changed()
+    found = await named_rule(ctx, " ".join(args))
+    await delete_rule(ctx, found)
     return Reply(title=f"Rule {found.name} deleted")
 
 
@@ -450,13 +510,12 @@ async def _test(ctx: Context, args: list[str]) -> Reply:
     text = " ".join(words)
     rules = await ctx.services.read(rules_store.all_rules)
     zone = ctx.services.pipeline.rulebook.zone
-    matches = Matcher.build(rules, zone).match(Incoming(text=text, platform=platform, at=at))
-    chosen = matches.rules or matches.rest
+    chosen, rest = would_fire(ctx, rules, text, platform, at)
     when = f"{at.astimezone(zone):%a %Y-%m-%d %H:%M} {zone.key}"
     if not chosen:
         return Reply(title=f"No rule fires for this message on {platform} ({when})")
     lines = [
-        f"`{r.name}`{' (rest)' if not matches.rules else ''}: "
+        f"`{r.name}`{' (rest)' if rest else ''}: "
         + ", ".join(describe(a) for a in r.actions)
         + (f"; limit {_limit(r)} per contact" if r.limit != "always" else "")
         for r in chosen
@@ -494,12 +553,12 @@ def _when(r: Rule) -> str:
     if r.start and r.end:
         what += f", {r.start:%H:%M}-{r.end:%H:%M}"
     if r.weekdays != frozenset(range(7)):
-        what += ", " + ",".join(_DAYS[d] for d in sorted(r.weekdays))
+        what += ", " + ",".join(DAYS[d] for d in sorted(r.weekdays))
     return what
 
 
 def _action_line(action: Action) -> str:
-    word = next(w for w, k in ACTION_WORDS.items() if k == action.kind)
+    word = action_word(action)
     shown = action.target or action.text or ""
     if action.kind == "autoAnswerMedia":
         shown = f"file #{action.media_id}"
@@ -522,7 +581,7 @@ KEYWORD_CHOICES = (
     ("always", "every message"),
     ("rest", "when no other rule fires"),
 )
-DAY_CHOICES = tuple((d, d.capitalize()) for d in _DAYS)
+DAY_CHOICES = tuple((d, d.capitalize()) for d in DAYS)
 
 
 def rule_form(command_line: str, current: Rule | None) -> Form:
@@ -587,7 +646,7 @@ def rule_form(command_line: str, current: Rule | None) -> Form:
             blank="any" if current else None,
         )
     )
-    days = tuple(_DAYS[d] for d in sorted(current.weekdays)) if current else None
+    days = tuple(DAYS[d] for d in sorted(current.weekdays)) if current else None
     fields.append(
         FormField(
             key="days",

@@ -25,7 +25,7 @@ async def _shorten(ctx: Context, args: list[str]) -> Reply:
         raise ctx.usage("give one link (a link has no spaces)")
     url = typed_url(args[0])
     try:
-        short = await _links(ctx).shorten(url, by=ctx.who)
+        short = await short_links(ctx).shorten(url, by=ctx.who)
     except ValueError as exc:
         raise ctx.usage(str(exc)) from None
     return Reply(
@@ -67,7 +67,8 @@ def typed_url(word: str) -> str:
     return word
 
 
-def _links(ctx: Context) -> ShortLinks:
+def short_links(ctx: Context) -> ShortLinks:
+    """The bridge's short links, for commands and the API (they need `[bridge] public_url`)."""
     settings = ctx.services.settings
     if not settings.bridge.public_url:
         raise CommandError("Short links need the bridge's public address: set [bridge] public_url")

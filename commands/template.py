@@ -102,15 +102,37 @@ async def _send(ctx: Context, args: list[str]) -> Reply:
     language = template_language(ctx, lang_word) if lang_word else None
     params = args[1:]
     conversation, contact = await thread_contact(ctx)
+    ref = ctx.request.ref
+    if ref is None:
+        raise CommandError("A template is sent from a message in the thread; type it there")
+    call, text = await prepare_template(ctx, name, language, params, contact)
+    await ctx.services.pipeline.staff_send(
+        conversation,
+        surface=ctx.request.surface,
+        ref=ref,
+        author=ctx.who,
+        text=text,
+        template=call,
+    )
+    # Like a reply, the delivery marks show on the command's own message.
+    return Reply()
+
+
+async def prepare_template(
+    ctx: Context,
+    name: str,
+    language: str | None,
+    params: Sequence[str],
+    contact: ContactRecord,
+) -> tuple[TemplateCall, str]:
+    """The template call for a contact (the stored template, else WhatsApp's approved one),
+    with its parameters checked, and its text as the customer reads it."""
     if contact.platform != WHATSAPP:
         shown = PLATFORM_NAMES.get(contact.platform, contact.platform)
         raise CommandError(
             f"Templates are a WhatsApp feature; this customer writes on {shown}, where a normal"
             " reply in this thread works"
         )
-    ref = ctx.request.ref
-    if ref is None:
-        raise CommandError("A template is sent from a message in the thread; type it there")
     language, body = await _choose(ctx, name, language, contact)
     for param in params:
         # WhatsApp refuses empty parameters and ones with line breaks or tabs (error 132018).
@@ -124,16 +146,7 @@ async def _send(ctx: Context, args: list[str]) -> Reply:
                 " (quote a parameter that has spaces)"
             )
     text = fill(body, params) if body else f"[template {name}:{language}] " + " | ".join(params)
-    await ctx.services.pipeline.staff_send(
-        conversation,
-        surface=ctx.request.surface,
-        ref=ref,
-        author=ctx.who,
-        text=text,
-        template=TemplateCall(name=name, language=language, params=tuple(params)),
-    )
-    # Like a reply, the delivery marks show on the command's own message.
-    return Reply()
+    return TemplateCall(name=name, language=language, params=tuple(params)), text
 
 
 @template.sub(

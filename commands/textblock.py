@@ -57,7 +57,7 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
     block = await ctx.services.read(lambda conn: catalog.text_block(conn, name))
     if block is None:
         return await _unknown(ctx, name)
-    used = sorted({p.upper() for p in _PLACEHOLDER.findall(block.body)})
+    used = placeholders_used(block.body)
     return Reply(
         title=f"Text block {name}",
         fields=(
@@ -78,17 +78,7 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
 async def _add(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 2)
     name = block_name(ctx, args[0])
-    body = " ".join(args[1:]).strip()
-    if not body:
-        raise ctx.usage("the text is missing")
-    if len(body) > TEXT_LIMIT:
-        raise ctx.usage(f"the text has {len(body)} characters; at most {TEXT_LIMIT} fit a message")
-    unknown = sorted({p for p in _PLACEHOLDER.findall(body) if p.upper() not in PLACEHOLDERS})
-    if unknown:
-        known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
-        raise ctx.usage(
-            f"unknown placeholder {', '.join(f'{{{p}}}' for p in unknown)}; known are {known}"
-        )
+    body = check_text(ctx, " ".join(args[1:]))
     created = await ctx.services.write(
         lambda tx: catalog.save_text_block(tx.conn, name, body, ctx.who, ctx.now)
     )
@@ -160,6 +150,27 @@ def block_name(ctx: Context, word: str) -> str:
             " (at most 64)"
         )
     return name
+
+
+def check_text(ctx: Context, text: str) -> str:
+    """A text block's text, trimmed, if it fits a message and uses known placeholders only."""
+    body = text.strip()
+    if not body:
+        raise ctx.usage("the text is missing")
+    if len(body) > TEXT_LIMIT:
+        raise ctx.usage(f"the text has {len(body)} characters; at most {TEXT_LIMIT} fit a message")
+    unknown = sorted({p for p in _PLACEHOLDER.findall(body) if p.upper() not in PLACEHOLDERS})
+    if unknown:
+        known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+        raise ctx.usage(
+            f"unknown placeholder {', '.join(f'{{{p}}}' for p in unknown)}; known are {known}"
+        )
+    return body
+
+
+def placeholders_used(body: str) -> list[str]:
+    """The placeholders a text block uses, in capitals, each once, sorted."""
+    return sorted({p.upper() for p in _PLACEHOLDER.findall(body)})
 
 
 def fill(body: str, contact: ContactRecord, *, agent: str, today: date) -> str:

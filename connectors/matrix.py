@@ -34,6 +34,7 @@ from nio import (
     ErrorResponse,
     JoinError,
     LoginResponse,
+    LogoutResponse,
     RoomRedactResponse,
     RoomSendResponse,
     SyncError,
@@ -65,6 +66,7 @@ from bridge.types import (
     ThreadRef,
 )
 from commands.base import Reply, Request
+from connectors.wire import storable
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +218,8 @@ def parse_event(
     event_id = event.get("event_id")
     if not isinstance(sender, str) or not isinstance(event_id, str) or sender == own_user:
         return None
+    if not storable(event):
+        return None  # a lone surrogate: no text (and no homeserver) takes it
     if puppets and sender.startswith(puppets):
         return None
     content = event.get("content")
@@ -235,12 +239,13 @@ def parse_event(
     rel_type, target = relation.get("rel_type"), relation.get("event_id")
     if rel_type == "m.replace":
         new = content.get("m.new_content")
-        if not isinstance(target, str) or not isinstance(new, dict):
+        new_body = new.get("body", "") if isinstance(new, dict) else None
+        if not isinstance(target, str) or not isinstance(new_body, str):
             return None
         return StaffEdit(
             surface=MATRIX,
             ref=StaffMessageRef(f"{room}/{target}"),
-            text=str(new.get("body", "")),
+            text=new_body,
         )
     body = content.get("body")
     msgtype = content.get("msgtype")
@@ -279,21 +284,25 @@ def parse_event(
         text = body if filename and filename != body else ""
     elif msgtype not in ("m.text", "m.emote"):
         return None
-    stamp = event.get("origin_server_ts")
-    at = (
-        datetime.fromtimestamp(stamp / 1000, UTC)
-        if isinstance(stamp, int) and not isinstance(stamp, bool)
-        else datetime.now(UTC)
-    )
     return StaffMessage(
         surface=MATRIX,
         thread=thread,
         ref=ref,
         author=StaffUserId(sender),
         text=text,
-        at=at,
+        at=_sent_at(event.get("origin_server_ts")),
         attachments=attachments,
     )
+
+
+def _sent_at(stamp: Any) -> datetime:
+    """An event's origin_server_ts (milliseconds); now when it is no time a datetime holds."""
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        try:
+            return datetime.fromtimestamp(stamp / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    return datetime.now(UTC)
 
 
 # -- rendering (pure) ------------------------------------------------------------------------
@@ -492,6 +501,23 @@ class MatrixSurface:
         if not self.appservice and self._sync_task is None:
             self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
 
+    async def probe(self) -> str:
+        """A harmless authenticated call (whoami) for `run.py check`: who the bot is.
+
+        With a password instead of a token, the check logs in and out again."""
+        fresh = not self.client.access_token
+        await self._ready()
+        try:
+            who = await _checked(self.client.whoami(), WhoamiResponse)
+        finally:
+            if fresh:
+                await _checked(self.client.logout(), LogoutResponse)
+        if who.user_id != self.user_id:
+            raise PermanentError(
+                "M_FORBIDDEN", f"the token belongs to {who.user_id}, not to {self.user_id}"
+            )
+        return f"{who.user_id} on {self._homeserver} ({self.settings.mode} mode)"
+
     async def stop(self) -> None:
         """Stop syncing (the shared HTTP session is closed by the app)."""
         await self.stop_loop()
@@ -649,10 +675,12 @@ class MatrixSurface:
         room = event.get("room_id")
         if not isinstance(room, str) or room not in self.rooms:
             return
+        content = event.get("content")
         if (
             event.get("type") == "m.room.member"
             and event.get("state_key") == self.user_id
-            and (event.get("content") or {}).get("membership") == "invite"
+            and isinstance(content, Mapping)
+            and content.get("membership") == "invite"
         ):
             await self._join(room)  # invited into a room of the settings: go in
             return

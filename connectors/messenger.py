@@ -67,6 +67,7 @@ from connectors.wire import (
     opt_str,
     retry_after,
     split_text,
+    storable,
     unreachable,
 )
 
@@ -157,6 +158,9 @@ def parse_webhook(payload: Any, pages: Collection[str]) -> list[InboundEvent]:
         raise BadRequest(msg)
     if payload.get("object") != "page":
         msg = "the webhook object is not 'page'"
+        raise BadRequest(msg)
+    if not storable(payload):
+        msg = "the webhook holds a lone surrogate, which is no text"
         raise BadRequest(msg)
     entries = payload.get("entry")
     if not isinstance(entries, list):
@@ -621,6 +625,24 @@ class MessengerConnector(SharedWebhook, FinalSends):
         self._sink = sink
         self._webhook = webhook
         self._messages_url = f"{page.api_base.rstrip('/')}/{quote(page.page_id, safe='')}/messages"
+
+    async def probe(self) -> str:
+        """A harmless authenticated call for `run.py check`: the page's own node."""
+        url = f"{self._page.api_base.rstrip('/')}/{quote(self._page.page_id, safe='')}"
+        try:
+            async with self._http.get(
+                url, params={"fields": "name"}, headers=_auth(self._page), timeout=_CALL_TIMEOUT
+            ) as resp:
+                status = resp.status
+                raw = await resp.read()
+                headers = resp.headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable("messenger", "page lookup", exc) from None
+        answer = json_object(raw)
+        if status != 200 or answer is None or "error" in answer:
+            _raise_for(status, answer or {}, headers)
+        name = opt_str(answer, "name")
+        return f"page {name}" if name else f"page {self._page.page_id}"
 
     # ------------------------------------------------------------------ outbound
 

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NoReturn
@@ -61,12 +61,14 @@ from commands.base import Reply, Request
 from connectors.slack_blocks import (
     ACTION_PREFIX,
     FORM_CALLBACK,
+    NotOurForm,
     card_actions,
     form_view,
     mrkdwn,
     reply_blocks,
     submitted,
 )
+from connectors.wire import int_or_none, opt_str, storable
 
 log = logging.getLogger(__name__)
 
@@ -159,56 +161,69 @@ def _media_kind(mimetype: str | None) -> MediaKind:
     )
 
 
+def _string(obj: Any, *keys: str) -> str:
+    """The string at obj[key][key]…; "" where a step is missing or not what Slack sends."""
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, Mapping) else None
+    return obj if isinstance(obj, str) else ""
+
+
 def parse_event(event: Mapping[str, Any]) -> StaffEvent | None:
     """Turn one Slack `message` event into a staff event; None for what the bridge ignores."""
-    if event.get("type") != "message":
+    if event.get("type") != "message" or not storable(event):
         return None
-    channel = str(event.get("channel", ""))
+    channel = _string(event, "channel")
     subtype = event.get("subtype")
     if subtype == "message_changed":
-        inner = event.get("message") or {}
-        if inner.get("bot_id") or not inner.get("ts") or not channel:
+        inner = event.get("message")
+        if not isinstance(inner, Mapping) or inner.get("bot_id"):
+            return None
+        if not _string(inner, "ts") or not channel:
             return None
         return StaffEdit(
             surface=SLACK,
             ref=StaffMessageRef(f"{channel}/{inner['ts']}"),
-            text=unescape(str(inner.get("text", ""))),
+            text=unescape(_string(inner, "text")),
         )
     if subtype == "message_deleted":
-        if not event.get("deleted_ts") or not channel:
+        if not _string(event, "deleted_ts") or not channel:
             return None
         return StaffDelete(surface=SLACK, ref=StaffMessageRef(f"{channel}/{event['deleted_ts']}"))
     if subtype not in (None, "file_share", "thread_broadcast") or event.get("bot_id"):
         return None
-    ts, thread_ts, user = event.get("ts"), event.get("thread_ts"), event.get("user")
+    ts, thread_ts, user = (_string(event, key) for key in ("ts", "thread_ts", "user"))
     if not ts or not thread_ts or thread_ts == ts or not user or not channel:
         return None  # only replies inside threads speak to customers
-    files = tuple(
-        Attachment(
-            kind=_media_kind(f.get("mimetype")),
-            ref=str(f.get("url_private_download") or f.get("url_private")),
-            filename=f.get("name"),
-            mime_type=f.get("mimetype"),
-            size=f.get("size"),
-        )
-        for f in event.get("files") or []
-        if f.get("url_private_download") or f.get("url_private")
-    )
+    files = event.get("files")
     return StaffMessage(
         surface=SLACK,
         thread=ThreadRef(f"{channel}/{thread_ts}"),
         ref=StaffMessageRef(f"{channel}/{ts}"),
-        author=StaffUserId(str(user)),
-        text=unescape(str(event.get("text", ""))),
-        at=_ts_time(str(ts)),
-        attachments=files,
+        author=StaffUserId(user),
+        text=unescape(_string(event, "text")),
+        at=_ts_time(ts),
+        attachments=tuple(_attachments(files if isinstance(files, list) else [])),
     )
+
+
+def _attachments(files: list[Any]) -> Iterator[Attachment]:
+    """The shared files of a message; a file object without a download URL is left out."""
+    for f in files:
+        url = _string(f, "url_private_download") or _string(f, "url_private")
+        if url:
+            yield Attachment(
+                kind=_media_kind(opt_str(f, "mimetype")),
+                ref=url,
+                filename=opt_str(f, "name"),
+                mime_type=opt_str(f, "mimetype"),
+                size=int_or_none(f.get("size")),
+            )
 
 
 def _ts_time(ts: str) -> datetime:
     try:
         return datetime.fromtimestamp(float(ts), UTC)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a number, or no time a datetime holds
         return datetime.now(UTC)
 
 
@@ -324,6 +339,14 @@ class SlackSurface:
             return []
         return [web.post("/slack/events", self._http_entry)]
 
+    async def probe(self) -> str:
+        """A harmless authenticated call (auth.test) for `run.py check`: who the bot is."""
+        try:
+            auth = await self.client.auth_test()
+        except Exception as exc:
+            _raise_for(exc)
+        return f"bot @{auth.get('user')} in team {auth.get('team')} ({auth.get('team_id')})"
+
     async def start(self) -> None:
         """Learn who the bot is (Socket Mode: see start_loop)."""
         try:
@@ -392,7 +415,12 @@ class SlackSurface:
                 return web.json_response({"error": "malformed JSON"}, status=400)
             if not isinstance(parsed, dict):
                 return web.json_response({"error": "malformed event"}, status=400)
-        bolt_request = await to_bolt_request(request)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except (TypeError, AttributeError, KeyError, IndexError):
+            # Bolt reads ids (user, team, channel) out of the body in the shapes Slack sends
+            # and trips over any other, before a listener runs.
+            return web.json_response({"error": "malformed event"}, status=400)
         bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
@@ -498,10 +526,9 @@ class SlackSurface:
     ) -> None:
         """A button on a contact card: run its thread action as the person who pressed it."""
         await ack()
-        container = body.get("container") or {}
-        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-        ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-        user = StaffUserId(str((body.get("user") or {}).get("id", "")))
+        channel = _string(body, "container", "channel_id") or _string(body, "channel", "id")
+        ts = _string(body, "container", "message_ts") or _string(body, "message", "ts")
+        user = StaffUserId(_string(body, "user", "id"))
         if not channel or not ts or not user:
             return
         thread = ThreadRef(f"{channel}/{ts}")
@@ -509,10 +536,10 @@ class SlackSurface:
             surface=SLACK,
             user=user,
             user_name=await self._name_of(user),
-            text=str(action.get("value") or ""),
-            channel=str(channel),
+            text=_string(action, "value"),
+            channel=channel,
             thread=thread,
-            ref=StaffMessageRef(f"{channel}/action:{action.get('action_ts', '')}"),
+            ref=StaffMessageRef(f"{channel}/action:{_string(action, 'action_ts')}"),
         )
         reply = await self._commands(request)
         await self._answer_in_thread(thread, reply, user, private_failure=True)
@@ -521,7 +548,12 @@ class SlackSurface:
         self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], view: dict[str, Any]
     ) -> None:
         """A submitted form: run the command line it stands for; problems stay in the form."""
-        line, channel, blocks = submitted(view)
+        try:
+            line, channel, blocks = submitted(view)
+        except NotOurForm as exc:
+            log.warning("Slack view submission ignored: %s", exc)
+            await ack()
+            return
         user = StaffUserId(str((body.get("user") or {}).get("id", "")))
         request = Request(
             surface=SLACK,

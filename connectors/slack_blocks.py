@@ -198,9 +198,24 @@ def form_view(form: Form, channel: str | None) -> dict[str, Any]:
     }
 
 
+class NotOurForm(ValueError):
+    """A view submission that is not a form the bridge opened (or was tampered with)."""
+
+
 def submitted(view: dict[str, Any]) -> tuple[str, str | None, list[str]]:
-    """A submitted form view: (command line, channel, block ids)."""
+    """A submitted form view: (command line, channel, block ids); NotOurForm when the view is
+    not in the shape the bridge wrote."""
+    try:
+        return _submitted(view)
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise NotOurForm(f"not a form of the bridge: {exc}") from exc
+
+
+def _submitted(view: dict[str, Any]) -> tuple[str, str | None, list[str]]:
     meta = json.loads(view.get("private_metadata") or "{}")
+    if not isinstance(meta, dict):
+        raise NotOurForm("private_metadata is not an object")
+    channel = meta.get("channel")
     fields = [
         FormField(
             key=spec[0],
@@ -224,4 +239,4 @@ def submitted(view: dict[str, Any]) -> tuple[str, str | None, list[str]]:
         elif kind in ("multi_static_select", "checkboxes"):
             values[block_id] = [o.get("value", "") for o in action.get("selected_options") or []]
     line = form_line(str(meta.get("command", "")), fields, values)
-    return line, meta.get("channel"), [f.key for f in fields]
+    return line, channel if isinstance(channel, str) else None, [f.key for f in fields]

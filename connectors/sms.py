@@ -60,6 +60,7 @@ from connectors.wire import (
     hand_over,
     int_or_none,
     json_object,
+    opt_str,
     retry_after,
     split_text,
     unreachable,
@@ -514,6 +515,26 @@ class SmsConnector(SharedWebhook, FinalSends):
         self._auth = aiohttp.BasicAuth(account.account_sid, account.auth_token.get_secret_value())
         base = account.api_base.rstrip("/")
         self._messages_url = f"{base}/{API_VERSION}/Accounts/{account.account_sid}/Messages.json"
+
+    async def probe(self) -> str:
+        """A harmless authenticated call for `run.py check`: the Twilio account itself."""
+        settings = self._settings
+        url = f"{settings.api_base.rstrip('/')}/{API_VERSION}/Accounts/{settings.account_sid}.json"
+        try:
+            async with self._http.get(url, auth=self._auth, timeout=_CALL_TIMEOUT) as resp:
+                status = resp.status
+                headers = resp.headers
+                raw = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable("twilio", "account lookup", exc) from None
+        answer = json_object(raw)
+        if not 200 <= status < 300 or answer is None:
+            _raise_for(status, answer or {}, headers)
+        name = opt_str(answer, "friendly_name") or settings.account_sid
+        state = opt_str(answer, "status")
+        if state is not None and state != "active":
+            raise PermanentError(state, f"the Twilio account {name} is {state}")
+        return f"account {name}"
 
     # ------------------------------------------------------------------ outbound
 

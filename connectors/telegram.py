@@ -56,6 +56,7 @@ from connectors.wire import (
     opt_str,
     prefix_within,
     split_text,
+    storable,
     unreachable,
     utf16_len,
 )
@@ -90,6 +91,9 @@ def parse_update(payload: Mapping[str, Any], account: AccountId) -> InboundEvent
         raise BadRequest(msg)
     if int_or_none(payload.get("update_id")) is None:
         msg = "the update has no integer update_id"
+        raise BadRequest(msg)
+    if not storable(payload):
+        msg = "the update holds a lone surrogate, which is no text"
         raise BadRequest(msg)
     if "message" in payload:
         return _parse_message(payload["message"], account)
@@ -135,7 +139,7 @@ def _parse_edit(raw: Any, account: AccountId) -> InboundEdit | None:
     if text is None:
         return None  # live location updates also arrive as edited_message
     edit_date = int_or_none(message.get("edit_date"))
-    edited_at = date if edit_date is None else datetime.fromtimestamp(edit_date, tz=UTC)
+    edited_at = date if edit_date is None else _moment(edit_date, "edited_message.edit_date")
     return InboundEdit(
         platform=TELEGRAM,
         account=account,
@@ -158,7 +162,16 @@ def _message_head(raw: Any, field: str) -> tuple[Mapping[str, Any], ChatId, int,
     if chat_id is None or message_id is None or date is None:
         msg = f"{field} lacks chat.id, message_id or date"
         raise BadRequest(msg)
-    return raw, ChatId(str(chat_id)), message_id, datetime.fromtimestamp(date, tz=UTC)
+    return raw, ChatId(str(chat_id)), message_id, _moment(date, f"{field}.date")
+
+
+def _moment(seconds: int, field: str) -> datetime:
+    """A Unix time of the update; one no datetime can hold is a malformed update."""
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        msg = f"{field} is out of range"
+        raise BadRequest(msg) from None
 
 
 def _is_private(message: Mapping[str, Any]) -> bool:
@@ -371,6 +384,12 @@ class TelegramConnector:
         await self._call("deleteWebhook", {"drop_pending_updates": False})
         self._poll_task = asyncio.create_task(self._poll_loop(), name="telegram-poll")
         log.info("telegram bot @%s: long polling", self.username)
+
+    async def probe(self) -> str:
+        """A harmless authenticated call (getMe) for `run.py check`: who the bot is."""
+        me = await self._call("getMe")
+        username = opt_str(me, "username") if isinstance(me, Mapping) else None
+        return f"bot @{username}" if username else "the bot token was accepted"
 
     async def stop(self) -> None:
         """Stop the polling loop, if any."""

@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -59,6 +59,7 @@ from connectors.wire import (
     opt_str,
     retry_after,
     split_text,
+    storable,
     unreachable,
     utf16_len,
 )
@@ -174,6 +175,9 @@ ERROR_WORDS: Mapping[int, str] = {
 # customer; app (4) and WABA (80007) limits are per hour; the spam limit needs a long pause.
 _RATE_LIMITS: Mapping[int, float] = {130429: 1.0, 131056: 6.0, 4: 60.0, 80007: 60.0, 131048: 300.0}
 _TRANSIENT_CODES = frozenset({1, 2, 131000, 131016, 131057, 133004})
+# Numbers sent as text: ASCII digits only ("²".isdigit() is true, int("²") fails) and few of them.
+_MAX_DIGITS = 20
+_DIGITS = re.compile(rf"[0-9]{{1,{_MAX_DIGITS}}}")
 _DEFAULT_RETRY = 60.0
 
 
@@ -184,6 +188,9 @@ def parse_webhook(payload: Any, accounts: Collection[str]) -> list[InboundEvent]
     """Turn one Cloud API webhook body into bridge events for the numbers in `accounts`."""
     if not isinstance(payload, Mapping) or payload.get("object") != "whatsapp_business_account":
         msg = "not a whatsapp_business_account webhook"
+        raise BadRequest(msg)
+    if not storable(payload):
+        msg = "the webhook holds a lone surrogate, which is no text"
         raise BadRequest(msg)
     entries = payload.get("entry")
     if not isinstance(entries, list):
@@ -428,7 +435,7 @@ def _error_words(error: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The code (as text) and a reason for staff from a Cloud API error object."""
     raw_code = error.get("code")
     number = int_or_none(raw_code)
-    if number is None and isinstance(raw_code, str) and raw_code.isdigit():
+    if number is None and isinstance(raw_code, str) and _DIGITS.fullmatch(raw_code):
         number = int(raw_code)
     code = str(number) if number is not None else None
     words = ERROR_WORDS.get(number) if number is not None else None
@@ -446,6 +453,9 @@ def _timestamp(value: Any, what: str) -> datetime:
     """A Cloud API timestamp: epoch seconds as a string (integers are taken too)."""
     seconds: int | None = None
     if isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > _MAX_DIGITS:  # int() refuses thousands of digits with a ValueError
+            msg = f"{what} has an impossible timestamp"
+            raise BadRequest(msg)
         seconds = int(value)
     elif int_or_none(value) is not None:
         seconds = value
@@ -594,6 +604,18 @@ class WhatsAppConnector(SharedWebhook, FinalSends):
         self._webhook = webhook
         self._base = account.api_base.rstrip("/")
         self._auth = {"Authorization": f"Bearer {account.access_token.get_secret_value()}"}
+
+    async def probe(self) -> str:
+        """A harmless authenticated call for `run.py check`: the phone number's own node."""
+        node = quote(self._settings.phone_number_id, safe="")
+        answer = await self._call(
+            "GET",
+            f"{self._base}/{node}",
+            params={"fields": "display_phone_number,verified_name"},
+        )
+        number = opt_str(answer, "display_phone_number") or self._settings.phone_number_id
+        name = opt_str(answer, "verified_name")
+        return f"number {number}" + (f" ({name})" if name else "")
 
     # ------------------------------------------------------------------ outbound
 

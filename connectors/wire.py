@@ -47,6 +47,19 @@ def json_object(raw: bytes) -> Mapping[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def storable(value: Any) -> bool:
+    """Whether every text in a decoded JSON value is one UTF-8, and so a database, can hold.
+
+    JSON's `\\ud800` escapes decode to lone surrogates, which no UTF-8 text carries: a body
+    with one is malformed, however it was signed.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
+
+
 def aware(moment: datetime) -> datetime:
     """The moment itself, taken as UTC when it carries no time zone."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

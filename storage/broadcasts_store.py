@@ -152,6 +152,26 @@ def latest(conn: Connection, limit: int = 20) -> list[BroadcastRecord]:
     return [_record(r) for r in rows]
 
 
+def page(conn: Connection, *, after: int | None, limit: int) -> list[BroadcastRecord]:
+    """Broadcasts by id, oldest first, from after the id `after`."""
+    query = select(broadcasts).order_by(broadcasts.c.id).limit(limit)
+    if after is not None:
+        query = query.where(broadcasts.c.id > after)
+    return [_record(r) for r in conn.execute(query)]
+
+
+def handled(conn: Connection, broadcast_ids: Sequence[int]) -> dict[int, int]:
+    """Per broadcast, how many recipients have an outcome (sent, failed, skipped…)."""
+    if not broadcast_ids:
+        return {}
+    rows = conn.execute(
+        select(broadcast_sends.c.broadcast_id, func.count())
+        .where(broadcast_sends.c.broadcast_id.in_(list(broadcast_ids)))
+        .group_by(broadcast_sends.c.broadcast_id)
+    )
+    return {int(broadcast_id): int(n) for broadcast_id, n in rows}
+
+
 def change(conn: Connection, broadcast_id: int, **values: Any) -> None:
     """Set columns of a broadcast (state, times, progress_ref, cursor…)."""
     conn.execute(update(broadcasts).where(broadcasts.c.id == broadcast_id).values(**values))

@@ -61,3 +61,26 @@ def is_member(conn: Connection, channel_id: int, contact_id: int) -> bool:
         )
     ).first()
     return row is not None
+
+
+def members_after(
+    conn: Connection, channel_id: int, *, after: int | None, limit: int
+) -> list[MemberRecord]:
+    """A channel's current members by contact id, those after contact `after`."""
+    where = [members.c.channel_id == channel_id, members.c.left_at.is_(None)]
+    if after is not None:
+        where.append(members.c.contact_id > after)
+    rows = conn.execute(
+        select(
+            contacts.c.id,
+            contacts.c.platform,
+            contacts.c.display_name,
+            members.c.source,
+            members.c.joined_at,
+        )
+        .join(contacts, contacts.c.id == members.c.contact_id)
+        .where(*where)
+        .order_by(members.c.contact_id)
+        .limit(limit)
+    )
+    return [MemberRecord(ContactId(r[0]), r[1], r[2], r[3], r[4]) for r in rows]

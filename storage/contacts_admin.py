@@ -23,7 +23,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
-from storage import shortlinks, subscriptions
+from storage import api_keys, shortlinks, subscriptions
 from storage.queries import early_key
 from storage.tables import (
     blacklist,
@@ -135,9 +135,8 @@ def _looks_like_number(text: str) -> bool:
     return bool(re.fullmatch(r"\+?[\d\s().\-/]+", text)) and len(digits(text)) >= 3
 
 
-def find_contacts(conn: Connection, text: str, limit: int = FIND_LIMIT) -> list[ContactLine]:
-    """Contacts whose name or username contains `text`, or whose chat id contains its digits;
-    most recently seen first (ask for one more than you show to know whether there are more)."""
+def _search(text: str) -> ColumnElement[bool]:
+    """Name or username contains `text`, or the chat id contains its digits."""
     c = contacts.c
     handle = text.lstrip("@")
     conditions = [c.display_name.icontains(text, autoescape=True)]
@@ -145,7 +144,49 @@ def find_contacts(conn: Connection, text: str, limit: int = FIND_LIMIT) -> list[
         conditions.append(c.username.icontains(handle, autoescape=True))
     if _looks_like_number(text):
         conditions.append(c.chat_id.contains(digits(text), autoescape=True))
-    return _lines(conn, or_(*conditions), limit)
+    return or_(*conditions)
+
+
+def find_contacts(conn: Connection, text: str, limit: int = FIND_LIMIT) -> list[ContactLine]:
+    """Contacts whose name or username contains `text`, or whose chat id contains its digits;
+    most recently seen first (ask for one more than you show to know whether there are more)."""
+    return _lines(conn, _search(text), limit)
+
+
+def contact_page(
+    conn: Connection,
+    *,
+    text: str | None = None,
+    platform: str | None = None,
+    channel_id: int | None = None,
+    after: int | None = None,
+    limit: int,
+) -> list[ContactLine]:
+    """Contacts by id (those after `after`), optionally matching `text` as `find_contacts`
+    does, on one platform, or subscribed to a channel right now."""
+    c = contacts.c
+    where: list[ColumnElement[bool]] = []
+    if text:
+        where.append(_search(text))
+    if platform is not None:
+        where.append(c.platform == platform)
+    if channel_id is not None:
+        where.append(
+            c.id.in_(
+                select(members.c.contact_id).where(
+                    members.c.channel_id == channel_id, members.c.left_at.is_(None)
+                )
+            )
+        )
+    if after is not None:
+        where.append(c.id > after)
+    rows = conn.execute(
+        select(c.id, c.platform, c.account, c.chat_id, c.display_name, c.username, c.last_seen)
+        .where(*where)
+        .order_by(c.id)
+        .limit(limit)
+    )
+    return [_line(r) for r in rows]
 
 
 def resolve_contact(conn: Connection, who: str) -> list[ContactLine]:
@@ -522,5 +563,6 @@ def erase_contact(conn: Connection, contact_id: int) -> Erased | None:
     )
     conn.execute(delete(conversations).where(conversations.c.contact_id == contact_id))
     subscriptions.forget_contacts(conn, [contact_id])
+    api_keys.forget_contact_answers(conn, contact_id)
     conn.execute(delete(contacts).where(contacts.c.id == contact_id))
     return Erased(counts=counted, threads=gone)

@@ -19,11 +19,15 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
@@ -34,6 +38,19 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 LOCK_WAIT = 30.0  # seconds a shared SQLite writer waits for the other process's lock
 MIGRATIONS = Path(__file__).parent / "migrations"
+# PostgreSQL: the advisory lock migrations hold, so that processes starting together against one
+# database migrate one after the other (the later ones find the schema at head).
+MIGRATION_LOCK = 0x62726467  # "brdg"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """Where a database's schema stands against this version's migrations."""
+
+    current: str | None  # the database's revision; None: no schema yet
+    head: str  # the newest revision this version knows
+    pending: tuple[str, ...]  # revisions still to apply, oldest first
+    known: bool  # False: the database is at a revision this version does not know (newer)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -90,15 +107,32 @@ class Database:
             self.sync_writer = None
             self.shared = shared
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic).
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest revision (Alembic), or up to `revision`.
 
         SQLite migrates with its foreign keys off: a migration that rebuilds a table (SQLite
         alters little in place) drops the old copy, and with the keys on that would cascade
         into every table that refers to it. The references are checked before the commit."""
+        await self._alembic(partial(_upgrade, revision=revision))
+
+    async def downgrade(self, revision: str) -> None:
+        """Take the schema back to `revision` ("base": no tables); newer tables' data is lost."""
+        await self._alembic(partial(_downgrade, revision=revision))
+
+    async def schema_state(self) -> SchemaState:
+        """The database's revision against this version's migrations; changes nothing."""
+        async with self.read() as conn:
+            return await conn.run_sync(_schema_state)
+
+    async def _alembic(self, step: Callable[[Connection], None]) -> None:
+        """Run an Alembic command in one transaction (see `migrate`)."""
         if self.dialect != "sqlite":
             async with self.write_engine.begin() as conn:
-                await conn.run_sync(_upgrade)
+                # Held until the commit: a second process waits here, then finds nothing to do.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
+                await conn.run_sync(step)
             return
         async with self.write_engine.connect() as conn:
             # Outside a transaction: SQLite ignores this pragma inside one.
@@ -107,7 +141,7 @@ class Database:
                 # Begun explicitly: the driver would only begin at the first INSERT or UPDATE,
                 # leaving the DDL before it outside the transaction, not undone by a rollback.
                 await conn.exec_driver_sql("BEGIN")
-                await conn.run_sync(_upgrade)
+                await conn.run_sync(step)
                 broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
                 if broken:
                     msg = f"the migration left rows without the rows they refer to: {broken[:5]}"
@@ -184,8 +218,33 @@ def _is_busy(exc: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _upgrade(connection: Connection) -> None:
+def _config(connection: Connection | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection, revision: str = "head") -> None:
+    command.upgrade(_config(connection), revision)
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    command.downgrade(_config(connection), revision)
+
+
+def _schema_state(connection: Connection) -> SchemaState:
+    script = ScriptDirectory.from_config(_config())
+    head = script.get_current_head()
+    if head is None:
+        msg = "no migrations found"
+        raise RuntimeError(msg)
+    # walk_revisions goes from the head down; the history is one line, no branches.
+    order = [r.revision for r in reversed(list(script.walk_revisions()))]
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return SchemaState(None, head, tuple(order), True)
+    if current not in order:
+        return SchemaState(current, head, (), False)
+    return SchemaState(current, head, tuple(order[order.index(current) + 1 :]), True)

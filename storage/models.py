@@ -335,14 +335,16 @@ class RuleRow(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     keyword_type: Mapped[str] = mapped_column(String(16))
     pattern: Mapped[str | None] = mapped_column(Text)
-    platforms: Mapped[str] = mapped_column(String(128), default="")  # comma-separated
+    # Comma-separated platform names; empty: every platform.
+    platforms: Mapped[str] = mapped_column(String(128), default="", server_default="")
     start_time: Mapped[str | None] = mapped_column(String(5))  # HH:MM in the rule zone
     end_time: Mapped[str | None] = mapped_column(String(5))
-    weekdays: Mapped[str] = mapped_column(String(7), default="0123456")  # 0 = Monday
-    limit_type: Mapped[str] = mapped_column(String(8), default="always")
+    # The weekdays the rule is valid on, 0 = Monday.
+    weekdays: Mapped[str] = mapped_column(String(7), default="0123456", server_default="0123456")
+    limit_type: Mapped[str] = mapped_column(String(8), default="always", server_default="always")
     limit_seconds: Mapped[int | None] = mapped_column(Integer)
-    priority: Mapped[int] = mapped_column(Integer, default=0)
-    enabled: Mapped[bool] = mapped_column(default=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
     actions: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -375,7 +377,7 @@ class RuleFiring(Base):
     contact_id: Mapped[int] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
     )
-    count: Mapped[int] = mapped_column(Integer, default=0)
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -416,11 +418,11 @@ class BroadcastRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Expansion into the outbox: the last contact id queued, and how many were queued.
-    cursor: Mapped[int] = mapped_column(Id, default=0)
-    queued: Mapped[int] = mapped_column(Integer, default=0)
-    expanded: Mapped[bool] = mapped_column(default=False)
+    cursor: Mapped[int] = mapped_column(Id, default=0, server_default="0")
+    queued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    expanded: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Where the text is also posted publicly ("facebook", "x"); empty: nowhere.
-    publish: Mapped[list[str]] = mapped_column(JSON, default=list)
+    publish: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class BroadcastPost(Base):

@@ -94,6 +94,12 @@ def rule_named(conn: Connection, name: str) -> Rule | None:
     return None
 
 
+def rule_by_id(conn: Connection, rule_id: int) -> Rule | None:
+    """One rule by its id."""
+    row = conn.execute(select(rules).where(rules.c.id == rule_id)).first()
+    return _rule(row) if row is not None else None
+
+
 def rule_meta(conn: Connection, rule_id: int) -> tuple[str, datetime, str, datetime] | None:
     """(created_by, created_at, updated_by, updated_at) of a rule."""
     row = conn.execute(

@@ -184,6 +184,14 @@ def latest_links(conn: Connection, limit: int = 20) -> list[LinkStats]:
     return _stats(conn, [_link(r) for r in rows])
 
 
+def links_after(conn: Connection, *, after: int | None, limit: int) -> list[LinkStats]:
+    """Links by id, oldest first, from after the id `after`, with their clicks."""
+    query = select(short_links).order_by(short_links.c.id).limit(limit)
+    if after is not None:
+        query = query.where(short_links.c.id > after)
+    return _stats(conn, [_link(r) for r in conn.execute(query)])
+
+
 def count_links(conn: Connection) -> int:
     """How many short links there are."""
     return int(conn.execute(select(func.count()).select_from(short_links)).scalar_one())

@@ -97,6 +97,12 @@ def channel_by_name(conn: Connection, name: str) -> ChannelRecord | None:
     return _channel(row) if row is not None else None
 
 
+def channel_by_id(conn: Connection, channel_id: int) -> ChannelRecord | None:
+    """A channel by its id."""
+    row = conn.execute(select(channels).where(channels.c.id == channel_id)).first()
+    return _channel(row) if row is not None else None
+
+
 def channels_by_keyword(
     conn: Connection,
 ) -> tuple[dict[str, ChannelRecord], dict[str, ChannelRecord]]:

@@ -627,6 +627,27 @@ async def test_a_malformed_update_is_skipped_and_confirmed(conn, fake, sink):
     await eventually(lambda: not fake.pending_updates)
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("date", 10**20), ("date", -(10**12)), ("text", "half an emoji \ud83d")],
+    ids=["far-future", "far-past", "lone-surrogate"],
+)
+async def test_an_update_with_an_impossible_date_or_text_is_skipped_and_confirmed(
+    conn, fake, sink, field, value
+):
+    # Such an update used to raise past the poller (or fail in storage): it was never
+    # confirmed, and getUpdates served it again and again, ahead of every later update.
+    poisoned = fake.text_update(4242, "first")
+    poisoned["message"][field] = value
+    fake.push(poisoned)
+    fake.push(fake.text_update(4242, "fine"))
+    await conn.start()
+    await conn.start_loop()
+    await eventually(lambda: sink.events)
+    assert [e.text for e in sink.events] == ["fine"]
+    await eventually(lambda: not fake.pending_updates)
+
+
 async def test_polling_survives_errors_and_waits_out_a_429(conn, fake, sink):
     fake.fail_next("getUpdates", 502, "Bad Gateway", times=2)
     fake.fail_next("getUpdates", 429, "Too Many Requests: retry after 1", retry_after=1)

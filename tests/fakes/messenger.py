@@ -411,6 +411,8 @@ class FakeMessenger(MetaFake):
             self._check_token(request, {})
         except GraphError as exc:
             return exc.response()
+        if psid in self.page_ids:  # the page's own node: what a token check reads
+            return web.json_response({"name": f"Test Page {psid}", "id": psid})
         self.profile_lookups.append(psid)
         if self.profile_delay:
             await asyncio.sleep(self.profile_delay)

@@ -176,6 +176,7 @@ class FakeTwilio(FakeServer):
     def app(self) -> web.Application:
         """The Messages resource and the Media resource of the REST API."""
         app = web.Application()
+        app.router.add_get("/2010-04-01/Accounts/{account}.json", self._get_account)
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
         app.router.add_get(
             "/2010-04-01/Accounts/{account}/Messages/{message}/Media/{media}", self._get_media
@@ -442,6 +443,22 @@ class FakeTwilio(FakeServer):
             "to": record["To"],
             "uri": f"{uri}.json",
         }
+
+    async def _get_account(self, request: web.Request) -> web.Response:
+        """The Account resource: what a credentials check reads."""
+        try:
+            self._authenticate(request)
+        except _TwilioError as exc:
+            return exc.response()
+        return web.json_response(
+            {
+                "sid": self.account_sid,
+                "friendly_name": "Test Account",
+                "status": "active",
+                "type": "Full",
+                "uri": f"/{API_VERSION}/Accounts/{self.account_sid}.json",
+            }
+        )
 
     async def _get_media(self, request: web.Request) -> web.StreamResponse:
         try:

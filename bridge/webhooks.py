@@ -1,0 +1,355 @@
+"""Outgoing webhooks: events for a CRM, queued with what caused them, POSTed signed.
+
+The pipeline and the broadcasts call `WebhookEvents` inside the writer's transaction that stores
+the cause (a customer message, a delivery status, an opt-out, a broadcast's summary); it returns
+one outbox row per subscription that wants the event. `WebhookDelivery` is the outbox handler
+that POSTs the event:
+
+    X-Bridge-Signature: sha256=<hex HMAC-SHA256 of "<X-Bridge-Timestamp>.<body>" with the secret>
+
+2xx is delivered; 429 waits for Retry-After; 408, 5xx, timeouts and connection errors are
+retried with the outbox's backoff (for up to 24 hours); any other answer fails the delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from bridge.errors import PermanentError, RateLimited, TransientError, Unreachable
+from bridge.types import ContactId, ConversationId, InboundMessage, MessageId
+from storage import Completion, ContactRecord, Database, Job, NewJob, Tx
+from storage import webhooks_store as store
+from storage.webhooks_store import ActiveWebhooks, WebhookEvent, WebhookRecord, iso
+
+log = logging.getLogger(__name__)
+
+DELIVERY_TIMEOUT_S = 10.0
+# A 429 without a usable Retry-After waits this long; a longer ask is cut to the maximum.
+DEFAULT_RETRY_AFTER_S = 30.0
+MAX_RETRY_AFTER_S = 3600.0
+USER_AGENT = "support-bridge-webhooks/1"
+
+MESSAGE_RECEIVED = "message.received"
+MESSAGE_STATUS = "message.status"
+OPTED_IN = "contact.opted_in"
+OPTED_OUT = "contact.opted_out"
+BROADCAST_FINISHED = "broadcast.finished"
+
+# What an opt-in or opt-out covers: every subscriber channel (newsletters; replies still reach
+# the customer), or the contact as a whole (nothing at all is sent to them).
+SCOPE_CHANNELS = "channels"
+SCOPE_CONTACT = "contact"
+
+BROADCAST_STATES = ("sent", "delivered", "read", "failed", "skipped", "cancelled", "interrupted")
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    """The request body: the event as compact UTF-8 JSON (the signature covers these bytes)."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>` keyed with the secret."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+def retry_after(value: str | None, now: float) -> float:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
+    if not value:
+        return DEFAULT_RETRY_AFTER_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError):
+            return DEFAULT_RETRY_AFTER_S
+    if seconds != seconds:  # NaN
+        return DEFAULT_RETRY_AFTER_S
+    return min(max(seconds, 1.0), MAX_RETRY_AFTER_S)
+
+
+class WebhookEvents:
+    """Turns what the bridge stores into webhook events, queued in the same transaction."""
+
+    # Each method returns the outbox rows to enqueue: none when no subscription wants the
+    # event, which costs a look at the subscriptions cached in memory and nothing else.
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.subscriptions = ActiveWebhooks()
+        self._clock = clock
+
+    def changed(self) -> None:
+        """Subscriptions were changed: read them again before the next event."""
+        self.subscriptions.changed()
+
+    def handlers(self, db: Database, http: aiohttp.ClientSession | None) -> dict[str, Any]:
+        """The outbox handler of deliveries (none without an HTTP session)."""
+        if http is None:
+            return {}
+        return {store.DELIVER: WebhookDelivery(http, db)}
+
+    def emit(self, tx: Tx, event: WebhookEvent) -> list[NewJob]:
+        """One delivery row per active subscription that wants the event."""
+        return store.event_jobs(self.subscriptions.wanting(tx.conn, event.type), event)
+
+    def ping(self, webhook: WebhookRecord, by: str) -> list[NewJob]:
+        """A test event for one subscription, whatever events it asked for."""
+        event = store.ping_event(webhook.id, by=by, at=self._clock())
+        return [store.deliver_job(webhook.id, event)]
+
+    def messages_received(
+        self,
+        tx: Tx,
+        received: Sequence[tuple[MessageId, ConversationId, ContactId, InboundMessage]],
+    ) -> list[NewJob]:
+        """message.received for customer messages just stored."""
+        subscribed = self.subscriptions.wanting(tx.conn, MESSAGE_RECEIVED)
+        if not subscribed or not received:
+            return []
+        now = self._clock()
+        jobs: list[NewJob] = []
+        for message_id, conversation_id, contact_id, m in received:
+            data = {
+                "message_id": int(message_id),
+                "conversation_id": int(conversation_id),
+                "contact_id": int(contact_id),
+                "platform": str(m.platform),
+                "account": str(m.account),
+                "chat_id": str(m.chat_id),
+                "external_id": str(m.external_id),
+                "author": m.profile.display_name,
+                "username": m.profile.username,
+                "text": m.text,
+                "attachments": [
+                    {
+                        "kind": a.kind.value,
+                        "filename": a.filename,
+                        "mime_type": a.mime_type,
+                        "size": a.size,
+                    }
+                    for a in m.attachments
+                ],
+                "sent_at": iso(m.sent_at),
+            }
+            event = WebhookEvent(
+                id=f"{MESSAGE_RECEIVED}:{message_id}",
+                type=MESSAGE_RECEIVED,
+                created_at=now,
+                data=data,
+                contact_id=int(contact_id),
+            )
+            jobs.extend(store.event_jobs(subscribed, event))
+        return jobs
+
+    def message_status(self, tx: Tx, message_id: MessageId, status: str) -> list[NewJob]:
+        """message.status when an outgoing message has just reached `status`."""
+        # Called after the status was written: one that did not move (a late `delivered`
+        # after `read`) is not the message's status now, and makes no event.
+        subscribed = self.subscriptions.wanting(tx.conn, MESSAGE_STATUS)
+        if not subscribed:
+            return []
+        state = store.message_state(tx.conn, message_id)
+        if state is None or state.direction != "out" or state.status != status:
+            return []
+        failed = status == "failed"
+        event = WebhookEvent(
+            id=f"{MESSAGE_STATUS}:{message_id}:{status}",
+            type=MESSAGE_STATUS,
+            created_at=self._clock(),
+            data={
+                "message_id": state.message_id,
+                "conversation_id": state.conversation_id,
+                "contact_id": state.contact_id,
+                "platform": state.platform,
+                "account": state.account,
+                "external_id": state.external_id,
+                "status": status,
+                "code": state.code if failed else None,
+                "reason": state.reason if failed else None,
+            },
+            contact_id=state.contact_id,
+        )
+        return store.event_jobs(subscribed, event)
+
+    def opted(
+        self,
+        tx: Tx,
+        contact: ContactRecord | ContactId,
+        *,
+        opted_in: bool,
+        scope: str,
+        source: str,
+        cause: str,
+        channels: Sequence[int] = (),
+    ) -> list[NewJob]:
+        """contact.opted_in or contact.opted_out; `cause` (what asked for it) makes the id."""
+        kind = OPTED_IN if opted_in else OPTED_OUT
+        subscribed = self.subscriptions.wanting(tx.conn, kind)
+        if not subscribed:
+            return []
+        record = contact if isinstance(contact, ContactRecord) else tx.contact(contact)
+        if record is None:
+            return []
+        event = WebhookEvent(
+            id=f"{kind}:{record.id}:{cause}",
+            type=kind,
+            created_at=self._clock(),
+            data={
+                "contact_id": int(record.id),
+                "platform": str(record.platform),
+                "account": str(record.account),
+                "chat_id": str(record.chat_id),
+                "display_name": record.display_name,
+                "username": record.username,
+                "scope": scope,
+                "source": source,
+                "channels": sorted(channels),
+            },
+            contact_id=int(record.id),
+        )
+        return store.event_jobs(subscribed, event)
+
+    def broadcast_finished(
+        self,
+        tx: Tx,
+        *,
+        broadcast_id: int,
+        state: str,
+        queued: int,
+        counts: Mapping[str, Mapping[str, int]],
+        clicks: tuple[int, int],
+        created_by: str,
+        started_at: datetime | None,
+        finished_at: datetime,
+    ) -> list[NewJob]:
+        """broadcast.finished with the summary's figures."""
+        subscribed = self.subscriptions.wanting(tx.conn, BROADCAST_FINISHED)
+        if not subscribed:
+            return []
+        totals = dict.fromkeys(BROADCAST_STATES, 0)
+        for per in counts.values():
+            for name, n in per.items():
+                totals[name] = totals.get(name, 0) + n
+        event = WebhookEvent(
+            id=f"{BROADCAST_FINISHED}:{broadcast_id}",
+            type=BROADCAST_FINISHED,
+            created_at=self._clock(),
+            data={
+                "broadcast_id": broadcast_id,
+                "state": state,
+                "created_by": created_by,
+                "queued": queued,
+                "counts": totals,
+                "platforms": {p: dict(per) for p, per in sorted(counts.items())},
+                "clicks": clicks[0],
+                "clicked_by": clicks[1],
+                "started_at": iso(started_at),
+                "finished_at": iso(finished_at),
+            },
+        )
+        return store.event_jobs(subscribed, event)
+
+
+class WebhookDelivery:
+    """The outbox handler of `webhook.deliver`: POSTs one event, signed, to its subscriber."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        db: Database,
+        *,
+        timeout: float = DELIVERY_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._db = db
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._seconds = timeout
+        self._clock = clock
+
+    def coalesce(self, head: Job, following: Sequence[Job]) -> int:
+        """Every event is a request of its own."""
+        return 0
+
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        """POST the event; raise the outbox's errors for what the receiver answered."""
+        [job] = jobs
+        webhook_id = int(job.payload["webhook"])
+        event: Mapping[str, Any] = job.payload["event"]
+        contact = job.payload.get("contact")
+        # Read at each attempt: a removed webhook gets nothing more, and a contact erased while
+        # the event waited (the dispatcher holds a copy of the row) is not sent to the CRM.
+        hook, erased = await self._db.run_read(
+            lambda conn: (
+                store.get(conn, webhook_id),
+                contact is not None and not store.contact_exists(conn, int(contact)),
+            )
+        )
+        if hook is None or not hook.active:
+            raise PermanentError("removed", f"webhook {webhook_id} was removed")
+        if erased:
+            return Completion([job.id], failed_reason="the contact was erased")
+        body = encode(event)
+        timestamp = str(int(self._clock()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Bridge-Event": str(event["type"]),
+            "X-Bridge-Delivery": str(event["id"]),
+            "X-Bridge-Timestamp": timestamp,
+            "X-Bridge-Signature": signature(hook.secret, timestamp, body),
+        }
+        # The URL stays out of errors and logs: it may carry a token of the receiver's.
+        where = f"webhook {webhook_id}"
+        try:
+            async with self._http.post(
+                hook.url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                wait = response.headers.get("Retry-After")
+        except TimeoutError:
+            raise TransientError(f"{where} did not answer within {self._seconds:g} s") from None
+        except aiohttp.InvalidURL:
+            raise PermanentError("bad_url", f"{where} has a URL that cannot be used") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise Unreachable(f"{where} could not be reached ({type(exc).__name__})") from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"{where}: {type(exc).__name__}") from None
+        if 200 <= status < 300:
+            return Completion([job.id])
+        if status == 429:
+            raise RateLimited(
+                retry_after(wait, self._clock()), f"{where} answered 429", per_recipient=True
+            )
+        if status == 408 or status >= 500:
+            raise TransientError(f"{where} answered HTTP {status}")
+        raise PermanentError(str(status), f"{where} answered HTTP {status}")
+
+    async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
+        """Record the delivery as failed; the receiver does not get this event."""
+        for job in jobs:
+            event = job.payload.get("event") or {}
+            log.warning(
+                "webhook %s: event %s (%s) not delivered: %s",
+                job.payload.get("webhook"),
+                event.get("id"),
+                event.get("type"),
+                error,
+            )
+        return Completion([j.id for j in jobs], failed_reason=str(error))

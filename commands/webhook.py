@@ -1,0 +1,182 @@
+"""`/webhook`: a CRM's URL subscribed to the bridge's events, each POST signed with a secret."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import Connection
+
+from commands.base import CommandError, Context, NotFound, Reply, Role, command
+from commands.shorten import typed_url
+from commands.stats import PRIVATE_ANSWERS
+from storage import Tx
+from storage import webhooks_store as store
+from storage.webhooks_store import WebhookRecord
+
+if TYPE_CHECKING:
+    from commands.services import Services
+
+webhook = command(
+    "webhook", "Send events (messages, statuses, opt-outs, broadcasts) to a CRM, signed"
+)
+
+EVENTS_HINT = f"{', '.join(store.EVENT_TYPES)} or {store.ALL}"
+
+
+@webhook.sub(
+    "add",
+    usage="<url> <event,...|all>",
+    summary=(
+        f"POST these events to the URL, signed with a new secret shown to you once ({EVENTS_HINT})"
+    ),
+    example="/webhook add https://crm.example.com/bridge-events message.received,contact.opted_out",
+    role=Role.ADMIN,
+)
+async def _add(ctx: Context, args: list[str]) -> Reply:
+    ctx.need(args, 2)
+    if ctx.request.surface not in PRIVATE_ANSWERS:
+        # A Matrix room shows every answer to everyone in it, and this one holds the secret.
+        raise CommandError(
+            "Add webhooks in Slack: the answer holds the signing secret, and a Matrix room"
+            " shows every answer to everyone in it"
+        )
+    try:
+        created = await add_webhook(ctx.services, typed_url(args[0]), args[1:], ctx.who, ctx.now)
+    except ValueError as exc:
+        raise ctx.usage(str(exc)) from None
+    return Reply(
+        title=f"Webhook {created.id} added: {_events(created)} go to {shown_url(created.url)}",
+        lines=(
+            "Each POST carries `X-Bridge-Signature: sha256=<hex>`, the HMAC-SHA256 of"
+            " `<X-Bridge-Timestamp>.<body>` keyed with the secret below; check it before"
+            " trusting the body.",
+            "The secret is shown this once only. Lost it? Remove the webhook and add it again.",
+            f"`/webhook test {created.id}` sends a ping event now.",
+        ),
+        fields=(("Signing secret", f"`{created.secret}`"),),
+    )
+
+
+@webhook.sub(
+    "list",
+    summary="every webhook: its URL, its events and the deliveries waiting",
+    example="/webhook list",
+    role=Role.ADMIN,
+)
+async def _list(ctx: Context, args: list[str]) -> Reply:
+    if args:
+        raise ctx.usage(f"`/webhook list` takes nothing after it, and got {' '.join(args)}")
+
+    def read(conn: Connection) -> tuple[list[WebhookRecord], dict[int, int]]:
+        found = store.all_webhooks(conn)
+        return found, store.waiting(conn, [w.id for w in found])
+
+    found, waiting = await ctx.services.read(read)
+    if not found:
+        return Reply(
+            title="No webhooks yet",
+            lines=("Add one with `/webhook add <url> <event,...|all>`.",),
+        )
+    lines = []
+    for w in found:
+        queued = waiting.get(w.id, 0)
+        behind = f", *{queued} waiting*" if queued else ""
+        lines.append(
+            f"*{w.id}* {shown_url(w.url)}: {_events(w)}"
+            f" ({w.created_by}, {w.created_at:%Y-%m-%d}{behind})"
+        )
+    return Reply(title=f"{len(found)} webhook{'' if len(found) == 1 else 's'}", lines=tuple(lines))
+
+
+@webhook.sub(
+    "remove",
+    usage="<id>",
+    summary="stop sending to a webhook; its undelivered events are dropped",
+    example="/webhook remove 2",
+    role=Role.ADMIN,
+)
+async def _remove(ctx: Context, args: list[str]) -> Reply:
+    webhook_id = _id(ctx, args)
+    await remove_webhook(ctx.services, webhook_id)
+    return Reply(title=f"Webhook {webhook_id} removed", lines=("Nothing more is sent to it.",))
+
+
+@webhook.sub(
+    "test",
+    usage="<id>",
+    summary="send a ping event to a webhook (after the events already waiting for it)",
+    example="/webhook test 2",
+    role=Role.ADMIN,
+)
+async def _test(ctx: Context, args: list[str]) -> Reply:
+    hook = await ping_webhook(ctx.services, _id(ctx, args), ctx.who)
+    return Reply(
+        title=f"A ping is on its way to webhook {hook.id}",
+        lines=(
+            f"It goes to {shown_url(hook.url)} with the header `X-Bridge-Event: ping`;"
+            " `/webhook list` shows deliveries still waiting (a receiver that answers with an"
+            " error is tried again with growing pauses).",
+        ),
+    )
+
+
+async def add_webhook(
+    services: Services, url: str, events: Sequence[str], by: str, now: datetime
+) -> WebhookRecord:
+    """Subscribe a URL to events (a ValueError says what is wrong with either); it gets them
+    from now on, and this process knows at once."""
+    checked = store.check_url(url)
+    wanted = store.parse_events(events)
+    created = await services.write(lambda tx: store.create(tx.conn, checked, wanted, by=by, at=now))
+    services.pipeline.webhooks.changed()
+    return created
+
+
+async def remove_webhook(services: Services, webhook_id: int) -> None:
+    """Stop sending to a webhook (its undelivered events are dropped)."""
+    removed = await services.write(lambda tx: store.deactivate(tx.conn, webhook_id))
+    if not removed:
+        raise NotFound(f"There is no webhook {webhook_id}; `/webhook list` shows them")
+    services.pipeline.webhooks.changed()
+
+
+async def ping_webhook(services: Services, webhook_id: int, by: str) -> WebhookRecord:
+    """Queue a ping event for a webhook, after the events already waiting for it."""
+    events = services.pipeline.webhooks
+
+    def write(tx: Tx) -> WebhookRecord | None:
+        found = store.get(tx.conn, webhook_id)
+        if found is None or not found.active:
+            return None
+        tx.enqueue(events.ping(found, by), time.time())
+        return found
+
+    hook = await services.write(write)
+    if hook is None:
+        raise NotFound(f"There is no webhook {webhook_id}; `/webhook list` shows them")
+    return hook
+
+
+def _id(ctx: Context, args: list[str]) -> int:
+    ctx.need(args, 1)
+    if len(args) > 1:
+        raise ctx.usage("name one webhook by its number")
+    word = args[0].lstrip("#")
+    if not word.isdigit():
+        raise ctx.usage(f"{args[0]} is not a webhook's number (`/webhook list` shows them)")
+    return int(word)
+
+
+def _events(w: WebhookRecord) -> str:
+    return "every event" if store.ALL in w.events else ", ".join(w.events)
+
+
+def shown_url(url: str) -> str:
+    """A webhook's URL as staff see it: a query string (often a token) is left out."""
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return shown + ("?…" if parts.query else "")
