@@ -22,9 +22,9 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
+from storage.queries import upsert_insert
 from storage.tables import (
     blacklist,
     broadcast_posts,
@@ -431,9 +431,8 @@ def expand(
         .where(audience)
         .order_by(contacts.c.id)
     )
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(outbox)
+        upsert_insert(conn, outbox)
         .from_select(
             [
                 "kind",
@@ -479,9 +478,8 @@ def record(conn: Connection, outcomes: Iterable[dict[str, Any]]) -> None:
     values = select(
         *(bindparam(name, type_=broadcast_sends.c[name].type) for name in _OUTCOME_COLUMNS)
     ).where(exists().where(contacts.c.id == bindparam("contact_id")))
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        insert(broadcast_sends)
+        upsert_insert(conn, broadcast_sends)
         .from_select(list(_OUTCOME_COLUMNS), values)
         .on_conflict_do_nothing(index_elements=["broadcast_id", "contact_id"]),
         rows,

@@ -161,6 +161,13 @@ def early_key(platform: str, account: str, external_id: str) -> str:
     return key
 
 
+def upsert_insert(conn: Connection, table: Any) -> Any:
+    """An INSERT of the connection's dialect, the kind that has `on_conflict_do_nothing`."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def _job(row: Any) -> Job:
     """An outbox row as the dispatcher works with it."""
     return Job(
@@ -757,9 +764,7 @@ class Tx:
     # -- outbox ---------------------------------------------------------------------------
 
     def _insert(self, table: Any) -> Any:
-        if self.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+        return upsert_insert(self.conn, table)
 
     def enqueue(self, jobs: Sequence[NewJob], now: float) -> int:
         """Add outbox rows; rows whose idempotency key exists already are skipped."""
