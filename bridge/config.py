@@ -158,6 +158,9 @@ class MatrixSettings(_Section):
     hs_token: SecretStr | None = None
     listen_path: str = "/matrix"
     user_prefix: str = "customer_"
+    # The key customers' Matrix user ids are derived from (HMAC of platform and chat id), so an
+    # id shows nothing of the customer; unset: as_token. Changing it gives customers new users.
+    puppet_key: SecretStr | None = None
     # How long one /sync waits for news on the homeserver (long polling).
     sync_timeout_s: float = Field(default=30.0, ge=1, le=300)
     # Events the bot sends per second. Synapse's default rc_message (0.2/s, burst 10) is far
