@@ -194,6 +194,14 @@ class MailSettings(_Section):
         return self.host is not None and self.from_address is not None
 
 
+class OutboxSettings(_Section):
+    """The `[outbox]` section: how long finished deliveries keep what they carried."""
+
+    # Days a finished outbox row keeps its payload (the message text, chat id, names), then
+    # it is emptied; the row itself stays (ids are never reused). 0: at the next hourly sweep.
+    keep_payload_days: float = Field(default=7.0, ge=0, le=3650)
+
+
 class RulesSettings(_Section):
     """The `[rules]` section: the chatbot rules' time zone and forward timeouts."""
 
@@ -463,6 +471,7 @@ class Settings(_Section):
     matrix: MatrixSettings = MatrixSettings()
     mail: MailSettings = MailSettings()
     rules: RulesSettings = RulesSettings()
+    outbox: OutboxSettings = OutboxSettings()
     stats: StatsSettings = StatsSettings()
     metrics: MetricsSettings = MetricsSettings()
     widget: WidgetSettings = WidgetSettings()
