@@ -92,7 +92,9 @@ def _assemble(
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
     pipeline = Pipeline(settings, db, writer, http=http)
     media = MediaStore(db, settings.bridge.public_url)
-    links = ShortLinks(db, settings.bridge.public_url, writer=writer, clock=pipeline.clock)
+    links = ShortLinks(
+        db, settings.bridge.public_url, writer=writer, clock=lambda: pipeline.clock()
+    )
     services = Services(settings, db, writer, pipeline)
 
     async def run_command(request: Request) -> Reply:
