@@ -32,6 +32,7 @@ from bridge.metrics import REPORT_FD, Metrics, MetricsPage
 from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
+from bridge.retention import PayloadRetention
 from bridge.state import KvState
 from bridge.stats_page import StatsPage
 from bridge.widget import Widget
@@ -50,6 +51,7 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 MEDIA = web.AppKey("media", MediaStore)
 LINKS = web.AppKey("short_links", ShortLinks)
+RETENTION = web.AppKey("retention", PayloadRetention)
 CHILD = web.AppKey("dispatcher_command", list[str])
 CONNECTORS = web.AppKey("connectors", list[Connector])
 SURFACES = web.AppKey("surfaces", list[StaffSurface])
@@ -90,7 +92,9 @@ def _assemble(
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
     pipeline = Pipeline(settings, db, writer, http=http)
     media = MediaStore(db, settings.bridge.public_url)
-    links = ShortLinks(db, settings.bridge.public_url, writer=writer, clock=pipeline.clock)
+    links = ShortLinks(
+        db, settings.bridge.public_url, writer=writer, clock=lambda: pipeline.clock()
+    )
     services = Services(settings, db, writer, pipeline)
 
     async def run_command(request: Request) -> Reply:
@@ -161,6 +165,7 @@ async def build_app(
     app[HTTP] = http
     app[MEDIA] = media
     app[LINKS] = links
+    app[RETENTION] = PayloadRetention(db, settings.outbox.keep_payload_days)
     app[CONNECTORS] = connectors_
     app[SURFACES] = surfaces
     app[METRICS] = metrics
@@ -209,6 +214,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             )
         else:
             await dispatcher.start()
+        # In every process: emptying a payload twice is harmless.
+        await app[RETENTION].start()
         for connector in app[CONNECTORS]:
             link = connector.chat_link()
             if link:
@@ -226,6 +233,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 await supervisor
         if leadership is not None:
             await leadership.stop()
+        await app[RETENTION].stop()
         await dispatcher.stop()
         for part in reversed(started):
             try:

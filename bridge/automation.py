@@ -507,7 +507,8 @@ class HttpForward(_RuleHandler):
             if not text and not files:
                 return []
             now = self.p.clock()
-            stored = []
+            stored: list[dict[str, Any]] = []
+            saved: list[int] = []
             for name, mime, data in files:
                 file_id = rules_store.save_file(
                     tx.conn,
@@ -515,6 +516,7 @@ class HttpForward(_RuleHandler):
                     f"rule {p['rule']}",
                     now,
                 )
+                saved.append(file_id)
                 stored.append(
                     {
                         "rule_file": file_id,
@@ -523,7 +525,7 @@ class HttpForward(_RuleHandler):
                         "filename": name,
                     }
                 )
-            return self.p._auto_reply(
+            jobs = self.p._auto_reply(
                 tx,
                 Platform(p["platform"]),
                 AccountId(p["account"]),
@@ -535,6 +537,11 @@ class HttpForward(_RuleHandler):
                 files=stored,
                 notice=f"Rule '{p['rule']}': the bot answered",
             )
+            if not jobs:
+                # Not sent (the contact is gone or may not be written to): the bot's files
+                # for them are tied to no message, and nothing would ever erase them.
+                rules_store.delete_files(tx.conn, saved)
+            return jobs
 
         return write
 

@@ -158,6 +158,9 @@ class MatrixSettings(_Section):
     hs_token: SecretStr | None = None
     listen_path: str = "/matrix"
     user_prefix: str = "customer_"
+    # The key customers' Matrix user ids are derived from (HMAC of platform and chat id), so an
+    # id shows nothing of the customer; unset: as_token. Changing it gives customers new users.
+    puppet_key: SecretStr | None = None
     # How long one /sync waits for news on the homeserver (long polling).
     sync_timeout_s: float = Field(default=30.0, ge=1, le=300)
     # Events the bot sends per second. Synapse's default rc_message (0.2/s, burst 10) is far
@@ -189,6 +192,14 @@ class MailSettings(_Section):
     def enabled(self) -> bool:
         """A host and a sender address turn mail forwards on."""
         return self.host is not None and self.from_address is not None
+
+
+class OutboxSettings(_Section):
+    """The `[outbox]` section: how long finished deliveries keep what they carried."""
+
+    # Days a finished outbox row keeps its payload (the message text, chat id, names), then
+    # it is emptied; the row itself stays (ids are never reused). 0: at the next hourly sweep.
+    keep_payload_days: float = Field(default=7.0, ge=0, le=3650)
 
 
 class RulesSettings(_Section):
@@ -460,6 +471,7 @@ class Settings(_Section):
     matrix: MatrixSettings = MatrixSettings()
     mail: MailSettings = MailSettings()
     rules: RulesSettings = RulesSettings()
+    outbox: OutboxSettings = OutboxSettings()
     stats: StatsSettings = StatsSettings()
     metrics: MetricsSettings = MetricsSettings()
     widget: WidgetSettings = WidgetSettings()

@@ -15,6 +15,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -29,6 +30,8 @@ from storage.shortlinks import Click, ShortLink
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+CLICK_WINDOW = 60.0  # seconds in which a visitor's clicks on a link count once
+CLICK_VISITORS = 100_000  # (link, visitor) pairs remembered at most
 
 # t.me deep links: the start payload is 1-64 characters of A-Z, a-z, 0-9, _ and -.
 _TELEGRAM_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -245,6 +248,43 @@ def read_token(key: bytes, code: str, token: str) -> int | None:
     return contact_id
 
 
+class ClickGate:
+    """Lets a visitor's click on a link count once a minute: reloading (or a script sending
+    GETs) must neither fill the database nor inflate a broadcast's figures. Visitors are kept
+    as salted hashes, in memory only, and forgotten after the minute."""
+
+    def __init__(self, window: float = CLICK_WINDOW, capacity: int = CLICK_VISITORS) -> None:
+        self._window = window
+        self._capacity = capacity
+        self._salt = secrets.token_bytes(16)
+        # hash of (link, visitor) → when their click last counted; oldest first.
+        self._counted: OrderedDict[bytes, float] = OrderedDict()
+
+    def admit(self, link_id: int, visitor: str, now: float) -> bool:
+        """True when this visit counts as a click (the visitor's first in the window)."""
+        counted = self._counted
+        while counted:
+            oldest = next(iter(counted.values()))
+            if now - oldest < self._window:
+                break
+            counted.popitem(last=False)
+        key = hashlib.sha256(self._salt + f"{link_id}\n{visitor}".encode()).digest()[:16]
+        if key in counted:
+            return False
+        counted[key] = now
+        if len(counted) > self._capacity:
+            counted.popitem(last=False)  # the oldest visitor may count again a little early
+        return True
+
+
+def visitor_of(request: web.Request, contact_id: int | None) -> str:
+    """Who is clicking: the contact their own link's token names, else their address and user
+    agent (as the bridge sees them; never stored)."""
+    if contact_id is not None:
+        return f"contact:{contact_id}"
+    return f"client:{request.remote or ''}\n{request.headers.get('User-Agent', '')}"
+
+
 class ShortLinks:
     """Makes short links, rewrites the URLs of a text into them, and follows them (GET /s/…)."""
 
@@ -263,6 +303,7 @@ class ShortLinks:
         self._writer = writer
         self._clock = clock or (lambda: datetime.now(UTC))
         self._key: bytes | None = None
+        self._gate = ClickGate()
 
     @property
     def prefix(self) -> str:
@@ -397,14 +438,9 @@ class ShortLinks:
             contact_id = None
             if token is not None:
                 contact_id = read_token(await self._signing_key(), code, token)
-            click = Click(link_id=link.id, at=self._clock(), contact_id=contact_id)
-            try:
-                if self._writer is not None:  # grouped with the other clicks of the moment
-                    await self._writer.submit(shortlinks.CLICKS, click)
-                else:
-                    await self._db.run_write(lambda conn: shortlinks.record_clicks(conn, [click]))
-            except Exception:  # the customer gets where they wanted to go all the same
-                log.exception("recording a click on short link %s failed", code)
+            at = self._clock()
+            if self._gate.admit(link.id, visitor_of(request, contact_id), at.timestamp()):
+                await self._record(code, Click(link_id=link.id, at=at, contact_id=contact_id))
         return web.Response(
             status=302,
             headers={
@@ -413,3 +449,12 @@ class ShortLinks:
                 "Referrer-Policy": "no-referrer",
             },
         )
+
+    async def _record(self, code: str, click: Click) -> None:
+        try:
+            if self._writer is not None:  # grouped with the other clicks of the moment
+                await self._writer.submit(shortlinks.CLICKS, click)
+            else:
+                await self._db.run_write(lambda conn: shortlinks.record_clicks(conn, [click]))
+        except Exception:  # the customer gets where they wanted to go all the same
+            log.exception("recording a click on short link %s failed", code)

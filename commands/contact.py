@@ -14,6 +14,7 @@ from bridge.types import ContactId, FileData, MediaKind
 from commands.base import CommandError, Context, NotFound, Reply, Role, command
 from storage import NewJob, Tx, subscriptions
 from storage.contacts_admin import (
+    ERASED_TABLES,
     FIND_LIMIT,
     ContactDetails,
     ContactLine,
@@ -514,4 +515,7 @@ async def forget_contact(
         tx.after_commit.append(lambda: pipeline.forget_contact(contact_id))
         return erased.counts
 
-    return await services.write(write)
+    counts = await services.write(write)
+    # What was deleted must not stay readable in the database's files (the WAL, free pages).
+    await services.db.scrub(ERASED_TABLES)
+    return counts

@@ -445,8 +445,10 @@ class MatrixSurface:
         self.client.client_session = http  # the bridge's shared session; closed by the app
         self.appservice = settings.mode == "appservice"
         server = settings.user_id.partition(":")[2]
-        # Appservice mode: customers are `@<prefix><platform>_<chat>:<server>`.
+        # Appservice mode: customers are `@<prefix><keyed hash>:<server>` (see puppet_id).
         self.puppets = f"@{settings.user_prefix}" if self.appservice else None
+        key = settings.puppet_key or settings.as_token
+        self._puppet_key = key.get_secret_value().encode() if key is not None else b""
         self._server = server
         if self.appservice and settings.as_token is not None:
             self.client.access_token = settings.as_token.get_secret_value()
@@ -898,9 +900,12 @@ class MatrixSurface:
     # -- appservice: customers as Matrix users ---------------------------------------------
 
     def puppet_id(self, customer: str) -> str:
-        """The Matrix user a customer appears as, e.g. @customer_telegram_123:example.org."""
-        local = re.sub(r"[^a-z0-9._=-]", lambda m: f"={ord(m.group()):02x}", customer.lower())
-        return f"{self.puppets}{local}:{self._server}"
+        """The Matrix user a customer (`<platform>_<chat id>`) appears as, e.g.
+        @customer_5f0c…:example.org: a keyed hash, because a homeserver never forgets a user
+        id (membership history keeps it), and a phone number in it would outlive an erasure.
+        Users made before under readable ids keep their past events; new posts use these."""
+        digest = hmac.new(self._puppet_key, customer.encode(), "sha256").hexdigest()
+        return f"{self.puppets}{digest[:32]}:{self._server}"
 
     async def _puppet(self, room: str, customer: str, name: str) -> str:
         """The customer's user, registered, named and in the room (each step idempotent)."""

@@ -32,17 +32,42 @@ from storage.tables import (
     contacts,
     conversations,
     kv,
+    link_clicks,
     media_files,
     members,
     messages,
     outbox,
     refs,
+    rule_files,
+    rule_firings,
+    rules,
     threads,
 )
+from storage.tables import broadcasts as broadcast_rows
 
 FIND_LIMIT = 20
 # The state of outbox rows that carried an erased contact's data (emptied, never sent).
 ERASED = "erased"
+# The tables an erasure deletes from or empties rows of (PostgreSQL vacuums them after it).
+ERASED_TABLES = tuple(
+    t.name
+    for t in (
+        contacts,
+        conversations,
+        messages,
+        refs,
+        threads,
+        outbox,
+        media_files,
+        rule_files,
+        kv,
+        members,
+        blacklist,
+        broadcast_sends,
+        link_clicks,
+        rule_firings,
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +514,50 @@ def _media_condition(conn: Connection, contact_id: int) -> ColumnElement[bool] |
     return and_(media_files.c.created_at >= first.timestamp() - 60, or_(*named))
 
 
+def _file_ids(files: object) -> set[int]:
+    """The stored rule files a message's attachments (or a send's files) name."""
+    found: set[int] = set()
+    for item in files if isinstance(files, list) else []:
+        value = item.get("rule_file") if isinstance(item, dict) else None
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            found.add(int(value))
+    return found
+
+
+def _contacts_files(conn: Connection, contact: Any) -> list[int]:
+    """Files sent to the contact alone: those their messages (or queued sends) carried that
+    no rule answers with and no broadcast sends, such as a bot's answer downloaded for them.
+    A rule's own answer file is everybody's and stays."""
+    sent: set[int] = set()
+    for (attachments,) in conn.execute(
+        select(messages.c.attachments).where(
+            messages.c.id.in_(_message_ids(contact.id)),
+            messages.c.direction == "out",
+            messages.c.attachments.isnot(None),
+        )
+    ):
+        sent |= _file_ids(attachments)
+    for (payload,) in conn.execute(
+        select(outbox.c.payload).where(_outbox_condition(conn, contact))
+    ):
+        sent |= _file_ids(payload.get("files") if isinstance(payload, dict) else None)
+    if not sent:
+        return []
+    shared: set[int] = set()
+    for (actions,) in conn.execute(select(rules.c.actions)):
+        for action in actions or []:
+            media = action.get("media_id") if isinstance(action, dict) else None
+            if isinstance(media, int):
+                shared.add(media)
+    shared.update(
+        int(f)
+        for (f,) in conn.execute(
+            select(broadcast_rows.c.file_id).where(broadcast_rows.c.file_id.in_(sent))
+        )
+    )
+    return sorted(sent - shared)
+
+
 def _count(conn: Connection, table: Table, where: ColumnElement[bool]) -> int:
     return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
 
@@ -542,9 +611,13 @@ def erase_contact(conn: Connection, contact_id: int) -> Erased | None:
             last_error=None,
         )
     )
+    own_files = _contacts_files(conn, contact)
     served = _media_condition(conn, contact_id)
     if served is not None:
         conn.execute(delete(media_files).where(served))
+    for start in range(0, len(own_files), 500):
+        chunk = own_files[start : start + 500]
+        conn.execute(delete(rule_files).where(rule_files.c.id.in_(chunk)))
     early = _early_keys(conn, contact_id)
     for start in range(0, len(early), 500):
         conn.execute(delete(kv).where(kv.c.key.in_(early[start : start + 500])))

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -37,6 +38,8 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 LOCK_WAIT = 30.0  # seconds a shared SQLite writer waits for the other process's lock
+BUSY_TIMEOUT_MS = 10000  # how long an unshared SQLite connection waits for a lock
+CHECKPOINT_WAIT = 5.0  # seconds an erasure's WAL checkpoint waits for readers to finish
 MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL: the advisory lock migrations hold, so that processes starting together against one
 # database migrate one after the other (the later ones find the schema at head).
@@ -60,7 +63,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # Deleted rows are overwritten with zeros, not left in free pages and cells: an erased
+    # contact must not be readable from the file (builds differ in their default).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -72,6 +78,7 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
+        self._chores: set[asyncio.Task[None]] = set()
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
@@ -177,6 +184,54 @@ class Database:
         async with self.write_engine.begin() as conn:
             return await conn.run_sync(fn)
 
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """Make deleted rows unreadable where the engine allows it, after an erasure.
+
+        SQLite: the write-ahead log still holds the old page images, so it is checkpointed
+        into the (secure-delete) main file and truncated. PostgreSQL: the tables are vacuumed
+        in the background, outside a transaction; a plain VACUUM does not lock out readers or
+        writers. It marks dead tuples free for reuse, it does not zero them on disk, and WAL
+        segments and backups keep the old data until they rotate."""
+        if self.sync_writer is not None:
+            await self._checkpoint(self.sync_writer)
+            return
+        names = ", ".join(_quoted(name) for name in tables)
+        task = asyncio.create_task(self._vacuum(names), name="vacuum-after-erasure")
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _checkpoint(self, engine: Engine) -> None:
+        """Checkpoint the WAL and truncate it; readers in the middle of a read hold it back,
+        so it is tried again (never waiting inside the event loop: no busy handler)."""
+        wait = 0 if self.shared else BUSY_TIMEOUT_MS
+        deadline = time.monotonic() + CHECKPOINT_WAIT
+        while True:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA busy_timeout=0")
+                try:
+                    row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+                except OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+                    row = None
+                finally:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
+                    conn.commit()
+            if row is not None and row[0] == 0:
+                return
+            if time.monotonic() > deadline:
+                log.warning("the write-ahead log could not be truncated after an erasure")
+                return
+            await asyncio.sleep(0.02)
+
+    async def _vacuum(self, names: str) -> None:
+        try:
+            async with self.write_engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await auto.exec_driver_sql(f"VACUUM {names}")
+        except Exception:
+            log.warning("VACUUM after an erasure failed", exc_info=True)
+
     async def run_read(self, fn: Callable[[Connection], R]) -> R:
         """Run `fn` on a read connection."""
         async with self.read_engine.connect() as conn:
@@ -199,12 +254,21 @@ class Database:
         return True
 
     async def close(self) -> None:
-        """Close every connection."""
+        """Close every connection (a VACUUM still running is let finish)."""
+        if self._chores:
+            await asyncio.wait(list(self._chores), timeout=30)
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
         if self.sync_writer is not None:
             self.sync_writer.dispose()
+
+
+def _quoted(name: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        msg = f"not a table name: {name!r}"
+        raise ValueError(msg)
+    return f'"{name}"'
 
 
 def _no_busy_wait(dbapi_conn: Any, _record: Any) -> None:

@@ -231,6 +231,12 @@ def save_file(conn: Connection, file: FileData, by: str, at: datetime) -> int:
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
+def delete_files(conn: Connection, ids: Sequence[int]) -> None:
+    """Remove stored files (a bot's answer for one contact that was never sent)."""
+    if ids:
+        conn.execute(delete(files).where(files.c.id.in_(list(ids))))
+
+
 def load_file(conn: Connection, file_id: int) -> FileData | None:
     """A stored rule file."""
     row = conn.execute(select(files).where(files.c.id == file_id)).first()

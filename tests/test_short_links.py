@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 
-from bridge.app import LINKS
+from bridge.app import LINKS, PIPELINE
 from bridge.links import ShortLinks, make_token, read_token, urls_in
 from storage import Database, shortlinks
 from storage.shortlinks import Click
@@ -87,7 +87,9 @@ async def test_shorten_answers_a_link_of_the_public_url_that_redirects_and_count
     status, location, _ = await follow(short)
     assert (status, location) == (302, SALE)
     assert await clicks(world) == [(code_of(short), None)]
-    await follow(short)
+    await follow(short)  # the same visitor within the minute: one click
+    assert len(await clicks(world)) == 1
+    await follow(short, user_agent="Another browser/1.0")
     assert len(await clicks(world)) == 2
 
 
@@ -154,7 +156,7 @@ async def test_shorten_list_shows_the_newest_links_with_their_clicks(world):
     first = await shortened(world, "https://shop.example/first")
     second = await shortened(world, "https://shop.example/second")
     await follow(first)
-    await follow(await service(world).recipient_url(first, anna))
+    await follow(first, user_agent="Another browser/1.0")
     await follow(await service(world).recipient_url(first, anna))
 
     reply = await command(world, "shorten list", user=AGENT)
@@ -212,12 +214,15 @@ async def test_a_tampered_token_still_redirects_but_names_nobody(world):
     own = await service(world).recipient_url(short, anna)
     token = own.rsplit("/", 1)[1]
     flipped = token[:5] + ("A" if token[5] != "A" else "B") + token[6:]
-    for url in (
-        f"{short}/{flipped}",
-        f"{short}/garbage",
-        f"{other}/{token}",  # Anna's token of another link
+    for number, url in enumerate(
+        (
+            f"{short}/{flipped}",
+            f"{short}/garbage",
+            f"{other}/{token}",  # Anna's token of another link
+        )
     ):
-        assert (await follow(url))[0] == 302
+        # Distinct visitors: one visitor's clicks on a link count once a minute.
+        assert (await follow(url, user_agent=f"Browser/{number}"))[0] == 302
     assert [contact for _, contact in await clicks(world)] == [None, None, None]
 
 
@@ -349,6 +354,9 @@ async def test_forgetting_a_contact_leaves_only_anonymous_clicks(world):
     assert reply.ok, reply.text
     assert await clicks(world) == [(code_of(short), None), (code_of(short), None)]
     assert await world.sql(f"select count(*) from link_clicks where contact_id = {anna}") == [(0,)]
-    # Her old link still leads to the page; the click names nobody.
+    # Her old link still leads to the page; the click (a minute later) names nobody.
+    pipeline = world.bridge.app[PIPELINE]
+    later = pipeline.clock() + timedelta(seconds=61)
+    pipeline.clock = lambda: later
     assert (await follow(own))[:2] == (302, SALE)
     assert [contact for _, contact in await clicks(world)] == [None, None, None]
