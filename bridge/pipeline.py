@@ -30,6 +30,7 @@ from bridge.errors import OptedOut, PermanentError, RateLimited, TransientError,
 from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
+from bridge.staff_refusal import Refusal, refusal_jobs, staff_role
 from bridge.types import (
     AccountId,
     Attachment,
@@ -51,11 +52,13 @@ from bridge.types import (
     OutboundMessage,
     Platform,
     RateLimit,
+    Role,
     StaffDelete,
     StaffEdit,
     StaffEvent,
     StaffMessage,
     StaffMessageRef,
+    StaffUserId,
     StatusUpdate,
     SurfaceName,
     TemplateCall,
@@ -210,6 +213,7 @@ class Pipeline:
             "staff.edit": _MirrorEdit(self),
             "staff.mark": _Mark(self),
             "staff.notice": _Notice(self),
+            "staff.tell": _Tell(self),
             "staff.window": _WindowNotice(self),
             "staff.tombstone": _Tombstone(self),
             "customer.send": _Send(self),
@@ -933,6 +937,22 @@ class Pipeline:
         conv_id = tx.conversation_by_thread(event.surface, event.thread)
         if conv_id is None:
             return False
+        # Sending to a customer is the agent's power: checked here, where it is used.
+        role = staff_role(tx, self.settings, event.surface, event.author, stranger=event.stranger)
+        if role < Role.AGENT:
+            refusal = Refusal(
+                conversation=conv_id,
+                surface=event.surface,
+                thread=event.thread,
+                user=event.author,
+                what="reply",
+                role=role,
+                stranger=event.stranger,
+                answer_to=event.ref,
+                mark=event.ref,
+            )
+            jobs.extend(refusal_jobs(tx, self.settings, self.surfaces[event.surface], refusal))
+            return True
         self._staff_reply(
             tx,
             conv_id,
@@ -1305,6 +1325,8 @@ class Pipeline:
         message = tx.message_by_ref(event.surface, event.ref, "origin")
         if message is None or message.text == event.text or message.deleted:
             return
+        if self._refused_change(tx, event, message, "edit", jobs):
+            return
         tx.edit_message(message.id, event.text, self.clock())
         if message.direction == "out":
             jobs.append(
@@ -1317,9 +1339,42 @@ class Pipeline:
         message = tx.message_by_ref(event.surface, event.ref, "origin")
         if message is None or message.deleted:
             return
+        if self._refused_change(tx, event, message, "deletion", jobs):
+            return
         tx.delete_message(message.id)
         if message.direction == "out":
             jobs.append(self._customer_job(tx, message, "customer.delete", f"cdel:{message.id}"))
+
+    def _refused_change(
+        self,
+        tx: Tx,
+        event: StaffEdit | StaffDelete,
+        message: MessageRecord,
+        what: str,
+        jobs: list[NewJob],
+    ) -> bool:
+        """Refuse an edit or deletion by someone without the agent role (queue the
+        explanation); True when refused."""
+        role = staff_role(tx, self.settings, event.surface, event.author, stranger=event.stranger)
+        if role >= Role.AGENT:
+            return False
+        thread = tx.thread(message.conversation_id, event.surface)
+        if thread is None:
+            return True
+        deleted = isinstance(event, StaffDelete)
+        refusal = Refusal(
+            conversation=message.conversation_id,
+            surface=event.surface,
+            thread=thread,
+            user=event.author,
+            what=what,
+            role=role,
+            stranger=event.stranger,
+            answer_to=event.event or event.ref,
+            mark=None if deleted else event.ref,
+        )
+        jobs.extend(refusal_jobs(tx, self.settings, self.surfaces[event.surface], refusal))
+        return True
 
     def _customer_job(self, tx: Tx, message: MessageRecord, kind: str, key: str) -> NewJob:
         """A row in the conversation's outgoing lane, after any send of the same message."""
@@ -1576,6 +1631,20 @@ class _Notice(_Handler):
         if thread is None:
             raise TransientError("the conversation's thread is not open yet")
         await surface.notice(thread, job.payload["text"])
+        return Completion([job.id])
+
+
+class _Tell(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        p = job.payload
+        surface = self.p.surface(p["surface"])
+        await surface.tell(
+            ThreadRef(p["thread"]),
+            StaffUserId(p["user"]) if p.get("user") else None,
+            StaffMessageRef(p["ref"]),
+            p["text"],
+        )
         return Completion([job.id])
 
 

@@ -180,15 +180,25 @@ def parse_event(event: Mapping[str, Any]) -> StaffEvent | None:
             return None
         if not _string(inner, "ts") or not channel:
             return None
+        # Slack lets only a message's author edit it: the author is the editor.
+        editor = _string(inner, "user")
         return StaffEdit(
             surface=SLACK,
             ref=StaffMessageRef(f"{channel}/{inner['ts']}"),
             text=unescape(_string(inner, "text")),
+            author=StaffUserId(editor) if editor else None,
         )
     if subtype == "message_deleted":
         if not _string(event, "deleted_ts") or not channel:
             return None
-        return StaffDelete(surface=SLACK, ref=StaffMessageRef(f"{channel}/{event['deleted_ts']}"))
+        # message_deleted does not say who deleted; the author (or a workspace admin acting
+        # for them) is the best Slack tells.
+        author = _string(event, "previous_message", "user")
+        return StaffDelete(
+            surface=SLACK,
+            ref=StaffMessageRef(f"{channel}/{event['deleted_ts']}"),
+            author=StaffUserId(author) if author else None,
+        )
     if subtype not in (None, "file_share", "thread_broadcast") or event.get("bot_id"):
         return None
     ts, thread_ts, user = (_string(event, key) for key in ("ts", "thread_ts", "user"))
@@ -766,6 +776,25 @@ class SlackSurface:
         except Exception as exc:
             _raise_for(exc)
         return StaffMessageRef(f"{channel}/{answer['ts']}")
+
+    async def tell(
+        self,
+        thread: ThreadRef,
+        user: StaffUserId | None,
+        answer_to: StaffMessageRef,
+        text: str,
+    ) -> None:
+        """An ephemeral message in the thread: only `user` sees it (chat.postEphemeral)."""
+        if user is None:
+            log.info("Slack: nobody to tell in %s: %s", thread, text)
+            return
+        channel, thread_ts = split_ref(thread)
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, thread_ts=thread_ts, text=escape(text)
+            )
+        except Exception as exc:
+            _raise_for(exc)
 
     async def announce(
         self, channel: str, text: str, ref: StaffMessageRef | None = None
