@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NoReturn
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -102,6 +103,36 @@ THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")
 # that takes longer answers "working on it" and follows up through the response_url.
 SLASH_ANSWER_WITHIN = 2.5
 SEEN_COMMANDS = 2048
+
+
+# Slack serves a workspace's files from files.slack.com: the `url_private` of its file objects
+# (https://api.slack.com/types/file, "Authentication"), fetched with the bot token. An
+# external file (a Google Drive document, `"mode": "external"`) names its own host there, and
+# the event that carries the file object can name any: the token goes to Slack's file host
+# (files.<api host>, for Slack's other clouds such as slack-gov.com) and the configured API's
+# own origin (a proxy, or the fake in tests), over HTTPS, and nowhere else.
+SLACK_FILE_HOSTS = frozenset({"files.slack.com"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def slack_file_host_allowed(url: str, api_base: str) -> bool:
+    """Whether a file URL is one Slack serves files from, so the bot token may go with it."""
+    try:
+        parts, api = urlsplit(url), urlsplit(api_base)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        api_port = api.port or _DEFAULT_PORTS.get(api.scheme)
+    except ValueError:  # a port that is no number
+        return False
+    if parts.username is not None or parts.password is not None:
+        return False
+    host = (parts.hostname or "").rstrip(".").lower()
+    api_host = (api.hostname or "").rstrip(".").lower()
+    if not host:
+        return False
+    if (parts.scheme, host, port) == (api.scheme, api_host, api_port):
+        return True
+    slack_hosts = SLACK_FILE_HOSTS | {f"files.{api_host}"}
+    return parts.scheme == "https" and port == 443 and host in slack_hosts
 
 
 def _slack_error(status: int, error: str, retry_after: str | None) -> DeliveryError:
@@ -865,10 +896,20 @@ class SlackSurface:
                 raise
 
     async def fetch(self, attachment: Attachment) -> FileData:
-        """Download a file an agent attached (needs the bot token)."""
+        """Download a file an agent attached (needs the bot token): from Slack's file host
+        only, and without following redirects, so the token goes nowhere else."""
+        if not slack_file_host_allowed(attachment.ref, self._api_base):
+            log.warning("Slack: a shared file is not on Slack's file host; not downloaded")
+            raise PermanentError(
+                "file_host",
+                "the file is not on Slack's file host (files.slack.com), so the bridge did not"
+                " download it with its token; share the file itself, uploaded to Slack",
+            )
         try:
             async with self._http.get(
-                attachment.ref, headers={"Authorization": f"Bearer {self._token}"}
+                attachment.ref,
+                headers={"Authorization": f"Bearer {self._token}"},
+                allow_redirects=False,
             ) as response:
                 if response.status >= 500:
                     raise TransientError(f"Slack file download answered {response.status}")
