@@ -69,6 +69,14 @@ from connectors.slack_blocks import (
     reply_blocks,
     submitted,
 )
+from connectors.slack_teams import (
+    Origin,
+    Workspaces,
+    command_origin,
+    event_origin,
+    interaction_origin,
+    user_origin,
+)
 from connectors.wire import int_or_none, opt_str, storable
 
 log = logging.getLogger(__name__)
@@ -366,6 +374,8 @@ class SlackSurface:
         self.app.view(FORM_CALLBACK)(self._on_form)
         self._socket: AsyncSocketModeHandler | None = None
         self._names: dict[str, str] = {}
+        self._homes: dict[str, Origin] = {}
+        self.workspaces = Workspaces(settings.allowed_teams)
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         # Thread commands already run: Slack delivers an event again when its answer was slow.
@@ -396,6 +406,7 @@ class SlackSurface:
             _raise_for(exc)
         self.bot_user_id = auth.get("user_id")
         self.bot_id = auth.get("bot_id")
+        self.workspaces.learn(auth.data if isinstance(auth.data, dict) else {})
         log.info("Slack: connected as %s in team %s", auth.get("user"), auth.get("team_id"))
 
     async def start_loop(self) -> None:
@@ -465,10 +476,12 @@ class SlackSurface:
         bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
-    async def _on_message(self, event: dict[str, Any]) -> None:
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         parsed = parse_event(event)
         if parsed is None:
             return
+        stranger = await self._stranger(parsed.author, *event_origin(body, event))
+        parsed = replace(parsed, stranger=stranger)
         if isinstance(parsed, StaffMessage) and THREAD_COMMAND.match(parsed.text):
             await self._thread_command(parsed)
             return
@@ -495,6 +508,7 @@ class SlackSurface:
             channel=channel,
             thread=message.thread,
             ref=message.ref,
+            stranger=message.stranger,
         )
         reply = await self._commands(request)
         await self._answer_in_thread(message.thread, reply, message.author)
@@ -515,6 +529,7 @@ class SlackSurface:
             # Slack escapes &, < and > in the text; mentions arrive as <@U123|name>.
             text=f"{name} {unescape(str(command.get('text', '')))}".strip(),
             channel=command.get("channel_id"),
+            stranger=await self._stranger(user, command_origin(command)),
         )
         trigger = str(command.get("trigger_id") or "") or None
         work = asyncio.ensure_future(self._slash_answer(request, trigger))
@@ -581,6 +596,7 @@ class SlackSurface:
             channel=channel,
             thread=thread,
             ref=StaffMessageRef(f"{channel}/action:{_string(action, 'action_ts')}"),
+            stranger=await self._stranger(user, interaction_origin(body)),
         )
         reply = await self._commands(request)
         await self._answer_in_thread(thread, reply, user, private_failure=True)
@@ -602,6 +618,7 @@ class SlackSurface:
             user_name=await self._name_of(user),
             text=line,
             channel=channel,
+            stranger=await self._stranger(user, interaction_origin(body)),
         )
         reply = await self._commands(request)
         if not reply.ok:
@@ -671,18 +688,38 @@ class SlackSurface:
         return None
 
     async def _name_of(self, user: str) -> str | None:
-        if user in self._names:
-            return self._names[user]
+        await self._look_up(user)
+        return self._names.get(user)
+
+    async def _look_up(self, user: str) -> None:
+        """users.info, once per user: the name shown for them, and their workspace."""
+        if user in self._homes:
+            return
         try:
             info = await self.client.users_info(user=user)
         except Exception:
-            log.info("Slack: no name for user %s", user)
-            return None
-        profile = (info.get("user") or {}).get("profile") or {}
+            log.info("Slack: no profile for user %s", user)
+            return
+        found = info.get("user")
+        obj: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        profile = obj.get("profile") or {}
         name = profile.get("display_name") or profile.get("real_name") or None
         if name:
             self._names[user] = str(name)
-        return str(name) if name else None
+        self._homes[user] = user_origin(obj)
+
+    async def _stranger(self, user: str | None, *origins: Origin) -> bool:
+        """Whether a request's author is not of a workspace the bridge serves (then they have
+        role none): what the request says, and what users.info says of them."""
+        home: tuple[Origin, ...] = ()
+        if user:
+            await self._look_up(user)
+            if user in self._homes:
+                home = (self._homes[user],)
+        stranger = self.workspaces.foreign(*origins, *home)
+        if stranger:
+            log.info("Slack: %s is not of a workspace the bridge serves: role none", user)
+        return stranger
 
     # -- outbound -------------------------------------------------------------------------
 
