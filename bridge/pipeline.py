@@ -26,7 +26,14 @@ from bridge import automation
 from bridge.automation import Arrival, RuleBook, apply_rules
 from bridge.broadcasts import BroadcastHandlers
 from bridge.config import Settings
-from bridge.errors import OptedOut, PermanentError, RateLimited, TransientError, WindowClosed
+from bridge.errors import (
+    NotAllowed,
+    OptedOut,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    WindowClosed,
+)
 from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
@@ -1122,11 +1129,14 @@ class Pipeline:
         ref: StaffMessageRef,
         author: str,
         text: str,
+        role: Role,
         template: TemplateCall | None = None,
         note: bool = False,
     ) -> bool:
-        """Send text or a template from a thread command (`!tb`, `!template`); False if the
-        command's message was handled already (a retried event)."""
+        """Send text or a template from a thread command (`!tb`, `!template`) of someone with
+        `role`; False if the command's message was handled already (a retried event)."""
+        if role < Role.AGENT:
+            raise NotAllowed(f"sending to a customer needs the agent role, not {role.label}")
         at = self.clock()
 
         def write(tx: Tx) -> bool:
