@@ -1381,7 +1381,9 @@ class Pipeline:
             role=role,
             stranger=event.stranger,
             answer_to=event.event or event.ref,
-            mark=None if deleted else event.ref,
+            # Their own edit event where the surface has one: a Matrix edit may target another
+            # member's message, which must not look failed.
+            mark=None if deleted else event.event or event.ref,
         )
         jobs.extend(refusal_jobs(tx, self.settings, self.surfaces[event.surface], refusal))
         return True
