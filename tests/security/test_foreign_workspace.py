@@ -94,6 +94,20 @@ async def test_a_slash_command_from_another_workspace_has_no_role(world):
     assert "Anna" not in body
 
 
+async def test_someone_of_another_workspace_learns_why_they_have_no_role(world):
+    form = sample("slash_command_other_team.json")
+    form.update(
+        command="/user",
+        text="whoami",
+        response_url=world.slack.response_url(),
+        trigger_id=world.slack.trigger_id(),
+    )
+    status, body = await world.slack.deliver(form, kind="slash_commands")
+    assert status == 200, body
+    shown = json.dumps(json.loads(body)["blocks"])
+    assert "Role: *none* (not a member of a workspace the bridge serves)" in shown
+
+
 async def test_a_guest_pressing_a_card_button_changes_nothing(world):
     await world.says(CUSTOMER, "Hello")
     root = await world.thread_of(CUSTOMER)

@@ -7,8 +7,6 @@ privately why and who can give them the role, and their message shows the failur
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.commands_kit import ADMIN, AGENT, command
@@ -184,7 +182,6 @@ async def test_matrix_members_without_a_role_cannot_reply_send_files_edit_or_del
     reply = await mw.staff.send_text(mw.room, "It left today.", thread_root=root["event_id"])
     [sent] = await eventually(lambda: world.tg.messages_to(CUSTOMER), message="the reply")
     await eventually(lambda: sent.message_id, message="the Telegram id")
-    await asyncio.sleep(0.3)  # the send's answer is recorded before anything else is taken
     assert (await command(world, f"user role {mallory.user_id} none")).ok
 
     forged = await mallory.send_text(mw.room, "Pay to my account", thread_root=root["event_id"])
