@@ -128,6 +128,19 @@ class SlackSettings(_Section):
     rate_reactions: float = Field(default=0.8, gt=0)
     # Customer messages waiting in one thread are joined into one post when a backlog forms.
     coalesce_max: int = Field(default=20, ge=1, le=100)
+    # Workspaces (T…) or Enterprise Grid organisations (E…) whose members count as staff, besides
+    # the bot token's own workspace (learned from auth.test at start). Everybody else (another
+    # organisation's members in a Slack Connect channel, say) has role none.
+    allowed_teams: tuple[str, ...] = ()
+
+    @field_validator("allowed_teams")
+    @classmethod
+    def _team_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for team in value:
+            if not re.fullmatch(r"[TE][A-Z0-9]{2,30}", team):
+                msg = f"{team!r} is not a Slack team id (T…) or organisation id (E…)"
+                raise ValueError(msg)
+        return value
 
     @property
     def enabled(self) -> bool:
@@ -605,7 +618,7 @@ def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]
         if not isinstance(table, dict):
             raise ConfigError(section, f"is not a table (set by {name})")
         value = _env_value(raw)
-        if key in ("admins", "allowed_origins") and isinstance(value, str):
+        if key in ("admins", "allowed_origins", "allowed_teams") and isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         table[key] = value
         sources[f"{section}.{key}"] = name

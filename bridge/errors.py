@@ -4,6 +4,7 @@
      ├── ConfigError            a setting is missing or wrong (names the key)
      ├── BadRequest             an inbound request is malformed (→ HTTP 400)
      │    └── BadSignature       unsigned, wrongly signed or stale (→ HTTP 401/403)
+     ├── NotAllowed             someone's role does not give the power they tried to use
      └── DeliveryError          talking to an outside platform failed
           ├── RateLimited        the platform said "slow down"; retry after `retry_after` s
           ├── TransientError     worth retrying with backoff (5xx, timeouts)
@@ -99,3 +100,8 @@ class WindowClosed(PermanentError):
 
 class OptedOut(PermanentError):
     """The customer unsubscribed on the platform; the bridge records it on the contact."""
+
+
+class NotAllowed(BridgeError):
+    """Someone tried to use a power their role does not give (sending to a customer without
+    the agent role, say)."""

@@ -26,10 +26,18 @@ from bridge import automation
 from bridge.automation import Arrival, RuleBook, apply_rules
 from bridge.broadcasts import BroadcastHandlers
 from bridge.config import Settings
-from bridge.errors import OptedOut, PermanentError, RateLimited, TransientError, WindowClosed
+from bridge.errors import (
+    NotAllowed,
+    OptedOut,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    WindowClosed,
+)
 from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
+from bridge.staff_refusal import Refusal, refusal_jobs, staff_role
 from bridge.types import (
     AccountId,
     Attachment,
@@ -51,11 +59,13 @@ from bridge.types import (
     OutboundMessage,
     Platform,
     RateLimit,
+    Role,
     StaffDelete,
     StaffEdit,
     StaffEvent,
     StaffMessage,
     StaffMessageRef,
+    StaffUserId,
     StatusUpdate,
     SurfaceName,
     TemplateCall,
@@ -210,6 +220,7 @@ class Pipeline:
             "staff.edit": _MirrorEdit(self),
             "staff.mark": _Mark(self),
             "staff.notice": _Notice(self),
+            "staff.tell": _Tell(self),
             "staff.window": _WindowNotice(self),
             "staff.tombstone": _Tombstone(self),
             "customer.send": _Send(self),
@@ -933,6 +944,22 @@ class Pipeline:
         conv_id = tx.conversation_by_thread(event.surface, event.thread)
         if conv_id is None:
             return False
+        # Sending to a customer is the agent's power: checked here, where it is used.
+        role = staff_role(tx, self.settings, event.surface, event.author, stranger=event.stranger)
+        if role < Role.AGENT:
+            refusal = Refusal(
+                conversation=conv_id,
+                surface=event.surface,
+                thread=event.thread,
+                user=event.author,
+                what="reply",
+                role=role,
+                stranger=event.stranger,
+                answer_to=event.ref,
+                mark=event.ref,
+            )
+            jobs.extend(refusal_jobs(tx, self.settings, self.surfaces[event.surface], refusal))
+            return True
         self._staff_reply(
             tx,
             conv_id,
@@ -1102,11 +1129,14 @@ class Pipeline:
         ref: StaffMessageRef,
         author: str,
         text: str,
+        role: Role,
         template: TemplateCall | None = None,
         note: bool = False,
     ) -> bool:
-        """Send text or a template from a thread command (`!tb`, `!template`); False if the
-        command's message was handled already (a retried event)."""
+        """Send text or a template from a thread command (`!tb`, `!template`) of someone with
+        `role`; False if the command's message was handled already (a retried event)."""
+        if role < Role.AGENT:
+            raise NotAllowed(f"sending to a customer needs the agent role, not {role.label}")
         at = self.clock()
 
         def write(tx: Tx) -> bool:
@@ -1305,6 +1335,8 @@ class Pipeline:
         message = tx.message_by_ref(event.surface, event.ref, "origin")
         if message is None or message.text == event.text or message.deleted:
             return
+        if self._refused_change(tx, event, message, "edit", jobs):
+            return
         tx.edit_message(message.id, event.text, self.clock())
         if message.direction == "out":
             jobs.append(
@@ -1317,9 +1349,44 @@ class Pipeline:
         message = tx.message_by_ref(event.surface, event.ref, "origin")
         if message is None or message.deleted:
             return
+        if self._refused_change(tx, event, message, "deletion", jobs):
+            return
         tx.delete_message(message.id)
         if message.direction == "out":
             jobs.append(self._customer_job(tx, message, "customer.delete", f"cdel:{message.id}"))
+
+    def _refused_change(
+        self,
+        tx: Tx,
+        event: StaffEdit | StaffDelete,
+        message: MessageRecord,
+        what: str,
+        jobs: list[NewJob],
+    ) -> bool:
+        """Refuse an edit or deletion by someone without the agent role (queue the
+        explanation); True when refused."""
+        role = staff_role(tx, self.settings, event.surface, event.author, stranger=event.stranger)
+        if role >= Role.AGENT:
+            return False
+        thread = tx.thread(message.conversation_id, event.surface)
+        if thread is None:
+            return True
+        deleted = isinstance(event, StaffDelete)
+        refusal = Refusal(
+            conversation=message.conversation_id,
+            surface=event.surface,
+            thread=thread,
+            user=event.author,
+            what=what,
+            role=role,
+            stranger=event.stranger,
+            answer_to=event.event or event.ref,
+            # Their own edit event where the surface has one: a Matrix edit may target another
+            # member's message, which must not look failed.
+            mark=None if deleted else event.event or event.ref,
+        )
+        jobs.extend(refusal_jobs(tx, self.settings, self.surfaces[event.surface], refusal))
+        return True
 
     def _customer_job(self, tx: Tx, message: MessageRecord, kind: str, key: str) -> NewJob:
         """A row in the conversation's outgoing lane, after any send of the same message."""
@@ -1576,6 +1643,20 @@ class _Notice(_Handler):
         if thread is None:
             raise TransientError("the conversation's thread is not open yet")
         await surface.notice(thread, job.payload["text"])
+        return Completion([job.id])
+
+
+class _Tell(_Handler):
+    async def run(self, jobs: Sequence[Job]) -> Completion:
+        [job] = jobs
+        p = job.payload
+        surface = self.p.surface(p["surface"])
+        await surface.tell(
+            ThreadRef(p["thread"]),
+            StaffUserId(p["user"]) if p.get("user") else None,
+            StaffMessageRef(p["ref"]),
+            p["text"],
+        )
         return Completion([job.id])
 
 

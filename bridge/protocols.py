@@ -23,6 +23,7 @@ from bridge.types import (
     RateLimit,
     StaffEvent,
     StaffMessageRef,
+    StaffUserId,
     SurfaceName,
     Template,
     ThreadRef,
@@ -176,6 +177,17 @@ class StaffSurface(Protocol):
 
     async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
         """Post a short message from the bridge itself into the thread."""
+        ...
+
+    async def tell(
+        self,
+        thread: ThreadRef,
+        user: StaffUserId | None,
+        answer_to: StaffMessageRef,
+        text: str,
+    ) -> None:
+        """Tell one staff member, in a thread, something meant for them alone (why the bridge
+        refused what they did), answering their message where the surface can."""
         ...
 
     async def fetch(self, attachment: Attachment) -> FileData:

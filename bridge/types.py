@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import NewType
 
 Platform = NewType("Platform", str)
@@ -38,6 +38,20 @@ TELEGRAM = Platform("telegram")
 WHATSAPP = Platform("whatsapp")
 MESSENGER = Platform("messenger")
 SMS = Platform("sms")
+
+
+class Role(IntEnum):
+    """What a staff member may do; each role may do everything of the roles below it."""
+
+    NONE = 0
+    AGENT = 1  # reply to customers, use thread actions, look things up
+    MANAGER = 2  # change channels, templates, text blocks, the blacklist; broadcast
+    ADMIN = 3  # give roles
+
+    @property
+    def label(self) -> str:
+        """The role's name as people type it."""
+        return self.name.lower()
 
 
 class MediaKind(StrEnum):
@@ -220,6 +234,9 @@ class StaffMessage:
     at: datetime
     author_name: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    # The author is not one of the bridge's own staff (a Slack Connect member of another
+    # organisation, a workspace the bridge does not serve): role `none` whatever is stored.
+    stranger: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,6 +246,11 @@ class StaffEdit:
     surface: SurfaceName
     ref: StaffMessageRef
     text: str
+    # Who made the change (None: the surface could not tell, and it counts as no role).
+    author: StaffUserId | None = None
+    stranger: bool = False
+    # The change's own message, where the surface has one (a Matrix edit event).
+    event: StaffMessageRef | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,6 +259,9 @@ class StaffDelete:
 
     surface: SurfaceName
     ref: StaffMessageRef
+    author: StaffUserId | None = None
+    stranger: bool = False
+    event: StaffMessageRef | None = None
 
 
 StaffEvent = StaffMessage | StaffEdit | StaffDelete

@@ -11,7 +11,6 @@ import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from bridge.types import (
@@ -22,23 +21,10 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
+from bridge.types import Role as Role  # the commands' own name for it, kept
 
 if TYPE_CHECKING:
     from commands.services import Services
-
-
-class Role(IntEnum):
-    """What a staff member may do; each role may do everything of the roles below it."""
-
-    NONE = 0
-    AGENT = 1  # reply to customers, use thread actions, look things up
-    MANAGER = 2  # change channels, templates, text blocks, the blacklist; broadcast
-    ADMIN = 3  # give roles
-
-    @property
-    def label(self) -> str:
-        """The role's name as people type it."""
-        return self.name.lower()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +40,9 @@ class Request:
     thread: ThreadRef | None = None
     # The message that carried the command, when there is one (an idempotency key).
     ref: StaffMessageRef | None = None
+    # The caller is not one of the bridge's own staff (another Slack workspace, a Slack
+    # Connect member of another organisation): role `none` whatever is stored.
+    stranger: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -86,16 +86,15 @@ async def run(request: Request, services: Services) -> Reply:
         return Reply(
             title=f"`{spec.usage_line}`", lines=(spec.summary, f"Example: `{spec.example}`")
         )
-    role = await services.role(request.surface, request.user)
+    role = await services.role(request.surface, request.user, stranger=request.stranger)
     if role < spec.role:
-        return Reply(
-            ok=False,
-            title=f"{spec.call} needs the {spec.role.label} role",
-            lines=(
-                f"You have the {role.label} role. An admin can change it with"
-                f" `/user role {request.user} {spec.role.label}`.",
-            ),
+        why = (
+            "You are not a member of the workspace the bridge serves, so you have no role here."
+            if request.stranger
+            else f"You have the {role.label} role. An admin can change it with"
+            f" `/user role {request.user} {spec.role.label}`."
         )
+        return Reply(ok=False, title=f"{spec.call} needs the {spec.role.label} role", lines=(why,))
     conversation = await services.conversation_of(request)
     if spec.in_thread and conversation is None:
         return Reply(

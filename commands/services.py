@@ -14,7 +14,7 @@ from bridge.protocols import Connector
 from bridge.types import ConversationId, StaffUserId, SurfaceName
 from commands.base import Request, Role
 from storage import Database, Tx, Writer
-from storage.roles import role_of
+from storage.roles import effective_role
 
 T = TypeVar("T")
 
@@ -54,14 +54,22 @@ class Services:
         """Run `fn` in the writer's transaction (serialised with the webhooks' writes)."""
         return await self.writer.call(fn)
 
-    async def role(self, surface: SurfaceName, user: StaffUserId) -> Role:
-        """A staff member's role: admins from settings, then the roles table, then the default."""
-        if user in self.settings.bridge.admins:
-            return Role.ADMIN
-        stored = await self.read(lambda conn: role_of(conn, surface, user))
-        if stored is not None:
-            return Role[stored.upper()]
-        return Role[self.settings.bridge.default_role.upper()]
+    async def role(
+        self, surface: SurfaceName, user: StaffUserId, *, stranger: bool = False
+    ) -> Role:
+        """A staff member's role: none for strangers, admins from settings, then the roles
+        table, then the default."""
+        bridge = self.settings.bridge
+        return await self.read(
+            lambda conn: effective_role(
+                conn,
+                surface,
+                user,
+                admins=bridge.admins,
+                default=bridge.default_role,
+                stranger=stranger,
+            )
+        )
 
     async def conversation_of(self, request: Request) -> ConversationId | None:
         """The conversation whose thread a request came from, if it came from one."""

@@ -113,6 +113,7 @@ async def _send(ctx: Context, args: list[str]) -> Reply:
         author=ctx.who,
         text=text,
         template=call,
+        role=ctx.role,
     )
     # Like a reply, the delivery marks show on the command's own message.
     return Reply()

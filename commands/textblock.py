@@ -136,6 +136,7 @@ async def _send(ctx: Context, args: list[str]) -> Reply:
         ref=ref,
         author=ctx.who,
         text=fill(block.body, contact, agent=ctx.who, today=ctx.now.date()),
+        role=ctx.role,
     )
     # Nothing to say: the delivery marks show on the `!tb` message itself.
     return Reply()

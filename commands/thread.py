@@ -64,6 +64,7 @@ async def _note(ctx: Context, args: list[str]) -> Reply:
         author=ctx.who,
         text=" ".join(args),
         note=True,
+        role=ctx.role,
     )
     return Reply()
 

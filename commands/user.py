@@ -98,7 +98,9 @@ async def _whoami(ctx: Context, args: list[str]) -> Reply:
                 return role, by, f"{at:%Y-%m-%d %H:%M} UTC"
         return None
 
-    if request.user in settings.admins:
+    if request.stranger:
+        source = "not a member of a workspace the bridge serves"
+    elif request.user in settings.admins:
         source = "from the settings"
     else:
         stored = await ctx.services.read(read)

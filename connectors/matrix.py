@@ -231,7 +231,12 @@ def parse_event(
         target = event.get("redacts") or content.get("redacts")
         if not isinstance(target, str):
             return None
-        return StaffDelete(surface=MATRIX, ref=StaffMessageRef(f"{room}/{target}"))
+        return StaffDelete(
+            surface=MATRIX,
+            ref=StaffMessageRef(f"{room}/{target}"),
+            author=StaffUserId(sender),
+            event=StaffMessageRef(f"{room}/{event_id}"),
+        )
     if kind != "m.room.message":
         return None
     relation = content.get("m.relates_to")
@@ -246,6 +251,8 @@ def parse_event(
             surface=MATRIX,
             ref=StaffMessageRef(f"{room}/{target}"),
             text=new_body,
+            author=StaffUserId(sender),
+            event=StaffMessageRef(f"{room}/{event_id}"),
         )
     body = content.get("body")
     msgtype = content.get("msgtype")
@@ -1059,6 +1066,35 @@ class MatrixSurface:
         }
         event = await self._send(room, "m.room.message", content, _txn())
         return StaffMessageRef(f"{room}/{event}")
+
+    async def tell(
+        self,
+        thread: ThreadRef,
+        user: StaffUserId | None,
+        answer_to: StaffMessageRef,
+        text: str,
+    ) -> None:
+        """A notice in the thread that answers the person's event and names (mentions) them:
+        Matrix has no messages only one member sees."""
+        room, root = split_ref(thread)
+        _, event = split_ref(answer_to)
+        who = user or "Someone"
+        link = f'<a href="https://matrix.to/#/{quote(who)}">{html.escape(who)}</a>' if user else who
+        content: dict[str, Any] = {
+            "msgtype": "m.notice",
+            "body": f"{who}: {_plain(text)}",
+            "format": "org.matrix.custom.html",
+            "formatted_body": f"{link}: {inline_html(text)}",
+            "m.mentions": {"user_ids": [user]} if user else {},
+            # A thread reply that quotes their event (MSC3440: a reply inside a thread).
+            "m.relates_to": {
+                "rel_type": "m.thread",
+                "event_id": root,
+                "is_falling_back": False,
+                "m.in_reply_to": {"event_id": event},
+            },
+        }
+        await self._send(room, "m.room.message", content, _txn("tell", event))
 
     async def announce(
         self, channel: str, text: str, ref: StaffMessageRef | None = None

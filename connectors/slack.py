@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NoReturn
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -68,6 +69,14 @@ from connectors.slack_blocks import (
     reply_blocks,
     submitted,
 )
+from connectors.slack_teams import (
+    Origin,
+    Workspaces,
+    command_origin,
+    event_origin,
+    interaction_origin,
+    user_origin,
+)
 from connectors.wire import int_or_none, opt_str, storable
 
 log = logging.getLogger(__name__)
@@ -102,6 +111,36 @@ THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")
 # that takes longer answers "working on it" and follows up through the response_url.
 SLASH_ANSWER_WITHIN = 2.5
 SEEN_COMMANDS = 2048
+
+
+# Slack serves a workspace's files from files.slack.com: the `url_private` of its file objects
+# (https://api.slack.com/types/file, "Authentication"), fetched with the bot token. An
+# external file (a Google Drive document, `"mode": "external"`) names its own host there, and
+# the event that carries the file object can name any: the token goes to Slack's file host
+# (files.<api host>, for Slack's other clouds such as slack-gov.com) and the configured API's
+# own origin (a proxy, or the fake in tests), over HTTPS, and nowhere else.
+SLACK_FILE_HOSTS = frozenset({"files.slack.com"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def slack_file_host_allowed(url: str, api_base: str) -> bool:
+    """Whether a file URL is one Slack serves files from, so the bot token may go with it."""
+    try:
+        parts, api = urlsplit(url), urlsplit(api_base)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        api_port = api.port or _DEFAULT_PORTS.get(api.scheme)
+    except ValueError:  # a port that is no number
+        return False
+    if parts.username is not None or parts.password is not None:
+        return False
+    host = (parts.hostname or "").rstrip(".").lower()
+    api_host = (api.hostname or "").rstrip(".").lower()
+    if not host:
+        return False
+    if (parts.scheme, host, port) == (api.scheme, api_host, api_port):
+        return True
+    slack_hosts = SLACK_FILE_HOSTS | {f"files.{api_host}"}
+    return parts.scheme == "https" and port == 443 and host in slack_hosts
 
 
 def _slack_error(status: int, error: str, retry_after: str | None) -> DeliveryError:
@@ -180,15 +219,25 @@ def parse_event(event: Mapping[str, Any]) -> StaffEvent | None:
             return None
         if not _string(inner, "ts") or not channel:
             return None
+        # Slack lets only a message's author edit it: the author is the editor.
+        editor = _string(inner, "user")
         return StaffEdit(
             surface=SLACK,
             ref=StaffMessageRef(f"{channel}/{inner['ts']}"),
             text=unescape(_string(inner, "text")),
+            author=StaffUserId(editor) if editor else None,
         )
     if subtype == "message_deleted":
         if not _string(event, "deleted_ts") or not channel:
             return None
-        return StaffDelete(surface=SLACK, ref=StaffMessageRef(f"{channel}/{event['deleted_ts']}"))
+        # message_deleted does not say who deleted; the author (or a workspace admin acting
+        # for them) is the best Slack tells.
+        author = _string(event, "previous_message", "user")
+        return StaffDelete(
+            surface=SLACK,
+            ref=StaffMessageRef(f"{channel}/{event['deleted_ts']}"),
+            author=StaffUserId(author) if author else None,
+        )
     if subtype not in (None, "file_share", "thread_broadcast") or event.get("bot_id"):
         return None
     ts, thread_ts, user = (_string(event, key) for key in ("ts", "thread_ts", "user"))
@@ -325,6 +374,8 @@ class SlackSurface:
         self.app.view(FORM_CALLBACK)(self._on_form)
         self._socket: AsyncSocketModeHandler | None = None
         self._names: dict[str, str] = {}
+        self._homes: dict[str, Origin] = {}
+        self.workspaces = Workspaces(settings.allowed_teams)
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         # Thread commands already run: Slack delivers an event again when its answer was slow.
@@ -355,6 +406,7 @@ class SlackSurface:
             _raise_for(exc)
         self.bot_user_id = auth.get("user_id")
         self.bot_id = auth.get("bot_id")
+        self.workspaces.learn(auth.data if isinstance(auth.data, dict) else {})
         log.info("Slack: connected as %s in team %s", auth.get("user"), auth.get("team_id"))
 
     async def start_loop(self) -> None:
@@ -424,10 +476,12 @@ class SlackSurface:
         bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
-    async def _on_message(self, event: dict[str, Any]) -> None:
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         parsed = parse_event(event)
         if parsed is None:
             return
+        stranger = await self._stranger(parsed.author, *event_origin(body, event))
+        parsed = replace(parsed, stranger=stranger)
         if isinstance(parsed, StaffMessage) and THREAD_COMMAND.match(parsed.text):
             await self._thread_command(parsed)
             return
@@ -454,6 +508,7 @@ class SlackSurface:
             channel=channel,
             thread=message.thread,
             ref=message.ref,
+            stranger=message.stranger,
         )
         reply = await self._commands(request)
         await self._answer_in_thread(message.thread, reply, message.author)
@@ -474,6 +529,7 @@ class SlackSurface:
             # Slack escapes &, < and > in the text; mentions arrive as <@U123|name>.
             text=f"{name} {unescape(str(command.get('text', '')))}".strip(),
             channel=command.get("channel_id"),
+            stranger=await self._stranger(user, command_origin(command)),
         )
         trigger = str(command.get("trigger_id") or "") or None
         work = asyncio.ensure_future(self._slash_answer(request, trigger))
@@ -540,6 +596,7 @@ class SlackSurface:
             channel=channel,
             thread=thread,
             ref=StaffMessageRef(f"{channel}/action:{_string(action, 'action_ts')}"),
+            stranger=await self._stranger(user, interaction_origin(body)),
         )
         reply = await self._commands(request)
         await self._answer_in_thread(thread, reply, user, private_failure=True)
@@ -561,6 +618,7 @@ class SlackSurface:
             user_name=await self._name_of(user),
             text=line,
             channel=channel,
+            stranger=await self._stranger(user, interaction_origin(body)),
         )
         reply = await self._commands(request)
         if not reply.ok:
@@ -630,18 +688,38 @@ class SlackSurface:
         return None
 
     async def _name_of(self, user: str) -> str | None:
-        if user in self._names:
-            return self._names[user]
+        await self._look_up(user)
+        return self._names.get(user)
+
+    async def _look_up(self, user: str) -> None:
+        """users.info, once per user: the name shown for them, and their workspace."""
+        if user in self._homes:
+            return
         try:
             info = await self.client.users_info(user=user)
         except Exception:
-            log.info("Slack: no name for user %s", user)
-            return None
-        profile = (info.get("user") or {}).get("profile") or {}
+            log.info("Slack: no profile for user %s", user)
+            return
+        found = info.get("user")
+        obj: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        profile = obj.get("profile") or {}
         name = profile.get("display_name") or profile.get("real_name") or None
         if name:
             self._names[user] = str(name)
-        return str(name) if name else None
+        self._homes[user] = user_origin(obj)
+
+    async def _stranger(self, user: str | None, *origins: Origin) -> bool:
+        """Whether a request's author is not of a workspace the bridge serves (then they have
+        role none): what the request says, and what users.info says of them."""
+        home: tuple[Origin, ...] = ()
+        if user:
+            await self._look_up(user)
+            if user in self._homes:
+                home = (self._homes[user],)
+        stranger = self.workspaces.foreign(*origins, *home)
+        if stranger:
+            log.info("Slack: %s is not of a workspace the bridge serves: role none", user)
+        return stranger
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -767,6 +845,25 @@ class SlackSurface:
             _raise_for(exc)
         return StaffMessageRef(f"{channel}/{answer['ts']}")
 
+    async def tell(
+        self,
+        thread: ThreadRef,
+        user: StaffUserId | None,
+        answer_to: StaffMessageRef,
+        text: str,
+    ) -> None:
+        """An ephemeral message in the thread: only `user` sees it (chat.postEphemeral)."""
+        if user is None:
+            log.info("Slack: nobody to tell in %s: %s", thread, text)
+            return
+        channel, thread_ts = split_ref(thread)
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, thread_ts=thread_ts, text=escape(text)
+            )
+        except Exception as exc:
+            _raise_for(exc)
+
     async def announce(
         self, channel: str, text: str, ref: StaffMessageRef | None = None
     ) -> StaffMessageRef:
@@ -836,10 +933,20 @@ class SlackSurface:
                 raise
 
     async def fetch(self, attachment: Attachment) -> FileData:
-        """Download a file an agent attached (needs the bot token)."""
+        """Download a file an agent attached (needs the bot token): from Slack's file host
+        only, and without following redirects, so the token goes nowhere else."""
+        if not slack_file_host_allowed(attachment.ref, self._api_base):
+            log.warning("Slack: a shared file is not on Slack's file host; not downloaded")
+            raise PermanentError(
+                "file_host",
+                "the file is not on Slack's file host (files.slack.com), so the bridge did not"
+                " download it with its token; share the file itself, uploaded to Slack",
+            )
         try:
             async with self._http.get(
-                attachment.ref, headers={"Authorization": f"Bearer {self._token}"}
+                attachment.ref,
+                headers={"Authorization": f"Bearer {self._token}"},
+                allow_redirects=False,
             ) as response:
                 if response.status >= 500:
                     raise TransientError(f"Slack file download answered {response.status}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
+from bridge.types import Role
 from storage.queries import Tx
 from storage.tables import staff_roles
 
@@ -18,6 +20,35 @@ def role_of(conn: Connection, surface: str, user: str) -> str | None:
             staff_roles.c.surface == surface, staff_roles.c.user_id == user
         )
     ).scalar()
+
+
+def effective_role(
+    conn: Connection,
+    surface: str,
+    user: str,
+    *,
+    admins: Collection[str],
+    default: str,
+    stranger: bool = False,
+) -> Role:
+    """A staff member's role: none for strangers, admins from settings, the stored role, else
+    the default."""
+    if stranger:
+        return Role.NONE
+    if user in admins:
+        return Role.ADMIN
+    stored = role_of(conn, surface, user)
+    return Role[(stored or default).upper()]
+
+
+def admins_of(conn: Connection, admins: Collection[str]) -> list[str]:
+    """Who may give roles: the admins from settings, then those given the admin role."""
+    given = conn.execute(
+        select(staff_roles.c.user_id)
+        .where(staff_roles.c.role == Role.ADMIN.label)
+        .order_by(staff_roles.c.user_id)
+    ).scalars()
+    return [*admins, *(user for user in given if user not in admins)]
 
 
 def set_role(tx: Tx, surface: str, user: str, role: str | None, by: str, at: datetime) -> None:

@@ -80,7 +80,13 @@ def test_an_edit_names_the_edited_event_and_the_new_text():
         "m.relates_to": {"rel_type": "m.replace", "event_id": "$e1"},
     }
     parsed = parse_event(ROOM, message(content, event_id="$e2"), BOT)
-    assert parsed == StaffEdit(surface="matrix", ref=f"{ROOM}/$e1", text="fixed")
+    assert parsed == StaffEdit(
+        surface="matrix",
+        ref=f"{ROOM}/$e1",
+        text="fixed",
+        author="@anna:localhost",
+        event=f"{ROOM}/$e2",
+    )
 
 
 def test_a_redaction_deletes_the_event_in_old_and_new_room_versions():
@@ -88,7 +94,9 @@ def test_a_redaction_deletes_the_event_in_old_and_new_room_versions():
     new = {**old, "redacts": None, "content": {"redacts": "$e1"}}
     old["content"] = {}
     for event in (old, new):
-        assert parse_event(ROOM, event, BOT) == StaffDelete(surface="matrix", ref=f"{ROOM}/$e1")
+        assert parse_event(ROOM, event, BOT) == StaffDelete(
+            surface="matrix", ref=f"{ROOM}/$e1", author="@a:x", event=f"{ROOM}/$r"
+        )
 
 
 def test_a_file_in_a_thread_is_an_attachment_with_its_mxc_uri():
