@@ -10,7 +10,9 @@
           │    └── Unreachable   no connection at all
           └── PermanentError     retrying will not help; `code` and `reason` say why
                ├── WindowClosed  the platform's customer-service window is closed
-               └── OptedOut      the customer unsubscribed (e.g. replied STOP to an SMS)
+               ├── OptedOut      the customer unsubscribed (e.g. replied STOP to an SMS)
+               ├── AddressRefused  the outbound guard refused a destination (bridge.security)
+               └── TooLarge      an answer was longer than its cap
 
 Each connector maps its platform's HTTP/JSON errors into this tree in one function.
 """
@@ -99,3 +101,11 @@ class WindowClosed(PermanentError):
 
 class OptedOut(PermanentError):
     """The customer unsubscribed on the platform; the bridge records it on the contact."""
+
+
+class AddressRefused(PermanentError):
+    """The outbound guard refused a destination; `reason` says which rule of it refused."""
+
+
+class TooLarge(PermanentError):
+    """An answer read from outside was longer than its cap."""
