@@ -323,7 +323,10 @@ def _check_url(where: str, url: str) -> None:
         parts = urlsplit(sample)
         good = (
             parts.scheme.lower() in ("http", "https")
-            and _HOST.fullmatch(parts.hostname or "") is not None
+            and (
+                _HOST.fullmatch(parts.hostname or "") is not None
+                or ":" in (parts.hostname or "")  # an [IPv6] literal; urlsplit checked it
+            )
             and (parts.port is None or parts.port > 0)
         )
     except ValueError:  # a port that is not a number, a broken [IPv6] host

@@ -51,6 +51,23 @@ MAX_REDIRECTS = 5
 SAVE_RESOLVE_TIMEOUT_S = 5.0
 
 _SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+# IANA's special-purpose registries (RFC 6890 and later), whatever this Python's ipaddress
+# knows of them: protocol assignments, documentation, benchmarking, discard.
+_SPECIAL: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "240.0.0.0/4",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+    )
+)
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
 _TEREDO = ipaddress.IPv6Network("2001::/32")
@@ -85,6 +102,10 @@ def _kind(address: IPAddress) -> str | None:
             "a site-local address",
         ),
         (address.is_private, "a private address"),
+        (
+            any(address.version == n.version and address in n for n in _SPECIAL),
+            "a special-purpose address",
+        ),
         (not address.is_global, "not a public address"),
     )
     return next((words for hit, words in checks if hit), None)
@@ -224,8 +245,19 @@ class OutboundGuard:
     ) -> None:
         self.allow = allow or AllowList()
         self._own = {(_canonical(h), p) for h, p in own}
-        self.resolver: AbstractResolver = resolver or aiohttp.ThreadedResolver()
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def resolver(self) -> AbstractResolver:
+        """What looks names up (the system's resolver unless one was given)."""
+        if self._resolver is None:
+            self._resolver = aiohttp.ThreadedResolver()  # needs the running loop: made late
+        return self._resolver
+
+    @resolver.setter
+    def resolver(self, resolver: AbstractResolver) -> None:
+        self._resolver = resolver
 
     def why_refused(self, host: str, address: IPAddress, port: int) -> str | None:
         """Why a connection to `address` (for `host`) on `port` is refused, or None."""
@@ -236,10 +268,11 @@ class OutboundGuard:
         reason = refusal(address)
         if reason is None:
             return None
-        shown = _canonical(host)
-        if shown != str(address):
-            return f"{host} resolves to {reason.replace(' is ', ', ', 1)}"
-        return reason
+        written = host.strip("[]").lower()
+        if written == str(address):
+            return reason
+        verb = "stands for" if host_address(host) == address else "resolves to"
+        return f"{host} {verb} {reason.replace(' is ', ', ', 1)}"
 
     def _is_own(self, host: str, address: IPAddress, port: int) -> bool:
         for own_host, own_port in self._own:

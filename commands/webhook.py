@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Connection
 
 from bridge.errors import AddressRefused
-
 from commands.base import CommandError, Context, NotFound, Reply, Role, command
 from commands.shorten import typed_url
 from commands.stats import PRIVATE_ANSWERS
