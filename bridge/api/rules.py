@@ -471,7 +471,10 @@ async def create_rule(call: Call) -> RuleShown:
     """Checked as `/rule add` checks it: an RE2 pattern (linear time: lookarounds and
     backreferences are refused, and so is a pattern too complex), known placeholders, the
     targets of the actions (channels that exist, an SMS account, the mail server). An
-    answer-file's URL is fetched and the file kept. 409 when the name is taken."""
+    answer-file's URL is fetched and the file kept, after every other check passed. A web
+    address (post, bot, answer-file) that the outbound guard refuses (loopback, private,
+    link-local, … unless `[security] allow_private` names it) is 422 with the reason. 409 when
+    the name is taken."""
     body = call.body(RuleCreate)
     ctx = call.context("rule", "add")
     base = RuleDef(id=0, name=body.name.strip(), keyword_type=body.keyword_type)
