@@ -20,13 +20,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, time
 from functools import partial
 
-import aiohttp
-
 from bridge.automation import describe
-from bridge.errors import AddressRefused, TooLarge
+from bridge.errors import AddressRefused
 from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, url_shape, validate
-from bridge.security import FILE_CAP, MAX_REDIRECTS, read_capped
-from bridge.types import FileData, MediaKind
+from bridge.types import FileData
 from commands.base import (
     CommandError,
     Conflict,
@@ -39,6 +36,7 @@ from commands.base import (
     command,
 )
 from commands.blacklist import parse_duration
+from commands.rule_files import FILE_PENDING, check_file_url, fetch_files, with_files
 from storage import Tx, rules_store, subscriptions
 
 rule = command("rule", "Chatbot rules: automatic answers, forwards and channel changes")
@@ -61,9 +59,6 @@ ACTION_WORDS = {
     "stop": "i18nStop",
     "ignore": "doNothing",
 }
-FILE_MAX = FILE_CAP
-# Stands in for an answer-file's file while the rule is checked; it is fetched last.
-FILE_PENDING = 1
 ADD_EXAMPLE = (
     '/rule add opening-hours contain "open, hours" --hours 18:00-08:00 --limit every 1d'
     ' --do "answer: We are open 8 to 18, {NICKNAME}; we answer in the morning."'
@@ -248,50 +243,6 @@ async def _actions(ctx: Context, texts: Sequence[str]) -> tuple[list[Action], di
     return actions, files
 
 
-def check_file_url(ctx: Context, url: str) -> None:
-    """An answer-file's URL has the shape of one (the guard checks where it leads)."""
-    if not url.startswith(("https://", "http://")):
-        raise ctx.usage("answer-file needs the file's URL (https://…)")
-
-
-async def fetch_file(ctx: Context, url: str) -> FileData:
-    """Download the file an answer-file action sends (it is kept with the rule).
-
-    The guard's refusal names its reason; past the guard every failure reads the same, so
-    that the answers do not tell which internal addresses or ports answer.
-    """
-    check_file_url(ctx, url)
-    outbound = ctx.services.pipeline.outbound
-    try:
-        await outbound.check(url)
-    except AddressRefused as exc:
-        raise CommandError(f"The rule was not saved: {exc.reason}") from None
-    failed = CommandError(f"The rule was not saved: the file at {url} could not be fetched")
-    try:
-        async with outbound.request(
-            "GET", url, redirects=MAX_REDIRECTS, timeout=aiohttp.ClientTimeout(total=30)
-        ) as response:
-            if response.status != 200:
-                raise failed
-            data = await read_capped(response, FILE_MAX)
-            mime = response.content_type or "application/octet-stream"
-    except AddressRefused as exc:  # a redirect, or the name now resolves elsewhere
-        raise CommandError(f"The rule was not saved: {exc.reason}") from None
-    except TooLarge:
-        raise CommandError("the file is larger than 16 MB; messengers would refuse it") from None
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        raise failed from None
-    if not data:
-        raise CommandError(f"The rule was not saved: {url} sent an empty file")
-    name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
-    return FileData(kind=MediaKind.DOCUMENT, filename=name, data=data, mime_type=mime)
-
-
-async def fetch_files(ctx: Context, urls: Mapping[int, str]) -> dict[int, FileData]:
-    """The files of a rule's answer-file actions, by action index (nothing is stored yet)."""
-    return {index: await fetch_file(ctx, url) for index, url in urls.items()}
-
-
 async def check_targets(ctx: Context, built: Rule) -> None:
     """What `validate` cannot know: channels that exist, an SMS account for smsFwd, web
     addresses the outbound guard lets through."""
@@ -312,17 +263,6 @@ async def check_targets(ctx: Context, built: Rule) -> None:
                 raise CommandError(
                     f"The rule was not saved: action {number} ({action.kind}): {exc.reason}"
                 ) from None
-
-
-def _with_files(tx: Tx, ctx: Context, built: Rule, files: Mapping[int, FileData]) -> Rule:
-    """`built` with the files of its answer-file actions kept, in the rule's transaction."""
-    if not files:
-        return built
-    actions = list(built.actions)
-    for index, file in files.items():
-        file_id = rules_store.save_file(tx.conn, file, ctx.who, ctx.now)
-        actions[index] = replace(actions[index], media_id=file_id)
-    return replace(built, actions=tuple(actions))
 
 
 def _rule_name(ctx: Context, word: str) -> str:
@@ -415,7 +355,7 @@ async def add_rule(ctx: Context, built: Rule, files: Mapping[int, FileData] | No
         if rules_store.rule_named(tx.conn, name) is not None:
             return None
         return rules_store.add_rule(
-            tx.conn, _with_files(tx, ctx, built, files or {}), ctx.who, ctx.now
+            tx.conn, with_files(tx, ctx, built, files or {}), ctx.who, ctx.now
         )
 
     stored = await ctx.services.write(write)
@@ -432,7 +372,7 @@ async def edit_rule(
     actions, by action index); the rules apply it at once."""
 
     def write(tx: Tx) -> Rule:
-        saved = _with_files(tx, ctx, built, files or {})
+        saved = with_files(tx, ctx, built, files or {})
         rules_store.edit_rule(tx.conn, saved, ctx.who, ctx.now, change=change)
         return saved
 

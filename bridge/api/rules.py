@@ -28,6 +28,7 @@ from bridge.rules import MAX_PATTERN, Action
 from bridge.rules import Rule as RuleDef
 from bridge.types import FileData
 from commands import rule as rule_command
+from commands import rule_files
 from commands.base import CommandError, Context, Role
 from commands.rule import DAYS, NAME_PATTERN
 from storage import rules_store
@@ -360,9 +361,9 @@ async def _file(call: Call, ctx: Context, a: ActionBody, place: str) -> int:
             raise ApiError(422, "invalid", f"there is no file {file_id}", field=f"{place}.file_id")
         return file_id
     with call.field(f"{place}.url"):
-        rule_command.check_file_url(ctx, a.url or "")
+        rule_files.check_file_url(ctx, a.url or "")
     # Stands in for the file, fetched once the rule passed every check (a test never does).
-    return rule_command.FILE_PENDING
+    return rule_files.FILE_PENDING
 
 
 async def _built(
@@ -430,7 +431,7 @@ async def _fetch(call: Call, ctx: Context, urls: Mapping[int, str]) -> dict[int,
     files = {}
     for index, url in urls.items():
         try:
-            files[index] = await rule_command.fetch_file(ctx, url)
+            files[index] = await rule_files.fetch_file(ctx, url)
         except CommandError as exc:
             raise ApiError(422, "refused", str(exc), field=f"actions.{index}.url") from None
     return files
