@@ -242,6 +242,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 log.exception("stopping %s failed", part)
         await writer.stop()
         await app[HTTP].close()
+        await app[PIPELINE].outbound.close()
         await db.close()
 
 
@@ -326,6 +327,7 @@ async def run_dispatcher(settings: Settings) -> None:
                 await reports
         await writer.stop()
         await http.close()
+        await pipeline.outbound.close()
         await db.close()
 
 

@@ -22,8 +22,9 @@ import aiosmtplib
 from sqlalchemy.engine import Connection
 
 from bridge.config import MailSettings, Settings
-from bridge.errors import PermanentError, TransientError, Unreachable
-from bridge.rules import Action, Incoming, Matcher, Rule, fill
+from bridge.errors import AddressRefused, PermanentError, TooLarge, TransientError, Unreachable
+from bridge.rules import Action, Incoming, Matcher, Rule, fill, fill_url
+from bridge.security import BOT_ANSWER_CAP, FILE_CAP, MAX_REDIRECTS, OutboundGuard, read_capped
 from bridge.types import (
     AccountId,
     ChatId,
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 RULES_CACHE_S = 5.0
 # An httpBotFwd answer longer than this is cut (a bot should answer like a person would).
 BOT_ANSWER_MAX = 4000
-BOT_MEDIA_MAX = 16 * 1024 * 1024
+BOT_MEDIA_MAX = FILE_CAP
 
 
 class RuleBook:
@@ -268,7 +269,7 @@ def _actions(
                     idem_key=f"http:{key}",
                     lane=f"rulehttp:{conv}",
                     payload={
-                        "url": fill(action.target or "", values),
+                        "url": fill_url(action.target or "", values),
                         "body": _http_body(rule, arrival, platform, account, values),
                         "answer": kind == "httpBotFwd",
                         "conv": conv,
@@ -450,16 +451,19 @@ class HttpForward(_RuleHandler):
 
     what = "web forward"
 
-    def __init__(self, pipeline: Pipeline, http: aiohttp.ClientSession) -> None:
+    def __init__(self, pipeline: Pipeline, outbound: OutboundGuard) -> None:
         super().__init__(pipeline)
-        self._http = http
+        self._outbound = outbound
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         p = job.payload
         timeout = aiohttp.ClientTimeout(total=self.p.settings.rules.http_timeout_s)
         try:
-            async with self._http.post(
+            # The guard refuses internal addresses (AddressRefused, permanent: the thread is
+            # told, nothing is retried) and follows no redirect of a POST.
+            async with self._outbound.request(
+                "POST",
                 p["url"],
                 json=p["body"],
                 timeout=timeout,
@@ -467,38 +471,52 @@ class HttpForward(_RuleHandler):
             ) as response:
                 if response.status == 429 or response.status >= 500:
                     raise TransientError(f"{p['url']} answered {response.status}")
-                if response.status >= 400:
+                if response.status >= 300:
                     raise PermanentError(
-                        str(response.status), f"{p['url']} answered {response.status}"
+                        str(response.status),
+                        f"{p['url']} answered {response.status}"
+                        + (" (redirects are not followed)" if response.status < 400 else ""),
                     )
-                raw = await response.read()
+                answer = bool(p.get("answer"))
+                raw = await read_capped(response, BOT_ANSWER_CAP) if answer else b""
                 content_type = response.content_type
+        except TooLarge:
+            raise PermanentError(
+                "too_large", f"the bot's answer is larger than {BOT_ANSWER_CAP // 1024} KB"
+            ) from None
         except aiohttp.ClientError as exc:
             raise Unreachable(f"{p['url']} could not be reached: {type(exc).__name__}") from None
         except TimeoutError:
             raise Unreachable(f"{p['url']} did not answer in time") from None
-        if not p.get("answer"):
+        if not answer:
             return Completion([job.id])
         text, media = _bot_answer(raw, content_type)
         files = [await self._download(url) for url in media]
         return Completion([job.id], also=[self._reply(p, text, files)])
 
     async def _download(self, url: str) -> tuple[str, str, bytes]:
+        timeout = aiohttp.ClientTimeout(total=60)
         try:
-            async with self._http.get(url) as response:
-                if response.status >= 400:
+            async with self._outbound.request(
+                "GET", url, redirects=MAX_REDIRECTS, timeout=timeout
+            ) as response:
+                if response.status >= 300:
                     raise PermanentError(
                         str(response.status), f"the bot's file {url} answered {response.status}"
                     )
-                data = await response.content.read(BOT_MEDIA_MAX + 1)
-                if len(data) > BOT_MEDIA_MAX:
-                    raise PermanentError("too_large", f"the bot's file {url} is over 16 MB")
+                data = await read_capped(response, BOT_MEDIA_MAX)
                 name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
                 return name, response.content_type or "application/octet-stream", data
+        except AddressRefused as exc:
+            raise AddressRefused(exc.code, f"the bot's file: {exc.reason}") from None
+        except TooLarge:
+            raise PermanentError("too_large", f"the bot's file {url} is over 16 MB") from None
         except aiohttp.ClientError as exc:
             raise Unreachable(
                 f"the bot's file {url} could not be fetched: {type(exc).__name__}"
             ) from None
+        except TimeoutError:
+            raise Unreachable(f"the bot's file {url} did not arrive in time") from None
 
     def _reply(
         self, p: Mapping[str, Any], text: str, files: list[tuple[str, str, bytes]]
@@ -590,9 +608,9 @@ class SmsForward(_RuleHandler):
         return Completion([job.id])
 
 
-def handlers(p: Pipeline, http: aiohttp.ClientSession | None) -> dict[str, Any]:
-    """The outbox handlers of the rule actions."""
+def handlers(p: Pipeline, outbound: OutboundGuard | None) -> dict[str, Any]:
+    """The outbox handlers of the rule actions (web forwards only with the outbound guard)."""
     found: dict[str, Any] = {"rule.mail": MailForward(p), "rule.sms": SmsForward(p)}
-    if http is not None:
-        found["rule.http"] = HttpForward(p, http)
+    if outbound is not None:
+        found["rule.http"] = HttpForward(p, outbound)
     return found

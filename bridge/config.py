@@ -236,6 +236,23 @@ class RulesSettings(_Section):
         return value
 
 
+class SecuritySettings(_Section):
+    """The `[security]` section: what the outbound guard lets through (bridge.security)."""
+
+    # Internal destinations rules and webhooks may reach although they are not public: an
+    # address ("10.1.2.3"), a network ("10.8.0.0/16"), a host ("bots.internal", any port) or
+    # host:port ("bots.internal:8443"). Empty: only public addresses are reached.
+    allow_private: tuple[str, ...] = ()
+
+    @field_validator("allow_private")
+    @classmethod
+    def _entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from bridge.security import AllowList
+
+        AllowList.parse(value)  # a ValueError names the entry
+        return value
+
+
 class StatsSettings(_Section):
     """The `[stats]` section: access to the statistics page (GET /stats) for scripts."""
 
@@ -485,6 +502,7 @@ class Settings(_Section):
     mail: MailSettings = MailSettings()
     rules: RulesSettings = RulesSettings()
     outbox: OutboxSettings = OutboxSettings()
+    security: SecuritySettings = SecuritySettings()
     stats: StatsSettings = StatsSettings()
     metrics: MetricsSettings = MetricsSettings()
     widget: WidgetSettings = WidgetSettings()

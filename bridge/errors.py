@@ -11,7 +11,9 @@
           │    └── Unreachable   no connection at all
           └── PermanentError     retrying will not help; `code` and `reason` say why
                ├── WindowClosed  the platform's customer-service window is closed
-               └── OptedOut      the customer unsubscribed (e.g. replied STOP to an SMS)
+               ├── OptedOut      the customer unsubscribed (e.g. replied STOP to an SMS)
+               ├── AddressRefused  the outbound guard refused a destination (bridge.security)
+               └── TooLarge      an answer was longer than its cap
 
 Each connector maps its platform's HTTP/JSON errors into this tree in one function.
 """
@@ -105,3 +107,11 @@ class OptedOut(PermanentError):
 class NotAllowed(BridgeError):
     """Someone tried to use a power their role does not give (sending to a customer without
     the agent role, say)."""
+
+
+class AddressRefused(PermanentError):
+    """The outbound guard refused a destination; `reason` says which rule of it refused."""
+
+
+class TooLarge(PermanentError):
+    """An answer read from outside was longer than its cap."""

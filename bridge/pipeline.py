@@ -37,6 +37,7 @@ from bridge.errors import (
 from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
+from bridge.security import OutboundGuard, guard_from
 from bridge.staff_refusal import Refusal, refusal_jobs, staff_role
 from bridge.types import (
     AccountId,
@@ -153,6 +154,7 @@ class Pipeline:
         clock: Callable[[], datetime] = utcnow,
         http: aiohttp.ClientSession | None = None,
         metrics: Metrics | None = None,
+        outbound: OutboundGuard | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -160,6 +162,10 @@ class Pipeline:
         self.clock = clock
         self.rulebook = RuleBook(settings)
         self._http = http
+        # Requests made on someone's behalf (rules, bots, webhooks) go through the guard.
+        self.outbound = outbound or guard_from(
+            settings.security.allow_private, settings.bridge.listen, settings.bridge.public_url
+        )
         self.metrics = metrics if metrics is not None else Metrics()
         # Late-bound clock: tests replace the pipeline's after it is built.
         self.webhooks = WebhookEvents(lambda: self.clock())
@@ -226,9 +232,9 @@ class Pipeline:
             "customer.send": _Send(self),
             "customer.edit": _CustomerChange(self, delete=False),
             "customer.delete": _CustomerChange(self, delete=True),
-            **automation.handlers(self, self._http),
+            **automation.handlers(self, self.outbound if self._http else None),
             **BroadcastHandlers(self).handlers(),
-            **self.webhooks.handlers(self.db, self._http),
+            **self.webhooks.handlers(self.db, self.outbound if self._http else None),
         }
 
     # -- entry points ---------------------------------------------------------------------

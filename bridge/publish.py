@@ -29,6 +29,7 @@ import aiohttp
 
 from bridge.config import FacebookPageSettings, Settings, XSettings
 from bridge.errors import PermanentError, RateLimited, TransientError
+from bridge.security import read_capped
 from connectors.wire import int_or_none, json_object, opt_str, retry_after, unreachable
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ X = "x"
 TARGETS = (FACEBOOK, X)
 
 _CALL_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+# Graph and X answer a post with a few hundred bytes; more is not an answer to read whole.
+API_ANSWER_CAP = 1024 * 1024
 
 # A page post's message is at most 63,206 characters (Facebook's limit for posts).
 FACEBOOK_LIMIT = 63_206
@@ -271,7 +274,7 @@ class FacebookPagePublisher:
                 timeout=_CALL_TIMEOUT,
             ) as resp:
                 status = resp.status
-                raw = await resp.read()
+                raw = await read_capped(resp, API_ANSWER_CAP)
                 answer_headers = {k.lower(): v for k, v in resp.headers.items()}
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise unreachable("facebook", "page post", exc) from None
@@ -357,7 +360,7 @@ class XPublisher:
                 self._url, json={"text": text}, headers=headers, timeout=_CALL_TIMEOUT
             ) as resp:
                 status = resp.status
-                raw = await resp.read()
+                raw = await read_capped(resp, API_ANSWER_CAP)
                 answer_headers = {k.lower(): v for k, v in resp.headers.items()}
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise unreachable("x", "post", exc) from None

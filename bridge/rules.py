@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
 from typing import Any, Final, Literal, cast, get_args
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import ahocorasick
@@ -178,6 +178,17 @@ def fill(text: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(value, text) if "{" in text else text
 
 
+def url_shape(url: str) -> str:
+    """A rule's URL with each placeholder as a plain value: where it leads, to check that."""
+    return _PLACEHOLDER.sub("x", url)
+
+
+def fill_url(url: str, values: Mapping[str, str]) -> str:
+    """`url` with its placeholders filled, each value percent-encoded (a customer's name with
+    "/", "?", "#" or "@" stays one piece of the path or query and cannot change the host)."""
+    return fill(url, {name: quote(value, safe="") for name, value in values.items()})
+
+
 # -- case folding and words ---------------------------------------------------------------------
 
 
@@ -293,6 +304,17 @@ def _sample(text: str) -> str:
 
 def _check_url(where: str, url: str) -> None:
     shape = f"{where} needs an http(s) address such as https://crm.example.com/hook"
+    # A placeholder before the path would let a customer's name or text choose the scheme,
+    # the user, the host or the port the bridge connects to.
+    scheme, sep, rest = url.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0] if sep else url
+    found = _PLACEHOLDER.search(f"{scheme}{sep}{authority}")
+    if found:
+        msg = (
+            f"{where}: a placeholder ({found.group(0)}) may only stand in the path, query or"
+            " fragment of the URL, not in its scheme, host or port"
+        )
+        raise RuleError(msg)
     sample = _sample(url.strip())
     if url != url.strip() or any(c.isspace() for c in sample):
         msg = f"{shape}; {_short(url)!r} contains spaces"
@@ -301,7 +323,10 @@ def _check_url(where: str, url: str) -> None:
         parts = urlsplit(sample)
         good = (
             parts.scheme.lower() in ("http", "https")
-            and _HOST.fullmatch(parts.hostname or "") is not None
+            and (
+                _HOST.fullmatch(parts.hostname or "") is not None
+                or ":" in (parts.hostname or "")  # an [IPv6] literal; urlsplit checked it
+            )
             and (parts.port is None or parts.port > 0)
         )
     except ValueError:  # a port that is not a number, a broken [IPv6] host

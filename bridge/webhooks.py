@@ -25,7 +25,14 @@ from typing import Any
 
 import aiohttp
 
-from bridge.errors import PermanentError, RateLimited, TransientError, Unreachable
+from bridge.errors import (
+    AddressRefused,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    Unreachable,
+)
+from bridge.security import OutboundGuard
 from bridge.types import ContactId, ConversationId, InboundMessage, MessageId
 from storage import Completion, ContactRecord, Database, Job, NewJob, Tx
 from storage import webhooks_store as store
@@ -94,11 +101,11 @@ class WebhookEvents:
         """Subscriptions were changed: read them again before the next event."""
         self.subscriptions.changed()
 
-    def handlers(self, db: Database, http: aiohttp.ClientSession | None) -> dict[str, Any]:
-        """The outbox handler of deliveries (none without an HTTP session)."""
-        if http is None:
+    def handlers(self, db: Database, outbound: OutboundGuard | None) -> dict[str, Any]:
+        """The outbox handler of deliveries (none without the outbound guard)."""
+        if outbound is None:
             return {}
-        return {store.DELIVER: WebhookDelivery(http, db)}
+        return {store.DELIVER: WebhookDelivery(outbound, db)}
 
     def emit(self, tx: Tx, event: WebhookEvent) -> list[NewJob]:
         """One delivery row per active subscription that wants the event."""
@@ -267,13 +274,13 @@ class WebhookDelivery:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        outbound: OutboundGuard,
         db: Database,
         *,
         timeout: float = DELIVERY_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._http = http
+        self._outbound = outbound
         self._db = db
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._seconds = timeout
@@ -314,15 +321,14 @@ class WebhookDelivery:
         # The URL stays out of errors and logs: it may carry a token of the receiver's.
         where = f"webhook {webhook_id}"
         try:
-            async with self._http.post(
-                hook.url,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
+            # The guard refuses internal addresses (permanent: the delivery fails at once).
+            async with self._outbound.request(
+                "POST", hook.url, data=body, headers=headers, timeout=self._timeout
             ) as response:
                 status = response.status
                 wait = response.headers.get("Retry-After")
+        except AddressRefused as exc:
+            raise AddressRefused(exc.code, f"{where}: {exc.reason}") from None
         except TimeoutError:
             raise TransientError(f"{where} did not answer within {self._seconds:g} s") from None
         except aiohttp.InvalidURL:

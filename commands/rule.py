@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
 from functools import partial
 
-import aiohttp
-
 from bridge.automation import describe
-from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, validate
-from bridge.types import FileData, MediaKind
+from bridge.errors import AddressRefused
+from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, url_shape, validate
+from bridge.types import FileData
 from commands.base import (
     CommandError,
     Conflict,
@@ -37,6 +36,7 @@ from commands.base import (
     command,
 )
 from commands.blacklist import parse_duration
+from commands.rule_files import FILE_PENDING, check_file_url, fetch_files, with_files
 from storage import Tx, rules_store, subscriptions
 
 rule = command("rule", "Chatbot rules: automatic answers, forwards and channel changes")
@@ -59,7 +59,6 @@ ACTION_WORDS = {
     "stop": "i18nStop",
     "ignore": "doNothing",
 }
-FILE_MAX = 16 * 1024 * 1024
 ADD_EXAMPLE = (
     '/rule add opening-hours contain "open, hours" --hours 18:00-08:00 --limit every 1d'
     ' --do "answer: We are open 8 to 18, {NICKNAME}; we answer in the morning."'
@@ -201,65 +200,53 @@ def action_word(action: Action) -> str:
     return next(w for w, k in ACTION_WORDS.items() if k == action.kind)
 
 
-async def _action(ctx: Context, text: str) -> Action:
+async def _action(ctx: Context, text: str) -> tuple[Action, str | None]:
+    """The action typed, and for answer-file the URL of its file (fetched once the whole
+    rule passed its checks)."""
     word, _, value = text.partition(":")
     kind = action_kind(ctx, word)
     parts = [p.strip() for p in value.split("|")]
     first = parts[0] if parts else ""
     match kind:
         case "autoAnswer":
-            return Action(kind=kind, text=value.strip())
+            return Action(kind=kind, text=value.strip()), None
         case "autoAnswerMedia":
-            media_id = await fetch_file(ctx, first)
-            return Action(kind=kind, media_id=media_id, text=parts[1] if len(parts) > 1 else None)
+            check_file_url(ctx, first)
+            caption = parts[1] if len(parts) > 1 else None
+            return Action(kind=kind, media_id=FILE_PENDING, text=caption), first
         case "mailForward":
             return Action(
                 kind=kind,
                 target=first,
                 subject=parts[1] if len(parts) > 1 else None,
                 text=parts[2] if len(parts) > 2 else None,
-            )
+            ), None
         case "smsFwd":
-            return Action(kind=kind, target=first, text=parts[1] if len(parts) > 1 else None)
+            return Action(kind=kind, target=first, text=parts[1] if len(parts) > 1 else None), None
         case "i18nStop":
-            return Action(kind=kind, target=first or None)
+            return Action(kind=kind, target=first or None), None
         case "doNothing":
-            return Action(kind=kind)
+            return Action(kind=kind), None
         case _:
-            return Action(kind=kind, target=first)
+            return Action(kind=kind, target=first), None
 
 
-async def fetch_file(ctx: Context, url: str) -> int:
-    """Download the file an answer-file action sends, and keep it in the database."""
-    if not url.startswith(("https://", "http://")):
-        raise ctx.usage("answer-file needs the file's URL (https://…)")
-    try:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response,
-        ):
-            if response.status != 200:
-                raise CommandError(f"{url} answered {response.status}; the file was not stored")
-            data = await response.content.read(FILE_MAX + 1)
-            mime = response.content_type or "application/octet-stream"
-    except aiohttp.ClientError as exc:
-        raise CommandError(f"{url} could not be fetched: {type(exc).__name__}") from None
-    except TimeoutError:
-        raise CommandError(f"{url} did not answer within 30 seconds") from None
-    if len(data) > FILE_MAX:
-        raise CommandError("the file is larger than 16 MB; messengers would refuse it")
-    if not data:
-        raise CommandError(f"{url} sent an empty file")
-    name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
-    file = FileData(kind=MediaKind.DOCUMENT, filename=name, data=data, mime_type=mime)
-    return await ctx.services.write(
-        lambda tx: rules_store.save_file(tx.conn, file, ctx.who, ctx.now)
-    )
+async def _actions(ctx: Context, texts: Sequence[str]) -> tuple[list[Action], dict[int, str]]:
+    """The actions typed, and the URLs of the files still to fetch by action index."""
+    actions: list[Action] = []
+    files: dict[int, str] = {}
+    for index, text in enumerate(texts):
+        action, url = await _action(ctx, text)
+        actions.append(action)
+        if url is not None:
+            files[index] = url
+    return actions, files
 
 
 async def check_targets(ctx: Context, built: Rule) -> None:
-    """What `validate` cannot know: channels that exist, an SMS account for smsFwd."""
-    for action in built.actions:
+    """What `validate` cannot know: channels that exist, an SMS account for smsFwd, web
+    addresses the outbound guard lets through."""
+    for number, action in enumerate(built.actions, 1):
         if action.kind in ("addToChannel", "removeFromChannel"):
             name = action.target or ""
             found = await ctx.services.read(partial(subscriptions.channel_by_name, name=name))
@@ -269,6 +256,13 @@ async def check_targets(ctx: Context, built: Rule) -> None:
             raise CommandError("smsFwd needs an SMS account ([sms] in the settings)")
         if action.kind == "mailForward" and not ctx.services.settings.mail.enabled:
             raise CommandError("mailForward needs the mail server ([mail] host and from_address)")
+        if action.kind in ("webserviceForward", "httpBotFwd"):
+            try:
+                await ctx.services.pipeline.outbound.check(url_shape(action.target or ""))
+            except AddressRefused as exc:
+                raise CommandError(
+                    f"The rule was not saved: action {number} ({action.kind}): {exc.reason}"
+                ) from None
 
 
 def _rule_name(ctx: Context, word: str) -> str:
@@ -332,36 +326,59 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
     draft = _parse(ctx, args[1:], need_when=True)
     if not draft.actions:
         raise ctx.usage('a rule needs at least one --do "<action>"')
-    actions = [await _action(ctx, text) for text in draft.actions]
+    actions, urls = await _actions(ctx, draft.actions)
     base = Rule(id=0, name=name, keyword_type="always")
     built = check_rule(ctx, _built(draft, base, actions))
     await check_targets(ctx, built)
-    stored = await add_rule(ctx, built)
+    await free_name(ctx, name)
+    # Fetched last: a rule refused by any check keeps no file.
+    stored = await add_rule(ctx, built, await fetch_files(ctx, urls))
     return Reply(title=f"Rule {name} added", lines=_describe(stored))
 
 
-async def add_rule(ctx: Context, built: Rule) -> Rule:
-    """Save a new, checked rule (its name must be free); the rules apply it at once."""
+def _taken(name: str) -> Conflict:
+    return Conflict(f"a rule named {name} exists; change it with `/rule edit {name} …`")
+
+
+async def free_name(ctx: Context, name: str) -> None:
+    """Conflict if a rule has this name already (before anything is fetched for a new one)."""
+    if await ctx.services.read(lambda conn: rules_store.rule_named(conn, name)) is not None:
+        raise _taken(name)
+
+
+async def add_rule(ctx: Context, built: Rule, files: Mapping[int, FileData] | None = None) -> Rule:
+    """Save a new, checked rule (its name must be free) with the files of its answer-file
+    actions (by action index), in one transaction; the rules apply it at once."""
     name = built.name
 
     def write(tx: Tx) -> Rule | None:
         if rules_store.rule_named(tx.conn, name) is not None:
             return None
-        return rules_store.add_rule(tx.conn, built, ctx.who, ctx.now)
+        return rules_store.add_rule(
+            tx.conn, with_files(tx, ctx, built, files or {}), ctx.who, ctx.now
+        )
 
     stored = await ctx.services.write(write)
     if stored is None:
-        raise Conflict(f"a rule named {name} exists; change it with `/rule edit {name} …`")
+        raise _taken(name)
     ctx.services.pipeline.rules_changed()
     return stored
 
 
-async def edit_rule(ctx: Context, built: Rule, change: str = "edit") -> None:
-    """Overwrite a rule with a checked version of it; the rules apply it at once."""
-    await ctx.services.write(
-        lambda tx: rules_store.edit_rule(tx.conn, built, ctx.who, ctx.now, change=change)
-    )
+async def edit_rule(
+    ctx: Context, built: Rule, change: str = "edit", files: Mapping[int, FileData] | None = None
+) -> Rule:
+    """Overwrite a rule with a checked version of it (and the files of its answer-file
+    actions, by action index); the rules apply it at once."""
+
+    def write(tx: Tx) -> Rule:
+        saved = with_files(tx, ctx, built, files or {})
+        rules_store.edit_rule(tx.conn, saved, ctx.who, ctx.now, change=change)
+        return saved
+
+    saved = await ctx.services.write(write)
     ctx.services.pipeline.rules_changed()
+    return saved
 
 
 async def delete_rule(ctx: Context, found: Rule) -> None:
@@ -433,11 +450,12 @@ async def _edit(ctx: Context, args: list[str]) -> Reply:
             form=rule_form(f"rule edit {shlex.quote(found.name)}", found),
         )
     draft = _parse(ctx, args[1:], need_when=False)
-    actions = [await _action(ctx, t) for t in draft.actions] if draft.actions else None
+    actions, urls = await _actions(ctx, draft.actions) if draft.actions else (None, {})
     built = check_rule(ctx, _built(draft, found, actions))
     await check_targets(ctx, built)
-    await edit_rule(ctx, built)
-    return Reply(title=f"Rule {found.name} changed", lines=_describe(built))
+    # Fetched last: a change refused by any check keeps no file.
+    saved = await edit_rule(ctx, built, files=await fetch_files(ctx, urls))
+    return Reply(title=f"Rule {found.name} changed", lines=_describe(saved))
 
 
 async def _switch(ctx: Context, args: list[str], enabled: bool) -> Reply:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Connection
 
+from bridge.errors import AddressRefused
 from commands.base import CommandError, Context, NotFound, Reply, Role, command
 from commands.shorten import typed_url
 from commands.stats import PRIVATE_ANSWERS
@@ -127,10 +128,15 @@ async def _test(ctx: Context, args: list[str]) -> Reply:
 async def add_webhook(
     services: Services, url: str, events: Sequence[str], by: str, now: datetime
 ) -> WebhookRecord:
-    """Subscribe a URL to events (a ValueError says what is wrong with either); it gets them
-    from now on, and this process knows at once."""
+    """Subscribe a URL to events (a ValueError says what is wrong with either, a CommandError
+    that the outbound guard refuses the URL); it gets them from now on, and this process
+    knows at once."""
     checked = store.check_url(url)
     wanted = store.parse_events(events)
+    try:
+        await services.pipeline.outbound.check(checked)
+    except AddressRefused as exc:
+        raise CommandError(f"The webhook was not added: {exc.reason}") from None
     created = await services.write(lambda tx: store.create(tx.conn, checked, wanted, by=by, at=now))
     services.pipeline.webhooks.changed()
     return created

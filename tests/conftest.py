@@ -52,7 +52,8 @@ async def database(db_url: str) -> AsyncIterator[Database]:
 )
 async def world(request: pytest.FixtureRequest, tmp_path: Path):
     """The bridge between fake Telegram and fake Slack; modes via indirect parametrization
-    (telegram mode, slack mode[, "postgresql" for a throwaway PostgreSQL database])."""
+    (telegram mode, slack mode[, "postgresql" for a throwaway PostgreSQL database]). A test
+    that uses a fixture `allow_private` gets its entries in `[security] allow_private`."""
     from tests.world import start_world, stop_world
 
     telegram_mode, slack_mode, *database = request.param
@@ -60,7 +61,13 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path):
     if database == ["postgresql"]:
         cluster = request.getfixturevalue("pg_cluster")
         extra["database"] = str(cluster.create_database(f"w{next(_counter)}"))  # type: ignore[attr-defined]
-    w = await start_world(tmp_path, telegram_mode=telegram_mode, slack_mode=slack_mode, **extra)
+    sections = {}
+    if "allow_private" in request.fixturenames:
+        # A test's fakes on loopback, allowed through the outbound guard by host:port.
+        sections["security"] = {"allow_private": request.getfixturevalue("allow_private")}
+    w = await start_world(
+        tmp_path, telegram_mode=telegram_mode, slack_mode=slack_mode, sections=sections, **extra
+    )
     yield w
     await stop_world(w)
 

@@ -67,16 +67,26 @@ class Mailbox:
 
 @dataclass
 class Endpoint:
-    """A web service: records JSON posts; /bot answers like a chatbot; /files/<name> serves."""
+    """A web service: records JSON posts; /bot answers like a chatbot; /files/<name> serves;
+    /go/<name> redirects (GET and POST) to `redirects[name]`.
+
+    Its port is chosen when it is made, so that a bridge started before it can allow-list it
+    (`allow`)."""
 
     posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    raw_paths: list[str] = field(default_factory=list)
+    gets: list[str] = field(default_factory=list)
     bot_answer: dict[str, Any] = field(default_factory=lambda: {"text": "Bot says hi"})
     status: int = 200
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
     runner: web.AppRunner | None = None
-    port: int = 0
+    port: int = field(default_factory=free_port)
 
     async def _post(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/go/"):
+            raise web.HTTPTemporaryRedirect(self.redirects[request.path[4:]])
+        self.raw_paths.append(request.raw_path)
         self.posts.append((request.path, json.loads(await request.read())))
         if self.status != 200:
             return web.json_response({"error": "nope"}, status=self.status)
@@ -85,16 +95,24 @@ class Endpoint:
         return web.json_response({"ok": True})
 
     async def _file(self, request: web.Request) -> web.Response:
-        data, mime = self.files[request.match_info["name"]]
+        self.gets.append(request.path)
+        found = self.files.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        data, mime = found
         return web.Response(body=data, content_type=mime)
+
+    async def _go(self, request: web.Request) -> web.Response:
+        self.gets.append(request.path)
+        raise web.HTTPFound(self.redirects[request.match_info["name"]])
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._post)
         app.router.add_get("/files/{name}", self._file)
+        app.router.add_get("/go/{name}", self._go)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        self.port = free_port()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
 
     async def stop(self) -> None:
@@ -103,3 +121,8 @@ class Endpoint:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def allow(self) -> str:
+        """Its entry in `[security] allow_private`: this host and port only."""
+        return f"127.0.0.1:{self.port}"

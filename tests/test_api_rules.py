@@ -215,8 +215,20 @@ async def test_test_says_what_would_fire_and_does_nothing(world, api, keys):
     assert world.tg.messages_to(ANNA) == []
 
 
-async def test_answer_file_is_fetched_and_kept_when_saved(world, api, keys):
-    endpoint = Endpoint()
+@pytest.fixture
+def endpoint():
+    """A file server on loopback; its port is known before the bridge starts."""
+    return Endpoint()
+
+
+@pytest.fixture
+def allow_private(endpoint):
+    return [endpoint.allow]
+
+
+async def test_answer_file_is_fetched_and_kept_when_saved(
+    endpoint, allow_private, world, api, keys
+):
     await endpoint.start()
     try:
         endpoint.files["prices.pdf"] = (b"%PDF-1.4 prices", "application/pdf")

@@ -56,6 +56,12 @@ async def receiver():
     await found.stop()
 
 
+@pytest.fixture(autouse=True)
+def allow_private(receiver):
+    """The bridge may reach the receiver's loopback port (and no other)."""
+    return [f"127.0.0.1:{receiver.port}"]
+
+
 @pytest.fixture
 async def api(world):
     return Api(world)

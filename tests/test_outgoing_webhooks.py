@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from sqlalchemy import text
 
 from bridge.app import WRITER
 from bridge.errors import PermanentError, RateLimited, TransientError, Unreachable
+from bridge.security import AllowList, OutboundGuard
 from bridge.webhooks import WebhookDelivery, retry_after
 from storage import Job, Tx
 from storage import webhooks_store as store
@@ -63,6 +63,7 @@ class Receiver:
     jitter: float = 0.0
     in_flight: dict[str, int] = field(default_factory=dict)
     most_in_flight: dict[str, int] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -70,9 +71,13 @@ class Receiver:
         app.router.add_post("/{name}", self._hook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def allow(self) -> str:
+        """Its entry in `[security] allow_private`: this loopback port only."""
+        return f"127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -131,9 +136,14 @@ async def receiver():
 
 @pytest.fixture
 async def world(tmp_path, receiver):
-    w = await start_world(tmp_path, whatsapp=FakeWhatsApp())
+    w = await start_world(tmp_path, whatsapp=FakeWhatsApp(), sections=allowing(receiver))
     yield w
     await stop_world(w)
+
+
+def allowing(*receivers: Receiver) -> dict[str, Any]:
+    """Settings that let the bridge reach these receivers (on loopback) and nothing else."""
+    return {"security": {"allow_private": [r.allow for r in receivers]}}
 
 
 async def subscribe(world, receiver: Receiver, name: str, events: str) -> tuple[int, str]:
@@ -395,7 +405,7 @@ PROGRESS_SETTLE = 3.5  # longer than a progress step: a later step makes no seco
 
 
 async def test_an_sms_stop_is_one_opt_out_of_the_whole_contact(tmp_path, receiver):
-    world = await start_world(tmp_path, sms=FakeTwilio())
+    world = await start_world(tmp_path, sms=FakeTwilio(), sections=allowing(receiver))
     try:
         number = "+14155550123"
         assert (await command(world, "channel create news --join JOIN-NEWS")).ok
@@ -589,8 +599,10 @@ def _job(webhook_id: int, event: store.WebhookEvent) -> Job:
 async def test_the_handler_maps_each_answer_to_the_outbox_errors(world, receiver):
     webhook_id, _ = await subscribe(world, receiver, "unit", "all")
     event = store.ping_event(webhook_id, by="test", at=datetime.now(UTC))
-    async with aiohttp.ClientSession() as http:
-        handler = WebhookDelivery(http, world.bridge.db, timeout=0.5, clock=time.time)
+    slow, closed = Receiver(), free_port()
+    guard = OutboundGuard(AllowList.parse([receiver.allow, slow.allow, f"127.0.0.1:{closed}"]))
+    try:
+        handler = WebhookDelivery(guard, world.bridge.db, timeout=0.5, clock=time.time)
         for status, error in [
             ((429, {"Retry-After": "7"}), RateLimited),
             (503, TransientError),
@@ -607,27 +619,25 @@ async def test_the_handler_maps_each_answer_to_the_outbox_errors(world, receiver
         assert (await handler.run([_job(webhook_id, event)])).failed_reason is None
 
         receiver.jitter = 0.0
-        slow = Receiver()
         await slow.start()
         try:
             slow.jitter = 2.0
             slow.answer("x", 200)
             # A receiver slower than the timeout: retried later.
-            async with aiohttp.ClientSession() as other:
-                created = await world.bridge.app[WRITER].call(
-                    lambda tx: store.create(
-                        tx.conn, f"{slow.url}/x", ["all"], by="t", at=datetime.now(UTC)
-                    )
+            created = await world.bridge.app[WRITER].call(
+                lambda tx: store.create(
+                    tx.conn, f"{slow.url}/x", ["all"], by="t", at=datetime.now(UTC)
                 )
-                timed = WebhookDelivery(other, world.bridge.db, timeout=0.05)
-                with pytest.raises(TransientError, match="did not answer within"):
-                    await timed.run([_job(created.id, event)])
+            )
+            timed = WebhookDelivery(guard, world.bridge.db, timeout=0.05)
+            with pytest.raises(TransientError, match="did not answer within"):
+                await timed.run([_job(created.id, event)])
         finally:
             await slow.stop()
 
         gone = await world.bridge.app[WRITER].call(
             lambda tx: store.create(
-                tx.conn, f"http://127.0.0.1:{free_port()}/x", ["all"], by="t", at=datetime.now(UTC)
+                tx.conn, f"http://127.0.0.1:{closed}/x", ["all"], by="t", at=datetime.now(UTC)
             )
         )
         with pytest.raises(Unreachable):
@@ -635,6 +645,8 @@ async def test_the_handler_maps_each_answer_to_the_outbox_errors(world, receiver
         assert await world.bridge.app[WRITER].call(lambda tx: store.deactivate(tx.conn, gone.id))
         with pytest.raises(PermanentError, match="removed"):
             await handler.run([_job(gone.id, event)])
+    finally:
+        await guard.close()
 
 
 def test_retry_after_reads_seconds_and_dates():

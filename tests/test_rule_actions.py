@@ -28,7 +28,12 @@ async def rig(tmp_path):
     world = await start_world(
         tmp_path,
         sms=FakeTwilio(),
-        sections={"mail": mailbox.settings(), "rules": {"timezone": "Europe/Berlin"}},
+        sections={
+            "mail": mailbox.settings(),
+            "rules": {"timezone": "Europe/Berlin"},
+            # The fake web service listens on loopback: allowed by its port, and only that.
+            "security": {"allow_private": [endpoint.allow]},
+        },
     )
     yield world, mailbox, endpoint
     await stop_world(world)

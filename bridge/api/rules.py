@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
@@ -26,7 +26,9 @@ from bridge.api.framework import (
 from bridge.automation import describe
 from bridge.rules import MAX_PATTERN, Action
 from bridge.rules import Rule as RuleDef
+from bridge.types import FileData
 from commands import rule as rule_command
+from commands import rule_files
 from commands.base import CommandError, Context, Role
 from commands.rule import DAYS, NAME_PATTERN
 from storage import rules_store
@@ -319,9 +321,15 @@ async def _known(call: Call) -> RuleDef:
 
 
 async def _actions(
-    call: Call, ctx: Context, given: Sequence[ActionBody], *, fetch: bool, where: str = "actions"
+    call: Call,
+    ctx: Context,
+    given: Sequence[ActionBody],
+    files: dict[int, str],
+    *,
+    where: str = "actions",
 ) -> list[Action]:
-    """The engine's actions; an answer-file's URL is fetched and its file kept if `fetch`."""
+    """The engine's actions; the URL of an answer-file's file to fetch goes into `files` (by
+    action index), to be fetched once the whole rule passed its checks."""
     built = []
     for number, a in enumerate(given):
         place = f"{where}.{number}"
@@ -329,7 +337,9 @@ async def _actions(
             kind = rule_command.action_kind(ctx, a.do)
         media_id = None
         if kind == "autoAnswerMedia":
-            media_id = await _file(call, ctx, a, place, fetch=fetch)
+            media_id = await _file(call, ctx, a, place)
+            if a.url is not None:
+                files[number] = a.url
         elif a.url is not None or a.file_id is not None:
             field = "url" if a.url is not None else "file_id"
             problem = f"only answer-file takes a {field}"
@@ -340,7 +350,7 @@ async def _actions(
     return built
 
 
-async def _file(call: Call, ctx: Context, a: ActionBody, place: str, *, fetch: bool) -> int:
+async def _file(call: Call, ctx: Context, a: ActionBody, place: str) -> int:
     if (a.url is None) == (a.file_id is None):
         problem = "answer-file needs the file: its url, or the file_id of a file kept already"
         raise ApiError(422, "invalid", problem, field=f"{place}.url")
@@ -350,15 +360,10 @@ async def _file(call: Call, ctx: Context, a: ActionBody, place: str, *, fetch: b
         if file_id not in known:
             raise ApiError(422, "invalid", f"there is no file {file_id}", field=f"{place}.file_id")
         return file_id
-    url = a.url or ""
-    if not fetch:
-        if not url.startswith(("https://", "http://")):
-            problem = "answer-file needs the file's URL (https://…)"
-            raise ApiError(422, "invalid", problem, field=f"{place}.url")
-        # A test does not fetch the file: this stands in for the one saving would keep.
-        return 1
     with call.field(f"{place}.url"):
-        return await rule_command.fetch_file(ctx, url)
+        rule_files.check_file_url(ctx, a.url or "")
+    # Stands in for the file, fetched once the rule passed every check (a test never does).
+    return rule_files.FILE_PENDING
 
 
 async def _built(
@@ -366,11 +371,12 @@ async def _built(
     ctx: Context,
     base: RuleDef,
     body: RuleFields,
+    files: dict[int, str],
     *,
-    fetch: bool,
     where: str = "",
 ) -> RuleDef:
-    """`base` with what the body gives, checked as `/rule add` and `/rule edit` check it."""
+    """`base` with what the body gives, checked as `/rule add` and `/rule edit` check it;
+    the URLs of answer-file files to fetch go into `files`."""
     given = body.model_fields_set
     changes: dict[str, Any] = {}
     if "keyword_type" in given and body.keyword_type is not None:
@@ -411,7 +417,7 @@ async def _built(
         changes["enabled"] = body.enabled
     if "actions" in given and body.actions is not None:
         changes["actions"] = tuple(
-            await _actions(call, ctx, body.actions, fetch=fetch, where=f"{where}actions")
+            await _actions(call, ctx, body.actions, files, where=f"{where}actions")
         )
     try:
         built = rule_command.check_rule(ctx, replace(base, **changes))
@@ -419,6 +425,16 @@ async def _built(
         raise ApiError(422, "invalid", str(exc)) from None
     await rule_command.check_targets(ctx, built)
     return built
+
+
+async def _fetch(call: Call, ctx: Context, urls: Mapping[int, str]) -> dict[int, FileData]:
+    files = {}
+    for index, url in urls.items():
+        try:
+            files[index] = await rule_files.fetch_file(ctx, url)
+        except CommandError as exc:
+            raise ApiError(422, "refused", str(exc), field=f"actions.{index}.url") from None
+    return files
 
 
 # -- operations ------------------------------------------------------------------------------
@@ -456,12 +472,18 @@ async def create_rule(call: Call) -> RuleShown:
     """Checked as `/rule add` checks it: an RE2 pattern (linear time: lookarounds and
     backreferences are refused, and so is a pattern too complex), known placeholders, the
     targets of the actions (channels that exist, an SMS account, the mail server). An
-    answer-file's URL is fetched and the file kept. 409 when the name is taken."""
+    answer-file's URL is fetched and the file kept, after every other check passed. A web
+    address (post, bot, answer-file) that the outbound guard refuses (loopback, private,
+    link-local, … unless `[security] allow_private` names it) is 422 with the reason. 409 when
+    the name is taken."""
     body = call.body(RuleCreate)
     ctx = call.context("rule", "add")
     base = RuleDef(id=0, name=body.name.strip(), keyword_type=body.keyword_type)
-    built = await _built(call, ctx, base, body, fetch=True)
-    stored = await rule_command.add_rule(ctx, built)
+    urls: dict[int, str] = {}
+    built = await _built(call, ctx, base, body, urls)
+    await rule_command.free_name(ctx, built.name)
+    # Fetched last: a rule refused by any check keeps no file.
+    stored = await rule_command.add_rule(ctx, built, await _fetch(call, ctx, urls))
     return await _show(call, stored.id)
 
 
@@ -488,7 +510,7 @@ async def test_rules(call: Call) -> RuleTestResult:
         name = body.rule.name.strip()
         base = RuleDef(id=0, name=name, keyword_type=body.rule.keyword_type)
         add = call.context("rule", "add")
-        draft = await _built(call, add, base, body.rule, fetch=False, where="rule.")
+        draft = await _built(call, add, base, body.rule, {}, where="rule.")
         rules = [r for r in rules if r.name.casefold() != name.casefold()] + [draft]
     chosen, rest = rule_command.would_fire(ctx, rules, body.text, body.platform, at)
     return RuleTestResult(
@@ -535,8 +557,10 @@ async def change_rule(call: Call) -> RuleShown:
     if not body.model_fields_set:
         raise ApiError(422, "invalid", "say what to change", field="body")
     ctx = call.context("rule", "edit")
-    built = await _built(call, ctx, found, body, fetch=True)
-    await rule_command.edit_rule(ctx, built)
+    urls: dict[int, str] = {}
+    built = await _built(call, ctx, found, body, urls)
+    # Fetched last: a change refused by any check keeps no file.
+    await rule_command.edit_rule(ctx, built, files=await _fetch(call, ctx, urls))
     return await _show(call, found.id)
 
 
