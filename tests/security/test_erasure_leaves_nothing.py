@@ -41,7 +41,9 @@ async def rig(request, tmp_path):
     if request.param == "postgresql":
         cluster = request.getfixturevalue("pg_cluster")
         extra["database"] = str(cluster.create_database("erasure"))
-    world = await start_world(tmp_path, **extra)
+    # The fake bot listens on loopback: allow-listed by its port, and only that.
+    sections = {"security": {"allow_private": [endpoint.allow]}}
+    world = await start_world(tmp_path, sections=sections, **extra)
     yield world, endpoint, tmp_path / "bridge.db"
     await stop_world(world)
     await endpoint.stop()
