@@ -67,7 +67,8 @@ class MediaStore:
 
     def routes(self) -> list[web.RouteDef]:
         """GET /media/<id>/<expires>/<signature>/<name>."""
-        path = MEDIA_PATH + r"/{id:\d+}/{expires:\d+}/{sig:[0-9a-f]+}/{name}"
+        # Bounded numbers: a longer run of digits names no file (and int() refuses 4300+).
+        path = MEDIA_PATH + r"/{id:\d{1,19}}/{expires:\d{1,12}}/{sig:[0-9a-f]{1,64}}/{name}"
         return [web.get(path, self._serve)]
 
     async def _serve(self, request: web.Request) -> web.Response:
