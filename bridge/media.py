@@ -84,11 +84,16 @@ class MediaStore:
         if found is None:
             return web.Response(status=404, text="no such file")
         filename, mime_type, data, _ = found
+        # Whoever sent the file chose its bytes and its type: an HTML or SVG file must not run
+        # as a page of the bridge's origin. Platforms fetching media read the type and bytes
+        # and ignore the rest; a browser saves the file instead of showing it.
         return web.Response(
             body=data,
             headers={
                 "Content-Type": mime_type,
-                "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}",
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
                 "Cache-Control": "private, max-age=300",
             },
         )
