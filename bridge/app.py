@@ -335,5 +335,7 @@ async def healthz(request: web.Request) -> web.Response:
         "surfaces": [s.name for s in app[SURFACES]],
     }
     if ok:
-        body["outbox"] = await app[DATABASE].run_read(lambda conn: Tx(conn).outbox_counts())
+        # Anyone who reaches the listener may ask, and done rows pile up: only pending ones.
+        pending = await app[DATABASE].run_read(lambda conn: Tx(conn).outbox_pending())
+        body["outbox"] = {"pending": pending}
     return web.json_response(body, status=200 if ok else 503)
