@@ -78,7 +78,7 @@ from bench.inbound import SECRET, TOKEN, Fakes, free_port, peak_rss_mb, update  
 from storage.db import Database  # noqa: E402
 
 BOT_ID = TOKEN.partition(":")[0]  # the connector's account: the token's numeric prefix
-SIGNING_SECRET = "bench-signing"
+SIGNING_SECRET = "bench-signing-secret-0123"
 CHANNEL = "C1"
 ADMIN = "UADMIN"
 AGENT = "UAGENT"

@@ -35,7 +35,7 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456:BENCH-token"
-SECRET = "bench-secret"
+SECRET = "bench-secret-0123456789"
 
 
 def free_port() -> int:
@@ -223,7 +223,7 @@ rate_per_chat = 100000
 burst_per_chat = 100000
 [slack]
 bot_token = "xoxb-bench"
-signing_secret = "bench"
+signing_secret = "bench-signing-secret-0123"
 channel = "C1"
 api_base = "{base}/api/"
 rate_per_channel = 1000000

@@ -24,6 +24,7 @@ import connectors.whatsapp
 from bridge import registry
 from bridge.api import PREFIX as API_PREFIX
 from bridge.api import Api, build_api
+from bridge.bodies import UNSIGNED_READS, WEBHOOK_BODY_MAX, ReadGate
 from bridge.config import Settings
 from bridge.leader import Leadership
 from bridge.links import ShortLinks
@@ -132,7 +133,9 @@ async def build_app(
 
     With `[bridge] dispatch = "process"`, `dispatcher_command` starts the child that sends.
     """
-    app = web.Application(client_max_size=32 * 1024 * 1024)
+    # Routes that take bodies cap them further (bridge.bodies); nothing takes more by default.
+    app = web.Application(client_max_size=WEBHOOK_BODY_MAX)
+    app[UNSIGNED_READS] = ReadGate()
     http = _http_session()
     db, writer, pipeline, connectors_, surfaces, dispatcher, media, links = _assemble(
         settings, http
@@ -342,5 +345,7 @@ async def healthz(request: web.Request) -> web.Response:
         "surfaces": [s.name for s in app[SURFACES]],
     }
     if ok:
-        body["outbox"] = await app[DATABASE].run_read(lambda conn: Tx(conn).outbox_counts())
+        # Anyone who reaches the listener may ask, and done rows pile up: only pending ones.
+        pending = await app[DATABASE].run_read(lambda conn: Tx(conn).outbox_pending())
+        body["outbox"] = {"pending": pending}
     return web.json_response(body, status=200 if ok else 503)

@@ -11,9 +11,10 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +28,23 @@ from bridge.errors import ConfigError
 
 ENV_PREFIX = "BRIDGE_"
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# The shortest secret the bridge checks requests against (webhook secrets, verify tokens,
+# app secrets, bearer tokens): shorter ones can be guessed by whoever reaches the listener.
+SECRET_MIN = 16
+
+
+def _hard_to_guess(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < SECRET_MIN:
+        msg = (
+            f"must be at least {SECRET_MIN} characters: the bridge checks requests against it"
+            " and a shorter one can be guessed (e.g. `openssl rand -hex 32`)"
+        )
+        raise ValueError(msg)
+    return value
+
+
+CheckedSecret = Annotated[SecretStr, AfterValidator(_hard_to_guess)]
+"""A secret the bridge checks what it receives against (not one it only sends)."""
 
 
 class _Section(BaseModel):
@@ -89,7 +107,7 @@ class TelegramSettings(_Section):
 
     token: SecretStr | None = None
     mode: Literal["webhook", "polling"] | None = None
-    webhook_secret: SecretStr | None = None
+    webhook_secret: CheckedSecret | None = None
     api_base: str = "https://api.telegram.org"
     poll_timeout: int = Field(default=25, ge=0, le=50)
     # Telegram's documented limits: about 30 messages/s overall and 1/s per chat.
@@ -115,7 +133,7 @@ class SlackSettings(_Section):
     """The `[slack]` section: one workspace, one app."""
 
     bot_token: SecretStr | None = None
-    signing_secret: SecretStr | None = None
+    signing_secret: CheckedSecret | None = None
     app_token: SecretStr | None = None
     channel: str | None = None
     api_base: str = "https://slack.com/api/"
@@ -168,7 +186,7 @@ class MatrixSettings(_Section):
     # Application service: the tokens of the registration file (`run.py matrix-registration`),
     # the path the homeserver pushes to (below public_url), and the customers' user prefix.
     as_token: SecretStr | None = None
-    hs_token: SecretStr | None = None
+    hs_token: CheckedSecret | None = None
     listen_path: str = "/matrix"
     user_prefix: str = "customer_"
     # The key customers' Matrix user ids are derived from (HMAC of platform and chat id), so an
@@ -314,7 +332,7 @@ class MetricsSettings(_Section):
 
     # The scraper sends `Authorization: Bearer <token>`. Without a token /metrics is open to
     # whoever reaches the listener: keep the listener private then.
-    token: SecretStr | None = None
+    token: CheckedSecret | None = None
 
 
 GRAPH_API = "https://graph.facebook.com/v21.0"
@@ -327,8 +345,8 @@ class WhatsAppAccount(_Section):
 
     phone_number_id: str = Field(min_length=1)
     access_token: SecretStr
-    app_secret: SecretStr
-    verify_token: SecretStr
+    app_secret: CheckedSecret
+    verify_token: CheckedSecret
     # The number customers write to, for wa.me links (international format, digits).
     number: str | None = None
     # The WhatsApp Business Account id: lets the bridge list the approved templates.
@@ -362,8 +380,8 @@ class MessengerPage(_Section):
 
     page_id: str = Field(min_length=1)
     page_token: SecretStr
-    app_secret: SecretStr
-    verify_token: SecretStr
+    app_secret: CheckedSecret
+    verify_token: CheckedSecret
     # The page's username for m.me links; the page id works too.
     page_name: str | None = None
     api_base: str = GRAPH_API
@@ -380,7 +398,7 @@ class SmsAccount(_Section):
     """One Twilio sender: a phone number, or a messaging service."""
 
     account_sid: str = Field(min_length=1)
-    auth_token: SecretStr
+    auth_token: CheckedSecret
     from_number: str | None = None
     messaging_service_sid: str | None = None
     # The number shown in sms: links when sending through a messaging service.

@@ -43,7 +43,7 @@ from nio import (
     WhoamiResponse,
 )
 
-from bridge import registry
+from bridge import bodies, registry
 from bridge.config import MatrixSettings, Settings
 from bridge.errors import DeliveryError, PermanentError, RateLimited, TransientError, Unreachable
 from bridge.protocols import CommandRunner, StaffSink, StaffSurface, StateStore
@@ -76,6 +76,8 @@ MATRIX = SurfaceName("matrix")
 MARKER = "org.supportbridge.outbox"
 SYNC_KEY = "next_batch"
 TXN_KEY = "appservice_txns"
+# 200 events of at most 64 KiB, with room for the envelope.
+TRANSACTION_BODY_MAX = 16 * 1024 * 1024
 REACTIONS = {
     DeliveryStatus.SENT: "✅",
     DeliveryStatus.DELIVERED: "☑️",
@@ -477,9 +479,12 @@ class MatrixSurface:
         if not self.appservice:
             return []
         base = self.settings.listen_path.rstrip("/")
+        # The hs_token is checked before the body is read; a transaction holds up to 100
+        # events and 100 ephemeral ones of at most 64 KiB each (Synapse's limits).
+        transaction = bodies.guarded(self._transaction, cap=TRANSACTION_BODY_MAX)
         return [
-            web.put(f"{base}/_matrix/app/v1/transactions/{{txn}}", self._transaction),
-            web.put(f"{base}/transactions/{{txn}}", self._transaction),  # before spec r0.1
+            web.put(f"{base}/_matrix/app/v1/transactions/{{txn}}", transaction),
+            web.put(f"{base}/transactions/{{txn}}", transaction),  # before spec r0.1
             web.get(f"{base}/_matrix/app/v1/users/{{user}}", self._query),
             web.get(f"{base}/_matrix/app/v1/rooms/{{alias}}", self._query),
             web.post(f"{base}/_matrix/app/v1/ping", self._ping),
@@ -647,7 +652,7 @@ class MatrixSurface:
         txn = request.match_info["txn"]
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return web.json_response({"errcode": "M_NOT_JSON", "error": "not JSON"}, status=400)
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list):

@@ -537,7 +537,10 @@ class MessengerWebhook:
 
     def routes(self) -> list[web.RouteDef]:
         """GET for Meta's subscription check, POST for the events."""
-        return [web.get(WEBHOOK_PATH, self._verify), web.post(WEBHOOK_PATH, self._receive)]
+        return [
+            web.get(WEBHOOK_PATH, self._verify),
+            web.post(WEBHOOK_PATH, meta.guarded(self._receive)),
+        ]
 
     async def _verify(self, request: web.Request) -> web.Response:
         # Meta checks the endpoint once, when the webhook is subscribed in the app dashboard.

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
+from bridge import bodies
 from bridge.errors import BadRequest
 from bridge.types import InboundEvent
 
@@ -53,6 +54,12 @@ def hub_challenge(query: Mapping[str, str], tokens: Sequence[bytes]) -> str | No
     if query.get("hub.mode") != "subscribe" or not known:
         return None
     return query.get("hub.challenge", "")
+
+
+def guarded(handler: bodies.Handler) -> bodies.Handler:
+    """The POST handler behind the body rules: unsigned is a 401 before a byte is read, the
+    body is capped and read under the process's limit of bodies not yet believed."""
+    return bodies.guarded(handler, screen=bodies.requires(SIGNATURE_HEADER), signed_body=True)
 
 
 def signed_accounts(header: str, body: bytes, secrets: AppSecrets) -> set[str]:

@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import re
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -30,7 +29,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge import registry
+from bridge import bodies, registry
 from bridge.config import Settings, SlackSettings
 from bridge.errors import (
     DeliveryError,
@@ -69,6 +68,8 @@ from connectors.slack_blocks import (
     reply_blocks,
     submitted,
 )
+from connectors.slack_guard import RecentSignatures
+from connectors.slack_guard import screen as screen_headers
 from connectors.slack_teams import (
     Origin,
     Workspaces,
@@ -83,7 +84,6 @@ log = logging.getLogger(__name__)
 
 SLACK = SurfaceName("slack")
 MARKER_EVENT = "bridge_mirror"
-SIGNATURE_MAX_AGE = 300  # Slack: reject requests whose timestamp is more than 5 minutes off
 REACTIONS = {
     DeliveryStatus.SENT: "white_check_mark",
     DeliveryStatus.DELIVERED: "ballot_box_with_check",
@@ -381,6 +381,7 @@ class SlackSurface:
         # Thread commands already run: Slack delivers an event again when its answer was slow.
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._late: set[asyncio.Task[None]] = set()
+        self._signatures = RecentSignatures()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -388,7 +389,9 @@ class SlackSurface:
         """The HTTP Events API endpoint (events, slash commands and interactivity)."""
         if self.settings.socket_mode:
             return []
-        return [web.post("/slack/events", self._http_entry)]
+        # Stale or unsigned requests are refused on their headers, before the body is read.
+        entry = bodies.guarded(self._http_entry, screen=screen_headers, signed_body=True)
+        return [web.post("/slack/events", entry)]
 
     async def probe(self) -> str:
         """A harmless authenticated call (auth.test) for `run.py check`: who the bot is."""
@@ -438,17 +441,12 @@ class SlackSurface:
 
     # -- inbound --------------------------------------------------------------------------
 
-    def _verify(self, request: web.Request, body: bytes) -> web.Response | None:
-        ts = request.headers.get("X-Slack-Request-Timestamp", "")
-        signature = request.headers.get("X-Slack-Signature", "")
-        if not ts or not signature:
-            return web.json_response({"error": "missing Slack signature"}, status=401)
-        try:
-            age = abs(time.time() - int(ts))
-        except ValueError:
-            return web.json_response({"error": "bad Slack timestamp"}, status=401)
-        if age > SIGNATURE_MAX_AGE:
-            return web.json_response({"error": "stale Slack request"}, status=401)
+    def _verify(self, request: web.Request, body: bytes) -> web.StreamResponse | None:
+        refused = screen_headers(request)
+        if refused is not None:
+            return refused
+        ts = request.headers["X-Slack-Request-Timestamp"]
+        signature = request.headers["X-Slack-Signature"]
         base = b"v0:" + ts.encode() + b":" + body
         expected = "v0=" + hmac.new(self._secret.encode(), base, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
@@ -460,16 +458,21 @@ class SlackSurface:
         refused = self._verify(request, body)
         if refused is not None:
             return refused
+        # Slash commands and interactions (forms) are never sent twice: a repeat is a replay.
+        form = request.content_type != "application/json"
+        if form and not self._signatures.first_time(request.headers["X-Slack-Signature"]):
+            log.warning("Slack: refused a replayed request")
+            return web.json_response({"error": "replayed Slack request"}, status=401)
         if request.content_type == "application/json":
             try:
                 parsed = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 return web.json_response({"error": "malformed JSON"}, status=400)
             if not isinstance(parsed, dict):
                 return web.json_response({"error": "malformed event"}, status=400)
         try:
             bolt_request = await to_bolt_request(request)
-        except (TypeError, AttributeError, KeyError, IndexError):
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError):
             # Bolt reads ids (user, team, channel) out of the body in the shapes Slack sends
             # and trips over any other, before a listener runs.
             return web.json_response({"error": "malformed event"}, status=400)

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 
-from bridge import links, registry
+from bridge import bodies, links, registry
 from bridge.config import Settings, SmsAccount
 from bridge.errors import (
     BadRequest,
@@ -368,9 +368,15 @@ class TwilioWebhook:
 
     def routes(self) -> list[web.RouteDef]:
         """Incoming messages and status callbacks."""
+        # Twilio signs the URL and the form: the body is read before it can be believed.
+        screen = bodies.requires(SIGNATURE_HEADER)
         return [
-            web.post(WEBHOOK_PATH, self._handle_message),
-            web.post(STATUS_PATH, self._handle_status),
+            web.post(
+                WEBHOOK_PATH, bodies.guarded(self._handle_message, screen=screen, signed_body=True)
+            ),
+            web.post(
+                STATUS_PATH, bodies.guarded(self._handle_status, screen=screen, signed_body=True)
+            ),
         ]
 
     async def _handle_message(self, request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal, NoReturn
 import aiohttp
 from aiohttp import web
 
-from bridge import registry
+from bridge import bodies, registry
 from bridge.config import Settings, TelegramSettings
 from bridge.errors import (
     BadRequest,
@@ -355,7 +355,9 @@ class TelegramConnector:
         """The webhook endpoint, in webhook mode only."""
         if self._mode != "webhook":
             return []
-        return [web.post(WEBHOOK_PATH, self._handle_webhook)]
+        # The secret token comes in a header: without one, nothing of the body is read.
+        screen = bodies.requires(SECRET_HEADER, status=401)
+        return [web.post(WEBHOOK_PATH, bodies.guarded(self._handle_webhook, screen=screen))]
 
     async def start(self) -> None:
         """Learn the bot's username, then register the webhook (polling: see start_loop)."""
@@ -420,7 +422,7 @@ class TelegramConnector:
         try:
             payload = json.loads(await request.read())
             event = parse_update(payload, self.account)
-        except (ValueError, BadRequest) as exc:
+        except (ValueError, RecursionError, BadRequest) as exc:
             log.warning("telegram webhook: refused a malformed update: %s", exc)
             return web.Response(status=400, text="not a valid update")
         if event is None:

@@ -488,7 +488,7 @@ class WhatsAppWebhook:
         """GET for Meta's subscription check, POST for the events."""
         return [
             web.get(WEBHOOK_PATH, self._handle_verify, allow_head=False),
-            web.post(WEBHOOK_PATH, self._handle_event),
+            web.post(WEBHOOK_PATH, meta.guarded(self._handle_event)),
         ]
 
     async def _handle_verify(self, request: web.Request) -> web.Response:

@@ -946,6 +946,11 @@ class Tx:
         result = self.conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
         return {row[0]: int(row[1]) for row in result}
 
+    def outbox_pending(self) -> int:
+        """Rows still to send: read from the index on state, never from the done rows."""
+        query = select(func.count()).select_from(outbox).where(outbox.c.state == "pending")
+        return int(self.conn.execute(query).scalar_one())
+
     def apply(self, completions: Sequence[Completion], now: float) -> int:
         """Write finished jobs and what they produced; return how many new rows were queued."""
         done = [i for c in completions if c.failed_reason is None for i in c.job_ids]

@@ -69,7 +69,7 @@ def make_settings(
             "token": telegram.token,
             "api_base": telegram.base_url,
             "mode": telegram_mode,
-            "webhook_secret": "tg-secret_1",
+            "webhook_secret": "tg-secret_1-long-enough",
             "poll_timeout": 1,
             "rate_per_chat": 100,
             "rate_global": 1000,

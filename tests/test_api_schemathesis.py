@@ -11,11 +11,15 @@ machine."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
+from urllib.error import HTTPError
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import Request, urlopen
 
 import pytest
 import schemathesis
@@ -179,3 +183,36 @@ def test_the_run_reached_every_operation(live: tuple[World, str]) -> None:
     assert all(codes - {401} for codes in ANSWERS.values()), ANSWERS
     succeeded = [op for op, codes in ANSWERS.items() if any(c < 300 for c in codes)]
     assert len(succeeded) >= len(ANSWERS) * 0.6, sorted(set(ANSWERS) - set(succeeded))
+
+
+# JSON nested past any reader's recursion limit: closed and cut off, arrays and objects.
+DEEP_BODIES = [b"[" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000, b"[" * 50_000 + b"]" * 50_000]
+
+
+def test_bodies_nested_past_any_limit_are_a_documented_400(live: tuple[World, str]) -> None:
+    world, key = live
+    with urlopen(f"{world.bridge.url}{PREFIX}/openapi.json") as answer:
+        document = json.load(answer)
+    wrong: list[tuple[str, int, object]] = []
+    operations = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "requestBody" not in operation:
+                continue
+            operations += 1
+            url = world.bridge.url + PREFIX + re.sub(r"\{\w+\}", "1", path)
+            for body in DEEP_BODIES:
+                request = Request(url, data=body, method=method.upper())
+                request.add_header("Authorization", f"Bearer {key}")
+                request.add_header("Content-Type", "application/json")
+                try:
+                    with urlopen(request) as answer:
+                        status, text = answer.status, answer.read()
+                except HTTPError as refused:
+                    status, text = refused.code, refused.read()
+                error = json.loads(text).get("error", {})
+                documented = "400" in operation["responses"]
+                if status != 400 or error.get("code") != "malformed_json" or not documented:
+                    wrong.append((f"{method.upper()} {path}", status, error))
+    assert operations >= 15
+    assert wrong == []

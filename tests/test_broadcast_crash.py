@@ -43,7 +43,7 @@ admins = ["{ADMIN}"]
 token = "{tg.token}"
 api_base = "{tg.base_url}"
 mode = "webhook"
-webhook_secret = "crash-secret"
+webhook_secret = "crash-secret-0123456789"
 rate_global = {RATE}
 
 [slack]

@@ -40,7 +40,7 @@ dispatch = "{dispatch}"
 token = "{tg.token}"
 api_base = "{tg.base_url}"
 mode = "webhook"
-webhook_secret = "crash-secret"
+webhook_secret = "crash-secret-0123456789"
 rate_per_chat = 50
 rate_global = 500
 

@@ -434,10 +434,13 @@ async def test_events_for_a_page_the_bridge_does_not_serve_are_ignored(conn, fak
 
 
 async def test_verification_echoes_the_challenge_only_for_the_right_token(conn, fake):
-    assert await fake.verify("subscribe", "fb-verify", "1158201444") == (200, "1158201444")
+    assert await fake.verify("subscribe", "fb-verify-token-0123", "1158201444") == (
+        200,
+        "1158201444",
+    )
     status, _ = await fake.verify("subscribe", "wrong", "1158201444")
     assert status == 403
-    status, _ = await fake.verify("unsubscribe", "fb-verify", "1")
+    status, _ = await fake.verify("unsubscribe", "fb-verify-token-0123", "1")
     assert status == 400
 
 
@@ -477,8 +480,14 @@ async def test_a_sink_failure_answers_500_so_meta_delivers_again(conn, fake, sin
 
 
 async def test_two_pages_of_two_apps_share_one_webhook(http, sink):
-    first = FakeMessenger(page_ids=(PAGE,), app_secret="secret-one", verify_token="v1")
-    second = FakeMessenger(page_ids=(OTHER_PAGE,), app_secret="secret-two", verify_token="v2")
+    first = FakeMessenger(
+        page_ids=(PAGE,), app_secret="app-secret-one-0123", verify_token="verify-token-one-0123"
+    )
+    second = FakeMessenger(
+        page_ids=(OTHER_PAGE,),
+        app_secret="app-secret-two-0123",
+        verify_token="verify-token-two-0123",
+    )
     await first.start()
     await second.start()
     try:
@@ -499,7 +508,7 @@ async def test_two_pages_of_two_apps_share_one_webhook(http, sink):
             forged = body(event("33", message={"mid": "m_x", "text": "forged"}))
             assert await second.deliver(forged) == 200
             assert len(sink.events) == 2
-            assert (await second.verify("subscribe", "v2", "c"))[0] == 200
+            assert (await second.verify("subscribe", "verify-token-two-0123", "c"))[0] == 200
         finally:
             await server.close()
     finally:
@@ -661,8 +670,8 @@ async def test_a_non_json_bad_gateway_is_transient(http, sink):
         page = MessengerPage(
             page_id=PAGE,
             page_token=SecretStr("t"),
-            app_secret=SecretStr("s"),
-            verify_token=SecretStr("v"),
+            app_secret=SecretStr("s" * 16),
+            verify_token=SecretStr("v" * 16),
             api_base=str(server.make_url("/v21.0")),
         )
         conn = MessengerConnector(page, http, sink, webhook=None)
@@ -956,12 +965,12 @@ def test_parse_webhook_raises_only_bad_request(payload):
 
 def test_the_webhook_never_answers_500_to_a_signed_body():
     """Any signed body: 200 or 400; the sink is only called with events, never on a 400."""
-    secret = "property-secret"
+    secret = "property-secret-0123"
     page = MessengerPage(
         page_id=PAGE,
         page_token=SecretStr("t"),
         app_secret=SecretStr(secret),
-        verify_token=SecretStr("v"),
+        verify_token=SecretStr("v" * 16),
         api_base="http://127.0.0.1:9/v21.0",
     )
     sink = RecordingSink()

@@ -201,7 +201,7 @@ dispatch = "process"
 token = "{tg.token}"
 api_base = "{tg.base_url}"
 mode = "webhook"
-webhook_secret = "metrics-secret"
+webhook_secret = "metrics-secret-0123456789"
 
 [slack]
 bot_token = "{slack.bot_token}"

@@ -86,7 +86,7 @@ def _settings(tmp_path: Path, f: dict[str, Any], **telegram: Any) -> dict[str, A
         "telegram": {
             "token": f["tg"].token,
             "api_base": f["tg"].base_url,
-            "webhook_secret": "check-secret",
+            "webhook_secret": "check-secret-0123456789",
             **telegram,
         },
         "slack": {

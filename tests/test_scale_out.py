@@ -32,7 +32,7 @@ PER_CHAT = 20
 RECIPIENTS = 600
 SUBSCRIBER_BASE = 800_000
 ADMIN = "UADMIN"
-SECRET = "scale-secret"
+SECRET = "scale-secret-0123456789"
 _names = itertools.count()
 
 

@@ -30,7 +30,7 @@ def test_environment_overrides_the_file(tmp_path):
         env={
             "BRIDGE_BRIDGE__NOTE_PREFIX": "%%",
             "BRIDGE_SLACK__BOT_TOKEN": "xoxb-1",
-            "BRIDGE_SLACK__SIGNING_SECRET": "s",
+            "BRIDGE_SLACK__SIGNING_SECRET": "0123456789abcdef0123456789abcdef",
             "BRIDGE_BRIDGE__ADMINS": "U1, @a:b",
         },
     )
@@ -47,7 +47,11 @@ def test_environment_overrides_the_file(tmp_path):
         ('[bridge]\ndatabase = "mysql://x"\n', {}, "bridge.database"),
         ('[slack]\nbot_tokn = "xoxb"\n', {}, "slack.bot_tokn"),
         ("", {"BRIDGE_TELEGRAM__RATE_PER_CHAT": "fast"}, "telegram.rate_per_chat"),
-        ('[slack]\nbot_token = "xoxb"\nsigning_secret = "s"\n', {}, "slack.channel"),
+        (
+            '[slack]\nbot_token = "xoxb"\nsigning_secret = "0123456789abcdef0123"\n',
+            {},
+            "slack.channel",
+        ),
         ('[slack]\nbot_token = "xoxb"\nchannel = "C1"\n', {}, "slack.signing_secret"),
         ('[telegram]\ntoken = "1:a"\nmode = "webhook"\n', {}, "telegram.webhook_secret"),
         ('[telegram]\nwebhook_secret = "has spaces"\n', {}, "telegram.webhook_secret"),

@@ -492,7 +492,7 @@ async def test_fetch_without_the_redirect_and_with_wrong_credentials(start_bridg
     data = await bridge.connectors[0].fetch(attachment)
     assert data.data == PNG
     wrong = SmsConnector(
-        sender(fake, auth_token=SecretStr("nope")),
+        sender(fake, auth_token=SecretStr("nope-not-the-auth-token")),
         bridge.connectors[0]._http,
         sink,
         bridge.media,
@@ -786,7 +786,7 @@ async def test_the_fakes_own_refusals_map_to_permanent_errors_with_words(start_b
 
 
 async def test_a_wrong_auth_token_is_permanent(start_bridge, fake):
-    bridge = await start_bridge([sender(fake, auth_token=SecretStr("wrong"))])
+    bridge = await start_bridge([sender(fake, auth_token=SecretStr("wrong-auth-token-0123"))])
     with pytest.raises(PermanentError) as caught:
         await bridge.connectors[0].send(outbound("hi"))
     assert caught.value.code == "20003"
@@ -871,7 +871,7 @@ async def test_rate_keys_and_limits_follow_the_settings(start_bridge, fake):
 
 async def test_two_accounts_with_different_tokens_share_one_webhook(start_bridge, fake, sink):
     other = FakeTwilio(
-        account_sid="AC" + "9" * 32, auth_token="other-token", numbers=("+15005550009",)
+        account_sid="AC" + "9" * 32, auth_token="other-auth-token-0123", numbers=("+15005550009",)
     )
     await other.start()
     try:

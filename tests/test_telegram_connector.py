@@ -42,7 +42,7 @@ from tests.fakes.telegram import FakeTelegram
 # The kit's fixtures, bound here so that pytest finds them for this module.
 http, sink = connector_kit.http, connector_kit.sink
 
-SECRET = "tg-secret_1"
+SECRET = "tg-secret_1-long-enough"
 CHAT = ChatId("4242")
 ACCOUNT = AccountId("123456")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4

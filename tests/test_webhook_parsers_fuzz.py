@@ -18,12 +18,15 @@ import dataclasses
 import itertools
 import json
 import math
+import time
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, assume, given, settings
@@ -1436,6 +1439,55 @@ async def test_slack_events_endpoint_never_answers_500(world, monkeypatch, event
     assert await row_counts(world, INBOUND_TABLES) == before
 
 
+# ---------------------------------------------------------------------- nesting past any limit
+
+# JSON nested deeper than a reader's recursion limit (Python's is about 1000), closed or cut
+# off, as arrays or objects: every webhook refuses it with a 400 and stores nothing.
+_OPENERS = {"[": "]", '{"a":': "}", '{"entry":[': "]}", '{"message":': "}"}
+deep_json = st.builds(
+    lambda depth, opener, inner, closed: (
+        opener * depth + inner + (_OPENERS[opener] * depth if closed else "")
+    ).encode(),
+    st.integers(min_value=1_100, max_value=20_000),
+    st.sampled_from(sorted(_OPENERS)),
+    st.sampled_from(["1", '"x"', "null", "[]", "{}", ""]),
+    st.booleans(),
+)
+FUZZ_DEEP = settings(FUZZ, max_examples=12)
+
+
+async def _slack_signed(world: World, raw: bytes, content_type: str) -> int:
+    ts = int(time.time())
+    headers = {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": world.slack.sign(ts, raw),
+    }
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(world.slack.events_url, data=raw, headers=headers) as answer,
+    ):
+        return answer.status
+
+
+@FUZZ_DEEP
+@given(body=deep_json)
+async def test_every_webhook_refuses_json_nested_past_any_limit(world, body):
+    before = await row_counts(world, INBOUND_TABLES)
+    interaction = urlencode({"payload": body.decode()}).encode()
+    answers = {
+        "telegram": await post_telegram(world, body),
+        "whatsapp": await post_whatsapp(world, body),
+        "messenger": await post_messenger(world, body),
+        "slack events": await _slack_signed(world, body, "application/json"),
+        "slack interaction": await _slack_signed(
+            world, interaction, "application/x-www-form-urlencoded"
+        ),
+    }
+    assert answers == dict.fromkeys(answers, 400)
+    assert await row_counts(world, INBOUND_TABLES) == before
+
+
 # ---------------------------------------------------------------------- Matrix appservice
 
 HS_TOKEN = "hs-token-for-fuzzing"
@@ -1519,6 +1571,17 @@ async def test_matrix_transactions_endpoint_never_answers_500(appservice, http, 
     assert status == (200 if readable else 400)
     for event in staff[before:]:
         check_typed(event)
+
+
+@FUZZ_DEEP
+@given(body=deep_json)
+async def test_matrix_transactions_refuse_json_nested_past_any_limit(appservice, http, body):
+    server, staff = appservice
+    url = server.make_url(f"/matrix/_matrix/app/v1/transactions/deep-{next(_TXNS)}")
+    headers = {"Authorization": f"Bearer {HS_TOKEN}", "Content-Type": "application/json"}
+    async with http.put(url, data=body, headers=headers) as answer:
+        assert answer.status == 400
+    assert staff == []
 
 
 def _mx_message(**changes: Any) -> dict[str, Any]:

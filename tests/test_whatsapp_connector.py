@@ -238,7 +238,7 @@ async def test_verification_echoes_the_challenge_for_a_known_token(served, fake)
 
 
 @pytest.mark.parametrize(
-    ("mode", "token"), [("subscribe", "wrong"), ("unsubscribe", "wa-verify"), ("", "")]
+    ("mode", "token"), [("subscribe", "wrong"), ("unsubscribe", "wa-verify-token-0123"), ("", "")]
 )
 async def test_verification_with_a_wrong_token_or_mode_is_403(served, fake, mode, token):
     status, text = await fake.verify(mode, token, "123")
@@ -246,7 +246,11 @@ async def test_verification_with_a_wrong_token_or_mode_is_403(served, fake, mode
 
 
 async def test_verification_answers_text_plain(served, fake, http):
-    params = {"hub.mode": "subscribe", "hub.verify_token": "wa-verify", "hub.challenge": "x"}
+    params = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": "wa-verify-token-0123",
+        "hub.challenge": "x",
+    }
     async with http.get(fake.webhook_url, params=params) as resp:
         assert resp.content_type == "text/plain"
 
@@ -322,7 +326,7 @@ async def test_two_numbers_of_two_apps_share_one_webhook(served, fake, sink):
 
 
 async def test_a_second_verify_token_is_accepted_too(served, fake):
-    assert (await fake.verify("subscribe", "wa-verify", "c"))[0] == 200
+    assert (await fake.verify("subscribe", "wa-verify-token-0123", "c"))[0] == 200
 
 
 # ---------------------------------------------------------------- parse_webhook

@@ -790,13 +790,17 @@ class Api:
             return None, None
         if request.content_length is not None and request.content_length > BODY_MAX:
             raise ApiError(413, "too_large", f"the body is larger than {BODY_MAX} bytes")
-        data = await request.read()
-        if len(data) > BODY_MAX:
-            raise ApiError(413, "too_large", f"the body is larger than {BODY_MAX} bytes")
+        try:
+            # A chunked body declares no length: the read stops and raises past the cap.
+            data = await request.clone(client_max_size=BODY_MAX).read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(413, "too_large", f"the body is larger than {BODY_MAX} bytes") from None
         try:
             raw = json.loads(data) if data.strip() else None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "malformed_json", "the body is nested too deeply") from None
         if not data.strip() and not _body_required(op.body):
             raw, data = {}, b"{}"  # every field has a default: no body is the empty object
         if raw is None:

@@ -121,8 +121,8 @@ class FakeMessenger(MetaFake):
         self,
         *,
         page_ids: Sequence[str] = ("3003",),
-        app_secret: str = "fb-app-secret",
-        verify_token: str = "fb-verify",
+        app_secret: str = "fb-app-secret-0123456789",
+        verify_token: str = "fb-verify-token-0123",
         page_token: str = "fb-page-token",
     ) -> None:
         super().__init__(app_secret=app_secret, verify_token=verify_token)

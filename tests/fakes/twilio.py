@@ -134,7 +134,7 @@ class FakeTwilio(FakeServer):
         self,
         *,
         account_sid: str = DEFAULT_ACCOUNT_SID,
-        auth_token: str = "twilio-token",
+        auth_token: str = "twilio-auth-token-0123",
         numbers: Sequence[str] = ("+15005550006",),
     ) -> None:
         super().__init__()

@@ -185,8 +185,8 @@ class FakeWhatsApp(MetaFake):
         self,
         *,
         phone_number_ids: Iterable[str] = ("1001",),
-        app_secret: str = "wa-app-secret",
-        verify_token: str = "wa-verify",
+        app_secret: str = "wa-app-secret-0123456789",
+        verify_token: str = "wa-verify-token-0123",
         access_token: str = "wa-token",
         waba_id: str = "2002",
     ) -> None:
