@@ -10,7 +10,8 @@
           │    └── Unreachable   no connection at all
           └── PermanentError     retrying will not help; `code` and `reason` say why
                ├── WindowClosed  the platform's customer-service window is closed
-               └── OptedOut      the customer unsubscribed (e.g. replied STOP to an SMS)
+               ├── OptedOut      the customer unsubscribed (e.g. replied STOP to an SMS)
+               └── TooLarge      the message is past the platform's size limit
 
 Each connector maps its platform's HTTP/JSON errors into this tree in one function.
 """
@@ -99,3 +100,7 @@ class WindowClosed(PermanentError):
 
 class OptedOut(PermanentError):
     """The customer unsubscribed on the platform; the bridge records it on the contact."""
+
+
+class TooLarge(PermanentError):
+    """The platform refused a message as too large: the same content in smaller pieces may pass."""

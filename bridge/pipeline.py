@@ -26,10 +26,18 @@ from bridge import automation
 from bridge.automation import Arrival, RuleBook, apply_rules
 from bridge.broadcasts import BroadcastHandlers
 from bridge.config import Settings
-from bridge.errors import OptedOut, PermanentError, RateLimited, TransientError, WindowClosed
+from bridge.errors import (
+    OptedOut,
+    PermanentError,
+    RateLimited,
+    TooLarge,
+    TransientError,
+    WindowClosed,
+)
 from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
+from bridge.textsplit import split_text
 from bridge.types import (
     AccountId,
     Attachment,
@@ -86,6 +94,8 @@ UNKNOWN_THREAD_WAIT = 2.0
 # Consent words and keywords are whole messages; longer texts are never looked up.
 KEYWORD_MAX = 64
 KEYWORD_CACHE_S = 5.0
+# A mirror piece the platform refuses as too large is cut in halves, down to about this size.
+MIRROR_PIECE_MIN = 1000
 
 
 def utcnow() -> datetime:
@@ -1450,16 +1460,27 @@ class _OpenThread(_Handler):
 
 
 class _Mirror(_Handler):
+    """Customer messages into the thread: joined while a backlog waits, within the platform's
+    size limit; a text past it is posted in pieces; a loss is told in the thread."""
+
     def coalesce(self, head: Job, following: Sequence[Job]) -> int:
         if head.payload.get("files") or head.attempts:
             return 0
+        surface = self.p.surface(head.payload["surface"])
         limit = self.p.settings.slack.coalesce_max - 1
+        texts = [_post_text(head)]
         count = 0
         for job in following[:limit]:
             if job.kind != "staff.post" or job.payload.get("files") or job.attempts:
                 break
             if job.payload.get("origin") or head.payload.get("origin"):
                 break  # a staff member's words stay under their own name
+            # Joined only while the post stays under the platform's size limit: past it
+            # (Slack's 40,000 characters, a Matrix event's 64 KiB) the whole post is refused.
+            texts.append(_post_text(job))
+            joined = MirrorPost(author=head.payload["author"], text="\n".join(texts))
+            if surface.post_size(joined) > surface.post_limit:
+                break
             count += 1
         return count
 
@@ -1493,6 +1514,28 @@ class _Mirror(_Handler):
                     threads=opened,
                     refs=[(surface.name, found, "mirror", head.payload["msg"])],
                 )
+        post = await self._post_of(jobs)
+        if len(jobs) > 1:
+            try:
+                ref = await surface.post(thread, post)
+            except TooLarge as exc:
+                # The platform counts differently: show each message on its own, cut smaller.
+                log.info("outbox staff.post %s refused as too large (%s); one by one", head.id, exc)
+                return await self._one_by_one(surface, thread, jobs, opened)
+            return Completion(
+                [j.id for j in jobs],
+                threads=opened,
+                refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
+            )
+        resume = head.attempts > 0
+        ref = await self._in_pieces(surface, thread, post, surface.post_limit, resume=resume)
+        return Completion(
+            [head.id], threads=opened, refs=[(surface.name, ref, "mirror", head.payload["msg"])]
+        )
+
+    async def _post_of(self, jobs: Sequence[Job]) -> MirrorPost:
+        """One post showing `jobs` (several only when text alone)."""
+        head = jobs[0]
         files = []
         origin = head.payload.get("origin")
         for f in head.payload.get("files") or []:
@@ -1501,23 +1544,117 @@ class _Mirror(_Handler):
                 continue
             connector = self.p.connector(head.payload["platform"], head.payload["account"])
             files.append(await connector.fetch(_attachment(f)))
-        text = "\n".join(mirror_text(j.payload["text"], j.payload.get("files") or []) for j in jobs)
+        text = "\n".join(_post_text(j) for j in jobs)
         if files and not head.payload["text"]:
             text = ""
         chat = head.payload.get("chat")
-        post = MirrorPost(
+        return MirrorPost(
             author=head.payload["author"],
             text=text,
             files=tuple(files),
             marker=",".join(str(j.id) for j in jobs),
             customer=f"{head.payload['platform']}_{chat}" if chat and not origin else None,
         )
-        ref = await surface.post(thread, post)
+
+    async def _in_pieces(
+        self,
+        surface: StaffSurface,
+        thread: ThreadRef,
+        post: MirrorPost,
+        budget: int,
+        *,
+        resume: bool,
+    ) -> StaffMessageRef:
+        """Post `post` in as many posts as its size needs; the first one's ref.
+
+        Pieces before the last carry the marker "<row>.<n>", the last one the row's own marker:
+        a retry finds the row posted only once every piece is, and skips pieces already there.
+        A piece the platform still refuses as too large is cut again, smaller."""
+
+        def fits(text: str) -> bool:
+            return surface.post_size(replace(post, text=text)) <= budget
+
+        pieces = split_text(post.text, fits) if post.text else [""]
+        first: StaffMessageRef | None = None
+        for n, piece in enumerate(pieces, 1):
+            last = n == len(pieces)
+            marker = post.marker if last or not post.marker else f"{post.marker}.{n}"
+            part = replace(post, text=piece, files=post.files if n == 1 else (), marker=marker)
+            found = await surface.find_post(thread, marker) if resume and marker else None
+            if found is not None:
+                ref = found
+            else:
+                try:
+                    ref = await surface.post(thread, part)
+                except TooLarge:
+                    if budget < MIRROR_PIECE_MIN or len(piece) < 2:
+                        raise
+                    ref = await self._in_pieces(surface, thread, part, budget // 2, resume=resume)
+            first = first or ref
+        assert first is not None
+        return first
+
+    async def _one_by_one(
+        self,
+        surface: StaffSurface,
+        thread: ThreadRef,
+        jobs: Sequence[Job],
+        opened: list[tuple[ConversationId, SurfaceName, ThreadRef]],
+    ) -> Completion:
+        """Each of `jobs` in its own post(s); the ones that still fail are told in the thread."""
+        refs: list[tuple[SurfaceName, StaffMessageRef, str, MessageId]] = []
+        lost: list[Job] = []
+        reason = ""
+        for job in jobs:
+            post = await self._post_of([job])
+            try:
+                ref = await self._in_pieces(surface, thread, post, surface.post_limit, resume=False)
+            except PermanentError as exc:
+                lost.append(job)
+                reason = exc.reason
+                log.warning("outbox staff.post %s failed for good: %s", job.id, exc)
+                continue
+            refs.append((surface.name, ref, "mirror", MessageId(job.payload["msg"])))
+        if len(lost) == len(jobs):
+            raise PermanentError("mirror_failed", reason)
+        lost_ids = [j.id for j in lost]
+
+        def record_lost(tx: Tx) -> list[NewJob]:
+            tx.finish(lost_ids, time.time(), f"not shown: {reason}"[:500])
+            return []
+
         return Completion(
             [j.id for j in jobs],
             threads=opened,
-            refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
+            refs=refs,
+            jobs=[self._lost_notice(lost, reason)] if lost else [],
+            also=[record_lost] if lost else [],
         )
+
+    def _lost_notice(self, lost: Sequence[Job], reason: str) -> NewJob:
+        """The thread's notice that `lost` messages could not be shown there, and why."""
+        head = lost[0]
+        who = head.payload.get("author") or "the customer"
+        count = len(lost)
+        text = (
+            f"{count} message{'s' if count != 1 else ''} from {who} could not be shown here:"
+            f" {reason}"
+        )
+        return self.p._notice_job(
+            head.payload["conv"], SurfaceName(head.payload["surface"]), f"lost:{head.id}", text
+        )
+
+    async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
+        return Completion(
+            [j.id for j in jobs],
+            failed_reason=str(error),
+            jobs=[self._lost_notice(jobs, error.reason)],
+        )
+
+
+def _post_text(job: Job) -> str:
+    """What a mirror row shows in the thread as text."""
+    return mirror_text(job.payload["text"], job.payload.get("files") or [])
 
 
 class _Card(_Handler):
