@@ -16,6 +16,8 @@ import pytest
 
 from tests.fakes.whatsapp import FakeWhatsApp
 from tests.harness import eventually
+from tests.matrix_user import MatrixUser
+from tests.test_matrix_surface import MatrixWorld, synced
 from tests.world import World, start_world, stop_world
 
 EVE = 7130001
@@ -138,3 +140,45 @@ async def test_a_mirror_that_fails_for_good_leaves_a_notice_in_the_thread(world)
         " Slack refused it: restricted_action"
     ]
     assert "Are you there?" not in thread_text(world, EVE)
+
+
+async def test_a_flood_of_long_messages_reaches_the_matrix_thread_whole(tmp_path, synapse):
+    # Matrix counts bytes of the event's JSON (64 KiB), escaping and HTML body included.
+    bot = await MatrixUser.register(synapse, prefix="bridge", displayname="Support Bridge")
+    staff = await MatrixUser.register(synapse, displayname="Maria Staff")
+    room = await staff.create_room("support", invite=[bot.user_id])
+    # A slow homeserver for the bridge: the customer's messages queue up and are joined.
+    world = await start_world(
+        tmp_path,
+        matrix={
+            "homeserver": synapse.base_url,
+            "user_id": bot.user_id,
+            "access_token": bot.access_token,
+            "room": room,
+            "rate": 2,
+            "burst": 1,
+        },
+    )
+    mx = MatrixWorld(world, staff, bot, room)
+    await synced(world)
+    try:
+        texts = [flood_text(200 + n) for n in range(12)]
+        texts.append(flood_text(299, 60_000))
+        for text in texts:
+            await mx.world.says(EVE, text, first_name="Eve")
+        root = await mx.root_for(EVE)
+
+        async def shown() -> str:
+            bodies = await mx.thread_texts(root)
+            return "".join(b.removeprefix("Eve: ") for b in bodies)
+
+        async def all_there() -> bool | None:
+            joined = await shown()
+            return all(t in joined for t in texts) or None
+
+        await mx.staff.wait_for(all_there, timeout=90, what="every message in the thread")
+        assert "could not be shown" not in await shown()
+    finally:
+        await stop_world(mx.world)
+        await mx.staff.close()
+        await mx.bot.close()
