@@ -1528,7 +1528,7 @@ class _Mirror(_Handler):
                 refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
             )
         resume = head.attempts > 0
-        ref = await self._in_pieces(surface, thread, post, surface.post_limit, resume=resume)
+        ref = await _post_in_pieces(surface, thread, post, surface.post_limit, resume=resume)
         return Completion(
             [head.id], threads=opened, refs=[(surface.name, ref, "mirror", head.payload["msg"])]
         )
@@ -1556,44 +1556,6 @@ class _Mirror(_Handler):
             customer=f"{head.payload['platform']}_{chat}" if chat and not origin else None,
         )
 
-    async def _in_pieces(
-        self,
-        surface: StaffSurface,
-        thread: ThreadRef,
-        post: MirrorPost,
-        budget: int,
-        *,
-        resume: bool,
-    ) -> StaffMessageRef:
-        """Post `post` in as many posts as its size needs; the first one's ref.
-
-        Pieces before the last carry the marker "<row>.<n>", the last one the row's own marker:
-        a retry finds the row posted only once every piece is, and skips pieces already there.
-        A piece the platform still refuses as too large is cut again, smaller."""
-
-        def fits(text: str) -> bool:
-            return surface.post_size(replace(post, text=text)) <= budget
-
-        pieces = split_text(post.text, fits) if post.text else [""]
-        first: StaffMessageRef | None = None
-        for n, piece in enumerate(pieces, 1):
-            last = n == len(pieces)
-            marker = post.marker if last or not post.marker else f"{post.marker}.{n}"
-            part = replace(post, text=piece, files=post.files if n == 1 else (), marker=marker)
-            found = await surface.find_post(thread, marker) if resume and marker else None
-            if found is not None:
-                ref = found
-            else:
-                try:
-                    ref = await surface.post(thread, part)
-                except TooLarge:
-                    if budget < MIRROR_PIECE_MIN or len(piece) < 2:
-                        raise
-                    ref = await self._in_pieces(surface, thread, part, budget // 2, resume=resume)
-            first = first or ref
-        assert first is not None
-        return first
-
     async def _one_by_one(
         self,
         surface: StaffSurface,
@@ -1608,7 +1570,7 @@ class _Mirror(_Handler):
         for job in jobs:
             post = await self._post_of([job])
             try:
-                ref = await self._in_pieces(surface, thread, post, surface.post_limit, resume=False)
+                ref = await _post_in_pieces(surface, thread, post, surface.post_limit, resume=False)
             except PermanentError as exc:
                 lost.append(job)
                 reason = exc.reason
@@ -1652,6 +1614,44 @@ class _Mirror(_Handler):
         )
 
 
+async def _post_in_pieces(
+    surface: StaffSurface,
+    thread: ThreadRef,
+    post: MirrorPost,
+    budget: int,
+    *,
+    resume: bool,
+) -> StaffMessageRef:
+    """Post `post` in as many posts as its size needs; the first one's ref.
+
+    Pieces before the last carry the marker "<row>.<n>", the last one the row's own marker:
+    a retry finds the row posted only once every piece is, and skips pieces already there.
+    A piece the platform still refuses as too large is cut again, smaller."""
+
+    def fits(text: str) -> bool:
+        return surface.post_size(replace(post, text=text)) <= budget
+
+    pieces = split_text(post.text, fits) if post.text else [""]
+    first: StaffMessageRef | None = None
+    for n, piece in enumerate(pieces, 1):
+        last = n == len(pieces)
+        marker = post.marker if last or not post.marker else f"{post.marker}.{n}"
+        part = replace(post, text=piece, files=post.files if n == 1 else (), marker=marker)
+        found = await surface.find_post(thread, marker) if resume and marker else None
+        if found is not None:
+            ref = found
+        else:
+            try:
+                ref = await surface.post(thread, part)
+            except TooLarge:
+                if budget < MIRROR_PIECE_MIN or len(piece) < 2:
+                    raise
+                ref = await _post_in_pieces(surface, thread, part, budget // 2, resume=resume)
+        first = first or ref
+    assert first is not None
+    return first
+
+
 def _post_text(job: Job) -> str:
     """What a mirror row shows in the thread as text."""
     return mirror_text(job.payload["text"], job.payload.get("files") or [])
@@ -1684,14 +1684,31 @@ class _MirrorEdit(_Handler):
             ]
 
         posts = await self.p.db.run_read(read)
-        for ref, shown in posts:
+        for n, (ref, shown) in enumerate(posts):
             if not shown:
                 continue
             text = "\n".join(mirror_text(m.text, m.attachments) for m in shown)
             edited = any(m.edited for m in shown)
-            await surface.edit_post(
-                ref, MirrorPost(author=shown[0].author or "", text=text, edited=edited)
+            post = MirrorPost(author=shown[0].author or "", text=text, edited=edited)
+            if surface.post_size(post) <= surface.post_limit:
+                try:
+                    await surface.edit_post(ref, post)
+                    continue
+                except TooLarge:
+                    pass
+            # Too long to show in place (joined with other messages, or grown by the edit, past
+            # the platform's size limit): the edited message follows in the thread instead.
+            thread = await self.p.thread(shown[0].conversation_id, surface.name)
+            mine = [m for m in shown if m.id == message_id] or shown
+            again = MirrorPost(
+                author=post.author,
+                text="(edited) " + "\n".join(mirror_text(m.text, m.attachments) for m in mine),
+                marker=f"edit{job.id}-{n}",
             )
+            if thread is not None:
+                await _post_in_pieces(
+                    surface, thread, again, surface.post_limit, resume=job.attempts > 0
+                )
         return Completion([job.id])
 
 

@@ -182,3 +182,24 @@ async def test_a_flood_of_long_messages_reaches_the_matrix_thread_whole(tmp_path
         await stop_world(mx.world)
         await mx.staff.close()
         await mx.bot.close()
+
+
+async def test_an_edit_that_makes_a_joined_post_too_long_still_reaches_the_thread(world):
+    texts = [f"[plain {n}] " + "x" * 4000 for n in range(8)]
+    updates = [world.tg.text_update(EVE, t, first_name="Eve") for t in texts]
+    for update in updates:
+        await world.customer(update)
+    await eventually(
+        lambda: all(t in thread_text(world, EVE) for t in texts), message="the messages"
+    )
+    root = world.root_for(EVE)
+    assert root is not None
+    [joined] = [p for p in world.replies(root) if texts[-1] in p.text]
+    assert len(joined.text) > 20_000  # the last message shares its post with others
+
+    # Escaped for Slack, the edit is five times as long: the joined post would pass 40,000.
+    edit = "&" * 4000 + " [edited]"
+    last = updates[-1]["message"]["message_id"]
+    await world.customer(world.tg.edit_update(EVE, last, edit))
+    await eventually(lambda: edit in thread_text(world, EVE), message="the edited text")
+    assert all(len(p.text) <= 40_000 for p in world.replies(root))
