@@ -423,7 +423,7 @@ async def send_mail(mail: MailSettings, message: OutgoingMail) -> None:
     """Hand one mail to the SMTP server; errors mapped into the bridge's tree."""
     try:
         await aiosmtplib.send(
-            message.data,
+            message.message,
             sender=message.sender,
             recipients=list(message.recipients),
             hostname=mail.host,

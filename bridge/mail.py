@@ -9,6 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import parseaddr
 
 from bridge.errors import PermanentError
 
@@ -27,7 +28,7 @@ class OutgoingMail:
 
     sender: str
     recipients: tuple[str, ...]
-    data: bytes
+    message: EmailMessage
 
 
 def header_value(text: str) -> str:
@@ -61,9 +62,11 @@ def build_mail(*, sender: str, to: str, subject: str, body: str, message_id: str
         message["Subject"] = header_value(subject)
         message["Message-ID"] = header_value(message_id)
         message.set_content(body)
-        data = message.as_bytes()
+        message.as_bytes()  # what cannot be written out fails here, once, not at each retry
     except (ValueError, TypeError, UnicodeError, email.errors.MessageError) as exc:
         raise PermanentError(
             "mail_unbuildable", f"the mail could not be built: {type(exc).__name__}"
         ) from None
-    return OutgoingMail(sender=sender, recipients=(address,), data=data)
+    # The envelope's sender is the bare address of `[mail] from_address` ("Support <a@b>").
+    envelope_sender = parseaddr(sender)[1] or sender
+    return OutgoingMail(sender=envelope_sender, recipients=(address,), message=message)
