@@ -81,7 +81,11 @@ def split_text(text: str, fits: Callable[[str], bool]) -> list[str]:
     pieces: list[str] = []
     rest = text
     while rest and not fits(rest):
-        low, high = 0, len(rest)  # fits(rest[:low]) holds, fits(rest[:high]) does not
+        # Galloping, then halving: the work grows with the piece, not with the whole text.
+        low, high = 0, 1  # fits(rest[:low]) holds, fits(rest[:high]) does not
+        while high < len(rest) and fits(rest[:high]):
+            low, high = high, high * 2
+        high = min(high, len(rest))
         while high - low > 1:
             middle = (low + high) // 2
             if fits(rest[:middle]):
