@@ -35,9 +35,9 @@ from bridge.errors import (
     WindowClosed,
 )
 from bridge.metrics import Metrics
+from bridge.mirror import post_in_pieces
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
-from bridge.textsplit import split_text
 from bridge.types import (
     AccountId,
     Attachment,
@@ -94,8 +94,6 @@ UNKNOWN_THREAD_WAIT = 2.0
 # Consent words and keywords are whole messages; longer texts are never looked up.
 KEYWORD_MAX = 64
 KEYWORD_CACHE_S = 5.0
-# A mirror piece the platform refuses as too large is cut in halves, down to about this size.
-MIRROR_PIECE_MIN = 1000
 
 
 def utcnow() -> datetime:
@@ -1528,7 +1526,7 @@ class _Mirror(_Handler):
                 refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
             )
         resume = head.attempts > 0
-        ref = await _post_in_pieces(surface, thread, post, surface.post_limit, resume=resume)
+        ref = await post_in_pieces(surface, thread, post, surface.post_limit, resume=resume)
         return Completion(
             [head.id], threads=opened, refs=[(surface.name, ref, "mirror", head.payload["msg"])]
         )
@@ -1570,7 +1568,7 @@ class _Mirror(_Handler):
         for job in jobs:
             post = await self._post_of([job])
             try:
-                ref = await _post_in_pieces(surface, thread, post, surface.post_limit, resume=False)
+                ref = await post_in_pieces(surface, thread, post, surface.post_limit, resume=False)
             except PermanentError as exc:
                 lost.append(job)
                 reason = exc.reason
@@ -1612,44 +1610,6 @@ class _Mirror(_Handler):
             failed_reason=str(error),
             jobs=[self._lost_notice(jobs, error.reason)],
         )
-
-
-async def _post_in_pieces(
-    surface: StaffSurface,
-    thread: ThreadRef,
-    post: MirrorPost,
-    budget: int,
-    *,
-    resume: bool,
-) -> StaffMessageRef:
-    """Post `post` in as many posts as its size needs; the first one's ref.
-
-    Pieces before the last carry the marker "<row>.<n>", the last one the row's own marker:
-    a retry finds the row posted only once every piece is, and skips pieces already there.
-    A piece the platform still refuses as too large is cut again, smaller."""
-
-    def fits(text: str) -> bool:
-        return surface.post_size(replace(post, text=text)) <= budget
-
-    pieces = split_text(post.text, fits) if post.text else [""]
-    first: StaffMessageRef | None = None
-    for n, piece in enumerate(pieces, 1):
-        last = n == len(pieces)
-        marker = post.marker if last or not post.marker else f"{post.marker}.{n}"
-        part = replace(post, text=piece, files=post.files if n == 1 else (), marker=marker)
-        found = await surface.find_post(thread, marker) if resume and marker else None
-        if found is not None:
-            ref = found
-        else:
-            try:
-                ref = await surface.post(thread, part)
-            except TooLarge:
-                if budget < MIRROR_PIECE_MIN or len(piece) < 2:
-                    raise
-                ref = await _post_in_pieces(surface, thread, part, budget // 2, resume=resume)
-        first = first or ref
-    assert first is not None
-    return first
 
 
 def _post_text(job: Job) -> str:
@@ -1706,7 +1666,7 @@ class _MirrorEdit(_Handler):
                 marker=f"edit{job.id}-{n}",
             )
             if thread is not None:
-                await _post_in_pieces(
+                await post_in_pieces(
                     surface, thread, again, surface.post_limit, resume=job.attempts > 0
                 )
         return Completion([job.id])
