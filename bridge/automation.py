@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from bridge.config import MailSettings, Settings
 from bridge.errors import AddressRefused, PermanentError, TooLarge, TransientError, Unreachable
+from bridge.mail import OutgoingMail, build_mail
 from bridge.rules import Action, Incoming, Matcher, Rule, fill, fill_url
 from bridge.security import BOT_ANSWER_CAP, FILE_CAP, MAX_REDIRECTS, OutboundGuard, read_capped
 from bridge.types import (
@@ -406,24 +406,27 @@ class MailForward(_RuleHandler):
         [job] = jobs
         p = job.payload
         mail = self.p.settings.mail
-        if not mail.enabled:
+        if not mail.enabled or mail.from_address is None:
             raise PermanentError("mail_off", "mail is not configured ([mail] host, from_address)")
-        message = EmailMessage()
-        message["From"] = mail.from_address
-        message["To"] = p["to"]
-        message["Subject"] = p["subject"]
-        # The same Message-ID on a retry lets a server or a reader spot a duplicate.
-        message["Message-ID"] = f"<rule-{job.idem_key.replace(':', '.')}@support-bridge>"
-        message.set_content(p["body"])
-        await send_mail(mail, message)
+        built = build_mail(
+            sender=mail.from_address,
+            to=p["to"],
+            subject=p["subject"],
+            body=p["body"],
+            # The same Message-ID on a retry lets a server or a reader spot a duplicate.
+            message_id=f"<rule-{job.idem_key.replace(':', '.')}@support-bridge>",
+        )
+        await send_mail(mail, built)
         return Completion([job.id])
 
 
-async def send_mail(mail: MailSettings, message: EmailMessage) -> None:
+async def send_mail(mail: MailSettings, message: OutgoingMail) -> None:
     """Hand one mail to the SMTP server; errors mapped into the bridge's tree."""
     try:
         await aiosmtplib.send(
-            message,
+            message.message,
+            sender=message.sender,
+            recipients=list(message.recipients),
             hostname=mail.host,
             port=mail.port,
             username=mail.username,

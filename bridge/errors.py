@@ -13,7 +13,8 @@
                ├── WindowClosed  the platform's customer-service window is closed
                ├── OptedOut      the customer unsubscribed (e.g. replied STOP to an SMS)
                ├── AddressRefused  the outbound guard refused a destination (bridge.security)
-               └── TooLarge      an answer was longer than its cap
+               └── TooLarge      past a size limit: a post the platform refused as too large,
+                                 or an answer from outside longer than the bridge reads
 
 Each connector maps its platform's HTTP/JSON errors into this tree in one function.
 """
@@ -114,4 +115,5 @@ class AddressRefused(PermanentError):
 
 
 class TooLarge(PermanentError):
-    """An answer read from outside was longer than its cap."""
+    """Past a size limit: a post the platform refused as too large (the same content in smaller
+    pieces may pass), or an answer read from outside that is longer than its cap."""

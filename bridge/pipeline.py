@@ -31,10 +31,12 @@ from bridge.errors import (
     OptedOut,
     PermanentError,
     RateLimited,
+    TooLarge,
     TransientError,
     WindowClosed,
 )
 from bridge.metrics import Metrics
+from bridge.mirror import post_in_pieces
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
 from bridge.security import OutboundGuard, guard_from
@@ -1523,16 +1525,27 @@ class _OpenThread(_Handler):
 
 
 class _Mirror(_Handler):
+    """Customer messages into the thread: joined while a backlog waits, within the platform's
+    size limit; a text past it is posted in pieces; a loss is told in the thread."""
+
     def coalesce(self, head: Job, following: Sequence[Job]) -> int:
         if head.payload.get("files") or head.attempts:
             return 0
+        surface = self.p.surface(head.payload["surface"])
         limit = self.p.settings.slack.coalesce_max - 1
+        texts = [_post_text(head)]
         count = 0
         for job in following[:limit]:
             if job.kind != "staff.post" or job.payload.get("files") or job.attempts:
                 break
             if job.payload.get("origin") or head.payload.get("origin"):
                 break  # a staff member's words stay under their own name
+            # Joined only while the post stays under the platform's size limit: past it
+            # (Slack's 40,000 characters, a Matrix event's 64 KiB) the whole post is refused.
+            texts.append(_post_text(job))
+            joined = MirrorPost(author=head.payload["author"], text="\n".join(texts))
+            if surface.post_size(joined) > surface.post_limit:
+                break
             count += 1
         return count
 
@@ -1566,6 +1579,28 @@ class _Mirror(_Handler):
                     threads=opened,
                     refs=[(surface.name, found, "mirror", head.payload["msg"])],
                 )
+        post = await self._post_of(jobs)
+        if len(jobs) > 1:
+            try:
+                ref = await surface.post(thread, post)
+            except TooLarge as exc:
+                # The platform counts differently: show each message on its own, cut smaller.
+                log.info("outbox staff.post %s refused as too large (%s); one by one", head.id, exc)
+                return await self._one_by_one(surface, thread, jobs, opened)
+            return Completion(
+                [j.id for j in jobs],
+                threads=opened,
+                refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
+            )
+        resume = head.attempts > 0
+        ref = await post_in_pieces(surface, thread, post, surface.post_limit, resume=resume)
+        return Completion(
+            [head.id], threads=opened, refs=[(surface.name, ref, "mirror", head.payload["msg"])]
+        )
+
+    async def _post_of(self, jobs: Sequence[Job]) -> MirrorPost:
+        """One post showing `jobs` (several only when text alone)."""
+        head = jobs[0]
         files = []
         origin = head.payload.get("origin")
         for f in head.payload.get("files") or []:
@@ -1574,23 +1609,79 @@ class _Mirror(_Handler):
                 continue
             connector = self.p.connector(head.payload["platform"], head.payload["account"])
             files.append(await connector.fetch(_attachment(f)))
-        text = "\n".join(mirror_text(j.payload["text"], j.payload.get("files") or []) for j in jobs)
+        text = "\n".join(_post_text(j) for j in jobs)
         if files and not head.payload["text"]:
             text = ""
         chat = head.payload.get("chat")
-        post = MirrorPost(
+        return MirrorPost(
             author=head.payload["author"],
             text=text,
             files=tuple(files),
             marker=",".join(str(j.id) for j in jobs),
             customer=f"{head.payload['platform']}_{chat}" if chat and not origin else None,
         )
-        ref = await surface.post(thread, post)
+
+    async def _one_by_one(
+        self,
+        surface: StaffSurface,
+        thread: ThreadRef,
+        jobs: Sequence[Job],
+        opened: list[tuple[ConversationId, SurfaceName, ThreadRef]],
+    ) -> Completion:
+        """Each of `jobs` in its own post(s); the ones that still fail are told in the thread."""
+        refs: list[tuple[SurfaceName, StaffMessageRef, str, MessageId]] = []
+        lost: list[Job] = []
+        reason = ""
+        for job in jobs:
+            post = await self._post_of([job])
+            try:
+                ref = await post_in_pieces(surface, thread, post, surface.post_limit, resume=False)
+            except PermanentError as exc:
+                lost.append(job)
+                reason = exc.reason
+                log.warning("outbox staff.post %s failed for good: %s", job.id, exc)
+                continue
+            refs.append((surface.name, ref, "mirror", MessageId(job.payload["msg"])))
+        if len(lost) == len(jobs):
+            raise PermanentError("mirror_failed", reason)
+        lost_ids = [j.id for j in lost]
+
+        def record_lost(tx: Tx) -> list[NewJob]:
+            tx.finish(lost_ids, time.time(), f"not shown: {reason}"[:500])
+            return []
+
         return Completion(
             [j.id for j in jobs],
             threads=opened,
-            refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
+            refs=refs,
+            jobs=[self._lost_notice(lost, reason)] if lost else [],
+            also=[record_lost] if lost else [],
         )
+
+    def _lost_notice(self, lost: Sequence[Job], reason: str) -> NewJob:
+        """The thread's notice that `lost` messages could not be shown there, and why."""
+        head = lost[0]
+        who = head.payload.get("author") or "the customer"
+        count = len(lost)
+        text = (
+            f"{count} message{'s' if count != 1 else ''} from {who} could not be shown here:"
+            f" {reason}"
+        )
+        return self.p._notice_job(
+            head.payload["conv"], SurfaceName(head.payload["surface"]), f"lost:{head.id}", text
+        )
+
+    async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
+        return Completion(
+            [j.id for j in jobs],
+            failed_reason=str(error),
+            jobs=[self._lost_notice(jobs, error.reason)],
+        )
+
+
+def _post_text(job: Job) -> str:
+    """What a mirror row shows in the thread as text."""
+    return mirror_text(job.payload["text"], job.payload.get("files") or [])
 
 
 class _Card(_Handler):
@@ -1620,14 +1711,31 @@ class _MirrorEdit(_Handler):
             ]
 
         posts = await self.p.db.run_read(read)
-        for ref, shown in posts:
+        for n, (ref, shown) in enumerate(posts):
             if not shown:
                 continue
             text = "\n".join(mirror_text(m.text, m.attachments) for m in shown)
             edited = any(m.edited for m in shown)
-            await surface.edit_post(
-                ref, MirrorPost(author=shown[0].author or "", text=text, edited=edited)
+            post = MirrorPost(author=shown[0].author or "", text=text, edited=edited)
+            if surface.post_size(post) <= surface.post_limit:
+                try:
+                    await surface.edit_post(ref, post)
+                    continue
+                except TooLarge:
+                    pass
+            # Too long to show in place (joined with other messages, or grown by the edit, past
+            # the platform's size limit): the edited message follows in the thread instead.
+            thread = await self.p.thread(shown[0].conversation_id, surface.name)
+            mine = [m for m in shown if m.id == message_id] or shown
+            again = MirrorPost(
+                author=post.author,
+                text="(edited) " + "\n".join(mirror_text(m.text, m.attachments) for m in mine),
+                marker=f"edit{job.id}-{n}",
             )
+            if thread is not None:
+                await post_in_pieces(
+                    surface, thread, again, surface.post_limit, resume=job.attempts > 0
+                )
         return Completion([job.id])
 
 

@@ -164,7 +164,16 @@ class StaffSurface(Protocol):
         ...
 
     async def post(self, thread: ThreadRef, post: MirrorPost) -> StaffMessageRef:
-        """Post a message into the thread."""
+        """Post a message into the thread; TooLarge when the platform refuses its size."""
+        ...
+
+    @property
+    def post_limit(self) -> int:
+        """The largest `post_size` a post may have, with a margin below the platform's limit."""
+        ...
+
+    def post_size(self, post: MirrorPost) -> int:
+        """How much of the platform's size limit `post` takes, in the platform's own unit."""
         ...
 
     async def edit_post(self, ref: StaffMessageRef, post: MirrorPost) -> None:

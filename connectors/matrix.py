@@ -45,7 +45,14 @@ from nio import (
 
 from bridge import bodies, registry
 from bridge.config import MatrixSettings, Settings
-from bridge.errors import DeliveryError, PermanentError, RateLimited, TransientError, Unreachable
+from bridge.errors import (
+    DeliveryError,
+    PermanentError,
+    RateLimited,
+    TooLarge,
+    TransientError,
+    Unreachable,
+)
 from bridge.protocols import CommandRunner, StaffSink, StaffSurface, StateStore
 from bridge.types import (
     Attachment,
@@ -96,6 +103,10 @@ KINDS = {"m.image": MediaKind.IMAGE, "m.audio": MediaKind.AUDIO, "m.video": Medi
 SETUP_ERRORS = {"M_FORBIDDEN", "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED"}
 THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")
 PAGE = 100
+# Synapse refuses an event whose JSON passes 65,536 bytes (M_TOO_LARGE, the spec's size limit of
+# an event); its ids, hashes and signatures take some hundreds of bytes beside the content.
+POST_LIMIT = 60_000
+_SIZING_ROOT = "$" + "x" * 43  # as long as the event ids of room versions 4 and later
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +130,8 @@ def _matrix_error(
     if status == 429 or errcode == "M_LIMIT_EXCEEDED":
         seconds = retry_after if retry_after is not None else 1.0
         return RateLimited(seconds, f"Matrix rate limit: retry after {seconds:g}s")
+    if status == 413 or errcode == "M_TOO_LARGE":
+        return TooLarge(errcode or "M_TOO_LARGE", f"Matrix refused it as too large: {message}")
     if (status is not None and status >= 500) or errcode in ("M_UNKNOWN", ""):
         return TransientError(f"Matrix answered {status} {errcode}: {message}")
     if errcode in SETUP_ERRORS:
@@ -402,6 +415,28 @@ def _in_thread(root: str) -> dict[str, Any]:
         "is_falling_back": True,
         "m.in_reply_to": {"event_id": root},
     }
+
+
+def _post_content(root: str, post: MirrorPost, *, as_customer: bool) -> dict[str, Any]:
+    """The text event of a mirror post: the customer's own words when sent as their user,
+    else under their name in bold."""
+    content: dict[str, Any]
+    if as_customer:
+        content = {"msgtype": "m.text", "body": post.text}
+    else:
+        content = {
+            "msgtype": "m.text",
+            "body": f"{post.author}: {post.text}",
+            "format": "org.matrix.custom.html",
+            "formatted_body": (
+                f"<b>{html.escape(post.author)}</b>: "
+                + html.escape(post.text).replace("\n", "<br>")
+            ),
+        }
+    content["m.relates_to"] = _in_thread(root)
+    if post.marker:
+        content[MARKER] = post.marker
+    return content
 
 
 def _txn(*parts: object) -> str:
@@ -875,6 +910,14 @@ class MatrixSurface:
         }
         await self._send(room, "m.room.message", content, _txn())
 
+    post_limit = POST_LIMIT
+
+    def post_size(self, post: MirrorPost) -> int:
+        """Bytes of the JSON of the text event `post` sends, as the homeserver measures it."""
+        as_customer = bool(self.appservice and post.customer)
+        content = _post_content(_SIZING_ROOT, post, as_customer=as_customer)
+        return len(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
     async def post(self, thread: ThreadRef, post: MirrorPost) -> StaffMessageRef:
         """Post a customer's message(s) into the thread under the customer's name (as the
         customer's own Matrix user in appservice mode)."""
@@ -883,18 +926,7 @@ class MatrixSurface:
             return await self._post_as_customer(room, root, post)
         first: str | None = None
         if post.text or not post.files:
-            content: dict[str, Any] = {
-                "msgtype": "m.text",
-                "body": f"{post.author}: {post.text}",
-                "format": "org.matrix.custom.html",
-                "formatted_body": (
-                    f"<b>{html.escape(post.author)}</b>: "
-                    + html.escape(post.text).replace("\n", "<br>")
-                ),
-                "m.relates_to": _in_thread(root),
-            }
-            if post.marker:
-                content[MARKER] = post.marker
+            content = _post_content(root, post, as_customer=False)
             first = await self._send(room, "m.room.message", content, _txn("post", post.marker))
         for index, file in enumerate(post.files):
             event = await self._send_file(
@@ -967,13 +999,7 @@ class MatrixSurface:
         user = await self._puppet(room, post.customer, post.author)
         first: str | None = None
         if post.text or not post.files:
-            content: dict[str, Any] = {
-                "msgtype": "m.text",
-                "body": post.text,
-                "m.relates_to": _in_thread(root),
-            }
-            if post.marker:
-                content[MARKER] = post.marker
+            content = _post_content(root, post, as_customer=True)
             first = await self._send_as(user, room, content, _txn("post", post.marker))
         for index, file in enumerate(post.files):
             content = await self._file_content(root, file, post.marker)

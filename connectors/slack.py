@@ -35,6 +35,7 @@ from bridge.errors import (
     DeliveryError,
     PermanentError,
     RateLimited,
+    TooLarge,
     TransientError,
     Unreachable,
 )
@@ -111,6 +112,11 @@ THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")
 # that takes longer answers "working on it" and follows up through the response_url.
 SLASH_ANSWER_WITHIN = 2.5
 SEEN_COMMANDS = 2048
+# chat.postMessage refuses a text past 40,000 characters (msg_too_long) or cuts it. Posts stay
+# under this, counted in UTF-16 code units (never fewer than Slack's characters) of the text as
+# sent, escaping included: a customer's "&" is five characters there.
+POST_LIMIT = 38_000
+TOO_LONG = {"msg_too_long", "msg_blocks_too_long"}
 
 
 # Slack serves a workspace's files from files.slack.com: the `url_private` of its file objects
@@ -153,6 +159,8 @@ def _slack_error(status: int, error: str, retry_after: str | None) -> DeliveryEr
     if error in SETUP_ERRORS:
         log.error("Slack refused a call because of the app's setup: %s", error)
         return TransientError(f"Slack setup problem: {error}")
+    if error in TOO_LONG:
+        return TooLarge(error, f"Slack refused it as too long: {error}")
     return PermanentError(error, f"Slack refused it: {error}")
 
 
@@ -751,6 +759,15 @@ class SlackSurface:
             await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
         except Exception as exc:
             _raise_for(exc)
+
+    post_limit = POST_LIMIT
+
+    def post_size(self, post: MirrorPost) -> int:
+        """UTF-16 code units of the text `post` sends (a file's comment names the author)."""
+        text = escape(post.text)
+        if post.files:
+            text = f"*{escape(post.author)}*: {text}"
+        return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
     async def post(self, thread: ThreadRef, post: MirrorPost) -> StaffMessageRef:
         """Post a customer's message(s) into the thread under the customer's name."""
