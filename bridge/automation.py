@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from bridge.config import MailSettings, Settings
 from bridge.errors import PermanentError, TransientError, Unreachable
+from bridge.redact import short_url
 from bridge.rules import Action, Incoming, Matcher, Rule, fill
 from bridge.types import (
     AccountId,
@@ -122,9 +123,9 @@ def describe(action: Action) -> str:
         case "mailForward":
             return f"forwarded by mail to {action.target}"
         case "webserviceForward":
-            return f"forwarded to {action.target}"
+            return f"forwarded to {short_url(action.target or '')}"
         case "httpBotFwd":
-            return f"asked the bot at {action.target}"
+            return f"asked the bot at {short_url(action.target or '')}"
         case "smsFwd":
             return f"forwarded by SMS to {action.target}"
         case "addToChannel":
@@ -458,6 +459,7 @@ class HttpForward(_RuleHandler):
         [job] = jobs
         p = job.payload
         timeout = aiohttp.ClientTimeout(total=self.p.settings.rules.http_timeout_s)
+        shown = short_url(p["url"])  # errors reach the log and the thread: no token in them
         try:
             async with self._http.post(
                 p["url"],
@@ -466,17 +468,17 @@ class HttpForward(_RuleHandler):
                 headers={"Idempotency-Key": job.idem_key},
             ) as response:
                 if response.status == 429 or response.status >= 500:
-                    raise TransientError(f"{p['url']} answered {response.status}")
+                    raise TransientError(f"{shown} answered {response.status}")
                 if response.status >= 400:
                     raise PermanentError(
-                        str(response.status), f"{p['url']} answered {response.status}"
+                        str(response.status), f"{shown} answered {response.status}"
                     )
                 raw = await response.read()
                 content_type = response.content_type
         except aiohttp.ClientError as exc:
-            raise Unreachable(f"{p['url']} could not be reached: {type(exc).__name__}") from None
+            raise Unreachable(f"{shown} could not be reached: {type(exc).__name__}") from None
         except TimeoutError:
-            raise Unreachable(f"{p['url']} did not answer in time") from None
+            raise Unreachable(f"{shown} did not answer in time") from None
         if not p.get("answer"):
             return Completion([job.id])
         text, media = _bot_answer(raw, content_type)
@@ -484,20 +486,21 @@ class HttpForward(_RuleHandler):
         return Completion([job.id], also=[self._reply(p, text, files)])
 
     async def _download(self, url: str) -> tuple[str, str, bytes]:
+        shown = short_url(url)
         try:
             async with self._http.get(url) as response:
                 if response.status >= 400:
                     raise PermanentError(
-                        str(response.status), f"the bot's file {url} answered {response.status}"
+                        str(response.status), f"the bot's file {shown} answered {response.status}"
                     )
                 data = await response.content.read(BOT_MEDIA_MAX + 1)
                 if len(data) > BOT_MEDIA_MAX:
-                    raise PermanentError("too_large", f"the bot's file {url} is over 16 MB")
+                    raise PermanentError("too_large", f"the bot's file {shown} is over 16 MB")
                 name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
                 return name, response.content_type or "application/octet-stream", data
         except aiohttp.ClientError as exc:
             raise Unreachable(
-                f"the bot's file {url} could not be fetched: {type(exc).__name__}"
+                f"the bot's file {shown} could not be fetched: {type(exc).__name__}"
             ) from None
 
     def _reply(

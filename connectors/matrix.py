@@ -65,7 +65,7 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from commands.base import Reply, Request
+from commands.base import MENTION, Reply, Request, private_refusal
 from connectors.wire import storable
 
 log = logging.getLogger(__name__)
@@ -314,13 +314,13 @@ _BOLD = re.compile(r"\*([^*\n]+)\*")
 
 def inline_html(text: str) -> str:
     """Escape text for HTML, rendering `code` spans and *bold* the way replies write them."""
-    escaped = html.escape(text, quote=False)
+    escaped = html.escape(MENTION.sub(r"\1", text), quote=False)
     escaped = _CODE.sub(r"<code>\1</code>", escaped)
     return _BOLD.sub(r"<b>\1</b>", escaped)
 
 
 def _plain(text: str) -> str:
-    return text.replace("`", "").replace("*", "")
+    return MENTION.sub(r"\1", text).replace("`", "").replace("*", "")
 
 
 def reply_html(reply: Reply) -> tuple[str, str]:
@@ -726,8 +726,12 @@ class MatrixSurface:
             channel=line.room,
             thread=line.thread,
             ref=line.ref,
+            private_answers=await self._only_us(line.room, line.sender),
         )
         reply = await self._commands(request)
+        if reply.private and not request.private_answers:
+            # A room shows every event to all its members: a private answer never goes there.
+            reply = private_refusal(f"!{(line.text.split() or ['this'])[0]}")
         if not (reply.title or reply.lines or reply.fields or reply.file):
             return
         _, root = split_ref(line.thread) if line.thread else ("", None)
@@ -749,6 +753,33 @@ class MatrixSurface:
         await self._send(room, "m.room.message", content, _txn("reply", key))
         if reply.file is not None:
             await self._send_file(room, root, reply.file, None, _txn("reply-file", key))
+
+    async def _only_us(self, room: str, user: str) -> bool:
+        """Whether only `user` and the bot can read the room: no other member joined, invited
+        or knocking, and its history is not world-readable (Matrix shows a room's events to
+        all of them, past events included)."""
+        base = f"/_matrix/client/v3/rooms/{quote(room)}"
+        try:
+            answer = await self._api("GET", f"{base}/members")
+        except DeliveryError:
+            return False
+        try:
+            state = await self._api("GET", f"{base}/state/m.room.history_visibility")
+        except PermanentError as exc:
+            if exc.code != "M_NOT_FOUND":
+                return False
+            state = {}  # never set: the spec's default, "shared", is members only
+        except DeliveryError:
+            return False
+        if state.get("history_visibility") == "world_readable":
+            return False
+        readers = {
+            str(event.get("state_key"))
+            for event in answer.get("chunk") or []
+            if isinstance(event, dict)
+            and (event.get("content") or {}).get("membership") in ("join", "invite", "knock")
+        }
+        return readers == {user, self.user_id}
 
     async def _name_of(self, user: str) -> str | None:
         if user in self._names:

@@ -8,6 +8,7 @@ import json
 from tests.commands_kit import ADMIN, AGENT
 from tests.harness import eventually
 from tests.matrix_user import MatrixUser, body_of
+from tests.test_matrix_surface import ANNA as MX_ANNA
 from tests.test_matrix_surface import anna_writes, start_matrix_world
 from tests.world import stop_world
 
@@ -68,7 +69,7 @@ async def test_contact_export_in_a_shared_matrix_room_is_refused_and_nothing_is_
         await mx.staff.invite(mx.room, colleague.user_id)
         await colleague.join(mx.room)
         await anna_writes(mx)
-        await mx.staff.send_text(mx.room, f"!contact export {ANNA}")
+        await mx.staff.send_text(mx.room, f"!contact export {MX_ANNA}")
 
         def refusal(event: dict) -> bool:
             return "direct room" in (body_of(event) or "")
@@ -90,7 +91,7 @@ async def test_contact_export_in_a_room_of_only_the_caller_and_the_bot_is_delive
     mx = await start_matrix_world(tmp_path, synapse)
     try:
         await anna_writes(mx)
-        await mx.staff.send_text(mx.room, f"!contact export {ANNA}")
+        await mx.staff.send_text(mx.room, f"!contact export {MX_ANNA}")
 
         def the_file(event: dict) -> bool:
             return event.get("content", {}).get("msgtype") == "m.file"
