@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from tests.api_kit import Api, make_key
 from tests.commands_kit import AGENT, MANAGER, command
 from tests.harness import eventually
 from tests.rules_kit import Endpoint
@@ -86,3 +87,22 @@ async def test_a_firing_rule_keeps_the_query_out_of_the_thread_and_the_log(rig, 
     assert TOKEN not in texts
     assert TOKEN not in caplog.text
     assert "api_key=" not in caplog.text
+
+
+async def test_an_agent_api_key_sees_rule_urls_shortened_and_a_manager_key_whole(rig):
+    world, endpoint = rig
+    await add_crm_rule(world, endpoint)
+    api = Api(world)
+    agent, manager = (
+        await make_key(world, "reader", "agent"),
+        await make_key(world, "ed", "manager"),
+    )
+    listed = await api.get("/rules", key=agent)
+    assert listed.status == 200
+    [rule_id] = [r["id"] for r in listed.body["items"]]
+    shown = await api.get(f"/rules/{rule_id}", key=agent)
+    for answer in (listed, shown):
+        assert TOKEN not in json.dumps(answer.body)
+        assert f"127.0.0.1:{endpoint.port}/crm/in" in json.dumps(answer.body)
+    whole = await api.get(f"/rules/{rule_id}", key=manager)
+    assert f"api_key={TOKEN}" in json.dumps(whole.body)
