@@ -74,6 +74,9 @@ MATRIX = SurfaceName("matrix")
 # The outbox row an event was sent for, in the event's content: how a send that may have gone
 # out before a crash is found again.
 MARKER = "org.supportbridge.outbox"
+# Every event the bridge sends carries an empty `m.mentions` (Matrix 1.7, intentional
+# mentions): clients then ping nobody for an `@room` or a name inside customer data.
+
 SYNC_KEY = "next_batch"
 TXN_KEY = "appservice_txns"
 REACTIONS = {
@@ -744,6 +747,7 @@ class MatrixSurface:
         body, formatted = reply_html(reply)
         content: dict[str, Any] = {
             "msgtype": "m.notice",
+            "m.mentions": {},
             "body": body,
             "format": "org.matrix.custom.html",
             "formatted_body": formatted,
@@ -846,6 +850,7 @@ class MatrixSurface:
         plain, formatted = card_text(card)
         content: dict[str, Any] = {
             "msgtype": "m.text",
+            "m.mentions": {},
             "body": plain,
             "format": "org.matrix.custom.html",
             "formatted_body": formatted,
@@ -880,6 +885,7 @@ class MatrixSurface:
         plain, formatted = card_text(card)
         new = {
             "msgtype": "m.text",
+            "m.mentions": {},
             "body": plain,
             "format": "org.matrix.custom.html",
             "formatted_body": formatted,
@@ -902,6 +908,7 @@ class MatrixSurface:
         if post.text or not post.files:
             content: dict[str, Any] = {
                 "msgtype": "m.text",
+                "m.mentions": {},
                 "body": f"{post.author}: {post.text}",
                 "format": "org.matrix.custom.html",
                 "formatted_body": (
@@ -983,6 +990,7 @@ class MatrixSurface:
         if post.text or not post.files:
             content: dict[str, Any] = {
                 "msgtype": "m.text",
+                "m.mentions": {},
                 "body": post.text,
                 "m.relates_to": _in_thread(root),
             }
@@ -1026,6 +1034,7 @@ class MatrixSurface:
         )
         content: dict[str, Any] = {
             "msgtype": MSGTYPES.get(file.kind, "m.file"),
+            "m.mentions": {},
             "body": caption or file.filename,
             "filename": file.filename,
             "url": upload.content_uri,
@@ -1049,7 +1058,7 @@ class MatrixSurface:
             sender = str(original.get("sender", self.user_id))
         shown = post.text if sender != self.user_id else f"{post.author}: {post.text}"
         text = shown + (" (edited)" if post.edited else "")
-        new = {"msgtype": "m.text", "body": text}
+        new = {"msgtype": "m.text", "body": text, "m.mentions": {}}
         content = {
             **new,
             "body": f"* {text}",
@@ -1080,6 +1089,7 @@ class MatrixSurface:
         room, root = split_ref(thread)
         content = {
             "msgtype": "m.notice",
+            "m.mentions": {},
             "body": f"ℹ️ {text}",
             "m.relates_to": _in_thread(root),
         }
@@ -1090,7 +1100,7 @@ class MatrixSurface:
         self, channel: str, text: str, ref: StaffMessageRef | None = None
     ) -> StaffMessageRef:
         """Post (or rewrite, with `m.replace`) a notice of the bridge in a room."""
-        new = {"msgtype": "m.notice", "body": text}
+        new = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
         if ref is not None:
             room, event = split_ref(ref)
             content = {
@@ -1230,7 +1240,12 @@ class MatrixSurface:
                 f" {kept} event{'s' if kept != 1 else ''} in this thread could not be redacted"
                 " by the bridge: a room moderator can remove them."
             )
-        content = {"msgtype": "m.notice", "body": text, "m.relates_to": _in_thread(root)}
+        content = {
+            "msgtype": "m.notice",
+            "body": text,
+            "m.mentions": {},
+            "m.relates_to": _in_thread(root),
+        }
         await self._send(room, "m.room.message", content, _txn("tombstone", root))
 
     def rate_keys(self, action: str, channel: str | None) -> tuple[str, ...]:
