@@ -98,6 +98,7 @@ DONE_ALREADY = {"already_reacted"}
 GONE_ALREADY = {"message_not_found", "file_not_found", "file_deleted", "thread_not_found"}
 # A thread message that starts with `!word` is a command for the bridge, not a reply.
 THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")
+# A Slack user id (W… on Enterprise Grid): the only assignee the contact card mentions.
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 # Slack shows the person an error unless a slash command is answered within 3 seconds; work
 # that takes longer answers "working on it" and follows up through the response_url.
