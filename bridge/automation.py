@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from bridge.config import MailSettings, Settings
 from bridge.errors import AddressRefused, PermanentError, TooLarge, TransientError, Unreachable
 from bridge.mail import OutgoingMail, build_mail
+from bridge.redact import short_url
 from bridge.rules import Action, Incoming, Matcher, Rule, fill, fill_url
 from bridge.security import BOT_ANSWER_CAP, FILE_CAP, MAX_REDIRECTS, OutboundGuard, read_capped
 from bridge.types import (
@@ -123,9 +124,9 @@ def describe(action: Action) -> str:
         case "mailForward":
             return f"forwarded by mail to {action.target}"
         case "webserviceForward":
-            return f"forwarded to {action.target}"
+            return f"forwarded to {short_url(action.target or '')}"
         case "httpBotFwd":
-            return f"asked the bot at {action.target}"
+            return f"asked the bot at {short_url(action.target or '')}"
         case "smsFwd":
             return f"forwarded by SMS to {action.target}"
         case "addToChannel":
@@ -462,6 +463,7 @@ class HttpForward(_RuleHandler):
         [job] = jobs
         p = job.payload
         timeout = aiohttp.ClientTimeout(total=self.p.settings.rules.http_timeout_s)
+        shown = short_url(p["url"])  # errors reach the log and the thread: no token in them
         try:
             # The guard refuses internal addresses (AddressRefused, permanent: the thread is
             # told, nothing is retried) and follows no redirect of a POST.
@@ -473,11 +475,11 @@ class HttpForward(_RuleHandler):
                 headers={"Idempotency-Key": job.idem_key},
             ) as response:
                 if response.status == 429 or response.status >= 500:
-                    raise TransientError(f"{p['url']} answered {response.status}")
+                    raise TransientError(f"{shown} answered {response.status}")
                 if response.status >= 300:
                     raise PermanentError(
                         str(response.status),
-                        f"{p['url']} answered {response.status}"
+                        f"{shown} answered {response.status}"
                         + (" (redirects are not followed)" if response.status < 400 else ""),
                     )
                 answer = bool(p.get("answer"))
@@ -488,9 +490,9 @@ class HttpForward(_RuleHandler):
                 "too_large", f"the bot's answer is larger than {BOT_ANSWER_CAP // 1024} KB"
             ) from None
         except aiohttp.ClientError as exc:
-            raise Unreachable(f"{p['url']} could not be reached: {type(exc).__name__}") from None
+            raise Unreachable(f"{shown} could not be reached: {type(exc).__name__}") from None
         except TimeoutError:
-            raise Unreachable(f"{p['url']} did not answer in time") from None
+            raise Unreachable(f"{shown} did not answer in time") from None
         if not answer:
             return Completion([job.id])
         text, media = _bot_answer(raw, content_type)
@@ -499,13 +501,14 @@ class HttpForward(_RuleHandler):
 
     async def _download(self, url: str) -> tuple[str, str, bytes]:
         timeout = aiohttp.ClientTimeout(total=60)
+        shown = short_url(url)
         try:
             async with self._outbound.request(
                 "GET", url, redirects=MAX_REDIRECTS, timeout=timeout
             ) as response:
                 if response.status >= 300:
                     raise PermanentError(
-                        str(response.status), f"the bot's file {url} answered {response.status}"
+                        str(response.status), f"the bot's file {shown} answered {response.status}"
                     )
                 data = await read_capped(response, BOT_MEDIA_MAX)
                 name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
@@ -513,13 +516,13 @@ class HttpForward(_RuleHandler):
         except AddressRefused as exc:
             raise AddressRefused(exc.code, f"the bot's file: {exc.reason}") from None
         except TooLarge:
-            raise PermanentError("too_large", f"the bot's file {url} is over 16 MB") from None
+            raise PermanentError("too_large", f"the bot's file {shown} is over 16 MB") from None
         except aiohttp.ClientError as exc:
             raise Unreachable(
-                f"the bot's file {url} could not be fetched: {type(exc).__name__}"
+                f"the bot's file {shown} could not be fetched: {type(exc).__name__}"
             ) from None
         except TimeoutError:
-            raise Unreachable(f"the bot's file {url} did not arrive in time") from None
+            raise Unreachable(f"the bot's file {shown} did not arrive in time") from None
 
     def _reply(
         self, p: Mapping[str, Any], text: str, files: list[tuple[str, str, bytes]]

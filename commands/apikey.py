@@ -21,8 +21,6 @@ apikey = command("apikey", "Keys for the REST API: create, list and revoke them 
 ROLES = ("admin", "manager", "agent")
 NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 _NAME = re.compile(NAME_PATTERN)
-# Surfaces whose command answers only the caller sees (in a Matrix room everyone reads them).
-PRIVATE_ANSWERS = frozenset({"slack"})
 
 
 def _when(value: datetime | None) -> str:
@@ -77,6 +75,7 @@ async def revoke_key(services: Services, key_id: int, now: datetime) -> ApiKeyRe
     summary="a new key with a role; shown once, only to you (the bridge keeps only its hash)",
     example="/apikey create crm agent",
     role=Role.ADMIN,
+    private=True,  # the answer holds the key
 )
 async def _create(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 2)
@@ -87,12 +86,6 @@ async def _create(ctx: Context, args: list[str]) -> Reply:
         raise ctx.usage(f"{name} is not a key name: 1-64 letters, digits, ., - or _")
     if role not in ROLES:
         raise ctx.usage(f"{args[1]} is not a role for a key; choose one of {', '.join(ROLES)}")
-    request = ctx.request
-    if request.surface not in PRIVATE_ANSWERS or request.thread is not None:
-        raise CommandError(
-            "A key is shown only once and only to whoever creates it, and answers here are"
-            " seen by others: create it with the Slack slash command /apikey."
-        )
     key, record = await create_key(ctx.services, name, role, ctx.who, ctx.now)
     base = (ctx.services.settings.bridge.public_url or "").rstrip("/")
     return Reply(
@@ -104,7 +97,7 @@ async def _create(ctx: Context, args: list[str]) -> Reply:
             f"Send it as `Authorization: Bearer <key>`; `{base}/api/v1/openapi.json` describes"
             f" the API. `/apikey revoke {record.prefix}` ends the key.",
         ),
-        public=False,
+        private=True,
     )
 
 

@@ -7,6 +7,8 @@ Slack or Matrix thread) into a `Request` and renders the `Reply` in its own mark
 
 from __future__ import annotations
 
+import re
+import secrets
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +45,9 @@ class Request:
     # The caller is not one of the bridge's own staff (another Slack workspace, a Slack
     # Connect member of another organisation): role `none` whatever is stored.
     stranger: bool = False
+    # The surface can answer here so that only the caller sees it (a Slack ephemeral message,
+    # a Matrix room of only the caller and the bot): private answers need it.
+    private_answers: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,6 +174,14 @@ class Reply:
     public: bool = False
     # A form to fill in, where the surface can show one (the lines say how to type it instead).
     form: Form | None = None
+    # Holds a secret or personal data: shown to the caller alone (file included), never where
+    # others can read it; a surface that cannot keep it private shows `private_refusal` instead.
+    private: bool = False
+
+    def __post_init__(self) -> None:
+        if self.private and self.public:
+            msg = "a reply cannot be both private and public"
+            raise ValueError(msg)
 
     @property
     def text(self) -> str:
@@ -177,6 +190,29 @@ class Reply:
         parts.extend(self.lines)
         parts.extend(f"{label}: {value}" for label, value in self.fields)
         return "\n".join(parts)
+
+
+def private_refusal(call: str) -> Reply:
+    """What a private answer becomes where others would read it: a refusal saying where to ask."""
+    return Reply(
+        ok=False,
+        title=f"{call} answers with a secret or personal data, and others can read answers here",
+        lines=(
+            "Type this in a direct room with the bot (only you and the bot in it); in Slack,"
+            " use the slash command or type it in a thread: only you see the answer.",
+        ),
+    )
+
+
+# Mentions the bridge composes travel in reply text between these marks, with a key made at
+# start: text from anywhere else (a contact's name, a remark) cannot forge a live mention.
+_MENTION_KEY = secrets.token_hex(8)
+MENTION = re.compile(f"\ue000{_MENTION_KEY}([UW][A-Z0-9]+)\ue001")
+
+
+def staff_mention(user: str) -> str:
+    """A live mention of a Slack user in reply text (rendered as `<@U…>`, never escaped)."""
+    return f"\ue000{_MENTION_KEY}{user}\ue001"
 
 
 class CommandError(Exception):
@@ -216,6 +252,8 @@ class Subcommand:
     handler: Handler
     # Only inside a conversation thread (it acts on that conversation).
     in_thread: bool = False
+    # Its answer holds a secret or personal data: run only where the answer can be private.
+    private: bool = False
 
     @property
     def call(self) -> str:
@@ -247,12 +285,13 @@ class Command:
         example: str,
         role: Role = Role.AGENT,
         in_thread: bool = False,
+        private: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Record a subcommand's handler."""
 
         def record(handler: Handler) -> Handler:
             self.subcommands[name] = Subcommand(
-                self.name, name, usage, summary, example, role, handler, in_thread
+                self.name, name, usage, summary, example, role, handler, in_thread, private
             )
             return handler
 

@@ -400,6 +400,7 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
     usage="<#id | number | name>",
     summary="everything the bridge holds about the contact, as a JSON file (data requests)",
     example="/contact export #12",
+    private=True,
 )
 async def _export(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
@@ -414,7 +415,7 @@ async def _export(ctx: Context, args: list[str]) -> Reply:
         title=f"Everything held about #{found.id} {found.display_name}",
         lines=(
             f"{_plural(conversations, 'conversation')}, {_plural(messages, 'message')}.",
-            "The file is personal data: only you can see it here.",
+            "The file is personal data: it is given to you alone.",
         ),
         file=FileData(
             kind=MediaKind.DOCUMENT,
@@ -422,7 +423,7 @@ async def _export(ctx: Context, args: list[str]) -> Reply:
             mime_type="application/json",
             data=data,
         ),
-        public=False,
+        private=True,
     )
 
 

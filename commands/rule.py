@@ -22,6 +22,7 @@ from functools import partial
 
 from bridge.automation import describe
 from bridge.errors import AddressRefused
+from bridge.redact import short_url
 from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, url_shape, validate
 from bridge.types import FileData
 from commands.base import (
@@ -428,9 +429,11 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
     found = await named_rule(ctx, " ".join(args))
     changes = await ctx.services.read(lambda conn: rules_store.history(conn, found.id))
-    lines = list(_describe(found))
+    # URLs in full (with their tokens) only to a manager, and only where no one else reads.
+    full = ctx.role >= Role.MANAGER and ctx.request.private_answers
+    lines = list(_describe(found, full=full))
     lines.extend(f"{change} by {by} on {at:%Y-%m-%d %H:%M} UTC" for change, by, at in changes)
-    return Reply(title=f"Rule {found.name}", lines=tuple(lines))
+    return Reply(title=f"Rule {found.name}", lines=tuple(lines), private=full)
 
 
 @rule.sub(
@@ -575,21 +578,28 @@ def _when(r: Rule) -> str:
     return what
 
 
-def _action_line(action: Action) -> str:
+# Actions whose target is a URL (a CRM's or a bot's), often with a token in its query.
+URL_ACTIONS = frozenset({"webserviceForward", "httpBotFwd"})
+
+
+def _action_line(action: Action, *, full: bool = False) -> str:
+    """An action as typed; a URL shortened (its query often holds a token) unless `full`."""
     word = action_word(action)
     shown = action.target or action.text or ""
+    if action.target and action.kind in URL_ACTIONS and not full:
+        shown = short_url(action.target)
     if action.kind == "autoAnswerMedia":
         shown = f"file #{action.media_id}"
     return f"{word}{': ' + shown if shown else ''}"
 
 
-def _describe(r: Rule) -> tuple[str, ...]:
+def _describe(r: Rule, *, full: bool = False) -> tuple[str, ...]:
     lines = [
         f"When: {_when(r)}",
         f"Limit: {_limit(r)} per contact · priority {r.priority} · "
         + ("enabled" if r.enabled else "disabled"),
     ]
-    lines.extend(f"Does: {_action_line(a)}" for a in r.actions)
+    lines.extend(f"Does: {_action_line(a, full=full)}" for a in r.actions)
     return tuple(lines)
 
 
@@ -631,7 +641,9 @@ def rule_form(command_line: str, current: Rule | None) -> Form:
             label="Actions, one a line",
             kind="lines",
             option="--do",
-            initial="\n".join(_action_line(a) for a in current.actions) if current else None,
+            initial=(
+                "\n".join(_action_line(a, full=True) for a in current.actions) if current else None
+            ),
             hint="answer: <text> · mail: <address> · post: <URL> · bot: <URL> · sms: <+number>"
             " · join: <channel> · leave: <channel> · answer-file: <URL> · stop · ignore",
         )

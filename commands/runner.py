@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
+from bridge.redact import redact_urls
 from commands.base import (
     COMMANDS,
     Command,
@@ -14,6 +16,7 @@ from commands.base import (
     Role,
     Subcommand,
     UsageError,
+    private_refusal,
     split_args,
 )
 from commands.services import Services
@@ -95,6 +98,8 @@ async def run(request: Request, services: Services) -> Reply:
             f" `/user role {request.user} {spec.role.label}`."
         )
         return Reply(ok=False, title=f"{spec.call} needs the {spec.role.label} role", lines=(why,))
+    if spec.private and not request.private_answers:
+        return private_refusal(spec.call)  # refused before it makes a secret nobody may see
     conversation = await services.conversation_of(request)
     if spec.in_thread and conversation is None:
         return Reply(
@@ -111,18 +116,24 @@ async def run(request: Request, services: Services) -> Reply:
         conversation_id=conversation,
     )
     try:
-        return await spec.handler(context, args)
+        reply = await spec.handler(context, args)
     except UsageError as exc:
         return usage_reply(exc.problem, exc.spec or spec)
     except CommandError as exc:
         return Reply(ok=False, title=str(exc))
     except Exception:
-        log.exception("command %r by %s failed", request.text[:80], request.user)
+        # A command line may hold a URL with a token in its query: the log gets it without.
+        log.exception("command %r by %s failed", redact_urls(request.text[:80]), request.user)
         return Reply(
             ok=False,
             title="Something went wrong",
             lines=("The bridge's log has the details; nothing was changed by halves.",),
         )
+    if spec.private and not reply.private:
+        reply = replace(reply, private=True, public=False)
+    if reply.private and not request.private_answers:
+        return private_refusal(spec.call)
+    return reply
 
 
 def known_role(word: str) -> Role:

@@ -19,7 +19,6 @@ stats = command(
 # Surfaces that show a slash command's answer to the caller alone. The login link goes only
 # there: Slack shares the chart's comment (title and lines) in the channel but keeps the fields
 # in the private answer, while a Matrix room shows every answer to everyone in it.
-PRIVATE_ANSWERS = frozenset({"slack"})
 CHANNELS_SHOWN = 8
 BROADCASTS_SHOWN = 3
 LINKS_SHOWN = 5
@@ -50,7 +49,9 @@ async def _stats(ctx: Context, args: list[str]) -> Reply:
     fields: tuple[tuple[str, str], ...] = ()
     if not public_url:
         lines.append("Set `[bridge] public_url` to get a link to a page with charts and tables.")
-    elif ctx.request.surface in PRIVATE_ANSWERS:
+    elif ctx.request.private_answers and ctx.request.thread is None:
+        # The link logs anyone in: only where the answer is the caller's alone (a slash
+        # command, a direct room), never in a thread, where the answer is posted for all.
         page = StatsPage(ctx.services.db, settings, clock=ctx.services.clock)
         url, until = await page.login_url(days=days, ttl=LOGIN_TTL)
         valid = f"valid for {LOGIN_TTL // 60} minutes, until {until:%H:%M} UTC"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from commands.base import CommandError, Context, Reply, Role, command
+from commands.base import CommandError, Context, Reply, Role, command, staff_mention
 from storage import Tx
 
 close = command("close", "Close this conversation", default="")
@@ -15,7 +15,9 @@ unassign = command("unassign", "Take the assignment off this conversation", defa
 
 # A Slack mention as it arrives in message text: <@U0123ABC> or <@U0123ABC|name>.
 _SLACK_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
-_MATRIX_USER = re.compile(r"^@[^:\s]+:\S+$")
+# A Matrix user id (spec: "Identifier Grammar"): a localpart, then a server name (a host of
+# letters, digits, dots and dashes or an IP literal in brackets, and an optional port).
+_MATRIX_USER = re.compile(r"^@[a-z0-9._=/+-]+:(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
 @close.sub(
@@ -81,9 +83,9 @@ async def _assign(ctx: Context, args: list[str]) -> Reply:
     target = staff_id(ctx, args[0]) if args else ctx.request.user
     await _set_assignee(ctx, target)
     shown = mention(ctx.request.surface, target)
-    text = f"Assigned to {shown} by {ctx.who}."
-    await _tell_others(ctx, text, "assign")
-    return Reply(title=text, public=True)
+    # The other surfaces get the plain id: the mention is rendered only where it was typed.
+    await _tell_others(ctx, f"Assigned to {target} by {ctx.who}.", "assign")
+    return Reply(title=f"Assigned to {shown} by {ctx.who}.", public=True)
 
 
 @unassign.sub(
@@ -114,7 +116,7 @@ def staff_id(ctx: Context, word: str) -> str:
 
 def mention(surface: str, user: str) -> str:
     """How to name a staff member so that their surface links them."""
-    return f"<@{user}>" if surface == "slack" and not user.startswith("@") else user
+    return staff_mention(user) if surface == "slack" and not user.startswith("@") else user
 
 
 async def _set_assignee(ctx: Context, user: str | None) -> None:

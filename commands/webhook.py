@@ -13,7 +13,6 @@ from sqlalchemy.engine import Connection
 from bridge.errors import AddressRefused
 from commands.base import CommandError, Context, NotFound, Reply, Role, command
 from commands.shorten import typed_url
-from commands.stats import PRIVATE_ANSWERS
 from storage import Tx
 from storage import webhooks_store as store
 from storage.webhooks_store import WebhookRecord
@@ -36,15 +35,10 @@ EVENTS_HINT = f"{', '.join(store.EVENT_TYPES)} or {store.ALL}"
     ),
     example="/webhook add https://crm.example.com/bridge-events message.received,contact.opted_out",
     role=Role.ADMIN,
+    private=True,  # the answer holds the signing secret
 )
 async def _add(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 2)
-    if ctx.request.surface not in PRIVATE_ANSWERS:
-        # A Matrix room shows every answer to everyone in it, and this one holds the secret.
-        raise CommandError(
-            "Add webhooks in Slack: the answer holds the signing secret, and a Matrix room"
-            " shows every answer to everyone in it"
-        )
     try:
         created = await add_webhook(ctx.services, typed_url(args[0]), args[1:], ctx.who, ctx.now)
     except ValueError as exc:
@@ -59,6 +53,7 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
             f"`/webhook test {created.id}` sends a ping event now.",
         ),
         fields=(("Signing secret", f"`{created.secret}`"),),
+        private=True,
     )
 
 

@@ -72,7 +72,7 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from commands.base import Reply, Request
+from commands.base import MENTION, Reply, Request, private_refusal
 from connectors.wire import storable
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ MATRIX = SurfaceName("matrix")
 # The outbox row an event was sent for, in the event's content: how a send that may have gone
 # out before a crash is found again.
 MARKER = "org.supportbridge.outbox"
+# Every event the bridge sends carries an `m.mentions` (Matrix 1.7, intentional mentions),
+# empty unless the bridge itself names someone: clients then ping nobody for an `@room` or a
+# name inside customer data.
 SYNC_KEY = "next_batch"
 TXN_KEY = "appservice_txns"
 # 200 events of at most 64 KiB, with room for the envelope.
@@ -336,13 +339,13 @@ _BOLD = re.compile(r"\*([^*\n]+)\*")
 
 def inline_html(text: str) -> str:
     """Escape text for HTML, rendering `code` spans and *bold* the way replies write them."""
-    escaped = html.escape(text, quote=False)
+    escaped = html.escape(MENTION.sub(r"\1", text), quote=False)
     escaped = _CODE.sub(r"<code>\1</code>", escaped)
     return _BOLD.sub(r"<b>\1</b>", escaped)
 
 
 def _plain(text: str) -> str:
-    return text.replace("`", "").replace("*", "")
+    return MENTION.sub(r"\1", text).replace("`", "").replace("*", "")
 
 
 def reply_html(reply: Reply) -> tuple[str, str]:
@@ -422,10 +425,11 @@ def _post_content(root: str, post: MirrorPost, *, as_customer: bool) -> dict[str
     else under their name in bold."""
     content: dict[str, Any]
     if as_customer:
-        content = {"msgtype": "m.text", "body": post.text}
+        content = {"msgtype": "m.text", "m.mentions": {}, "body": post.text}
     else:
         content = {
             "msgtype": "m.text",
+            "m.mentions": {},
             "body": f"{post.author}: {post.text}",
             "format": "org.matrix.custom.html",
             "formatted_body": (
@@ -775,8 +779,12 @@ class MatrixSurface:
             channel=line.room,
             thread=line.thread,
             ref=line.ref,
+            private_answers=await self._only_us(line.room, line.sender),
         )
         reply = await self._commands(request)
+        if reply.private and not request.private_answers:
+            # A room shows every event to all its members: a private answer never goes there.
+            reply = private_refusal(f"!{(line.text.split() or ['this'])[0]}")
         if not (reply.title or reply.lines or reply.fields or reply.file):
             return
         _, root = split_ref(line.thread) if line.thread else ("", None)
@@ -789,6 +797,7 @@ class MatrixSurface:
         body, formatted = reply_html(reply)
         content: dict[str, Any] = {
             "msgtype": "m.notice",
+            "m.mentions": {},
             "body": body,
             "format": "org.matrix.custom.html",
             "formatted_body": formatted,
@@ -798,6 +807,33 @@ class MatrixSurface:
         await self._send(room, "m.room.message", content, _txn("reply", key))
         if reply.file is not None:
             await self._send_file(room, root, reply.file, None, _txn("reply-file", key))
+
+    async def _only_us(self, room: str, user: str) -> bool:
+        """Whether only `user` and the bot can read the room: no other member joined, invited
+        or knocking, and its history is not world-readable (Matrix shows a room's events to
+        all of them, past events included)."""
+        base = f"/_matrix/client/v3/rooms/{quote(room)}"
+        try:
+            answer = await self._api("GET", f"{base}/members")
+        except DeliveryError:
+            return False
+        try:
+            state = await self._api("GET", f"{base}/state/m.room.history_visibility")
+        except PermanentError as exc:
+            if exc.code != "M_NOT_FOUND":
+                return False
+            state = {}  # never set: the spec's default, "shared", is members only
+        except DeliveryError:
+            return False
+        if state.get("history_visibility") == "world_readable":
+            return False
+        readers = {
+            str(event.get("state_key"))
+            for event in answer.get("chunk") or []
+            if isinstance(event, dict)
+            and (event.get("content") or {}).get("membership") in ("join", "invite", "knock")
+        }
+        return readers == {user, self.user_id}
 
     async def _name_of(self, user: str) -> str | None:
         if user in self._names:
@@ -864,6 +900,7 @@ class MatrixSurface:
         plain, formatted = card_text(card)
         content: dict[str, Any] = {
             "msgtype": "m.text",
+            "m.mentions": {},
             "body": plain,
             "format": "org.matrix.custom.html",
             "formatted_body": formatted,
@@ -898,6 +935,7 @@ class MatrixSurface:
         plain, formatted = card_text(card)
         new = {
             "msgtype": "m.text",
+            "m.mentions": {},
             "body": plain,
             "format": "org.matrix.custom.html",
             "formatted_body": formatted,
@@ -1038,6 +1076,7 @@ class MatrixSurface:
         )
         content: dict[str, Any] = {
             "msgtype": MSGTYPES.get(file.kind, "m.file"),
+            "m.mentions": {},
             "body": caption or file.filename,
             "filename": file.filename,
             "url": upload.content_uri,
@@ -1061,7 +1100,7 @@ class MatrixSurface:
             sender = str(original.get("sender", self.user_id))
         shown = post.text if sender != self.user_id else f"{post.author}: {post.text}"
         text = shown + (" (edited)" if post.edited else "")
-        new = {"msgtype": "m.text", "body": text}
+        new = {"msgtype": "m.text", "body": text, "m.mentions": {}}
         content = {
             **new,
             "body": f"* {text}",
@@ -1092,6 +1131,7 @@ class MatrixSurface:
         room, root = split_ref(thread)
         content = {
             "msgtype": "m.notice",
+            "m.mentions": {},
             "body": f"ℹ️ {text}",
             "m.relates_to": _in_thread(root),
         }
@@ -1131,7 +1171,7 @@ class MatrixSurface:
         self, channel: str, text: str, ref: StaffMessageRef | None = None
     ) -> StaffMessageRef:
         """Post (or rewrite, with `m.replace`) a notice of the bridge in a room."""
-        new = {"msgtype": "m.notice", "body": text}
+        new = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
         if ref is not None:
             room, event = split_ref(ref)
             content = {
@@ -1271,7 +1311,12 @@ class MatrixSurface:
                 f" {kept} event{'s' if kept != 1 else ''} in this thread could not be redacted"
                 " by the bridge: a room moderator can remove them."
             )
-        content = {"msgtype": "m.notice", "body": text, "m.relates_to": _in_thread(root)}
+        content = {
+            "msgtype": "m.notice",
+            "body": text,
+            "m.mentions": {},
+            "m.relates_to": _in_thread(root),
+        }
         await self._send(room, "m.room.message", content, _txn("tombstone", root))
 
     def rate_keys(self, action: str, channel: str | None) -> tuple[str, ...]:

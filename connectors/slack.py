@@ -108,6 +108,8 @@ DONE_ALREADY = {"already_reacted"}
 GONE_ALREADY = {"message_not_found", "file_not_found", "file_deleted", "thread_not_found"}
 # A thread message that starts with `!word` is a command for the bridge, not a reply.
 THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")
+# A Slack user id (W… on Enterprise Grid): the only assignee the contact card mentions.
+SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 # Slack shows the person an error unless a slash command is answered within 3 seconds; work
 # that takes longer answers "working on it" and follows up through the response_url.
 SLASH_ANSWER_WITHIN = 2.5
@@ -318,7 +320,9 @@ def card_blocks(card: ContactCard) -> tuple[str, list[dict[str, Any]]]:
         fields.append("*Subscribed*\nno: opted out, nothing is sent until they opt back in")
     if card.assigned_to:
         who = card.assigned_to
-        fields.append(f"*Assigned to*\n{who if who.startswith('@') else f'<@{who}>'}")
+        # Only a Slack user id becomes a mention; anything else (a Matrix id) is shown as text.
+        shown = f"<@{who}>" if SLACK_USER.fullmatch(who) else escape(who)
+        fields.append(f"*Assigned to*\n{shown}")
     if card.blocked:
         what = {"in": "inbound", "out": "outbound", "both": "inbound and outbound"}
         until = (
@@ -330,16 +334,17 @@ def card_blocks(card: ContactCard) -> tuple[str, list[dict[str, Any]]]:
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
     address = f"+{card.chat_id}" if card.platform == "whatsapp" else card.chat_id
-    context = [f"conversation #{card.conversation_id} · {card.platform} id `{address}`"]
+    context = [f"conversation #{card.conversation_id} · {card.platform} id `{escape(address)}`"]
     if card.account:
-        context.append(f"via {card.platform} account `{card.account}`")
+        context.append(f"via {card.platform} account `{escape(card.account)}`")
     if card.previous_thread_url:
         context.append(f"<{card.previous_thread_url}|previous conversation>")
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
     )
     blocks.append(card_actions(card))
-    fallback = f"{card.display_name} ({card.platform}, {handle}) · {status}"
+    # The fallback `text` is mrkdwn too (notifications show it): escaped like the blocks.
+    fallback = escape(f"{card.display_name} ({card.platform}, {handle}) · {status}")
     return fallback, blocks
 
 
@@ -520,6 +525,7 @@ class SlackSurface:
             thread=message.thread,
             ref=message.ref,
             stranger=message.stranger,
+            private_answers=True,  # chat.postEphemeral in the thread
         )
         reply = await self._commands(request)
         await self._answer_in_thread(message.thread, reply, message.author)
@@ -541,6 +547,7 @@ class SlackSurface:
             text=f"{name} {unescape(str(command.get('text', '')))}".strip(),
             channel=command.get("channel_id"),
             stranger=await self._stranger(user, command_origin(command)),
+            private_answers=True,  # an ephemeral answer
         )
         trigger = str(command.get("trigger_id") or "") or None
         work = asyncio.ensure_future(self._slash_answer(request, trigger))
@@ -564,8 +571,10 @@ class SlackSurface:
                 log.info("Slack: the form could not be opened: %r", exc)
             else:
                 return {}
+        if reply.private:
+            reply = await self._file_to_dm(request.user, reply)
         text, blocks = reply_blocks(reply)
-        if reply.file is not None and request.channel:
+        if reply.file is not None and request.channel and not reply.private:
             problem = await self._share_file(request.channel, None, reply)
             if problem:
                 text, blocks = reply_blocks(
@@ -608,6 +617,7 @@ class SlackSurface:
             thread=thread,
             ref=StaffMessageRef(f"{channel}/action:{_string(action, 'action_ts')}"),
             stranger=await self._stranger(user, interaction_origin(body)),
+            private_answers=True,
         )
         reply = await self._commands(request)
         await self._answer_in_thread(thread, reply, user, private_failure=True)
@@ -630,6 +640,7 @@ class SlackSurface:
             text=line,
             channel=channel,
             stranger=await self._stranger(user, interaction_origin(body)),
+            private_answers=True,  # the outcome is told with chat.postEphemeral
         )
         reply = await self._commands(request)
         if not reply.ok:
@@ -639,6 +650,8 @@ class SlackSurface:
             )
             return
         await ack()
+        if reply.private:
+            reply = await self._file_to_dm(user, reply)
         if channel:
             text, reply_view = reply_blocks(reply)
             try:
@@ -651,18 +664,22 @@ class SlackSurface:
     async def _answer_in_thread(
         self, thread: ThreadRef, reply: Reply, user: str, *, private_failure: bool = False
     ) -> None:
-        """Post a command's reply in the thread; a refused button press only to its presser."""
+        """Post a command's reply in the thread; a refused button press, and every private
+        reply, only to the person who asked (its file in a direct message)."""
         if not (reply.title or reply.lines or reply.fields or reply.file):
             return  # e.g. a note or a template: the command's own message says it all
         channel, thread_ts = split_ref(thread)
-        if reply.file is not None:
+        if reply.private:
+            private_failure = True
+            reply = await self._file_to_dm(user, reply)
+        elif reply.file is not None:
             problem = await self._share_file(channel, thread_ts, reply)
             if not problem:
                 return
             reply = Reply(ok=False, title=reply.title, lines=(*reply.lines, problem))
         text, blocks = reply_blocks(reply)
         try:
-            if private_failure and not reply.ok:
+            if private_failure and (reply.private or not reply.ok):
                 await self.client.chat_postEphemeral(
                     channel=channel, user=user, thread_ts=thread_ts, text=text, blocks=blocks
                 )
@@ -697,6 +714,39 @@ class SlackSurface:
                 " app to this channel, or run the command in the bridge's channel."
             )
         return None
+
+    async def _file_to_dm(self, user: str, reply: Reply) -> Reply:
+        """A private reply's file, uploaded into the caller's direct messages with the bot
+        (conversations.open, scope im:write): an ephemeral answer cannot carry a file, and the
+        channel or thread would show it to everyone. The reply without it, saying where it went."""
+        if reply.file is None:
+            return reply
+        comment, _ = reply_blocks(Reply(title=reply.title, lines=reply.lines))
+        try:
+            opened = await self.client.conversations_open(users=user)
+            dm = str((opened.get("channel") or {}).get("id") or "")
+            if not dm:
+                raise PermanentError("no_channel", "conversations.open named no channel")
+            await self.client.files_upload_v2(
+                file_uploads=[
+                    {
+                        "content": reply.file.data,
+                        "filename": reply.file.filename,
+                        "title": reply.file.filename,
+                    }
+                ],
+                channel=dm,
+                initial_comment=comment,
+            )
+        except Exception as exc:
+            log.warning("Slack: could not send a private file to %s: %r", user, exc)
+            told = (
+                "The file could not be sent to you in a direct message, and it is not shared"
+                " anywhere else; the bridge's app needs the im:write scope."
+            )
+            return replace(reply, ok=False, file=None, lines=(*reply.lines, told))
+        told = "The file is in your direct messages with the bridge."
+        return replace(reply, file=None, lines=(*reply.lines, told))
 
     async def _name_of(self, user: str) -> str | None:
         await self._look_up(user)
@@ -934,7 +984,9 @@ class SlackSurface:
                 )
             blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(text)}}]
             await self._gone(
-                self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=blocks)
+                self.client.chat_update(
+                    channel=channel, ts=root_ts, text=mrkdwn(text), blocks=blocks
+                )
             )
         except Exception as exc:
             _raise_for(exc)

@@ -7,11 +7,10 @@ command's answer or chat.update take (`text` fallback plus `blocks`).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from bridge.types import ContactCard, ConversationStatus
-from commands.base import Form, FormField, Reply, form_line
+from commands.base import MENTION, Form, FormField, Reply, form_line
 
 # Block Kit limits: 3000 characters in a section's text, 2000 in a field, 10 fields in a
 # section, 50 blocks in a message, 150 characters in a header.
@@ -25,15 +24,13 @@ FALLBACK_CHARS = 3500
 
 ACTION_PREFIX = "bridge_thread:"
 
-# Mentions and channel links the bridge writes itself (`<@U123>`, `<#C123>`) stay links;
-# everything else a reply holds is escaped, so a contact's name cannot ping `<!channel>`.
-_SLACK_LINK = re.compile(r"&lt;([@#][UWC][A-Z0-9]+)(\|[^&]*)?&gt;")
-
 
 def mrkdwn(text: str) -> str:
-    """Escape text for mrkdwn, keeping the bridge's own user and channel mentions."""
+    """Escape text for mrkdwn (Slack's "Escaping text": &, < and >), so that data cannot
+    become a mention or a link; only the mentions the bridge composed (`staff_mention`) stay live.
+    """
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _SLACK_LINK.sub(lambda m: f"<{m.group(1)}{m.group(2) or ''}>", escaped)
+    return MENTION.sub(lambda m: f"<@{m.group(1)}>", escaped)
 
 
 def _chunks(lines: list[str], limit: int) -> list[str]:

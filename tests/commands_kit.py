@@ -29,8 +29,12 @@ async def command(
     channel: str | None = "C0001",
     thread: str | None = None,
     ref: str | None = None,
+    private_answers: bool | None = None,
 ) -> Reply:
-    """Run one command line (`contact show 4242`, without the slash) and return the reply."""
+    """Run one command line (`contact show 4242`, without the slash) and return the reply.
+
+    Slack can answer only the caller anywhere (ephemeral messages), as its surface says; a
+    Matrix request is taken as typed in a room others read unless `private_answers` says."""
     request = Request(
         surface=SurfaceName(surface),
         user=StaffUserId(user),
@@ -39,6 +43,7 @@ async def command(
         channel=channel,
         thread=ThreadRef(thread) if thread else None,
         ref=StaffMessageRef(ref) if ref else None,
+        private_answers=surface == "slack" if private_answers is None else private_answers,
     )
     return await run(request, services_of(world))
 

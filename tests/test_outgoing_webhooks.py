@@ -523,7 +523,7 @@ async def test_only_admins_manage_webhooks_and_the_secret_is_never_shown_in_matr
     matrix = await command(
         world, f"webhook add {receiver.url}/m all", surface="matrix", channel="!room:hs"
     )
-    assert not matrix.ok and "Slack" in matrix.title
+    assert not matrix.ok and "direct room with the bot" in matrix.text
     assert await world.sql("select count(*) from webhooks") == [(1,)]
     help_reply = await command(world, "webhook help")
     assert "/webhook add <url> <event,...|all>" in help_reply.text

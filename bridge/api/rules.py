@@ -24,6 +24,7 @@ from bridge.api.framework import (
     not_found,
 )
 from bridge.automation import describe
+from bridge.redact import short_url
 from bridge.rules import MAX_PATTERN, Action
 from bridge.rules import Rule as RuleDef
 from bridge.types import FileData
@@ -238,11 +239,15 @@ class RuleTestResult(Record):
 # -- from the engine's rules to the API's ------------------------------------------------------
 
 
-def _action(a: Action, files: dict[int, str]) -> RuleAction:
+def _action(a: Action, files: dict[int, str], full: bool) -> RuleAction:
+    # A URL's query and userinfo often hold a token: whole only for manager keys (as /rule show).
+    target = a.target
+    if target and a.kind in rule_command.URL_ACTIONS and not full:
+        target = short_url(target)
     return RuleAction(
         do=rule_command.action_word(a),
         kind=a.kind,
-        target=a.target,
+        target=target,
         text=a.text,
         subject=a.subject,
         file_id=a.media_id,
@@ -251,7 +256,7 @@ def _action(a: Action, files: dict[int, str]) -> RuleAction:
 
 
 def _fields(
-    r: RuleDef, meta: tuple[str, datetime, str, datetime], files: dict[int, str]
+    r: RuleDef, meta: tuple[str, datetime, str, datetime], files: dict[int, str], full: bool
 ) -> dict[str, Any]:
     created_by, created_at, updated_by, updated_at = meta
     return {
@@ -266,7 +271,7 @@ def _fields(
         "limit_seconds": r.limit_seconds,
         "priority": r.priority,
         "enabled": r.enabled,
-        "actions": [_action(a, files) for a in r.actions],
+        "actions": [_action(a, files, full) for a in r.actions],
         "created_by": created_by,
         "created_at": created_at,
         "updated_by": updated_by,
@@ -274,7 +279,7 @@ def _fields(
     }
 
 
-def _read(conn: Connection, found: Sequence[RuleDef]) -> list[Rule]:
+def _read(conn: Connection, found: Sequence[RuleDef], full: bool) -> list[Rule]:
     files = rules_store.file_names(
         conn, [a.media_id for r in found for a in r.actions if a.media_id is not None]
     )
@@ -282,11 +287,13 @@ def _read(conn: Connection, found: Sequence[RuleDef]) -> list[Rule]:
     for r in found:
         meta = rules_store.rule_meta(conn, r.id)
         if meta is not None:  # deleted meanwhile
-            shown.append(Rule.model_validate(_fields(r, meta, files)))
+            shown.append(Rule.model_validate(_fields(r, meta, files, full)))
     return shown
 
 
 async def _show(call: Call, rule_id: int) -> RuleShown:
+    full = call.role >= Role.MANAGER
+
     def read(conn: Connection) -> RuleShown | None:
         found = rules_store.rule_by_id(conn, rule_id)
         meta = rules_store.rule_meta(conn, rule_id)
@@ -298,7 +305,7 @@ async def _show(call: Call, rule_id: int) -> RuleShown:
         changes = rules_store.history(conn, rule_id, HISTORY_SHOWN)
         return RuleShown.model_validate(
             {
-                **_fields(found, meta, files),
+                **_fields(found, meta, files, full),
                 "history": [RuleChangeRecord(change=c, by=b, at=t) for c, b, t in changes],
             }
         )
@@ -450,11 +457,13 @@ async def _fetch(call: Call, ctx: Context, urls: Mapping[int, str]) -> dict[int,
 async def list_rules(call: Call) -> RulePage:
     """By id (`priority` says which fires first)."""
     after, limit = call.after(), call.limit
+    full = call.role >= Role.MANAGER
 
     def read(conn: Connection) -> list[Rule]:
         # Rules are few (each is written by hand): one read, paged here.
         found = sorted(rules_store.all_rules(conn), key=lambda r: r.id)
-        return _read(conn, [r for r in found if after is None or r.id > after][: limit + 1])
+        chosen = [r for r in found if after is None or r.id > after][: limit + 1]
+        return _read(conn, chosen, full)
 
     return call.page(RulePage, await call.read(read), key=lambda r: r.id, item=lambda r: r)
 

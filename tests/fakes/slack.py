@@ -144,6 +144,8 @@ class FakeSlack:
 
         self._users: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, str] = {}
+        # conversations.open: one direct-message channel per user with the bot, kept.
+        self.ims: dict[str, str] = {}
         self._files: dict[str, dict[str, Any]] = {}
         self._file_bytes: dict[str, bytes] = {}
         self._pending_uploads: dict[str, dict[str, Any]] = {}
@@ -690,6 +692,24 @@ class FakeSlack:
                 "created": 1600000000,
             }
         }
+
+    def _api_conversations_open(self, p: Params) -> dict[str, Any]:
+        # Slack: `users` (comma-separated) opens or resumes a DM (1 user) or an MPIM; a DM with
+        # the same user is always the same D… channel. Needs the `im:write` scope.
+        users = [u for u in (self._str(p, "users") or "").split(",") if u]
+        if not users and self._str(p, "channel") is None:
+            raise SlackError("users_list_not_supplied")
+        if len(users) != 1:
+            raise SlackError("not_implemented")
+        if users[0] not in self._users:
+            raise SlackError("user_not_found")
+        channel = self.ims.setdefault(users[0], self._next_id("D"))
+        return {"channel": {"id": channel}, "already_open": False, "no_op": False}
+
+    def dm_messages(self, user: str) -> list[SlackMessage]:
+        """Messages the bot posted in its direct-message channel with `user`, oldest first."""
+        channel = self.ims.get(user)
+        return [m for m in self.messages if channel is not None and m.channel == channel]
 
     def _api_conversations_replies(self, p: Params) -> dict[str, Any]:
         channel = self._channel(p)
