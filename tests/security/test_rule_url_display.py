@@ -22,7 +22,8 @@ TOKEN = "tok3nS3cr3tValue"
 async def rig(tmp_path):
     endpoint = Endpoint()
     await endpoint.start()
-    world = await start_world(tmp_path)
+    # The fake CRM listens on loopback: allow-listed by its port, and only that.
+    world = await start_world(tmp_path, sections={"security": {"allow_private": [endpoint.allow]}})
     world.slack.add_user(MANAGER, "Max Manager", "max")
     world.slack.add_user(AGENT, "Alex Agent", "alex")
     assert (await command(world, f"user role {MANAGER} manager")).ok
