@@ -690,23 +690,23 @@ class SlackSurface:
         except Exception:
             log.exception("Slack: a command's answer could not be posted in %s", thread)
 
+    async def _upload(self, reply: Reply, channel: str, thread_ts: str | None = None) -> None:
+        """Upload a reply's file, its title and lines as the comment (files.uploadV2)."""
+        assert reply.file is not None
+        comment, _ = reply_blocks(Reply(title=reply.title, lines=reply.lines))
+        name = reply.file.filename
+        await self.client.files_upload_v2(
+            file_uploads=[{"content": reply.file.data, "filename": name, "title": name}],
+            channel=channel,
+            thread_ts=thread_ts,
+            initial_comment=comment,
+        )
+
     async def _share_file(self, channel: str, thread_ts: str | None, reply: Reply) -> str | None:
         """Upload a reply's file into the channel (or thread); the problem in words, if any."""
         assert reply.file is not None
-        comment, _ = reply_blocks(Reply(title=reply.title, lines=reply.lines))
         try:
-            await self.client.files_upload_v2(
-                file_uploads=[
-                    {
-                        "content": reply.file.data,
-                        "filename": reply.file.filename,
-                        "title": reply.file.filename,
-                    }
-                ],
-                channel=channel,
-                thread_ts=thread_ts,
-                initial_comment=comment,
-            )
+            await self._upload(reply, channel, thread_ts)
         except Exception as exc:
             log.warning("Slack: could not share %s in %s: %r", reply.file.filename, channel, exc)
             return (
@@ -721,23 +721,12 @@ class SlackSurface:
         channel or thread would show it to everyone. The reply without it, saying where it went."""
         if reply.file is None:
             return reply
-        comment, _ = reply_blocks(Reply(title=reply.title, lines=reply.lines))
         try:
             opened = await self.client.conversations_open(users=user)
             dm = str((opened.get("channel") or {}).get("id") or "")
             if not dm:
                 raise PermanentError("no_channel", "conversations.open named no channel")
-            await self.client.files_upload_v2(
-                file_uploads=[
-                    {
-                        "content": reply.file.data,
-                        "filename": reply.file.filename,
-                        "title": reply.file.filename,
-                    }
-                ],
-                channel=dm,
-                initial_comment=comment,
-            )
+            await self._upload(reply, dm)
         except Exception as exc:
             log.warning("Slack: could not send a private file to %s: %r", user, exc)
             told = (
