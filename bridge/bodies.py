@@ -10,11 +10,14 @@ wrapped by `guarded`, which, in this order:
 3. reads the body counting and cuts it at the cap (chunked bodies declare no length): 413;
 4. for bodies that carry their own proof, reads at most `UNSIGNED_READS_MAX` of them at once
    in the process; the next one is answered 503 with Retry-After (every platform retries)
-   instead of waiting in a queue that grows without bound.
+   instead of waiting in a queue that grows without bound, and cuts off (408) a body that
+   takes longer than `UNSIGNED_READ_TIMEOUT_S` to arrive, so slow senders cannot hold the
+   places.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -29,6 +32,9 @@ WEBHOOK_BODY_MAX = MIB
 # Bodies being read before their signature is checked, at once, in one process.
 UNSIGNED_READS_MAX = 32
 BUSY_RETRY_AFTER_S = 5
+# A place at the gate is held at most this long: a sender trickling its body (slowloris) is
+# cut off rather than keeping genuine webhooks out. A megabyte takes far less on any link.
+UNSIGNED_READ_TIMEOUT_S = 10.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Screen = Callable[[web.Request], web.StreamResponse | None]
@@ -126,7 +132,23 @@ async def _read_gated(request: web.Request) -> web.StreamResponse | None:
             headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
         )
     try:
-        await request.read()
+        async with asyncio.timeout(UNSIGNED_READ_TIMEOUT_S):
+            await request.read()
+    except TimeoutError:
+        log.warning(
+            "%s: a body took over %ss to arrive; answered 408",
+            request.path,
+            UNSIGNED_READ_TIMEOUT_S,
+        )
+        # Answer, then hang up: aiohttp would otherwise linger on the connection to drain
+        # the rest of the body, and the slow sender would keep its socket for longer still.
+        response = plain(408, "the body took too long to arrive")
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.protocol is not None:
+            request.protocol.force_close()
+        return response
     finally:
         gate.leave()
     return None

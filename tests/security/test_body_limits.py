@@ -176,3 +176,33 @@ async def test_unsigned_bodies_beyond_the_limit_are_turned_away_not_queued(tmp_p
             assert (await post(b"{}"))[0] == 403
     finally:
         await stop_world(world)
+
+
+async def test_a_body_trickled_too_slowly_is_cut_off_and_frees_its_place(tmp_path, monkeypatch):
+    # A slowloris sender must not hold a place at the gate for ever; the limit is lowered
+    # here so that the test need not wait the real one out.
+    monkeypatch.setattr("bridge.bodies.UNSIGNED_READ_TIMEOUT_S", 0.3)
+    world = await start_world(tmp_path, whatsapp=FakeWhatsApp())
+    try:
+        gate = world.bridge.app[UNSIGNED_READS]
+        url = world.bridge.url + "/webhooks/whatsapp"
+        headers = {"X-Hub-Signature-256": "sha256=00", "Content-Type": "application/json"}
+        never = asyncio.Event()
+
+        async def trickle() -> AsyncIterator[bytes]:
+            yield b'{"object": '
+            await never.wait()
+            yield b"}"
+
+        # Without the cut-off the bridge would wait for the body for ever: give up then.
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.post(url, data=trickle(), headers=headers) as resp:
+                status = resp.status
+            never.set()
+            assert status == 408
+            assert gate.reading == 0
+            async with http.post(url, data=b"{}", headers=headers) as resp:
+                assert resp.status == 403  # read, and refused for its forged signature
+    finally:
+        never.set()
+        await stop_world(world)
