@@ -192,12 +192,27 @@ class MatrixSettings(_Section):
     # The key customers' Matrix user ids are derived from (HMAC of platform and chat id), so an
     # id shows nothing of the customer; unset: as_token. Changing it gives customers new users.
     puppet_key: SecretStr | None = None
+    # Homeservers whose users count as staff besides the bot's own (the server of `user_id`).
+    # A federated room lets users of any server in; everybody else has role none.
+    allowed_servers: tuple[str, ...] = ()
     # How long one /sync waits for news on the homeserver (long polling).
     sync_timeout_s: float = Field(default=30.0, ge=1, le=300)
     # Events the bot sends per second. Synapse's default rc_message (0.2/s, burst 10) is far
     # lower: ask the homeserver admin to lift it for the bot, and the bridge obeys 429s anyway.
     rate: float = Field(default=5.0, gt=0)
     burst: float = Field(default=10.0, ge=1)
+
+    @field_validator("allowed_servers")
+    @classmethod
+    def _server_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for server in value:
+            # A server name is a host with an optional port (Matrix spec, "Server name").
+            if not re.fullmatch(
+                r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", server
+            ):
+                msg = f"{server!r} is not a Matrix server name (example.org, or host:port)"
+                raise ValueError(msg)
+        return value
 
     @property
     def enabled(self) -> bool:
@@ -654,7 +669,8 @@ def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]
         if not isinstance(table, dict):
             raise ConfigError(section, f"is not a table (set by {name})")
         value = _env_value(raw)
-        if key in ("admins", "allowed_origins", "allowed_teams") and isinstance(value, str):
+        lists = ("admins", "allowed_origins", "allowed_teams", "allowed_servers")
+        if key in lists and isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         table[key] = value
         sources[f"{section}.{key}"] = name

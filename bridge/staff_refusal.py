@@ -77,6 +77,12 @@ def explanation(refusal: Refusal, admins: Sequence[str]) -> str:
     prefix = "!" if refusal.surface == "matrix" else "/"  # Matrix has no slash commands
     who = refusal.user or "you"
     head = WHAT[refusal.what]
+    if refusal.stranger and refusal.surface == "matrix":
+        return (
+            f"{head} needs the agent role, and {who} is on a homeserver whose users are not"
+            " the bridge's staff: only users of its own homeserver and of those listed in"
+            " [matrix] allowed_servers answer customers."
+        )
     if refusal.stranger:
         return (
             f"{head} needs the agent role, and {who} is not a member of the workspace the"

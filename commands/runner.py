@@ -92,7 +92,13 @@ async def run(request: Request, services: Services) -> Reply:
     role = await services.role(request.surface, request.user, stranger=request.stranger)
     if role < spec.role:
         why = (
-            "You are not a member of the workspace the bridge serves, so you have no role here."
+            (
+                "Your homeserver is not one whose users are the bridge's staff"
+                " ([matrix] allowed_servers), so you have no role here."
+                if request.surface == "matrix"
+                else "You are not a member of the workspace the bridge serves, so you have no"
+                " role here."
+            )
             if request.stranger
             else f"You have the {role.label} role. An admin can change it with"
             f" `/user role {request.user} {spec.role.label}`."

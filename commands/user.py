@@ -98,7 +98,9 @@ async def _whoami(ctx: Context, args: list[str]) -> Reply:
                 return role, by, f"{at:%Y-%m-%d %H:%M} UTC"
         return None
 
-    if request.stranger:
+    if request.stranger and request.surface == "matrix":
+        source = "not on a homeserver whose users are staff: [matrix] allowed_servers"
+    elif request.stranger:
         source = "not a member of a workspace the bridge serves"
     elif request.user in settings.admins:
         source = "from the settings"

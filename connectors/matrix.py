@@ -493,6 +493,9 @@ class MatrixSurface:
         self.client.client_session = http  # the bridge's shared session; closed by the app
         self.appservice = settings.mode == "appservice"
         server = settings.user_id.partition(":")[2]
+        # Staff are users of the bot's own homeserver and of the servers the admin lists; in a
+        # federated room anyone else may write, and has role none.
+        self.staff_servers = frozenset({server, *settings.allowed_servers})
         # Appservice mode: customers are `@<prefix><keyed hash>:<server>` (see puppet_id).
         self.puppets = f"@{settings.user_prefix}" if self.appservice else None
         key = settings.puppet_key or settings.as_token
@@ -766,9 +769,15 @@ class MatrixSurface:
             return
         if isinstance(parsed, StaffMessage):
             parsed = replace(parsed, author_name=await self._name_of(parsed.author))
+        if self.stranger(parsed.author):
+            parsed = replace(parsed, stranger=True)
         # Raising here leaves the sync position where it was: the batch comes again and the
         # pipeline de-duplicates on the event ids.
         await self._sink(parsed)
+
+    def stranger(self, user: str | None) -> bool:
+        """Whether a user is of a homeserver whose users are not staff (role none)."""
+        return user is not None and user.partition(":")[2] not in self.staff_servers
 
     async def _command(self, line: CommandLine) -> None:
         request = Request(
@@ -780,6 +789,7 @@ class MatrixSurface:
             thread=line.thread,
             ref=line.ref,
             private_answers=await self._only_us(line.room, line.sender),
+            stranger=self.stranger(line.sender),
         )
         reply = await self._commands(request)
         if reply.private and not request.private_answers:
