@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
-from contextlib import redirect_stdout
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, redirect_stdout
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -45,9 +47,12 @@ def appservice_settings(port: int, room: str = "!unused:localhost") -> dict:
     }
 
 
-@pytest.fixture
-async def asworld(tmp_path):
-    """Registration file first, then the homeserver, then the bridge on the promised port."""
+@asynccontextmanager
+async def appservice_world(
+    tmp_path, *, matrix: dict | None = None, **world: Any
+) -> AsyncIterator[tuple[Any, MatrixUser, str, int]]:
+    """Registration file first, then the homeserver, then the bridge on the promised port;
+    `matrix` adds settings, `world` goes to start_world. Yields (world, staff, room, port)."""
     port = free_port()
     settings = Settings.model_validate(
         {"bridge": {"public_url": f"http://127.0.0.1:{port}"}, "matrix": appservice_settings(port)}
@@ -58,15 +63,25 @@ async def asworld(tmp_path):
     server = Synapse.start(tmp_path / "hs", app_service_config_files=[path])
     staff = await MatrixUser.register(server, displayname="Maria Staff")
     room = await staff.create_room("support", invite=[BOT])
-    world = await start_world(
+    running = await start_world(
         tmp_path / "bridge",
         port=port,
-        matrix={**appservice_settings(port, room), "homeserver": server.base_url},
+        matrix={**appservice_settings(port, room), "homeserver": server.base_url, **(matrix or {})},
+        **world,
     )
-    yield world, staff, room, port
-    await stop_world(world)
-    await staff.close()
-    server.stop()
+    try:
+        yield running, staff, room, port
+    finally:
+        await stop_world(running)
+        await staff.close()
+        server.stop()
+
+
+@pytest.fixture
+async def asworld(tmp_path):
+    """A homeserver with the bridge as its application service."""
+    async with appservice_world(tmp_path) as running:
+        yield running
 
 
 async def test_a_customer_speaks_as_their_own_matrix_user_and_replies_reach_them(asworld):

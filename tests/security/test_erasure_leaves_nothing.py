@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import Settings
-from connectors.matrix import registration
 from tests.commands_kit import command
 from tests.fakes.twilio import FakeTwilio
 from tests.harness import eventually
 from tests.matrix_user import MatrixUser, body_of
 from tests.rules_kit import Endpoint
-from tests.synapse import Synapse
-from tests.test_matrix_appservice import appservice_settings
-from tests.world import free_port, start_world, stop_world
+from tests.test_matrix_appservice import appservice_world
+from tests.world import start_world, stop_world
 
 CHAT = 7319924461
 NAME = {"first_name": "Zenobia", "last_name": "Quirkfeather", "username": "zq_ferncastle"}
@@ -160,26 +157,8 @@ DIGITS = PHONE[1:]
 @pytest.fixture
 async def asworld(tmp_path):
     """A homeserver with the bridge as its application service; customers write by SMS."""
-    port = free_port()
-    settings = Settings.model_validate(
-        {"bridge": {"public_url": f"http://127.0.0.1:{port}"}, "matrix": appservice_settings(port)}
-    )
-    text, _ = registration(settings)
-    path = tmp_path / "support-bridge.yaml"
-    path.write_text(text)
-    server = Synapse.start(tmp_path / "hs", app_service_config_files=[path])
-    staff = await MatrixUser.register(server, displayname="Maria Staff")
-    room = await staff.create_room("support", invite=["@bridge:localhost"])
-    world = await start_world(
-        tmp_path / "bridge",
-        port=port,
-        sms=FakeTwilio(),
-        matrix={**appservice_settings(port, room), "homeserver": server.base_url},
-    )
-    yield world, staff, room
-    await stop_world(world)
-    await staff.close()
-    server.stop()
+    async with appservice_world(tmp_path, sms=FakeTwilio()) as (world, staff, room, _):
+        yield world, staff, room
 
 
 async def user_ids_seen(staff: MatrixUser, room: str) -> list[str]:

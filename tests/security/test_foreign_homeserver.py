@@ -17,12 +17,9 @@ import aiohttp
 import pytest
 
 from bridge.config import Settings
-from connectors.matrix import registration
 from tests.harness import eventually
-from tests.matrix_user import MatrixUser, body_of, relation_of
-from tests.synapse import Synapse
-from tests.test_matrix_appservice import HS_TOKEN, appservice_settings, puppet_of
-from tests.world import free_port, start_world, stop_world
+from tests.matrix_user import body_of, relation_of
+from tests.test_matrix_appservice import HS_TOKEN, appservice_world, puppet_of
 
 CUSTOMER = 7170077
 PARTNER = "partner.example"
@@ -32,24 +29,8 @@ _txn = itertools.count()
 @pytest.fixture
 async def federated(tmp_path):
     """An appservice bridge whose room's staff are on localhost, and partner.example allowed."""
-    port = free_port()
-    settings = Settings.model_validate(
-        {"bridge": {"public_url": f"http://127.0.0.1:{port}"}, "matrix": appservice_settings(port)}
-    )
-    text, _ = registration(settings)
-    path = tmp_path / "support-bridge.yaml"
-    path.write_text(text)
-    server = Synapse.start(tmp_path / "hs", app_service_config_files=[path])
-    staff = await MatrixUser.register(server, displayname="Maria Staff")
-    room = await staff.create_room("support", invite=["@bridge:localhost"])
-    matrix = {**appservice_settings(port, room), "homeserver": server.base_url}
-    world = await start_world(
-        tmp_path / "bridge", port=port, matrix={**matrix, "allowed_servers": [PARTNER]}
-    )
-    yield world, staff, room, port
-    await stop_world(world)
-    await staff.close()
-    server.stop()
+    async with appservice_world(tmp_path, matrix={"allowed_servers": [PARTNER]}) as running:
+        yield running
 
 
 async def push(port: int, room: str, sender: str, content: dict) -> str:
