@@ -104,8 +104,9 @@ def guarded(
         if request.content_length is not None and request.content_length > cap:
             log.warning("%s: refused a body of %s bytes", request.path, request.content_length)
             return too_large(cap)
-        # aiohttp's read() stops and raises past the request's client_max_size.
-        capped = request.clone(client_max_size=cap)
+        # aiohttp's read() stops and raises past the request's client_max_size; the app's own
+        # is the webhook cap already (bridge.app), so only another cap needs a clone.
+        capped = request if cap == WEBHOOK_BODY_MAX else request.clone(client_max_size=cap)
         try:
             if signed_body and capped.body_exists:
                 refused = await _read_gated(capped)
