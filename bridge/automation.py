@@ -25,7 +25,14 @@ from bridge.errors import AddressRefused, PermanentError, TooLarge, TransientErr
 from bridge.mail import OutgoingMail, build_mail
 from bridge.redact import short_url
 from bridge.rules import Action, Incoming, Matcher, Rule, fill, fill_url
-from bridge.security import BOT_ANSWER_CAP, FILE_CAP, MAX_REDIRECTS, OutboundGuard, read_capped
+from bridge.security import (
+    BOT_ANSWER_CAP,
+    FILE_CAP,
+    MAX_REDIRECTS,
+    OutboundGuard,
+    file_name,
+    read_capped,
+)
 from bridge.types import (
     AccountId,
     ChatId,
@@ -511,8 +518,8 @@ class HttpForward(_RuleHandler):
                         str(response.status), f"the bot's file {shown} answered {response.status}"
                     )
                 data = await read_capped(response, BOT_MEDIA_MAX)
-                name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
-                return name, response.content_type or "application/octet-stream", data
+                mime = response.content_type or "application/octet-stream"
+                return file_name(url), mime, data
         except AddressRefused as exc:
             raise AddressRefused(exc.code, f"the bot's file: {exc.reason}") from None
         except TooLarge:

@@ -1533,18 +1533,22 @@ class _Mirror(_Handler):
             return 0
         surface = self.p.surface(head.payload["surface"])
         limit = self.p.settings.slack.coalesce_max - 1
-        texts = [_post_text(head)]
+        author = head.payload["author"]
+        # Joined only while the post stays under the platform's size limit: past it (Slack's
+        # 40,000 characters, a Matrix event's 64 KiB) the whole post is refused. Sizes add up
+        # text by text (escaping and JSON encoding go character by character), so each
+        # message is measured once rather than the whole joined post again for every one.
+        empty = surface.post_size(MirrorPost(author=author, text=""))
+        size = surface.post_size(MirrorPost(author=author, text=_post_text(head)))
         count = 0
         for job in following[:limit]:
             if job.kind != "staff.post" or job.payload.get("files") or job.attempts:
                 break
             if job.payload.get("origin") or head.payload.get("origin"):
                 break  # a staff member's words stay under their own name
-            # Joined only while the post stays under the platform's size limit: past it
-            # (Slack's 40,000 characters, a Matrix event's 64 KiB) the whole post is refused.
-            texts.append(_post_text(job))
-            joined = MirrorPost(author=head.payload["author"], text="\n".join(texts))
-            if surface.post_size(joined) > surface.post_limit:
+            size += surface.post_size(MirrorPost(author=author, text="\n" + _post_text(job)))
+            size -= empty
+            if size > surface.post_limit:
                 break
             count += 1
         return count

@@ -419,6 +419,11 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
     return b"".join(chunks)
 
 
+def file_name(url: str) -> str:
+    """The name a downloaded file is given: the last part of the URL's path."""
+    return url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
+
+
 def _size(n: int) -> str:
     return f"{n // (1024 * 1024)} MB" if n >= 1024 * 1024 else f"{n // 1024} KB"
 

@@ -10,7 +10,7 @@ import aiohttp
 
 from bridge.errors import AddressRefused, TooLarge
 from bridge.rules import Rule
-from bridge.security import FILE_CAP, MAX_REDIRECTS, read_capped
+from bridge.security import FILE_CAP, MAX_REDIRECTS, file_name, read_capped
 from bridge.types import FileData, MediaKind
 from commands.base import CommandError, Context
 from storage import Tx, rules_store
@@ -55,8 +55,7 @@ async def fetch_file(ctx: Context, url: str) -> FileData:
         raise failed from None
     if not data:
         raise CommandError(f"The rule was not saved: {url} sent an empty file")
-    name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "file"
-    return FileData(kind=MediaKind.DOCUMENT, filename=name, data=data, mime_type=mime)
+    return FileData(kind=MediaKind.DOCUMENT, filename=file_name(url), data=data, mime_type=mime)
 
 
 async def fetch_files(ctx: Context, urls: Mapping[int, str]) -> dict[int, FileData]:
