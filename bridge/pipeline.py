@@ -1688,6 +1688,11 @@ def _post_text(job: Job) -> str:
     return mirror_text(job.payload["text"], job.payload.get("files") or [])
 
 
+def _shown_text(messages: Sequence[MessageRecord]) -> str:
+    """What a mirror post of stored messages shows as text, one line per message."""
+    return "\n".join(mirror_text(m.text, m.attachments) for m in messages)
+
+
 class _Card(_Handler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
@@ -1718,9 +1723,8 @@ class _MirrorEdit(_Handler):
         for n, (ref, shown) in enumerate(posts):
             if not shown:
                 continue
-            text = "\n".join(mirror_text(m.text, m.attachments) for m in shown)
             edited = any(m.edited for m in shown)
-            post = MirrorPost(author=shown[0].author or "", text=text, edited=edited)
+            post = MirrorPost(author=shown[0].author or "", text=_shown_text(shown), edited=edited)
             if surface.post_size(post) <= surface.post_limit:
                 try:
                     await surface.edit_post(ref, post)
@@ -1733,7 +1737,7 @@ class _MirrorEdit(_Handler):
             mine = [m for m in shown if m.id == message_id] or shown
             again = MirrorPost(
                 author=post.author,
-                text="(edited) " + "\n".join(mirror_text(m.text, m.attachments) for m in mine),
+                text="(edited) " + _shown_text(mine),
                 marker=f"edit{job.id}-{n}",
             )
             if thread is not None:
