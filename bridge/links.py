@@ -15,7 +15,6 @@ import hmac
 import logging
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -24,6 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
+from bridge.recent import Recent
 from bridge.types import MESSENGER, SMS, TELEGRAM, WHATSAPP, Platform
 from storage import Database, Tx, Writer, shortlinks
 from storage.shortlinks import Click, ShortLink
@@ -254,27 +254,14 @@ class ClickGate:
     as salted hashes, in memory only, and forgotten after the minute."""
 
     def __init__(self, window: float = CLICK_WINDOW, capacity: int = CLICK_VISITORS) -> None:
-        self._window = window
-        self._capacity = capacity
         self._salt = secrets.token_bytes(16)
-        # hash of (link, visitor) → when their click last counted; oldest first.
-        self._counted: OrderedDict[bytes, float] = OrderedDict()
+        # Past the capacity the oldest visitor may count again a little early.
+        self._counted = Recent(window, capacity)
 
     def admit(self, link_id: int, visitor: str, now: float) -> bool:
         """True when this visit counts as a click (the visitor's first in the window)."""
-        counted = self._counted
-        while counted:
-            oldest = next(iter(counted.values()))
-            if now - oldest < self._window:
-                break
-            counted.popitem(last=False)
         key = hashlib.sha256(self._salt + f"{link_id}\n{visitor}".encode()).digest()[:16]
-        if key in counted:
-            return False
-        counted[key] = now
-        if len(counted) > self._capacity:
-            counted.popitem(last=False)  # the oldest visitor may count again a little early
-        return True
+        return self._counted.first(key, now)
 
 
 def visitor_of(request: web.Request, contact_id: int | None) -> str:

@@ -11,10 +11,11 @@ and de-duplicated by their ids instead.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from aiohttp import web
+
+from bridge.recent import Recent
 
 SIGNATURE_MAX_AGE = 300  # Slack: reject requests whose timestamp is more than 5 minutes off
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
@@ -47,17 +48,9 @@ class RecentSignatures:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        # Twice the signature's lifetime: a timestamp may be off either way by five minutes.
+        self._seen = Recent(2 * SIGNATURE_MAX_AGE, REMEMBERED_MAX)
 
     def first_time(self, signature: str) -> bool:
         """Remember a verified signature; False when it was taken before (a replay)."""
-        now = self._clock()
-        while self._seen and (
-            len(self._seen) >= REMEMBERED_MAX
-            or next(iter(self._seen.values())) < now - 2 * SIGNATURE_MAX_AGE
-        ):
-            self._seen.popitem(last=False)
-        if signature in self._seen:
-            return False
-        self._seen[signature] = now
-        return True
+        return self._seen.first(signature, self._clock())
