@@ -5,7 +5,8 @@ only the fake bot's port."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +15,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from bridge.app import PIPELINE
 from bridge.config import Settings
+from tests.commands_kit import MANAGER, command
 from tests.rules_kit import Endpoint
-from tests.world import World, free_port, start_world
+from tests.world import World, free_port, start_world, stop_world
 
 SECRET = "internal-secret-7d1c"
 
@@ -104,3 +106,22 @@ async def start_guarded_world(
     if outbound is not None:
         outbound.resolver = resolver
     return world, resolver
+
+
+@asynccontextmanager
+async def guarded_rig(
+    tmp_path, *, allow: Sequence[str] = ()
+) -> AsyncIterator[tuple[World, InternalService, Endpoint, TestResolver]]:
+    """An internal service that must stay out of reach, a fake bot the bridge may reach, the
+    bridge itself (with a manager), and the resolver its guard looks names up with."""
+    internal, bot = InternalService(), Endpoint()
+    await internal.start()
+    await bot.start()
+    world, resolver = await start_guarded_world(tmp_path, bot, allow=allow)
+    try:
+        assert (await command(world, f"user role {MANAGER} manager")).ok
+        yield world, internal, bot, resolver
+    finally:
+        await stop_world(world)
+        await bot.stop()
+        await internal.stop()

@@ -12,9 +12,8 @@ import pytest
 from tests.api_kit import Api, make_key
 from tests.commands_kit import MANAGER, command
 from tests.harness import eventually
-from tests.rules_kit import Endpoint
-from tests.security.outbound_kit import InternalService, start_guarded_world
-from tests.world import free_port, stop_world
+from tests.security.outbound_kit import guarded_rig
+from tests.world import free_port
 
 ANNA = 9150001
 MIB = 1024 * 1024
@@ -22,15 +21,10 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 async def rig(tmp_path):
-    internal, files, closed = InternalService(), Endpoint(), free_port()
-    await internal.start()
-    await files.start()
-    world, _ = await start_guarded_world(tmp_path, files, allow=[f"127.0.0.1:{closed}"])
-    assert (await command(world, f"user role {MANAGER} manager")).ok
-    yield world, internal, files, closed
-    await stop_world(world)
-    await files.stop()
-    await internal.stop()
+    closed = free_port()
+    async with guarded_rig(tmp_path, allow=[f"127.0.0.1:{closed}"]) as running:
+        world, internal, files, _ = running
+        yield world, internal, files, closed
 
 
 async def test_a_one_mib_file_is_stored_and_sent_whole(rig):

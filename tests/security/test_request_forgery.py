@@ -10,24 +10,15 @@ import pytest
 from tests.api_kit import Api, make_key
 from tests.commands_kit import MANAGER, command
 from tests.harness import eventually
-from tests.rules_kit import Endpoint
-from tests.security.outbound_kit import SECRET, InternalService, start_guarded_world
-from tests.world import stop_world
+from tests.security.outbound_kit import SECRET, guarded_rig
 
 ANNA = 9130001
 
 
 @pytest.fixture
 async def rig(tmp_path):
-    internal, bot = InternalService(), Endpoint()
-    await internal.start()
-    await bot.start()
-    world, resolver = await start_guarded_world(tmp_path, bot)
-    assert (await command(world, f"user role {MANAGER} manager")).ok
-    yield world, internal, bot, resolver
-    await stop_world(world)
-    await bot.stop()
-    await internal.stop()
+    async with guarded_rig(tmp_path) as running:
+        yield running
 
 
 def customer_saw(world, chat_id: int) -> str:

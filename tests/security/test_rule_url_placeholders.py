@@ -9,24 +9,15 @@ import pytest
 from tests.api_kit import Api, make_key
 from tests.commands_kit import MANAGER, command
 from tests.harness import eventually
-from tests.rules_kit import Endpoint
-from tests.security.outbound_kit import InternalService, start_guarded_world
-from tests.world import stop_world
+from tests.security.outbound_kit import guarded_rig
 
 ANNA = 9140001
 
 
 @pytest.fixture
 async def rig(tmp_path):
-    internal, bot = InternalService(), Endpoint()
-    await internal.start()
-    await bot.start()
-    world, _ = await start_guarded_world(tmp_path, bot)
-    assert (await command(world, f"user role {MANAGER} manager")).ok
-    yield world, internal, bot
-    await stop_world(world)
-    await bot.stop()
-    await internal.stop()
+    async with guarded_rig(tmp_path) as (world, internal, bot, _):
+        yield world, internal, bot
 
 
 def chosen_by_the_customer(port: int) -> list[str]:
