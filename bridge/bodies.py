@@ -85,6 +85,15 @@ def requires(*headers: str, status: int = 401) -> Screen:
     return screen
 
 
+def capped_at(request: web.Request, cap: int) -> web.Request:
+    """The request, its read() stopping with HTTPRequestEntityTooLarge past `cap` bytes (a
+    chunked body declares no length). aiohttp stops at the request's client_max_size: where
+    that is the cap already (the app's default), no copy of the request is made."""
+    if request.client_max_size == cap:
+        return request
+    return request.clone(client_max_size=cap)
+
+
 def guarded(
     handler: Handler,
     *,
@@ -104,9 +113,7 @@ def guarded(
         if request.content_length is not None and request.content_length > cap:
             log.warning("%s: refused a body of %s bytes", request.path, request.content_length)
             return too_large(cap)
-        # aiohttp's read() stops and raises past the request's client_max_size; the app's own
-        # is the webhook cap already (bridge.app), so only another cap needs a clone.
-        capped = request if cap == WEBHOOK_BODY_MAX else request.clone(client_max_size=cap)
+        capped = capped_at(request, cap)
         try:
             if signed_body and capped.body_exists:
                 refused = await _read_gated(capped)

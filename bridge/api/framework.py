@@ -40,6 +40,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, Va
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from sqlalchemy.engine import Connection
 
+from bridge.bodies import capped_at
 from bridge.types import StaffUserId, SurfaceName
 from commands.base import (
     COMMANDS,
@@ -791,8 +792,7 @@ class Api:
         if request.content_length is not None and request.content_length > BODY_MAX:
             raise ApiError(413, "too_large", f"the body is larger than {BODY_MAX} bytes")
         try:
-            # A chunked body declares no length: the read stops and raises past the cap.
-            data = await request.clone(client_max_size=BODY_MAX).read()
+            data = await capped_at(request, BODY_MAX).read()
         except web.HTTPRequestEntityTooLarge:
             raise ApiError(413, "too_large", f"the body is larger than {BODY_MAX} bytes") from None
         try:

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from bridge.bodies import UNSIGNED_READS, UNSIGNED_READS_MAX
+from tests.api_kit import make_key
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.whatsapp import FakeWhatsApp
@@ -86,13 +87,18 @@ async def endless(size: int) -> AsyncIterator[bytes]:
 
 
 async def forge(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], *, declared: bool
+    http: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    *,
+    declared: bool,
+    size: int = BIG,
 ) -> int:
     """POST a big body: with a Content-Length when `declared`, else chunked; the status."""
     if declared:
-        headers = {**headers, "Content-Length": str(BIG)}
+        headers = {**headers, "Content-Length": str(size)}
     try:
-        async with http.post(url, data=endless(BIG), headers=headers) as resp:
+        async with http.post(url, data=endless(size), headers=headers) as resp:
             return resp.status
     except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
         return 0  # the bridge hung up on the rest of the body
@@ -206,3 +212,14 @@ async def test_a_body_trickled_too_slowly_is_cut_off_and_frees_its_place(tmp_pat
     finally:
         never.set()
         await stop_world(world)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_the_api_refuses_a_body_past_its_cap(world, declared):
+    key = await make_key(world, role="manager")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http:
+        status = await forge(
+            http, world.bridge.url + "/api/v1/templates", headers, declared=declared, size=2 * MIB
+        )
+    assert status in ({413} if declared else {413, 0})
