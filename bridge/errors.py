@@ -5,6 +5,10 @@
      ├── BadRequest             an inbound request is malformed (→ HTTP 400)
      │    └── BadSignature       unsigned, wrongly signed or stale (→ HTTP 401/403)
      ├── NotAllowed             someone's role does not give the power they tried to use
+     ├── Refused                a command or an API call cannot do what was asked (→ 422)
+     │    ├── NotFound           what it names does not exist (→ 404)
+     │    ├── Conflict           the change clashes with what exists (→ 409)
+     │    └── Invalid            a value is wrong; `field` names it when known (→ 422)
      └── DeliveryError          talking to an outside platform failed
           ├── RateLimited        the platform said "slow down"; retry after `retry_after` s
           ├── TransientError     worth retrying with backoff (5xx, timeouts)
@@ -16,7 +20,9 @@
                └── TooLarge      past a size limit: a post the platform refused as too large,
                                  or an answer from outside longer than the bridge reads
 
-Each connector maps its platform's HTTP/JSON errors into this tree in one function.
+Each connector maps its platform's HTTP/JSON errors into this tree in one function. Commands
+and the REST API share the `Refused` branch: a chat command shows its message, the API answers
+with the status beside it.
 """
 
 from __future__ import annotations
@@ -117,3 +123,24 @@ class AddressRefused(PermanentError):
 class TooLarge(PermanentError):
     """Past a size limit: a post the platform refused as too large (the same content in smaller
     pieces may pass), or an answer read from outside that is longer than its cap."""
+
+
+class Refused(BridgeError):
+    """What a command or an API call asked for cannot be done; the message says why, in words
+    for the caller."""
+
+
+class NotFound(Refused):
+    """What the request names does not exist (a contact, a channel, a blacklist entry)."""
+
+
+class Conflict(Refused):
+    """The change clashes with what exists (a channel of that name, a keyword in use)."""
+
+
+class Invalid(Refused):
+    """A value does not fit; `field` names it when the caller gave it by name."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

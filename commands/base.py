@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bridge.errors import Conflict as Conflict
+from bridge.errors import Invalid, Refused
+from bridge.errors import NotFound as NotFound
 from bridge.types import (
     ConversationId,
     FileData,
@@ -215,19 +218,11 @@ def staff_mention(user: str) -> str:
     return f"\ue000{_MENTION_KEY}{user}\ue001"
 
 
-class CommandError(Exception):
-    """A command cannot do what was asked; the message says why, in words for the caller."""
+# A command's refusals are the kernel's (bridge.errors), shared with the REST API.
+CommandError = Refused
 
 
-class NotFound(CommandError):
-    """What the command names does not exist (a contact, a channel, a blacklist entry)."""
-
-
-class Conflict(CommandError):
-    """The change clashes with what exists (a channel of that name, a keyword in use)."""
-
-
-class UsageError(CommandError):
+class UsageError(Invalid):
     """The arguments do not fit the command; the reply shows the usage and an example."""
 
     def __init__(self, problem: str, spec: Subcommand | None = None) -> None:
