@@ -29,13 +29,13 @@ from bridge.config import Settings
 from bridge.leader import Leadership
 from bridge.links import ShortLinks
 from bridge.media import MediaStore
-from bridge.metrics import REPORT_FD, Metrics, MetricsPage
 from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
 from bridge.retention import PayloadRetention
 from bridge.state import KvState
 from bridge.stats_page import StatsPage
+from bridge.web.metrics import REPORT_FD, Metrics, MetricsPage
 from bridge.widget import Widget
 from commands.base import Reply, Request
 from commands.runner import run as run_request
@@ -253,7 +253,7 @@ async def _supervise(command: list[str], metrics: Metrics) -> None:
     """Keep the dispatcher process running; stop it when the bridge stops."""
     delay = 1.0
     while True:
-        # The child reports its counters through a pipe of its own (see bridge.metrics).
+        # The child reports its counters through a pipe of its own (see bridge.web.metrics).
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "BRIDGE_PARENT_PID": str(os.getpid()), REPORT_FD: str(write_fd)}
         try:

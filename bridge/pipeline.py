@@ -35,7 +35,6 @@ from bridge.errors import (
     TransientError,
     WindowClosed,
 )
-from bridge.metrics import Metrics
 from bridge.mirror import post_in_pieces
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
@@ -75,6 +74,7 @@ from bridge.types import (
     ThreadRef,
     WatermarkUpdate,
 )
+from bridge.web.metrics import Metrics
 from bridge.webhooks import SCOPE_CHANNELS, SCOPE_CONTACT, WebhookEvents
 from storage import (
     BatchKind,
