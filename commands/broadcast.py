@@ -22,6 +22,7 @@ from bridge.broadcasts import (
     values_for,
 )
 from bridge.links import ShortLinks
+from bridge.types import PLATFORMS
 from commands.base import (
     CommandError,
     Conflict,
@@ -39,7 +40,6 @@ from storage.tables import outbox
 
 broadcast = command("broadcast", "Newsletters to channels and messengers, with progress")
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 NEW_EXAMPLE = '/broadcast new news "Hello {FIRSTNAME}, our sale starts on Friday!"'
 
 
