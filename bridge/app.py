@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from aiohttp import web
+from jinja2 import Environment
 
 import commands.all  # noqa: F401  (records every command)
 from bridge.api import PREFIX as API_PREFIX
@@ -20,16 +21,17 @@ from bridge.bodies import UNSIGNED_READS, WEBHOOK_BODY_MAX, ReadGate
 from bridge.config import Settings
 from bridge.leader import Leadership
 from bridge.links import ShortLinks
-from bridge.media import MediaStore
 from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
 from bridge.registry import Registry
 from bridge.retention import PayloadRetention
 from bridge.state import KvState
-from bridge.stats_page import StatsPage
+from bridge.web import templating
+from bridge.web.media import MediaStore
 from bridge.web.metrics import REPORT_FD, Metrics, MetricsPage
-from bridge.widget import Widget
+from bridge.web.stats_page import StatsPage
+from bridge.web.widget import Widget
 from commands.base import Reply, Request
 from commands.runner import run as run_request
 from commands.services import Services
@@ -52,6 +54,7 @@ CONNECTORS = web.AppKey("connectors", list[Connector])
 SURFACES = web.AppKey("surfaces", list[StaffSurface])
 API = web.AppKey("api", Api)
 METRICS = web.AppKey("metrics", Metrics)
+TEMPLATES = web.AppKey("templates", Environment)
 
 
 def _http_session() -> aiohttp.ClientSession:
@@ -134,9 +137,11 @@ async def build_app(
     )
     app.add_routes(media.routes())
     app.add_routes(links.routes())
+    # One environment for the pages' templates: each compiles once, for the app's life.
+    templates = templating.environment()
     # Late-bound: the pipeline's clock may be replaced after the app is built.
-    app.add_routes(StatsPage(db, settings, clock=lambda: pipeline.clock()).routes())
-    app.add_routes(Widget(db, settings.widget, connectors_).routes())
+    app.add_routes(StatsPage(db, settings, templates, clock=lambda: pipeline.clock()).routes())
+    app.add_routes(Widget(db, settings.widget, connectors_, templates).routes())
     metrics = pipeline.metrics
     metrics.watch_dispatcher(dispatcher)
     metrics.declare(dict.fromkeys(c.platform for c in connectors_))
@@ -164,6 +169,7 @@ async def build_app(
     app[CONNECTORS] = connectors_
     app[SURFACES] = surfaces
     app[METRICS] = metrics
+    app[TEMPLATES] = templates
     app.router.add_get("/healthz", healthz)
     api, api_app = build_api(Services(settings, db, writer, pipeline))
     app[API] = api

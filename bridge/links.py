@@ -2,7 +2,7 @@
 
 Short links are `{public_url}/s/<code>`: a GET records a click and redirects (302) to the URL.
 A broadcast gives each recipient their own `{public_url}/s/<code>/<token>`; the token is the
-contact id enciphered and signed with a key kept in the database (like bridge.media's), so a
+contact id enciphered and signed with a key kept in the database (like bridge.web.media's), so a
 click is attributed to the contact while the link shows nothing of them, and a changed token
 still leads to the URL but names nobody.
 """
