@@ -111,12 +111,16 @@ def _keys(cls: type) -> tuple[tuple[str, Key], ...]:
     found = _KEYS.get(cls)
     if found is None:
         hints = get_type_hints(cls, include_extras=True)
-        found = tuple(
-            (f.name, next(k for k in hints[f.name].__metadata__ if isinstance(k, Key)))
-            for f in fields(cls)
-        )
+        found = tuple((f.name, _key_of(cls, f.name, hints[f.name])) for f in fields(cls))
         _KEYS[cls] = found
     return found
+
+
+def _key_of(cls: type, name: str, hint: Any) -> Key:
+    for extra in getattr(hint, "__metadata__", ()):
+        if isinstance(extra, Key):
+            return extra
+    raise TypeError(f"{cls.__name__}.{name} names no stored key: Annotated[..., Key(...)]")
 
 
 class JobPayload:
@@ -204,9 +208,9 @@ class StaffPostJob(JobPayload):
     author: str
     text: str
     files: tuple[Mapping[str, Any], ...] = ()
-    platform: str | None = None
-    account: str | None = None
-    chat: str | None = None
+    platform: Platform | None = None
+    account: AccountId | None = None
+    chat: ChatId | None = None
     origin: SurfaceName | None = None
 
     def to_payload(self) -> dict[str, Any]:

@@ -405,25 +405,8 @@ RECORDED = [
             [],
             {
                 "url": "http://127.0.0.1:43915/bot",
-                "body": {
-                    "rule": "bot",
-                    "id": 1,
-                    "msgid": "8180001:1",
-                    "platform": "telegram",
-                    "account": "123456",
-                    "contact": {
-                        "id": 1,
-                        "name": "Anna",
-                        "username": None,
-                        "address": "8180001",
-                        "remark": None,
-                    },
-                    "conversation": 1,
-                    "text": "Which way to the shop?",
-                    "media_type": "text",
-                    "attachments": [],
-                    "timestamp": "2026-12-07T17:06:19Z",
-                },
+                # The body is the service's JSON, carried as it is (shortened here).
+                "body": {"rule": "bot", "id": 1, "msgid": "8180001:1", "text": "Which way?"},
                 "answer": True,
                 "conv": 1,
                 "contact": 1,
@@ -506,17 +489,7 @@ RECORDED = [
                     "id": "contact.opted_in:1:new",
                     "type": "contact.opted_in",
                     "created_at": "2026-12-07T17:09:49.124Z",
-                    "data": {
-                        "contact_id": 1,
-                        "platform": "telegram",
-                        "account": "123456",
-                        "chat_id": "4711",
-                        "display_name": "Ann",
-                        "username": None,
-                        "scope": "contact",
-                        "source": "first message",
-                        "channels": [],
-                    },
+                    "data": {"contact_id": 1, "scope": "contact", "source": "first message"},
                 },
                 "contact": 1,
             },
@@ -536,18 +509,7 @@ RECORDED = [
                     "id": "broadcast.finished:1",
                     "type": "broadcast.finished",
                     "created_at": "2026-12-07T17:10:13.326Z",
-                    "data": {
-                        "broadcast_id": 1,
-                        "state": "done",
-                        "created_by": "UMANAGER",
-                        "queued": 3,
-                        "counts": {"sent": 3, "delivered": 0, "read": 0, "failed": 0},
-                        "platforms": {"telegram": {"sent": 3}},
-                        "clicks": 0,
-                        "clicked_by": 0,
-                        "started_at": "2026-12-07T17:10:09.079Z",
-                        "finished_at": "2026-12-07T17:10:13.325Z",
-                    },
+                    "data": {"broadcast_id": 1, "state": "done", "queued": 3},
                 },
             },
         ),
@@ -616,11 +578,10 @@ def test_payload_fields_have_readable_names():
     send = jobs.BroadcastSendJob.from_payload(
         {"b": 1, "c": 7, "p": "telegram", "a": "bot", "chat": "5000", "n": "Reader 0"}
     )
-    assert (send.broadcast, send.contact, send.platform, send.account, send.name) == (
+    assert (send.broadcast, send.contact, send.platform, send.name) == (
         1,
         7,
         "telegram",
-        "bot",
         "Reader 0",
     )
     mark = jobs.StaffMarkJob.from_payload({"surface": "slack", "ref": "r", "status": "read"})
