@@ -33,7 +33,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -47,6 +47,7 @@ from bridge.errors import (
     TransientError,
     Unreachable,
 )
+from bridge.jobs import JobKind, WebhookDeliverJob
 from bridge.security import OutboundGuard
 from bridge.types import ContactId, ConversationId, InboundMessage, MessageId
 from storage import Completion, ContactRecord, Database, Job, NewJob, Tx
@@ -116,6 +117,18 @@ def retry_after(value: str | None, now: float) -> float:
     return min(max(seconds, 1.0), MAX_RETRY_AFTER_S)
 
 
+def delivery(webhook_id: int, event: WebhookEvent) -> NewJob:
+    """The outbox row that delivers one event to one subscription."""
+    return WebhookDeliverJob(
+        webhook=webhook_id, event=event.body(), contact=event.contact_id
+    ).new_job()
+
+
+def deliveries(subscribed: Iterable[WebhookRecord], event: WebhookEvent) -> list[NewJob]:
+    """One delivery row per active subscription that wants the event."""
+    return [delivery(w.id, event) for w in subscribed if w.active and w.wants(event.type)]
+
+
 class WebhookEvents:
     """Turns what the bridge stores into webhook events, queued in the same transaction."""
 
@@ -134,16 +147,16 @@ class WebhookEvents:
         """The outbox handler of deliveries (none without the outbound guard)."""
         if outbound is None:
             return {}
-        return {store.DELIVER: WebhookDelivery(outbound, db)}
+        return {JobKind.WEBHOOK_DELIVER: WebhookDelivery(outbound, db)}
 
     def emit(self, tx: Tx, event: WebhookEvent) -> list[NewJob]:
         """One delivery row per active subscription that wants the event."""
-        return store.event_jobs(self.subscriptions.wanting(tx.conn, event.type), event)
+        return deliveries(self.subscriptions.wanting(tx.conn, event.type), event)
 
     def ping(self, webhook: WebhookRecord, by: str) -> list[NewJob]:
         """A test event for one subscription, whatever events it asked for."""
         event = store.ping_event(webhook.id, by=by, at=self._clock())
-        return [store.deliver_job(webhook.id, event)]
+        return [delivery(webhook.id, event)]
 
     def messages_received(
         self,
@@ -186,7 +199,7 @@ class WebhookEvents:
                 data=data,
                 contact_id=int(contact_id),
             )
-            jobs.extend(store.event_jobs(subscribed, event))
+            jobs.extend(deliveries(subscribed, event))
         return jobs
 
     def message_status(self, tx: Tx, message_id: MessageId, status: str) -> list[NewJob]:
@@ -217,7 +230,7 @@ class WebhookEvents:
             },
             contact_id=state.contact_id,
         )
-        return store.event_jobs(subscribed, event)
+        return deliveries(subscribed, event)
 
     def opted(
         self,
@@ -255,7 +268,7 @@ class WebhookEvents:
             },
             contact_id=int(record.id),
         )
-        return store.event_jobs(subscribed, event)
+        return deliveries(subscribed, event)
 
     def broadcast_finished(
         self,
@@ -295,7 +308,7 @@ class WebhookEvents:
                 "finished_at": iso(finished_at),
             },
         )
-        return store.event_jobs(subscribed, event)
+        return deliveries(subscribed, event)
 
 
 class WebhookDelivery:
@@ -322,9 +335,8 @@ class WebhookDelivery:
     async def run(self, jobs: Sequence[Job]) -> Completion:
         """POST the event; raise the outbox's errors for what the receiver answered."""
         [job] = jobs
-        webhook_id = int(job.payload["webhook"])
-        event: Mapping[str, Any] = job.payload["event"]
-        contact = job.payload.get("contact")
+        row = WebhookDeliverJob.from_job(job)
+        webhook_id, event, contact = row.webhook, row.event, row.contact
         # Read at each attempt: a removed webhook gets nothing more, and a contact erased while
         # the event waited (the dispatcher holds a copy of the row) is not sent to the CRM.
         hook, erased = await self._db.run_read(
@@ -384,12 +396,12 @@ class WebhookDelivery:
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
         """Record the delivery as failed; the receiver does not get this event."""
         for job in jobs:
-            event = job.payload.get("event") or {}
+            row = WebhookDeliverJob.from_job(job)
             log.warning(
                 "webhook %s: event %s (%s) not delivered: %s",
-                job.payload.get("webhook"),
-                event.get("id"),
-                event.get("type"),
+                row.webhook,
+                row.event.get("id"),
+                row.event.get("type"),
                 error,
             )
         return Completion([j.id for j in jobs], failed_reason=str(error))

@@ -15,12 +15,12 @@ from bridge import publish
 from bridge.broadcasts import (
     PLACEHOLDERS,
     fill,
-    key_range,
     placeholders,
     start_jobs,
     unknown_placeholders,
     values_for,
 )
+from bridge.jobs import broadcast_key_range
 from bridge.links import ShortLinks
 from bridge.types import PLATFORMS
 from commands.base import (
@@ -425,7 +425,7 @@ async def change_state(ctx: Context, broadcast_id: int, action: str) -> int:
         store.change(tx.conn, b.id, state=new)
         stopped = 0
         if new == "cancelled":
-            low, high = key_range(b.id)
+            low, high = broadcast_key_range(b.id)
             result = tx.conn.execute(
                 update(outbox)
                 .where(
