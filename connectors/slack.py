@@ -205,8 +205,8 @@ class SlackSurface:
             return
         stranger = await self._stranger(parsed.author, *event_origin(body, event))
         parsed = replace(parsed, stranger=stranger)
-        if isinstance(parsed, StaffMessage) and thread_command(parsed.text) is not None:
-            await self.commands.in_thread(parsed)
+        if isinstance(parsed, StaffMessage) and (line := thread_command(parsed.text)) is not None:
+            await self.commands.in_thread(parsed, line)
             return
         if isinstance(parsed, StaffMessage):
             parsed = replace(parsed, author_name=await self._names.of(parsed.author))

@@ -76,8 +76,8 @@ class SlackCommands:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def in_thread(self, message: StaffMessage) -> None:
-        """Run a `!word` typed in a thread and answer in the thread."""
+    async def in_thread(self, message: StaffMessage, line: str) -> None:
+        """Run a `!word` typed in a thread (`line` without its `!`) and answer in the thread."""
         if not await self._seen.first(message.ref):
             return
         channel, _ = split_ref(message.thread)
@@ -85,7 +85,7 @@ class SlackCommands:
             surface=SLACK,
             user=message.author,
             user_name=await self._names.of(message.author),
-            text=message.text[1:],
+            text=line,
             channel=channel,
             thread=message.thread,
             ref=message.ref,
