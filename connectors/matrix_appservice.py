@@ -127,10 +127,6 @@ class Puppets:
         self._server = server
         self._in: set[tuple[str, str]] = set()
 
-    def owns(self, sender: str) -> bool:
-        """Whether a user is one of the bridge's customers."""
-        return sender.startswith(self.prefix)
-
     def user_id(self, customer: str) -> str:
         """The Matrix user a customer (`<platform>_<chat id>`) appears as, e.g.
         @customer_5f0c…:example.org: a keyed hash, because a homeserver never forgets a user
