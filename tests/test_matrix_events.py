@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from bridge.types import MediaKind, StaffDelete, StaffEdit, StaffMessage
 from commands.base import Reply
-from connectors.matrix import CommandLine, parse_event, reply_html
+from connectors.matrix_events import CommandLine, parse_event
+from connectors.matrix_render import reply_html
 
 ROOM = "!support:localhost"
 BOT = "@bridge:localhost"

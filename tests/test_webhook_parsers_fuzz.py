@@ -47,7 +47,8 @@ from bridge.types import (
     WatermarkUpdate,
 )
 from commands.base import Reply, Request
-from connectors import matrix, messenger, slack, sms, telegram, whatsapp
+from connectors import matrix, messenger, sms, telegram, whatsapp
+from connectors import slack_events as slack
 from tests import connector_kit
 from tests.connector_kit import serving
 from tests.fakes.messenger import FakeMessenger
