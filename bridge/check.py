@@ -32,8 +32,8 @@ from bridge.config import MailSettings, Settings
 from bridge.errors import BridgeError
 from bridge.logs import Masker, secrets_of
 from bridge.protocols import Connector, StaffSurface
+from bridge.staffio import Reply, Request
 from bridge.types import FileData, InboundEvent, StaffEvent
-from commands.base import Reply, Request
 from storage.db import Database
 
 CHECK_TIMEOUT = 15.0

@@ -22,17 +22,8 @@ from bridge.broadcasts import (
     values_for,
 )
 from bridge.links import ShortLinks
-from commands.base import (
-    CommandError,
-    Conflict,
-    Context,
-    Form,
-    FormField,
-    NotFound,
-    Reply,
-    Role,
-    command,
-)
+from bridge.staffio import Form, FormField, Reply
+from commands.base import CommandError, Conflict, Context, NotFound, Role, command
 from storage import Tx, shortlinks, subscriptions
 from storage import broadcasts_store as store
 from storage.tables import outbox

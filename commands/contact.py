@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from bridge.staffio import Reply
 from bridge.types import ContactId, FileData, MediaKind
-from commands.base import CommandError, Context, NotFound, Reply, Role, command
+from commands.base import CommandError, Context, NotFound, Role, command
 from storage import NewJob, Tx, subscriptions
 from storage.contacts_admin import (
     ERASED_TABLES,

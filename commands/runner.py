@@ -6,17 +6,15 @@ import logging
 from dataclasses import replace
 
 from bridge.redact import redact_urls
+from bridge.staffio import Reply, Request, private_refusal
 from commands.base import (
     COMMANDS,
     Command,
     CommandError,
     Context,
-    Reply,
-    Request,
     Role,
     Subcommand,
     UsageError,
-    private_refusal,
     split_args,
 )
 from commands.services import Services

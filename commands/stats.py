@@ -6,9 +6,10 @@ import re
 
 from bridge.charts import bar_png
 from bridge.links import SHORT_PATH
+from bridge.staffio import Reply
 from bridge.stats_page import LOGIN_TTL, StatsPage, chart_of, percent
 from bridge.types import FileData, MediaKind
-from commands.base import Context, Reply, Role, command
+from commands.base import Context, Role, command
 from storage import stats as store
 from storage.stats import BroadcastFunnel, LinkCount, Overview
 

@@ -54,6 +54,7 @@ from bridge.errors import (
     Unreachable,
 )
 from bridge.protocols import CommandRunner, StaffSink, StaffSurface, StateStore
+from bridge.staffio import MENTION, Reply, Request, private_refusal
 from bridge.types import (
     Attachment,
     ContactCard,
@@ -72,7 +73,6 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from commands.base import MENTION, Reply, Request, private_refusal
 from connectors.wire import storable
 
 log = logging.getLogger(__name__)

@@ -40,6 +40,7 @@ from bridge.errors import (
     Unreachable,
 )
 from bridge.protocols import CommandRunner, StaffSink, StaffSurface, StateStore
+from bridge.staffio import Reply, Request
 from bridge.types import (
     Attachment,
     ContactCard,
@@ -58,7 +59,6 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from commands.base import Reply, Request
 from connectors.slack_blocks import (
     ACTION_PREFIX,
     FORM_CALLBACK,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bridge.staffio import MENTION, Form, FormField, Reply, form_line
 from bridge.types import ContactCard, ConversationStatus
-from commands.base import MENTION, Form, FormField, Reply, form_line
 
 # Block Kit limits: 3000 characters in a section's text, 2000 in a field, 10 fields in a
 # section, 50 blocks in a message, 150 characters in a header.

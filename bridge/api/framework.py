@@ -41,17 +41,9 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from sqlalchemy.engine import Connection
 
 from bridge.bodies import capped_at
+from bridge.staffio import Request
 from bridge.types import StaffUserId, SurfaceName
-from commands.base import (
-    COMMANDS,
-    CommandError,
-    Conflict,
-    Context,
-    NotFound,
-    Request,
-    Role,
-    UsageError,
-)
+from commands.base import COMMANDS, CommandError, Conflict, Context, NotFound, Role, UsageError
 from commands.services import Services
 from storage import Tx, api_keys
 from storage.api_keys import ApiKeyRecord, KeptAnswer
