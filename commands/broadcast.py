@@ -23,6 +23,7 @@ from bridge.broadcasts import (
 )
 from bridge.links import ShortLinks
 from bridge.staffio import Form, FormField, Reply
+from bridge.types import PLATFORMS
 from commands.base import CommandError, Conflict, Context, NotFound, Role, command
 from storage import Tx, shortlinks, subscriptions
 from storage import broadcasts_store as store
@@ -30,7 +31,6 @@ from storage.tables import outbox
 
 broadcast = command("broadcast", "Newsletters to channels and messengers, with progress")
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 NEW_EXAMPLE = '/broadcast new news "Hello {FIRSTNAME}, our sale starts on Friday!"'
 
 

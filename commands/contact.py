@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from bridge.staffio import Reply
-from bridge.types import ContactId, FileData, MediaKind
+from bridge.types import PLATFORMS, ContactId, FileData, MediaKind
 from commands.base import CommandError, Context, NotFound, Role, command
 from storage import NewJob, Tx, subscriptions
 from storage.contacts_admin import (
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 contact = command("contact", "Find, show and edit contacts; export or erase a contact's data")
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 NAME_MAX = 256  # contacts.display_name
 OPT_IN_MAX = 256  # contacts.opt_in_source
 DIRECTIONS = {"in": "inbound", "out": "outbound", "both": "inbound and outbound"}

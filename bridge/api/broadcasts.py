@@ -14,7 +14,7 @@ from bridge.api.framework import Call, Resource
 from bridge.api.idempotency import Replay
 from bridge.api.paging import Page, PageQuery
 from bridge.api.schemas import ID_MAX, Body, Record, Time
-from bridge.types import Role
+from bridge.types import PLATFORMS, PlatformName, Role
 from commands import broadcast as broadcast_command
 from commands import template as template_command
 from commands.base import Context
@@ -28,7 +28,7 @@ resource = Resource(
     " as a draft with its audience, then started (or scheduled) once confirmed.",
 )
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 State = Literal["draft", "scheduled", "running", "paused", "done", "cancelled"]
 TEXT_MAX = 4096
 PARAMS_MAX = 20
@@ -151,7 +151,7 @@ class BroadcastCreate(Body):
     channel_ids: list[Annotated[int, Field(ge=1, le=ID_MAX)]] = Field(
         default_factory=list, max_length=50
     )
-    platforms: list[Platform] = Field(default_factory=list, max_length=4)
+    platforms: list[Platform] = Field(default_factory=list, max_length=len(PLATFORMS))
     text: str | None = Field(
         None,
         min_length=1,

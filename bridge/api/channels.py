@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import Field
 from sqlalchemy.engine import Connection
@@ -12,7 +11,7 @@ from bridge.api.errors import not_found
 from bridge.api.framework import Answer, Call, Resource
 from bridge.api.paging import Page, PageQuery
 from bridge.api.schemas import ID_MAX, Body, Record
-from bridge.types import ContactId, Role
+from bridge.types import ContactId, PlatformName, Role
 from commands import channel as channel_command
 from commands.channel import CONSENT_MAX, KEYWORD_MAX
 from storage import ContactRecord, Tx, channels_extra, subscriptions
@@ -24,7 +23,7 @@ resource = Resource(
     "Subscriber channels customers join and leave by keyword, and their members.",
 )
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 
 
 class Channel(Record):

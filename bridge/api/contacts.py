@@ -11,7 +11,7 @@ from bridge.api.errors import ApiError, not_found
 from bridge.api.framework import Call, Resource
 from bridge.api.paging import Page, PageQuery
 from bridge.api.schemas import ID_MAX, Body, Record
-from bridge.types import ContactId, Role
+from bridge.types import ContactId, PlatformName, Role
 from commands import contact as contact_command
 from commands.contact import NAME_MAX
 from commands.thread import staff_id
@@ -19,7 +19,7 @@ from storage.contacts_admin import ContactDetails, ContactLine, ErasureCounts, c
 
 resource = Resource("Contacts", "Customers on every messenger, as `/contact` shows them.")
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 
 
 class ContactSummary(Record):
