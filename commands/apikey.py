@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
-from commands.base import CommandError, Conflict, Context, NotFound, Reply, Role, command
+from bridge.staffio import Reply
+from commands.base import CommandError, Conflict, Context, NotFound, Role, command
 from storage import api_keys
 from storage.api_keys import ApiKeyRecord
 

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bridge.staffio import Reply
 from bridge.types import ContactId, ConversationId, SurfaceName
-from commands.base import CommandError, Context, NotFound, Reply, Role, command
+from commands.base import CommandError, Context, NotFound, Role, command
 from storage import ContactRecord, Tx, channels_extra, subscriptions
 
 blacklist = command("blacklist", "Block contacts: inbound, outbound or both, for good or a while")

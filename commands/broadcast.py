@@ -22,18 +22,9 @@ from bridge.broadcasts import (
 )
 from bridge.jobs import broadcast_key_range
 from bridge.links import ShortLinks
+from bridge.staffio import Form, FormField, Reply
 from bridge.types import PLATFORMS
-from commands.base import (
-    CommandError,
-    Conflict,
-    Context,
-    Form,
-    FormField,
-    NotFound,
-    Reply,
-    Role,
-    command,
-)
+from commands.base import CommandError, Conflict, Context, NotFound, Role, command
 from storage import Tx, shortlinks, subscriptions
 from storage import broadcasts_store as store
 from storage.tables import outbox

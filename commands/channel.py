@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from bridge.staffio import Reply
 from bridge.types import PLATFORMS
-from commands.base import CommandError, Conflict, Context, NotFound, Reply, Role, command
+from commands.base import CommandError, Conflict, Context, NotFound, Role, command
 from commands.blacklist import find_contact, label
 from storage import ContactRecord, Tx, channels_extra, subscriptions
 from storage.subscriptions import ChannelRecord, fold

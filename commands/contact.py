@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from bridge.jobs import StaffTombstoneJob
+from bridge.staffio import Reply
 from bridge.types import PLATFORMS, ContactId, FileData, MediaKind
-from commands.base import CommandError, Context, NotFound, Reply, Role, command
+from commands.base import CommandError, Context, NotFound, Role, command
 from storage import Tx, subscriptions
 from storage.contacts_admin import (
     ERASED_TABLES,

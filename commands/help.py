@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from commands.base import COMMANDS, Command, Context, Reply, Role, command
+from bridge.staffio import Reply
+from commands.base import COMMANDS, Command, Context, Role, command
 from commands.runner import command_help
 from storage import Tx
 from storage.contacts_admin import counts

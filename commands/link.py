@@ -12,8 +12,9 @@ from qrcode.exceptions import DataOverflowError  # type: ignore[import-untyped]
 from qrcode.image.pil import PilImage  # type: ignore[import-untyped]
 
 from bridge.protocols import Connector
+from bridge.staffio import Reply
 from bridge.types import MESSENGER, PLATFORMS, TELEGRAM, FileData, MediaKind
-from commands.base import CommandError, Context, Reply, Role, command
+from commands.base import CommandError, Context, Role, command
 from commands.runner import command_help
 from commands.template import PLATFORM_NAMES
 from storage import subscriptions

@@ -24,18 +24,9 @@ from bridge.automation import describe
 from bridge.errors import AddressRefused
 from bridge.redact import short_url
 from bridge.rules import Incoming, Matcher, RuleError, url_shape, validate
+from bridge.staffio import Form, FormField, Reply
 from bridge.types import PLATFORMS, Action, FileData, Rule
-from commands.base import (
-    CommandError,
-    Conflict,
-    Context,
-    Form,
-    FormField,
-    NotFound,
-    Reply,
-    Role,
-    command,
-)
+from commands.base import CommandError, Conflict, Context, NotFound, Role, command
 from commands.blacklist import parse_duration
 from commands.rule_files import FILE_PENDING, check_file_url, fetch_files, with_files
 from storage import Tx, rules_store, subscriptions

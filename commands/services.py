@@ -11,8 +11,9 @@ from sqlalchemy.engine import Connection
 from bridge.config import Settings
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector
+from bridge.staffio import Request
 from bridge.types import ConversationId, StaffUserId, SurfaceName
-from commands.base import Request, Role
+from commands.base import Role
 from storage import Database, Tx, Writer
 from storage.roles import effective_role
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bridge.links import SHORT_PATH, ShortLinks
-from commands.base import CommandError, Context, Reply, Role, command
+from bridge.staffio import Reply
+from commands.base import CommandError, Context, Role, command
 from storage import shortlinks
 from storage.shortlinks import LinkStats
 

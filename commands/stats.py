@@ -6,9 +6,10 @@ import re
 
 from bridge.charts import bar_png
 from bridge.links import SHORT_PATH
+from bridge.staffio import Reply
 from bridge.types import FileData, MediaKind
 from bridge.web.stats_page import LOGIN_TTL, StatsLogin, chart_of, percent
-from commands.base import Context, Reply, Role, command
+from commands.base import Context, Role, command
 from storage import stats as store
 from storage.stats import BroadcastFunnel, LinkCount, Overview
 

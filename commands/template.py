@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from bridge.staffio import Reply
 from bridge.types import WHATSAPP, ConversationId, Template, TemplateCall
-from commands.base import CommandError, Context, Reply, Role, command
+from commands.base import CommandError, Context, Role, command
 from storage import Tx, catalog
 from storage.catalog import TemplateRecord
 from storage.queries import ContactRecord

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from commands.base import CommandError, Context, Reply, Role, command
+from bridge.staffio import Reply
+from commands.base import CommandError, Context, Role, command
 from commands.template import PLATFORM_NAMES, thread_contact
 from storage import catalog
 from storage.queries import ContactRecord

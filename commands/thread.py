@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from commands.base import CommandError, Context, Reply, Role, command, staff_mention
+from bridge.staffio import Reply, staff_mention
+from commands.base import CommandError, Context, Role, command
 from storage import Tx
 
 close = command("close", "Close this conversation", default="")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from commands.base import CommandError, Context, Reply, Role, command
+from bridge.staffio import Reply
+from commands.base import CommandError, Context, Role, command
 from commands.runner import known_role
 from commands.thread import staff_id
 from storage import Tx

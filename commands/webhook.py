@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Connection
 
 from bridge.errors import AddressRefused
-from commands.base import CommandError, Context, NotFound, Reply, Role, command
+from bridge.staffio import Reply
+from commands.base import CommandError, Context, NotFound, Role, command
 from commands.shorten import typed_url
 from storage import Tx
 from storage import webhooks_store as store

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from bridge.errors import DeliveryError, PermanentError
 from bridge.protocols import CommandRunner
-from commands.base import Reply, Request, private_refusal
+from bridge.staffio import Reply, Request, private_refusal
 from connectors.matrix_api import Homeserver
 from connectors.matrix_events import MATRIX, CommandLine, split_ref
 from connectors.matrix_render import html_content, in_thread, reply_html, txn_id

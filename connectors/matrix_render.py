@@ -9,8 +9,8 @@ import re
 import uuid
 from typing import Any
 
+from bridge.staffio import MENTION, Reply
 from bridge.types import ContactCard, ConversationStatus, MirrorPost
-from commands.base import MENTION, Reply
 from connectors.staff import (
     OPTED_OUT,
     card_address,

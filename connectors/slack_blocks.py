@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from bridge.staffio import MENTION, Form, FormField, Reply, form_line
 from bridge.types import ContactCard, ConversationStatus
-from commands.base import MENTION, Form, FormField, Reply, form_line
 from connectors.staff import OPTED_OUT, card_address, card_blocked, card_handle, card_status
 
 # Block Kit limits: 3000 characters in a section's text, 2000 in a field, 10 fields in a

@@ -15,8 +15,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.errors import PermanentError
 from bridge.protocols import CommandRunner
+from bridge.staffio import Reply, Request
 from bridge.types import StaffMessage, StaffMessageRef, StaffUserId, ThreadRef
-from commands.base import Reply, Request
 from connectors.slack_blocks import (
     NotOurForm,
     form_block,

@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from bridge.protocols import StateStore
+from bridge.staffio import Reply
 from bridge.types import Attachment, ContactCard, ConversationStatus, FileData
-from commands.base import Reply
 
 # A thread message that starts with `!word` is a command for the bridge, not a reply.
 THREAD_COMMAND = re.compile(r"^!([A-Za-z][\w-]*)(?:\s|$)")

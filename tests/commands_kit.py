@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bridge.app import DATABASE, PIPELINE, SETTINGS, WRITER
+from bridge.staffio import Reply, Request
 from bridge.types import StaffMessageRef, StaffUserId, SurfaceName, ThreadRef
-from commands.base import Reply, Request
 from commands.runner import run
 from commands.services import Services
 

@@ -7,20 +7,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bridge.api.framework import (
-    ID_MAX,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    Time,
-    not_found,
-)
-from bridge.types import ContactId
+from bridge.api.errors import not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record, Time
+from bridge.types import ContactId, Role
 from commands import blacklist as blacklist_command
-from commands.base import Role
 from commands.blacklist import REASON_MAX, Terms
 from storage import ContactRecord, Tx, subscriptions
 from storage.subscriptions import BlockRecord

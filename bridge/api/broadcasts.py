@@ -9,23 +9,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ID_MAX,
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Replay,
-    Resource,
-    Time,
-    not_found,
-)
-from bridge.types import PLATFORMS, PlatformName
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.idempotency import Replay
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record, Time
+from bridge.types import PLATFORMS, PlatformName, Role
 from commands import broadcast as broadcast_command
 from commands import template as template_command
-from commands.base import Context, Role
+from commands.base import Context
 from commands.broadcast import STARTED, Status
 from storage import Tx, subscriptions
 from storage import broadcasts_store as store

@@ -7,20 +7,12 @@ from datetime import datetime
 from pydantic import Field
 from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ID_MAX,
-    Answer,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
-from bridge.types import ContactId, PlatformName
+from bridge.api.errors import not_found
+from bridge.api.framework import Answer, Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record
+from bridge.types import ContactId, PlatformName, Role
 from commands import channel as channel_command
-from commands.base import Role
 from commands.channel import CONSENT_MAX, KEYWORD_MAX
 from storage import ContactRecord, Tx, channels_extra, subscriptions
 from storage.channels_extra import MemberRecord

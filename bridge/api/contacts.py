@@ -7,20 +7,12 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from bridge.api.framework import (
-    ID_MAX,
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
-from bridge.types import ContactId, PlatformName
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record
+from bridge.types import ContactId, PlatformName, Role
 from commands import contact as contact_command
-from commands.base import Role
 from commands.contact import NAME_MAX
 from commands.thread import staff_id
 from storage.contacts_admin import ContactDetails, ContactLine, ErasureCounts, contact_page

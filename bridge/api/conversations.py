@@ -10,21 +10,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ORIGIN,
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Replay,
-    Resource,
-    not_found,
-)
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import ORIGIN, Call, Resource
+from bridge.api.idempotency import Replay
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
 from bridge.pipeline import Queued
-from bridge.types import WHATSAPP, ContactId, TemplateCall
-from commands.base import Role
+from bridge.types import WHATSAPP, ContactId, Role, TemplateCall
 from commands.template import prepare_template, template_language, template_name
 from storage import ContactRecord, Tx, history
 from storage.history import ConversationLine, MessageLine

@@ -7,9 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.api.framework import ApiError, Body, Call, Page, PageQuery, Record, Resource
+from bridge.api.errors import ApiError
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
+from bridge.types import Role
 from commands import apikey as apikey_command
-from commands.base import Role
 from storage import api_keys
 from storage.api_keys import ApiKeyRecord
 

@@ -6,19 +6,13 @@ from datetime import datetime
 
 from pydantic import Field
 
-from bridge.api.framework import (
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
 from bridge.links import MAX_URL, SHORT_PATH
+from bridge.types import Role
 from commands import shorten as shorten_command
-from commands.base import Role
 from storage import shortlinks
 from storage.shortlinks import LinkStats
 

@@ -11,26 +11,18 @@ from typing import Any, Literal
 from pydantic import Field
 from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ID_MAX,
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    Time,
-    not_found,
-)
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record, Time
 from bridge.automation import describe
 from bridge.redact import short_url
 from bridge.rules import MAX_PATTERN
-from bridge.types import PLATFORMS, Action, FileData, PlatformName
+from bridge.types import PLATFORMS, Action, FileData, PlatformName, Role
 from bridge.types import Rule as RuleDef
 from commands import rule as rule_command
 from commands import rule_files
-from commands.base import CommandError, Context, Role
+from commands.base import CommandError, Context
 from commands.rule import DAYS, NAME_PATTERN
 from storage import rules_store
 

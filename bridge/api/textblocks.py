@@ -6,18 +6,13 @@ from datetime import datetime
 
 from pydantic import Field
 
-from bridge.api.framework import (
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
+from bridge.types import Role
 from commands import textblock as textblock_command
-from commands.base import Role, UsageError
+from commands.base import UsageError
 from commands.textblock import PLACEHOLDERS, TEXT_LIMIT, placeholders_used
 from storage import Tx, catalog
 from storage.catalog import TextBlockRecord

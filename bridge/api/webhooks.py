@@ -9,18 +9,12 @@ from typing import Annotated
 from pydantic import Field
 from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
+from bridge.types import Role
 from commands import webhook as webhook_command
-from commands.base import Role
 from storage import webhooks_store as store
 from storage.webhooks_store import WebhookRecord
 
