@@ -34,12 +34,12 @@ from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
 from bridge.retention import PayloadRetention
+from bridge.services import Services
 from bridge.state import KvState
 from bridge.stats_page import StatsPage
 from bridge.widget import Widget
 from commands.base import Reply, Request
 from commands.runner import run as run_request
-from commands.services import Services
 from storage import Database, Tx, Writer
 
 log = logging.getLogger(__name__)

@@ -267,7 +267,7 @@ async def _thread_conversation(ctx: Context) -> ConversationId:
         return ctx.conversation_id
     # The runner checked that the thread belongs to a conversation but (so far) does not hand
     # it on in the context: look it up again.
-    found = await ctx.services.conversation_of(ctx.request)
+    found = await ctx.services.conversation_of(ctx.request.surface, ctx.request.thread)
     if found is None:
         return ctx.conversation  # raises the "works inside a conversation's thread" error
     return found

@@ -29,7 +29,7 @@ from storage.contacts_admin import (
 )
 
 if TYPE_CHECKING:
-    from commands.services import Services
+    from bridge.services import Services
 
 contact = command("contact", "Find, show and edit contacts; export or erase a contact's data")
 

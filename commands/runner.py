@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from bridge.errors import Invalid
 from bridge.redact import redact_urls
+from bridge.services import Services
 from commands.base import (
     COMMANDS,
     Command,
@@ -19,7 +21,6 @@ from commands.base import (
     private_refusal,
     split_args,
 )
-from commands.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ async def run(request: Request, services: Services) -> Reply:
         return Reply(ok=False, title=f"{spec.call} needs the {spec.role.label} role", lines=(why,))
     if spec.private and not request.private_answers:
         return private_refusal(spec.call)  # refused before it makes a secret nobody may see
-    conversation = await services.conversation_of(request)
+    conversation = await services.conversation_of(request.surface, request.thread)
     if spec.in_thread and conversation is None:
         return Reply(
             ok=False,
@@ -125,6 +126,9 @@ async def run(request: Request, services: Services) -> Reply:
         reply = await spec.handler(context, args)
     except UsageError as exc:
         return usage_reply(exc.problem, exc.spec or spec)
+    except Invalid as exc:
+        # A service's refusal of a value: shown like the command's own usage errors.
+        return usage_reply(str(exc), spec)
     except CommandError as exc:
         return Reply(ok=False, title=str(exc))
     except Exception:

@@ -252,7 +252,7 @@ async def thread_contact(ctx: Context) -> tuple[ConversationId, ContactRecord]:
     conversation = ctx.conversation_id
     if conversation is None:
         # The runner knows the thread's conversation; look it up again if it was not handed on.
-        conversation = await ctx.services.conversation_of(ctx.request)
+        conversation = await ctx.services.conversation_of(ctx.request.surface, ctx.request.thread)
     if conversation is None:
         conversation = ctx.conversation  # raises: the command only works in a thread
     found = conversation

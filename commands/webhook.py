@@ -18,7 +18,7 @@ from storage import webhooks_store as store
 from storage.webhooks_store import WebhookRecord
 
 if TYPE_CHECKING:
-    from commands.services import Services
+    from bridge.services import Services
 
 webhook = command(
     "webhook", "Send events (messages, statuses, opt-outs, broadcasts) to a CRM, signed"

@@ -56,7 +56,7 @@ from bridge.api import (
     webhooks,
 )
 from bridge.api.framework import PREFIX, Api, Resource
-from commands.services import Services
+from bridge.services import Services
 
 RESOURCES: tuple[Resource, ...] = (
     contacts.resource,

@@ -9,7 +9,7 @@ into the OpenAPI 3.1 document, so the document is always what the API does. Arou
   revoked key → 401, a key whose role is too low → 403;
 - errors: every 4xx/5xx is `{"error": {"code", "message", "field"?, "details"?}}`, routing's
   404/405 and the command layer's refusals included (`NotFound` → 404, `Conflict` → 409,
-  `UsageError` and other refusals → 422);
+  `Invalid` and other refusals → 422);
 - validation: malformed JSON → 400; a body or query that does not fit its model → 422 naming
   the field (bodies strictly, as the document types them: `"1"` is no integer);
 - pagination: `limit` (default 50, at most 500) and an opaque `cursor`; a page says
@@ -41,6 +41,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from sqlalchemy.engine import Connection
 
 from bridge.bodies import capped_at
+from bridge.errors import Invalid
+from bridge.services import Services
 from bridge.types import StaffUserId, SurfaceName
 from commands.base import (
     COMMANDS,
@@ -50,9 +52,7 @@ from commands.base import (
     NotFound,
     Request,
     Role,
-    UsageError,
 )
-from commands.services import Services
 from storage import Tx, api_keys
 from storage.api_keys import ApiKeyRecord, KeptAnswer
 
@@ -435,8 +435,8 @@ class Call:
         """Blame `name` for a usage error of the shared command logic run inside."""
         try:
             yield
-        except UsageError as exc:
-            raise ApiError(422, "invalid", exc.problem, field=name) from None
+        except Invalid as exc:
+            raise ApiError(422, "invalid", str(exc), field=name) from None
 
     # -- the database ---------------------------------------------------------------------
 
@@ -649,8 +649,8 @@ class Api:
             return error_response(404, "not_found", str(exc))
         except Conflict as exc:
             return error_response(409, "conflict", str(exc))
-        except UsageError as exc:
-            return error_response(422, "invalid", exc.problem)
+        except Invalid as exc:
+            return error_response(422, "invalid", str(exc), field=exc.field)
         except CommandError as exc:
             return error_response(422, "refused", str(exc))
         except web.HTTPException as exc:
