@@ -12,10 +12,10 @@ from qrcode.exceptions import DataOverflowError  # type: ignore[import-untyped]
 from qrcode.image.pil import PilImage  # type: ignore[import-untyped]
 
 from bridge.protocols import Connector
+from bridge.services.templates import PLATFORM_NAMES
 from bridge.types import MESSENGER, SMS, TELEGRAM, WHATSAPP, FileData, MediaKind
 from commands.base import CommandError, Context, Reply, Role, command
 from commands.runner import command_help
-from commands.template import PLATFORM_NAMES
 from storage import subscriptions
 
 link = command("link", "Click-to-chat links and QR codes for each account", default="")

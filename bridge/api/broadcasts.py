@@ -22,8 +22,8 @@ from bridge.api.framework import (
     Time,
     not_found,
 )
+from bridge.services.templates import template_language, template_name
 from commands import broadcast as broadcast_command
-from commands import template as template_command
 from commands.base import Context, Role
 from commands.broadcast import STARTED, Status
 from storage import Tx, subscriptions
@@ -357,11 +357,11 @@ async def create_broadcast(call: Call) -> BroadcastDraft:
     params: list[str] = []
     if body.template is not None:
         with call.field("template.name"):
-            name = template_command.template_name(ctx, body.template.name)
+            name = template_name(body.template.name)
         language = None
         if body.template.language is not None:
             with call.field("template.language"):
-                language = template_command.template_language(ctx, body.template.language)
+                language = template_language(body.template.language)
         template, params = {"name": name, "language": language}, list(body.template.params)
     elif body.text is None:
         raise ApiError(422, "invalid", "give a text, a template or both", field="text")

@@ -23,9 +23,9 @@ from bridge.api.framework import (
     not_found,
 )
 from bridge.pipeline import Queued
+from bridge.services.templates import prepare_template, template_language, template_name
 from bridge.types import WHATSAPP, ContactId, TemplateCall
 from commands.base import Role
-from commands.template import prepare_template, template_language, template_name
 from storage import ContactRecord, Tx, history
 from storage.history import ConversationLine, MessageLine
 
@@ -277,16 +277,15 @@ async def send_message(call: Call) -> Message | Replay:
     template: TemplateCall | None = None
     text = body.text or ""
     if body.template is not None:
-        ctx = call.context("template", "send")
         with call.field("template.name"):
-            name = template_name(ctx, body.template.name)
+            name = template_name(body.template.name)
         language = None
         if body.template.language is not None:
             with call.field("template.language"):
-                language = template_language(ctx, body.template.language)
+                language = template_language(body.template.language)
         with call.field("template.params"):
             template, text = await prepare_template(
-                ctx, name, language, body.template.params, contact
+                call.services, name, language, body.template.params, contact
             )
     pipeline = call.services.pipeline
     author = call.key_name
