@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from bridge.services.contacts import find_contact, label
 from commands.base import CommandError, Conflict, Context, NotFound, Reply, Role, command
-from commands.blacklist import find_contact, label
 from storage import ContactRecord, Tx, channels_extra, subscriptions
 from storage.subscriptions import ChannelRecord, fold
 
@@ -352,7 +352,7 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
     name = args[0]
     options = _options(ctx, args[2:], ("--consent",))
     consent = _consent(ctx, options.get("--consent"))
-    contact = await find_contact(ctx, args[1])
+    contact = await find_contact(ctx.services, args[1])
     found, joined = await add_member(ctx, name, contact, consent)
     if not joined:
         return Reply(title=f"{label(contact)} is a member of {found.name} already.")
@@ -414,7 +414,7 @@ async def remove_member(
 async def _remove(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 2)
     name = args[0]
-    contact = await find_contact(ctx, args[1])
+    contact = await find_contact(ctx.services, args[1])
     found, ended = await remove_member(ctx, name, contact)
     if not ended:
         return Reply(ok=False, title=f"{label(contact)} is not a member of {found.name}.")

@@ -24,6 +24,7 @@ from bridge.automation import describe
 from bridge.errors import AddressRefused
 from bridge.redact import short_url
 from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, url_shape, validate
+from bridge.services.blacklist import parse_duration
 from bridge.types import FileData
 from commands.base import (
     CommandError,
@@ -36,7 +37,6 @@ from commands.base import (
     Role,
     command,
 )
-from commands.blacklist import parse_duration
 from commands.rule_files import FILE_PENDING, check_file_url, fetch_files, with_files
 from storage import Tx, rules_store, subscriptions
 
@@ -132,7 +132,7 @@ def _parse(ctx: Context, args: Sequence[str], *, need_when: bool) -> _Draft:
             elif word == "every":
                 if not rest:
                     raise ctx.usage("--limit every needs a time, e.g. every 2h")
-                span = parse_duration(ctx, rest.pop(0))
+                span = parse_duration(rest.pop(0))
                 draft.limit, draft.limit_seconds = "every", int(span.total_seconds())
             else:
                 raise ctx.usage(f"{value} is not a limit; use once, always or every <time>")
