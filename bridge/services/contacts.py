@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from bridge.errors import Invalid, NotFound, Refused
 from bridge.services import Services
 from bridge.types import ContactId, ConversationId
-from storage import Tx, channels_extra
+from storage import NewJob, Tx, channels_extra, subscriptions
+from storage.contacts_admin import (
+    ERASED_TABLES,
+    ContactDetails,
+    ContactLine,
+    ErasureCounts,
+    add_contact,
+    contact_details,
+    contact_page,
+    erase_contact,
+    erasure_counts,
+    export_contact,
+    find_contacts,
+    resolve_contact,
+)
 from storage.queries import ContactRecord
+
+PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
+NAME_MAX = 256  # contacts.display_name
+OPT_IN_MAX = 256  # contacts.opt_in_source
 
 _CONTACT_ID = re.compile(r"#?(\d{1,18})")
 _PHONE = re.compile(r"\+?[\d\s().-]{3,40}")
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """What a contact's card shows: the contact, their channels and their blacklist entry."""
+
+    details: ContactDetails | None
+    # (channel, how they joined, when, when they left)
+    channels: list[tuple[str, str, datetime, datetime | None]]
+    block: subscriptions.BlockRecord | None
 
 
 def label(contact: ContactRecord) -> str:
@@ -68,3 +100,142 @@ async def find_contact(services: Services, word: str) -> ContactRecord:
         named = ", ".join(label(c) for c in matches[:10])
         raise Refused(f"{word} names {len(matches)} contacts ({named}); use the #id.")
     return matches[0]
+
+
+async def find(services: Services, text: str, limit: int) -> list[ContactLine]:
+    """Contacts whose name, chat id / phone number or username match, last seen first."""
+    return await services.read(lambda conn: find_contacts(conn, text, limit))
+
+
+async def resolve(services: Services, who: str) -> list[ContactLine]:
+    """The contacts `who` may mean: `#12`, a number, a name."""
+    return await services.read(lambda conn: resolve_contact(conn, who))
+
+
+async def page(
+    services: Services,
+    *,
+    text: str | None,
+    platform: str | None,
+    channel_id: int | None,
+    after: int | None,
+    limit: int,
+) -> list[ContactLine]:
+    """Contacts by id, searched and filtered, from after `after`."""
+    return await services.read(
+        lambda conn: contact_page(
+            conn, text=text, platform=platform, channel_id=channel_id, after=after, limit=limit
+        )
+    )
+
+
+async def card(services: Services, contact_id: ContactId) -> Card:
+    """A contact's card: the contact (None when gone), their channels, their blacklist entry."""
+
+    def read(conn: Connection) -> Card:
+        return Card(
+            contact_details(conn, contact_id),
+            subscriptions.channels_of(conn, contact_id),
+            subscriptions.blocks_of(conn, [contact_id]).get(contact_id),
+        )
+
+    return await services.read(read)
+
+
+async def change_contact(
+    services: Services, contact_id: ContactId, **values: str | None
+) -> ContactDetails:
+    """Change staff fields (display_name, note, remark, assigned_to), then redraw the open
+    conversation's card; the contact as it is now."""
+
+    def write(tx: Tx) -> ContactDetails | None:
+        tx.update_contact(contact_id, **values)
+        return contact_details(tx.conn, contact_id)
+
+    details = await services.write(write)
+    if details is None:
+        raise NotFound(f"Contact #{contact_id} no longer exists")
+    if details.open_conversation is not None:
+        await services.pipeline.refresh_card(details.open_conversation)
+    return details
+
+
+async def add(
+    services: Services,
+    *,
+    platform: str,
+    account: str,
+    chat_id: str,
+    name: str,
+    source: str,
+    now: datetime,
+) -> tuple[ContactId, bool]:
+    """Add a contact by hand with how they opted in; its id and whether it is new."""
+    return await services.write(
+        lambda tx: add_contact(
+            tx.conn,
+            platform=platform,
+            account=account,
+            chat_id=chat_id,
+            name=name,
+            opt_in_source=source,
+            at=now,
+        )
+    )
+
+
+async def export_document(
+    services: Services, contact_id: ContactId, who: str, now: datetime
+) -> dict[str, Any]:
+    """Everything held about a contact, as the JSON document `/contact export` hands out."""
+    document = await services.read(lambda conn: export_contact(conn, contact_id, now))
+    if document is None:
+        raise NotFound(f"Contact #{contact_id} no longer exists")
+    document["exported_by"] = who
+    return document
+
+
+async def what_erasing_removes(services: Services, contact_id: ContactId) -> ErasureCounts:
+    """What erasing a contact would remove, counted."""
+    counts = await services.read(lambda conn: erasure_counts(conn, contact_id))
+    if counts is None:
+        raise Refused(f"Contact #{contact_id} no longer exists")
+    return counts
+
+
+async def forget_contact(
+    services: Services, contact_id: ContactId, who: str, now: datetime
+) -> ErasureCounts:
+    """Erase a contact and everything stored about them; each of their staff threads is left
+    with a tombstone naming who erased it."""
+    text = f"This contact's data was erased on {now:%Y-%m-%d} at their request (by {who})."
+    pipeline = services.pipeline
+
+    def write(tx: Tx) -> ErasureCounts:
+        erased = erase_contact(tx.conn, contact_id)
+        if erased is None:
+            raise NotFound(f"Contact #{contact_id} no longer exists")
+        jobs = []
+        for surface, thread in erased.threads:
+            known = pipeline.surfaces.get(surface)
+            jobs.append(
+                NewJob(
+                    kind="staff.tombstone",
+                    # One per thread (a contact has a thread per conversation and surface);
+                    # named by the thread alone: the row outlives the contact's id.
+                    idem_key=f"forget:{surface}:{thread}"[:256],
+                    lane=f"forget:{surface}:{thread}"[:128],
+                    rate_keys=known.rate_keys("update", None) if known is not None else (),
+                    payload={"surface": surface, "thread": thread, "text": text},
+                )
+            )
+        tx.enqueue(jobs, time.time())
+        # Right after the commit, before the writer's next transaction: an inbound message
+        # from the same chat must not find the erased contact in the pipeline's memory.
+        tx.after_commit.append(lambda: pipeline.forget_contact(contact_id))
+        return erased.counts
+
+    counts = await services.write(write)
+    # What was deleted must not stay readable in the database's files (the WAL, free pages).
+    await services.db.scrub(ERASED_TABLES)
+    return counts
