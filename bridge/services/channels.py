@@ -114,6 +114,16 @@ async def all_channels(services: Services) -> tuple[list[ChannelRecord], Counts]
     return await services.read(read)
 
 
+async def list_channels(services: Services) -> list[ChannelRecord]:
+    """Every channel."""
+    return await services.read(subscriptions.all_channels)
+
+
+async def channel_by_name(services: Services, name: str) -> ChannelRecord | None:
+    """A channel by its name."""
+    return await services.read(lambda conn: subscriptions.channel_by_name(conn, name))
+
+
 async def channel_by_id(services: Services, channel_id: int) -> ChannelRecord | None:
     """A channel by id."""
     return await services.read(lambda conn: subscriptions.channel_by_id(conn, channel_id))
