@@ -24,8 +24,7 @@ from bridge.api.framework import (
 )
 from bridge.pipeline import Queued
 from bridge.services.templates import prepare_template, template_language, template_name
-from bridge.types import WHATSAPP, ContactId, TemplateCall
-from commands.base import Role
+from bridge.types import WHATSAPP, ContactId, Role, TemplateCall
 from storage import ContactRecord, Tx, history
 from storage.history import ConversationLine, MessageLine
 

@@ -8,7 +8,7 @@ into the OpenAPI 3.1 document, so the document is always what the API does. Arou
 - authentication: `Authorization: Bearer <key>`, looked up by SHA-256; none, an unknown or a
   revoked key → 401, a key whose role is too low → 403;
 - errors: every 4xx/5xx is `{"error": {"code", "message", "field"?, "details"?}}`, routing's
-  404/405 and the command layer's refusals included (`NotFound` → 404, `Conflict` → 409,
+  404/405 and the services' refusals included (`NotFound` → 404, `Conflict` → 409,
   `Invalid` and other refusals → 422);
 - validation: malformed JSON → 400; a body or query that does not fit its model → 422 naming
   the field (bodies strictly, as the document types them: `"1"` is no integer);
@@ -41,18 +41,9 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from sqlalchemy.engine import Connection
 
 from bridge.bodies import capped_at
-from bridge.errors import Invalid
+from bridge.errors import Conflict, Invalid, NotFound, Refused
 from bridge.services import Services
-from bridge.types import StaffUserId, SurfaceName
-from commands.base import (
-    COMMANDS,
-    CommandError,
-    Conflict,
-    Context,
-    NotFound,
-    Request,
-    Role,
-)
+from bridge.types import Role, SurfaceName
 from storage import Tx, api_keys
 from storage.api_keys import ApiKeyRecord, KeptAnswer
 
@@ -392,20 +383,6 @@ class Call:
         """How the key is named in records and notices ("crm (API)")."""
         return f"{self.key_name} (API)"
 
-    def context(self, command: str, action: str) -> Context:
-        """A command context for the shared logic of `/<command> <action>`: its checks and
-        refusals, with this key as the caller."""
-        spec = COMMANDS[command].subcommands[action]
-        request = Request(
-            surface=ORIGIN,
-            user=StaffUserId(f"apikey:{self.key.id if self.key else 0}"),
-            user_name=self.who,
-            text=spec.usage_line,
-        )
-        return Context(
-            request=request, role=self.role, now=self.now, services=self.services, spec=spec
-        )
-
     # -- what it sent ---------------------------------------------------------------------
 
     def body(self, model: type[M]) -> M:
@@ -651,7 +628,7 @@ class Api:
             return error_response(409, "conflict", str(exc))
         except Invalid as exc:
             return error_response(422, "invalid", str(exc), field=exc.field)
-        except CommandError as exc:
+        except Refused as exc:
             return error_response(422, "refused", str(exc))
         except web.HTTPException as exc:
             code = _HTTP_CODES.get(exc.status, "http_error")

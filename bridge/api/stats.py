@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.api.framework import Call, Record, Resource
 from bridge.links import SHORT_PATH
-from commands.base import Role
+from bridge.types import Role
 from storage import stats as store
 from storage.stats import BroadcastFunnel, LinkCount
 
