@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bridge.services import contacts
 from bridge.services.roles import staff_id
 from commands.base import CommandError, Context, Reply, Role, command, staff_mention
-from storage import Tx
 
 close = command("close", "Close this conversation", default="")
 reopen = command("reopen", "Reopen this conversation", default="")
@@ -101,16 +101,7 @@ def mention(surface: str, user: str) -> str:
 
 
 async def _set_assignee(ctx: Context, user: str | None) -> None:
-    conversation = ctx.conversation
-
-    def write(tx: Tx) -> None:
-        found = tx.conversation(conversation)
-        if found is None:
-            raise CommandError("this conversation no longer exists")
-        tx.update_contact(found.contact_id, assigned_to=user)
-
-    await ctx.services.write(write)
-    await ctx.services.pipeline.refresh_card(conversation)
+    await contacts.assign(ctx.services, ctx.conversation, user)
 
 
 async def _tell_others(ctx: Context, text: str, what: str) -> None:

@@ -124,6 +124,12 @@ async def channel_by_name(services: Services, name: str) -> ChannelRecord | None
     return await services.read(lambda conn: subscriptions.channel_by_name(conn, name))
 
 
+async def channel_joined_by(services: Services, text: str) -> ChannelRecord | None:
+    """The channel whose join keyword a message of `text` is (compared as the pipeline does)."""
+    join, _ = await services.read(subscriptions.channels_by_keyword)
+    return join.get(fold(text))
+
+
 async def channel_by_id(services: Services, channel_id: int) -> ChannelRecord | None:
     """A channel by id."""
     return await services.read(lambda conn: subscriptions.channel_by_id(conn, channel_id))

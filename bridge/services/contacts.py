@@ -58,6 +58,19 @@ async def contact(services: Services, contact_id: ContactId) -> ContactRecord | 
     return await services.read(lambda conn: Tx(conn).contact(contact_id))
 
 
+async def assign(services: Services, conversation: ConversationId, user: str | None) -> None:
+    """Assign a conversation's contact to a staff member (None: nobody); its card follows."""
+
+    def write(tx: Tx) -> None:
+        found = tx.conversation(conversation)
+        if found is None:
+            raise Refused("this conversation no longer exists")
+        tx.update_contact(found.contact_id, assigned_to=user)
+
+    await services.write(write)
+    await services.pipeline.refresh_card(conversation)
+
+
 async def contact_of(services: Services, conversation: ConversationId) -> ContactRecord | None:
     """The contact of a conversation; None when the conversation is gone."""
 
