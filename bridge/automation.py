@@ -24,7 +24,7 @@ from bridge.config import MailSettings, Settings
 from bridge.errors import AddressRefused, PermanentError, TooLarge, TransientError, Unreachable
 from bridge.mail import OutgoingMail, build_mail
 from bridge.redact import short_url
-from bridge.rules import Action, Incoming, Matcher, Rule, fill, fill_url
+from bridge.rules import Incoming, Matcher, fill, fill_url
 from bridge.security import (
     BOT_ANSWER_CAP,
     FILE_CAP,
@@ -35,6 +35,7 @@ from bridge.security import (
 )
 from bridge.types import (
     AccountId,
+    Action,
     ChatId,
     ContactId,
     ConversationId,
@@ -43,6 +44,7 @@ from bridge.types import (
     MediaKind,
     OutboundMessage,
     Platform,
+    Rule,
 )
 from storage import Tx, rules_store, subscriptions
 from storage.queries import Completion, Job, NewJob

@@ -236,10 +236,7 @@ class BroadcastHandlers:
             "broadcast.expand": _Expand(self),
             "broadcast.send": _Send(self),
             "broadcast.progress": _Progress(self),
-            "broadcast.publish": _Publish(
-                self,
-                publish.publishers(self.p.settings, self.p.http) if self.p.http else {},
-            ),
+            "broadcast.publish": _Publish(self, self.p.publishers),
         }
 
     async def file(self, file_id: int) -> FileData:

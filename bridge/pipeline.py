@@ -35,10 +35,10 @@ from bridge.errors import (
     TransientError,
     WindowClosed,
 )
-from bridge.metrics import Metrics
 from bridge.mirror import post_in_pieces
 from bridge.outbox import JobHandler
 from bridge.protocols import Connector, StaffSurface
+from bridge.publish import Publisher
 from bridge.security import OutboundGuard, guard_from
 from bridge.staff_refusal import Refusal, refusal_jobs, staff_role
 from bridge.types import (
@@ -75,6 +75,7 @@ from bridge.types import (
     ThreadRef,
     WatermarkUpdate,
 )
+from bridge.web.metrics import Metrics
 from bridge.webhooks import SCOPE_CHANNELS, SCOPE_CONTACT, WebhookEvents
 from storage import (
     BatchKind,
@@ -173,6 +174,7 @@ class Pipeline:
         self.webhooks = WebhookEvents(lambda: self.clock())
         self.connectors: dict[tuple[Platform, AccountId], Connector] = {}
         self.surfaces: dict[SurfaceName, StaffSurface] = {}
+        self.publishers: dict[str, Publisher] = {}
         self._threads: dict[tuple[ConversationId, SurfaceName], ThreadRef] = {}
         # Who is who, for the inbound hot path: (platform, account, chat) → (contact, open
         # conversation). Only on SQLite, where this process is the database's only writer;
@@ -209,6 +211,10 @@ class Pipeline:
     def add_surface(self, surface: StaffSurface) -> None:
         """Mirror every conversation into this staff surface."""
         self.surfaces[surface.name] = surface
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        """Let broadcasts be posted publicly on this publisher's target."""
+        self.publishers[publisher.target] = publisher
 
     def rate_limits(self) -> dict[str, RateLimit]:
         """Every rate limit the connectors and surfaces declare."""

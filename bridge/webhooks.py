@@ -3,8 +3,22 @@
 The pipeline and the broadcasts call `WebhookEvents` inside the writer's transaction that stores
 the cause (a customer message, a delivery status, an opt-out, a broadcast's summary); it returns
 one outbox row per subscription that wants the event. `WebhookDelivery` is the outbox handler
-that POSTs the event:
+that POSTs the event, signed per the Standard Webhooks specification (standardwebhooks.com),
+so that a receiver can check it with a stock library:
 
+    webhook-id: msg_<32 hex digits>, from the outbox row's idempotency key: the same on every
+        try of one delivery, another for each subscription and event
+    webhook-timestamp: <Unix seconds of this try>
+    webhook-signature: v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>">
+
+The HMAC key is the subscription's secret as it was shown, taken as its UTF-8 bytes: the same
+key as the bridge's own signature. The specification writes a secret as `whsec_` and the key in
+base64, so a stock verifier takes `"whsec_" + base64(secret)` (or the key's bytes as they are).
+
+The bridge's own signature headers are still sent for one more release, then they go
+(X-Bridge-Event and X-Bridge-Delivery stay):
+
+    X-Bridge-Timestamp: <Unix seconds of this try>
     X-Bridge-Signature: sha256=<hex HMAC-SHA256 of "<X-Bridge-Timestamp>.<body>" with the secret>
 
 2xx is delivered; 429 waits for Retry-After; 408, 5xx, timeouts and connection errors are
@@ -13,6 +27,7 @@ retried with the outbox's backoff (for up to 24 hours); any other answer fails t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -69,6 +84,20 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     """`sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>` keyed with the secret."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return f"sha256={mac.hexdigest()}"
+
+
+def standard_id(idem_key: str) -> str:
+    """The `webhook-id` of a delivery, made from its outbox row's idempotency key."""
+    # The key is stable across the tries of a delivery, but holds dots and parts that come from
+    # outside (event types, platform ids); the specification asks for an id without either.
+    return "msg_" + hashlib.sha256(idem_key.encode()).hexdigest()[:32]
+
+
+def standard_signature(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
+    """`v1,` and the base64 HMAC-SHA256 of `<id>.<timestamp>.<body>` keyed with the secret."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    mac = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
 
 
 def retry_after(value: str | None, now: float) -> float:
@@ -310,11 +339,16 @@ class WebhookDelivery:
             return Completion([job.id], failed_reason="the contact was erased")
         body = encode(event)
         timestamp = str(int(self._clock()))
+        message_id = standard_id(job.idem_key)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": standard_signature(hook.secret, message_id, timestamp, body),
             "X-Bridge-Event": str(event["type"]),
             "X-Bridge-Delivery": str(event["id"]),
+            # The bridge's own signature, kept for one more release beside the standard one.
             "X-Bridge-Timestamp": timestamp,
             "X-Bridge-Signature": signature(hook.secret, timestamp, body),
         }

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from bridge.config import WidgetSettings
 from bridge.protocols import Connector
-from commands.link import PLATFORMS, payload_problem, qr_png
+from bridge.types import PLATFORMS
+from commands.link import payload_problem, qr_png
 from storage import Database, subscriptions
 
 log = logging.getLogger(__name__)

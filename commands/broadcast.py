@@ -9,7 +9,8 @@ from typing import Any
 from bridge import publish
 from bridge.broadcasts import PLACEHOLDERS
 from bridge.services import broadcasts, channels
-from bridge.services.broadcasts import PLATFORMS, SAMPLE_NAME, TRANSITIONS, Draft, Origin
+from bridge.services.broadcasts import SAMPLE_NAME, TRANSITIONS, Draft, Origin
+from bridge.types import PLATFORMS
 from commands.base import Context, Form, FormField, NotFound, Reply, Role, command
 
 broadcast = command("broadcast", "Newsletters to channels and messengers, with progress")

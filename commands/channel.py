@@ -18,6 +18,7 @@ from bridge.services.channels import (
     platform_or_none,
 )
 from bridge.services.contacts import find_contact, label
+from bridge.types import PLATFORMS
 from commands.base import CommandError, Context, Reply, Role, command
 
 channel = command("channel", "Subscriber channels customers join and leave by keyword")
@@ -110,7 +111,7 @@ async def _list_members(ctx: Context, args: list[str]) -> Reply:
 
 @channel.sub(
     "create",
-    usage="<name> [--join KEYWORD] [--leave KEYWORD] [--platform telegram|whatsapp|messenger|sms]",
+    usage=f"<name> [--join KEYWORD] [--leave KEYWORD] [--platform {'|'.join(PLATFORMS)}]",
     summary="a new channel; quote keywords with spaces",
     example="/channel create news --join JOIN-NEWS --leave LEAVE-NEWS",
     role=Role.MANAGER,
@@ -220,7 +221,7 @@ async def _reply(ctx: Context, args: list[str]) -> Reply:
 
 @channel.sub(
     "bind",
-    usage="<name> <telegram|whatsapp|messenger|sms|none>",
+    usage=f"<name> <{'|'.join(PLATFORMS)}|none>",
     summary="customers who sign up on that platform (their first message) join the channel",
     example="/channel bind news telegram",
     role=Role.MANAGER,

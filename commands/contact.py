@@ -7,8 +7,8 @@ import re
 from datetime import datetime
 
 from bridge.services import contacts
-from bridge.services.contacts import NAME_MAX, OPT_IN_MAX, PLATFORMS
-from bridge.types import FileData, MediaKind
+from bridge.services.contacts import NAME_MAX, OPT_IN_MAX
+from bridge.types import PLATFORMS, FileData, MediaKind
 from commands.base import CommandError, Context, Reply, Role, command
 from storage import subscriptions
 from storage.contacts_admin import FIND_LIMIT, ContactDetails, ContactLine, ErasureCounts

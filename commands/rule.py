@@ -20,13 +20,11 @@ from datetime import time
 
 from bridge.automation import describe
 from bridge.redact import short_url
-from bridge.rules import Action, Rule
 from bridge.services import rules
 from bridge.services.blacklist import parse_duration
 from bridge.services.rule_files import FILE_PENDING, check_file_url, fetch_files
 from bridge.services.rules import (
     DAYS,
-    PLATFORMS,
     URL_ACTIONS,
     action_kind,
     action_word,
@@ -35,6 +33,7 @@ from bridge.services.rules import (
     parse_hours,
     rule_name,
 )
+from bridge.types import PLATFORMS, Action, Rule
 from commands.base import Context, Form, FormField, Reply, Role, command
 
 rule = command("rule", "Chatbot rules: automatic answers, forwards and channel changes")

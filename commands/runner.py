@@ -124,11 +124,9 @@ async def run(request: Request, services: Services) -> Reply:
     )
     try:
         reply = await spec.handler(context, args)
-    except UsageError as exc:
-        return usage_reply(exc.problem, exc.spec or spec)
     except Invalid as exc:
-        # A service's refusal of a value: shown like the command's own usage errors.
-        return usage_reply(str(exc), spec)
+        # A usage error may name its subcommand; a service's refusal of a value shows alike.
+        return usage_reply(str(exc), getattr(exc, "spec", None) or spec)
     except CommandError as exc:
         return Reply(ok=False, title=str(exc))
     except Exception:

@@ -25,7 +25,7 @@ from bridge.api.framework import (
 from bridge.services import broadcasts, channels
 from bridge.services.broadcasts import STARTED, Draft, Origin, Status
 from bridge.services.templates import template_language, template_name
-from bridge.types import Role
+from bridge.types import PLATFORMS, PlatformName, Role
 from storage import Tx
 from storage import broadcasts_store as store
 
@@ -35,7 +35,7 @@ resource = Resource(
     " as a draft with its audience, then started (or scheduled) once confirmed.",
 )
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 State = Literal["draft", "scheduled", "running", "paused", "done", "cancelled"]
 TEXT_MAX = 4096
 PARAMS_MAX = 20
@@ -158,7 +158,7 @@ class BroadcastCreate(Body):
     channel_ids: list[Annotated[int, Field(ge=1, le=ID_MAX)]] = Field(
         default_factory=list, max_length=50
     )
-    platforms: list[Platform] = Field(default_factory=list, max_length=4)
+    platforms: list[Platform] = Field(default_factory=list, max_length=len(PLATFORMS))
     text: str | None = Field(
         None,
         min_length=1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import Field
 
@@ -20,7 +19,7 @@ from bridge.api.framework import (
 )
 from bridge.services import channels, contacts
 from bridge.services.channels import CONSENT_MAX, KEYWORD_MAX, NAME_PATTERN, keyword_or_none
-from bridge.types import ContactId, Role
+from bridge.types import ContactId, PlatformName, Role
 from storage import ContactRecord
 from storage.channels_extra import MemberRecord
 from storage.subscriptions import ChannelRecord
@@ -30,7 +29,7 @@ resource = Resource(
     "Subscriber channels customers join and leave by keyword, and their members.",
 )
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 
 
 class Channel(Record):

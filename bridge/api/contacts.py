@@ -21,12 +21,12 @@ from bridge.api.framework import (
 from bridge.services import contacts
 from bridge.services.contacts import NAME_MAX
 from bridge.services.roles import staff_id
-from bridge.types import ContactId, Role
+from bridge.types import ContactId, PlatformName, Role
 from storage.contacts_admin import ContactDetails, ContactLine, ErasureCounts
 
 resource = Resource("Contacts", "Customers on every messenger, as `/contact` shows them.")
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 
 
 class ContactSummary(Record):

@@ -30,7 +30,6 @@ from bridge.types import SurfaceName
 from storage import Tx, shortlinks
 from storage import broadcasts_store as store
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 STARTED = "started"
 SAMPLE_NAME = "Anna Schmidt"
 # What cancel, pause and resume do: the states they act on, and the state they leave.

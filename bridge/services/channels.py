@@ -12,11 +12,11 @@ from sqlalchemy.engine import Connection
 from bridge.errors import Conflict, Invalid, NotFound, Refused
 from bridge.services import Services
 from bridge.services.contacts import label
+from bridge.types import PLATFORMS
 from storage import ContactRecord, Tx, channels_extra, subscriptions
 from storage.channels_extra import MemberRecord
 from storage.subscriptions import ChannelRecord, fold
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 NAME_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 _NAME = re.compile(NAME_PATTERN)
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")

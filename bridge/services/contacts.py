@@ -30,7 +30,6 @@ from storage.contacts_admin import (
 )
 from storage.queries import ContactRecord
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 NAME_MAX = 256  # contacts.display_name
 OPT_IN_MAX = 256  # contacts.opt_in_source
 

@@ -10,10 +10,9 @@ from datetime import datetime
 import aiohttp
 
 from bridge.errors import AddressRefused, Invalid, Refused, TooLarge
-from bridge.rules import Rule
 from bridge.security import FILE_CAP, MAX_REDIRECTS, file_name, read_capped
 from bridge.services import Services
-from bridge.types import FileData, MediaKind
+from bridge.types import FileData, MediaKind, Rule
 from storage import Tx, rules_store
 
 FILE_MAX = FILE_CAP

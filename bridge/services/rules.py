@@ -12,17 +12,16 @@ from functools import partial
 from sqlalchemy.engine import Connection
 
 from bridge.errors import AddressRefused, Conflict, Invalid, NotFound, Refused
-from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, url_shape, validate
+from bridge.rules import Incoming, Matcher, RuleError, url_shape, validate
 from bridge.services import Services
 from bridge.services.rule_files import with_files
-from bridge.types import FileData
+from bridge.types import Action, FileData, Rule
 from storage import Tx, rules_store, subscriptions
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
 _NAME = re.compile(f"^{NAME_PATTERN}$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 # The compact words for the actions, and the handbook's names, which work as well.
 ACTION_WORDS = {
     "answer": "autoAnswer",
