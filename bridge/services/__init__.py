@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 
 class Services:
-    """The bridge's parts a command may use; built by the app, handed to every command."""
+    """The bridge's parts a domain operation may use; built by the app, handed to every command
+    and to the REST API."""
 
     def __init__(
         self, settings: Settings, db: Database, writer: Writer, pipeline: Pipeline
