@@ -21,7 +21,7 @@ from bridge.types import ConversationId
 from bridge.types import Role as Role  # the commands' own name for it, kept
 
 if TYPE_CHECKING:
-    from commands.services import Services
+    from bridge.services import Services
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

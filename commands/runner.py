@@ -6,7 +6,9 @@ import logging
 import secrets
 from dataclasses import replace
 
+from bridge.errors import Invalid
 from bridge.redact import redact_urls
+from bridge.services import Services
 from bridge.staffio import Reply, Request, private_refusal
 from commands.base import (
     COMMANDS,
@@ -18,7 +20,6 @@ from commands.base import (
     UsageError,
     split_args,
 )
-from commands.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ async def run(request: Request, services: Services) -> Reply:
         return Reply(ok=False, title=f"{spec.call} needs the {spec.role.label} role", lines=(why,))
     if spec.private and not request.private_answers:
         return private_refusal(spec.call)  # refused before it makes a secret nobody may see
-    conversation = await services.conversation_of(request)
+    conversation = await services.conversation_of(request.surface, request.thread)
     if spec.in_thread and conversation is None:
         return Reply(
             ok=False,
@@ -122,8 +123,9 @@ async def run(request: Request, services: Services) -> Reply:
     )
     try:
         reply = await spec.handler(context, args)
-    except UsageError as exc:
-        return usage_reply(exc.problem, exc.spec or spec)
+    except Invalid as exc:
+        # A usage error may name its subcommand; a service's refusal of a value shows alike.
+        return usage_reply(str(exc), getattr(exc, "spec", None) or spec)
     except CommandError as exc:
         return Reply(ok=False, title=str(exc))
     except Exception:

@@ -28,10 +28,8 @@ from bridge.api.errors import ApiError
 from bridge.api.idempotency import Idempotency, KeptAnswers, Replay
 from bridge.api.paging import PageQuery
 from bridge.errors import Invalid
-from bridge.staffio import Request
-from bridge.types import Role, StaffUserId, SurfaceName
-from commands.base import COMMANDS, Context
-from commands.services import Services
+from bridge.services import Services
+from bridge.types import Role, SurfaceName
 from storage import Tx
 from storage.api_keys import ApiKeyRecord
 
@@ -205,20 +203,6 @@ class Call:
     def who(self) -> str:
         """How the key is named in records and notices ("crm (API)")."""
         return f"{self.key_name} (API)"
-
-    def context(self, command: str, action: str) -> Context:
-        """A command context for the shared logic of `/<command> <action>`: its checks and
-        refusals, with this key as the caller."""
-        spec = COMMANDS[command].subcommands[action]
-        request = Request(
-            surface=ORIGIN,
-            user=StaffUserId(f"apikey:{self.key.id if self.key else 0}"),
-            user_name=self.who,
-            text=spec.usage_line,
-        )
-        return Context(
-            request=request, role=self.role, now=self.now, services=self.services, spec=spec
-        )
 
     # -- what it sent ---------------------------------------------------------------------
 

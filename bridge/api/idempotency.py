@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from bridge.api.errors import ApiError
-from commands.services import Services
+from bridge.services import Services
 from storage import Tx, api_keys
 from storage.api_keys import ApiKeyRecord, KeptAnswer
 

@@ -36,8 +36,8 @@ from bridge.api.openapi import OpenApiDocument
 from bridge.api.schemas import body_required
 from bridge.bodies import capped_at
 from bridge.errors import NotAllowed, Refused
+from bridge.services import Services
 from bridge.types import Role
-from commands.services import Services
 from storage import api_keys
 from storage.api_keys import ApiKeyRecord
 
