@@ -23,7 +23,7 @@ class _Services:
     async def role(self, surface, user, *, stranger=False):
         return Role.ADMIN
 
-    async def conversation_of(self, request):
+    async def conversation_of(self, surface, thread):
         return None
 
     def clock(self):

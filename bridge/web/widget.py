@@ -24,8 +24,8 @@ from jinja2 import Environment
 
 from bridge.config import WidgetSettings
 from bridge.protocols import Connector
+from bridge.services.click_to_chat import payload_problem, qr_png
 from bridge.types import PLATFORMS
-from commands.link import payload_problem, qr_png
 from storage import Database, subscriptions
 
 log = logging.getLogger(__name__)
