@@ -49,6 +49,7 @@ from storage.queries import Completion, Job, NewJob
 
 if TYPE_CHECKING:
     from bridge.pipeline import Pipeline
+    from bridge.pipeline.chatbot import Chatbot
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def describe(action: Action) -> str:
 
 
 def apply_rules(
-    p: Pipeline,
+    bot: Chatbot,
     tx: Tx,
     platform: Platform,
     account: AccountId,
@@ -158,7 +159,7 @@ def apply_rules(
     `arrivals`) a doNothing rule kept out of the thread."""
     if not arrivals:
         return [], set()
-    matcher = p.rulebook.matcher(tx.conn)
+    matcher = bot.rulebook.matcher(tx.conn)
     if matcher.size == 0:
         return [], set()
     candidates: list[tuple[int, list[Rule], list[Rule]]] = []
@@ -188,13 +189,13 @@ def apply_rules(
         for rule in chosen:
             last[(rule.id, cid)] = now  # twice in one batch counts as twice
             fired_now.append((rule.id, cid, now))
-            jobs.extend(_actions(p, tx, platform, account, arrival, rule, now, swallowed, index))
+            jobs.extend(_actions(bot, tx, platform, account, arrival, rule, now, swallowed, index))
     rules_store.record_firings(tx.conn, fired_now)
     return jobs, swallowed
 
 
 def _actions(
-    p: Pipeline,
+    bot: Chatbot,
     tx: Tx,
     platform: Platform,
     account: AccountId,
@@ -212,7 +213,7 @@ def _actions(
         for a in rule.actions
     )
     remark = rules_store.remark_of(tx.conn, cid) if needs_remark else None
-    values = placeholder_values(arrival, remark, p.rulebook.zone)
+    values = placeholder_values(arrival, remark, bot.rulebook.zone)
     jobs: list[NewJob] = []
     done: list[str] = []
     for number, action in enumerate(rule.actions):
@@ -234,7 +235,7 @@ def _actions(
                     }
                 ]
             text = fill(action.text or "", values)
-            sent = p._auto_reply(
+            sent = bot.auto_reply(
                 tx,
                 platform,
                 account,
@@ -292,7 +293,7 @@ def _actions(
             )
             done.append(describe(action))
         elif kind == "smsFwd":
-            sms = next((c for (pl, _), c in p.connectors.items() if pl == "sms"), None)
+            sms = next((c for (pl, _), c in bot.directory.connectors.items() if pl == "sms"), None)
             if sms is None:
                 done.append("could not forward by SMS: SMS is not configured")
                 continue
@@ -329,7 +330,7 @@ def _actions(
         elif kind == "i18nStop":
             if subscriptions.leave(tx.conn, cid, "STOP", now, None):
                 jobs.extend(
-                    p._auto_reply(
+                    bot.auto_reply(
                         tx,
                         platform,
                         account,
@@ -345,7 +346,9 @@ def _actions(
             done.append(describe(action))
     if index not in swallowed:
         text = f"Rule '{rule.name}': " + ", ".join(done)
-        jobs.extend(p._notice_job(conv, s, f"rule:{cause}", text) for s in p.surfaces)
+        jobs.extend(
+            bot.directory.notice_job(conv, s, f"rule:{cause}", text) for s in bot.directory.surfaces
+        )
     return jobs
 
 
@@ -390,7 +393,7 @@ class _RuleHandler:
     what = "forward"
 
     def __init__(self, pipeline: Pipeline) -> None:
-        self.p = pipeline
+        self.pipeline = pipeline
 
     def coalesce(self, head: Job, following: Sequence[Job]) -> int:
         return 0
@@ -399,8 +402,8 @@ class _RuleHandler:
         [job] = jobs
         text = f"Rule '{job.payload.get('rule')}': the {self.what} failed: {error.reason}"
         notices = [
-            self.p._notice_job(job.payload["conv"], s, f"rulefail:{job.id}", text)
-            for s in self.p.surfaces
+            self.pipeline.directory.notice_job(job.payload["conv"], s, f"rulefail:{job.id}", text)
+            for s in self.pipeline.surfaces
         ]
         return Completion([job.id], failed_reason=str(error), jobs=notices)
 
@@ -413,7 +416,7 @@ class MailForward(_RuleHandler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         p = job.payload
-        mail = self.p.settings.mail
+        mail = self.pipeline.settings.mail
         if not mail.enabled or mail.from_address is None:
             raise PermanentError("mail_off", "mail is not configured ([mail] host, from_address)")
         built = build_mail(
@@ -469,7 +472,7 @@ class HttpForward(_RuleHandler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         p = job.payload
-        timeout = aiohttp.ClientTimeout(total=self.p.settings.rules.http_timeout_s)
+        timeout = aiohttp.ClientTimeout(total=self.pipeline.settings.rules.http_timeout_s)
         shown = short_url(p["url"])  # errors reach the log and the thread: no token in them
         try:
             # The guard refuses internal addresses (AddressRefused, permanent: the thread is
@@ -537,7 +540,7 @@ class HttpForward(_RuleHandler):
         def write(tx: Tx) -> Sequence[NewJob]:
             if not text and not files:
                 return []
-            now = self.p.clock()
+            now = self.pipeline.clock()
             stored: list[dict[str, Any]] = []
             saved: list[int] = []
             for name, mime, data in files:
@@ -556,7 +559,7 @@ class HttpForward(_RuleHandler):
                         "filename": name,
                     }
                 )
-            jobs = self.p._auto_reply(
+            jobs = self.pipeline.chatbot.auto_reply(
                 tx,
                 Platform(p["platform"]),
                 AccountId(p["account"]),
@@ -607,8 +610,8 @@ class SmsForward(_RuleHandler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         p = job.payload
-        connector = self.p.connector("sms", p["account"])
-        await self.p.deliver(
+        connector = self.pipeline.connector("sms", p["account"])
+        await self.pipeline.deliver(
             connector,
             OutboundMessage(
                 platform=Platform("sms"),

@@ -1,22 +1,27 @@
-"""Staff actions refused for want of the agent role: the role check of thread replies, edits
-and deletions, and what the person is told about it, privately.
+"""The one refusal check: what may not be sent to a customer, and by whom.
 
-Anyone in the support channel (or room) can write in a customer's thread; only the bridge's
-own staff with the agent role may reach the customer through it. A refused action leaves
-nothing for the customer: the person gets an explanation only they are meant to read (an
-ephemeral message in Slack, a notice in Matrix that answers their event and names them) and
-their message gets the failure mark.
+A message to a contact is refused while the contact is blacklisted for outgoing messages, has
+opted out, or (for a free-form message) is outside the platform's window. Staff actions are
+refused for want of the agent role: anyone in the support channel (or room) can write in a
+customer's thread; only the bridge's own staff with the agent role may reach the customer
+through it. A refused action leaves nothing for the customer: the person gets an explanation
+only they are meant to read (an ephemeral message in Slack, a notice in Matrix that answers
+their event and names them) and their message gets the failure mark.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from bridge.config import Settings
-from bridge.protocols import StaffSurface
+from bridge.pipeline.directory import Directory
+from bridge.protocols import Connector, StaffSurface
 from bridge.types import (
+    ContactId,
     ConversationId,
     DeliveryStatus,
     Role,
@@ -25,7 +30,8 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from storage import NewJob, Tx
+from bridge.webhooks import SCOPE_CONTACT, WebhookEvents
+from storage import ContactRecord, NewJob, Tx, subscriptions
 from storage.roles import admins_of, effective_role
 
 log = logging.getLogger(__name__)
@@ -144,3 +150,86 @@ def refusal_jobs(
             )
         )
     return jobs
+
+
+class Policy:
+    """Whether a contact may be sent to now, and the opt-outs that decide it."""
+
+    def __init__(
+        self, directory: Directory, webhooks: WebhookEvents, clock: Callable[[], datetime]
+    ) -> None:
+        self.directory = directory
+        self.webhooks = webhooks
+        self.clock = clock
+
+    def refusal(
+        self,
+        tx: Tx,
+        contact: ContactRecord,
+        connector: Connector | None,
+        template: bool,
+    ) -> str | None:
+        """Why nothing may be sent to this contact now, or None."""
+        now = self.clock()
+        entry = subscriptions.blocks_of(tx.conn, [contact.id]).get(contact.id)
+        if entry is not None and entry.blocks("out", now):
+            until = f" until {entry.until:%Y-%m-%d %H:%M} UTC" if entry.until else ""
+            why = f" ({entry.reason})" if entry.reason else ""
+            return f"the contact is blacklisted for outgoing messages{until}{why}"
+        if contact.opted_out_at is not None:
+            return (
+                f"the customer opted out on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC; nothing"
+                " is sent to them until they opt in again"
+            )
+        if connector is not None and not template:
+            return connector.window_refusal(contact.last_seen, now)
+        return None
+
+    def refusal_code(self, tx: Tx, contact: ContactRecord) -> str:
+        """The refusal as a code: blacklisted, opted_out or window_closed."""
+        entry = subscriptions.blocks_of(tx.conn, [contact.id]).get(contact.id)
+        if entry is not None and entry.blocks("out", self.clock()):
+            return "blacklisted"
+        if contact.opted_out_at is not None:
+            return "opted_out"
+        return "window_closed"
+
+    def opt_out(
+        self,
+        tx: Tx,
+        contact_id: ContactId,
+        conversation_id: ConversationId,
+        source: str,
+        *,
+        back_in: bool = False,
+        cause: str | None = None,
+    ) -> list[NewJob]:
+        """Record an opt-out (or an opt-in again) and tell the thread."""
+        # `cause` (the message that asked for it) names the webhook event, else the moment of
+        # the change does: a change is recorded once, so either is stable.
+        at = self.clock()
+        changed = tx.set_opt_out(contact_id, None if back_in else at, source)
+        if not changed:
+            return []
+        text = (
+            f"The customer opted in again ({source}); replies reach them again."
+            if back_in
+            else f"The customer opted out ({source}): nothing is sent to them until they opt in"
+            " again (for SMS, by texting START)."
+        )
+        jobs = self.webhooks.opted(
+            tx,
+            contact_id,
+            opted_in=back_in,
+            scope=SCOPE_CONTACT,
+            source=source,
+            cause=cause or f"t{int(at.timestamp() * 1000)}",
+        )
+        for surface in self.directory.surfaces:
+            jobs.append(self.directory.card_job(conversation_id, surface, None))
+            jobs.append(
+                self.directory.notice_job(
+                    conversation_id, surface, f"consent:{contact_id}:{time.time()}", text
+                )
+            )
+        return jobs
