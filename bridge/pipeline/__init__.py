@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bridge import automation
 from bridge.automation import RuleBook
 from bridge.broadcasts import BroadcastHandlers
 from bridge.config import Settings
@@ -153,6 +152,7 @@ class Pipeline:
         """The outbox handler of each row kind."""
         # The handlers are built on the parts of this package (and import them): imported here,
         # at wiring time, so that either package can be imported first.
+        from bridge.handlers import rule_forwards
         from bridge.handlers.customer_sends import (
             CustomerChange,
             CustomerSend,
@@ -184,7 +184,7 @@ class Pipeline:
             "customer.send": CustomerSend(directory, self.webhooks, self.status, self.policy),
             "customer.edit": CustomerChange(directory, delete=False),
             "customer.delete": CustomerChange(directory, delete=True),
-            **automation.handlers(self, outbound),
+            **rule_forwards.handlers(directory, self.chatbot, outbound),
             **BroadcastHandlers(self).handlers(),
             **self.webhooks.handlers(self.db, outbound),
         }
