@@ -203,99 +203,14 @@ def _actions(
             swallowed.add(index)
             done.append(describe(action))
         elif kind in ("autoAnswer", "autoAnswerMedia"):
-            files = []
-            if kind == "autoAnswerMedia" and action.media_id is not None:
-                names = rules_store.file_names(tx.conn, [action.media_id])
-                files = [
-                    {
-                        "rule_file": action.media_id,
-                        "kind": "document",
-                        "ref": f"rule_file:{action.media_id}",
-                        "filename": names.get(action.media_id, "file"),
-                    }
-                ]
-            text = fill(action.text or "", values)
-            sent = bot.auto_reply(
-                tx,
-                platform,
-                account,
-                m.chat_id,
-                cid,
-                conv,
-                text,
-                key,
-                files=files,
-                notice=None,
-            )
-            jobs.extend(sent)
-            if not sent:
-                done.append("could not answer (the customer may not be messaged)")
-            elif kind == "autoAnswer":
-                done.append(f"answered automatically: {text}")
-            else:
-                done.append(f"answered with {files[0]['filename'] if files else 'a file'}")
-        elif kind == "mailForward":
-            jobs.append(
-                NewJob(
-                    kind="rule.mail",
-                    idem_key=f"mail:{key}",
-                    lane=f"rulemail:{conv}",
-                    rate_keys=("mail",),
-                    payload={
-                        "to": fill(action.target or "", values),
-                        "subject": fill(action.subject or "Message from {NICKNAME}", values),
-                        "body": fill(action.text or "{NICKNAME} ({MSISDN}): {MSG}", values),
-                        "conv": conv,
-                        "rule": rule.name,
-                    },
-                )
-            )
-            done.append(describe(action))
-        elif kind in ("webserviceForward", "httpBotFwd"):
-            jobs.append(
-                NewJob(
-                    kind="rule.http",
-                    idem_key=f"http:{key}",
-                    lane=f"rulehttp:{conv}",
-                    payload={
-                        "url": fill_url(action.target or "", values),
-                        "body": _http_body(rule, arrival, platform, account, values),
-                        "answer": kind == "httpBotFwd",
-                        "conv": conv,
-                        "contact": cid,
-                        "platform": platform,
-                        "account": account,
-                        "chat": m.chat_id,
-                        "rule": rule.name,
-                        "cause": key,
-                    },
-                )
-            )
-            done.append(describe(action))
-        elif kind == "smsFwd":
-            sms = next((c for (pl, _), c in bot.directory.connectors.items() if pl == "sms"), None)
-            if sms is None:
+            answer = _auto_answer(bot, tx, platform, account, arrival, action, key, values, done)
+            jobs.extend(answer)
+        elif kind in ("mailForward", "webserviceForward", "httpBotFwd", "smsFwd"):
+            forward = _forward(bot, platform, account, arrival, rule, action, key, values)
+            if forward is None:
                 done.append("could not forward by SMS: SMS is not configured")
                 continue
-            to = action.target or ""
-            jobs.append(
-                NewJob(
-                    kind="rule.sms",
-                    idem_key=f"sms:{key}",
-                    lane=f"rulesms:{conv}",
-                    rate_keys=sms.rate_keys(ChatId(to)),
-                    payload={
-                        "number": to,
-                        "account": sms.account,
-                        "text": fill(
-                            action.text or "{NICKNAME} ({MSISDN}) on " + platform + ": {MSG}",
-                            values,
-                        ),
-                        "conv": conv,
-                        "rule": rule.name,
-                    },
-                )
-            )
+            jobs.append(forward)
             done.append(describe(action))
         elif kind in ("addToChannel", "removeFromChannel"):
             channel = subscriptions.channel_by_name(tx.conn, action.target or "")
@@ -330,6 +245,123 @@ def _actions(
             bot.directory.notice_job(conv, s, f"rule:{cause}", text) for s in bot.directory.surfaces
         )
     return jobs
+
+
+def _auto_answer(
+    bot: Chatbot,
+    tx: Tx,
+    platform: Platform,
+    account: AccountId,
+    arrival: Arrival,
+    action: Action,
+    key: str,
+    values: Mapping[str, str],
+    done: list[str],
+) -> list[NewJob]:
+    """autoAnswer and autoAnswerMedia: the answer's rows; what was done goes to `done`."""
+    m = arrival.message
+    conv, cid = arrival.conversation_id, arrival.contact_id
+    kind = action.kind
+    files = []
+    if kind == "autoAnswerMedia" and action.media_id is not None:
+        names = rules_store.file_names(tx.conn, [action.media_id])
+        files = [
+            {
+                "rule_file": action.media_id,
+                "kind": "document",
+                "ref": f"rule_file:{action.media_id}",
+                "filename": names.get(action.media_id, "file"),
+            }
+        ]
+    text = fill(action.text or "", values)
+    sent = bot.auto_reply(
+        tx,
+        platform,
+        account,
+        m.chat_id,
+        cid,
+        conv,
+        text,
+        key,
+        files=files,
+        notice=None,
+    )
+    if not sent:
+        done.append("could not answer (the customer may not be messaged)")
+    elif kind == "autoAnswer":
+        done.append(f"answered automatically: {text}")
+    else:
+        done.append(f"answered with {files[0]['filename'] if files else 'a file'}")
+    return sent
+
+
+def _forward(
+    bot: Chatbot,
+    platform: Platform,
+    account: AccountId,
+    arrival: Arrival,
+    rule: Rule,
+    action: Action,
+    key: str,
+    values: Mapping[str, str],
+) -> NewJob | None:
+    """The row of a forward by mail, to a web service or bot, or by SMS; None when an SMS
+    forward has no SMS account to go through."""
+    m = arrival.message
+    conv, cid = arrival.conversation_id, arrival.contact_id
+    kind = action.kind
+    if kind == "mailForward":
+        return NewJob(
+            kind="rule.mail",
+            idem_key=f"mail:{key}",
+            lane=f"rulemail:{conv}",
+            rate_keys=("mail",),
+            payload={
+                "to": fill(action.target or "", values),
+                "subject": fill(action.subject or "Message from {NICKNAME}", values),
+                "body": fill(action.text or "{NICKNAME} ({MSISDN}): {MSG}", values),
+                "conv": conv,
+                "rule": rule.name,
+            },
+        )
+    if kind in ("webserviceForward", "httpBotFwd"):
+        return NewJob(
+            kind="rule.http",
+            idem_key=f"http:{key}",
+            lane=f"rulehttp:{conv}",
+            payload={
+                "url": fill_url(action.target or "", values),
+                "body": _http_body(rule, arrival, platform, account, values),
+                "answer": kind == "httpBotFwd",
+                "conv": conv,
+                "contact": cid,
+                "platform": platform,
+                "account": account,
+                "chat": m.chat_id,
+                "rule": rule.name,
+                "cause": key,
+            },
+        )
+    sms = next((c for (pl, _), c in bot.directory.connectors.items() if pl == "sms"), None)
+    if sms is None:
+        return None
+    to = action.target or ""
+    return NewJob(
+        kind="rule.sms",
+        idem_key=f"sms:{key}",
+        lane=f"rulesms:{conv}",
+        rate_keys=sms.rate_keys(ChatId(to)),
+        payload={
+            "number": to,
+            "account": sms.account,
+            "text": fill(
+                action.text or "{NICKNAME} ({MSISDN}) on " + platform + ": {MSG}",
+                values,
+            ),
+            "conv": conv,
+            "rule": rule.name,
+        },
+    )
 
 
 def _http_body(

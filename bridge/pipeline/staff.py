@@ -307,6 +307,8 @@ class Staff:
             payload=payload,
         )
 
+    # -- what commands and the REST API ask of a conversation ------------------------------
+
     async def staff_send(
         self,
         conversation: ConversationId,
