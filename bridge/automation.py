@@ -1,8 +1,9 @@
-"""Chatbot rules at work: which rules fire for a batch of inbound messages, the outbox rows of
-their actions, and the handlers that carry out forwards (mail, web services, SMS).
+"""Chatbot rules at work: which rules fire for a batch of inbound messages, and the outbox rows
+of their actions.
 
 The matching itself is `bridge.rules` (pure); this module adds what needs the database (the
-per-contact limits, channels, contact remarks) and the outside world (SMTP, HTTP).
+per-contact limits, channels, contact remarks). The forwards (mail, web services, SMS) are
+carried out by `bridge.handlers.rule_forwards`.
 """
 
 from __future__ import annotations

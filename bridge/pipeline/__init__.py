@@ -4,8 +4,8 @@ Inbound: platform events → deduplicate → contact → conversation → messag
 (open the thread, mirror the message, refresh the card), all in the writer's transaction.
 Staff: a message in a thread → note, thread action, or a reply queued for the customer.
 `Pipeline` is the façade the app, the commands and the REST API hold: it builds the parts
-(directory, policy, chatbot, status, inbound, staff) and hands each its outbox handlers
-(bridge.handlers) what they need.
+(directory, policy, chatbot, status, inbound, staff) and the outbox handlers (bridge.handlers),
+giving each what it needs.
 """
 
 from __future__ import annotations
@@ -85,8 +85,11 @@ class Pipeline:
             settings.security.allow_private, settings.bridge.listen, settings.bridge.public_url
         )
         self.metrics = metrics if metrics is not None else Metrics()
-        # Late-bound clock: tests replace the pipeline's after it is built.
-        late_clock: Callable[[], datetime] = lambda: self.clock()  # noqa: E731
+
+        def late_clock() -> datetime:
+            # Late-bound: tests replace the pipeline's clock after it is built.
+            return self.clock()
+
         self.webhooks = WebhookEvents(late_clock)
         self.directory = Directory(settings, db, self.metrics)
         self.policy = Policy(self.directory, self.webhooks, late_clock)

@@ -128,6 +128,18 @@ class Directory:
 
     # -- rows that show something in a thread ----------------------------------------------
 
+    def open_job(
+        self, conv_id: int, surface: SurfaceName, channel: str | None, rate_keys: tuple[str, ...]
+    ) -> NewJob:
+        """Open a conversation's thread in `channel` (None: the surface's default)."""
+        return NewJob(
+            kind="staff.open",
+            idem_key=f"open:{conv_id}:{surface}",
+            lane=f"c{conv_id}:{surface}",
+            rate_keys=rate_keys,
+            payload={"conv": conv_id, "surface": surface, "channel": channel},
+        )
+
     def card_job(self, conv_id: int, surface: SurfaceName, window: int | None) -> NewJob:
         """A card refresh; with a window, one per conversation per `card_refresh_s` seconds."""
         key = f"card:{conv_id}:{surface}:{window if window is not None else time.time()}"

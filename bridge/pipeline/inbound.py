@@ -397,15 +397,7 @@ class Inbound:
             channel = self.directory.route(surface_name, platform, account)
             post_keys = surface.rate_keys("post", channel)
             for conv_id in sorted(new_conv_ids):
-                jobs.append(
-                    NewJob(
-                        kind="staff.open",
-                        idem_key=f"open:{conv_id}:{surface_name}",
-                        lane=f"c{conv_id}:{surface_name}",
-                        rate_keys=post_keys,
-                        payload={"conv": conv_id, "surface": surface_name, "channel": channel},
-                    )
-                )
+                jobs.append(self.directory.open_job(conv_id, surface_name, channel, post_keys))
             for m, message_id, row in zip(batch.fresh, batch.ids, batch.rows, strict=True):
                 post_conv = row["conversation_id"]
                 jobs.append(

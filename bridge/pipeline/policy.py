@@ -170,29 +170,33 @@ class Policy:
         template: bool,
     ) -> str | None:
         """Why nothing may be sent to this contact now, or None."""
+        refused = self.refused(tx, contact, connector, template)
+        return refused[0] if refused is not None else None
+
+    def refused(
+        self,
+        tx: Tx,
+        contact: ContactRecord,
+        connector: Connector | None,
+        template: bool,
+    ) -> tuple[str, str] | None:
+        """Why nothing may be sent to this contact now, in words and as a code (blacklisted,
+        opted_out, window_closed), or None."""
         now = self.clock()
         entry = subscriptions.blocks_of(tx.conn, [contact.id]).get(contact.id)
         if entry is not None and entry.blocks("out", now):
             until = f" until {entry.until:%Y-%m-%d %H:%M} UTC" if entry.until else ""
             why = f" ({entry.reason})" if entry.reason else ""
-            return f"the contact is blacklisted for outgoing messages{until}{why}"
+            return f"the contact is blacklisted for outgoing messages{until}{why}", "blacklisted"
         if contact.opted_out_at is not None:
             return (
                 f"the customer opted out on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC; nothing"
                 " is sent to them until they opt in again"
-            )
+            ), "opted_out"
         if connector is not None and not template:
-            return connector.window_refusal(contact.last_seen, now)
+            window = connector.window_refusal(contact.last_seen, now)
+            return (window, "window_closed") if window is not None else None
         return None
-
-    def refusal_code(self, tx: Tx, contact: ContactRecord) -> str:
-        """The refusal as a code: blacklisted, opted_out or window_closed."""
-        entry = subscriptions.blocks_of(tx.conn, [contact.id]).get(contact.id)
-        if entry is not None and entry.blocks("out", self.clock()):
-            return "blacklisted"
-        if contact.opted_out_at is not None:
-            return "opted_out"
-        return "window_closed"
 
     def opt_out(
         self,

@@ -371,9 +371,9 @@ class Staff:
         if connector is None:
             reason = f"the bridge has no {contact.platform} connector for account {contact.account}"
             return Queued(contact_id, None, None, reason, "no_connector")
-        refusal = self.policy.refusal(tx, contact, connector, template is not None)
-        if refusal is not None:
-            return Queued(contact_id, None, None, refusal, self.policy.refusal_code(tx, contact))
+        refused = self.policy.refused(tx, contact, connector, template is not None)
+        if refused is not None:
+            return Queued(contact_id, None, None, *refused)
         jobs: list[NewJob] = []
         conversation = tx.open_conversations([contact_id]).get(contact_id)
         if conversation is None:
@@ -390,15 +390,8 @@ class Staff:
             )
             for name, surface in self.directory.surfaces.items():
                 channel = self.directory.route(name, contact.platform, contact.account)
-                jobs.append(
-                    NewJob(
-                        kind="staff.open",
-                        idem_key=f"open:{conversation.id}:{name}",
-                        lane=f"c{conversation.id}:{name}",
-                        rate_keys=surface.rate_keys("post", channel),
-                        payload={"conv": conversation.id, "surface": name, "channel": channel},
-                    )
-                )
+                keys = surface.rate_keys("post", channel)
+                jobs.append(self.directory.open_job(conversation.id, name, channel, keys))
         message_id = self.staff_reply(
             tx,
             conversation.id,
@@ -468,15 +461,8 @@ class Staff:
                 if tx.thread(conversation.id, name) is not None:
                     continue
                 channel = self.directory.route(name, contact.platform, contact.account)
-                jobs.append(
-                    NewJob(
-                        kind="staff.open",
-                        idem_key=f"open:{conversation.id}:{name}",
-                        lane=f"c{conversation.id}:{name}",
-                        rate_keys=surface.rate_keys("post", channel),
-                        payload={"conv": conversation.id, "surface": name, "channel": channel},
-                    )
-                )
+                keys = surface.rate_keys("post", channel)
+                jobs.append(self.directory.open_job(conversation.id, name, channel, keys))
             tx.enqueue(jobs, time.time())
 
         await self.writer.call(write)
