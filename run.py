@@ -19,36 +19,16 @@ from aiohttp import web
 from bridge import logs
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
+from bridge.registry import Registry
 
 
-def _explain_off(settings: Settings) -> list[str]:
+def _explain_off(settings: Settings, shipped: Registry) -> list[str]:
     """A line for each connector or surface that is off, with the settings that turn it on."""
     lines = []
-    if not settings.telegram.enabled:
-        lines.append("telegram: off (set [telegram] token, or BRIDGE_TELEGRAM__TOKEN)")
-    if not settings.slack.enabled:
-        lines.append(
-            "slack: off (set [slack] bot_token and channel, plus app_token for Socket Mode "
-            "or signing_secret for the HTTP Events API)"
-        )
-    if not settings.matrix.enabled:
-        lines.append(
-            "matrix: off (set [matrix] homeserver, user_id, room and access_token or password)"
-        )
-    if not settings.whatsapp.enabled:
-        lines.append(
-            "whatsapp: off (set [whatsapp] phone_number_id, access_token, app_secret and "
-            "verify_token)"
-        )
-    if not settings.messenger.enabled:
-        lines.append(
-            "messenger: off (set [messenger] page_id, page_token, app_secret and verify_token)"
-        )
-    if not settings.sms.enabled:
-        lines.append(
-            "sms: off (set [sms] account_sid, auth_token and from_number or "
-            "messaging_service_sid, and [bridge] public_url)"
-        )
+    for name, turn_on in shipped.turn_on():
+        # A part's settings section bears its name, and says whether it is on.
+        if not getattr(settings, name).enabled:
+            lines.append(f"{name}: off ({turn_on})")
     return lines
 
 
@@ -163,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.config.exists():
         print(f"bridge: no settings file at {args.config}; using defaults", file=sys.stderr)
-    for line in _explain_off(settings):
+    from connectors.all import SHIPPED
+
+    for line in _explain_off(settings, SHIPPED):
         print(f"bridge: {line}", file=sys.stderr)
     _use_uvloop()
     from bridge.app import build_app

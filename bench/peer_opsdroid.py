@@ -86,7 +86,8 @@ from bench.inbound import (  # noqa: E402
     post_all,
 )
 from bench.rules import make_messages, make_rules, word  # noqa: E402
-from bridge.rules import Action, Incoming, Matcher, Rule, split_keywords, validate  # noqa: E402
+from bridge.rules import Incoming, Matcher, split_keywords, validate  # noqa: E402
+from bridge.types import Action, Rule  # noqa: E402
 from storage import rules_store  # noqa: E402
 from storage.db import Database  # noqa: E402
 

@@ -30,7 +30,8 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.rules import Action, Incoming, Matcher, Rule, fold, split_keywords  # noqa: E402
+from bridge.rules import Incoming, Matcher, fold, split_keywords  # noqa: E402
+from bridge.types import Action, Rule  # noqa: E402
 
 SYLLABLES = (
     "ka ne ro mi ta su lo be de ga fi ho ju pe ra se ti vo wa ze an en in on un er "

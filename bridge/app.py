@@ -12,34 +12,30 @@ from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from aiohttp import web
+from jinja2 import Environment
 
-# The modules that ship with the bridge record their factories in `bridge.registry`.
 import commands.all  # noqa: F401  (records every command)
-import connectors.matrix
-import connectors.messenger
-import connectors.slack
-import connectors.sms
-import connectors.telegram
-import connectors.whatsapp
-from bridge import registry
 from bridge.api import PREFIX as API_PREFIX
 from bridge.api import Api, build_api
 from bridge.bodies import UNSIGNED_READS, WEBHOOK_BODY_MAX, ReadGate
 from bridge.config import Settings
 from bridge.leader import Leadership
 from bridge.links import ShortLinks
-from bridge.media import MediaStore
-from bridge.metrics import REPORT_FD, Metrics, MetricsPage
 from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
+from bridge.registry import Registry
 from bridge.retention import PayloadRetention
 from bridge.state import KvState
-from bridge.stats_page import StatsPage
-from bridge.widget import Widget
+from bridge.web import templating
+from bridge.web.media import MediaStore
+from bridge.web.metrics import REPORT_FD, Metrics, MetricsPage
+from bridge.web.stats_page import StatsPage
+from bridge.web.widget import Widget
 from commands.base import Reply, Request
 from commands.runner import run as run_request
 from commands.services import Services
+from connectors.all import SHIPPED
 from storage import Database, Tx, Writer
 
 log = logging.getLogger(__name__)
@@ -58,15 +54,7 @@ CONNECTORS = web.AppKey("connectors", list[Connector])
 SURFACES = web.AppKey("surfaces", list[StaffSurface])
 API = web.AppKey("api", Api)
 METRICS = web.AppKey("metrics", Metrics)
-
-SHIPPED = (
-    connectors.slack,
-    connectors.matrix,
-    connectors.telegram,
-    connectors.whatsapp,
-    connectors.messenger,
-    connectors.sms,
-)
+TEMPLATES = web.AppKey("templates", Environment)
 
 
 def _http_session() -> aiohttp.ClientSession:
@@ -77,7 +65,11 @@ def _http_session() -> aiohttp.ClientSession:
 
 
 def _assemble(
-    settings: Settings, http: aiohttp.ClientSession, *, poll_interval: float = 1.0
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    *,
+    poll_interval: float = 1.0,
+    shipped: Registry = SHIPPED,
 ) -> tuple[
     Database,
     Writer,
@@ -102,16 +94,19 @@ def _assemble(
         return await run_request(request, services)
 
     connectors_: list[Connector] = []
-    for build in registry.CONNECTORS.values():
-        connectors_.extend(build(settings, http, pipeline.on_inbound, media))
+    for part in shipped.connectors.values():
+        connectors_.extend(part.build(settings, http, pipeline.on_inbound, media))
     surfaces: list[StaffSurface] = []
-    for name, build_surface in registry.SURFACES.items():
+    for name, surface_part in shipped.surfaces.items():
         state = KvState(db, f"surface.{name}.")
-        surfaces.extend(build_surface(settings, http, pipeline.on_staff, run_command, state))
+        surfaces.extend(surface_part.build(settings, http, pipeline.on_staff, run_command, state))
     for connector in connectors_:
         pipeline.add_connector(connector)
     for surface in surfaces:
         pipeline.add_surface(surface)
+    for publisher_part in shipped.publishers.values():
+        for publisher in publisher_part.build(settings, http):
+            pipeline.add_publisher(publisher)
     # On PostgreSQL any number of processes may share the outbox: each leases what it sends.
     leases = Leases(worker_name()) if db.dialect == "postgresql" else None
     dispatcher = Dispatcher(
@@ -142,9 +137,11 @@ async def build_app(
     )
     app.add_routes(media.routes())
     app.add_routes(links.routes())
+    # One environment for the pages' templates: each compiles once, for the app's life.
+    templates = templating.environment()
     # Late-bound: the pipeline's clock may be replaced after the app is built.
-    app.add_routes(StatsPage(db, settings, clock=lambda: pipeline.clock()).routes())
-    app.add_routes(Widget(db, settings.widget, connectors_).routes())
+    app.add_routes(StatsPage(db, settings, templates, clock=lambda: pipeline.clock()).routes())
+    app.add_routes(Widget(db, settings.widget, connectors_, templates).routes())
     metrics = pipeline.metrics
     metrics.watch_dispatcher(dispatcher)
     metrics.declare(dict.fromkeys(c.platform for c in connectors_))
@@ -172,6 +169,7 @@ async def build_app(
     app[CONNECTORS] = connectors_
     app[SURFACES] = surfaces
     app[METRICS] = metrics
+    app[TEMPLATES] = templates
     app.router.add_get("/healthz", healthz)
     api, api_app = build_api(Services(settings, db, writer, pipeline))
     app[API] = api
@@ -253,7 +251,7 @@ async def _supervise(command: list[str], metrics: Metrics) -> None:
     """Keep the dispatcher process running; stop it when the bridge stops."""
     delay = 1.0
     while True:
-        # The child reports its counters through a pipe of its own (see bridge.metrics).
+        # The child reports its counters through a pipe of its own (see bridge.web.metrics).
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "BRIDGE_PARENT_PID": str(os.getpid()), REPORT_FD: str(write_fd)}
         try:

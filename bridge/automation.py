@@ -20,14 +20,16 @@ from sqlalchemy.engine import Connection
 
 from bridge.config import Settings
 from bridge.redact import short_url
-from bridge.rules import Action, Incoming, Matcher, Rule, fill, fill_url
+from bridge.rules import Incoming, Matcher, fill, fill_url
 from bridge.types import (
     AccountId,
+    Action,
     ChatId,
     ContactId,
     ConversationId,
     InboundMessage,
     Platform,
+    Rule,
 )
 from storage import Tx, rules_store, subscriptions
 from storage.queries import NewJob

@@ -21,14 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import publish
 from bridge.errors import Held, PermanentError
+from bridge.jobs import (
+    BroadcastExpandJob,
+    BroadcastProgressJob,
+    BroadcastPublishJob,
+    BroadcastSendJob,
+    JobKind,
+    broadcast_key_range,
+)
 from bridge.links import ShortLinks
 from bridge.outbox import HOLD_PREFIX
 from bridge.types import (
-    AccountId,
     ChatId,
     FileData,
     OutboundMessage,
-    Platform,
     StaffMessageRef,
     SurfaceName,
     TemplateCall,
@@ -57,57 +63,20 @@ MARK = "{chat}"
 INTERRUPTED = "the bridge stopped while sending this one; not sent again, to send nobody two"
 
 
-def send_key(broadcast_id: int, contact_id: int) -> str:
-    """The outbox key of one recipient's message: the same broadcast never goes twice."""
-    return f"bc:{broadcast_id}:{contact_id}"
-
-
 def hold_key(broadcast_id: int) -> str:
     """The rate key every row of a broadcast carries, to hold them all while it is paused."""
     return f"{HOLD_PREFIX}bc:{broadcast_id}"
-
-
-def key_range(broadcast_id: int) -> tuple[str, str]:
-    """Bounds of a broadcast's recipient keys (for an index range scan)."""
-    return f"bc:{broadcast_id}:", f"bc:{broadcast_id};"
-
-
-def publish_key(broadcast_id: int, target: str) -> str:
-    """The outbox key of publishing a broadcast on one target: it is posted there once."""
-    return f"bcpub:{broadcast_id}:{target}"
 
 
 def start_jobs(b: store.BroadcastRecord, now: datetime) -> list[NewJob]:
     """What a confirmed broadcast starts with: the first expansion, the progress report and a
     post on each publishing target (at the broadcast's time)."""
     at = b.scheduled_at.timestamp() if b.scheduled_at and b.scheduled_at > now else 0.0
-    posts = [
-        NewJob(
-            kind="broadcast.publish",
-            idem_key=publish_key(b.id, target),
-            lane=f"bcpub:{b.id}:{target}",
-            # One key per target: a 429 from X holds back every broadcast's post to X.
-            rate_keys=(f"publish:{target}",),
-            payload={"b": b.id, "t": target},
-            next_at=at,
-        )
-        for target in b.publish
-    ]
     return [
-        *posts,
-        NewJob(
-            kind="broadcast.expand",
-            idem_key=f"bcx:{b.id}:0",
-            lane=f"bcx:{b.id}",
-            payload={"b": b.id},
-            next_at=at,
-        ),
-        NewJob(
-            kind="broadcast.progress",
-            idem_key=f"bcp:{b.id}:0",
-            lane=f"bcp:{b.id}",
-            payload={"b": b.id, "n": 0},
-            next_at=max(at, now.timestamp()) + 1.0,
+        *(BroadcastPublishJob(broadcast=b.id, target=t).new_job(next_at=at) for t in b.publish),
+        BroadcastExpandJob(broadcast=b.id).new_job(next_at=at),
+        BroadcastProgressJob(broadcast=b.id, number=0).new_job(
+            next_at=max(at, now.timestamp()) + 1.0
         ),
     ]
 
@@ -233,13 +202,10 @@ class BroadcastHandlers:
     def handlers(self) -> dict[str, Any]:
         """Row kind → handler."""
         return {
-            "broadcast.expand": _Expand(self),
-            "broadcast.send": _Send(self),
-            "broadcast.progress": _Progress(self),
-            "broadcast.publish": _Publish(
-                self,
-                publish.publishers(self.p.settings, self.p.http) if self.p.http else {},
-            ),
+            JobKind.BROADCAST_EXPAND: _Expand(self),
+            JobKind.BROADCAST_SEND: _Send(self),
+            JobKind.BROADCAST_PROGRESS: _Progress(self),
+            JobKind.BROADCAST_PUBLISH: _Publish(self, self.p.publishers),
         }
 
     async def file(self, file_id: int) -> FileData:
@@ -274,7 +240,7 @@ class _Expand(_Base):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        broadcast_id = int(job.payload["b"])
+        broadcast_id = BroadcastExpandJob.from_job(job).broadcast
         hold = hold_key(broadcast_id)
         templates = {
             (str(platform), str(account)): " ".join((*connector.rate_keys(ChatId(MARK)), hold))
@@ -309,9 +275,9 @@ class _Send(_Base):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        p = job.payload
-        b = await self.shared.broadcast(int(p["b"]))
-        contact_id = int(p["c"])
+        recipient = BroadcastSendJob.from_job(job)
+        b = await self.shared.broadcast(recipient.broadcast)
+        contact_id = recipient.contact
         if b.state == "cancelled":
             return self._outcome(job, b, "cancelled", "the broadcast was cancelled")
         if b.state == "paused":
@@ -325,10 +291,11 @@ class _Send(_Base):
         reason = await self.shared.verdict(b, contact_id)
         if reason is not None:
             return self._outcome(job, b, "skipped", reason)
-        connector = self.p.connectors.get((Platform(p["p"]), AccountId(p["a"])))
+        platform, account = recipient.platform, recipient.account
+        connector = self.p.connectors.get((platform, account))
         if connector is None:
-            return self._outcome(job, b, "failed", f"no {p['p']} account {p['a']} is configured")
-        values = values_for(p["n"], p["chat"], contact_id, p["p"])
+            return self._outcome(job, b, "failed", f"no {platform} account {account} is configured")
+        values = values_for(recipient.name, recipient.chat, contact_id, platform)
         template = None
         if b.template:
             template = TemplateCall(
@@ -338,9 +305,9 @@ class _Send(_Base):
             )
         files = (await self.shared.file(b.file_id),) if b.file_id else ()
         message = OutboundMessage(
-            platform=Platform(p["p"]),
-            account=AccountId(p["a"]),
-            chat_id=ChatId(p["chat"]),
+            platform=platform,
+            account=account,
+            chat_id=recipient.chat,
             text=await self.shared.personal(b, fill(b.text, values), contact_id),
             files=files,
             template=template,
@@ -358,15 +325,15 @@ class _Send(_Base):
         reason: str | None,
         external: str | None = None,
     ) -> Completion:
-        p = job.payload
+        recipient = BroadcastSendJob.from_job(job)
         self.shared.tried.discard(job.id)
         row = {
             "broadcast_id": b.id,
-            "contact_id": int(p["c"]),
+            "contact_id": recipient.contact,
             "state": state,
             "reason": reason,
-            "platform": p["p"],
-            "account": p["a"],
+            "platform": recipient.platform,
+            "account": recipient.account,
             "external_id": external,
             "at": self.p.clock(),
         }
@@ -374,7 +341,7 @@ class _Send(_Base):
 
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
         [job] = jobs
-        b = await self.shared.broadcast(int(job.payload["b"]))
+        b = await self.shared.broadcast(BroadcastSendJob.from_job(job).broadcast)
         completion = self._outcome(job, b, "failed", error.reason)
         completion.failed_reason = str(error)
         return completion
@@ -406,7 +373,8 @@ class _Publish(_Base):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        broadcast_id, target = int(job.payload["b"]), str(job.payload["t"])
+        publishing = BroadcastPublishJob.from_job(job)
+        broadcast_id, target = publishing.broadcast, publishing.target
         b = await self.shared.broadcast(broadcast_id, fresh=True)
         kept = await self.p.db.run_read(lambda conn: store.posts(conn, broadcast_id))
         if target in kept:
@@ -448,7 +416,8 @@ class _Publish(_Base):
         post: publish.Post | None = None,
         reason: str | None = None,
     ) -> Completion:
-        broadcast_id, target = int(job.payload["b"]), str(job.payload["t"])
+        publishing = BroadcastPublishJob.from_job(job)
+        broadcast_id, target = publishing.broadcast, publishing.target
         at = self.p.clock()
 
         def write(tx: Tx) -> list[NewJob]:
@@ -488,7 +457,8 @@ class _Progress(_Base):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        broadcast_id = int(job.payload["b"])
+        progress = BroadcastProgressJob.from_job(job)
+        broadcast_id = progress.broadcast
         b = await self.shared.broadcast(broadcast_id, fresh=True)
         counts = await self.p.db.run_read(lambda conn: store.per_platform(conn, broadcast_id))
         clicks = await self.p.db.run_read(
@@ -505,7 +475,7 @@ class _Progress(_Base):
             # No new outcome since the last look, yet fewer than rows queued: recipients
             # erased meanwhile have none, and their rows are gone. Done when no row of the
             # broadcast waits any more (counted only then: a million rows take a while).
-            low, high = key_range(broadcast_id)
+            low, high = broadcast_key_range(broadcast_id)
             waiting = await self.p.db.run_read(lambda conn: store.waiting(conn, low, high))
             finished = waiting == 0
         # A post may still wait for X's or Facebook's rate limit when the last recipient's
@@ -542,16 +512,7 @@ class _Progress(_Base):
                     started_at=b.started_at,
                     finished_at=b.finished_at or now,
                 )
-            n = int(job.payload["n"]) + 1
-            return [
-                NewJob(
-                    kind="broadcast.progress",
-                    idem_key=f"bcp:{broadcast_id}:{n}",
-                    lane=f"bcp:{broadcast_id}",
-                    payload={"b": broadcast_id, "n": n},
-                    next_at=time.time() + PROGRESS_EVERY,
-                )
-            ]
+            return [progress.following().new_job(next_at=time.time() + PROGRESS_EVERY)]
 
         return Completion([job.id], also=[write])
 

@@ -20,20 +20,14 @@ import aiohttp
 import aiosmtplib
 from sqlalchemy.engine import make_url
 
-# The modules that ship with the bridge record their factories in `bridge.registry`.
-import connectors.matrix  # noqa: F401
-import connectors.messenger  # noqa: F401
-import connectors.slack  # noqa: F401
-import connectors.sms  # noqa: F401
-import connectors.telegram  # noqa: F401
-import connectors.whatsapp  # noqa: F401
-from bridge import registry
 from bridge.config import MailSettings, Settings
 from bridge.errors import BridgeError
 from bridge.logs import Masker, secrets_of
 from bridge.protocols import Connector, StaffSurface
+from bridge.registry import Registry
 from bridge.types import FileData, InboundEvent, StaffEvent
 from commands.base import Reply, Request
+from connectors.all import SHIPPED
 from storage.db import Database
 
 CHECK_TIMEOUT = 15.0
@@ -67,7 +61,9 @@ def line(name: str, ok: bool, detail: str) -> str:
     return f"{name:<{NAME_WIDTH}} {'ok' if ok else 'FAILED':<6} {detail}".rstrip()
 
 
-async def run_checks(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -> list[Outcome]:
+async def run_checks(
+    settings: Settings, *, timeout: float = CHECK_TIMEOUT, shipped: Registry = SHIPPED
+) -> list[Outcome]:
     """The database, each configured account and surface, the mail server: checked at once."""
     mask = Masker(secrets_of(settings))
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
@@ -76,16 +72,16 @@ async def run_checks(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -> l
             ("database", lambda: _database(settings))
         ]
         failed: list[Outcome] = []
-        for name, build in registry.CONNECTORS.items():
+        for name, part in shipped.connectors.items():
             try:
-                connectors_ = build(settings, http, _no_inbound, _NoMedia())
+                connectors_ = part.build(settings, http, _no_inbound, _NoMedia())
             except Exception as exc:
                 failed.append(Outcome(name, False, mask(str(exc))))
                 continue
             checks.extend((f"{c.platform}:{c.account}", _prober(c)) for c in connectors_)
-        for name, build_surface in registry.SURFACES.items():
+        for name, surface_part in shipped.surfaces.items():
             try:
-                surfaces = build_surface(settings, http, _no_staff, _no_commands, _NoState())
+                surfaces = surface_part.build(settings, http, _no_staff, _no_commands, _NoState())
             except Exception as exc:
                 failed.append(Outcome(name, False, mask(str(exc))))
                 continue

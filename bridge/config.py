@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.types import PLATFORMS, PlatformName
 
 ENV_PREFIX = "BRIDGE_"
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -518,7 +519,7 @@ class SmsSettings(_Section):
 class Route(_Section):
     """`[[routes]]`: where one platform account's conversations are mirrored."""
 
-    platform: Literal["telegram", "whatsapp", "messenger", "sms"]
+    platform: PlatformName
     # Without an account the route covers every account of the platform.
     account: str | None = None
     slack_channel: str | None = None
@@ -611,12 +612,9 @@ class Settings(_Section):
                 raise ConfigError("matrix.room", "a room id starts with ! (not an #alias)")
 
         seen: set[tuple[str, str]] = set()
-        for section, accounts in (
-            ("whatsapp", self.whatsapp.accounts),
-            ("messenger", self.messenger.accounts),
-            ("sms", self.sms.accounts),
-        ):
-            for account in accounts:
+        for section in PLATFORMS:
+            # The platforms that take several accounts list them in `accounts`.
+            for account in getattr(getattr(self, section), "accounts", ()):
                 if (section, account.account) in seen:
                     raise ConfigError(
                         f"{section}.accounts", f"account {account.account} is configured twice"

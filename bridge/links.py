@@ -1,8 +1,8 @@
-"""Click-to-chat links for every platform, and the bridge's short links with click counting.
+"""The bridge's short links with click counting (click-to-chat links: connectors.chatlinks).
 
 Short links are `{public_url}/s/<code>`: a GET records a click and redirects (302) to the URL.
 A broadcast gives each recipient their own `{public_url}/s/<code>/<token>`; the token is the
-contact id enciphered and signed with a key kept in the database (like bridge.media's), so a
+contact id enciphered and signed with a key kept in the database (like bridge.web.media's), so a
 click is attributed to the contact while the link shows nothing of them, and a changed token
 still leads to the URL but names nobody.
 """
@@ -18,13 +18,12 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from bridge.recent import Recent
-from bridge.types import MESSENGER, SMS, TELEGRAM, WHATSAPP, Platform
 from storage import Database, Tx, Writer, shortlinks
 from storage.shortlinks import Click, ShortLink
 
@@ -32,49 +31,6 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 CLICK_WINDOW = 60.0  # seconds in which a visitor's clicks on a link count once
 CLICK_VISITORS = 100_000  # (link, visitor) pairs remembered at most
-
-# t.me deep links: the start payload is 1-64 characters of A-Z, a-z, 0-9, _ and -.
-_TELEGRAM_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def chat_link(platform: Platform, address: str, payload: str | None = None) -> str:
-    """The link that opens a chat with `address` on `platform`, carrying `payload`.
-
-    `address` is the bot username (Telegram), the number in international format (WhatsApp,
-    SMS) or the page username or id (Messenger). WhatsApp and SMS prefill the payload as the
-    message text; Messenger passes it as the `ref` and Telegram as the /start parameter, which
-    the bridge records as the contact's opt-in source.
-    """
-    if not address:
-        msg = f"a {platform} link needs an address"
-        raise ValueError(msg)
-    if platform == WHATSAPP:
-        # wa.me wants the full international number without +, spaces or dashes.
-        digits = re.sub(r"\D", "", address)
-        link = f"https://wa.me/{digits}"
-        return f"{link}?{urlencode({'text': payload}, quote_via=quote)}" if payload else link
-    if platform == MESSENGER:
-        link = f"https://m.me/{quote(address, safe='.')}"
-        return f"{link}?{urlencode({'ref': payload}, quote_via=quote)}" if payload else link
-    if platform == TELEGRAM:
-        link = f"https://t.me/{address.lstrip('@')}"
-        if not payload:
-            return link
-        if not _TELEGRAM_PAYLOAD.match(payload):
-            msg = "a Telegram start payload is 1-64 characters of A-Z, a-z, 0-9, _ and -"
-            raise ValueError(msg)
-        return f"{link}?start={payload}"
-    if platform == SMS:
-        number = "+" + re.sub(r"\D", "", address)
-        # RFC 5724 sms: URI; `body` prefills the message on iOS and Android alike.
-        return (
-            f"sms:{number}?{urlencode({'body': payload}, quote_via=quote)}"
-            if payload
-            else (f"sms:{number}")
-        )
-    msg = f"no click-to-chat link for platform {platform}"
-    raise ValueError(msg)
-
 
 # -- short links --------------------------------------------------------------------------------
 

@@ -779,14 +779,18 @@ class Dispatcher:
                 rate_key = (keys[-1] if exc.per_recipient else keys[0]) if keys else None
                 if rate_key is not None:
                     self._limiter.block(rate_key, exc.retry_after)
-                self._retry(lane, jobs, exc.retry_after, persist=False, error=str(exc))
+                self._retry(
+                    lane, jobs, exc.retry_after, persist=False, error=str(exc), counted=False
+                )
                 # A 429 means the call was refused: after a crash the row is not one that
                 # may have gone out.
                 self._unclaim(ids)
                 completion = None
             except Held as exc:
                 self._limiter.block(exc.key, exc.retry_after)
-                self._retry(lane, jobs, exc.retry_after, persist=False, error=str(exc))
+                self._retry(
+                    lane, jobs, exc.retry_after, persist=False, error=str(exc), counted=False
+                )
                 self._unclaim(ids)
                 completion = None
             except PermanentError as exc:
@@ -855,11 +859,21 @@ class Dispatcher:
             log.warning("outbox bookkeeping write failed: %s", task.exception())
 
     def _retry(
-        self, lane: _Lane, jobs: list[Job], delay: float, *, persist: bool, error: str
+        self,
+        lane: _Lane,
+        jobs: list[Job],
+        delay: float,
+        *,
+        persist: bool,
+        error: str,
+        counted: bool = True,
     ) -> None:
         next_at = self._clock() + delay
         # Only the head keeps its place and waits; jobs that rode along stay behind it.
         head = lane.jobs[0]
-        lane.jobs[0] = replace(head, next_at=next_at, attempts=head.attempts + 1)
+        # A 429 or a hold is taken back from the row (unclaimed): it is no attempt in memory
+        # either, or a handler would take a row that never went out for one that may have.
+        attempts = head.attempts + 1 if counted else head.attempts
+        lane.jobs[0] = replace(head, next_at=next_at, attempts=attempts)
         if persist:
             self._write(self._writer.submit(RESCHEDULE, (head.id, next_at, error[:500])))

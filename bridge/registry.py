@@ -1,11 +1,15 @@
-"""Explicit registries: each connector or surface module records its factory with a decorator.
+"""The registry of shipped parts: customer connectors, staff surfaces and publishers.
 
-`bridge.app` imports the modules it ships with; nothing is discovered by scanning.
+`connectors.all` builds THE one `Registry` from the factories the connector modules define;
+`bridge.app`, `bridge.check` and `run.py` take it from there. Nothing is discovered by
+scanning, and no part records itself by being imported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from aiohttp import ClientSession
 
@@ -19,31 +23,36 @@ from bridge.protocols import (
     StaffSurface,
     StateStore,
 )
+from bridge.publish import Publisher
 
 ConnectorFactory = Callable[[Settings, ClientSession, InboundSink, MediaHost], list[Connector]]
 SurfaceFactory = Callable[
     [Settings, ClientSession, StaffSink, CommandRunner, StateStore], list[StaffSurface]
 ]
-
-CONNECTORS: dict[str, ConnectorFactory] = {}
-SURFACES: dict[str, SurfaceFactory] = {}
-
-
-def connector(name: str) -> Callable[[ConnectorFactory], ConnectorFactory]:
-    """Record a factory that builds the configured accounts of a customer-side platform."""
-
-    def record(factory: ConnectorFactory) -> ConnectorFactory:
-        CONNECTORS[name] = factory
-        return factory
-
-    return record
+PublisherFactory = Callable[[Settings, ClientSession], list[Publisher]]
+F = TypeVar("F")
 
 
-def surface(name: str) -> Callable[[SurfaceFactory], SurfaceFactory]:
-    """Record a factory that builds a staff surface when it is configured."""
+@dataclass(frozen=True, slots=True)
+class Part(Generic[F]):
+    """A part's factory, and the settings that turn it on (said at start while it is off)."""
 
-    def record(factory: SurfaceFactory) -> SurfaceFactory:
-        SURFACES[name] = factory
-        return factory
+    build: F
+    turn_on: str | None = None
 
-    return record
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Every part the bridge can run, by name (its settings section), in the order built."""
+
+    connectors: Mapping[str, Part[ConnectorFactory]] = field(default_factory=dict)
+    surfaces: Mapping[str, Part[SurfaceFactory]] = field(default_factory=dict)
+    publishers: Mapping[str, Part[PublisherFactory]] = field(default_factory=dict)
+
+    def turn_on(self) -> Iterator[tuple[str, str]]:
+        """(name, the settings that turn it on) of every connector and surface that says."""
+        said = [(name, part.turn_on) for name, part in self.connectors.items()]
+        said += [(name, part.turn_on) for name, part in self.surfaces.items()]
+        for name, turn_on in said:
+            if turn_on is not None:
+                yield name, turn_on

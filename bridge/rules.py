@@ -40,21 +40,17 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final, cast, get_args
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import ahocorasick
 import re2
 
-from bridge.types import MESSENGER, SMS, TELEGRAM, WHATSAPP
-
-KeywordType = Literal["always", "rest", "contain", "regexp"]
-LimitType = Literal["always", "once", "every"]
+from bridge.types import PLATFORMS, Action, KeywordType, LimitType, Rule
 
 KEYWORD_TYPES: tuple[str, ...] = get_args(KeywordType)
 LIMITS: tuple[str, ...] = get_args(LimitType)
-PLATFORMS: tuple[str, ...] = (TELEGRAM, WHATSAPP, MESSENGER, SMS)
 ACTIONS: tuple[str, ...] = (
     "mailForward",
     "webserviceForward",
@@ -86,45 +82,6 @@ MAX_PATTERN: Final = 1000
 MAX_PROGRAM: Final = 20_000
 """Largest compiled RE2 program of one pattern (`[a-z]{1,1000}` is about 3,000)."""
 MAX_NAME: Final = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """What a rule does when it fires.
-
-    `kind` is one of ACTIONS. `target`: mailForward an e-mail address; webserviceForward and
-    httpBotFwd an http(s) URL; smsFwd a number in international format (+4915…);
-    addToChannel/removeFromChannel a channel name; i18nStop a language code, or None for all.
-    `text`: autoAnswer the answer; autoAnswerMedia an optional caption; mailForward the body
-    and smsFwd the SMS (both optional, the caller has a default). `subject`: mailForward.
-    `media_id`: autoAnswerMedia, a stored file. Texts, subjects and e-mail/URL targets may
-    hold placeholders such as {MSG}.
-    """
-
-    kind: str
-    target: str | None = None
-    text: str | None = None
-    subject: str | None = None
-    media_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One chatbot rule; see the module docstring for what the fields mean when matching."""
-
-    id: int
-    name: str
-    keyword_type: KeywordType
-    pattern: str | None = None
-    platforms: frozenset[str] = frozenset()
-    start: time | None = None
-    end: time | None = None
-    weekdays: frozenset[int] = frozenset(range(7))
-    limit: LimitType = "always"
-    limit_seconds: int | None = None
-    priority: int = 0
-    enabled: bool = True
-    actions: tuple[Action, ...] = ()
 
 
 class RuleError(ValueError):

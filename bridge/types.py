@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from enum import IntEnum, StrEnum
-from typing import NewType
+from typing import Literal, NewType, get_args
 
 Platform = NewType("Platform", str)
-Platform.__doc__ = "A customer-side platform name: telegram, whatsapp, messenger, sms."
+Platform.__doc__ = "A customer-side platform name, one of PLATFORMS."
 AccountId = NewType("AccountId", str)
 AccountId.__doc__ = "One account on a platform: a bot id, a phone-number id, a page id, a number."
 ChatId = NewType("ChatId", str)
@@ -34,6 +34,9 @@ StaffUserId.__doc__ = "A staff member's id on a surface (Slack 'U…', Matrix '@
 
 _PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 
+PlatformName = Literal["telegram", "whatsapp", "messenger", "sms"]
+"""THE list of customer-side platforms, in the order staff see them (help, forms, the API)."""
+PLATFORMS: tuple[Platform, ...] = tuple(Platform(name) for name in get_args(PlatformName))
 TELEGRAM = Platform("telegram")
 WHATSAPP = Platform("whatsapp")
 MESSENGER = Platform("messenger")
@@ -312,3 +315,49 @@ class RateLimit:
 
     rate: float
     burst: float = 1.0
+
+
+# -- the chatbot rule model (matched by bridge.rules, stored by storage.rules_store) ------------
+
+KeywordType = Literal["always", "rest", "contain", "regexp"]
+LimitType = Literal["always", "once", "every"]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What a rule does when it fires.
+
+    `kind` is one of bridge.rules.ACTIONS. `target`: mailForward an e-mail address;
+    webserviceForward and httpBotFwd an http(s) URL; smsFwd a number in international format
+    (+4915…);
+    addToChannel/removeFromChannel a channel name; i18nStop a language code, or None for all.
+    `text`: autoAnswer the answer; autoAnswerMedia an optional caption; mailForward the body
+    and smsFwd the SMS (both optional, the caller has a default). `subject`: mailForward.
+    `media_id`: autoAnswerMedia, a stored file. Texts, subjects and e-mail/URL targets may
+    hold placeholders such as {MSG}.
+    """
+
+    kind: str
+    target: str | None = None
+    text: str | None = None
+    subject: str | None = None
+    media_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One chatbot rule; bridge.rules says what the fields mean when matching."""
+
+    id: int
+    name: str
+    keyword_type: KeywordType
+    pattern: str | None = None
+    platforms: frozenset[str] = frozenset()
+    start: time | None = None
+    end: time | None = None
+    weekdays: frozenset[int] = frozenset(range(7))
+    limit: LimitType = "always"
+    limit_seconds: int | None = None
+    priority: int = 0
+    enabled: bool = True
+    actions: tuple[Action, ...] = ()

@@ -3,8 +3,22 @@
 The pipeline and the broadcasts call `WebhookEvents` inside the writer's transaction that stores
 the cause (a customer message, a delivery status, an opt-out, a broadcast's summary); it returns
 one outbox row per subscription that wants the event. `WebhookDelivery` is the outbox handler
-that POSTs the event:
+that POSTs the event, signed per the Standard Webhooks specification (standardwebhooks.com),
+so that a receiver can check it with a stock library:
 
+    webhook-id: msg_<32 hex digits>, from the outbox row's idempotency key: the same on every
+        try of one delivery, another for each subscription and event
+    webhook-timestamp: <Unix seconds of this try>
+    webhook-signature: v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>">
+
+The HMAC key is the subscription's secret as it was shown, taken as its UTF-8 bytes: the same
+key as the bridge's own signature. The specification writes a secret as `whsec_` and the key in
+base64, so a stock verifier takes `"whsec_" + base64(secret)` (or the key's bytes as they are).
+
+The bridge's own signature headers are still sent for one more release, then they go
+(X-Bridge-Event and X-Bridge-Delivery stay):
+
+    X-Bridge-Timestamp: <Unix seconds of this try>
     X-Bridge-Signature: sha256=<hex HMAC-SHA256 of "<X-Bridge-Timestamp>.<body>" with the secret>
 
 2xx is delivered; 429 waits for Retry-After; 408, 5xx, timeouts and connection errors are
@@ -13,12 +27,13 @@ retried with the outbox's backoff (for up to 24 hours); any other answer fails t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -32,6 +47,7 @@ from bridge.errors import (
     TransientError,
     Unreachable,
 )
+from bridge.jobs import JobKind, WebhookDeliverJob
 from bridge.security import OutboundGuard
 from bridge.types import ContactId, ConversationId, InboundMessage, MessageId
 from storage import Completion, ContactRecord, Database, Job, NewJob, Tx
@@ -71,6 +87,20 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
+def standard_id(idem_key: str) -> str:
+    """The `webhook-id` of a delivery, made from its outbox row's idempotency key."""
+    # The key is stable across the tries of a delivery, but holds dots and parts that come from
+    # outside (event types, platform ids); the specification asks for an id without either.
+    return "msg_" + hashlib.sha256(idem_key.encode()).hexdigest()[:32]
+
+
+def standard_signature(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
+    """`v1,` and the base64 HMAC-SHA256 of `<id>.<timestamp>.<body>` keyed with the secret."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    mac = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
 def retry_after(value: str | None, now: float) -> float:
     """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
     if not value:
@@ -85,6 +115,18 @@ def retry_after(value: str | None, now: float) -> float:
     if seconds != seconds:  # NaN
         return DEFAULT_RETRY_AFTER_S
     return min(max(seconds, 1.0), MAX_RETRY_AFTER_S)
+
+
+def delivery(webhook_id: int, event: WebhookEvent) -> NewJob:
+    """The outbox row that delivers one event to one subscription."""
+    return WebhookDeliverJob(
+        webhook=webhook_id, event=event.body(), contact=event.contact_id
+    ).new_job()
+
+
+def deliveries(subscribed: Iterable[WebhookRecord], event: WebhookEvent) -> list[NewJob]:
+    """One delivery row per active subscription that wants the event."""
+    return [delivery(w.id, event) for w in subscribed if w.active and w.wants(event.type)]
 
 
 class WebhookEvents:
@@ -105,16 +147,16 @@ class WebhookEvents:
         """The outbox handler of deliveries (none without the outbound guard)."""
         if outbound is None:
             return {}
-        return {store.DELIVER: WebhookDelivery(outbound, db)}
+        return {JobKind.WEBHOOK_DELIVER: WebhookDelivery(outbound, db)}
 
     def emit(self, tx: Tx, event: WebhookEvent) -> list[NewJob]:
         """One delivery row per active subscription that wants the event."""
-        return store.event_jobs(self.subscriptions.wanting(tx.conn, event.type), event)
+        return deliveries(self.subscriptions.wanting(tx.conn, event.type), event)
 
     def ping(self, webhook: WebhookRecord, by: str) -> list[NewJob]:
         """A test event for one subscription, whatever events it asked for."""
         event = store.ping_event(webhook.id, by=by, at=self._clock())
-        return [store.deliver_job(webhook.id, event)]
+        return [delivery(webhook.id, event)]
 
     def messages_received(
         self,
@@ -157,7 +199,7 @@ class WebhookEvents:
                 data=data,
                 contact_id=int(contact_id),
             )
-            jobs.extend(store.event_jobs(subscribed, event))
+            jobs.extend(deliveries(subscribed, event))
         return jobs
 
     def message_status(self, tx: Tx, message_id: MessageId, status: str) -> list[NewJob]:
@@ -188,7 +230,7 @@ class WebhookEvents:
             },
             contact_id=state.contact_id,
         )
-        return store.event_jobs(subscribed, event)
+        return deliveries(subscribed, event)
 
     def opted(
         self,
@@ -226,7 +268,7 @@ class WebhookEvents:
             },
             contact_id=int(record.id),
         )
-        return store.event_jobs(subscribed, event)
+        return deliveries(subscribed, event)
 
     def broadcast_finished(
         self,
@@ -266,7 +308,7 @@ class WebhookEvents:
                 "finished_at": iso(finished_at),
             },
         )
-        return store.event_jobs(subscribed, event)
+        return deliveries(subscribed, event)
 
 
 class WebhookDelivery:
@@ -293,9 +335,8 @@ class WebhookDelivery:
     async def run(self, jobs: Sequence[Job]) -> Completion:
         """POST the event; raise the outbox's errors for what the receiver answered."""
         [job] = jobs
-        webhook_id = int(job.payload["webhook"])
-        event: Mapping[str, Any] = job.payload["event"]
-        contact = job.payload.get("contact")
+        row = WebhookDeliverJob.from_job(job)
+        webhook_id, event, contact = row.webhook, row.event, row.contact
         # Read at each attempt: a removed webhook gets nothing more, and a contact erased while
         # the event waited (the dispatcher holds a copy of the row) is not sent to the CRM.
         hook, erased = await self._db.run_read(
@@ -310,11 +351,16 @@ class WebhookDelivery:
             return Completion([job.id], failed_reason="the contact was erased")
         body = encode(event)
         timestamp = str(int(self._clock()))
+        message_id = standard_id(job.idem_key)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": standard_signature(hook.secret, message_id, timestamp, body),
             "X-Bridge-Event": str(event["type"]),
             "X-Bridge-Delivery": str(event["id"]),
+            # The bridge's own signature, kept for one more release beside the standard one.
             "X-Bridge-Timestamp": timestamp,
             "X-Bridge-Signature": signature(hook.secret, timestamp, body),
         }
@@ -350,12 +396,12 @@ class WebhookDelivery:
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
         """Record the delivery as failed; the receiver does not get this event."""
         for job in jobs:
-            event = job.payload.get("event") or {}
+            row = WebhookDeliverJob.from_job(job)
             log.warning(
                 "webhook %s: event %s (%s) not delivered: %s",
-                job.payload.get("webhook"),
-                event.get("id"),
-                event.get("type"),
+                row.webhook,
+                row.event.get("id"),
+                row.event.get("type"),
                 error,
             )
         return Completion([j.id for j in jobs], failed_reason=str(error))

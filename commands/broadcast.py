@@ -15,13 +15,14 @@ from bridge import publish
 from bridge.broadcasts import (
     PLACEHOLDERS,
     fill,
-    key_range,
     placeholders,
     start_jobs,
     unknown_placeholders,
     values_for,
 )
+from bridge.jobs import broadcast_key_range
 from bridge.links import ShortLinks
+from bridge.types import PLATFORMS
 from commands.base import (
     CommandError,
     Conflict,
@@ -39,7 +40,6 @@ from storage.tables import outbox
 
 broadcast = command("broadcast", "Newsletters to channels and messengers, with progress")
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 NEW_EXAMPLE = '/broadcast new news "Hello {FIRSTNAME}, our sale starts on Friday!"'
 
 
@@ -425,7 +425,7 @@ async def change_state(ctx: Context, broadcast_id: int, action: str) -> int:
         store.change(tx.conn, b.id, state=new)
         stopped = 0
         if new == "cancelled":
-            low, high = key_range(b.id)
+            low, high = broadcast_key_range(b.id)
             result = tx.conn.execute(
                 update(outbox)
                 .where(

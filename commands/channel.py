@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from bridge.types import PLATFORMS
 from commands.base import CommandError, Conflict, Context, NotFound, Reply, Role, command
 from commands.blacklist import find_contact, label
 from storage import ContactRecord, Tx, channels_extra, subscriptions
@@ -15,7 +16,6 @@ from storage.subscriptions import ChannelRecord, fold
 
 channel = command("channel", "Subscriber channels customers join and leave by keyword")
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 NAME_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 _NAME = re.compile(NAME_PATTERN)
 # Telegram deep links (t.me/<bot>?start=<payload>) carry only these characters.
@@ -134,7 +134,7 @@ async def _list_members(ctx: Context, args: list[str]) -> Reply:
 
 @channel.sub(
     "create",
-    usage="<name> [--join KEYWORD] [--leave KEYWORD] [--platform telegram|whatsapp|messenger|sms]",
+    usage=f"<name> [--join KEYWORD] [--leave KEYWORD] [--platform {'|'.join(PLATFORMS)}]",
     summary="a new channel; quote keywords with spaces",
     example="/channel create news --join JOIN-NEWS --leave LEAVE-NEWS",
     role=Role.MANAGER,
@@ -313,7 +313,7 @@ async def _reply(ctx: Context, args: list[str]) -> Reply:
 
 @channel.sub(
     "bind",
-    usage="<name> <telegram|whatsapp|messenger|sms|none>",
+    usage=f"<name> <{'|'.join(PLATFORMS)}|none>",
     summary="customers who sign up on that platform (their first message) join the channel",
     example="/channel bind news telegram",
     role=Role.MANAGER,

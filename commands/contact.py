@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from bridge.types import ContactId, FileData, MediaKind
+from bridge.jobs import StaffTombstoneJob
+from bridge.types import PLATFORMS, ContactId, FileData, MediaKind
 from commands.base import CommandError, Context, NotFound, Reply, Role, command
-from storage import NewJob, Tx, subscriptions
+from storage import Tx, subscriptions
 from storage.contacts_admin import (
     ERASED_TABLES,
     FIND_LIMIT,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 contact = command("contact", "Find, show and edit contacts; export or erase a contact's data")
 
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 NAME_MAX = 256  # contacts.display_name
 OPT_IN_MAX = 256  # contacts.opt_in_source
 DIRECTIONS = {"in": "inbound", "out": "outbound", "both": "inbound and outbound"}
@@ -499,17 +499,10 @@ async def forget_contact(
         jobs = []
         for surface, thread in erased.threads:
             known = pipeline.surfaces.get(surface)
-            jobs.append(
-                NewJob(
-                    kind="staff.tombstone",
-                    # One per thread (a contact has a thread per conversation and surface);
-                    # named by the thread alone: the row outlives the contact's id.
-                    idem_key=f"forget:{surface}:{thread}"[:256],
-                    lane=f"forget:{surface}:{thread}"[:128],
-                    rate_keys=known.rate_keys("update", None) if known is not None else (),
-                    payload={"surface": surface, "thread": thread, "text": text},
-                )
-            )
+            tombstone = StaffTombstoneJob(surface=surface, thread=thread, text=text)
+            rate_keys = known.rate_keys("update", None) if known is not None else ()
+            # One per thread (a contact has a thread per conversation and surface).
+            jobs.append(tombstone.new_job(rate_keys))
         tx.enqueue(jobs, time.time())
         # Right after the commit, before the writer's next transaction: an inbound message
         # from the same chat must not find the erased contact in the pipeline's memory.

@@ -12,7 +12,7 @@ from qrcode.exceptions import DataOverflowError  # type: ignore[import-untyped]
 from qrcode.image.pil import PilImage  # type: ignore[import-untyped]
 
 from bridge.protocols import Connector
-from bridge.types import MESSENGER, SMS, TELEGRAM, WHATSAPP, FileData, MediaKind
+from bridge.types import MESSENGER, PLATFORMS, TELEGRAM, FileData, MediaKind
 from commands.base import CommandError, Context, Reply, Role, command
 from commands.runner import command_help
 from commands.template import PLATFORM_NAMES
@@ -20,7 +20,6 @@ from storage import subscriptions
 
 link = command("link", "Click-to-chat links and QR codes for each account", default="")
 
-PLATFORMS = (TELEGRAM, WHATSAPP, MESSENGER, SMS)
 # t.me start payloads: 1-64 of A-Za-z0-9_- (core.telegram.org/api/links#bot-links).
 _TELEGRAM_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # m.me refs: fewer than 150 of letters, digits and + / = - . : _ (Messenger Platform docs).

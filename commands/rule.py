@@ -23,8 +23,8 @@ from functools import partial
 from bridge.automation import describe
 from bridge.errors import AddressRefused
 from bridge.redact import short_url
-from bridge.rules import Action, Incoming, Matcher, Rule, RuleError, url_shape, validate
-from bridge.types import FileData
+from bridge.rules import Incoming, Matcher, RuleError, url_shape, validate
+from bridge.types import PLATFORMS, Action, FileData, Rule
 from commands.base import (
     CommandError,
     Conflict,
@@ -46,7 +46,6 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
 _NAME = re.compile(f"^{NAME_PATTERN}$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
-PLATFORMS = ("telegram", "whatsapp", "messenger", "sms")
 # The compact words for the actions, and the handbook's names, which work as well.
 ACTION_WORDS = {
     "answer": "autoAnswer",

@@ -9,9 +9,8 @@ from dataclasses import replace
 import aiohttp
 
 from bridge.errors import AddressRefused, TooLarge
-from bridge.rules import Rule
 from bridge.security import FILE_CAP, MAX_REDIRECTS, file_name, read_capped
-from bridge.types import FileData, MediaKind
+from bridge.types import FileData, MediaKind, Rule
 from commands.base import CommandError, Context
 from storage import Tx, rules_store
 

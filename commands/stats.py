@@ -6,8 +6,8 @@ import re
 
 from bridge.charts import bar_png
 from bridge.links import SHORT_PATH
-from bridge.stats_page import LOGIN_TTL, StatsPage, chart_of, percent
 from bridge.types import FileData, MediaKind
+from bridge.web.stats_page import LOGIN_TTL, StatsLogin, chart_of, percent
 from commands.base import Context, Reply, Role, command
 from storage import stats as store
 from storage.stats import BroadcastFunnel, LinkCount, Overview
@@ -52,8 +52,8 @@ async def _stats(ctx: Context, args: list[str]) -> Reply:
     elif ctx.request.private_answers and ctx.request.thread is None:
         # The link logs anyone in: only where the answer is the caller's alone (a slash
         # command, a direct room), never in a thread, where the answer is posted for all.
-        page = StatsPage(ctx.services.db, settings, clock=ctx.services.clock)
-        url, until = await page.login_url(days=days, ttl=LOGIN_TTL)
+        login = StatsLogin(ctx.services.db, settings, clock=ctx.services.clock)
+        url, until = await login.login_url(days=days, ttl=LOGIN_TTL)
         valid = f"valid for {LOGIN_TTL // 60} minutes, until {until:%H:%M} UTC"
         fields = (("Charts and tables (only you see this link)", f"{url}\n{valid}"),)
     else:

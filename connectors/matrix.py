@@ -43,7 +43,7 @@ from nio import (
     WhoamiResponse,
 )
 
-from bridge import bodies, registry
+from bridge import bodies
 from bridge.config import MatrixSettings, Settings
 from bridge.errors import (
     DeliveryError,
@@ -1357,7 +1357,6 @@ async def _checked_pair(call: Awaitable[tuple[Any, Any]]) -> tuple[UploadRespons
     raise TransientError(f"unexpected answer to an upload: {type(response).__name__}")
 
 
-@registry.surface("matrix")
 def build(
     settings: Settings,
     http: aiohttp.ClientSession,

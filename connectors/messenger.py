@@ -27,7 +27,6 @@ from urllib.parse import quote, unquote, urlsplit
 import aiohttp
 from aiohttp import web
 
-from bridge import links, registry
 from bridge.config import MessengerPage, Settings
 from bridge.errors import (
     BadRequest,
@@ -57,6 +56,7 @@ from bridge.types import (
     WatermarkUpdate,
 )
 from connectors import meta
+from connectors.chatlinks import chat_link
 from connectors.wire import (
     FinalSends,
     SharedWebhook,
@@ -775,7 +775,7 @@ class MessengerConnector(SharedWebhook, FinalSends):
 
     def chat_link(self, payload: str | None = None) -> str | None:
         """An m.me link to the page carrying `payload` as its ref."""
-        return links.chat_link(MESSENGER, self._page.page_name or self._page.page_id, payload)
+        return chat_link(MESSENGER, self._page.page_name or self._page.page_id, payload)
 
     def rate_keys(self, chat_id: ChatId) -> tuple[str, ...]:
         """One key per page: the Send API limit is per page."""
@@ -797,7 +797,6 @@ def _filename_from_url(url: str) -> str | None:
     return name if "." in name.strip(".") else None
 
 
-@registry.connector("messenger")
 def build(
     settings: Settings, http: aiohttp.ClientSession, sink: InboundSink, media: MediaHost
 ) -> list[Connector]:

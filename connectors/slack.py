@@ -29,7 +29,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge import bodies, registry
+from bridge import bodies
 from bridge.config import Settings, SlackSettings
 from bridge.errors import (
     DeliveryError,
@@ -1093,7 +1093,6 @@ class SlackSurface:
         }
 
 
-@registry.surface("slack")
 def build(
     settings: Settings,
     http: aiohttp.ClientSession,

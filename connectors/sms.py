@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 
-from bridge import bodies, links, registry
+from bridge import bodies
 from bridge.config import Settings, SmsAccount
 from bridge.errors import (
     BadRequest,
@@ -54,6 +54,7 @@ from bridge.types import (
     StatusUpdate,
     Template,
 )
+from connectors.chatlinks import chat_link
 from connectors.wire import (
     FinalSends,
     SharedWebhook,
@@ -647,7 +648,7 @@ class SmsConnector(SharedWebhook, FinalSends):
     def chat_link(self, payload: str | None = None) -> str | None:
         """An sms: link to the sender's number, when the number is known."""
         number = self._settings.from_number or self._settings.number
-        return links.chat_link(SMS, number, payload) if number else None
+        return chat_link(SMS, number, payload) if number else None
 
     # ------------------------------------------------------------------ rate limits
 
@@ -662,7 +663,6 @@ class SmsConnector(SharedWebhook, FinalSends):
         }
 
 
-@registry.connector("sms")
 def build(
     settings: Settings, http: aiohttp.ClientSession, sink: InboundSink, media: MediaHost
 ) -> list[Connector]:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal, NoReturn
 import aiohttp
 from aiohttp import web
 
-from bridge import bodies, registry
+from bridge import bodies
 from bridge.config import Settings, TelegramSettings
 from bridge.errors import (
     BadRequest,
@@ -30,7 +30,6 @@ from bridge.errors import (
     RateLimited,
     TransientError,
 )
-from bridge.links import chat_link
 from bridge.protocols import Connector, InboundSink, MediaHost
 from bridge.types import (
     TELEGRAM,
@@ -49,6 +48,7 @@ from bridge.types import (
     RateLimit,
     Template,
 )
+from connectors.chatlinks import chat_link
 from connectors.wire import (
     hand_over,
     int_or_none,
@@ -648,7 +648,6 @@ class TelegramConnector:
         _raise_for(status, answer)
 
 
-@registry.connector("telegram")
 def build(
     settings: Settings, http: aiohttp.ClientSession, sink: InboundSink, media: MediaHost
 ) -> list[Connector]:

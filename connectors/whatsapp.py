@@ -20,7 +20,6 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from aiohttp import web
 
-from bridge import links, registry
 from bridge.config import Settings, WhatsAppAccount
 from bridge.errors import (
     BadRequest,
@@ -49,6 +48,7 @@ from bridge.types import (
     Template,
 )
 from connectors import meta
+from connectors.chatlinks import chat_link
 from connectors.wire import (
     FinalSends,
     SharedWebhook,
@@ -769,7 +769,7 @@ class WhatsAppConnector(SharedWebhook, FinalSends):
     def chat_link(self, payload: str | None = None) -> str | None:
         """A wa.me link to the number, with `payload` as the prefilled text."""
         number = self._settings.number
-        return links.chat_link(WHATSAPP, number, payload) if number else None
+        return chat_link(WHATSAPP, number, payload) if number else None
 
     def rate_keys(self, chat_id: ChatId) -> tuple[str, ...]:
         """The number's throughput key and the pair (number, customer) key."""
@@ -843,7 +843,6 @@ def _template(item: Any) -> Template | None:
     )
 
 
-@registry.connector("whatsapp")
 def build(
     settings: Settings, http: aiohttp.ClientSession, sink: InboundSink, media: MediaHost
 ) -> list[Connector]:

@@ -479,7 +479,7 @@ def _early_keys(conn: Connection, contact_id: int) -> list[str]:
 
 
 def _served_name(filename: str) -> str:
-    """The name a file is stored under when the bridge serves it (bridge.media's rule)."""
+    """The name a file is stored under when the bridge serves it (bridge.web.media's rule)."""
     return (re.sub(r"[^A-Za-z0-9._-]+", "_", filename).strip("._") or "file")[:200]
 
 

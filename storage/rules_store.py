@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
-from bridge.rules import Action, Rule
-from bridge.types import FileData, MediaKind
+from bridge.types import Action, FileData, MediaKind, Rule
 from storage.tables import contacts, rules
 from storage.tables import rule_changes as changes
 from storage.tables import rule_files as files

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.links import chat_link
 from bridge.types import MESSENGER, SMS, TELEGRAM, WHATSAPP
+from connectors.chatlinks import chat_link
 
 
 def test_whatsapp_link_has_digits_only_and_prefilled_text():

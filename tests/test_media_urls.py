@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.media import MediaStore
 from bridge.types import FileData, MediaKind
+from bridge.web.media import MediaStore
 from storage import Database
 from tests.world import free_port
 
@@ -69,7 +69,7 @@ async def test_expired_link_answers_gone(served, monkeypatch):
     store, _ = served
     url = await store.publish(png(), ttl=60)
     real = time.time
-    monkeypatch.setattr("bridge.media.time.time", lambda: real() + 120)
+    monkeypatch.setattr("bridge.web.media.time.time", lambda: real() + 120)
     status, _, _ = await get(url)
     assert status == 410
 

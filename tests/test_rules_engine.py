@@ -16,15 +16,14 @@ from hypothesis import strategies as st
 from bridge.rules import (
     ACTIONS,
     PLACEHOLDERS,
-    Action,
     Incoming,
     Matcher,
-    Rule,
     RuleError,
     fill,
     placeholders_in,
     validate,
 )
+from bridge.types import Action, Rule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOTHING = (Action("doNothing"),)

@@ -9,11 +9,13 @@ from html import unescape
 
 import aiohttp
 import pytest
+from sqlalchemy import update
 
 from bridge.app import PIPELINE
 from bridge.config import load_settings
 from bridge.errors import ConfigError
 from storage import subscriptions
+from storage.tables import broadcasts
 from tests.commands_kit import ADMIN, MANAGER, command, services_of
 from tests.stats_kit import SALE, traffic
 from tests.world import start_world, stop_world
@@ -97,6 +99,28 @@ async def test_text_from_the_database_is_escaped(busy):
     assert "<img" not in page
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
     assert SALE.replace("&", "&amp;") in page and SALE not in page
+
+
+# Markup that would close the element or the attribute it is put into, and run a script.
+HOSTILE = ("<script>alert(1)</script>", '"</script><script>alert(2)</script>')
+
+
+async def test_hostile_names_and_texts_stay_text(busy):
+    def write(tx):
+        for name in HOSTILE:
+            subscriptions.create_channel(tx.conn, name, ADMIN, datetime.now(UTC))
+        tx.conn.execute(update(broadcasts).values(created_by=HOSTILE[0], text=HOSTILE[1]))
+
+    await services_of(busy).write(write)
+    _, _, page = await get(await login_link(busy))
+    assert "<script" not in page.lower() and "</script" not in page.lower()
+    # Each one is still there to read: in the channel chart and in the broadcast's row (its text
+    # also in a title attribute, where a quote must not end the attribute).
+    shown = unescape(page)
+    for hostile in HOSTILE:
+        assert hostile in shown
+    assert re.search(r'<span title="[^"<>]*alert\(2\)[^"<>]*">', page)
+    assert "Members per channel" in visible(page) and HOSTILE[0] in visible(page)
 
 
 async def test_the_number_of_days_comes_with_the_link(busy):

@@ -9,8 +9,9 @@ import re
 import shutil
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from html import unescape
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import PIL.Image
@@ -376,6 +377,27 @@ async def test_keyword_and_text_are_escaped(tmp_path):
         assert 'href="https://wa.me/4915100000000?text=SAVE%20%3Cb%3E%26%2210%22%3C%2Fb%3E"' in body
     finally:
         await stop_world(world)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["<script>alert(1)</script>", '"</script><script>alert(1)//', "<img src=x onerror=alert(1)>"],
+)
+async def test_a_hostile_channel_name_stays_text(world, name):
+    def write(tx):
+        created = subscriptions.create_channel(tx.conn, name, "UADMIN", datetime.now(UTC))
+        subscriptions.update_channel(tx.conn, created.id, join_keyword="JOIN_IT")
+
+    await services_of(world).write(write)
+    # Quoted whole, slashes too: the address names the channel in one path segment.
+    status, _, body = await get(world, "/widget/" + quote(name, safe=""))
+    assert status == 200, body
+    assert "<script" not in body and "<img src=x" not in body
+    assert body.count("<title>") == 1 and body.count("<h1>") == 1
+    title = body.partition("<title>")[2].partition("</title>")[0]
+    heading = body.partition("<h1>")[2].partition("</h1>")[0]
+    assert unescape(title) == f"{name}: chat with us" and unescape(heading) == name
+    assert "<" not in title + heading and ">" not in title + heading
 
 
 def test_allowed_origins_from_the_environment_and_wrong_ones_named(tmp_path):

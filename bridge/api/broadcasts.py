@@ -22,6 +22,7 @@ from bridge.api.framework import (
     Time,
     not_found,
 )
+from bridge.types import PLATFORMS, PlatformName
 from commands import broadcast as broadcast_command
 from commands import template as template_command
 from commands.base import Context, Role
@@ -35,7 +36,7 @@ resource = Resource(
     " as a draft with its audience, then started (or scheduled) once confirmed.",
 )
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 State = Literal["draft", "scheduled", "running", "paused", "done", "cancelled"]
 TEXT_MAX = 4096
 PARAMS_MAX = 20
@@ -158,7 +159,7 @@ class BroadcastCreate(Body):
     channel_ids: list[Annotated[int, Field(ge=1, le=ID_MAX)]] = Field(
         default_factory=list, max_length=50
     )
-    platforms: list[Platform] = Field(default_factory=list, max_length=4)
+    platforms: list[Platform] = Field(default_factory=list, max_length=len(PLATFORMS))
     text: str | None = Field(
         None,
         min_length=1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import Field
 from sqlalchemy.engine import Connection
@@ -19,7 +18,7 @@ from bridge.api.framework import (
     Resource,
     not_found,
 )
-from bridge.types import ContactId
+from bridge.types import ContactId, PlatformName
 from commands import channel as channel_command
 from commands.base import Role
 from commands.channel import CONSENT_MAX, KEYWORD_MAX
@@ -32,7 +31,7 @@ resource = Resource(
     "Subscriber channels customers join and leave by keyword, and their members.",
 )
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 
 
 class Channel(Record):

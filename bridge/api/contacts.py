@@ -18,7 +18,7 @@ from bridge.api.framework import (
     Resource,
     not_found,
 )
-from bridge.types import ContactId
+from bridge.types import ContactId, PlatformName
 from commands import contact as contact_command
 from commands.base import Role
 from commands.contact import NAME_MAX
@@ -27,7 +27,7 @@ from storage.contacts_admin import ContactDetails, ContactLine, ErasureCounts, c
 
 resource = Resource("Contacts", "Customers on every messenger, as `/contact` shows them.")
 
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 
 
 class ContactSummary(Record):

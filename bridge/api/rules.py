@@ -25,9 +25,9 @@ from bridge.api.framework import (
 )
 from bridge.automation import describe
 from bridge.redact import short_url
-from bridge.rules import MAX_PATTERN, Action
-from bridge.rules import Rule as RuleDef
-from bridge.types import FileData
+from bridge.rules import MAX_PATTERN
+from bridge.types import PLATFORMS, Action, FileData, PlatformName
+from bridge.types import Rule as RuleDef
 from commands import rule as rule_command
 from commands import rule_files
 from commands.base import CommandError, Context, Role
@@ -41,7 +41,7 @@ resource = Resource(
 )
 
 KeywordType = Literal["always", "rest", "contain", "regexp"]
-Platform = Literal["telegram", "whatsapp", "messenger", "sms"]
+Platform = PlatformName
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Limit = Literal["always", "once", "every"]
 # The compact words of `/rule … --do`, and the handbook's names, which work as well.
@@ -173,7 +173,7 @@ class RuleFields(Body):
     keyword_type: KeywordType | None = None
     pattern: str | None = Field(None, max_length=MAX_PATTERN, examples=["open, hours"])
     platforms: list[Platform] | None = Field(
-        None, max_length=4, description="Empty: every messenger."
+        None, max_length=len(PLATFORMS), description="Empty: every messenger."
     )
     hours: str | None = Field(
         None, max_length=32, description="18:00-08:00; null: all day.", examples=["18:00-08:00"]

@@ -20,7 +20,6 @@ import aiohttp
 from bridge.automation import RuleBook
 from bridge.broadcasts import BroadcastHandlers
 from bridge.config import Settings
-from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.pipeline.chatbot import Chatbot
 from bridge.pipeline.directory import Directory
@@ -29,6 +28,7 @@ from bridge.pipeline.policy import Policy
 from bridge.pipeline.staff import Queued, Staff
 from bridge.pipeline.status import Status
 from bridge.protocols import Connector, StaffSurface
+from bridge.publish import Publisher
 from bridge.security import OutboundGuard, guard_from
 from bridge.types import (
     AccountId,
@@ -47,6 +47,7 @@ from bridge.types import (
     TemplateCall,
     ThreadRef,
 )
+from bridge.web.metrics import Metrics
 from bridge.webhooks import WebhookEvents
 from storage import BatchKind, Database, Tx, Writer
 
@@ -139,6 +140,11 @@ class Pipeline:
         """The staff surfaces, by name."""
         return self.directory.surfaces
 
+    @property
+    def publishers(self) -> dict[str, Publisher]:
+        """The publishers broadcasts can be posted on, by target."""
+        return self.directory.publishers
+
     def add_connector(self, connector: Connector) -> None:
         """Route a platform account's messages through this pipeline."""
         self.directory.add_connector(connector)
@@ -146,6 +152,10 @@ class Pipeline:
     def add_surface(self, surface: StaffSurface) -> None:
         """Mirror every conversation into this staff surface."""
         self.directory.add_surface(surface)
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        """Let broadcasts be posted publicly on this publisher's target."""
+        self.directory.add_publisher(publisher)
 
     def rate_limits(self) -> dict[str, RateLimit]:
         """Every rate limit the connectors and surfaces declare."""

@@ -1,5 +1,6 @@
-"""Who is where: the connectors and staff surfaces, the channel of each platform account's
-threads, the threads already opened, and the outbox rows that show something in a thread."""
+"""Who is where: the connectors, staff surfaces and publishers, the channel of each platform
+account's threads, the threads already opened, and the outbox rows that show something in a
+thread."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from sqlalchemy.engine import Connection
 
 from bridge.config import Settings
 from bridge.errors import PermanentError, RateLimited
-from bridge.metrics import Metrics
 from bridge.protocols import Connector, StaffSurface
+from bridge.publish import Publisher
 from bridge.types import (
     AccountId,
     ContactCard,
@@ -26,11 +27,12 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
+from bridge.web.metrics import Metrics
 from storage import Database, NewJob, Tx
 
 
 class Directory:
-    """The connectors and surfaces a pipeline reaches, and the threads it knows."""
+    """The connectors, surfaces and publishers a pipeline reaches, and the threads it knows."""
 
     def __init__(self, settings: Settings, db: Database, metrics: Metrics) -> None:
         self.settings = settings
@@ -38,6 +40,7 @@ class Directory:
         self.metrics = metrics
         self.connectors: dict[tuple[Platform, AccountId], Connector] = {}
         self.surfaces: dict[SurfaceName, StaffSurface] = {}
+        self.publishers: dict[str, Publisher] = {}
         self._threads: dict[tuple[ConversationId, SurfaceName], ThreadRef] = {}
 
     def add_connector(self, connector: Connector) -> None:
@@ -47,6 +50,10 @@ class Directory:
     def add_surface(self, surface: StaffSurface) -> None:
         """Mirror every conversation into this staff surface."""
         self.surfaces[surface.name] = surface
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        """Let broadcasts be posted publicly on this publisher's target."""
+        self.publishers[publisher.target] = publisher
 
     def rate_limits(self) -> dict[str, RateLimit]:
         """Every rate limit the connectors and surfaces declare."""

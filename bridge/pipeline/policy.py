@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bridge.config import Settings
+from bridge.jobs import StaffMarkJob, StaffTellJob
 from bridge.pipeline.directory import Directory
 from bridge.protocols import Connector, StaffSurface
 from bridge.types import (
@@ -119,36 +120,18 @@ def refusal_jobs(
         " (not of this workspace)" if refusal.stranger else "",
     )
     text = explanation(refusal, admins_of(tx.conn, settings.bridge.admins))
-    lane = f"c{refusal.conversation}:{refusal.surface}"
-    jobs = [
-        NewJob(
-            kind="staff.tell",
-            idem_key=f"tell:{refusal.what}:{refusal.surface}:{refusal.answer_to}",
-            lane=lane,
-            rate_keys=surface.rate_keys("post", None),
-            payload={
-                "surface": refusal.surface,
-                "thread": refusal.thread,
-                "user": refusal.user,
-                "ref": refusal.answer_to,
-                "text": text,
-            },
-        )
-    ]
+    tell = StaffTellJob(
+        surface=refusal.surface,
+        thread=refusal.thread,
+        user=refusal.user,
+        ref=refusal.answer_to,
+        text=text,
+    )
+    conversation = refusal.conversation
+    jobs = [tell.new_job(conversation, refusal.what, surface.rate_keys("post", None))]
     if refusal.mark is not None:
-        jobs.append(
-            NewJob(
-                kind="staff.mark",
-                idem_key=f"mark:refused:{refusal.surface}:{refusal.mark}",
-                lane=lane,
-                rate_keys=surface.rate_keys("mark", None),
-                payload={
-                    "surface": refusal.surface,
-                    "ref": refusal.mark,
-                    "status": DeliveryStatus.FAILED.value,
-                },
-            )
-        )
+        mark = StaffMarkJob(surface=refusal.surface, ref=refusal.mark, status=DeliveryStatus.FAILED)
+        jobs.append(mark.refused_job(conversation, surface.rate_keys("mark", None)))
     return jobs
 
 

@@ -4,7 +4,8 @@ It shows one button per configured messenger account, each a click-to-chat link 
 channel's join keyword, with a QR code of the link beside it for visitors on a computer. The
 page is one self-contained HTML file: inline CSS (allowed by its hash) and QR codes as data:
 PNGs, no script, no fonts or images from elsewhere, so it works without JavaScript and a
-Content-Security-Policy can forbid every outside load.
+Content-Security-Policy can forbid every outside load. Its words and markup are the templates
+widget*.html and widget.css in bridge/web/templates.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
+from jinja2 import Environment
 
 from bridge.config import WidgetSettings
 from bridge.protocols import Connector
-from commands.link import PLATFORMS, payload_problem, qr_png
+from bridge.types import PLATFORMS
+from commands.link import payload_problem, qr_png
 from storage import Database, subscriptions
 
 log = logging.getLogger(__name__)
@@ -34,83 +36,12 @@ QR_CACHE = 256  # QR images kept, by link: the same few links are drawn for ever
 NAME_MAX = 64  # channel names are at most this long
 
 Language = Literal["en", "de"]
-
-_TEXTS: dict[Language, dict[str, str]] = {
-    "en": {
-        "title": "{name}: chat with us",
-        "how": "Tap a button to open the chat, or scan its code with your phone.",
-        "keyword": "Or send {keyword} in any of these chats.",
-        "new_window": "(opens in a new window)",
-        "qr": "QR code: {label}, {handle}",
-        "telegram": "Chat on Telegram",
-        "whatsapp": "Chat on WhatsApp",
-        "messenger": "Chat on Messenger",
-        "sms": "Send an SMS",
-        "missing_title": "Chat widget not available",
-        "missing": (
-            "No channel of this name can be joined here. Check the address of the widget"
-            " on your website."
-        ),
-        "no_accounts": "No messenger account can carry this channel's join keyword yet.",
-    },
-    "de": {
-        "title": "{name}: Schreiben Sie uns",
-        "how": (
-            "Tippen Sie auf eine Schaltfläche, um den Chat zu öffnen, oder scannen Sie den Code"
-            " mit dem Handy."
-        ),
-        "keyword": "Oder senden Sie {keyword} in einem dieser Chats.",
-        "new_window": "(öffnet ein neues Fenster)",
-        "qr": "QR-Code: {label}, {handle}",
-        "telegram": "Auf Telegram schreiben",
-        "whatsapp": "Auf WhatsApp schreiben",
-        "messenger": "Im Messenger schreiben",
-        "sms": "SMS senden",
-        "missing_title": "Chat-Widget nicht verfügbar",
-        "missing": (
-            "Einem Kanal mit diesem Namen kann man hier nicht beitreten. Prüfen Sie die Adresse"
-            " des Widgets auf Ihrer Website."
-        ),
-        "no_accounts": ("Noch kann kein Messenger-Konto das Stichwort dieses Kanals übertragen."),
-    },
-}
-
-# Button colours chosen for at least 4.5:1 contrast with white text (WCAG AA).
-_CSS = """
-:root{color-scheme:light}
-*{box-sizing:border-box}
-body{margin:0;background:#fff;color:#1f2328;
-font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{padding:16px;max-width:1200px;margin:0 auto}
-h1{font-size:1.35em;margin:0 0 .25em}
-p{margin:.25em 0 .75em}
-.text{font-size:1.05em}
-.how,.keyword{color:#4a5560}
-.options{list-style:none;margin:12px 0;padding:0;display:grid;gap:12px;
-grid-template-columns:repeat(auto-fit,minmax(12rem,1fr))}
-.option{display:flex;flex-direction:column;align-items:center;gap:10px;padding:12px;
-border:1px solid #d0d7de;border-radius:10px}
-.button{display:block;width:100%;min-height:48px;padding:10px 14px;border-radius:8px;
-color:#fff;text-decoration:none;text-align:center;font-weight:600}
-.button:hover{text-decoration:underline}
-.button:focus{outline:3px solid #1f2328;outline-offset:3px}
-.button:focus:not(:focus-visible){outline:none}
-.button .handle{display:block;font-weight:400;font-size:.9em;overflow-wrap:anywhere}
-.telegram{background:#1d6fa5}.whatsapp{background:#0a7c4a}
-.messenger{background:#0062e0}.sms{background:#3c4650}
-.qr{width:148px;height:148px;image-rendering:pixelated}
-kbd{font:inherit;font-weight:600;background:#f0f2f4;border:1px solid #d0d7de;border-radius:4px;
-padding:0 .3em;overflow-wrap:anywhere}
-.hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);
-white-space:nowrap}
-@media (max-width:30rem){main{padding:10px}.option{flex-direction:row}
-.qr{width:112px;height:112px}}
-"""
-_STYLE_HASH = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
+# Why a widget page is missing, as its template words it.
+Missing = Literal["missing", "no_accounts"]
 # Nothing loads from anywhere but the page itself: its one style block (by hash) and the
 # data: images. `form-action` and `base-uri` close the gaps `default-src` leaves open.
 _POLICY = (
-    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src data:; base-uri 'none';"
+    "default-src 'none'; style-src 'sha256-{style_hash}'; img-src data:; base-uri 'none';"
     " form-action 'none'"
 )
 
@@ -129,13 +60,21 @@ class Widget:
     """Serves GET /widget/<channel>: click-to-chat buttons and QR codes for another site."""
 
     def __init__(
-        self, db: Database, settings: WidgetSettings, connectors: Sequence[Connector]
+        self,
+        db: Database,
+        settings: WidgetSettings,
+        connectors: Sequence[Connector],
+        templates: Environment,
     ) -> None:
         self._db = db
         self._settings = settings
         self._connectors = connectors
+        self._templates = templates
         self._qr: dict[str, str] = {}
-        policy = _POLICY
+        # The page's one style block is the template widget.css, allowed by its hash.
+        css = templates.get_template("widget.css").render()
+        style_hash = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+        policy = _POLICY.format(style_hash=style_hash)
         if settings.allowed_origins:
             policy += "; frame-ancestors " + " ".join(settings.allowed_origins)
         # Without the setting no frame-ancestors at all: any site may frame the page.
@@ -153,7 +92,6 @@ class Widget:
 
     async def _serve(self, request: web.Request) -> web.Response:
         language = choose_language(request)
-        texts = _TEXTS[language]
         name = request.match_info["channel"]
         channel = None
         if len(name) <= NAME_MAX:
@@ -161,11 +99,12 @@ class Widget:
                 lambda conn: subscriptions.channel_by_name(conn, name)
             )
         if channel is None or not channel.join_keyword:
-            return self._refusal(language, texts["missing"])
+            return self._refusal(language, "missing")
         buttons = await self._buttons(channel.join_keyword)
         if not buttons:
-            return self._refusal(language, texts["no_accounts"])
+            return self._refusal(language, "no_accounts")
         body = render(
+            self._templates,
             language,
             channel.name,
             channel.join_keyword,
@@ -212,12 +151,12 @@ class Widget:
             self._qr[url] = found
         return found
 
-    def _refusal(self, language: Language, message: str) -> web.Response:
+    def _refusal(self, language: Language, reason: Missing) -> web.Response:
         """A 404 page in plain words; not kept, so a channel set up later shows at once."""
-        title = _TEXTS[language]["missing_title"]
+        page = self._templates.get_template("widget_missing.html")
         return web.Response(
             status=404,
-            text=_page(language, title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>"),
+            text=page.render(language=language, reason=reason),
             content_type="text/html",
             headers={
                 **self._headers,
@@ -271,46 +210,13 @@ def handle_of(url: str) -> str:
 
 
 def render(
+    templates: Environment,
     language: Language,
     name: str,
     keyword: str,
     buttons: Sequence[Button],
     text: str | None = None,
 ) -> str:
-    """The whole page. Every string from the database or the settings is escaped here."""
-    texts = _TEXTS[language]
-    items = []
-    for button in buttons:
-        label = texts.get(button.platform, button.platform)
-        alt = texts["qr"].format(label=label, handle=button.handle)
-        items.append(
-            '<li class="option">'
-            f'<a class="button {escape(button.platform)}" href="{escape(button.url)}"'
-            ' target="_blank" rel="noopener noreferrer">'
-            f"{escape(label)}"
-            f'<span class="handle">{escape(button.handle)}</span>'
-            f'<span class="hidden"> {escape(texts["new_window"])}</span></a>'
-            f'<img class="qr" src="{button.qr}" width="148" height="148" alt="{escape(alt)}">'
-            "</li>"
-        )
-    keyword_line = escape(texts["keyword"]).replace("{keyword}", f"<kbd>{escape(keyword)}</kbd>")
-    body = (
-        f"<h1>{escape(name)}</h1>"
-        + (f'<p class="text">{escape(text)}</p>' if text else "")
-        + f'<p class="how">{escape(texts["how"])}</p>'
-        + f'<ul class="options" role="list">{"".join(items)}</ul>'
-        + f'<p class="keyword">{keyword_line}</p>'
-    )
-    return _page(language, texts["title"].format(name=name), body)
-
-
-def _page(language: Language, title: str, body: str) -> str:
-    return (
-        f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="robots" content="noindex">'
-        # The browser would ask for /favicon.ico on every view of the widget otherwise.
-        '<link rel="icon" href="data:,">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
-        f"<body><main>{body}</main></body></html>"
-    )
+    """The whole page; the template escapes every value it writes."""
+    page = templates.get_template("widget.html")
+    return page.render(language=language, name=name, keyword=keyword, buttons=buttons, text=text)

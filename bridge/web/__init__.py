@@ -1,0 +1,1 @@
+"""The bridge's own pages: statistics, widget, media, metrics."""
