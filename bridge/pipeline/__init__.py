@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 import aiohttp
 
 from bridge.automation import RuleBook
-from bridge.broadcasts import BroadcastHandlers
 from bridge.config import Settings
 from bridge.outbox import JobHandler
 from bridge.pipeline.chatbot import Chatbot
@@ -165,7 +164,8 @@ class Pipeline:
         """The outbox handler of each row kind."""
         # The handlers are built on the parts of this package (and import them): imported here,
         # at wiring time, so that either package can be imported first.
-        from bridge.handlers import rule_forwards
+        from bridge.handlers import rule_forwards, webhooks
+        from bridge.handlers.broadcasts import BroadcastHandlers
         from bridge.handlers.customer_sends import (
             CustomerChange,
             CustomerSend,
@@ -199,7 +199,7 @@ class Pipeline:
             "customer.delete": CustomerChange(directory, delete=True),
             **rule_forwards.handlers(directory, self.chatbot, outbound),
             **BroadcastHandlers(self).handlers(),
-            **self.webhooks.handlers(self.db, outbound),
+            **webhooks.handlers(self.db, outbound),
         }
 
     # -- entry points ---------------------------------------------------------------------
