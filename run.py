@@ -34,7 +34,7 @@ def _explain_off(settings: Settings, shipped: Registry) -> list[str]:
 
 def _matrix_registration(settings: Settings) -> int:
     """Print the appservice registration (stdout) and what to change in the settings (stderr)."""
-    from connectors.matrix import registration
+    from connectors.matrix_appservice import registration
 
     try:
         text, notes = registration(settings)

@@ -26,15 +26,15 @@ from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
 from bridge.registry import Registry
 from bridge.retention import PayloadRetention
+from bridge.services import Services
+from bridge.staffio import Reply, Request
 from bridge.state import KvState
 from bridge.web import templating
 from bridge.web.media import MediaStore
 from bridge.web.metrics import REPORT_FD, Metrics, MetricsPage
 from bridge.web.stats_page import StatsPage
 from bridge.web.widget import Widget
-from commands.base import Reply, Request
 from commands.runner import run as run_request
-from commands.services import Services
 from connectors.all import SHIPPED
 from storage import Database, Tx, Writer
 

@@ -25,8 +25,8 @@ from bridge.errors import BridgeError
 from bridge.logs import Masker, secrets_of
 from bridge.protocols import Connector, StaffSurface
 from bridge.registry import Registry
+from bridge.staffio import Reply, Request
 from bridge.types import FileData, InboundEvent, StaffEvent
-from commands.base import Reply, Request
 from connectors.all import SHIPPED
 from storage.db import Database
 

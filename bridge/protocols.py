@@ -8,6 +8,7 @@ from typing import ClassVar, Protocol
 
 from aiohttp import web
 
+from bridge.staffio import Reply, Request
 from bridge.types import (
     AccountId,
     Attachment,
@@ -28,7 +29,6 @@ from bridge.types import (
     Template,
     ThreadRef,
 )
-from commands.base import Reply, Request
 
 CommandRunner = Callable[[Request], Awaitable[Reply]]
 """Carries out a command a staff member typed and answers it (never raises)."""

@@ -6,26 +6,27 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy.engine import Connection
-
+from bridge.services import channels
+from bridge.services.channels import (
+    KINDS,
+    LANGUAGE,
+    REPLY_MAX,
+    channel_name,
+    checked_keyword,
+    consent_text,
+    keyword_or_none,
+    platform_or_none,
+)
+from bridge.services.contacts import find_contact, label
+from bridge.staffio import Reply
 from bridge.types import PLATFORMS
-from commands.base import CommandError, Conflict, Context, NotFound, Reply, Role, command
-from commands.blacklist import find_contact, label
-from storage import ContactRecord, Tx, channels_extra, subscriptions
-from storage.subscriptions import ChannelRecord, fold
+from commands.base import CommandError, Context, Role, command
 
 channel = command("channel", "Subscriber channels customers join and leave by keyword")
 
-NAME_PATTERN = r"[A-Za-z0-9_-]{1,64}"
-_NAME = re.compile(NAME_PATTERN)
 # Telegram deep links (t.me/<bot>?start=<payload>) carry only these characters.
 _DEEP_LINK = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
-KEYWORD_MAX = 64
-REPLY_MAX = 1000
-CONSENT_MAX = 80
 MEMBERS_SHOWN = 50
-KINDS = {"stop": "unsubscribes from every channel", "start": "brings back what STOP ended"}
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -40,11 +41,7 @@ KINDS = {"stop": "unsubscribes from every channel", "start": "brings back what S
 async def _list(ctx: Context, args: list[str]) -> Reply:
     if args:
         raise ctx.usage(f"list takes no arguments (got {' '.join(args)})")
-
-    def read(conn: Connection) -> tuple[list[ChannelRecord], dict[int, dict[str, int]]]:
-        return subscriptions.all_channels(conn), subscriptions.member_counts(conn)
-
-    found, counts = await ctx.services.read(read)
+    found, counts = await channels.all_channels(ctx.services)
     if not found:
         return Reply(
             title="No channels yet.",
@@ -68,15 +65,7 @@ async def _list(ctx: Context, args: list[str]) -> Reply:
 )
 async def _show(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 1)
-    name = args[0]
-
-    def read(conn: Connection) -> tuple[ChannelRecord | None, dict[str, int]]:
-        found = subscriptions.channel_by_name(conn, name)
-        counts = subscriptions.member_counts(conn).get(found.id, {}) if found else {}
-        return found, counts
-
-    found, counts = await ctx.services.read(read)
-    ch = _known(found, name)
+    ch, counts = await channels.channel_named(ctx.services, args[0])
     leave_word = ch.leave_keyword or "STOP"
     return Reply(
         title=f"Channel {ch.name}",
@@ -105,19 +94,8 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
 )
 async def _list_members(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 1)
-    name = args[0]
-
-    def read(
-        conn: Connection,
-    ) -> tuple[ChannelRecord | None, dict[str, int], list[channels_extra.MemberRecord]]:
-        found = subscriptions.channel_by_name(conn, name)
-        if found is None:
-            return None, {}, []
-        counts = subscriptions.member_counts(conn).get(found.id, {})
-        return found, counts, channels_extra.member_page(conn, found.id, MEMBERS_SHOWN)
-
-    found, counts, page = await ctx.services.read(read)
-    ch = _known(found, name)
+    listed = await channels.members(ctx.services, args[0], MEMBERS_SHOWN)
+    ch, counts, page = listed.channel, listed.counts, listed.page
     total = sum(counts.values())
     lines = [
         f"`#{m.contact_id}` {m.display_name} ({m.platform}), since"
@@ -141,10 +119,16 @@ async def _list_members(ctx: Context, args: list[str]) -> Reply:
 )
 async def _create(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
-    name = channel_name(ctx, args[0])
+    name = channel_name(args[0])
     options = _options(ctx, args[1:], ("--join", "--leave", "--platform"))
-    created = await create_channel(
-        ctx, name, options.get("--join"), options.get("--leave"), options.get("--platform")
+    created = await channels.create_channel(
+        ctx.services,
+        name,
+        options.get("--join"),
+        options.get("--leave"),
+        options.get("--platform"),
+        who=ctx.who,
+        now=ctx.now,
     )
     join, leave, platform = created.join_keyword, created.leave_keyword, created.platform
     title = f"Channel {name} created."
@@ -159,38 +143,6 @@ async def _create(ctx: Context, args: list[str]) -> Reply:
     return Reply(title=title, lines=tuple(lines))
 
 
-async def create_channel(
-    ctx: Context, name: str, join: str | None, leave: str | None, platform: str | None
-) -> ChannelRecord:
-    """Create a channel, checking its name, keywords (`none`: no keyword) and platform as
-    `/channel create` does."""
-    name = channel_name(ctx, name)
-    join = keyword_or_none(ctx, join)
-    leave = keyword_or_none(ctx, leave)
-    platform = platform_or_none(ctx, platform)
-    if join is not None and leave is not None and fold(join) == fold(leave):
-        raise ctx.usage("the join and the leave keyword must differ")
-    who, now = ctx.who[:128], ctx.now
-
-    def write(tx: Tx) -> ChannelRecord:
-        if subscriptions.channel_by_name(tx.conn, name) is not None:
-            raise Conflict(f"There is a channel {name} already.")
-        for keyword in (join, leave):
-            if keyword is not None:
-                _check_keyword(tx.conn, keyword, None)
-        created = subscriptions.create_channel(tx.conn, name, who, now)
-        subscriptions.update_channel(
-            tx.conn, created.id, join_keyword=join, leave_keyword=leave, platform=platform
-        )
-        found = subscriptions.channel_by_name(tx.conn, name)
-        assert found is not None
-        return found
-
-    created = await ctx.services.write(write)
-    ctx.services.pipeline.keywords_changed()
-    return created
-
-
 @channel.sub(
     "rename",
     usage="<name> <new name>",
@@ -200,18 +152,8 @@ async def create_channel(
 )
 async def _rename(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 2)
-    old, new = args[0], channel_name(ctx, args[1])
-
-    def write(tx: Tx) -> ChannelRecord:
-        found = _known(subscriptions.channel_by_name(tx.conn, old), old)
-        other = subscriptions.channel_by_name(tx.conn, new)
-        if other is not None and other.id != found.id:
-            raise Conflict(f"There is a channel {other.name} already.")
-        subscriptions.update_channel(tx.conn, found.id, name=new)
-        return found
-
-    found = await ctx.services.write(write)
-    ctx.services.pipeline.keywords_changed()  # the default confirmations name the channel
+    old, new = args[0], channel_name(args[1])
+    found = await channels.rename_channel(ctx.services, old, new)
     return Reply(title=f"Channel {found.name} is now called {new}.")
 
 
@@ -228,7 +170,7 @@ async def _delete(ctx: Context, args: list[str]) -> Reply:
     if any(flag != "--confirm" for flag in flags):
         raise ctx.usage(f"only --confirm may follow the name (got {' '.join(args[1:])})")
     confirmed = bool(flags)
-    found, count = await delete_channel(ctx, name, confirmed=confirmed)
+    found, count = await channels.delete_channel(ctx.services, name, confirmed=confirmed)
     dropped = f"{count} member{'s' if count != 1 else ''}"
     if not confirmed:
         return Reply(
@@ -236,23 +178,6 @@ async def _delete(ctx: Context, args: list[str]) -> Reply:
             lines=(f"To delete it: `/channel delete {found.name} --confirm`",),
         )
     return Reply(title=f"Channel {found.name} deleted; {dropped} dropped.")
-
-
-async def delete_channel(ctx: Context, name: str, *, confirmed: bool) -> tuple[ChannelRecord, int]:
-    """Delete a channel (only count its members unless `confirmed`); the channel and how many
-    members it had."""
-
-    def write(tx: Tx) -> tuple[ChannelRecord, int]:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        count = sum(subscriptions.member_counts(tx.conn).get(found.id, {}).values())
-        if confirmed:
-            subscriptions.delete_channel(tx.conn, found.id)
-        return found, count
-
-    found, count = await ctx.services.write(write)
-    if confirmed:
-        ctx.services.pipeline.keywords_changed()
-    return found, count
 
 
 @channel.sub(
@@ -265,17 +190,8 @@ async def delete_channel(ctx: Context, name: str, *, confirmed: bool) -> tuple[C
 async def _keyword(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 3)
     name, which = args[0], _which(ctx, args[1])
-    keyword = keyword_or_none(ctx, " ".join(args[2:]))
-
-    def write(tx: Tx) -> ChannelRecord:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        if keyword is not None:
-            _check_keyword(tx.conn, keyword, found.id, which)
-        subscriptions.update_channel(tx.conn, found.id, **{f"{which}_keyword": keyword})
-        return found
-
-    found = await ctx.services.write(write)
-    ctx.services.pipeline.keywords_changed()
+    keyword = keyword_or_none(" ".join(args[2:]))
+    found = await channels.set_keyword(ctx.services, name, which, keyword)
     if keyword is None:
         return Reply(title=f"Channel {found.name} has no {which} keyword any more.")
     lines = _deep_link_note(keyword) if which == "join" else []
@@ -298,14 +214,7 @@ async def _reply(ctx: Context, args: list[str]) -> Reply:
     if len(typed) > REPLY_MAX:
         raise ctx.usage(f"the text is {len(typed)} characters long; at most {REPLY_MAX}")
     text = None if typed.lower() == "none" else typed
-
-    def write(tx: Tx) -> ChannelRecord:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        subscriptions.update_channel(tx.conn, found.id, **{f"{which}_reply": text})
-        return found
-
-    found = await ctx.services.write(write)
-    ctx.services.pipeline.keywords_changed()  # the pipeline keeps channels with their texts
+    found = await channels.set_fields(ctx.services, name, **{f"{which}_reply": text})
     if text is None:
         return Reply(title=f"Channel {found.name} confirms {which}ing with the default text.")
     return Reply(title=f"Channel {found.name} confirms {which}ing with: {text}")
@@ -321,15 +230,8 @@ async def _reply(ctx: Context, args: list[str]) -> Reply:
 async def _bind(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 2)
     name = args[0]
-    platform = platform_or_none(ctx, args[1])
-
-    def write(tx: Tx) -> ChannelRecord:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        subscriptions.update_channel(tx.conn, found.id, platform=platform)
-        return found
-
-    found = await ctx.services.write(write)
-    ctx.services.pipeline.keywords_changed()
+    platform = platform_or_none(args[1])
+    found = await channels.set_fields(ctx.services, name, platform=platform)
     if platform is None:
         return Reply(title=f"Channel {found.name} is not bound to a platform any more.")
     return Reply(
@@ -351,57 +253,14 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 2)
     name = args[0]
     options = _options(ctx, args[2:], ("--consent",))
-    consent = _consent(ctx, options.get("--consent"))
-    contact = await find_contact(ctx, args[1])
-    found, joined = await add_member(ctx, name, contact, consent)
+    consent = consent_text(options.get("--consent"))
+    contact = await find_contact(ctx.services, args[1])
+    found, joined = await channels.add_member(
+        ctx.services, name, contact, consent, who=ctx.who, now=ctx.now
+    )
     if not joined:
         return Reply(title=f"{label(contact)} is a member of {found.name} already.")
     return Reply(title=f"{label(contact)} joined {found.name}.", lines=(f"Consent: {consent}",))
-
-
-def _consent(ctx: Context, typed: str | None) -> str:
-    consent = (typed or "").strip()
-    if not consent:
-        raise ctx.usage("adding a contact by hand needs --consent: how they agreed to get messages")
-    if len(consent) > CONSENT_MAX:
-        raise ctx.usage(f"the consent text is {len(consent)} characters; at most {CONSENT_MAX}")
-    return consent
-
-
-async def add_member(
-    ctx: Context, name: str, contact: ContactRecord, consent: str
-) -> tuple[ChannelRecord, bool]:
-    """Subscribe a contact by hand with the consent they gave, as `/channel add` does; False
-    when they were a member already. Someone who opted out has to opt in themselves."""
-    consent = _consent(ctx, consent)
-    if contact.opted_out_at is not None:
-        raise CommandError(
-            f"{label(contact)} opted out on {contact.opted_out_at:%Y-%m-%d}; they have to opt"
-            " in again themselves (e.g. send START)."
-        )
-    source = f"by hand ({ctx.who}): {consent}"[:128]
-    now = ctx.now
-
-    def write(tx: Tx) -> tuple[ChannelRecord, bool]:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        return found, subscriptions.join(tx.conn, found.id, contact.id, source, now)
-
-    return await ctx.services.write(write)
-
-
-async def remove_member(
-    ctx: Context, name: str, contact: ContactRecord
-) -> tuple[ChannelRecord, bool]:
-    """Take a contact out of a channel by hand; False when they were not a member."""
-    source = f"removed by {ctx.who}"[:128]
-    now = ctx.now
-
-    def write(tx: Tx) -> tuple[ChannelRecord, list[int]]:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        return found, subscriptions.leave(tx.conn, contact.id, source, now, found.id)
-
-    found, ended = await ctx.services.write(write)
-    return found, bool(ended)
 
 
 @channel.sub(
@@ -414,8 +273,10 @@ async def remove_member(
 async def _remove(ctx: Context, args: list[str]) -> Reply:
     _exactly(ctx, args, 2)
     name = args[0]
-    contact = await find_contact(ctx, args[1])
-    found, ended = await remove_member(ctx, name, contact)
+    contact = await find_contact(ctx.services, args[1])
+    found, ended = await channels.remove_member(
+        ctx.services, name, contact, who=ctx.who, now=ctx.now
+    )
     if not ended:
         return Reply(ok=False, title=f"{label(contact)} is not a member of {found.name}.")
     return Reply(title=f"{label(contact)} left {found.name}.")
@@ -450,7 +311,7 @@ async def _words(ctx: Context, args: list[str]) -> Reply:
 
 
 async def _words_list(ctx: Context) -> Reply:
-    listed = await ctx.services.read(subscriptions.list_consent_words)
+    listed = await channels.consent_words(ctx.services)
     grouped: dict[tuple[str, str], list[str]] = {}
     for kind, language, word in listed:
         grouped.setdefault((kind, language), []).append(word)
@@ -475,31 +336,10 @@ async def _words_add(ctx: Context, args: list[str]) -> Reply:
     kind, language = args[0].lower(), args[1].lower()
     if kind not in KINDS:
         raise ctx.usage(f"{args[0]} is not a kind of consent word; use stop or start")
-    if _LANGUAGE.fullmatch(language) is None:
+    if LANGUAGE.fullmatch(language) is None:
         raise ctx.usage(f"{args[1]} is not a language code; use e.g. en, de, pt-br")
-    wanted = [_checked_keyword(ctx, word, "a consent word") for word in args[2:]]
-
-    def write(tx: Tx) -> tuple[list[str], list[str]]:
-        known = subscriptions.consent_words(tx.conn)
-        join, leave = subscriptions.channels_by_keyword(tx.conn)
-        added: list[str] = []
-        already: list[str] = []
-        for word in wanted:
-            folded = fold(word)
-            owner = join.get(folded) or leave.get(folded)
-            if owner is not None:
-                which = "join" if folded in join else "leave"
-                raise CommandError(
-                    f"{word} is the {which} keyword of channel {owner.name}; change that first."
-                )
-            if subscriptions.add_consent_word(tx.conn, word, kind, language):
-                added.append(folded)
-            else:
-                already.append(f"{folded} ({known.get(folded, kind)})")
-        return added, already
-
-    added, already = await ctx.services.write(write)
-    ctx.services.pipeline.keywords_changed()
+    wanted = [checked_keyword(word, "a consent word") for word in args[2:]]
+    added, already = await channels.add_consent_words(ctx.services, kind, language, wanted)
     lines = [f"Already listed: {', '.join(already)}"] if already else []
     if not added:
         return Reply(ok=False, title="Nothing added.", lines=tuple(lines))
@@ -513,18 +353,7 @@ async def _words_add(ctx: Context, args: list[str]) -> Reply:
 async def _words_remove(ctx: Context, args: list[str]) -> Reply:
     if not args:
         raise ctx.usage("words remove needs the words to remove")
-    wanted = [fold(word) for word in args]
-
-    def write(tx: Tx) -> tuple[list[str], list[str]]:
-        known = subscriptions.consent_words(tx.conn)
-        stops = {w for w, kind in known.items() if kind == "stop"}
-        if stops and stops <= set(wanted):
-            raise CommandError("At least one stop word must stay: customers need a way out.")
-        removed = [w for w in wanted if subscriptions.remove_consent_word(tx.conn, w)]
-        return removed, [w for w in wanted if w not in removed]
-
-    removed, missing = await ctx.services.write(write)
-    ctx.services.pipeline.keywords_changed()
+    removed, missing = await channels.remove_consent_words(ctx.services, args)
     lines = [f"Not in the list: {', '.join(missing)}"] if missing else []
     if not removed:
         return Reply(ok=False, title="Nothing removed.", lines=tuple(lines))
@@ -540,42 +369,9 @@ def _exactly(ctx: Context, args: Sequence[str], count: int) -> None:
         raise ctx.usage(f"too many arguments: {' '.join(args[count:])}")
 
 
-def channel_name(ctx: Context, word: str) -> str:
-    """A channel name as typed, if it is one: 1-64 letters, digits, - or _."""
-    if _NAME.fullmatch(word) is None:
-        raise ctx.usage(f"{word} is not a channel name: 1-64 letters, digits, - or _")
-    return word
-
-
 def _which(ctx: Context, word: str) -> str:
     if word.lower() not in ("join", "leave"):
         raise ctx.usage(f"{word} is neither join nor leave")
-    return word.lower()
-
-
-def _checked_keyword(ctx: Context, word: str, what: str = "a keyword") -> str:
-    if not word or len(word) > KEYWORD_MAX:
-        raise ctx.usage(f"{what} has 1-{KEYWORD_MAX} characters ({word!r} has {len(word)})")
-    if word != word.strip():
-        raise ctx.usage(f"{what} may not start or end with a space ({word!r})")
-    if "`" in word or "\n" in word:
-        raise ctx.usage(f"{what} may not contain backticks or line breaks")
-    return word
-
-
-def keyword_or_none(ctx: Context, word: str | None) -> str | None:
-    """A join or leave keyword, checked; None for none."""
-    if word is None or word.lower() == "none":
-        return None
-    return _checked_keyword(ctx, word)
-
-
-def platform_or_none(ctx: Context, word: str | None) -> str | None:
-    """A platform a channel may be bound to; None for none."""
-    if word is None or word.lower() == "none":
-        return None
-    if word.lower() not in PLATFORMS:
-        raise ctx.usage(f"{word} is not a platform; use {', '.join(PLATFORMS)} or none")
     return word.lower()
 
 
@@ -596,24 +392,6 @@ def _options(ctx: Context, args: Sequence[str], allowed: Sequence[str]) -> dict[
         if flag in found:
             raise ctx.usage(f"{flag} is given twice")
         found[flag] = value
-    return found
-
-
-def _check_keyword(conn: Connection, keyword: str, channel_id: int | None, which: str = "") -> None:
-    """Refuse a consent word, and another channel's keyword (or this one's other keyword)."""
-    folded = fold(keyword)
-    kind = subscriptions.consent_words(conn).get(folded)
-    if kind is not None:
-        raise CommandError(f"{keyword} is a {kind} word ({KINDS[kind]}); choose another keyword.")
-    for ch in subscriptions.all_channels(conn):
-        for used, label_ in ((ch.join_keyword, "join"), (ch.leave_keyword, "leave")):
-            if used and fold(used) == folded and not (ch.id == channel_id and label_ == which):
-                raise Conflict(f"{keyword} is the {label_} keyword of channel {ch.name} already.")
-
-
-def _known(found: ChannelRecord | None, name: str) -> ChannelRecord:
-    if found is None:
-        raise NotFound(f"There is no channel {name}. `/channel list` shows them all.")
     return found
 
 

@@ -4,38 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection
-
-from bridge.jobs import StaffTombstoneJob
-from bridge.types import PLATFORMS, ContactId, FileData, MediaKind
-from commands.base import CommandError, Context, NotFound, Reply, Role, command
-from storage import Tx, subscriptions
-from storage.contacts_admin import (
-    ERASED_TABLES,
-    FIND_LIMIT,
-    ContactDetails,
-    ContactLine,
-    ErasureCounts,
-    add_contact,
-    contact_details,
-    erase_contact,
-    erasure_counts,
-    export_contact,
-    find_contacts,
-    resolve_contact,
-)
-
-if TYPE_CHECKING:
-    from commands.services import Services
+from bridge.services import contacts
+from bridge.services.contacts import NAME_MAX, OPT_IN_MAX
+from bridge.staffio import Reply
+from bridge.types import PLATFORMS, FileData, MediaKind
+from commands.base import CommandError, Context, Role, command
+from storage import subscriptions
+from storage.contacts_admin import FIND_LIMIT, ContactDetails, ContactLine, ErasureCounts
 
 contact = command("contact", "Find, show and edit contacts; export or erase a contact's data")
 
-NAME_MAX = 256  # contacts.display_name
-OPT_IN_MAX = 256  # contacts.opt_in_source
 DIRECTIONS = {"in": "inbound", "out": "outbound", "both": "inbound and outbound"}
 
 
@@ -98,7 +78,7 @@ async def _pick(ctx: Context, who: str) -> ContactLine | Reply:
     who = who.strip()
     if not who:
         raise ctx.usage("say which contact: an id like #12, a number, or a name")
-    found = await ctx.services.read(lambda conn: resolve_contact(conn, who))
+    found = await contacts.resolve(ctx.services, who)
     if not found:
         raise CommandError(f"No contact matches {who}. Try /contact find {who}")
     if len(found) > 1:
@@ -108,27 +88,9 @@ async def _pick(ctx: Context, who: str) -> ContactLine | Reply:
     return found[0]
 
 
-async def change_contact(
-    services: Services, contact_id: ContactId, **values: str | None
-) -> ContactDetails:
-    """Change staff fields (display_name, note, remark, assigned_to), then redraw the open
-    conversation's card; the contact as it is now."""
-
-    def write(tx: Tx) -> ContactDetails | None:
-        tx.update_contact(contact_id, **values)
-        return contact_details(tx.conn, contact_id)
-
-    details = await services.write(write)
-    if details is None:
-        raise NotFound(f"Contact #{contact_id} no longer exists")
-    if details.open_conversation is not None:
-        await services.pipeline.refresh_card(details.open_conversation)
-    return details
-
-
 async def _set_field(ctx: Context, found: ContactLine, **values: str | None) -> None:
     """Change a staff field, then redraw the open conversation's card."""
-    await change_contact(ctx.services, found.id, **values)
+    await contacts.change_contact(ctx.services, found.id, **values)
 
 
 # -- find, show -------------------------------------------------------------------------------
@@ -145,7 +107,7 @@ async def _find(ctx: Context, args: list[str]) -> Reply:
     text = " ".join(args).strip()
     if not text:
         raise ctx.usage("say what to look for")
-    found = await ctx.services.read(lambda conn: find_contacts(conn, text, FIND_LIMIT + 1))
+    found = await contacts.find(ctx.services, text, FIND_LIMIT + 1)
     if not found:
         return Reply(title=f"No contact matches {text}")
     lines = [_line(c) for c in found[:FIND_LIMIT]]
@@ -178,21 +140,6 @@ def _channels_text(rows: list[tuple[str, str, datetime, datetime | None]]) -> st
     return "; ".join(parts) or "none"
 
 
-def card(
-    conn: Connection, contact_id: ContactId
-) -> tuple[
-    ContactDetails | None,
-    list[tuple[str, str, datetime, datetime | None]],
-    subscriptions.BlockRecord | None,
-]:
-    """What `/contact show` shows: the contact, their channels and their blacklist entry."""
-    return (
-        contact_details(conn, contact_id),
-        subscriptions.channels_of(conn, contact_id),
-        subscriptions.blocks_of(conn, [contact_id]).get(contact_id),
-    )
-
-
 @contact.sub(
     "show",
     usage="<#id | number | name>",
@@ -205,7 +152,8 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
     if isinstance(found, Reply):
         return found
     contact_id = found.id
-    details, channel_rows, entry = await ctx.services.read(lambda conn: card(conn, contact_id))
+    shown = await contacts.card(ctx.services, contact_id)
+    details, channel_rows, entry = shown.details, shown.channels, shown.block
     if details is None:
         raise CommandError(f"Contact #{contact_id} no longer exists")
     d = details
@@ -363,20 +311,15 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
         room = max(OPT_IN_MAX - len(prefix), 0)
         raise ctx.usage(f"the consent text is too long; keep it under {room} characters")
     source = prefix + options["consent"]
-    now = ctx.now
-
-    def write(tx: Tx) -> tuple[ContactId, bool]:
-        return add_contact(
-            tx.conn,
-            platform=platform,
-            account=account,
-            chat_id=chat_id,
-            name=name,
-            opt_in_source=source,
-            at=now,
-        )
-
-    contact_id, created = await ctx.services.write(write)
+    contact_id, created = await contacts.add(
+        ctx.services,
+        platform=platform,
+        account=account,
+        chat_id=chat_id,
+        name=name,
+        source=source,
+        now=ctx.now,
+    )
     if not created:
         return Reply(
             ok=False,
@@ -407,7 +350,7 @@ async def _export(ctx: Context, args: list[str]) -> Reply:
     found = await _pick(ctx, " ".join(args))
     if isinstance(found, Reply):
         return found
-    document = await export_document(ctx.services, found.id, ctx.who, ctx.now)
+    document = await contacts.export_document(ctx.services, found.id, ctx.who, ctx.now)
     data = json.dumps(document, ensure_ascii=False, indent=2).encode()
     conversations = len(document["conversations"])
     messages = len(document["messages"])
@@ -425,17 +368,6 @@ async def _export(ctx: Context, args: list[str]) -> Reply:
         ),
         private=True,
     )
-
-
-async def export_document(
-    services: Services, contact_id: ContactId, who: str, now: datetime
-) -> dict[str, Any]:
-    """Everything held about a contact, as the JSON document `/contact export` hands out."""
-    document = await services.read(lambda conn: export_contact(conn, contact_id, now))
-    if document is None:
-        raise NotFound(f"Contact #{contact_id} no longer exists")
-    document["exported_by"] = who
-    return document
 
 
 # -- forget -----------------------------------------------------------------------------------
@@ -469,9 +401,7 @@ async def _forget(ctx: Context, args: list[str]) -> Reply:
         return found
     contact_id = found.id
     if "confirm" not in options:
-        counts = await ctx.services.read(lambda conn: erasure_counts(conn, contact_id))
-        if counts is None:
-            raise CommandError(f"Contact #{contact_id} no longer exists")
+        counts = await contacts.what_erasing_removes(ctx.services, contact_id)
         return Reply(
             title=f"This erases #{contact_id} {found.display_name} and everything stored about"
             " them:",
@@ -480,36 +410,5 @@ async def _forget(ctx: Context, args: list[str]) -> Reply:
                 f"It cannot be undone. To erase, type `/contact forget #{contact_id} --confirm`",
             ),
         )
-    counts = await forget_contact(ctx.services, contact_id, ctx.who, ctx.now)
+    counts = await contacts.forget_contact(ctx.services, contact_id, ctx.who, ctx.now)
     return Reply(title=f"Contact #{contact_id} erased", lines=_erasure_lines(counts))
-
-
-async def forget_contact(
-    services: Services, contact_id: ContactId, who: str, now: datetime
-) -> ErasureCounts:
-    """Erase a contact and everything stored about them; each of their staff threads is left
-    with a tombstone naming who erased it."""
-    text = f"This contact's data was erased on {now:%Y-%m-%d} at their request (by {who})."
-    pipeline = services.pipeline
-
-    def write(tx: Tx) -> ErasureCounts:
-        erased = erase_contact(tx.conn, contact_id)
-        if erased is None:
-            raise NotFound(f"Contact #{contact_id} no longer exists")
-        jobs = []
-        for surface, thread in erased.threads:
-            known = pipeline.surfaces.get(surface)
-            tombstone = StaffTombstoneJob(surface=surface, thread=thread, text=text)
-            rate_keys = known.rate_keys("update", None) if known is not None else ()
-            # One per thread (a contact has a thread per conversation and surface).
-            jobs.append(tombstone.new_job(rate_keys))
-        tx.enqueue(jobs, time.time())
-        # Right after the commit, before the writer's next transaction: an inbound message
-        # from the same chat must not find the erased contact in the pipeline's memory.
-        tx.after_commit.append(lambda: pipeline.forget_contact(contact_id))
-        return erased.counts
-
-    counts = await services.write(write)
-    # What was deleted must not stay readable in the database's files (the WAL, free pages).
-    await services.db.scrub(ERASED_TABLES)
-    return counts

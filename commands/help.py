@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
-
-from commands.base import COMMANDS, Command, Context, Reply, Role, command
+from bridge.services import status
+from bridge.staffio import Reply
+from commands.base import COMMANDS, Command, Context, Role, command
 from commands.runner import command_help
-from storage import Tx
-from storage.contacts_admin import counts
 
 bridge = command("bridge", "Every command, and how the bridge is doing", default="help")
 
@@ -49,20 +47,17 @@ async def _help(ctx: Context, args: list[str]) -> Reply:
     example="/bridge status",
 )
 async def _status(ctx: Context, args: list[str]) -> Reply:
-    def read(conn: Connection) -> tuple[dict[str, int], tuple[int, int]]:
-        return Tx(conn).outbox_counts(), counts(conn)
-
-    outbox, (contacts, open_conversations) = await ctx.services.read(read)
-    connectors = ", ".join(f"{c.platform}:{c.account}" for c in ctx.services.connectors)
-    surfaces = ", ".join(ctx.services.pipeline.surfaces)
-    queue = ", ".join(f"{state} {count}" for state, count in sorted(outbox.items()))
+    found = await status.figures(ctx.services)
+    connectors = ", ".join(found.accounts)
+    surfaces = ", ".join(found.surfaces)
+    queue = ", ".join(f"{state} {count}" for state, count in sorted(found.outbox.items()))
     return Reply(
         title="Bridge status",
         fields=(
             ("Accounts", connectors or "none"),
             ("Staff surfaces", surfaces or "none"),
             ("Outbox", queue or "empty"),
-            ("Contacts", str(contacts)),
-            ("Open conversations", str(open_conversations)),
+            ("Contacts", str(found.contacts)),
+            ("Open conversations", str(found.open_conversations)),
         ),
     )

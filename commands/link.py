@@ -12,11 +12,12 @@ from qrcode.exceptions import DataOverflowError  # type: ignore[import-untyped]
 from qrcode.image.pil import PilImage  # type: ignore[import-untyped]
 
 from bridge.protocols import Connector
+from bridge.services import channels
+from bridge.services.templates import PLATFORM_NAMES
+from bridge.staffio import Reply
 from bridge.types import MESSENGER, PLATFORMS, TELEGRAM, FileData, MediaKind
-from commands.base import CommandError, Context, Reply, Role, command
+from commands.base import CommandError, Context, Role, command
 from commands.runner import command_help
-from commands.template import PLATFORM_NAMES
-from storage import subscriptions
 
 link = command("link", "Click-to-chat links and QR codes for each account", default="")
 
@@ -131,15 +132,14 @@ async def _payload(ctx: Context, words: list[str]) -> Payload | None:
     if not words:
         return None
     text = " ".join(words).strip()
-    channel = await ctx.services.read(lambda conn: subscriptions.channel_by_name(conn, text))
+    channel = await channels.channel_by_name(ctx.services, text)
     if channel is not None:
         if not channel.join_keyword:
             raise CommandError(
                 f"Channel {channel.name} has no join keyword yet; give it one with /channel"
             )
         return Payload(channel.join_keyword, channel.name)
-    join, _ = await ctx.services.read(subscriptions.channels_by_keyword)
-    joined = join.get(subscriptions.fold(text))
+    joined = await channels.channel_joined_by(ctx.services, text)
     return Payload(text, joined.name if joined else None)
 
 

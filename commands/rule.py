@@ -13,52 +13,32 @@ Options: `--on telegram,sms` · `--hours 08:00-18:00` · `--days mon-fri` (or `m
 
 from __future__ import annotations
 
-import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, time
-from functools import partial
+from datetime import time
 
 from bridge.automation import describe
-from bridge.errors import AddressRefused
 from bridge.redact import short_url
-from bridge.rules import Incoming, Matcher, RuleError, url_shape, validate
-from bridge.types import PLATFORMS, Action, FileData, Rule
-from commands.base import (
-    CommandError,
-    Conflict,
-    Context,
-    Form,
-    FormField,
-    NotFound,
-    Reply,
-    Role,
-    command,
+from bridge.services import rules
+from bridge.services.blacklist import parse_duration
+from bridge.services.rule_files import FILE_PENDING, check_file_url, fetch_files
+from bridge.services.rules import (
+    DAYS,
+    URL_ACTIONS,
+    action_kind,
+    action_word,
+    check_rule,
+    parse_days,
+    parse_hours,
+    rule_name,
 )
-from commands.blacklist import parse_duration
-from commands.rule_files import FILE_PENDING, check_file_url, fetch_files, with_files
-from storage import Tx, rules_store, subscriptions
+from bridge.staffio import Form, FormField, Reply
+from bridge.types import PLATFORMS, Action, Rule
+from commands.base import Context, Role, command
 
 rule = command("rule", "Chatbot rules: automatic answers, forwards and channel changes")
 
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
-_NAME = re.compile(f"^{NAME_PATTERN}$")
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
-# The compact words for the actions, and the handbook's names, which work as well.
-ACTION_WORDS = {
-    "answer": "autoAnswer",
-    "answer-file": "autoAnswerMedia",
-    "mail": "mailForward",
-    "post": "webserviceForward",
-    "bot": "httpBotFwd",
-    "sms": "smsFwd",
-    "join": "addToChannel",
-    "leave": "removeFromChannel",
-    "stop": "i18nStop",
-    "ignore": "doNothing",
-}
 ADD_EXAMPLE = (
     '/rule add opening-hours contain "open, hours" --hours 18:00-08:00 --limit every 1d'
     ' --do "answer: We are open 8 to 18, {NICKNAME}; we answer in the morning."'
@@ -121,9 +101,9 @@ def _parse(ctx: Context, args: Sequence[str], *, need_when: bool) -> _Draft:
             draft.platforms = frozenset() if "all" in names else frozenset(names)
         elif option == "--hours":
             draft.hours_given = True
-            draft.start, draft.end = parse_hours(ctx, value)
+            draft.start, draft.end = parse_hours(value)
         elif option == "--days":
-            draft.weekdays = parse_days(ctx, value)
+            draft.weekdays = parse_days(value)
         elif option == "--limit":
             word = value.lower()
             if word in ("once", "always"):
@@ -131,7 +111,7 @@ def _parse(ctx: Context, args: Sequence[str], *, need_when: bool) -> _Draft:
             elif word == "every":
                 if not rest:
                     raise ctx.usage("--limit every needs a time, e.g. every 2h")
-                span = parse_duration(ctx, rest.pop(0))
+                span = parse_duration(rest.pop(0))
                 draft.limit, draft.limit_seconds = "every", int(span.total_seconds())
             else:
                 raise ctx.usage(f"{value} is not a limit; use once, always or every <time>")
@@ -147,71 +127,18 @@ def _parse(ctx: Context, args: Sequence[str], *, need_when: bool) -> _Draft:
     return draft
 
 
-def parse_hours(ctx: Context, value: str) -> tuple[time | None, time | None]:
-    """A time window as typed (`08:00-18:00`; `any` for all day): its start and end."""
-    if value.lower() in ("any", "all", "none"):
-        return None, None
-    found = _HOURS.match(value)
-    if (
-        not found
-        or int(found[1]) > 23
-        or int(found[3]) > 23
-        or int(found[2]) > 59
-        or int(found[4]) > 59
-    ):
-        raise ctx.usage(f"{value} is not a time window like 08:00-18:00")
-    start, end = time(int(found[1]), int(found[2])), time(int(found[3]), int(found[4]))
-    if start == end:
-        raise ctx.usage("the window starts and ends at the same time")
-    return start, end
-
-
-def parse_days(ctx: Context, value: str) -> frozenset[int]:
-    """Weekdays as typed (`mon-fri`, `mon,wed,sat`, `all`): 0 (Monday) to 6 (Sunday)."""
-    words = value.lower()
-    if words in ("all", "any", "every"):
-        return frozenset(range(7))
-    days: set[int] = set()
-    for part in words.split(","):
-        first, _, last = part.strip().partition("-")
-        if first[:3] not in DAYS or (last and last[:3] not in DAYS):
-            raise ctx.usage(f"{value} is not a list of days like mon-fri or mon,wed,sat")
-        a = DAYS.index(first[:3])
-        b = DAYS.index(last[:3]) if last else a
-        span = range(a, b + 1) if a <= b else [*range(a, 7), *range(b + 1)]
-        days.update(span)
-    return frozenset(days)
-
-
-def action_kind(ctx: Context, word: str) -> str:
-    """The handbook's name of an action typed as a compact word (`answer`) or by that name."""
-    key = word.strip()
-    kind = ACTION_WORDS.get(key.lower()) or next(
-        (k for k in ACTION_WORDS.values() if k.lower() == key.lower()), None
-    )
-    if kind is None:
-        choices = ", ".join(ACTION_WORDS)
-        raise ctx.usage(f"{key} is not an action; use one of {choices}")
-    return kind
-
-
-def action_word(action: Action) -> str:
-    """The compact word of an action (`answer` for autoAnswer)."""
-    return next(w for w, k in ACTION_WORDS.items() if k == action.kind)
-
-
 async def _action(ctx: Context, text: str) -> tuple[Action, str | None]:
     """The action typed, and for answer-file the URL of its file (fetched once the whole
     rule passed its checks)."""
     word, _, value = text.partition(":")
-    kind = action_kind(ctx, word)
+    kind = action_kind(word)
     parts = [p.strip() for p in value.split("|")]
     first = parts[0] if parts else ""
     match kind:
         case "autoAnswer":
             return Action(kind=kind, text=value.strip()), None
         case "autoAnswerMedia":
-            check_file_url(ctx, first)
+            check_file_url(first)
             caption = parts[1] if len(parts) > 1 else None
             return Action(kind=kind, media_id=FILE_PENDING, text=caption), first
         case "mailForward":
@@ -243,42 +170,6 @@ async def _actions(ctx: Context, texts: Sequence[str]) -> tuple[list[Action], di
     return actions, files
 
 
-async def check_targets(ctx: Context, built: Rule) -> None:
-    """What `validate` cannot know: channels that exist, an SMS account for smsFwd, web
-    addresses the outbound guard lets through."""
-    for number, action in enumerate(built.actions, 1):
-        if action.kind in ("addToChannel", "removeFromChannel"):
-            name = action.target or ""
-            found = await ctx.services.read(partial(subscriptions.channel_by_name, name=name))
-            if found is None:
-                raise CommandError(f"there is no channel {name}; `/channel list` shows them")
-        if action.kind == "smsFwd" and ctx.services.connector("sms") is None:
-            raise CommandError("smsFwd needs an SMS account ([sms] in the settings)")
-        if action.kind == "mailForward" and not ctx.services.settings.mail.enabled:
-            raise CommandError("mailForward needs the mail server ([mail] host and from_address)")
-        if action.kind in ("webserviceForward", "httpBotFwd"):
-            try:
-                await ctx.services.pipeline.outbound.check(url_shape(action.target or ""))
-            except AddressRefused as exc:
-                raise CommandError(
-                    f"The rule was not saved: action {number} ({action.kind}): {exc.reason}"
-                ) from None
-
-
-def _rule_name(ctx: Context, word: str) -> str:
-    if not _NAME.match(word):
-        raise ctx.usage(f"{word} is not a rule name (letters, digits, space . _ -; up to 64)")
-    return word
-
-
-async def named_rule(ctx: Context, name: str) -> Rule:
-    """The rule of that name (case-blind); NotFound names the command that lists them."""
-    found = await ctx.services.read(lambda conn: rules_store.rule_named(conn, name))
-    if found is None:
-        raise NotFound(f"there is no rule {name}; `/rule list` shows them")
-    return found
-
-
 def _built(draft: _Draft, base: Rule, actions: list[Action] | None) -> Rule:
     return replace(
         base,
@@ -296,17 +187,6 @@ def _built(draft: _Draft, base: Rule, actions: list[Action] | None) -> Rule:
     )
 
 
-def check_rule(ctx: Context, built: Rule) -> Rule:
-    """The rule as it is saved, if the engine can run it (RE2 takes its pattern, …)."""
-    if built.keyword_type in ("always", "rest"):
-        built = replace(built, pattern=None)
-    try:
-        validate(built)
-    except RuleError as exc:
-        raise CommandError(f"The rule was not saved: {exc}") from None
-    return built
-
-
 @rule.sub(
     "add",
     usage='<name> <always|rest|contain "<kw, kw>"|regexp "<pattern>"> [options] --do "<action>"…',
@@ -322,100 +202,32 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
             form=rule_form("rule add", None),
         )
     ctx.need(args, 2)
-    name = _rule_name(ctx, args[0])
+    name = rule_name(args[0])
     draft = _parse(ctx, args[1:], need_when=True)
     if not draft.actions:
         raise ctx.usage('a rule needs at least one --do "<action>"')
     actions, urls = await _actions(ctx, draft.actions)
     base = Rule(id=0, name=name, keyword_type="always")
-    built = check_rule(ctx, _built(draft, base, actions))
-    await check_targets(ctx, built)
-    await free_name(ctx, name)
+    built = check_rule(_built(draft, base, actions))
+    await rules.check_targets(ctx.services, built)
+    await rules.free_name(ctx.services, name)
     # Fetched last: a rule refused by any check keeps no file.
-    stored = await add_rule(ctx, built, await fetch_files(ctx, urls))
+    files = await fetch_files(ctx.services, urls)
+    stored = await rules.add_rule(ctx.services, built, files, who=ctx.who, now=ctx.now)
     return Reply(title=f"Rule {name} added", lines=_describe(stored))
-
-
-def _taken(name: str) -> Conflict:
-    return Conflict(f"a rule named {name} exists; change it with `/rule edit {name} …`")
-
-
-async def free_name(ctx: Context, name: str) -> None:
-    """Conflict if a rule has this name already (before anything is fetched for a new one)."""
-    if await ctx.services.read(lambda conn: rules_store.rule_named(conn, name)) is not None:
-        raise _taken(name)
-
-
-async def add_rule(ctx: Context, built: Rule, files: Mapping[int, FileData] | None = None) -> Rule:
-    """Save a new, checked rule (its name must be free) with the files of its answer-file
-    actions (by action index), in one transaction; the rules apply it at once."""
-    name = built.name
-
-    def write(tx: Tx) -> Rule | None:
-        if rules_store.rule_named(tx.conn, name) is not None:
-            return None
-        return rules_store.add_rule(
-            tx.conn, with_files(tx, ctx, built, files or {}), ctx.who, ctx.now
-        )
-
-    stored = await ctx.services.write(write)
-    if stored is None:
-        raise _taken(name)
-    ctx.services.pipeline.rules_changed()
-    return stored
-
-
-async def edit_rule(
-    ctx: Context, built: Rule, change: str = "edit", files: Mapping[int, FileData] | None = None
-) -> Rule:
-    """Overwrite a rule with a checked version of it (and the files of its answer-file
-    actions, by action index); the rules apply it at once."""
-
-    def write(tx: Tx) -> Rule:
-        saved = with_files(tx, ctx, built, files or {})
-        rules_store.edit_rule(tx.conn, saved, ctx.who, ctx.now, change=change)
-        return saved
-
-    saved = await ctx.services.write(write)
-    ctx.services.pipeline.rules_changed()
-    return saved
-
-
-async def delete_rule(ctx: Context, found: Rule) -> None:
-    """Remove a rule (the change log keeps it); the rules drop it at once."""
-    await ctx.services.write(lambda tx: rules_store.delete_rule(tx.conn, found, ctx.who, ctx.now))
-    ctx.services.pipeline.rules_changed()
-
-
-async def switch_rule(ctx: Context, found: Rule, enabled: bool) -> bool:
-    """Switch a rule on or off; False when it was so already."""
-    if found.enabled == enabled:
-        return False
-    await edit_rule(ctx, replace(found, enabled=enabled), "enable" if enabled else "disable")
-    return True
-
-
-def would_fire(
-    ctx: Context, rules: Sequence[Rule], text: str, platform: str, at: datetime
-) -> tuple[list[Rule], bool]:
-    """The rules that fire for a message (per-contact limits aside), and whether they are the
-    `rest` rules (none other fired)."""
-    zone = ctx.services.pipeline.rulebook.zone
-    matches = Matcher.build(rules, zone).match(Incoming(text=text, platform=platform, at=at))
-    return (matches.rules, False) if matches.rules else (matches.rest, bool(matches.rest))
 
 
 @rule.sub("list", summary="every rule, one line each", example="/rule list", role=Role.AGENT)
 async def _list(ctx: Context, args: list[str]) -> Reply:
-    rules = await ctx.services.read(rules_store.all_rules)
-    if not rules:
+    found = await rules.all_rules(ctx.services)
+    if not found:
         return Reply(title="No rules yet", lines=(f"Add one: `{ADD_EXAMPLE}`",))
     lines = [
         f"`{r.name}`{'' if r.enabled else ' (disabled)'}: {_when(r)} → "
         + ", ".join(_action_line(a) for a in r.actions)
-        for r in rules
+        for r in found
     ]
-    return Reply(title=f"{len(rules)} rule{'' if len(rules) == 1 else 's'}", lines=tuple(lines))
+    return Reply(title=f"{len(found)} rule{'' if len(found) == 1 else 's'}", lines=tuple(lines))
 
 
 @rule.sub(
@@ -426,8 +238,8 @@ async def _list(ctx: Context, args: list[str]) -> Reply:
 )
 async def _show(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
-    found = await named_rule(ctx, " ".join(args))
-    changes = await ctx.services.read(lambda conn: rules_store.history(conn, found.id))
+    found = await rules.named_rule(ctx.services, " ".join(args))
+    changes = await rules.history(ctx.services, found.id)
     # URLs in full (with their tokens) only to a manager, and only where no one else reads.
     full = ctx.role >= Role.MANAGER and ctx.request.private_answers
     lines = list(_describe(found, full=full))
@@ -444,7 +256,7 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
 )
 async def _edit(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
-    found = await named_rule(ctx, args[0])
+    found = await rules.named_rule(ctx.services, args[0])
     if len(args) == 1:
         return Reply(
             title=f"Rule {found.name}",
@@ -453,17 +265,18 @@ async def _edit(ctx: Context, args: list[str]) -> Reply:
         )
     draft = _parse(ctx, args[1:], need_when=False)
     actions, urls = await _actions(ctx, draft.actions) if draft.actions else (None, {})
-    built = check_rule(ctx, _built(draft, found, actions))
-    await check_targets(ctx, built)
+    built = check_rule(_built(draft, found, actions))
+    await rules.check_targets(ctx.services, built)
     # Fetched last: a change refused by any check keeps no file.
-    saved = await edit_rule(ctx, built, files=await fetch_files(ctx, urls))
+    files = await fetch_files(ctx.services, urls)
+    saved = await rules.edit_rule(ctx.services, built, files, who=ctx.who, now=ctx.now)
     return Reply(title=f"Rule {found.name} changed", lines=_describe(saved))
 
 
 async def _switch(ctx: Context, args: list[str], enabled: bool) -> Reply:
     ctx.need(args, 1)
-    found = await named_rule(ctx, " ".join(args))
-    if not await switch_rule(ctx, found, enabled):
+    found = await rules.named_rule(ctx.services, " ".join(args))
+    if not await rules.switch_rule(ctx.services, found, enabled, who=ctx.who, now=ctx.now):
         return Reply(title=f"Rule {found.name} is {'enabled' if enabled else 'disabled'} already")
     return Reply(title=f"Rule {found.name} {'enable' if enabled else 'disable'}d")
 
@@ -499,8 +312,8 @@ async def _disable(ctx: Context, args: list[str]) -> Reply:
 )
 async def _delete(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
-    found = await named_rule(ctx, " ".join(args))
-    await delete_rule(ctx, found)
+    found = await rules.named_rule(ctx.services, " ".join(args))
+    await rules.delete_rule(ctx.services, found, who=ctx.who, now=ctx.now)
     return Reply(title=f"Rule {found.name} deleted")
 
 
@@ -528,9 +341,9 @@ async def _test(ctx: Context, args: list[str]) -> Reply:
             else:
                 at = ctx.local_time(value)
     text = " ".join(words)
-    rules = await ctx.services.read(rules_store.all_rules)
+    every = await rules.all_rules(ctx.services)
     zone = ctx.services.pipeline.rulebook.zone
-    chosen, rest = would_fire(ctx, rules, text, platform, at)
+    chosen, rest = rules.would_fire(ctx.services, every, text, platform, at)
     when = f"{at.astimezone(zone):%a %Y-%m-%d %H:%M} {zone.key}"
     if not chosen:
         return Reply(title=f"No rule fires for this message on {platform} ({when})")
@@ -578,9 +391,6 @@ def _when(r: Rule) -> str:
 
 
 # Actions whose target is a URL (a CRM's or a bot's), often with a token in its query.
-URL_ACTIONS = frozenset({"webserviceForward", "httpBotFwd"})
-
-
 def _action_line(action: Action, *, full: bool = False) -> str:
     """An action as typed; a URL shortened (its query often holds a token) unless `full`."""
     word = action_word(action)

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import replace
 
+from bridge.errors import Invalid
 from bridge.redact import redact_urls
+from bridge.services import Services
+from bridge.staffio import Reply, Request, private_refusal
 from commands.base import (
     COMMANDS,
     Command,
     CommandError,
     Context,
-    Reply,
-    Request,
     Role,
     Subcommand,
     UsageError,
-    private_refusal,
     split_args,
 )
-from commands.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ async def run(request: Request, services: Services) -> Reply:
         return Reply(ok=False, title=f"{spec.call} needs the {spec.role.label} role", lines=(why,))
     if spec.private and not request.private_answers:
         return private_refusal(spec.call)  # refused before it makes a secret nobody may see
-    conversation = await services.conversation_of(request)
+    conversation = await services.conversation_of(request.surface, request.thread)
     if spec.in_thread and conversation is None:
         return Reply(
             ok=False,
@@ -123,23 +123,33 @@ async def run(request: Request, services: Services) -> Reply:
     )
     try:
         reply = await spec.handler(context, args)
-    except UsageError as exc:
-        return usage_reply(exc.problem, exc.spec or spec)
+    except Invalid as exc:
+        # A usage error may name its subcommand; a service's refusal of a value shows alike.
+        return usage_reply(str(exc), getattr(exc, "spec", None) or spec)
     except CommandError as exc:
         return Reply(ok=False, title=str(exc))
     except Exception:
-        # A command line may hold a URL with a token in its query: the log gets it without.
-        log.exception("command %r by %s failed", redact_urls(request.text[:80]), request.user)
-        return Reply(
-            ok=False,
-            title="Something went wrong",
-            lines=("The bridge's log has the details; nothing was changed by halves.",),
-        )
+        return _failed(request)
     if spec.private and not reply.private:
         reply = replace(reply, private=True, public=False)
     if reply.private and not request.private_answers:
         return private_refusal(spec.call)
     return reply
+
+
+def _failed(request: Request) -> Reply:
+    """What an unexpected failure answers: a reference to the traceback in the log, never the
+    error itself (it may hold a token, a path or a customer's data)."""
+    ref = secrets.token_hex(3)
+    # A command line may hold a URL with a token in its query: the log gets it without.
+    log.exception(
+        "command %r by %s failed (ref %s)", redact_urls(request.text[:80]), request.user, ref
+    )
+    return Reply(
+        ok=False,
+        title="Something went wrong",
+        lines=(f"The bridge's log has the details (ref {ref}); nothing was changed by halves.",),
+    )
 
 
 def known_role(word: str) -> Role:

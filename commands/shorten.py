@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bridge.links import SHORT_PATH, ShortLinks
-from commands.base import CommandError, Context, Reply, Role, command
-from storage import shortlinks
+from bridge.links import SHORT_PATH
+from bridge.services import links
+from bridge.staffio import Reply
+from commands.base import Context, Role, command
 from storage.shortlinks import LinkStats
 
 shorten = command("shorten", "Short links that count their clicks", default="")
@@ -24,10 +25,7 @@ async def _shorten(ctx: Context, args: list[str]) -> Reply:
     if len(args) > 1:
         raise ctx.usage("give one link (a link has no spaces)")
     url = typed_url(args[0])
-    try:
-        short = await short_links(ctx).shorten(url, by=ctx.who)
-    except ValueError as exc:
-        raise ctx.usage(str(exc)) from None
+    short = await links.shorten(ctx.services, url, ctx.who)
     return Reply(
         title=short,
         lines=(
@@ -46,9 +44,7 @@ async def _shorten(ctx: Context, args: list[str]) -> Reply:
 async def _list(ctx: Context, args: list[str]) -> Reply:
     if args:
         raise ctx.usage(f"`/shorten list` takes nothing after it, and got {' '.join(args)}")
-    found, total = await ctx.services.read(
-        lambda conn: (shortlinks.latest_links(conn, LIST_LIMIT), shortlinks.count_links(conn))
-    )
+    found, total = await links.latest(ctx.services, LIST_LIMIT)
     if not found:
         return Reply(title="No short links yet", lines=("Make one with `/shorten <url>`.",))
     public_url = ctx.services.settings.bridge.public_url
@@ -65,19 +61,6 @@ def typed_url(word: str) -> str:
     if word.startswith("<") and word.endswith(">"):
         word = word[1:-1].split("|", 1)[0]
     return word
-
-
-def short_links(ctx: Context) -> ShortLinks:
-    """The bridge's short links, for commands and the API (they need `[bridge] public_url`)."""
-    settings = ctx.services.settings
-    if not settings.bridge.public_url:
-        raise CommandError("Short links need the bridge's public address: set [bridge] public_url")
-    return ShortLinks(
-        ctx.services.db,
-        settings.bridge.public_url,
-        writer=ctx.services.writer,
-        clock=ctx.services.clock,
-    )
 
 
 def _line(prefix: str, stats: LinkStats) -> str:

@@ -6,9 +6,11 @@ import re
 
 from bridge.charts import bar_png
 from bridge.links import SHORT_PATH
+from bridge.services import stats as stats_service
+from bridge.staffio import Reply
 from bridge.types import FileData, MediaKind
 from bridge.web.stats_page import LOGIN_TTL, StatsLogin, chart_of, percent
-from commands.base import Context, Reply, Role, command
+from commands.base import Context, Role, command
 from storage import stats as store
 from storage.stats import BroadcastFunnel, LinkCount, Overview
 
@@ -38,10 +40,8 @@ LINKS_SHOWN = 5
 async def _stats(ctx: Context, args: list[str]) -> Reply:
     days = _days(ctx, args)
     now = ctx.now
-    overview = await ctx.services.read(
-        lambda conn: store.overview(
-            conn, now, days=days, broadcasts=BROADCASTS_SHOWN, links=LINKS_SHOWN
-        )
+    overview = await stats_service.overview(
+        ctx.services, now, days=days, broadcasts=BROADCASTS_SHOWN, links=LINKS_SHOWN
     )
     settings = ctx.services.settings
     public_url = settings.bridge.public_url

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
-
-from commands.base import CommandError, Context, Reply, Role, command
-from commands.template import PLATFORM_NAMES, thread_contact
-from storage import catalog
-from storage.queries import ContactRecord
+from bridge.services import textblocks
+from bridge.services.textblocks import block_name, check_text, fill, placeholders_used
+from bridge.staffio import Reply
+from commands.base import CommandError, Context, Role, command
+from commands.template import thread_contact
 
 textblock = command("textblock", "Text blocks: saved replies with placeholders")
 tb = command("tb", "Send a text block to this thread's customer", default="")
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
-PLACEHOLDERS = {
-    "NAME": "the contact's display name",
-    "FIRSTNAME": "the first word of the contact's name",
-    "AGENT": "who sends the block",
-    "DATE": "today, YYYY-MM-DD",
-    "PLATFORM": "the customer's messenger (Telegram, WhatsApp…)",
-}
-TEXT_LIMIT = 4096  # the shortest message limit of the platforms (Telegram, WhatsApp)
 
 
 @textblock.sub(
@@ -32,7 +19,7 @@ TEXT_LIMIT = 4096  # the shortest message limit of the platforms (Telegram, What
     role=Role.AGENT,
 )
 async def _list(ctx: Context, args: list[str]) -> Reply:
-    blocks = await ctx.services.read(catalog.all_text_blocks)
+    blocks = await textblocks.all_text_blocks(ctx.services)
     if not blocks:
         return Reply(title="No text blocks yet", lines=(_how_to_add(),))
     lines = [f"`{b.name}`: {_short(b.body)}" for b in blocks]
@@ -53,8 +40,8 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
     if len(args) > 1:
         raise ctx.usage("give one name")
-    name = block_name(ctx, args[0])
-    block = await ctx.services.read(lambda conn: catalog.text_block(conn, name))
+    name = block_name(args[0])
+    block = await textblocks.text_block(ctx.services, name)
     if block is None:
         return await _unknown(ctx, name)
     used = placeholders_used(block.body)
@@ -77,11 +64,9 @@ async def _show(ctx: Context, args: list[str]) -> Reply:
 )
 async def _add(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 2)
-    name = block_name(ctx, args[0])
-    body = check_text(ctx, " ".join(args[1:]))
-    created = await ctx.services.write(
-        lambda tx: catalog.save_text_block(tx.conn, name, body, ctx.who, ctx.now)
-    )
+    name = block_name(args[0])
+    body = check_text(" ".join(args[1:]))
+    created = await textblocks.save_text_block(ctx.services, name, body, ctx.who, ctx.now)
     return Reply(
         title=f"Text block {name} {'saved' if created else 'updated'}.",
         lines=(f"Send it in a conversation's thread with `!tb {name}`.",),
@@ -99,8 +84,8 @@ async def _delete(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 1)
     if len(args) > 1:
         raise ctx.usage("give one name")
-    name = block_name(ctx, args[0])
-    if not await ctx.services.write(lambda tx: catalog.delete_text_block(tx.conn, name)):
+    name = block_name(args[0])
+    if not await textblocks.delete_text_block(ctx.services, name):
         return await _unknown(ctx, name)
     return Reply(title=f"Text block {name} deleted.")
 
@@ -118,7 +103,7 @@ async def _send(ctx: Context, args: list[str]) -> Reply:
     if len(args) > 1:
         raise ctx.usage("give one text block name")
     name = args[0].strip().lower()
-    block = await ctx.services.read(lambda conn: catalog.text_block(conn, name))
+    block = await textblocks.text_block(ctx.services, name)
     if block is None and name == "help":
         spec = ctx.spec
         return Reply(
@@ -142,54 +127,8 @@ async def _send(ctx: Context, args: list[str]) -> Reply:
     return Reply()
 
 
-def block_name(ctx: Context, word: str) -> str:
-    """A text block name: letters, digits, _ and -, at most 64, compared in lowercase."""
-    name = word.strip().lower()
-    if not _NAME.match(name):
-        raise ctx.usage(
-            f"not a text block name: {word or '(empty)'}; use letters, digits, _ and -"
-            " (at most 64)"
-        )
-    return name
-
-
-def check_text(ctx: Context, text: str) -> str:
-    """A text block's text, trimmed, if it fits a message and uses known placeholders only."""
-    body = text.strip()
-    if not body:
-        raise ctx.usage("the text is missing")
-    if len(body) > TEXT_LIMIT:
-        raise ctx.usage(f"the text has {len(body)} characters; at most {TEXT_LIMIT} fit a message")
-    unknown = sorted({p for p in _PLACEHOLDER.findall(body) if p.upper() not in PLACEHOLDERS})
-    if unknown:
-        known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
-        raise ctx.usage(
-            f"unknown placeholder {', '.join(f'{{{p}}}' for p in unknown)}; known are {known}"
-        )
-    return body
-
-
-def placeholders_used(body: str) -> list[str]:
-    """The placeholders a text block uses, in capitals, each once, sorted."""
-    return sorted({p.upper() for p in _PLACEHOLDER.findall(body)})
-
-
-def fill(body: str, contact: ContactRecord, *, agent: str, today: date) -> str:
-    """The block's text with its placeholders filled in for this contact."""
-    name = contact.display_name.strip()
-    words = name.split()
-    values = {
-        "NAME": name,
-        "FIRSTNAME": words[0].lstrip("@") if words else name,
-        "AGENT": agent,
-        "DATE": today.isoformat(),
-        "PLATFORM": PLATFORM_NAMES.get(contact.platform, contact.platform),
-    }
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1).upper(), m.group(0)), body)
-
-
 async def _unknown(ctx: Context, name: str) -> Reply:
-    blocks = await ctx.services.read(catalog.all_text_blocks)
+    blocks = await textblocks.all_text_blocks(ctx.services)
     names = ", ".join(f"`{b.name}`" for b in blocks)
     return Reply(
         ok=False,

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
-from commands.base import CommandError, Context, Reply, Role, command, staff_mention
-from storage import Tx
+from bridge.services import contacts
+from bridge.services.roles import staff_id
+from bridge.staffio import Reply, staff_mention
+from commands.base import CommandError, Context, Role, command
 
 close = command("close", "Close this conversation", default="")
 reopen = command("reopen", "Reopen this conversation", default="")
 note = command("note", "Keep an internal note in this thread", default="")
 assign = command("assign", "Assign this conversation to a staff member", default="")
 unassign = command("unassign", "Take the assignment off this conversation", default="")
-
-# A Slack mention as it arrives in message text: <@U0123ABC> or <@U0123ABC|name>.
-_SLACK_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
-# A Matrix user id (spec: "Identifier Grammar"): a localpart, then a server name (a host of
-# letters, digits, dots and dashes or an IP literal in brackets, and an optional port).
-_MATRIX_USER = re.compile(r"^@[a-z0-9._=/+-]+:(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
 @close.sub(
@@ -80,7 +74,7 @@ async def _note(ctx: Context, args: list[str]) -> Reply:
     in_thread=True,
 )
 async def _assign(ctx: Context, args: list[str]) -> Reply:
-    target = staff_id(ctx, args[0]) if args else ctx.request.user
+    target = staff_id(args[0], ctx.request.user) if args else ctx.request.user
     await _set_assignee(ctx, target)
     shown = mention(ctx.request.surface, target)
     # The other surfaces get the plain id: the mention is rendered only where it was typed.
@@ -102,34 +96,13 @@ async def _unassign(ctx: Context, args: list[str]) -> Reply:
     return Reply(title=text, public=True)
 
 
-def staff_id(ctx: Context, word: str) -> str:
-    """A staff member's id from how they were named: a Slack mention, a Matrix id, `me`."""
-    if word.lower() in ("me", "myself"):
-        return ctx.request.user
-    found = _SLACK_MENTION.match(word)
-    if found:
-        return found.group(1)
-    if _MATRIX_USER.match(word) or re.fullmatch(r"[UW][A-Z0-9]{2,}", word):
-        return word
-    raise ctx.usage(f"{word} is not a staff member; mention them (@name) or use their id")
-
-
 def mention(surface: str, user: str) -> str:
     """How to name a staff member so that their surface links them."""
     return staff_mention(user) if surface == "slack" and not user.startswith("@") else user
 
 
 async def _set_assignee(ctx: Context, user: str | None) -> None:
-    conversation = ctx.conversation
-
-    def write(tx: Tx) -> None:
-        found = tx.conversation(conversation)
-        if found is None:
-            raise CommandError("this conversation no longer exists")
-        tx.update_contact(found.contact_id, assigned_to=user)
-
-    await ctx.services.write(write)
-    await ctx.services.pipeline.refresh_card(conversation)
+    await contacts.assign(ctx.services, ctx.conversation, user)
 
 
 async def _tell_others(ctx: Context, text: str, what: str) -> None:

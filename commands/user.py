@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
-
-from commands.base import CommandError, Context, Reply, Role, command
+from bridge.services import roles
+from bridge.services.roles import staff_id
+from bridge.staffio import Reply
+from commands.base import Context, Role, command
 from commands.runner import known_role
-from commands.thread import staff_id
-from storage import Tx
-from storage.roles import list_roles, role_of, set_role
 
 user = command("user", "Give staff members roles: admin, manager, agent or none")
 
@@ -28,11 +26,6 @@ def _as_role(role: Role) -> str:
     return f"As a{'n' if role.label[0] in 'aeiou' else ''} {role.label}"
 
 
-def _surface_of(user_id: str) -> str:
-    """Matrix ids look like @name:server; everything else is a Slack user id."""
-    return "matrix" if user_id.startswith("@") else "slack"
-
-
 @user.sub(
     "role",
     usage="<@someone | user id> <admin | manager | agent | none>",
@@ -44,22 +37,10 @@ async def _role(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 2)
     if len(args) > 2:
         raise ctx.usage("name one staff member and one role")
-    target = staff_id(ctx, args[0])
+    target = staff_id(args[0], ctx.request.user)
     role = known_role(args[1])
     settings = ctx.services.settings.bridge
-    if target in settings.admins:
-        raise CommandError(
-            f"{target} is an admin from the settings ([bridge] admins) and stays one;"
-            " take them out of the settings file to change that"
-        )
-    surface = _surface_of(target)
-    before = await ctx.services.read(lambda conn: role_of(conn, surface, target))
-    who, now = ctx.who, ctx.now
-
-    def write(tx: Tx) -> None:
-        set_role(tx, surface, target, role.label, who, now)
-
-    await ctx.services.write(write)
+    before = await roles.give_role(ctx.services, target, role, ctx.who, ctx.now)
     was = before or f"{settings.default_role}, the default"
     return Reply(
         title=f"{target} is now {role.label} (was {was})",
@@ -74,7 +55,7 @@ async def _role(ctx: Context, args: list[str]) -> Reply:
 )
 async def _list(ctx: Context, args: list[str]) -> Reply:
     settings = ctx.services.settings.bridge
-    rows = await ctx.services.read(list_roles)
+    rows = await roles.roles_given(ctx.services)
     lines = [f"`{admin}` admin (from the settings)" for admin in settings.admins]
     for surface, user_id, role, by, at in rows:
         lines.append(f"`{user_id}` {role} on {surface}, given by {by} on {at:%Y-%m-%d %H:%M} UTC")
@@ -92,12 +73,6 @@ async def _whoami(ctx: Context, args: list[str]) -> Reply:
     request = ctx.request
     settings = ctx.services.settings.bridge
 
-    def read(conn: Connection) -> tuple[str, str, str] | None:
-        for surface, user_id, role, by, at in list_roles(conn):
-            if surface == request.surface and user_id == request.user:
-                return role, by, f"{at:%Y-%m-%d %H:%M} UTC"
-        return None
-
     if request.stranger and request.surface == "matrix":
         source = "not on a homeserver whose users are staff: [matrix] allowed_servers"
     elif request.stranger:
@@ -105,8 +80,12 @@ async def _whoami(ctx: Context, args: list[str]) -> Reply:
     elif request.user in settings.admins:
         source = "from the settings"
     else:
-        stored = await ctx.services.read(read)
-        source = f"given by {stored[1]} on {stored[2]}" if stored else "the default role"
+        stored = await roles.role_given(ctx.services, request.surface, request.user)
+        source = (
+            f"given by {stored[3]} on {stored[4]:%Y-%m-%d %H:%M} UTC"
+            if stored
+            else "the default role"
+        )
     return Reply(
         title=f"You are {request.user} on {request.surface}",
         lines=(f"Role: *{ctx.role.label}* ({source}): you may {WHAT_ROLES_MAY[ctx.role]}.",),

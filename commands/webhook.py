@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
-
-from sqlalchemy.engine import Connection
-
-from bridge.errors import AddressRefused
-from commands.base import CommandError, Context, NotFound, Reply, Role, command
+from bridge.services import webhooks
+from bridge.services.webhooks import shown_url
+from bridge.staffio import Reply
+from commands.base import Context, Role, command
 from commands.shorten import typed_url
-from storage import Tx
 from storage import webhooks_store as store
 from storage.webhooks_store import WebhookRecord
-
-if TYPE_CHECKING:
-    from commands.services import Services
 
 webhook = command(
     "webhook", "Send events (messages, statuses, opt-outs, broadcasts) to a CRM, signed"
@@ -39,10 +29,9 @@ EVENTS_HINT = f"{', '.join(store.EVENT_TYPES)} or {store.ALL}"
 )
 async def _add(ctx: Context, args: list[str]) -> Reply:
     ctx.need(args, 2)
-    try:
-        created = await add_webhook(ctx.services, typed_url(args[0]), args[1:], ctx.who, ctx.now)
-    except ValueError as exc:
-        raise ctx.usage(str(exc)) from None
+    created = await webhooks.add_webhook(
+        ctx.services, typed_url(args[0]), args[1:], ctx.who, ctx.now
+    )
     return Reply(
         title=f"Webhook {created.id} added: {_events(created)} go to {shown_url(created.url)}",
         lines=(
@@ -66,20 +55,14 @@ async def _add(ctx: Context, args: list[str]) -> Reply:
 async def _list(ctx: Context, args: list[str]) -> Reply:
     if args:
         raise ctx.usage(f"`/webhook list` takes nothing after it, and got {' '.join(args)}")
-
-    def read(conn: Connection) -> tuple[list[WebhookRecord], dict[int, int]]:
-        found = store.all_webhooks(conn)
-        return found, store.waiting(conn, [w.id for w in found])
-
-    found, waiting = await ctx.services.read(read)
+    found = await webhooks.list_webhooks(ctx.services)
     if not found:
         return Reply(
             title="No webhooks yet",
             lines=("Add one with `/webhook add <url> <event,...|all>`.",),
         )
     lines = []
-    for w in found:
-        queued = waiting.get(w.id, 0)
+    for w, queued in ((s.webhook, s.waiting) for s in found):
         behind = f", *{queued} waiting*" if queued else ""
         lines.append(
             f"*{w.id}* {shown_url(w.url)}: {_events(w)}"
@@ -97,7 +80,7 @@ async def _list(ctx: Context, args: list[str]) -> Reply:
 )
 async def _remove(ctx: Context, args: list[str]) -> Reply:
     webhook_id = _id(ctx, args)
-    await remove_webhook(ctx.services, webhook_id)
+    await webhooks.remove_webhook(ctx.services, webhook_id)
     return Reply(title=f"Webhook {webhook_id} removed", lines=("Nothing more is sent to it.",))
 
 
@@ -109,7 +92,7 @@ async def _remove(ctx: Context, args: list[str]) -> Reply:
     role=Role.ADMIN,
 )
 async def _test(ctx: Context, args: list[str]) -> Reply:
-    hook = await ping_webhook(ctx.services, _id(ctx, args), ctx.who)
+    hook = await webhooks.ping_webhook(ctx.services, _id(ctx, args), ctx.who)
     return Reply(
         title=f"A ping is on its way to webhook {hook.id}",
         lines=(
@@ -118,48 +101,6 @@ async def _test(ctx: Context, args: list[str]) -> Reply:
             " error is tried again with growing pauses).",
         ),
     )
-
-
-async def add_webhook(
-    services: Services, url: str, events: Sequence[str], by: str, now: datetime
-) -> WebhookRecord:
-    """Subscribe a URL to events (a ValueError says what is wrong with either, a CommandError
-    that the outbound guard refuses the URL); it gets them from now on, and this process
-    knows at once."""
-    checked = store.check_url(url)
-    wanted = store.parse_events(events)
-    try:
-        await services.pipeline.outbound.check(checked)
-    except AddressRefused as exc:
-        raise CommandError(f"The webhook was not added: {exc.reason}") from None
-    created = await services.write(lambda tx: store.create(tx.conn, checked, wanted, by=by, at=now))
-    services.pipeline.webhooks.changed()
-    return created
-
-
-async def remove_webhook(services: Services, webhook_id: int) -> None:
-    """Stop sending to a webhook (its undelivered events are dropped)."""
-    removed = await services.write(lambda tx: store.deactivate(tx.conn, webhook_id))
-    if not removed:
-        raise NotFound(f"There is no webhook {webhook_id}; `/webhook list` shows them")
-    services.pipeline.webhooks.changed()
-
-
-async def ping_webhook(services: Services, webhook_id: int, by: str) -> WebhookRecord:
-    """Queue a ping event for a webhook, after the events already waiting for it."""
-    events = services.pipeline.webhooks
-
-    def write(tx: Tx) -> WebhookRecord | None:
-        found = store.get(tx.conn, webhook_id)
-        if found is None or not found.active:
-            return None
-        tx.enqueue(events.ping(found, by), time.time())
-        return found
-
-    hook = await services.write(write)
-    if hook is None:
-        raise NotFound(f"There is no webhook {webhook_id}; `/webhook list` shows them")
-    return hook
 
 
 def _id(ctx: Context, args: list[str]) -> int:
@@ -174,10 +115,3 @@ def _id(ctx: Context, args: list[str]) -> int:
 
 def _events(w: WebhookRecord) -> str:
     return "every event" if store.ALL in w.events else ", ".join(w.events)
-
-
-def shown_url(url: str) -> str:
-    """A webhook's URL as staff see it: a query string (often a token) is left out."""
-    parts = urlsplit(url)
-    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-    return shown + ("?…" if parts.query else "")

@@ -1,4 +1,4 @@
-"""Block Kit for command replies and for the buttons on a conversation's contact card.
+"""Block Kit for command replies and for a conversation's contact card and its buttons.
 
 Pure functions: they take the bridge's types and return what chat.postMessage, a slash
 command's answer or chat.update take (`text` fallback plus `blocks`).
@@ -7,10 +7,13 @@ command's answer or chat.update take (`text` fallback plus `blocks`).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
+from bridge.staffio import MENTION, Form, FormField, Reply, form_line
 from bridge.types import ContactCard, ConversationStatus
-from commands.base import MENTION, Form, FormField, Reply, form_line
+from connectors.staff import OPTED_OUT, card_address, card_blocked, card_handle, card_status
 
 # Block Kit limits: 3000 characters in a section's text, 2000 in a field, 10 fields in a
 # section, 50 blocks in a message, 150 characters in a header.
@@ -29,8 +32,7 @@ def mrkdwn(text: str) -> str:
     """Escape text for mrkdwn (Slack's "Escaping text": &, < and >), so that data cannot
     become a mention or a link; only the mentions the bridge composed (`staff_mention`) stay live.
     """
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return MENTION.sub(lambda m: f"<@{m.group(1)}>", escaped)
+    return MENTION.sub(lambda m: f"<@{m.group(1)}>", escape(text))
 
 
 def _chunks(lines: list[str], limit: int) -> list[str]:
@@ -237,3 +239,71 @@ def _submitted(view: dict[str, Any]) -> tuple[str, str | None, list[str]]:
             values[block_id] = [o.get("value", "") for o in action.get("selected_options") or []]
     line = form_line(str(meta.get("command", "")), fields, values)
     return line, channel if isinstance(channel, str) else None, [f.key for f in fields]
+
+
+# -- text and the contact card --------------------------------------------------------------
+
+# A Slack user id (W… on Enterprise Grid): the only assignee the contact card mentions.
+SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def escape(text: str) -> str:
+    """Escape a customer's text for mrkdwn, so `<!channel>` and the like stay plain text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def form_block(problem: str, blocks: Sequence[str]) -> str:
+    """The input of a form a problem is about, to show it there."""
+    text = problem.lower()
+    for words, block in (
+        (("regular expression", "pattern", "keyword"), "pattern"),
+        (("action", "--do", "forward", "answer", "mail", "channel", "sms", "file"), "actions"),
+        (("messenger",), "on"),
+        (("window", "time"), "hours"),
+        (("days",), "days"),
+        (("limit", "every"), "limit"),
+        (("priority", "number"), "priority"),
+        (("name",), "name"),
+    ):
+        if block in blocks and any(w in text for w in words):
+            return block
+    return blocks[0] if blocks else "name"
+
+
+def card_blocks(card: ContactCard) -> tuple[str, list[dict[str, Any]]]:
+    """The thread root: a contact card as Block Kit, with its plain-text fallback."""
+    status, handle = card_status(card), card_handle(card)
+    fields = [
+        f"*Platform*\n{card.platform}",
+        f"*Username*\n{escape(handle)}",
+        f"*First contact*\n{card.first_contact:%Y-%m-%d %H:%M} UTC",
+        f"*Messages*\n{card.message_count}",
+        f"*Status*\n{status}",
+        f"*Opt-in*\n{escape(card.opt_in_source or '—')}",
+    ]
+    if card.opted_out:
+        fields.append(f"*Subscribed*\n{OPTED_OUT}")
+    if card.assigned_to:
+        who = card.assigned_to
+        # Only a Slack user id becomes a mention; anything else (a Matrix id) is shown as text.
+        shown = f"<@{who}>" if SLACK_USER.fullmatch(who) else escape(who)
+        fields.append(f"*Assigned to*\n{shown}")
+    if card.blocked:
+        fields.append(f"*Blacklisted*\n{card_blocked(card)}")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": card.display_name[:150] or "?"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    address = escape(card_address(card))
+    context = [f"conversation #{card.conversation_id} · {card.platform} id `{address}`"]
+    if card.account:
+        context.append(f"via {card.platform} account `{escape(card.account)}`")
+    if card.previous_thread_url:
+        context.append(f"<{card.previous_thread_url}|previous conversation>")
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
+    )
+    blocks.append(card_actions(card))
+    # The fallback `text` is mrkdwn too (notifications show it): escaped like the blocks.
+    fallback = escape(f"{card.display_name} ({card.platform}, {handle}) · {status}")
+    return fallback, blocks

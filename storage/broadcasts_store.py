@@ -177,6 +177,17 @@ def change(conn: Connection, broadcast_id: int, **values: Any) -> None:
     conn.execute(update(broadcasts).where(broadcasts.c.id == broadcast_id).values(**values))
 
 
+def cancel_pending(conn: Connection, low: str, high: str, reason: str) -> int:
+    """Cancel the outbox rows still pending whose idempotency keys fall in [low, high) (a
+    broadcast's, see bridge.broadcasts.key_range); how many there were."""
+    result = conn.execute(
+        update(outbox)
+        .where(outbox.c.idem_key >= low, outbox.c.idem_key < high, outbox.c.state == "pending")
+        .values(state="cancelled", last_error=reason)
+    )
+    return int(result.rowcount or 0)
+
+
 def _audience(b: BroadcastRecord, *, whole: bool = False) -> Any:
     """The condition that picks a broadcast's contacts (before exclusions).
 

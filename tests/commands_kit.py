@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from bridge.app import DATABASE, PIPELINE, SETTINGS, WRITER
+from bridge.services import Services
+from bridge.staffio import Reply, Request
 from bridge.types import StaffMessageRef, StaffUserId, SurfaceName, ThreadRef
-from commands.base import Reply, Request
 from commands.runner import run
-from commands.services import Services
 
 ADMIN = "UADMIN"
 MANAGER = "UMANAGER"

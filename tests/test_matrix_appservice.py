@@ -17,7 +17,7 @@ import pytest
 
 import run
 from bridge.config import Settings
-from connectors.matrix import registration
+from connectors.matrix_appservice import registration
 from tests.commands_kit import command
 from tests.harness import eventually
 from tests.matrix_user import MatrixUser, body_of, relation_of

@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.staffio import Reply
 from bridge.types import MediaKind, StaffDelete, StaffEdit, StaffMessage
-from commands.base import Reply
-from connectors.matrix import CommandLine, parse_event, reply_html
+from connectors.matrix_events import CommandLine, parse_event
+from connectors.matrix_render import reply_html
 
 ROOM = "!support:localhost"
 BOT = "@bridge:localhost"

@@ -36,6 +36,7 @@ from pydantic import SecretStr
 from bridge import pipeline
 from bridge.config import MatrixSettings
 from bridge.errors import BadRequest
+from bridge.staffio import Reply, Request
 from bridge.types import (
     AccountId,
     InboundEdit,
@@ -46,8 +47,8 @@ from bridge.types import (
     StatusUpdate,
     WatermarkUpdate,
 )
-from commands.base import Reply, Request
-from connectors import matrix, messenger, slack, sms, telegram, whatsapp
+from connectors import matrix, messenger, sms, telegram, whatsapp
+from connectors import slack_events as slack
 from tests import connector_kit
 from tests.connector_kit import serving
 from tests.fakes.messenger import FakeMessenger

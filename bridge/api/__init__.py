@@ -1,9 +1,9 @@
 """The REST API at `/api/v1/`, and its OpenAPI 3.1 document at `/api/v1/openapi.json`.
 
 Every operation is declared in a resource module with a decorator; the routes and the document
-are built from those declarations (`bridge.api.framework`), so they cannot drift apart. The
-logic is the commands' own: handlers call the same storage functions and the shared functions
-of `commands/` (through `Call.context`, a command context with the key as caller), so the API
+are built from those declarations (`bridge.api.routing`, `bridge.api.openapi`), so they
+cannot drift apart. The logic is shared with the chat commands: handlers call the domain
+operations of `bridge.services` (with the key as the caller), as the commands do, so the API
 and the slash commands check and refuse alike.
 
 Adding a resource is one module:
@@ -11,14 +11,14 @@ Adding a resource is one module:
 1. Create `bridge/api/<things>.py` with `resource = Resource("Things", "what they are")`.
 2. Declare the records it answers as subclasses of `Record` (a list answers a subclass of
    `Page` with `items: list[Thing]`), request bodies as subclasses of `Body`, and list
-   filters as subclasses of `PageQuery`.
+   filters as subclasses of `PageQuery` (`bridge.api.schemas`, `bridge.api.paging`).
 3. Write one async handler per operation, taking a `Call`, and decorate it:
 
        @resource.get("/things/{thing_id}", summary="Show a thing", role=Role.AGENT,
                      response=Thing)
        async def show_thing(call: Call) -> Thing:
            \"\"\"The description shown in the document.\"\"\"
-           found = await call.read(lambda conn: things_store.thing(conn, call.id("thing_id")))
+           found = await things.thing(call.services, call.id("thing_id"))
            if found is None:
                raise not_found("there is no such thing")
            return Thing(...)
@@ -29,10 +29,11 @@ Adding a resource is one module:
    ids in bodies and queries take `le=ID_MAX`, times the type `Time`. A list returns
    `call.page(ThingPage, rows, key=…, item=…)` over rows read with `limit + 1` after
    `call.after()` (`call.after_text()` for lists ordered by a name). Raise `ApiError` (or
-   let the shared command functions raise `NotFound`, `Conflict`, `UsageError`,
-   `CommandError`: they become 404, 409 and 422; `with call.field("name"):` names the field
-   of a `UsageError`). A POST that sends something is declared `idempotent=True` and does
-   its write with `call.write_once(fn)`.
+   let the domain operations of `bridge.services` raise `NotFound`, `Conflict`, `Invalid`,
+   `Refused`: they become 404, 409 and 422, see `bridge.api.errors`; `with call.field("name"):`
+   names the field of an `Invalid`). A resource module imports no SQLAlchemy and nothing of
+   `commands`. A POST that sends something is declared `idempotent=True` and does its write
+   with `call.write_once(fn)`.
 4. Add the module's `resource` to `RESOURCES` below. The test of the document then checks
    that every route is documented.
 """
@@ -55,8 +56,9 @@ from bridge.api import (
     textblocks,
     webhooks,
 )
-from bridge.api.framework import PREFIX, Api, Resource
-from commands.services import Services
+from bridge.api.framework import PREFIX, Resource
+from bridge.api.routing import Api
+from bridge.services import Services
 
 RESOURCES: tuple[Resource, ...] = (
     contacts.resource,

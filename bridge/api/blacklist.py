@@ -7,22 +7,22 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bridge.api.framework import (
-    ID_MAX,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    Time,
-    not_found,
+from bridge.api.errors import not_found
+from bridge.api.framework import ORIGIN, Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record, Time
+from bridge.services import blacklist as blacklist_service
+from bridge.services import contacts
+from bridge.services.blacklist import (
+    REASON_MAX,
+    Caller,
+    Terms,
+    check_until,
+    in_force,
+    parse_duration,
 )
-from bridge.types import ContactId
-from commands import blacklist as blacklist_command
-from commands.base import Role
-from commands.blacklist import REASON_MAX, Terms
-from storage import ContactRecord, Tx, subscriptions
+from bridge.types import ContactId, Role
+from storage import ContactRecord
 from storage.subscriptions import BlockRecord
 
 resource = Resource(
@@ -95,12 +95,16 @@ def _block(entry: BlockRecord, platform: str, name: str) -> Block:
 async def _in_force(call: Call) -> list[tuple[BlockRecord, str, str]]:
     now = call.now
     # A write: reading the list also drops the entries that expired (as /blacklist list does).
-    entries = await call.write(lambda tx: subscriptions.active_blocks(tx.conn, now))
+    entries = await in_force(call.services, now)
     return sorted(entries, key=lambda e: int(e[0].contact_id))
 
 
+def _caller(call: Call) -> Caller:
+    return Caller(call.who, call.now, ORIGIN)
+
+
 async def _contact(call: Call, contact_id: int) -> ContactRecord:
-    found = await call.read(lambda conn: Tx(conn).contact(ContactId(contact_id)))
+    found = await contacts.contact(call.services, ContactId(contact_id))
     if found is None:
         raise not_found(f"there is no contact {contact_id}")
     return found
@@ -138,17 +142,16 @@ async def add_block(call: Call) -> Block:
     open thread is told and its card shows the block."""
     body = call.body(BlockAdd)
     contact = await _contact(call, body.contact_id)
-    ctx = call.context("blacklist", "add")
     until = None
     if body.duration is not None:
         with call.field("duration"):
-            until = call.now + blacklist_command.parse_duration(ctx, body.duration)
+            until = call.now + parse_duration(body.duration)
     elif body.until is not None:
         moment = body.until if body.until.tzinfo else body.until.replace(tzinfo=UTC)
         with call.field("until"):
-            until = blacklist_command.check_until(ctx, moment.astimezone(UTC))
+            until = check_until(moment.astimezone(UTC), call.now)
     terms = Terms(body.direction, until, body.reason.strip() if body.reason else None)
-    await blacklist_command.put_on(ctx, contact, terms, skip_surface=False)
+    await blacklist_service.put_on(call.services, contact, terms, _caller(call))
     for entry, platform, name in await _in_force(call):
         if entry.contact_id == contact.id:
             return _block(entry, platform, name)
@@ -164,6 +167,4 @@ async def add_block(call: Call) -> Block:
 async def remove_block(call: Call) -> None:
     """As `/blacklist remove`; 404 when the contact is not on it."""
     contact = await _contact(call, call.id("contact_id"))
-    await blacklist_command.take_off(
-        call.context("blacklist", "remove"), contact, skip_surface=False
-    )
+    await blacklist_service.take_off(call.services, contact, _caller(call))

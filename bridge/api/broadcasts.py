@@ -7,27 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
-from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ID_MAX,
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Replay,
-    Resource,
-    Time,
-    not_found,
-)
-from bridge.types import PLATFORMS, PlatformName
-from commands import broadcast as broadcast_command
-from commands import template as template_command
-from commands.base import Context, Role
-from commands.broadcast import STARTED, Status
-from storage import Tx, subscriptions
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import ORIGIN, Call, Resource
+from bridge.api.idempotency import Replay
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record, Time
+from bridge.services import broadcasts, channels
+from bridge.services.broadcasts import STARTED, Draft, Origin, Status
+from bridge.services.templates import template_language, template_name
+from bridge.types import PLATFORMS, PlatformName, Role
+from storage import Tx
 from storage import broadcasts_store as store
 
 resource = Resource(
@@ -213,7 +203,7 @@ def _state(value: str) -> State:
     return states[value]
 
 
-def _broadcast(ctx: Context, found: Status) -> Broadcast:
+def _broadcast(call: Call, found: Status) -> Broadcast:
     b = found.record
     totals: dict[str, int] = {}
     for per in found.counts.values():
@@ -249,7 +239,7 @@ def _broadcast(ctx: Context, found: Status) -> Broadcast:
             )
             for p in found.posts.values()
         ],
-        summary=broadcast_command.status_text(ctx, found),
+        summary=broadcasts.status_text(call.services, found, call.now),
     )
 
 
@@ -269,15 +259,14 @@ def _line(b: store.BroadcastRecord, handled: int) -> BroadcastLine:
 
 
 async def _status(call: Call, broadcast_id: int) -> Broadcast:
-    found = await call.read(lambda conn: broadcast_command.read_status(conn, broadcast_id))
+    found = await broadcasts.status(call.services, broadcast_id)
     if found is None:
         raise not_found(f"there is no broadcast {broadcast_id}")
-    return _broadcast(call.context("broadcast", "status"), found)
+    return _broadcast(call, found)
 
 
 async def _draft(call: Call, broadcast_id: int) -> BroadcastDraft:
-    ctx = call.context("broadcast", "new")
-    shown = await broadcast_command.preview(ctx, broadcast_id)
+    shown = await broadcasts.preview(call.services, broadcast_id, call.now)
     audience = []
     for platform in sorted(shown.counts):
         per = dict(shown.counts[platform])
@@ -320,13 +309,7 @@ def _moment(call: Call, value: datetime, field: str) -> datetime:
 async def list_broadcasts(call: Call) -> BroadcastPage:
     """By id, oldest first, with how many recipients each has handled."""
     after, limit = call.after(), call.limit
-
-    def read(conn: Connection) -> list[tuple[store.BroadcastRecord, int]]:
-        found = store.page(conn, after=after, limit=limit + 1)
-        handled = store.handled(conn, [b.id for b in found])
-        return [(b, handled.get(b.id, 0)) for b in found]
-
-    rows = await call.read(read)
+    rows = await broadcasts.page(call.services, after, limit + 1)
     return call.page(BroadcastPage, rows, key=lambda r: r[0].id, item=lambda r: _line(*r))
 
 
@@ -345,12 +328,11 @@ async def create_broadcast(call: Call) -> BroadcastDraft:
     placeholder, a time in the past, a text with placeholders to publish, or a target the
     settings do not turn on."""
     body = call.body(BroadcastCreate)
-    ctx = call.context("broadcast", "new")
     if not body.channel_ids and not body.platforms:
         problem = "say who gets it: channel_ids, platforms or both"
         raise ApiError(422, "invalid", problem, field="channel_ids")
     channel_ids = list(dict.fromkeys(body.channel_ids))
-    known = {c.id for c in await call.read(subscriptions.all_channels)}
+    known = {c.id for c in await channels.list_channels(call.services)}
     missing = [c for c in channel_ids if c not in known]
     if missing:
         raise ApiError(422, "invalid", f"there is no channel {missing[0]}", field="channel_ids")
@@ -358,11 +340,11 @@ async def create_broadcast(call: Call) -> BroadcastDraft:
     params: list[str] = []
     if body.template is not None:
         with call.field("template.name"):
-            name = template_command.template_name(ctx, body.template.name)
+            name = template_name(body.template.name)
         language = None
         if body.template.language is not None:
             with call.field("template.language"):
-                language = template_command.template_language(ctx, body.template.language)
+                language = template_language(body.template.language)
         template, params = {"name": name, "language": language}, list(body.template.params)
     elif body.text is None:
         raise ApiError(422, "invalid", "give a text, a template or both", field="text")
@@ -370,8 +352,7 @@ async def create_broadcast(call: Call) -> BroadcastDraft:
     if body.scheduled_at is not None:
         scheduled = _moment(call, body.scheduled_at, "scheduled_at")
     with call.field("text"):
-        broadcast_id = await broadcast_command.prepare_broadcast(
-            ctx,
+        draft = Draft(
             channel_ids=channel_ids,
             platforms=list(dict.fromkeys(body.platforms)),
             text=body.text or "",
@@ -380,6 +361,8 @@ async def create_broadcast(call: Call) -> BroadcastDraft:
             scheduled=scheduled,
             publish_to=list(body.publish),
         )
+        origin = Origin(call.who, call.now, ORIGIN)
+        broadcast_id = await broadcasts.prepare(call.services, draft, origin)
     return await _draft(call, broadcast_id)
 
 
@@ -424,29 +407,28 @@ async def confirm_broadcast(call: Call) -> Broadcast | Replay:
     broadcast_id = call.id("broadcast_id")
     body = call.body(BroadcastConfirm)
     at = _moment(call, body.scheduled_at, "scheduled_at") if body.scheduled_at else None
-    ctx = call.context("broadcast", "confirm")
-    prepared = await call.read(lambda conn: store.get(conn, broadcast_id))
+    prepared = await broadcasts.find(call.services, broadcast_id)
     if prepared is None:
         raise not_found(f"there is no broadcast {broadcast_id}")
-    broadcast_command.check_confirmable(ctx, prepared)
-    now, status = call.now, call.context("broadcast", "status")
+    broadcasts.check_confirmable(call.services, prepared)
+    now = call.now
 
     def write(tx: Tx) -> Broadcast | str:
-        outcome = broadcast_command.start(tx, broadcast_id, now, at)
-        found = broadcast_command.read_status(tx.conn, broadcast_id)
+        outcome = broadcasts.start(tx, broadcast_id, now, at)
+        found = broadcasts.status_in(tx, broadcast_id)
         if outcome != STARTED or found is None:
             return outcome  # nothing was written: answered below, and not kept
-        return _broadcast(status, found)
+        return _broadcast(call, found)
 
     done = await call.write_once(write)
     if isinstance(done, str):
-        raise broadcast_command.not_started(broadcast_id, done)
+        raise broadcasts.not_started(broadcast_id, done)
     return done
 
 
 async def _change(call: Call, action: str) -> Broadcast:
     broadcast_id = call.id("broadcast_id")
-    await broadcast_command.change_state(call.context("broadcast", action), broadcast_id, action)
+    await broadcasts.change_state(call.services, broadcast_id, action)
     return await _status(call, broadcast_id)
 
 

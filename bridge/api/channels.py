@@ -5,24 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import Field
-from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ID_MAX,
-    Answer,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
-from bridge.types import ContactId, PlatformName
-from commands import channel as channel_command
-from commands.base import Role
-from commands.channel import CONSENT_MAX, KEYWORD_MAX
-from storage import ContactRecord, Tx, channels_extra, subscriptions
+from bridge.api.errors import not_found
+from bridge.api.framework import Answer, Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record
+from bridge.services import channels, contacts
+from bridge.services.channels import CONSENT_MAX, KEYWORD_MAX, NAME_PATTERN, keyword_or_none
+from bridge.types import ContactId, PlatformName, Role
+from storage import ContactRecord
 from storage.channels_extra import MemberRecord
 from storage.subscriptions import ChannelRecord
 
@@ -59,7 +50,7 @@ class ChannelPage(Page):
 class ChannelCreate(Body):
     """A new channel, as `/channel create` takes it."""
 
-    name: str = Field(pattern=f"^{channel_command.NAME_PATTERN}$", examples=["news"])
+    name: str = Field(pattern=f"^{NAME_PATTERN}$", examples=["news"])
     join_keyword: str | None = Field(None, min_length=1, max_length=KEYWORD_MAX)
     leave_keyword: str | None = Field(None, min_length=1, max_length=KEYWORD_MAX)
     platform: Platform | None = None
@@ -130,24 +121,21 @@ def _member(m: MemberRecord) -> Member:
 
 async def _known(call: Call) -> ChannelRecord:
     channel_id = call.id("channel_id")
-    found = await call.read(lambda conn: subscriptions.channel_by_id(conn, channel_id))
+    found = await channels.channel_by_id(call.services, channel_id)
     if found is None:
         raise not_found(f"there is no channel {channel_id}")
     return found
 
 
 async def _contact(call: Call, contact_id: int) -> ContactRecord:
-    found = await call.read(lambda conn: Tx(conn).contact(ContactId(contact_id)))
+    found = await contacts.contact(call.services, ContactId(contact_id))
     if found is None:
         raise not_found(f"there is no contact {contact_id}")
     return found
 
 
 async def _show(call: Call, channel_id: int) -> Channel:
-    def read(conn: Connection) -> tuple[ChannelRecord | None, dict[int, dict[str, int]]]:
-        return subscriptions.channel_by_id(conn, channel_id), subscriptions.member_counts(conn)
-
-    found, counts = await call.read(read)
+    found, counts = await channels.channel_counted(call.services, channel_id)
     if found is None:
         raise not_found(f"there is no channel {channel_id}")
     return _channel(found, counts)
@@ -163,11 +151,7 @@ async def _show(call: Call, channel_id: int) -> Channel:
 async def list_channels(call: Call) -> ChannelPage:
     """By id, with member counts per platform."""
     after, limit = call.after(), call.limit
-
-    def read(conn: Connection) -> tuple[list[ChannelRecord], dict[int, dict[str, int]]]:
-        return subscriptions.all_channels(conn), subscriptions.member_counts(conn)
-
-    found, counts = await call.read(read)
+    found, counts = await channels.all_channels(call.services)
     # Channels are few (each is a keyword customers type): one read, sorted here.
     rows = sorted((c for c in found if after is None or c.id > after), key=lambda c: c.id)
     return call.page(
@@ -188,12 +172,17 @@ async def create_channel(call: Call) -> Channel:
     """Checked as `/channel create` checks it: a keyword is unique and not a stop or start
     word (409 when it is taken), join and leave keywords differ."""
     body = call.body(ChannelCreate)
-    ctx = call.context("channel", "create")
     with call.field("join_keyword"):
-        channel_command.keyword_or_none(ctx, body.join_keyword)
+        keyword_or_none(body.join_keyword)
     with call.field("leave_keyword"):
-        created = await channel_command.create_channel(
-            ctx, body.name, body.join_keyword, body.leave_keyword, body.platform
+        created = await channels.create_channel(
+            call.services,
+            body.name,
+            body.join_keyword,
+            body.leave_keyword,
+            body.platform,
+            who=call.who,
+            now=call.now,
         )
     return await _show(call, created.id)
 
@@ -218,8 +207,7 @@ async def show_channel(call: Call) -> Channel:
 async def delete_channel(call: Call) -> ChannelDeleted:
     """As `/channel delete --confirm`: its members are dropped."""
     found = await _known(call)
-    ctx = call.context("channel", "delete")
-    deleted, count = await channel_command.delete_channel(ctx, found.name, confirmed=True)
+    deleted, count = await channels.delete_channel(call.services, found.name, confirmed=True)
     return ChannelDeleted(id=deleted.id, name=deleted.name, members_dropped=count)
 
 
@@ -234,9 +222,7 @@ async def list_members(call: Call) -> MemberPage:
     """Current members, by contact id."""
     found = await _known(call)
     after, limit = call.after(), call.limit
-    rows = await call.read(
-        lambda conn: channels_extra.members_after(conn, found.id, after=after, limit=limit + 1)
-    )
+    rows = await channels.members_after(call.services, found.id, after, limit + 1)
     return call.page(MemberPage, rows, key=lambda m: int(m.contact_id), item=_member)
 
 
@@ -256,15 +242,12 @@ async def add_member(call: Call) -> Member | Answer:
     found = await _known(call)
     body = call.body(MemberAdd)
     contact = await _contact(call, body.contact_id)
-    ctx = call.context("channel", "add")
     with call.field("consent"):
-        _, joined = await channel_command.add_member(ctx, found.name, contact, body.consent)
-
-    def read(conn: Connection) -> MemberRecord | None:
-        rows = channels_extra.members_after(conn, found.id, after=contact.id - 1, limit=1)
-        return rows[0] if rows and rows[0].contact_id == contact.id else None
-
-    member = await call.read(read)
+        _, joined = await channels.add_member(
+            call.services, found.name, contact, body.consent, who=call.who, now=call.now
+        )
+    rows = await channels.members_after(call.services, found.id, contact.id - 1, 1)
+    member = rows[0] if rows and rows[0].contact_id == contact.id else None
     if member is None:
         raise not_found(f"contact {contact.id} is not a member of {found.name}")
     return _member(member) if joined else Answer(200, _member(member))
@@ -280,7 +263,8 @@ async def remove_member(call: Call) -> None:
     """As `/channel remove`; 404 when the contact is not a member."""
     found = await _known(call)
     contact = await _contact(call, call.id("contact_id"))
-    ctx = call.context("channel", "remove")
-    _, ended = await channel_command.remove_member(ctx, found.name, contact)
+    _, ended = await channels.remove_member(
+        call.services, found.name, contact, who=call.who, now=call.now
+    )
     if not ended:
         raise not_found(f"contact {contact.id} is not a member of {found.name}")

@@ -7,23 +7,15 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from bridge.api.framework import (
-    ID_MAX,
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
-from bridge.types import ContactId, PlatformName
-from commands import contact as contact_command
-from commands.base import Role
-from commands.contact import NAME_MAX
-from commands.thread import staff_id
-from storage.contacts_admin import ContactDetails, ContactLine, ErasureCounts, contact_page
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record
+from bridge.services import contacts
+from bridge.services.contacts import NAME_MAX
+from bridge.services.roles import staff_id
+from bridge.types import ContactId, PlatformName, Role
+from storage.contacts_admin import ContactDetails, ContactLine, ErasureCounts
 
 resource = Resource("Contacts", "Customers on every messenger, as `/contact` shows them.")
 
@@ -165,9 +157,8 @@ def summary(line: ContactLine) -> ContactSummary:
 
 async def load(call: Call, contact_id: int) -> Contact:
     """A contact as `GET /contacts/{contact_id}` shows it, or 404."""
-    details, channels, entry = await call.read(
-        lambda conn: contact_command.card(conn, ContactId(contact_id))
-    )
+    shown = await contacts.card(call.services, ContactId(contact_id))
+    details, channels, entry = shown.details, shown.channels, shown.block
     if details is None:
         raise not_found(f"there is no contact {contact_id}")
     block = None
@@ -228,15 +219,13 @@ async def list_contacts(call: Call) -> ContactPage:
     """By id, oldest first; `q` searches as `/contact find` does."""
     query = call.query(ContactQuery)
     after = call.after()
-    rows = await call.read(
-        lambda conn: contact_page(
-            conn,
-            text=query.q,
-            platform=query.platform,
-            channel_id=query.channel,
-            after=after,
-            limit=query.limit + 1,
-        )
+    rows = await contacts.page(
+        call.services,
+        text=query.q,
+        platform=query.platform,
+        channel_id=query.channel,
+        after=after,
+        limit=query.limit + 1,
     )
     return call.page(ContactPage, rows, key=lambda c: int(c.id), item=summary)
 
@@ -279,7 +268,7 @@ async def change_contact(call: Call) -> Contact:
             values[text_field] = (value.strip() or None) if value is not None else None
     if "assigned_to" in given:
         values["assigned_to"] = _assignee(call, body.assigned_to)
-    await contact_command.change_contact(call.services, ContactId(contact_id), **values)
+    await contacts.change_contact(call.services, ContactId(contact_id), **values)
     return await load(call, contact_id)
 
 
@@ -290,7 +279,8 @@ def _assignee(call: Call, typed: str | None) -> str | None:
     if typed.strip().lower() in ("me", "myself"):
         raise ApiError(422, "invalid", "an API key is not a staff member", field="assigned_to")
     with call.field("assigned_to"):
-        return staff_id(call.context("assign", ""), typed.strip())
+        # Never "me" here (refused above), so the caller's own id is not needed.
+        return staff_id(typed.strip(), "")
 
 
 @resource.get(
@@ -301,7 +291,7 @@ def _assignee(call: Call, typed: str | None) -> str | None:
 )
 async def export_contact(call: Call) -> ContactExport:
     """The document of `/contact export` (for a data request)."""
-    document = await contact_command.export_document(
+    document = await contacts.export_document(
         call.services, ContactId(call.id("contact_id")), call.who, call.now
     )
     return ContactExport.model_validate(document)
@@ -317,7 +307,7 @@ async def forget_contact(call: Call) -> Erasure:
     """As `/contact forget --confirm`: every table, the outbox included; each of their staff
     threads keeps a tombstone. It cannot be undone."""
     contact_id = call.id("contact_id")
-    counts: ErasureCounts = await contact_command.forget_contact(
+    counts: ErasureCounts = await contacts.forget_contact(
         call.services, ContactId(contact_id), call.who, call.now
     )
     return Erasure(

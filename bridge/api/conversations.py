@@ -8,25 +8,17 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, model_validator
-from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ORIGIN,
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Replay,
-    Resource,
-    not_found,
-)
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import ORIGIN, Call, Resource
+from bridge.api.idempotency import Replay
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
 from bridge.pipeline import Queued
-from bridge.types import WHATSAPP, ContactId, TemplateCall
-from commands.base import Role
-from commands.template import prepare_template, template_language, template_name
-from storage import ContactRecord, Tx, history
+from bridge.services import contacts, conversations
+from bridge.services.templates import prepare_template, template_language, template_name
+from bridge.types import WHATSAPP, ContactId, Role, TemplateCall
+from storage import ContactRecord, Tx
 from storage.history import ConversationLine, MessageLine
 
 log = logging.getLogger(__name__)
@@ -173,7 +165,7 @@ def message(line: MessageLine, contact_id: int) -> Message:
 
 
 async def _contact(call: Call, contact_id: int) -> ContactRecord:
-    found = await call.read(lambda conn: Tx(conn).contact(ContactId(contact_id)))
+    found = await contacts.contact(call.services, ContactId(contact_id))
     if found is None:
         raise not_found(f"there is no contact {contact_id}")
     return found
@@ -181,7 +173,7 @@ async def _contact(call: Call, contact_id: int) -> ContactRecord:
 
 async def _conversation(call: Call) -> ConversationLine:
     conversation_id = call.id("conversation_id")
-    found = await call.read(lambda conn: history.conversation(conn, conversation_id))
+    found = await conversations.conversation(call.services, conversation_id)
     if found is None:
         raise not_found(f"there is no conversation {conversation_id}")
     return found
@@ -198,9 +190,7 @@ async def list_conversations(call: Call) -> ConversationPage:
     """Oldest first; the open one (if any) is the last."""
     contact = await _contact(call, call.id("contact_id"))
     after, limit = call.after(), call.limit
-    rows = await call.read(
-        lambda conn: history.conversations_of(conn, contact.id, after=after, limit=limit + 1)
-    )
+    rows = await conversations.conversations_of(call.services, contact.id, after, limit + 1)
     return call.page(ConversationPage, rows, key=lambda c: int(c.id), item=conversation)
 
 
@@ -226,9 +216,7 @@ async def list_messages(call: Call) -> MessagePage:
     """Oldest first, notes and deleted messages included (they say so)."""
     found = await _conversation(call)
     after, limit = call.after(), call.limit
-    rows = await call.read(
-        lambda conn: history.messages_of(conn, found.id, after=after, limit=limit + 1)
-    )
+    rows = await conversations.messages_of(call.services, found.id, after, limit + 1)
     return call.page(
         MessagePage, rows, key=lambda m: int(m.id), item=lambda m: message(m, found.contact_id)
     )
@@ -243,13 +231,7 @@ async def list_messages(call: Call) -> MessagePage:
 async def show_message(call: Call) -> Message:
     """Poll this after sending to follow the status: queued → sent → delivered → read."""
     message_id = call.id("message_id")
-
-    def read(conn: Connection) -> tuple[MessageLine, ConversationLine] | None:
-        line = history.message(conn, message_id)
-        owner = history.conversation(conn, line.conversation_id) if line else None
-        return (line, owner) if line is not None and owner is not None else None
-
-    found = await call.read(read)
+    found = await conversations.message(call.services, message_id)
     if found is None:
         raise not_found(f"there is no message {message_id}")
     return message(found[0], found[1].contact_id)
@@ -277,31 +259,27 @@ async def send_message(call: Call) -> Message | Replay:
     template: TemplateCall | None = None
     text = body.text or ""
     if body.template is not None:
-        ctx = call.context("template", "send")
         with call.field("template.name"):
-            name = template_name(ctx, body.template.name)
+            name = template_name(body.template.name)
         language = None
         if body.template.language is not None:
             with call.field("template.language"):
-                language = template_language(ctx, body.template.language)
+                language = template_language(body.template.language)
         with call.field("template.params"):
             template, text = await prepare_template(
-                ctx, name, language, body.template.params, contact
+                call.services, name, language, body.template.params, contact
             )
-    pipeline = call.services.pipeline
-    author = call.key_name
+    services, author = call.services, call.key_name
 
     def write(tx: Tx) -> Message | Queued:
-        queued = pipeline.send_to_contact(
-            tx, contact.id, origin=ORIGIN, author=author, text=text, template=template
+        sent = conversations.send_in(
+            services, tx, contact.id, origin=ORIGIN, author=author, text=text, template=template
         )
-        if queued is None:
+        if sent is None:
             raise not_found(f"there is no contact {contact.id}")
-        if queued.refusal is not None or queued.message_id is None:
-            return queued  # nothing was written: answered below, and not kept
-        line = history.message(tx.conn, queued.message_id)
-        assert line is not None
-        return message(line, contact.id)
+        if sent.line is None:
+            return sent.queued  # nothing was written: answered below, and not kept
+        return message(sent.line, contact.id)
 
     done = await call.write_once(write)
     if isinstance(done, Queued):

@@ -7,10 +7,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.api.framework import ApiError, Body, Call, Page, PageQuery, Record, Resource
-from commands import apikey as apikey_command
-from commands.base import Role
-from storage import api_keys
+from bridge.api.errors import ApiError
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
+from bridge.services import keys
+from bridge.services.keys import NAME_PATTERN
+from bridge.types import Role
 from storage.api_keys import ApiKeyRecord
 
 resource = Resource("API keys", "Keys for this API; each has a role like a staff member.")
@@ -40,7 +43,7 @@ class ApiKeyPage(Page):
 class ApiKeyCreate(Body):
     """A new key."""
 
-    name: str = Field(pattern=f"^{apikey_command.NAME_PATTERN}$", examples=["crm"])
+    name: str = Field(pattern=f"^{NAME_PATTERN}$", examples=["crm"])
     role: KeyRole
 
 
@@ -85,7 +88,7 @@ async def show_me(call: Call) -> ApiKey:
 async def list_keys(call: Call) -> ApiKeyPage:
     """Every key, revoked ones included, as `/apikey list`."""
     after, limit = call.after(), call.limit
-    rows = await call.read(lambda conn: api_keys.list_keys(conn, after=after, limit=limit + 1))
+    rows = await keys.list_keys(call.services, after=after, limit=limit + 1)
     return call.page(ApiKeyPage, rows, key=lambda k: k.id, item=_key)
 
 
@@ -102,9 +105,7 @@ async def create_key(call: Call) -> ApiKeyCreated:
     """As `/apikey create`; the answer is the only place the key appears. 409 when an active
     key has the name."""
     body = call.body(ApiKeyCreate)
-    key, record = await apikey_command.create_key(
-        call.services, body.name, body.role, call.who, call.now
-    )
+    key, record = await keys.create_key(call.services, body.name, body.role, call.who, call.now)
     return ApiKeyCreated(key=key, api_key=_key(record))
 
 
@@ -116,5 +117,5 @@ async def create_key(call: Call) -> ApiKeyCreated:
 )
 async def revoke_key(call: Call) -> ApiKey:
     """As `/apikey revoke`: requests with it are refused (401) from now on."""
-    record = await apikey_command.revoke_key(call.services, call.id("key_id"), call.now)
+    record = await keys.revoke_key(call.services, call.id("key_id"), call.now)
     return _key(record)

@@ -6,20 +6,13 @@ from datetime import datetime
 
 from pydantic import Field
 
-from bridge.api.framework import (
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
-from bridge.links import MAX_URL, SHORT_PATH
-from commands import shorten as shorten_command
-from commands.base import Role
-from storage import shortlinks
+from bridge.api.errors import not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
+from bridge.links import MAX_URL
+from bridge.services import links
+from bridge.types import Role
 from storage.shortlinks import LinkStats
 
 resource = Resource(
@@ -58,12 +51,11 @@ class ShortLinkCreate(Body):
 
 def _link(call: Call, stats: LinkStats) -> ShortLink:
     link = stats.link
-    public_url = call.services.settings.bridge.public_url
     return ShortLink(
         id=link.id,
         code=link.code,
         url=link.url,
-        short_url=f"{public_url.rstrip('/')}{SHORT_PATH}/{link.code}" if public_url else None,
+        short_url=links.short_url(call.services, link.code),
         broadcast_id=link.broadcast_id,
         created_by=link.created_by,
         created_at=link.created_at,
@@ -74,7 +66,7 @@ def _link(call: Call, stats: LinkStats) -> ShortLink:
 
 
 async def _show(call: Call, link_id: int) -> ShortLink:
-    found = await call.read(lambda conn: shortlinks.link_stats(conn, link_id))
+    found = await links.link_stats(call.services, link_id)
     if found is None:
         raise not_found(f"there is no short link {link_id}")
     return _link(call, found)
@@ -90,7 +82,7 @@ async def _show(call: Call, link_id: int) -> ShortLink:
 async def list_links(call: Call) -> ShortLinkPage:
     """By id, oldest first (the broadcasts' links too), each with its clicks."""
     after, limit = call.after(), call.limit
-    rows = await call.read(lambda conn: shortlinks.links_after(conn, after=after, limit=limit + 1))
+    rows = await links.links_after(call.services, after, limit + 1)
     return call.page(ShortLinkPage, rows, key=lambda s: s.link.id, item=lambda s: _link(call, s))
 
 
@@ -106,16 +98,11 @@ async def create_link(call: Call) -> ShortLink:
     """As `/shorten <url>`: a new link to an http(s) URL, whose every click is counted. Needs
     the bridge's `public_url` (422 without)."""
     url = call.body(ShortLinkCreate).url
-    links = shorten_command.short_links(call.context("shorten", ""))
-    try:
-        short = await links.shorten(url, by=call.who)
-    except ValueError as exc:
-        raise ApiError(422, "invalid", str(exc), field="url") from None
-    code = short.rsplit("/", 1)[1]
-    made = await call.read(lambda conn: shortlinks.link_by_code(conn, code))
+    short = await links.shorten(call.services, url, call.who)
+    made = await links.link_id_of(call.services, short)
     if made is None:
-        raise not_found(f"there is no short link {code}")
-    return await _show(call, made.id)
+        raise not_found(f"there is no short link {short.rsplit('/', 1)[1]}")
+    return await _show(call, made)
 
 
 @resource.get(

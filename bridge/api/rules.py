@@ -9,30 +9,19 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ID_MAX,
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    Time,
-    not_found,
-)
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import ID_MAX, Body, Record, Time
 from bridge.automation import describe
+from bridge.errors import Refused
 from bridge.redact import short_url
 from bridge.rules import MAX_PATTERN
-from bridge.types import PLATFORMS, Action, FileData, PlatformName
+from bridge.services import rule_files, rules
+from bridge.services.rules import DAYS, NAME_PATTERN, URL_ACTIONS, Described
+from bridge.types import PLATFORMS, Action, FileData, PlatformName, Role
 from bridge.types import Rule as RuleDef
-from commands import rule as rule_command
-from commands import rule_files
-from commands.base import CommandError, Context, Role
-from commands.rule import DAYS, NAME_PATTERN
-from storage import rules_store
 
 resource = Resource(
     "Rules",
@@ -242,10 +231,10 @@ class RuleTestResult(Record):
 def _action(a: Action, files: dict[int, str], full: bool) -> RuleAction:
     # A URL's query and userinfo often hold a token: whole only for manager keys (as /rule show).
     target = a.target
-    if target and a.kind in rule_command.URL_ACTIONS and not full:
+    if target and a.kind in URL_ACTIONS and not full:
         target = short_url(target)
     return RuleAction(
-        do=rule_command.action_word(a),
+        do=rules.action_word(a),
         kind=a.kind,
         target=target,
         text=a.text,
@@ -279,46 +268,26 @@ def _fields(
     }
 
 
-def _read(conn: Connection, found: Sequence[RuleDef], full: bool) -> list[Rule]:
-    files = rules_store.file_names(
-        conn, [a.media_id for r in found for a in r.actions if a.media_id is not None]
-    )
-    shown = []
-    for r in found:
-        meta = rules_store.rule_meta(conn, r.id)
-        if meta is not None:  # deleted meanwhile
-            shown.append(Rule.model_validate(_fields(r, meta, files, full)))
-    return shown
+def _listed(shown: Described, full: bool) -> Rule:
+    return Rule.model_validate(_fields(shown.rule, shown.meta, shown.files, full))
 
 
 async def _show(call: Call, rule_id: int) -> RuleShown:
     full = call.role >= Role.MANAGER
-
-    def read(conn: Connection) -> RuleShown | None:
-        found = rules_store.rule_by_id(conn, rule_id)
-        meta = rules_store.rule_meta(conn, rule_id)
-        if found is None or meta is None:
-            return None
-        files = rules_store.file_names(
-            conn, [a.media_id for a in found.actions if a.media_id is not None]
-        )
-        changes = rules_store.history(conn, rule_id, HISTORY_SHOWN)
-        return RuleShown.model_validate(
-            {
-                **_fields(found, meta, files, full),
-                "history": [RuleChangeRecord(change=c, by=b, at=t) for c, b, t in changes],
-            }
-        )
-
-    shown = await call.read(read)
+    shown = await rules.described(call.services, rule_id, HISTORY_SHOWN)
     if shown is None:
         raise not_found(f"there is no rule {rule_id}")
-    return shown
+    return RuleShown.model_validate(
+        {
+            **_fields(shown.rule, shown.meta, shown.files, full),
+            "history": [RuleChangeRecord(change=c, by=b, at=t) for c, b, t in shown.history],
+        }
+    )
 
 
 async def _known(call: Call) -> RuleDef:
     rule_id = call.id("rule_id")
-    found = await call.read(lambda conn: rules_store.rule_by_id(conn, rule_id))
+    found = await rules.rule_by_id(call.services, rule_id)
     if found is None:
         raise not_found(f"there is no rule {rule_id}")
     return found
@@ -329,7 +298,6 @@ async def _known(call: Call) -> RuleDef:
 
 async def _actions(
     call: Call,
-    ctx: Context,
     given: Sequence[ActionBody],
     files: dict[int, str],
     *,
@@ -341,10 +309,10 @@ async def _actions(
     for number, a in enumerate(given):
         place = f"{where}.{number}"
         with call.field(f"{place}.do"):
-            kind = rule_command.action_kind(ctx, a.do)
+            kind = rules.action_kind(a.do)
         media_id = None
         if kind == "autoAnswerMedia":
-            media_id = await _file(call, ctx, a, place)
+            media_id = await _file(call, a, place)
             if a.url is not None:
                 files[number] = a.url
         elif a.url is not None or a.file_id is not None:
@@ -357,25 +325,24 @@ async def _actions(
     return built
 
 
-async def _file(call: Call, ctx: Context, a: ActionBody, place: str) -> int:
+async def _file(call: Call, a: ActionBody, place: str) -> int:
     if (a.url is None) == (a.file_id is None):
         problem = "answer-file needs the file: its url, or the file_id of a file kept already"
         raise ApiError(422, "invalid", problem, field=f"{place}.url")
     if a.file_id is not None:
         file_id = a.file_id
-        known = await call.read(lambda conn: rules_store.file_names(conn, [file_id]))
+        known = await rules.known_files(call.services, [file_id])
         if file_id not in known:
             raise ApiError(422, "invalid", f"there is no file {file_id}", field=f"{place}.file_id")
         return file_id
     with call.field(f"{place}.url"):
-        rule_files.check_file_url(ctx, a.url or "")
+        rule_files.check_file_url(a.url or "")
     # Stands in for the file, fetched once the rule passed every check (a test never does).
     return rule_files.FILE_PENDING
 
 
 async def _built(
     call: Call,
-    ctx: Context,
     base: RuleDef,
     body: RuleFields,
     files: dict[int, str],
@@ -400,7 +367,7 @@ async def _built(
         changes["platforms"] = frozenset(body.platforms or ())
     if "hours" in given:
         with call.field(f"{where}hours"):
-            start, end = rule_command.parse_hours(ctx, body.hours) if body.hours else (None, None)
+            start, end = rules.parse_hours(body.hours) if body.hours else (None, None)
         changes.update(start=start, end=end)
     if "days" in given:
         changes["weekdays"] = frozenset(DAYS.index(d) for d in body.days or DAYS)
@@ -424,22 +391,22 @@ async def _built(
         changes["enabled"] = body.enabled
     if "actions" in given and body.actions is not None:
         changes["actions"] = tuple(
-            await _actions(call, ctx, body.actions, files, where=f"{where}actions")
+            await _actions(call, body.actions, files, where=f"{where}actions")
         )
     try:
-        built = rule_command.check_rule(ctx, replace(base, **changes))
-    except CommandError as exc:
+        built = rules.check_rule(replace(base, **changes))
+    except Refused as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    await rule_command.check_targets(ctx, built)
+    await rules.check_targets(call.services, built)
     return built
 
 
-async def _fetch(call: Call, ctx: Context, urls: Mapping[int, str]) -> dict[int, FileData]:
+async def _fetch(call: Call, urls: Mapping[int, str]) -> dict[int, FileData]:
     files = {}
     for index, url in urls.items():
         try:
-            files[index] = await rule_files.fetch_file(ctx, url)
-        except CommandError as exc:
+            files[index] = await rule_files.fetch_file(call.services, url)
+        except Refused as exc:
             raise ApiError(422, "refused", str(exc), field=f"actions.{index}.url") from None
     return files
 
@@ -458,14 +425,8 @@ async def list_rules(call: Call) -> RulePage:
     """By id (`priority` says which fires first)."""
     after, limit = call.after(), call.limit
     full = call.role >= Role.MANAGER
-
-    def read(conn: Connection) -> list[Rule]:
-        # Rules are few (each is written by hand): one read, paged here.
-        found = sorted(rules_store.all_rules(conn), key=lambda r: r.id)
-        chosen = [r for r in found if after is None or r.id > after][: limit + 1]
-        return _read(conn, chosen, full)
-
-    return call.page(RulePage, await call.read(read), key=lambda r: r.id, item=lambda r: r)
+    found = await rules.rules_page(call.services, after, limit + 1)
+    return call.page(RulePage, found, key=lambda d: d.rule.id, item=lambda d: _listed(d, full))
 
 
 @resource.post(
@@ -486,13 +447,13 @@ async def create_rule(call: Call) -> RuleShown:
     link-local, … unless `[security] allow_private` names it) is 422 with the reason. 409 when
     the name is taken."""
     body = call.body(RuleCreate)
-    ctx = call.context("rule", "add")
     base = RuleDef(id=0, name=body.name.strip(), keyword_type=body.keyword_type)
     urls: dict[int, str] = {}
-    built = await _built(call, ctx, base, body, urls)
-    await rule_command.free_name(ctx, built.name)
+    built = await _built(call, base, body, urls)
+    await rules.free_name(call.services, built.name)
     # Fetched last: a rule refused by any check keeps no file.
-    stored = await rule_command.add_rule(ctx, built, await _fetch(call, ctx, urls))
+    files = await _fetch(call, urls)
+    stored = await rules.add_rule(call.services, built, files, who=call.who, now=call.now)
     return await _show(call, stored.id)
 
 
@@ -509,19 +470,17 @@ async def test_rules(call: Call) -> RuleTestResult:
     `rule`, that rule is tested as if it were saved, after the checks of `/rule add`
     (422 for a pattern RE2 refuses, and so on)."""
     body = call.body(RuleTest)
-    ctx = call.context("rule", "test")
     zone = call.services.pipeline.rulebook.zone
     at = body.at or call.now
     at = at if at.tzinfo is not None else at.replace(tzinfo=zone)
-    rules = await call.read(rules_store.all_rules)
+    every = await rules.all_rules(call.services)
     draft: RuleDef | None = None
     if body.rule is not None:
         name = body.rule.name.strip()
         base = RuleDef(id=0, name=name, keyword_type=body.rule.keyword_type)
-        add = call.context("rule", "add")
-        draft = await _built(call, add, base, body.rule, {}, where="rule.")
-        rules = [r for r in rules if r.name.casefold() != name.casefold()] + [draft]
-    chosen, rest = rule_command.would_fire(ctx, rules, body.text, body.platform, at)
+        draft = await _built(call, base, body.rule, {}, where="rule.")
+        every = [r for r in every if r.name.casefold() != name.casefold()] + [draft]
+    chosen, rest = rules.would_fire(call.services, every, body.text, body.platform, at)
     return RuleTestResult(
         platform=body.platform,
         at=at.astimezone(zone),
@@ -565,11 +524,11 @@ async def change_rule(call: Call) -> RuleShown:
     body = call.body(RuleChange)
     if not body.model_fields_set:
         raise ApiError(422, "invalid", "say what to change", field="body")
-    ctx = call.context("rule", "edit")
     urls: dict[int, str] = {}
-    built = await _built(call, ctx, found, body, urls)
+    built = await _built(call, found, body, urls)
     # Fetched last: a change refused by any check keeps no file.
-    await rule_command.edit_rule(ctx, built, files=await _fetch(call, ctx, urls))
+    files = await _fetch(call, urls)
+    await rules.edit_rule(call.services, built, files, who=call.who, now=call.now)
     return await _show(call, found.id)
 
 
@@ -582,7 +541,7 @@ async def change_rule(call: Call) -> RuleShown:
 async def enable_rule(call: Call) -> RuleShown:
     """As `/rule enable` (a rule that is on already stays so)."""
     found = await _known(call)
-    await rule_command.switch_rule(call.context("rule", "enable"), found, True)
+    await rules.switch_rule(call.services, found, True, who=call.who, now=call.now)
     return await _show(call, found.id)
 
 
@@ -595,7 +554,7 @@ async def enable_rule(call: Call) -> RuleShown:
 async def disable_rule(call: Call) -> RuleShown:
     """As `/rule disable`: the rule is kept, and fires no more."""
     found = await _known(call)
-    await rule_command.switch_rule(call.context("rule", "disable"), found, False)
+    await rules.switch_rule(call.services, found, False, who=call.who, now=call.now)
     return await _show(call, found.id)
 
 
@@ -608,4 +567,4 @@ async def disable_rule(call: Call) -> RuleShown:
 async def delete_rule(call: Call) -> None:
     """As `/rule delete`; the change log keeps what it was."""
     found = await _known(call)
-    await rule_command.delete_rule(call.context("rule", "delete"), found)
+    await rules.delete_rule(call.services, found, who=call.who, now=call.now)

@@ -6,9 +6,11 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.api.framework import Call, Record, Resource
+from bridge.api.framework import Call, Resource
+from bridge.api.schemas import Record
 from bridge.links import SHORT_PATH
-from commands.base import Role
+from bridge.services import stats
+from bridge.types import Role
 from storage import stats as store
 from storage.stats import BroadcastFunnel, LinkCount
 
@@ -162,10 +164,8 @@ async def show_stats(call: Call) -> Statistics:
     active lately, channel sizes, the latest broadcasts stage by stage with
     clicks, and the most clicked short links."""
     days, now = call.query(StatsQuery).days, call.now
-    overview = await call.read(
-        lambda conn: store.overview(
-            conn, now, days=days, broadcasts=BROADCASTS_SHOWN, links=LINKS_SHOWN
-        )
+    overview = await stats.overview(
+        call.services, now, days=days, broadcasts=BROADCASTS_SHOWN, links=LINKS_SHOWN
     )
     totals = store.totals(overview.daily)
     contacts = {c.platform: c for c in overview.contacts}

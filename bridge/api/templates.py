@@ -6,20 +6,20 @@ from datetime import datetime
 
 from pydantic import Field
 
-from bridge.api.framework import (
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
+from bridge.errors import Invalid
+from bridge.services import templates
+from bridge.services.templates import (
+    BODY_LIMIT,
+    check_body,
+    param_count,
+    template_language,
+    template_name,
 )
-from commands import template as template_command
-from commands.base import Role, UsageError
-from commands.template import BODY_LIMIT, param_count
-from storage import Tx, catalog
+from bridge.types import Role
 from storage.catalog import TemplateRecord
 
 resource = Resource(
@@ -95,21 +95,21 @@ def _name(call: Call) -> str:
     """The template name of the path, or 404 (no template can have a name that is not one)."""
     typed = call.text("name")
     try:
-        return template_command.template_name(call.context("template", "show"), typed)
-    except UsageError:
+        return template_name(typed)
+    except Invalid:
         raise not_found(f"there is no template named {typed}") from None
 
 
 def _language(call: Call) -> str:
     typed = call.text("language")
     try:
-        return template_command.template_language(call.context("template", "show"), typed)
-    except UsageError:
+        return template_language(typed)
+    except Invalid:
         raise not_found(f"there is no template language {typed}") from None
 
 
 async def _one(call: Call, name: str, language: str) -> TemplateRecord:
-    found = await call.read(lambda conn: catalog.templates_named(conn, name))
+    found = await templates.templates_named(call.services, name)
     for t in found:
         if t.language == language:
             return t
@@ -130,7 +130,7 @@ async def list_templates(call: Call) -> TemplatePage:
     query = call.query(TemplateQuery)
     after = call.after_text()
     wanted = query.name.strip().lower() if query.name is not None else None
-    stored = await call.read(catalog.all_templates)
+    stored = await templates.all_templates(call.services)
     # Templates are few (each is approved by Meta one by one): one read, paged here.
     start = tuple(after.partition(":")[::2]) if after is not None else None
     rows = [
@@ -160,22 +160,14 @@ async def create_template(call: Call) -> Template:
     numbered from {{1}} without gaps. 409 when the template has this language already (change
     it with PATCH)."""
     body = call.body(TemplateCreate)
-    ctx = call.context("template", "add")
     with call.field("name"):
-        name = template_command.template_name(ctx, body.name)
+        name = template_name(body.name)
     with call.field("language"):
-        language = template_command.template_language(ctx, body.language)
+        language = template_language(body.language)
     text = body.body.strip()
     with call.field("body"):
-        template_command.check_body(ctx, text)
-    who, now = call.who, call.now
-
-    def write(tx: Tx) -> bool:
-        if any(t.language == language for t in catalog.templates_named(tx.conn, name)):
-            return False
-        return catalog.save_template(tx.conn, name, language, text, who, now)
-
-    if not await call.write(write):
+        check_body(text)
+    if not await templates.add_template(call.services, name, language, text, call.who, call.now):
         raise ApiError(409, "conflict", f"template {name} has a {language} version already")
     return _template(await _one(call, name, language))
 
@@ -204,16 +196,8 @@ async def change_template(call: Call) -> Template:
     name, language = _name(call), _language(call)
     text = call.body(TemplateChange).body.strip()
     with call.field("body"):
-        template_command.check_body(call.context("template", "add"), text)
-    who, now = call.who, call.now
-
-    def write(tx: Tx) -> bool:
-        if not any(t.language == language for t in catalog.templates_named(tx.conn, name)):
-            return False
-        catalog.save_template(tx.conn, name, language, text, who, now)
-        return True
-
-    if not await call.write(write):
+        check_body(text)
+    if not await templates.change_template(call.services, name, language, text, call.who, call.now):
         raise not_found(f"there is no template {name} in {language}")
     return _template(await _one(call, name, language))
 
@@ -227,7 +211,7 @@ async def change_template(call: Call) -> Template:
 async def delete_template(call: Call) -> None:
     """As `/template delete <name> <language>`."""
     name, language = _name(call), _language(call)
-    gone = await call.write(lambda tx: catalog.delete_templates(tx.conn, name, language))
+    gone = await templates.delete_templates(call.services, name, language)
     if not gone:
         raise not_found(f"there is no template {name} in {language}")
 
@@ -241,7 +225,7 @@ async def delete_template(call: Call) -> None:
 async def delete_template_languages(call: Call) -> TemplatesDeleted:
     """As `/template delete <name>`: every language it has."""
     name = _name(call)
-    gone = await call.write(lambda tx: catalog.delete_templates(tx.conn, name))
+    gone = await templates.delete_templates(call.services, name)
     if not gone:
         raise not_found(f"there is no template named {name}")
     return TemplatesDeleted(name=name, languages=gone)

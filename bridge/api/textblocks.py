@@ -6,20 +6,20 @@ from datetime import datetime
 
 from pydantic import Field
 
-from bridge.api.framework import (
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
+from bridge.api.errors import ApiError, not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
+from bridge.errors import Invalid
+from bridge.services import textblocks
+from bridge.services.textblocks import (
+    PLACEHOLDERS,
+    TEXT_LIMIT,
+    block_name,
+    check_text,
+    placeholders_used,
 )
-from commands import textblock as textblock_command
-from commands.base import Role, UsageError
-from commands.textblock import PLACEHOLDERS, TEXT_LIMIT, placeholders_used
-from storage import Tx, catalog
+from bridge.types import Role
 from storage.catalog import TextBlockRecord
 
 resource = Resource(
@@ -77,13 +77,13 @@ def _name(call: Call) -> str:
     """The block name of the path, or 404 (no block can have a name that is not one)."""
     typed = call.text("name")
     try:
-        return textblock_command.block_name(call.context("textblock", "show"), typed)
-    except UsageError:
+        return block_name(typed)
+    except Invalid:
         raise not_found(f"there is no text block named {typed}") from None
 
 
 async def _one(call: Call, name: str) -> TextBlockRecord:
-    found = await call.read(lambda conn: catalog.text_block(conn, name))
+    found = await textblocks.text_block(call.services, name)
     if found is None:
         raise not_found(f"there is no text block named {name}")
     return found
@@ -99,7 +99,7 @@ async def _one(call: Call, name: str) -> TextBlockRecord:
 async def list_text_blocks(call: Call) -> TextBlockPage:
     """By name, as `/textblock list`."""
     after, limit = call.after_text(), call.limit
-    stored = await call.read(catalog.all_text_blocks)
+    stored = await textblocks.all_text_blocks(call.services)
     # Text blocks are a team's few dozen saved replies: one read, paged here.
     rows = [b for b in stored if after is None or b.name > after]
     return call.page(TextBlockPage, rows[: limit + 1], key=lambda b: b.name, item=_block)
@@ -119,19 +119,13 @@ async def create_text_block(call: Call) -> TextBlock:
     fits a message, known placeholders only. 409 when the name is taken (change it with
     PATCH)."""
     body = call.body(TextBlockCreate)
-    ctx = call.context("textblock", "add")
     with call.field("name"):
-        name = textblock_command.block_name(ctx, body.name)
+        name = block_name(body.name)
     with call.field("body"):
-        text = textblock_command.check_text(ctx, body.body)
-    who, now = call.who, call.now
-
-    def write(tx: Tx) -> bool:
-        if catalog.text_block(tx.conn, name) is not None:
-            return False
-        return catalog.save_text_block(tx.conn, name, text, who, now)
-
-    if not await call.write(write):
+        text = check_text(body.body)
+    if not await textblocks.save_text_block(
+        call.services, name, text, call.who, call.now, exists=False
+    ):
         raise ApiError(409, "conflict", f"there is a text block named {name} already")
     return _block(await _one(call, name))
 
@@ -159,18 +153,10 @@ async def change_text_block(call: Call) -> TextBlock:
     way)."""
     name = _name(call)
     with call.field("body"):
-        text = textblock_command.check_text(
-            call.context("textblock", "add"), call.body(TextBlockChange).body
-        )
-    who, now = call.who, call.now
-
-    def write(tx: Tx) -> bool:
-        if catalog.text_block(tx.conn, name) is None:
-            return False
-        catalog.save_text_block(tx.conn, name, text, who, now)
-        return True
-
-    if not await call.write(write):
+        text = check_text(call.body(TextBlockChange).body)
+    if not await textblocks.save_text_block(
+        call.services, name, text, call.who, call.now, exists=True
+    ):
         raise not_found(f"there is no text block named {name}")
     return _block(await _one(call, name))
 
@@ -184,5 +170,5 @@ async def change_text_block(call: Call) -> TextBlock:
 async def delete_text_block(call: Call) -> None:
     """As `/textblock delete`."""
     name = _name(call)
-    if not await call.write(lambda tx: catalog.delete_text_block(tx.conn, name)):
+    if not await textblocks.delete_text_block(call.services, name):
         raise not_found(f"there is no text block named {name}")

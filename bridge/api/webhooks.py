@@ -7,20 +7,14 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import Field
-from sqlalchemy.engine import Connection
 
-from bridge.api.framework import (
-    ApiError,
-    Body,
-    Call,
-    Page,
-    PageQuery,
-    Record,
-    Resource,
-    not_found,
-)
-from commands import webhook as webhook_command
-from commands.base import Role
+from bridge.api.errors import not_found
+from bridge.api.framework import Call, Resource
+from bridge.api.paging import Page, PageQuery
+from bridge.api.schemas import Body, Record
+from bridge.services import webhooks
+from bridge.services.webhooks import Subscribed, shown_url
+from bridge.types import Role
 from storage import webhooks_store as store
 from storage.webhooks_store import WebhookRecord
 
@@ -86,7 +80,7 @@ class Ping(Record):
 def _webhook(w: WebhookRecord, waiting: int) -> Webhook:
     return Webhook(
         id=w.id,
-        url=webhook_command.shown_url(w.url),
+        url=shown_url(w.url),
         events=list(w.events),
         created_by=w.created_by,
         created_at=w.created_at,
@@ -94,17 +88,15 @@ def _webhook(w: WebhookRecord, waiting: int) -> Webhook:
     )
 
 
-async def _show(call: Call, webhook_id: int) -> Webhook:
-    def read(conn: Connection) -> Webhook | None:
-        found = store.get(conn, webhook_id)
-        if found is None or not found.active:
-            return None
-        return _webhook(found, store.waiting(conn, [found.id]).get(found.id, 0))
+def _shown(found: Subscribed) -> Webhook:
+    return _webhook(found.webhook, found.waiting)
 
-    shown = await call.read(read)
+
+async def _show(call: Call, webhook_id: int) -> Webhook:
+    shown = await webhooks.webhook(call.services, webhook_id)
     if shown is None:
         raise not_found(f"there is no webhook {webhook_id}")
-    return shown
+    return _shown(shown)
 
 
 @resource.get(
@@ -117,16 +109,8 @@ async def _show(call: Call, webhook_id: int) -> Webhook:
 async def list_webhooks(call: Call) -> WebhookPage:
     """The active subscriptions, with the deliveries waiting for each (as `/webhook list`)."""
     after, limit = call.after(), call.limit
-
-    def read(conn: Connection) -> list[Webhook]:
-        # Subscriptions are a handful: one read, paged here.
-        found = [w for w in store.all_webhooks(conn) if after is None or w.id > after]
-        shown = found[: limit + 1]
-        waiting = store.waiting(conn, [w.id for w in shown])
-        return [_webhook(w, waiting.get(w.id, 0)) for w in shown]
-
-    rows = await call.read(read)
-    return call.page(WebhookPage, rows, key=lambda w: w.id, item=lambda w: w)
+    rows = await webhooks.list_webhooks(call.services, after=after, limit=limit + 1)
+    return call.page(WebhookPage, rows, key=lambda s: s.webhook.id, item=_shown)
 
 
 @resource.post(
@@ -142,17 +126,7 @@ async def create_webhook(call: Call) -> WebhookCreated:
     secret, which this answer holds and no other will (lost it: delete the webhook and add it
     again)."""
     body = call.body(WebhookCreate)
-    for field, check in (
-        ("url", lambda: store.check_url(body.url)),
-        ("events", lambda: store.parse_events(body.events)),
-    ):
-        try:
-            check()
-        except ValueError as exc:
-            raise ApiError(422, "invalid", str(exc), field=field) from None
-    created = await webhook_command.add_webhook(
-        call.services, body.url, body.events, call.who, call.now
-    )
+    created = await webhooks.add_webhook(call.services, body.url, body.events, call.who, call.now)
     return WebhookCreated(secret=created.secret, webhook=_webhook(created, 0))
 
 
@@ -176,7 +150,7 @@ async def show_webhook(call: Call) -> Webhook:
 async def delete_webhook(call: Call) -> None:
     """As `/webhook remove`: nothing more is sent to it, and its undelivered events are
     dropped."""
-    await webhook_command.remove_webhook(call.services, call.id("webhook_id"))
+    await webhooks.remove_webhook(call.services, call.id("webhook_id"))
 
 
 @resource.post(
@@ -188,5 +162,5 @@ async def delete_webhook(call: Call) -> None:
 )
 async def test_webhook(call: Call) -> Ping:
     """As `/webhook test`: a `ping` event, after the events already waiting for it."""
-    hook = await webhook_command.ping_webhook(call.services, call.id("webhook_id"), call.who)
+    hook = await webhooks.ping_webhook(call.services, call.id("webhook_id"), call.who)
     return Ping(webhook=await _show(call, hook.id))

@@ -108,7 +108,7 @@ async def test_files_on_slacks_own_host_still_reach_the_customer(world):
 
 
 def test_only_slacks_file_hosts_and_the_api_host_are_trusted_with_the_token():
-    from connectors.slack import slack_file_host_allowed
+    from connectors.slack_api import slack_file_host_allowed
 
     api = "https://slack.com/api/"
     allowed = [

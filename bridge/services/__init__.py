@@ -1,4 +1,10 @@
-"""What commands work with, injected once: settings, the database, the pipeline, connectors."""
+"""Domain operations shared by the chat commands and the REST API, and their container.
+
+`Services` holds what an operation works with (settings, the database, the pipeline,
+connectors), built once by the app. The modules beside it (blacklist, channels, contacts, …)
+take plain arguments, raise `bridge.errors` (NotFound, Conflict, Invalid, Refused) and return
+records; commands turn their results into replies, the API into JSON.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,7 @@ from sqlalchemy.engine import Connection
 from bridge.config import Settings
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector
-from bridge.types import ConversationId, StaffUserId, SurfaceName
-from commands.base import Request, Role
+from bridge.types import ConversationId, Role, StaffUserId, SurfaceName, ThreadRef
 from storage import Database, Tx, Writer
 from storage.roles import effective_role
 
@@ -20,7 +25,8 @@ T = TypeVar("T")
 
 
 class Services:
-    """The bridge's parts a command may use; built by the app, handed to every command."""
+    """The bridge's parts a domain operation may use; built by the app, handed to every command
+    and to the REST API."""
 
     def __init__(
         self, settings: Settings, db: Database, writer: Writer, pipeline: Pipeline
@@ -71,11 +77,10 @@ class Services:
             )
         )
 
-    async def conversation_of(self, request: Request) -> ConversationId | None:
-        """The conversation whose thread a request came from, if it came from one."""
-        thread = request.thread
+    async def conversation_of(
+        self, surface: SurfaceName, thread: ThreadRef | None
+    ) -> ConversationId | None:
+        """The conversation of a surface's thread, if a thread is given and is one."""
         if thread is None:
             return None
-        return await self.read(
-            lambda conn: Tx(conn).conversation_by_thread(request.surface, thread)
-        )
+        return await self.read(lambda conn: Tx(conn).conversation_by_thread(surface, thread))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 
 import aiohttp
 
-from bridge.errors import AddressRefused, TooLarge
+from bridge.errors import AddressRefused, Invalid, Refused, TooLarge
 from bridge.security import FILE_CAP, MAX_REDIRECTS, file_name, read_capped
+from bridge.services import Services
 from bridge.types import FileData, MediaKind, Rule
-from commands.base import CommandError, Context
 from storage import Tx, rules_store
 
 FILE_MAX = FILE_CAP
@@ -19,25 +20,25 @@ FILE_MAX = FILE_CAP
 FILE_PENDING = 1
 
 
-def check_file_url(ctx: Context, url: str) -> None:
+def check_file_url(url: str) -> None:
     """An answer-file's URL has the shape of one (the guard checks where it leads)."""
     if not url.startswith(("https://", "http://")):
-        raise ctx.usage("answer-file needs the file's URL (https://…)")
+        raise Invalid("answer-file needs the file's URL (https://…)")
 
 
-async def fetch_file(ctx: Context, url: str) -> FileData:
+async def fetch_file(services: Services, url: str) -> FileData:
     """Download the file an answer-file action sends (it is kept with the rule).
 
     The guard's refusal names its reason; past the guard every failure reads the same, so
     that the answers do not tell which internal addresses or ports answer.
     """
-    check_file_url(ctx, url)
-    outbound = ctx.services.pipeline.outbound
+    check_file_url(url)
+    outbound = services.pipeline.outbound
     try:
         await outbound.check(url)
     except AddressRefused as exc:
-        raise CommandError(f"The rule was not saved: {exc.reason}") from None
-    failed = CommandError(f"The rule was not saved: the file at {url} could not be fetched")
+        raise Refused(f"The rule was not saved: {exc.reason}") from None
+    failed = Refused(f"The rule was not saved: the file at {url} could not be fetched")
     try:
         async with outbound.request(
             "GET", url, redirects=MAX_REDIRECTS, timeout=aiohttp.ClientTimeout(total=30)
@@ -47,27 +48,27 @@ async def fetch_file(ctx: Context, url: str) -> FileData:
             data = await read_capped(response, FILE_MAX)
             mime = response.content_type or "application/octet-stream"
     except AddressRefused as exc:  # a redirect, or the name now resolves elsewhere
-        raise CommandError(f"The rule was not saved: {exc.reason}") from None
+        raise Refused(f"The rule was not saved: {exc.reason}") from None
     except TooLarge:
-        raise CommandError("the file is larger than 16 MB; messengers would refuse it") from None
+        raise Refused("the file is larger than 16 MB; messengers would refuse it") from None
     except (aiohttp.ClientError, TimeoutError, ValueError):
         raise failed from None
     if not data:
-        raise CommandError(f"The rule was not saved: {url} sent an empty file")
+        raise Refused(f"The rule was not saved: {url} sent an empty file")
     return FileData(kind=MediaKind.DOCUMENT, filename=file_name(url), data=data, mime_type=mime)
 
 
-async def fetch_files(ctx: Context, urls: Mapping[int, str]) -> dict[int, FileData]:
+async def fetch_files(services: Services, urls: Mapping[int, str]) -> dict[int, FileData]:
     """The files of a rule's answer-file actions, by action index (nothing is stored yet)."""
-    return {index: await fetch_file(ctx, url) for index, url in urls.items()}
+    return {index: await fetch_file(services, url) for index, url in urls.items()}
 
 
-def with_files(tx: Tx, ctx: Context, built: Rule, files: Mapping[int, FileData]) -> Rule:
+def with_files(tx: Tx, built: Rule, files: Mapping[int, FileData], who: str, now: datetime) -> Rule:
     """`built` with the files of its answer-file actions kept, in the rule's transaction."""
     if not files:
         return built
     actions = list(built.actions)
     for index, file in files.items():
-        file_id = rules_store.save_file(tx.conn, file, ctx.who, ctx.now)
+        file_id = rules_store.save_file(tx.conn, file, who, now)
         actions[index] = replace(actions[index], media_id=file_id)
     return replace(built, actions=tuple(actions))
