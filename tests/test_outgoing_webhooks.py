@@ -19,8 +19,9 @@ from sqlalchemy import text
 
 from bridge.app import WRITER
 from bridge.errors import PermanentError, RateLimited, TransientError, Unreachable
+from bridge.handlers.webhooks import WebhookDelivery
 from bridge.security import AllowList, OutboundGuard
-from bridge.webhooks import WebhookDelivery, retry_after
+from bridge.webhooks import retry_after
 from storage import Job, Tx
 from storage import webhooks_store as store
 from tests.broadcast_kit import new, subscribers

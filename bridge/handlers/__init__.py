@@ -1,0 +1,1 @@
+"""Outbox handlers: what each kind of outbox row carries out, one module per family."""

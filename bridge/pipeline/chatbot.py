@@ -1,0 +1,229 @@
+"""What the bridge answers by itself: consent words and channel keywords (whole messages that
+(un)subscribe the sender), the chatbot rules' book, and the automatic replies they cause."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from bridge.automation import RuleBook
+from bridge.pipeline.directory import Directory
+from bridge.pipeline.policy import Policy
+from bridge.types import (
+    AccountId,
+    ChatId,
+    ContactId,
+    ConversationId,
+    DeliveryStatus,
+    InboundMessage,
+    Platform,
+)
+from bridge.webhooks import SCOPE_CHANNELS, WebhookEvents
+from storage import NewJob, Tx, subscriptions
+
+# Consent words and keywords are whole messages; longer texts are never looked up.
+KEYWORD_MAX = 64
+KEYWORD_CACHE_S = 5.0
+
+
+class Chatbot:
+    """Consent words, channel keywords and the rules: what they cause, as outbox rows."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        policy: Policy,
+        webhooks: WebhookEvents,
+        rulebook: RuleBook,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.directory = directory
+        self.policy = policy
+        self.webhooks = webhooks
+        self.rulebook = rulebook
+        self.clock = clock
+        self._keyword_cache: (
+            tuple[
+                float,
+                dict[str, str],
+                dict[str, subscriptions.ChannelRecord],
+                dict[str, subscriptions.ChannelRecord],
+            ]
+            | None
+        ) = None
+
+    def keywords(
+        self,
+        tx: Tx,
+        platform: Platform,
+        account: AccountId,
+        fresh: Sequence[InboundMessage],
+        contact_of: Mapping[str, ContactId],
+        conv_of: Mapping[ContactId, ConversationId],
+        blocked: set[ContactId],
+        now: datetime,
+        jobs: list[NewJob],
+    ) -> set[str]:
+        """Consent words and channel keywords: whole messages that (un)subscribe the sender.
+        Returns the external ids of the messages that were such a word."""
+        handled: set[str] = set()
+        short = [m for m in fresh if m.start_payload or (m.text and len(m.text) <= KEYWORD_MAX)]
+        if not short:
+            return handled
+        words, join, leave = self.keyword_tables(tx)
+        for m in short:
+            cid = contact_of[m.chat_id]
+            said = subscriptions.fold(m.start_payload or m.text)
+            first, _, rest = said.partition(" ")
+            answer: str | None = None
+            if words.get(said) == "stop" or (words.get(first) == "stop" and rest in join):
+                channel = join.get(rest) if words.get(said) != "stop" else None
+                ended = subscriptions.leave(
+                    tx.conn, cid, "STOP", now, channel.id if channel else None
+                )
+                if ended and channel is None:
+                    jobs.extend(self.channels_event(tx, cid, m, ended, opted_in=False))
+                if ended:
+                    answer = (
+                        (
+                            channel.leave_reply
+                            or f"You have left {channel.name}."
+                            f" Send {channel.join_keyword} to join again."
+                        )
+                        if channel
+                        else "You are unsubscribed and will get no more newsletters."
+                        " Send START to subscribe again."
+                    )
+            elif words.get(said) == "start":
+                back = subscriptions.rejoin_after_stop(tx.conn, cid, now)
+                if back:
+                    jobs.extend(self.channels_event(tx, cid, m, back, opted_in=True))
+                    answer = "Welcome back: you are subscribed again."
+            elif said in join and cid not in blocked:
+                channel = join[said]
+                if subscriptions.join(
+                    tx.conn, channel.id, cid, f"keyword {channel.join_keyword}", now
+                ):
+                    leave_word = channel.leave_keyword or "STOP"
+                    answer = channel.join_reply or (
+                        f"You have joined {channel.name}. Send {leave_word} to leave."
+                    )
+            elif said in leave:
+                channel = leave[said]
+                if subscriptions.leave(
+                    tx.conn, cid, f"keyword {channel.leave_keyword}", now, channel.id
+                ):
+                    answer = channel.leave_reply or f"You have left {channel.name}."
+            if said in words or said in join or said in leave or rest in join:
+                handled.add(m.external_id)
+            if answer is not None and cid not in blocked:
+                jobs.extend(
+                    self.auto_reply(
+                        tx, platform, account, m.chat_id, cid, conv_of[cid], answer, m.external_id
+                    )
+                )
+        return handled
+
+    def channels_event(
+        self, tx: Tx, cid: ContactId, m: InboundMessage, channels: list[int], *, opted_in: bool
+    ) -> list[NewJob]:
+        """contact.opted_in/out for a STOP or START that ended or restored every channel."""
+        return self.webhooks.opted(
+            tx,
+            cid,
+            opted_in=opted_in,
+            scope=SCOPE_CHANNELS,
+            source=f"replied {m.text.strip().upper()[:20]}",
+            cause=f"msg:{m.external_id}",
+            channels=channels,
+        )
+
+    def keyword_tables(
+        self, tx: Tx
+    ) -> tuple[
+        dict[str, str],
+        dict[str, subscriptions.ChannelRecord],
+        dict[str, subscriptions.ChannelRecord],
+    ]:
+        """Consent words and channel keywords, read at most every few seconds."""
+        cached = self._keyword_cache
+        if cached is not None and time.monotonic() - cached[0] < KEYWORD_CACHE_S:
+            return cached[1], cached[2], cached[3]
+        words = subscriptions.consent_words(tx.conn)
+        join, leave = subscriptions.channels_by_keyword(tx.conn)
+        self._keyword_cache = (time.monotonic(), words, join, leave)
+        return words, join, leave
+
+    def keywords_changed(self) -> None:
+        """Read consent words and channel keywords again (a command changed them)."""
+        self._keyword_cache = None
+
+    def rules_changed(self) -> None:
+        """Build the chatbot rules again (a command changed them)."""
+        self.rulebook.changed()
+
+    def auto_reply(
+        self,
+        tx: Tx,
+        platform: Platform,
+        account: AccountId,
+        chat_id: ChatId,
+        contact_id: ContactId,
+        conv_id: ConversationId,
+        text: str,
+        cause: str,
+        *,
+        files: Sequence[Mapping[str, Any]] = (),
+        notice: str | None = "",
+    ) -> list[NewJob]:
+        """A message the bridge sends by itself (a confirmation, a rule's answer), shown to
+        staff as a notice: `notice`, by default "Sent automatically: <text>"; None for none."""
+        contact = tx.contact(contact_id)
+        connector = self.directory.connectors.get((platform, account))
+        if contact is None or connector is None:
+            return []
+        if self.policy.refusal(tx, contact, connector, template=False) is not None:
+            return []  # e.g. SMS after STOP: the carrier answers for us, we may not send
+        [message_id] = tx.insert_messages(
+            [
+                {
+                    "conversation_id": conv_id,
+                    "direction": "out",
+                    "platform": platform,
+                    "account": account,
+                    "external_id": None,
+                    "author": "bridge",
+                    "text": text,
+                    "attachments": list(files) or None,
+                    "sent_at": self.clock(),
+                    "status": DeliveryStatus.QUEUED.value,
+                }
+            ]
+        )
+        jobs = [
+            NewJob(
+                kind="customer.send",
+                idem_key=f"auto:{platform}:{account}:{cause}",
+                lane=f"c{conv_id}:out",
+                rate_keys=connector.rate_keys(chat_id),
+                payload={
+                    "conv": conv_id,
+                    "msg": message_id,
+                    "platform": platform,
+                    "account": account,
+                    "chat": chat_id,
+                    "text": text,
+                    "files": list(files),
+                    "last_in": time.time(),
+                },
+            )
+        ]
+        if notice is not None:
+            shown = notice or f"Sent automatically: {text}"
+            for surface in self.directory.surfaces:
+                jobs.append(
+                    self.directory.notice_job(conv_id, surface, f"auto:{message_id}", shown)
+                )
+        return jobs
