@@ -1,4 +1,5 @@
-# `make run` runs the bridge; `make test` runs ruff, mypy and the whole test suite.
+# `make run` runs the bridge; `make test` runs ruff, the layering contracts, mypy and the whole
+# test suite.
 # Both create .venv and install what they need on a fresh machine.
 
 PYTHON ?= python3
@@ -37,6 +38,7 @@ chromium:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -21,6 +21,7 @@ from bridge.bodies import UNSIGNED_READS, WEBHOOK_BODY_MAX, ReadGate
 from bridge.config import Settings
 from bridge.leader import Leadership
 from bridge.links import ShortLinks
+from bridge.metrics import REPORT_FD, Metrics
 from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
@@ -31,7 +32,7 @@ from bridge.staffio import Reply, Request
 from bridge.state import KvState
 from bridge.web import templating
 from bridge.web.media import MediaStore
-from bridge.web.metrics import REPORT_FD, Metrics, MetricsPage
+from bridge.web.metrics import MetricsPage
 from bridge.web.stats_page import StatsPage
 from bridge.web.widget import Widget
 from commands.runner import run as run_request
@@ -251,7 +252,7 @@ async def _supervise(command: list[str], metrics: Metrics) -> None:
     """Keep the dispatcher process running; stop it when the bridge stops."""
     delay = 1.0
     while True:
-        # The child reports its counters through a pipe of its own (see bridge.web.metrics).
+        # The child reports its counters through a pipe of its own (see bridge.metrics).
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "BRIDGE_PARENT_PID": str(os.getpid()), REPORT_FD: str(write_fd)}
         try:

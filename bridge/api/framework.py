@@ -21,7 +21,6 @@ from typing import Any, Required, TypedDict, TypeVar, Unpack
 
 from aiohttp import web
 from pydantic import BaseModel
-from sqlalchemy.engine import Connection
 
 from bridge.api import paging
 from bridge.api.errors import ApiError
@@ -237,10 +236,6 @@ class Call:
             raise ApiError(422, "invalid", str(exc), field=name) from None
 
     # -- the database ---------------------------------------------------------------------
-
-    async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` on a read connection."""
-        return await self.services.read(fn)
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn` in the writer's transaction."""

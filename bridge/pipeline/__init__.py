@@ -19,6 +19,7 @@ import aiohttp
 
 from bridge.automation import RuleBook
 from bridge.config import Settings
+from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.pipeline.chatbot import Chatbot
 from bridge.pipeline.directory import Directory
@@ -46,7 +47,6 @@ from bridge.types import (
     TemplateCall,
     ThreadRef,
 )
-from bridge.web.metrics import Metrics
 from bridge.webhooks import WebhookEvents
 from storage import BatchKind, Database, Tx, Writer
 

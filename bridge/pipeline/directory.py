@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from bridge.config import Settings
 from bridge.errors import PermanentError, RateLimited
+from bridge.metrics import Metrics
 from bridge.protocols import Connector, StaffSurface
 from bridge.publish import Publisher
 from bridge.types import (
@@ -27,7 +28,6 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from bridge.web.metrics import Metrics
 from storage import Database, NewJob, Tx
 
 

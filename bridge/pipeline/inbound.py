@@ -12,6 +12,7 @@ from typing import Any
 
 from bridge.automation import Arrival, apply_rules
 from bridge.config import Settings
+from bridge.metrics import Metrics
 from bridge.pipeline.attachments import attachment_dict
 from bridge.pipeline.chatbot import KEYWORD_MAX, Chatbot
 from bridge.pipeline.directory import Directory
@@ -32,7 +33,6 @@ from bridge.types import (
     StatusUpdate,
     WatermarkUpdate,
 )
-from bridge.web.metrics import Metrics
 from bridge.webhooks import SCOPE_CONTACT, WebhookEvents
 from storage import ContactRecord, NewJob, Tx, broadcasts_store, subscriptions
 

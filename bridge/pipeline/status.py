@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
+from bridge.metrics import Metrics
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
 from bridge.types import DeliveryStatus, StatusUpdate, WatermarkUpdate
-from bridge.web.metrics import Metrics
 from bridge.webhooks import WebhookEvents
 from storage import MessageRecord, MessageStatusWrite, NewJob, Tx, broadcasts_store, early_key
 

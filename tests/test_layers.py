@@ -1,0 +1,50 @@
+"""The layering contracts (pyproject.toml, checked by `make lint`) place every module of the
+bridge: a module no layer names would be free to import anything."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _contracts() -> list[dict]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return data["tool"]["importlinter"]["contracts"]
+
+
+def _layered() -> set[str]:
+    [layers] = [c for c in _contracts() if c["type"] == "layers"]
+    names: set[str] = set()
+    for layer in layers["layers"]:
+        for part in layer.replace("|", ":").split(":"):
+            names.add(part.strip())
+    return names
+
+
+def _bridge_modules() -> set[str]:
+    """The bridge's own modules and subpackages, one level down (`bridge.x`)."""
+    found = set()
+    for path in (ROOT / "bridge").iterdir():
+        if path.name.startswith("_") or path.name.startswith("."):
+            continue
+        if path.suffix == ".py":
+            found.add(f"bridge.{path.stem}")
+        elif path.is_dir() and (path / "__init__.py").exists():
+            found.add(f"bridge.{path.name}")
+    return found
+
+
+def test_every_bridge_module_is_in_a_layer():
+    missing = sorted(_bridge_modules() - _layered())
+    assert not missing, f"add these to a layer of the layers contract in pyproject.toml: {missing}"
+
+
+def test_the_contracts_have_no_exceptions():
+    assert all("ignore_imports" not in c for c in _contracts())
+
+
+def test_storage_and_commands_are_layered_below_and_above_the_core():
+    layered = _layered()
+    assert {"storage", "commands", "bridge.types", "bridge.errors"} <= layered
