@@ -9,7 +9,6 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from bridge import publish
 from bridge.jobs import (
@@ -18,14 +17,10 @@ from bridge.jobs import (
     BroadcastPublishJob,
 )
 from bridge.outbox import HOLD_PREFIX
-from bridge.types import (
-    ChatId,
-)
+from bridge.protocols import Connector
+from bridge.types import AccountId, ChatId, Platform
 from storage import NewJob
 from storage import broadcasts_store as store
-
-if TYPE_CHECKING:
-    from bridge.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +90,14 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-def allowed_rate(pipeline: Pipeline, platforms: Iterable[str]) -> float | None:
+def allowed_rate(
+    connectors: Mapping[tuple[Platform, AccountId], Connector], platforms: Iterable[str]
+) -> float | None:
     """Messages a second the accounts of these platforms may send together, by their rate
     limits (for the time to go before any message has gone)."""
     wanted = set(platforms)
     total = 0.0
-    for (platform, _), connector in pipeline.connectors.items():
+    for (platform, _), connector in connectors.items():
         if wanted and platform not in wanted:
             continue
         keys = connector.rate_keys(ChatId(MARK))

@@ -22,7 +22,7 @@ from typing import Any, Required, TypedDict, TypeVar, Unpack
 from aiohttp import web
 from pydantic import BaseModel
 
-from bridge.api import paging
+import bridge.api.paging as paging
 from bridge.api.errors import ApiError
 from bridge.api.idempotency import Idempotency, KeptAnswers, Replay
 from bridge.api.paging import PageQuery

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bridge.api import openapi
+import bridge.api.openapi as openapi
 from bridge.api.errors import (
     ApiError,
     http_response,

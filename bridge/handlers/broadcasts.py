@@ -442,7 +442,7 @@ class BroadcastProgress(BroadcastHandler):
         # A post may still wait for X's or Facebook's rate limit when the last recipient's
         # message is out: the message goes on being updated until every post is in as well.
         posting = b.state != "cancelled" and any(t not in posts for t in b.publish)
-        limit_rate = allowed_rate(self.pipeline, counts or b.platforms)
+        limit_rate = allowed_rate(self.pipeline.connectors, counts or b.platforms)
         text = progress_text(b, counts, finished, self.pipeline.clock(), clicks, posts, limit_rate)
         ref = b.progress_ref
         surface = self.pipeline.surfaces.get(SurfaceName(b.surface))

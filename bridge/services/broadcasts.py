@@ -255,7 +255,7 @@ async def status(services: Services, broadcast_id: int) -> Status | None:
 def status_text(services: Services, found: Status, now: datetime) -> str:
     """The status in a few lines, as the progress message words it."""
     b, counts = found.record, found.counts
-    limit_rate = allowed_rate(services.pipeline, counts or b.platforms)
+    limit_rate = allowed_rate(services.pipeline.connectors, counts or b.platforms)
     return progress_text(b, counts, found.finished, now, found.clicks, found.posts, limit_rate)
 
 
