@@ -423,6 +423,13 @@ DAY_CHOICES = tuple((d, d.capitalize()) for d in DAYS)
 
 def rule_form(command_line: str, current: Rule | None) -> Form:
     """The form of `/rule add` (empty) or `/rule edit <name>` (filled in)."""
+    fields = (*_match_fields(current), *_when_fields(current))
+    title = "New rule" if current is None else f"Edit {current.name}"[:24]
+    return Form(title=title, submit="Save", command=command_line, fields=fields)
+
+
+def _match_fields(current: Rule | None) -> list[FormField]:
+    """The fields of what a rule matches and does: name, trigger, pattern, actions."""
     fields: list[FormField] = []
     if current is None:
         fields.append(FormField(key="name", label="Name", hint="e.g. opening-hours"))
@@ -457,6 +464,12 @@ def rule_form(command_line: str, current: Rule | None) -> Form:
             " · join: <channel> · leave: <channel> · answer-file: <URL> · stop · ignore",
         )
     )
+    return fields
+
+
+def _when_fields(current: Rule | None) -> list[FormField]:
+    """The fields of where and when a rule fires: messengers, hours, days, limit, priority."""
+    fields: list[FormField] = []
     fields.append(
         FormField(
             key="on",
@@ -519,8 +532,7 @@ def rule_form(command_line: str, current: Rule | None) -> Form:
             hint="higher fires first",
         )
     )
-    title = "New rule" if current is None else f"Edit {current.name}"[:24]
-    return Form(title=title, submit="Save", command=command_line, fields=tuple(fields))
+    return fields
 
 
 def _limit_words(r: Rule) -> str:
