@@ -18,12 +18,13 @@ import itertools
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from aiohttp import web
 from sqlalchemy import text
 
@@ -165,7 +166,7 @@ class FakeConnector:
         if self._failures:
             raise self._failures.pop(0)
         self.sent.append(msg)
-        return ExternalMessageId(f"out-{next(self._ids)}")
+        return ExternalMessageId(f"out-{len(self.sent)}")
 
     async def edit(self, chat_id: ChatId, external_id: ExternalMessageId, text: str) -> None:
         self.edits.append((chat_id, external_id, text))
@@ -286,7 +287,7 @@ class FakeSurface:
     ) -> StaffMessageRef:
         """A staff member writes in the thread; returns the ref of their message."""
         assert self.sink is not None, "the surface is not wired to a pipeline"
-        ref = self._ref(thread.ref)
+        ref = self.new_ref(thread.ref)
         await self.sink(
             StaffMessage(
                 surface=self.name,
@@ -378,7 +379,7 @@ class FakeSurface:
         self, channel: str, text: str, ref: StaffMessageRef | None = None
     ) -> StaffMessageRef:
         self.announced.append((channel, text))
-        return ref or self._ref(ThreadRef(channel))
+        return ref or self.new_ref(ThreadRef(channel))
 
     async def erase_thread(self, thread: ThreadRef, text: str) -> None:
         self.threads[thread].shown.clear()
@@ -396,7 +397,8 @@ class FakeSurface:
     def rate_limits(self) -> Mapping[str, RateLimit]:
         return {}
 
-    def _ref(self, thread: ThreadRef) -> StaffMessageRef:
+    def new_ref(self, thread: ThreadRef) -> StaffMessageRef:
+        """A fresh ref for a message in `thread` (a staff member's, or the bridge's)."""
         return StaffMessageRef(f"{thread}/{next(self._ids)}")
 
     def _show(
@@ -408,7 +410,7 @@ class FakeSurface:
         files: tuple[FileData, ...] = (),
         marker: str | None = None,
     ) -> StaffMessageRef:
-        ref = self._ref(thread)
+        ref = self.new_ref(thread)
         self.threads[thread].shown.append(Shown(ref, kind, author, text, files, marker))
         return ref
 
@@ -465,7 +467,7 @@ class Rig:
         self, line: str, *, user: str = ADMIN, thread: FakeThread | None = None
     ) -> Reply:
         """Run one command line (`channel create news --join JOIN`) as a staff member would;
-        typed in `thread` when given."""
+        typed as a message of its own in `thread` when given (`!template send …`)."""
         request = Request(
             surface=self.surface.name,
             user=StaffUserId(user),
@@ -473,7 +475,7 @@ class Rig:
             text=line,
             channel="C0001",
             thread=thread.ref if thread else None,
-            ref=None,
+            ref=self.surface.new_ref(thread.ref) if thread else None,
             private_answers=True,
         )
         return await run_command(
@@ -486,12 +488,47 @@ class Rig:
         await self.settle()
         return self.surface.thread_of(chat)
 
+    async def reply(self, thread: FakeThread, text: str, *, user: str = AGENT) -> StaffMessageRef:
+        """A staff member answers in the thread and everything settles; returns their ref."""
+        ref = await self.surface.agent_says(thread, text, user=user)
+        await self.settle()
+        return ref
+
+    async def reply_refused(
+        self, thread: FakeThread, text: str, error: Exception
+    ) -> StaffMessageRef:
+        """A staff member answers and the platform refuses the send with `error`."""
+        self.customer.fail_next(error)
+        return await self.reply(thread, text)
+
+    async def outgoing(self) -> list[tuple[str, str | None, str | None]]:
+        """Every stored message to a customer: (text, status, error code), oldest first."""
+        rows = await self.sql(
+            "select text, status, error_code from messages where direction = 'out' order by id"
+        )
+        return [(str(t), s, e) for t, s, e in rows]
+
     async def stop(self) -> None:
         """Stop the dispatcher and the writer; close the database."""
         await self.dispatcher.stop()
         await self.writer.stop()
         await self.pipeline.outbound.close()
         await self.db.close()
+
+
+def rig_fixture(
+    *, name: str = "rig", customer: Callable[[], FakeConnector] | None = None, **sections: Any
+) -> Any:
+    """A pytest fixture `name` that yields a started rig and stops it after the test;
+    `customer` makes the test's connector, `sections` are settings sections."""
+
+    @pytest.fixture(name=name)
+    async def running(tmp_path: Path) -> AsyncIterator[Rig]:
+        rig = await start_rig(tmp_path, customer=customer() if customer else None, **sections)
+        yield rig
+        await rig.stop()
+
+    return running
 
 
 async def start_rig(

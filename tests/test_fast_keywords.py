@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-from tests.pipeline_kit import Rig, start_rig
+from tests.pipeline_kit import Rig, rig_fixture
 
 # The consent words the migration seeds (a module whose name starts with a digit).
 _seed = importlib.import_module("storage.migrations.versions.0003_commands")
@@ -36,18 +36,19 @@ def automatic(text: str) -> str:
     return f"Sent automatically: {text}"
 
 
+bare = rig_fixture(name="bare")
+
+
 @pytest.fixture
-async def rig(tmp_path):
+async def rig(bare: Rig) -> Rig:
     """news (JOIN-NEWS, LEAVE-NEWS) and deals (DEALS, no leave keyword), made by command."""
-    rig = await start_rig(tmp_path)
     for line in (
         "channel create news --join JOIN-NEWS --leave LEAVE-NEWS",
         "channel create deals --join DEALS",
     ):
-        reply = await rig.command(line)
+        reply = await bare.command(line)
         assert reply.ok, reply.text
-    yield rig
-    await rig.stop()
+    return bare
 
 
 async def says_and_is_told(rig: Rig, text: str, answer: str, chat: str = ANN) -> None:
@@ -61,11 +62,11 @@ async def says_and_is_told(rig: Rig, text: str, answer: str, chat: str = ANN) ->
 async def says_and_nothing_comes_back(rig: Rig, text: str, chat: str = ANN) -> None:
     """The customer writes; nothing is sent to them and nothing is queued for them."""
     before = rig.customer.texts_to(chat)
-    outgoing = await rig.sql("select count(*) from messages where direction = 'out'")
+    outgoing = await rig.outgoing()
     await rig.customer.says(chat, text)
     await rig.settle()
     assert rig.customer.texts_to(chat) == before, text
-    assert await rig.sql("select count(*) from messages where direction = 'out'") == outgoing
+    assert await rig.outgoing() == outgoing
 
 
 async def memberships(rig: Rig, chat: str = ANN) -> dict[str, str]:
