@@ -419,6 +419,16 @@ class FakeSurface:
 
 
 @dataclass
+class ManualClock:
+    """The pipeline's clock in a rig: T0 until a test moves it."""
+
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
 class Rig:
     """A pipeline wired to fakes, with its database, writer and an in-process dispatcher."""
 
@@ -429,19 +439,16 @@ class Rig:
     dispatcher: Dispatcher
     customer: FakeConnector
     surface: FakeSurface
-    now: datetime = T0
-
-    def clock(self) -> datetime:
-        """The pipeline's clock: T0 until a test moves it."""
-        return self.now
+    clock: ManualClock
 
     def advance(self, **delta: float) -> None:
         """Move the pipeline's clock forward (`hours=25`)."""
-        self.now += timedelta(**delta)
+        self.clock.now += timedelta(**delta)
 
     async def settle(self, timeout: float = 5.0) -> None:
         """Wait until the outbox holds no row that is due: everything the bridge queued (and
-        what that queued in turn) has been carried out or has failed for good."""
+        what that queued in turn) has been carried out or has failed for good. Rows waiting
+        for a later retry (a transient failure's backoff) are not waited for: see `pending`."""
         deadline = time.monotonic() + timeout
         while True:
             due = await self.pending(due_only=True)
@@ -544,20 +551,19 @@ async def start_rig(
     settings = settings or make_settings(tmp_path, sections=sections)
     db = await _migrated(settings.bridge.database)
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
-    holder: list[Rig] = []
-    pipeline = Pipeline(settings, db, writer, clock=lambda: holder[0].clock())
+    clock = ManualClock()
+    pipeline = Pipeline(settings, db, writer, clock=clock)
     customer = customer or FakeConnector()
     surface = surface or FakeSurface()
-    customer.sink, customer.clock = pipeline.on_inbound, lambda: holder[0].clock()
-    surface.sink, surface.clock = pipeline.on_staff, lambda: holder[0].clock()
+    customer.sink, customer.clock = pipeline.on_inbound, clock
+    surface.sink, surface.clock = pipeline.on_staff, clock
     pipeline.add_connector(customer)
     pipeline.add_surface(surface)
     dispatcher = Dispatcher(
         db, writer, pipeline.handlers(), RateLimiter(pipeline.rate_limits()), poll_interval=0.02
     )
     writer.set_on_commit(dispatcher.notify)
-    rig = Rig(settings, db, writer, pipeline, dispatcher, customer, surface)
-    holder.append(rig)
+    rig = Rig(settings, db, writer, pipeline, dispatcher, customer, surface, clock)
     await writer.start()
     await dispatcher.start()
     return rig

@@ -1,6 +1,7 @@
 """An agent's reply on its way to the customer, on the pipeline alone: it goes out and is
 marked sent; a rate limit is waited out and the reply goes out once; a permanent refusal is
-marked and explained in the thread."""
+marked and explained in the thread; a reply of someone without the agent role is refused and
+told to them alone."""
 
 from __future__ import annotations
 
@@ -41,3 +42,19 @@ async def test_permanent_refusal_is_marked_and_explained_in_the_thread(rig):
     assert rig.surface.marks_of(ref) == [DeliveryStatus.FAILED]
     assert "not delivered: the bot was blocked by the user" in thread.notices()
     assert await rig.outgoing() == [("Are you there?", "failed", "403")]
+
+
+closed = rig_fixture(name="closed", bridge={"default_role": "none"})
+
+
+async def test_reply_without_the_agent_role_is_refused_and_told_to_its_author_alone(closed):
+    thread = await closed.customer_with_thread(ANN, "hello")
+    ref = await closed.reply(thread, "I am just looking", user="UGUEST")
+    assert closed.customer.sent == []
+    assert closed.surface.marks_of(ref) == [DeliveryStatus.FAILED]
+    [(user, told)] = thread.told
+    assert user == "UGUEST"
+    assert told.startswith("Not sent to the customer: replying to customers needs the agent role")
+    assert "/user role UGUEST agent" in told
+    assert thread.notices() == []  # nobody else reads it
+    assert await closed.outgoing() == []
