@@ -447,22 +447,24 @@ class Rig:
 
     async def settle(self, timeout: float = 5.0) -> None:
         """Wait until the outbox holds no row that is due: everything the bridge queued (and
-        what that queued in turn) has been carried out or has failed for good. Rows waiting
-        for a later retry (a transient failure's backoff) are not waited for: see `pending`."""
+        what that queued in turn) has been carried out or has failed for good. A card refresh
+        held back for its window (`card_refresh_s`, short in a rig) is waited for; rows waiting
+        for a later retry (a transient failure's backoff) are not: see `pending`."""
         deadline = time.monotonic() + timeout
         while True:
-            due = await self.pending(due_only=True)
+            due = await self.pending(due_within=self.settings.bridge.card_refresh_s + 0.01)
             if not due:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"the outbox did not settle in {timeout}s: {due}")
             await asyncio.sleep(0.005)
 
-    async def pending(self, *, due_only: bool = False) -> list[tuple[str, str]]:
-        """Pending outbox rows as (kind, idempotency key); `due_only`: those due now."""
+    async def pending(self, *, due_within: float | None = None) -> list[tuple[str, str]]:
+        """Pending outbox rows as (kind, idempotency key); with `due_within`, only those due
+        within that many seconds."""
         query = "select kind, idem_key from outbox where state = 'pending'"
-        if due_only:
-            query += f" and next_at <= {time.time()}"
+        if due_within is not None:
+            query += f" and next_at <= {time.time() + due_within}"
         return [(str(k), str(i)) for k, i in await self.sql(query + " order by id")]
 
     async def sql(self, query: str) -> list[tuple[Any, ...]]:
@@ -548,6 +550,8 @@ async def start_rig(
 ) -> Rig:
     """A migrated SQLite database in `tmp_path` and a running pipeline between the fakes;
     `sections` are settings sections (`rules={"timezone": "Europe/Berlin"}`)."""
+    # Card refreshes wait for a window of their own: a short one keeps `settle` short.
+    sections = {**sections, "bridge": {"card_refresh_s": 0.02, **sections.get("bridge", {})}}
     settings = settings or make_settings(tmp_path, sections=sections)
     db = await _migrated(settings.bridge.database)
     writer = Writer(db, window_ms=settings.bridge.commit_window_ms)
