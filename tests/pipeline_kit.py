@@ -33,6 +33,7 @@ from bridge.config import Settings
 from bridge.outbox import Dispatcher, RateLimiter
 from bridge.pipeline import Pipeline
 from bridge.protocols import InboundSink, StaffSink
+from bridge.services import Services
 from bridge.staffio import Reply, Request
 from bridge.types import (
     TELEGRAM,
@@ -58,7 +59,6 @@ from bridge.types import (
     ThreadRef,
 )
 from commands.runner import run as run_command
-from commands.services import Services
 from storage import Database, Writer
 from tests.harness import make_settings
 
