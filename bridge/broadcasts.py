@@ -30,7 +30,7 @@ from bridge.jobs import (
     broadcast_key_range,
 )
 from bridge.links import ShortLinks
-from bridge.outbox import HOLD_PREFIX
+from bridge.outbox_lanes import HOLD_PREFIX
 from bridge.types import (
     ChatId,
     FileData,
