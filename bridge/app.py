@@ -22,9 +22,10 @@ from bridge.config import Settings
 from bridge.leader import Leadership
 from bridge.links import ShortLinks
 from bridge.metrics import REPORT_FD, Metrics
-from bridge.outbox import Dispatcher, Leases, RateLimiter, worker_name
+from bridge.outbox import Dispatcher, Leases, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
+from bridge.ratelimit import RateLimiter
 from bridge.registry import Registry
 from bridge.retention import PayloadRetention
 from bridge.services import Services

@@ -16,7 +16,7 @@ from bridge.jobs import (
     BroadcastProgressJob,
     BroadcastPublishJob,
 )
-from bridge.outbox import HOLD_PREFIX
+from bridge.outbox_lanes import HOLD_PREFIX
 from bridge.protocols import Connector
 from bridge.types import AccountId, ChatId, Platform
 from storage import NewJob

@@ -119,17 +119,7 @@ def _layout(chart: BarChart, width: int, height: int, size: int, measure: Measur
     title_size = round(size * 1.3)
     texts.append(_Text(pad, pad + title_size / 2, chart.title, title_size, _INK))
 
-    # The legend flows under the title, wrapping when a row is full.
-    swatch = size * 0.9
-    row_y = pad + title_size + size * 0.9
-    x = float(pad)
-    for series in chart.series:
-        needed = swatch + size * 0.4 + measure(series.label, size)
-        if x > pad and x + needed > width - pad:
-            x, row_y = float(pad), row_y + size * 1.5
-        rects.append(_Rect(x, row_y - swatch / 2, swatch, swatch, series.color))
-        texts.append(_Text(x + swatch + size * 0.4, row_y, series.label, size, _MUTED))
-        x += needed + size * 1.4
+    row_y = _legend(chart, width, pad, title_size, size, measure, rects, texts)
 
     n = max(len(chart.labels), 1)
     heights = [
@@ -152,6 +142,62 @@ def _layout(chart: BarChart, width: int, height: int, size: int, measure: Measur
         texts.append(_Text(plot_left - size * 0.4, y, f"{tick:,}", size, _MUTED, "end"))
 
     slot = (plot_right - plot_left) / n
+    _bars(chart, plot_left, slot, y_of, rects)
+
+    # Label every k-th position so that labels never overlap, always including the last one.
+    widest = max((measure(label, size) for label in chart.labels), default=0.0)
+    every = max(1, math.ceil((widest + size * 0.8) / slot))
+    for i, label in enumerate(chart.labels):
+        if (len(chart.labels) - 1 - i) % every == 0:
+            x = plot_left + (i + 0.5) * slot
+            texts.append(_Text(x, plot_bottom + size * 0.9, label, size, _MUTED, "middle"))
+    if max(heights, default=0) == 0:
+        texts.append(
+            _Text(
+                (plot_left + plot_right) / 2,
+                plot_top + span / 2,
+                chart.empty_note,
+                size,
+                _MUTED,
+                "middle",
+            )
+        )
+    return _Drawing(width, height, chart.title, tuple(rects), tuple(lines), tuple(texts))
+
+
+def _legend(
+    chart: BarChart,
+    width: int,
+    pad: int,
+    title_size: int,
+    size: int,
+    measure: Measure,
+    rects: list[_Rect],
+    texts: list[_Text],
+) -> float:
+    """Flow the legend under the title, wrapping when a row is full; return the last row's
+    vertical centre."""
+    swatch = size * 0.9
+    row_y = pad + title_size + size * 0.9
+    x = float(pad)
+    for series in chart.series:
+        needed = swatch + size * 0.4 + measure(series.label, size)
+        if x > pad and x + needed > width - pad:
+            x, row_y = float(pad), row_y + size * 1.5
+        rects.append(_Rect(x, row_y - swatch / 2, swatch, swatch, series.color))
+        texts.append(_Text(x + swatch + size * 0.4, row_y, series.label, size, _MUTED))
+        x += needed + size * 1.4
+    return row_y
+
+
+def _bars(
+    chart: BarChart,
+    plot_left: float,
+    slot: float,
+    y_of: Callable[[float], float],
+    rects: list[_Rect],
+) -> None:
+    """Place each position's bars side by side in its slot, each bar a stack of series."""
     group = slot * (0.8 if len(chart.bars) > 1 else 0.7)
     bar = group / max(len(chart.bars), 1)
     inner = bar * (0.92 if len(chart.bars) > 1 and bar > 4 else 1.0)
@@ -174,26 +220,6 @@ def _layout(chart: BarChart, width: int, height: int, size: int, measure: Measur
                         )
                     )
                 base += value
-
-    # Label every k-th position so that labels never overlap, always including the last one.
-    widest = max((measure(label, size) for label in chart.labels), default=0.0)
-    every = max(1, math.ceil((widest + size * 0.8) / slot))
-    for i, label in enumerate(chart.labels):
-        if (len(chart.labels) - 1 - i) % every == 0:
-            x = plot_left + (i + 0.5) * slot
-            texts.append(_Text(x, plot_bottom + size * 0.9, label, size, _MUTED, "middle"))
-    if max(heights, default=0) == 0:
-        texts.append(
-            _Text(
-                (plot_left + plot_right) / 2,
-                plot_top + span / 2,
-                chart.empty_note,
-                size,
-                _MUTED,
-                "middle",
-            )
-        )
-    return _Drawing(width, height, chart.title, tuple(rects), tuple(lines), tuple(texts))
 
 
 # -- PNG ----------------------------------------------------------------------------------------

@@ -11,48 +11,35 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
+from bridge.config_sections import (
+    CheckedSecret,
+    FacebookPageSettings,
+    MessengerPage,
+    MessengerSettings,
+    Section,
+    SmsAccount,
+    SmsSettings,
+    WhatsAppAccount,
+    WhatsAppSettings,
+    XSettings,
+)
 from bridge.errors import ConfigError
 from bridge.types import PLATFORMS, PlatformName
 
 ENV_PREFIX = "BRIDGE_"
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-# The shortest secret the bridge checks requests against (webhook secrets, verify tokens,
-# app secrets, bearer tokens): shorter ones can be guessed by whoever reaches the listener.
-SECRET_MIN = 16
 
 
-def _hard_to_guess(value: SecretStr) -> SecretStr:
-    if len(value.get_secret_value()) < SECRET_MIN:
-        msg = (
-            f"must be at least {SECRET_MIN} characters: the bridge checks requests against it"
-            " and a shorter one can be guessed (e.g. `openssl rand -hex 32`)"
-        )
-        raise ValueError(msg)
-    return value
-
-
-CheckedSecret = Annotated[SecretStr, AfterValidator(_hard_to_guess)]
-"""A secret the bridge checks what it receives against (not one it only sends)."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class BridgeSettings(_Section):
+class BridgeSettings(Section):
     """The `[bridge]` section: database, HTTP listener, behaviour shared by all platforms."""
 
     database: str = "sqlite+aiosqlite:///var/bridge.db"
@@ -103,7 +90,7 @@ class BridgeSettings(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
-class TelegramSettings(_Section):
+class TelegramSettings(Section):
     """The `[telegram]` section: one bot."""
 
     token: SecretStr | None = None
@@ -130,7 +117,7 @@ class TelegramSettings(_Section):
         return self.token is not None
 
 
-class SlackSettings(_Section):
+class SlackSettings(Section):
     """The `[slack]` section: one workspace, one app."""
 
     bot_token: SecretStr | None = None
@@ -172,7 +159,7 @@ class SlackSettings(_Section):
         return self.app_token is not None
 
 
-class MatrixSettings(_Section):
+class MatrixSettings(Section):
     """The `[matrix]` section: a bot account on a homeserver, threads in one or more rooms."""
 
     homeserver: str | None = None
@@ -221,7 +208,7 @@ class MatrixSettings(_Section):
         return self.homeserver is not None and self.user_id is not None
 
 
-class MailSettings(_Section):
+class MailSettings(Section):
     """The `[mail]` section: the SMTP server that rule forwards (mailForward) go through."""
 
     host: str | None = None
@@ -241,7 +228,7 @@ class MailSettings(_Section):
         return self.host is not None and self.from_address is not None
 
 
-class OutboxSettings(_Section):
+class OutboxSettings(Section):
     """The `[outbox]` section: how long finished deliveries keep what they carried."""
 
     # Days a finished outbox row keeps its payload (the message text, chat id, names), then
@@ -249,7 +236,7 @@ class OutboxSettings(_Section):
     keep_payload_days: float = Field(default=7.0, ge=0, le=3650)
 
 
-class RulesSettings(_Section):
+class RulesSettings(Section):
     """The `[rules]` section: the chatbot rules' time zone and forward timeouts."""
 
     # Rules' times of day and weekdays are read in this zone (an IANA name).
@@ -270,7 +257,7 @@ class RulesSettings(_Section):
         return value
 
 
-class SecuritySettings(_Section):
+class SecuritySettings(Section):
     """The `[security]` section: what the outbound guard lets through (bridge.security)."""
 
     # Internal destinations rules and webhooks may reach although they are not public: an
@@ -287,7 +274,7 @@ class SecuritySettings(_Section):
         return value
 
 
-class StatsSettings(_Section):
+class StatsSettings(Section):
     """The `[stats]` section: access to the statistics page (GET /stats) for scripts."""
 
     # Sent as `Authorization: Bearer <api_key>`; people open the page with /stats's login link.
@@ -307,7 +294,7 @@ _ORIGIN = re.compile(r"^https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?$
 WIDGET_TEXT_MAX = 200
 
 
-class WidgetSettings(_Section):
+class WidgetSettings(Section):
     """The `[widget]` section: the click-to-chat page (GET /widget/<channel>) for other sites."""
 
     # The sites that may show the widget in an iframe (CSP frame-ancestors); none: any site.
@@ -343,7 +330,7 @@ class WidgetSettings(_Section):
         return self.texts.get(channel.casefold(), self.text)
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """The `[metrics]` section: who may read the Prometheus metrics (GET /metrics)."""
 
     # The scraper sends `Authorization: Bearer <token>`. Without a token /metrics is open to
@@ -351,172 +338,7 @@ class MetricsSettings(_Section):
     token: CheckedSecret | None = None
 
 
-GRAPH_API = "https://graph.facebook.com/v21.0"
-TWILIO_API = "https://api.twilio.com"
-_DIGITS = re.compile(r"^\+?[0-9]{6,15}$")
-
-
-class WhatsAppAccount(_Section):
-    """One WhatsApp Business phone number on the Cloud API."""
-
-    phone_number_id: str = Field(min_length=1)
-    access_token: SecretStr
-    app_secret: CheckedSecret
-    verify_token: CheckedSecret
-    # The number customers write to, for wa.me links (international format, digits).
-    number: str | None = None
-    # The WhatsApp Business Account id: lets the bridge list the approved templates.
-    business_account_id: str | None = None
-    api_base: str = GRAPH_API
-    # Cloud API throughput: 80 messages/s per number by default, raised by Meta up to 1,000.
-    rate: float = Field(default=80.0, gt=0, le=1000)
-    # The pair limit: one message to the same customer about every 6 s, with short bursts.
-    rate_pair: float = Field(default=1 / 6, gt=0)
-    burst_pair: float = Field(default=10.0, ge=1)
-
-    @field_validator("number")
-    @classmethod
-    def _number_digits(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        compact = re.sub(r"[\s()-]", "", value)
-        if not _DIGITS.match(compact):
-            msg = "must be an international phone number, e.g. 4915112345678"
-            raise ValueError(msg)
-        return compact.lstrip("+")
-
-    @property
-    def account(self) -> str:
-        """The account id the bridge files this number's conversations under."""
-        return self.phone_number_id
-
-
-class MessengerPage(_Section):
-    """One Facebook page whose Messenger inbox the bridge serves."""
-
-    page_id: str = Field(min_length=1)
-    page_token: SecretStr
-    app_secret: CheckedSecret
-    verify_token: CheckedSecret
-    # The page's username for m.me links; the page id works too.
-    page_name: str | None = None
-    api_base: str = GRAPH_API
-    # Send API: about 300 calls per second per page for text.
-    rate: float = Field(default=300.0, gt=0)
-
-    @property
-    def account(self) -> str:
-        """The account id the bridge files this page's conversations under."""
-        return self.page_id
-
-
-class SmsAccount(_Section):
-    """One Twilio sender: a phone number, or a messaging service."""
-
-    account_sid: str = Field(min_length=1)
-    auth_token: CheckedSecret
-    from_number: str | None = None
-    messaging_service_sid: str | None = None
-    # The number shown in sms: links when sending through a messaging service.
-    number: str | None = None
-    api_base: str = TWILIO_API
-    # A US long code sends 1 segment/s; toll-free 3/s; short codes 100/s and more.
-    rate: float = Field(default=1.0, gt=0)
-    burst: float = Field(default=1.0, ge=1)
-
-    @model_validator(mode="after")
-    def _one_sender(self) -> SmsAccount:
-        if (self.from_number is None) == (self.messaging_service_sid is None):
-            msg = "give exactly one of from_number and messaging_service_sid"
-            raise ValueError(msg)
-        for value in (self.from_number, self.number):
-            if value is not None and not _DIGITS.match(value):
-                msg = f"{value!r} is not an E.164 number such as +14155550100"
-                raise ValueError(msg)
-        return self
-
-    @property
-    def account(self) -> str:
-        """The sender's number, or the messaging service's sid."""
-        return self.from_number or self.messaging_service_sid or ""
-
-
-X_API = "https://api.x.com"
-
-
-class FacebookPageSettings(_Section):
-    """The `[facebook_page]` section: the Facebook page broadcasts may be published to."""
-
-    page_id: str | None = None
-    # A page access token with pages_manage_posts: posting to a page's feed needs it (the
-    # Messenger token, pages_messaging only, is not enough).
-    page_token: SecretStr | None = None
-    api_base: str = GRAPH_API
-
-    @property
-    def enabled(self) -> bool:
-        """A page id and its token turn publishing to the page on."""
-        return self.page_id is not None and self.page_token is not None
-
-
-class XSettings(_Section):
-    """The `[x]` section: the X account broadcasts may be published to."""
-
-    # An OAuth 2.0 user-context access token (scopes tweet.write, tweet.read, users.read), sent
-    # as `Authorization: Bearer`; an app-only bearer token cannot post.
-    access_token: SecretStr | None = None
-    api_base: str = X_API
-
-    @property
-    def enabled(self) -> bool:
-        """An access token turns publishing to X on."""
-        return self.access_token is not None
-
-
-def _single_form(data: Any) -> Any:
-    """`[whatsapp] phone_number_id = …` is the one-account form of `[[whatsapp.accounts]]`."""
-    if isinstance(data, dict) and data and "accounts" not in data:
-        return {"accounts": [data]}
-    return data
-
-
-class WhatsAppSettings(_Section):
-    """The `[whatsapp]` section: one number, or several as `[[whatsapp.accounts]]`."""
-
-    accounts: tuple[WhatsAppAccount, ...] = ()
-    _single = model_validator(mode="before")(_single_form)
-
-    @property
-    def enabled(self) -> bool:
-        """Any configured number turns the connector on."""
-        return bool(self.accounts)
-
-
-class MessengerSettings(_Section):
-    """The `[messenger]` section: one page, or several as `[[messenger.accounts]]`."""
-
-    accounts: tuple[MessengerPage, ...] = ()
-    _single = model_validator(mode="before")(_single_form)
-
-    @property
-    def enabled(self) -> bool:
-        """Any configured page turns the connector on."""
-        return bool(self.accounts)
-
-
-class SmsSettings(_Section):
-    """The `[sms]` section (Twilio): one sender, or several as `[[sms.accounts]]`."""
-
-    accounts: tuple[SmsAccount, ...] = ()
-    _single = model_validator(mode="before")(_single_form)
-
-    @property
-    def enabled(self) -> bool:
-        """Any configured sender turns the connector on."""
-        return bool(self.accounts)
-
-
-class Route(_Section):
+class Route(Section):
     """`[[routes]]`: where one platform account's conversations are mirrored."""
 
     platform: PlatformName
@@ -526,7 +348,7 @@ class Route(_Section):
     matrix_room: str | None = None
 
 
-class Settings(_Section):
+class Settings(Section):
     """All settings of one bridge process."""
 
     bridge: BridgeSettings = BridgeSettings()
@@ -703,3 +525,32 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
         raise ConfigError(key, f"{message}{where}") from None
     settings.check()
     return settings
+
+
+# The platform sections live in bridge.config_sections; they are part of this module's face.
+__all__ = [
+    "BridgeSettings",
+    "ENV_PREFIX",
+    "FacebookPageSettings",
+    "MailSettings",
+    "MatrixSettings",
+    "MessengerPage",
+    "MessengerSettings",
+    "MetricsSettings",
+    "OutboxSettings",
+    "Route",
+    "RulesSettings",
+    "SecuritySettings",
+    "Settings",
+    "SlackSettings",
+    "SmsAccount",
+    "SmsSettings",
+    "StatsSettings",
+    "TelegramSettings",
+    "WIDGET_TEXT_MAX",
+    "WhatsAppAccount",
+    "WhatsAppSettings",
+    "WidgetSettings",
+    "XSettings",
+    "load_settings",
+]

@@ -18,6 +18,8 @@ bulk job takes a rate token only when the bucket keeps a reserve for conversatio
 (`RateLimiter.try_acquire(reserve=...)`): a reply finds a token at once, and a broadcast alone
 still gets the whole rate of its account. A lane's bulk rows keep their order per account; one
 job per lane name is in flight at a time, whichever stream it belongs to.
+
+The token buckets are in bridge.ratelimit; lanes, streams and the bulk feed in bridge.outbox_lanes.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
 from bridge.errors import Held, PermanentError, RateLimited, TransientError
-from bridge.types import RateLimit
+from bridge.outbox_lanes import BulkFeed, Lane, Stream, account_of, platform_keys
+from bridge.ratelimit import RateLimiter
 from storage import BatchKind, Completion, Database, Job, Tx, Writer
 
 log = logging.getLogger(__name__)
@@ -58,8 +61,6 @@ BULK_CHUNK = 500
 # While every account's share of the bulk window is full, new bulk rows (another account's
 # broadcast, say) are looked for this often.
 DISCOVER_EVERY = 1.0
-# Buckets that have filled up again are forgotten (they read as full) once there are this many.
-SWEEP_AT = 4096
 # Several processes on one PostgreSQL database: how long a process holds the rows it took
 # (renewed every third of it); a process that dies gives its rows up after this long.
 LEASE_S = 15.0
@@ -94,122 +95,6 @@ class JobHandler(Protocol):
         ...
 
 
-class RateLimiter:
-    """Token buckets per rate key; a 429 blocks a key for the time the platform asked.
-
-    A token taken for a call still in flight counts against the bucket until `release`: the
-    platform's bucket has not seen that call yet, so after a stall (the event loop, the database)
-    ours must not have filled up to the whole burst while those calls are still to arrive, or
-    they and the burst arrive together above the platform's limit and draw 429s.
-    """
-
-    def __init__(
-        self, limits: Mapping[str, RateLimit], clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._limits = dict(limits)
-        self._clock = clock
-        self._tokens: dict[str, tuple[float, float]] = {}
-        self._blocked: dict[str, float] = {}
-        self._inflight: dict[str, int] = {}
-        self._sweep_at = SWEEP_AT
-
-    def update(self, limits: Mapping[str, RateLimit]) -> None:
-        """Add limits (connectors and surfaces contribute theirs at start)."""
-        self._limits.update(limits)
-
-    def limit(self, key: str) -> RateLimit | None:
-        """The limit of a key: exact, or with its last segment as `*`."""
-        found = self._limits.get(key)
-        if found is None:
-            head, sep, _ = key.rpartition(":")
-            if sep:
-                found = self._limits.get(f"{head}:*")
-        return found
-
-    def acquire(self, keys: Sequence[str], *, reserve: float = 0.0) -> float:
-        """Take one token from every key and return 0, or return how long to wait (taking none)."""
-        return self.try_acquire(keys, reserve=reserve)[0]
-
-    def try_acquire(self, keys: Sequence[str], *, reserve: float = 0.0) -> tuple[float, str]:
-        """Take one token from every key and return (0, ""), or return how long to wait and the
-        key that holds the caller back longest (taking none).
-
-        `reserve` (seconds): take a token only if `reserve` seconds of the key's rate stay in the
-        bucket afterwards (at least one token, at most half the burst), for callers without one.
-        Such a caller alone still gets the key's whole rate once the bucket holds the reserve:
-        only the reserve itself, a fraction of a second's worth taken once, stays unused.
-        """
-        now = self._clock()
-        wait, short = 0.0, ""
-        state: list[tuple[str, float]] = []
-        for key in keys:
-            blocked = self._blocked.get(key)
-            if blocked is not None:
-                if blocked > now:
-                    if blocked - now > wait:
-                        wait, short = blocked - now, key
-                    continue
-                del self._blocked[key]
-            limit = self.limit(key)
-            if limit is None:
-                continue
-            cap = self._cap(key, limit)
-            tokens, last = self._tokens.get(key, (cap, now))
-            tokens = min(max(tokens, cap), tokens + max(0.0, now - last) * limit.rate)
-            need = 1.0 + _kept(limit, reserve)
-            # A hair short (rounding) is enough, and a wait is at least 1 µs: a clock at 1.8e9
-            # cannot tell a wait of 1e-17 s from none, and the caller would come back for ever.
-            if tokens + 1e-9 < need and max(1e-6, (need - tokens) / limit.rate) > wait:
-                wait, short = max(1e-6, (need - tokens) / limit.rate), key
-            state.append((key, tokens))
-        if wait > 0:
-            return wait, short
-        for key, tokens in state:
-            self._tokens[key] = (tokens - 1.0, now)
-            self._inflight[key] = self._inflight.get(key, 0) + 1
-        if len(self._tokens) > self._sweep_at:
-            self._sweep(now)
-        return 0.0, ""
-
-    def release(self, keys: Sequence[str]) -> None:
-        """The call a token was taken for has been made (or given up)."""
-        for key in keys:
-            count = self._inflight.get(key, 0)
-            if count > 1:
-                self._inflight[key] = count - 1
-            elif count:
-                del self._inflight[key]
-
-    def block(self, key: str, seconds: float) -> None:
-        """Hold a key back after the platform answered 429; it starts again from an empty bucket
-        (a full one would send a burst to a platform that has just said it had enough)."""
-        until = max(self._blocked.get(key, 0.0), self._clock() + seconds)
-        self._blocked[key] = until
-        self._tokens[key] = (0.0, until)
-
-    def _cap(self, key: str, limit: RateLimit) -> float:
-        """What the bucket may fill up to: the burst less the calls still in flight. One token
-        at least: this trims the bursts after a stall, it never limits the calls in flight."""
-        return max(1.0, limit.burst - self._inflight.get(key, 0))
-
-    def _sweep(self, now: float) -> None:
-        # One bucket per recipient adds up over a broadcast; a full bucket is the same as none.
-        for key, (tokens, last) in list(self._tokens.items()):
-            limit = self.limit(key)
-            if limit is None or tokens + (now - last) * limit.rate >= self._cap(key, limit):
-                del self._tokens[key]
-        self._sweep_at = max(SWEEP_AT, 2 * len(self._tokens))
-
-
-def _kept(limit: RateLimit, reserve: float) -> float:
-    """Tokens a caller with this reserve must leave in the bucket."""
-    if reserve <= 0:
-        return 0.0
-    # At most half of what the bucket holds beyond one token: the rest is the caller's room to
-    # be late without letting the bucket overflow (a token lost).
-    return max(0.0, min((limit.burst - 1.0) / 2, max(1.0, reserve * limit.rate)))
-
-
 def _claim(tx: Tx, batches: Sequence[Sequence[int]]) -> list[None]:
     tx.claim([i for ids in batches for i in ids])
     return [None] * len(batches)
@@ -235,148 +120,6 @@ CLAIM: BatchKind[Sequence[int], None] = BatchKind("outbox.claim", _claim)
 COMPLETE: BatchKind[Completion, None] = BatchKind("outbox.complete", _complete)
 RESCHEDULE: BatchKind[tuple[int, float, str], None] = BatchKind("outbox.reschedule", _reschedule)
 UNCLAIM: BatchKind[Sequence[int], None] = BatchKind("outbox.unclaim", _unclaim)
-
-
-# Rate keys with this prefix have no limit: they let a handler hold every row carrying one at
-# once (`Held`), e.g. all rows of a paused broadcast. They are not the platform's keys.
-HOLD_PREFIX = "hold:"
-
-
-def platform_keys(keys: Sequence[str]) -> Sequence[str]:
-    """A row's rate keys without its hold keys (they run from the account's to the
-    recipient's, see Connector.rate_keys)."""
-    if not any(k.startswith(HOLD_PREFIX) for k in keys):
-        return keys
-    return [k for k in keys if not k.startswith(HOLD_PREFIX)]
-
-
-def _group(job: Job) -> str:
-    """The account a bulk row is sent from: its first platform rate key."""
-    keys = platform_keys(job.rate_keys)
-    return keys[0] if keys else ""
-
-
-@dataclass(slots=True)
-class _Lane:
-    jobs: deque[Job]
-    name: str
-    group: str = ""
-    busy: bool = False
-    waited: bool = False
-
-
-@dataclass(slots=True)
-class _Stream:
-    """Conversation traffic or bulk rows: lanes, schedule and task slots of one kind."""
-
-    bulk: bool
-    window: int
-    concurrency: int
-    reserve: float
-    lanes: dict[str, _Lane] = field(default_factory=dict)
-    # (when, seq, is_key, name): a lane to try at `when`, or a rate key whose parked lanes to try.
-    heap: list[tuple[float, int, bool, str]] = field(default_factory=list)
-    # Lanes waiting for a rate key's tokens, in the order they found it empty; `armed`: the keys
-    # that have their entry in `heap`. One entry per key, instead of one per waiting lane that
-    # would all wake together for one token.
-    parked: dict[str, deque[str]] = field(default_factory=dict)
-    armed: set[str] = field(default_factory=set)
-    running: int = 0
-    loaded: int = 0
-    cursor: int = 0
-    more: bool = True  # the last read filled its chunk: read on
-    seen: int = -1  # `Dispatcher._notified` when the last read started
-    polled: float = -math.inf  # when the last read (of new rows) ran
-
-
-class _BulkFeed:
-    """Which pending bulk rows to hold: up to `quota` per account, each with its own cursor.
-
-    A broadcast to several accounts mixes their rows. With one window in id order, a slow
-    account's rows would fill it and hold a fast account to the slow one's pace. Here every row
-    of an account up to its cursor is held or finished; a read runs from a cursor through the
-    rows in id order, and an account that is full skips the rest of its rows in that read (its
-    cursor stays before the first it skipped), to be read again from its cursor once it has room.
-    Every row up to `frontier` has been seen by some read.
-    """
-
-    def __init__(self, quota: int) -> None:
-        self.quota = quota
-        self.frontier = 0
-        self.cursor: dict[str, int] = {}
-        self.held: dict[str, int] = {}
-
-    def lagging(self) -> int | None:
-        """Where to read again for an account that skipped rows and has room now, if any."""
-        low: int | None = None
-        for group, cursor in self.cursor.items():
-            if cursor < self.frontier and self.held[group] <= self.quota // 2:
-                low = cursor if low is None else min(low, cursor)
-        return low
-
-    def room_at_frontier(self) -> bool:
-        """Whether new rows may be held: an account is up to date and has room, or none is known."""
-        if not self.cursor:
-            return True
-        return any(
-            cursor >= self.frontier and self.held[group] < self.quota
-            for group, cursor in self.cursor.items()
-        )
-
-    def take(self, rows: Sequence[Job], start: int, complete: bool) -> list[Job]:
-        """The rows of a read after `start` to hold; `complete`: it reached the last pending row."""
-        before = self.frontier
-        blocked: set[str] = set()
-        taken: list[Job] = []
-        for job in rows:
-            group = _group(job)
-            cursor = self.cursor.get(group)
-            if cursor is None:
-                # Every row up to the frontier was seen: none of this account lies before this one.
-                cursor = self.cursor[group] = job.id - 1
-                self.held[group] = 0
-            if cursor < start or job.id <= cursor:
-                continue  # the read does not reach back to its cursor, or the row is held already
-            if group in blocked or self.held[group] >= self.quota:
-                blocked.add(group)
-                continue
-            self.cursor[group] = job.id
-            self.held[group] += 1
-            taken.append(job)
-        end = rows[-1].id if rows else start
-        if complete:
-            end = max(end, before)
-        for group, cursor in self.cursor.items():
-            if group not in blocked and start <= cursor < end:
-                self.cursor[group] = end
-        self.frontier = max(before, end)
-        return taken
-
-    def done(self, group: str, count: int) -> None:
-        """Rows of an account left the window."""
-        self.held[group] -= count
-
-    # With leases (several processes) rows are read from the start each time, minus those
-    # any live process holds: no cursors, only each account's share of the window.
-
-    def full(self) -> list[str]:
-        """Accounts whose share of the window is full."""
-        return [group for group, held in self.held.items() if held >= self.quota]
-
-    def has_room(self) -> bool:
-        """Whether some account (known or not) may hold more rows."""
-        return not self.held or any(held < self.quota for held in self.held.values())
-
-    def pick(self, rows: Sequence[Job]) -> list[Job]:
-        """The rows to hold, up to each account's share; counted as held."""
-        taken: list[Job] = []
-        for job in rows:
-            group = _group(job)
-            held = self.held.get(group, 0)
-            if held < self.quota:
-                self.held[group] = held + 1
-                taken.append(job)
-        return taken
 
 
 class Dispatcher:
@@ -411,22 +154,22 @@ class Dispatcher:
         self._limiter = limiter
         self._poll = poll_interval
         self._clock = clock
-        self._normal = _Stream(bulk=False, window=window, concurrency=concurrency, reserve=0.0)
-        self._bulk = _Stream(
+        self._normal = Stream(bulk=False, window=window, concurrency=concurrency, reserve=0.0)
+        self._bulk = Stream(
             bulk=True,
             window=bulk_window,
             concurrency=concurrency if bulk_concurrency is None else bulk_concurrency,
             reserve=bulk_reserve,
         )
         self._streams = (self._normal, self._bulk)  # the order of launching
-        self._feed = _BulkFeed(bulk_window)
+        self._feed = BulkFeed(bulk_window)
         self._bulk_reading: asyncio.Task[None] | None = None
         self._bulk_retry_at = -math.inf
         self._seq = 0
         self._notified = 0
         # Lane names with a job in flight, and lanes of the other stream waiting for them.
         self._running: set[str] = set()
-        self._waiting: dict[str, list[tuple[_Stream, str]]] = {}
+        self._waiting: dict[str, list[tuple[Stream, str]]] = {}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._writes: set[asyncio.Task[None]] = set()
@@ -596,16 +339,16 @@ class Dispatcher:
             jobs = await self._lease(leases, picked)
         except BaseException:
             for job in picked:
-                feed.done(_group(job), 1)
+                feed.done(account_of(job), 1)
             raise
         won = {j.id for j in jobs}
         for job in picked:
             if job.id not in won:
-                feed.done(_group(job), 1)
+                feed.done(account_of(job), 1)
         b.seen = notified
         b.more = len(candidates) == BULK_CHUNK
         for job in jobs:
-            group = _group(job)
+            group = account_of(job)
             self._hold(b, f"{group}\x00{job.lane}", job, group)
 
     async def _load_bulk(self, start: int, now: float) -> None:
@@ -621,13 +364,13 @@ class Dispatcher:
             b.seen = notified
             b.more = len(jobs) == BULK_CHUNK
         for job in feed.take(jobs, start, complete=len(jobs) < BULK_CHUNK):
-            group = _group(job)
+            group = account_of(job)
             self._hold(b, f"{group}\x00{job.lane}", job, group)
 
-    def _hold(self, s: _Stream, key: str, job: Job, group: str) -> None:
+    def _hold(self, s: Stream, key: str, job: Job, group: str) -> None:
         lane = s.lanes.get(key)
         if lane is None:
-            lane = s.lanes[key] = _Lane(deque(), job.lane, group)
+            lane = s.lanes[key] = Lane(deque(), job.lane, group)
         lane.jobs.append(job)
         s.loaded += 1
         if len(lane.jobs) == 1 and not lane.busy:
@@ -635,18 +378,18 @@ class Dispatcher:
 
     # -- scheduling -----------------------------------------------------------------------
 
-    def _push(self, s: _Stream, key: str, at: float) -> None:
+    def _push(self, s: Stream, key: str, at: float) -> None:
         self._seq += 1
         heapq.heappush(s.heap, (at, self._seq, False, key))
         self._wake.set()
 
-    def _arm(self, s: _Stream, rate_key: str, at: float) -> None:
+    def _arm(self, s: Stream, rate_key: str, at: float) -> None:
         if rate_key not in s.armed:
             s.armed.add(rate_key)
             self._seq += 1
             heapq.heappush(s.heap, (at, self._seq, True, rate_key))
 
-    def _park(self, s: _Stream, key: str, wait: float, rate_key: str, now: float) -> None:
+    def _park(self, s: Stream, key: str, wait: float, rate_key: str, now: float) -> None:
         s.parked.setdefault(rate_key, deque()).append(key)
         self._arm(s, rate_key, now + wait)
 
@@ -688,7 +431,7 @@ class Dispatcher:
                 if short is not None:
                     self._park(s, name, short[0], short[1], now)
 
-    def _release(self, s: _Stream, rate_key: str, now: float) -> None:
+    def _release(self, s: Stream, rate_key: str, now: float) -> None:
         """A rate key may have tokens again: try its waiting lanes in order until one must wait."""
         queue = s.parked.get(rate_key)
         while queue:
@@ -708,7 +451,7 @@ class Dispatcher:
             self._park(s, key, wait, other, now)
         s.parked.pop(rate_key, None)
 
-    def _try(self, s: _Stream, key: str, now: float) -> tuple[float, str] | None:
+    def _try(self, s: Stream, key: str, now: float) -> tuple[float, str] | None:
         """Launch the lane's head if it may go; or return how long which rate key holds it back.
 
         None also when the lane has nothing to do now: it is scheduled again by whatever changes
@@ -753,7 +496,7 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
         return None
 
-    def _drop(self, s: _Stream, lane: _Lane, count: int) -> None:
+    def _drop(self, s: Stream, lane: Lane, count: int) -> None:
         """The lane's first `count` jobs are finished."""
         for _ in range(count):
             lane.jobs.popleft()
@@ -764,7 +507,7 @@ class Dispatcher:
     # -- running --------------------------------------------------------------------------
 
     async def _execute(
-        self, s: _Stream, key: str, lane: _Lane, handler: JobHandler, jobs: list[Job]
+        self, s: Stream, key: str, lane: Lane, handler: JobHandler, jobs: list[Job]
     ) -> None:
         ids = [j.id for j in jobs]
         try:
@@ -832,7 +575,7 @@ class Dispatcher:
             self._wake.set()
 
     async def _transient(
-        self, lane: _Lane, handler: JobHandler, jobs: list[Job], exc: TransientError
+        self, lane: Lane, handler: JobHandler, jobs: list[Job], exc: TransientError
     ) -> Completion | None:
         head = jobs[0]
         if self._clock() - head.created_at > GIVE_UP_AFTER:
@@ -860,7 +603,7 @@ class Dispatcher:
 
     def _retry(
         self,
-        lane: _Lane,
+        lane: Lane,
         jobs: list[Job],
         delay: float,
         *,

@@ -1,10 +1,11 @@
 """Facebook Messenger connector: customers write to a Facebook page's Messenger inbox.
 
 Inbound events arrive at one shared webhook for every configured page, signed with the Meta
-app's secret (`X-Hub-Signature-256`), and are parsed once, in the pure `parse_webhook`. The
-webhook carries no names, so the handler looks them up with the Graph API afterwards. Outbound
-messages go to the Send API, `{api_base}/{page_id}/messages`; every Graph error is turned into
-the bridge's error tree in `_raise_for`. The page token travels in the `Authorization` header,
+app's secret (`X-Hub-Signature-256`), and are parsed once, in the pure `parse_webhook`
+(connectors.messenger_events). The webhook carries no names, so the handler looks them up with
+the Graph API afterwards. Outbound messages go to the Send API, `{api_base}/{page_id}/messages`;
+every Graph error is turned into the bridge's error tree in `raise_for`
+(connectors.messenger_api). The page token travels in the `Authorization` header,
 never in a URL, so that no logged URL or exception text can carry it.
 """
 
@@ -17,35 +18,26 @@ import math
 import mimetypes
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from bridge.config import MessengerPage, Settings
-from bridge.errors import (
-    BadRequest,
-    PermanentError,
-    RateLimited,
-    TransientError,
-    WindowClosed,
-)
+from bridge.errors import PermanentError, TransientError
 from bridge.protocols import Connector, InboundSink, MediaHost
 from bridge.types import (
     MESSENGER,
     AccountId,
     Attachment,
     ChatId,
-    CustomerProfile,
-    DeliveryStatus,
     ExternalMessageId,
     FileData,
-    InboundEdit,
     InboundEvent,
     InboundMessage,
     MediaKind,
@@ -53,21 +45,26 @@ from bridge.types import (
     Platform,
     RateLimit,
     Template,
-    WatermarkUpdate,
 )
 from connectors import meta
 from connectors.chatlinks import chat_link
+from connectors.messenger_api import (
+    HUMAN_AGENT_WINDOW,
+    GraphProfiles,
+    ProfileLookup,
+    auth_header,
+    messaging_type,
+    raise_for,
+)
+from connectors.messenger_events import graph_id, parse_webhook
 from connectors.wire import (
     FinalSends,
     SharedWebhook,
     aware,
     hand_over,
-    int_or_none,
     json_object,
     opt_str,
-    retry_after,
     split_text,
-    storable,
     unreachable,
 )
 
@@ -78,23 +75,10 @@ WEBHOOK_PATH = "/webhooks/messenger"
 # Send API: message text is at most 2000 characters; attachments are at most 25 MB.
 TEXT_LIMIT = 2000
 UPLOAD_LIMIT = 25 * 1024 * 1024
-# Messenger platform policy: a page may answer freely ("RESPONSE") for 24 hours after the
-# person's last message; with the HUMAN_AGENT tag a human may answer for 7 days.
-RESPONSE_WINDOW = timedelta(hours=24)
-HUMAN_AGENT_WINDOW = timedelta(days=7)
-HUMAN_AGENT_TAG = "HUMAN_AGENT"
 
 _CALL_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=10)
-# Graph rate-limit answers carry no delay; Meta's docs advise waiting before calling again.
-_DEFAULT_RETRY_AFTER = 60.0
 
-_ATTACHMENT_KINDS = {
-    "image": MediaKind.IMAGE,
-    "video": MediaKind.VIDEO,
-    "audio": MediaKind.AUDIO,
-    "file": MediaKind.DOCUMENT,
-}
 _SEND_TYPES = {
     MediaKind.IMAGE: "image",
     MediaKind.VIDEO: "video",
@@ -103,413 +87,12 @@ _SEND_TYPES = {
 }
 # The Send API shows these as pictures; any other image type goes as a file.
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})
-_REFERRAL_SOURCES = {
-    "SHORTLINK": "(opened the chat from the link m.me/…?ref={ref})",
-    "ADS": "(opened the chat from an ad, ref {ref})",
-    "CUSTOMER_CHAT_PLUGIN": "(opened the chat from the chat plugin on a website, ref {ref})",
-}
-
-# Graph API error codes (developers.facebook.com/docs/messenger-platform/error-codes), as
-# staff should read them. Keyed by (code, subcode); (code, None) covers the other subcodes.
-REASONS: dict[tuple[int, int | None], str] = {
-    (10, 2018278): (
-        "the customer last wrote too long ago: Messenger accepts replies for 24 hours after the"
-        " customer's last message, and from a human agent for 7 days"
-    ),
-    (10, 2018065): (
-        "the message is outside the allowed window and the page may not send it anyway"
-    ),
-    (10, None): "Messenger does not permit the page to send this message",
-    (551, None): (
-        "this person isn't available right now: they blocked the page, left Messenger or"
-        " cannot receive messages from it"
-    ),
-    (100, 2018001): "Messenger knows no person with this id on this page",
-    (100, None): "Messenger refused the request as invalid",
-    (200, 2018028): (
-        "the page may not message this person: they have not opted in or blocked the page,"
-        " or the app lacks Messenger's pages_messaging permission"
-    ),
-    (200, None): "the page lacks the permission for this send",
-    (190, None): "the page token was rejected (expired or revoked): renew messenger.page_token",
-    (104, None): "the request carried no page token",
-    (4, None): "the app made too many Graph API calls",
-    (17, None): "the user's Graph API call limit was reached",
-    (32, None): "the page made too many Graph API calls",
-    (613, None): "the Send API call rate was exceeded",
-    (80006, None): "the page sent too many Messenger messages",
-    (1200, None): "Messenger had a temporary problem sending the message",
-    (1, None): "Messenger had an unknown error",
-    (2, None): "Messenger is temporarily unavailable",
-}
-_RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80006})
-_TRANSIENT_CODES = frozenset({1, 2, 1200})
-# These stay permanent even when Graph answers them with a 5xx status.
-_PERMANENT_CODES = frozenset({10, 100, 104, 190, 200, 551})
 
 
 # ---------------------------------------------------------------------- parsing
 
 
-def parse_webhook(payload: Any, pages: Collection[str]) -> list[InboundEvent]:
-    """Turn one Messenger webhook body into bridge events for the pages in `pages`."""
-    if not isinstance(payload, Mapping):
-        msg = "a webhook body must be a JSON object"
-        raise BadRequest(msg)
-    if payload.get("object") != "page":
-        msg = "the webhook object is not 'page'"
-        raise BadRequest(msg)
-    if not storable(payload):
-        msg = "the webhook holds a lone surrogate, which is no text"
-        raise BadRequest(msg)
-    entries = payload.get("entry")
-    if not isinstance(entries, list):
-        msg = "the webhook body has no entry list"
-        raise BadRequest(msg)
-    events: list[InboundEvent] = []
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            msg = "an entry is not an object"
-            raise BadRequest(msg)
-        page = _graph_id(entry.get("id"))
-        if page is None:
-            msg = "an entry has no page id"
-            raise BadRequest(msg)
-        if page not in pages:
-            continue  # a page this bridge does not serve (another app subscription)
-        messaging = entry.get("messaging")
-        if messaging is None:
-            continue  # page feed `changes` or handover `standby`: not customer messages
-        if not isinstance(messaging, list):
-            msg = "entry.messaging is not a list"
-            raise BadRequest(msg)
-        for raw in messaging:
-            event = _parse_event(raw, AccountId(page))
-            if event is not None:
-                events.append(event)
-    return events
-
-
-def _parse_event(raw: Any, page: AccountId) -> InboundEvent | None:
-    if not isinstance(raw, Mapping):
-        msg = "a messaging event is not an object"
-        raise BadRequest(msg)
-    message = raw.get("message")
-    if isinstance(message, Mapping) and message.get("is_echo") is True:
-        return None  # our own sends come back as echoes; they are in the thread already
-    if "message" in raw:
-        return _parse_message(raw, page)
-    if "message_edit" in raw:
-        return _parse_edit(raw, page)
-    if "postback" in raw:
-        return _parse_postback(raw, page)
-    if "referral" in raw:
-        return _parse_referral(raw, page)
-    if "delivery" in raw:
-        return _parse_watermark(raw, page, "delivery", DeliveryStatus.DELIVERED)
-    if "read" in raw:
-        return _parse_watermark(raw, page, "read", DeliveryStatus.READ)
-    # reaction, optin, account_linking, policy_enforcement, handover...: not for the bridge.
-    return None
-
-
-def _parse_message(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | None:
-    message = _object(raw, "message")
-    psid, sent_at = _sender(raw), _timestamp(raw)
-    mid = _graph_id(message.get("mid"))
-    if mid is None:
-        msg = "a message has no mid"
-        raise BadRequest(msg)
-    text = opt_str(message, "text") or ""
-    attachments, notes = _attachments(message.get("attachments"))
-    # quick_reply.payload is ignored: the text carries what the customer tapped.
-    if notes:
-        text = "\n".join([text, *notes]) if text else "\n".join(notes)
-    if not text and not attachments:
-        return None  # e.g. only an unknown attachment type
-    return InboundMessage(
-        platform=MESSENGER,
-        account=page,
-        chat_id=psid,
-        external_id=ExternalMessageId(mid),
-        profile=fallback_profile(psid),
-        text=text,
-        sent_at=sent_at,
-        attachments=attachments,
-    )
-
-
-def _attachments(raw: Any) -> tuple[tuple[Attachment, ...], list[str]]:
-    """Files to forward, and sentences for what can only be described (links, locations)."""
-    if raw is None:
-        return (), []
-    if not isinstance(raw, list):
-        msg = "message.attachments is not a list"
-        raise BadRequest(msg)
-    files: list[Attachment] = []
-    notes: list[str] = []
-    for item in raw:
-        if not isinstance(item, Mapping):
-            msg = "an attachment is not an object"
-            raise BadRequest(msg)
-        kind = item.get("type")
-        payload = item.get("payload")
-        body: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
-        if isinstance(kind, str) and kind in _ATTACHMENT_KINDS:
-            # Stickers come as images with a sticker_id; their url is the sticker picture.
-            url = opt_str(body, "url")
-            if url:
-                files.append(Attachment(kind=_ATTACHMENT_KINDS[kind], ref=url))
-        elif kind == "fallback":
-            # A shared link Messenger could not render: its title and URL.
-            title = opt_str(item, "title") or opt_str(body, "title")
-            url = opt_str(item, "url") or opt_str(item, "URL") or opt_str(body, "url")
-            words = " ".join(part for part in (title, url) if part)
-            if words:
-                notes.append(f"(shared a link: {words})")
-        elif kind == "location":
-            coordinates = body.get("coordinates")
-            point: Mapping[str, Any] = coordinates if isinstance(coordinates, Mapping) else {}
-            lat, lon = _number(point.get("lat")), _number(point.get("long"))
-            if lat is not None and lon is not None:
-                notes.append(
-                    f"(shared a location: {lat:g}, {lon:g}"
-                    f" https://www.google.com/maps?q={lat:g},{lon:g})"
-                )
-        elif kind == "template":
-            title = opt_str(item, "title")
-            if title:
-                notes.append(f"(shared: {title})")
-    return tuple(files), notes
-
-
-def _parse_edit(raw: Mapping[str, Any], page: AccountId) -> InboundEdit | None:
-    edit = _object(raw, "message_edit")
-    psid, edited_at = _sender(raw), _timestamp(raw)
-    mid = _graph_id(edit.get("mid"))
-    if mid is None:
-        msg = "a message_edit has no mid"
-        raise BadRequest(msg)
-    text = opt_str(edit, "text")
-    if text is None:
-        return None
-    return InboundEdit(
-        platform=MESSENGER,
-        account=page,
-        chat_id=psid,
-        external_id=ExternalMessageId(mid),
-        text=text,
-        edited_at=edited_at,
-    )
-
-
-def _parse_postback(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | None:
-    postback = _object(raw, "postback")
-    psid = _sender(raw)
-    stamp = int_or_none(raw.get("timestamp"))
-    sent_at = _timestamp(raw)
-    # The button's title is what the customer saw and tapped; the payload is for machines.
-    text = opt_str(postback, "title") or opt_str(postback, "payload")
-    if not text:
-        return None
-    mid = _graph_id(postback.get("mid")) or f"postback:{psid}:{stamp}"
-    referral = postback.get("referral")
-    ref = opt_str(referral, "ref") if isinstance(referral, Mapping) else None
-    return InboundMessage(
-        platform=MESSENGER,
-        account=page,
-        chat_id=psid,
-        external_id=ExternalMessageId(mid),
-        profile=fallback_profile(psid),
-        text=text,
-        sent_at=sent_at,
-        start_payload=ref or None,
-    )
-
-
-def _parse_referral(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | None:
-    referral = _object(raw, "referral")
-    ref = opt_str(referral, "ref")
-    if not ref:
-        return None  # an ad or plugin opening without a ref tells staff nothing
-    psid = _sender(raw)
-    stamp = int_or_none(raw.get("timestamp"))
-    sent_at = _timestamp(raw)
-    source = opt_str(referral, "source") or ""
-    wording = _REFERRAL_SOURCES.get(source, "(opened the chat with the ref {ref})")
-    return InboundMessage(
-        platform=MESSENGER,
-        account=page,
-        chat_id=psid,
-        external_id=ExternalMessageId(f"referral:{psid}:{stamp}"),
-        profile=fallback_profile(psid),
-        text=wording.format(ref=ref),
-        sent_at=sent_at,
-        start_payload=ref,
-    )
-
-
-def _parse_watermark(
-    raw: Mapping[str, Any], page: AccountId, field: str, status: DeliveryStatus
-) -> WatermarkUpdate:
-    # Messenger reports delivery and reading as "everything before this time", not per mid.
-    body = _object(raw, field)
-    psid = _sender(raw)
-    watermark = _ms_datetime(body.get("watermark"), f"{field}.watermark")
-    return WatermarkUpdate(
-        platform=MESSENGER, account=page, chat_id=psid, status=status, watermark=watermark
-    )
-
-
-def fallback_profile(psid: str) -> CustomerProfile:
-    """The profile of a person whose name is not known (the webhook carries no names)."""
-    return CustomerProfile(display_name=f"Messenger user {psid}")
-
-
-def _object(raw: Mapping[str, Any], field: str) -> Mapping[str, Any]:
-    value = raw.get(field)
-    if not isinstance(value, Mapping):
-        msg = f"{field} is not an object"
-        raise BadRequest(msg)
-    return value
-
-
-def _sender(raw: Mapping[str, Any]) -> ChatId:
-    sender = raw.get("sender")
-    psid = _graph_id(sender.get("id")) if isinstance(sender, Mapping) else None
-    if psid is None:
-        msg = "a messaging event has no sender.id"
-        raise BadRequest(msg)
-    return ChatId(psid)
-
-
-def _timestamp(raw: Mapping[str, Any]) -> datetime:
-    return _ms_datetime(raw.get("timestamp"), "timestamp")
-
-
-def _ms_datetime(value: Any, field: str) -> datetime:
-    number = _number(value)
-    if number is None:
-        msg = f"{field} is not a number of milliseconds"
-        raise BadRequest(msg)
-    try:
-        return datetime.fromtimestamp(number / 1000, tz=UTC)
-    except (OverflowError, ValueError, OSError):
-        msg = f"{field} is out of range"
-        raise BadRequest(msg) from None
-
-
-def _graph_id(value: Any) -> str | None:
-    """Graph ids are strings of digits (mids are strings too); tolerate integers."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, int) and abs(value) > 2**63:
-        return None  # float() of a huge integer overflows; no Graph number is that large
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return float(value)
-
-
 # ---------------------------------------------------------------------- outbound helpers
-
-
-def messaging_type(last_inbound_at: datetime | None, now: datetime) -> tuple[str, str | None]:
-    """The Send API's messaging_type and tag for a reply at `now`."""
-    if last_inbound_at is not None and now - aware(last_inbound_at) <= RESPONSE_WINDOW:
-        return "RESPONSE", None
-    # Past 24 hours only tagged messages go through; HUMAN_AGENT lets a person answer for 7
-    # days. Whether the 7 days have passed is left to Meta, which knows the last message best.
-    return "MESSAGE_TAG", HUMAN_AGENT_TAG
-
-
-def _raise_for(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> NoReturn:
-    """Map a Graph API error answer to the bridge's error tree."""
-    raw = body.get("error")
-    error: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-    code = int_or_none(error.get("code"))
-    subcode = int_or_none(error.get("error_subcode"))
-    message = opt_str(error, "message") or f"HTTP {status}"
-    if code is None:
-        tag = f"HTTP {status}"
-    else:
-        tag = f"{code}/{subcode}" if subcode is not None else str(code)
-    words = REASONS.get((code, subcode)) if code is not None else None
-    if words is None and code is not None:
-        words = REASONS.get((code, None))
-    reason = f"{words or message} (Messenger {tag})"
-    if status == 429 or code in _RATE_LIMIT_CODES:
-        wait = retry_after(headers)
-        # Graph's call-volume limits (4, 17, 32, 613) cover the app or the page, not one person.
-        raise RateLimited(
-            _DEFAULT_RETRY_AFTER if wait is None else wait,
-            f"messenger: {reason}",
-            per_recipient=False,
-        )
-    if (code, subcode) == (10, 2018278):
-        raise WindowClosed(tag, reason)
-    if code in _TRANSIENT_CODES or (status >= 500 and code not in _PERMANENT_CODES):
-        raise TransientError(f"messenger: {reason}")
-    if code is not None or 400 <= status < 500:
-        raise PermanentError(tag, reason)
-    raise TransientError(f"messenger: {reason}")
-
-
-# ---------------------------------------------------------------------- profile names
-
-ProfileLookup = Callable[[MessengerPage, ChatId], Awaitable[str | None]]
-"""Finds the name of the person behind a PSID on a page; None when it cannot be had."""
-
-
-class GraphProfiles:
-    """Looks up a PSID's name with the Graph API's user profile endpoint."""
-
-    def __init__(self, http: aiohttp.ClientSession, *, timeout: float = 2.0) -> None:
-        self._http = http
-        # Short: the lookup happens while Meta waits for the webhook's answer.
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-
-    async def __call__(self, page: MessengerPage, psid: ChatId) -> str | None:
-        """`first_name last_name` of the person, or None on any failure."""
-        url = f"{page.api_base.rstrip('/')}/{quote(psid, safe='')}"
-        try:
-            async with self._http.get(
-                url,
-                params={"fields": "first_name,last_name"},
-                headers=_auth(page),
-                timeout=self._timeout,
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.info(
-                "messenger page %s: profile lookup failed: %s", page.page_id, type(exc).__name__
-            )
-            return None
-        answer = json_object(raw)
-        if status != 200 or answer is None:
-            error = answer.get("error") if answer is not None else None
-            code = error.get("code") if isinstance(error, Mapping) else None
-            log.info("messenger page %s: no profile (HTTP %s, code %s)", page.page_id, status, code)
-            return None
-        names = [opt_str(answer, "first_name"), opt_str(answer, "last_name")]
-        display = " ".join(name.strip() for name in names if name and name.strip())
-        return display or None
-
-
-def _auth(page: MessengerPage) -> dict[str, str]:
-    # Graph accepts the token as a bearer header as well as an access_token parameter; the
-    # header keeps it out of URLs, which aiohttp may print in errors.
-    return {"Authorization": f"Bearer {page.page_token.get_secret_value()}"}
 
 
 # ---------------------------------------------------------------------- webhook
@@ -634,7 +217,10 @@ class MessengerConnector(SharedWebhook, FinalSends):
         url = f"{self._page.api_base.rstrip('/')}/{quote(self._page.page_id, safe='')}"
         try:
             async with self._http.get(
-                url, params={"fields": "name"}, headers=_auth(self._page), timeout=_CALL_TIMEOUT
+                url,
+                params={"fields": "name"},
+                headers=auth_header(self._page),
+                timeout=_CALL_TIMEOUT,
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
@@ -643,7 +229,7 @@ class MessengerConnector(SharedWebhook, FinalSends):
             raise unreachable("messenger", "page lookup", exc) from None
         answer = json_object(raw)
         if status != 200 or answer is None or "error" in answer:
-            _raise_for(status, answer or {}, headers)
+            raise_for(status, answer or {}, headers)
         name = opt_str(answer, "name")
         return f"page {name}" if name else f"page {self._page.page_id}"
 
@@ -709,7 +295,7 @@ class MessengerConnector(SharedWebhook, FinalSends):
                 self._messages_url,
                 json=json_body,
                 data=form,
-                headers=_auth(self._page),
+                headers=auth_header(self._page),
                 timeout=timeout,
             ) as resp:
                 status = resp.status
@@ -719,8 +305,8 @@ class MessengerConnector(SharedWebhook, FinalSends):
             raise unreachable("messenger", "send", exc) from None
         answer = json_object(raw)
         if status != 200 or answer is None or "error" in answer:
-            _raise_for(status, answer or {}, headers)
-        mid = _graph_id(answer.get("message_id"))
+            raise_for(status, answer or {}, headers)
+        mid = graph_id(answer.get("message_id"))
         if mid is None:
             msg = "messenger answered a send without a message_id"
             raise TransientError(msg)

@@ -385,54 +385,18 @@ def expand(
     (rows queued, the new cursor, whether the audience is exhausted). Each row's key is
     `bc:<broadcast>:<contact>`, so a batch queued twice is queued once.
     """
-    # Where this batch ends: the `limit`-th contact after the cursor, of all contacts (a walk
-    # of the primary key; None: the rest fits). The audience's contacts among them are queued.
-    boundary = conn.execute(
-        select(contacts.c.id)
-        .where(contacts.c.id > b.cursor)
-        .order_by(contacts.c.id)
-        .offset(limit - 1)
-        .limit(1)
-    ).scalar()
+    boundary = _batch_boundary(conn, b, limit)
     audience = and_(contacts.c.id > b.cursor, _audience(b))
     if boundary is not None:
         audience = and_(audience, contacts.c.id <= boundary)
     cid = cast(contacts.c.id, String)
-    keys: Any = literal(fallback)
-    if rate_keys:
-        keys = case(
-            *(
-                (
-                    and_(contacts.c.platform == platform, contacts.c.account == account),
-                    func.replace(literal(template), literal(mark), contacts.c.chat_id),
-                )
-                for (platform, account), template in rate_keys.items()
-            ),
-            else_=literal(fallback),
-        )
-    dialect = conn.dialect.name
-    build_json = func.json_build_object if dialect == "postgresql" else func.json_object
-    payload = build_json(
-        literal("b"),
-        literal(b.id),
-        literal("c"),
-        contacts.c.id,
-        literal("p"),
-        contacts.c.platform,
-        literal("a"),
-        contacts.c.account,
-        literal("chat"),
-        contacts.c.chat_id,
-        literal("n"),
-        func.coalesce(contacts.c.display_name, literal("")),
-    )
     rows = (
         select(
             literal("broadcast.send"),
             literal(f"bc:{b.id}:") + cid,
             literal("bc:") + cid,
-            keys,
-            payload,
+            _rate_keys_column(rate_keys, mark, fallback),
+            _send_payload(conn, b),
             literal("pending"),
             literal(0),
             literal(0.0),
@@ -466,6 +430,53 @@ def expand(
         cursor = conn.execute(select(func.max(contacts.c.id))).scalar()
         return queued, int(cursor) if cursor is not None else b.cursor, True
     return queued, int(boundary), False
+
+
+def _batch_boundary(conn: Connection, b: BroadcastRecord, limit: int) -> Any:
+    """Where a batch ends: the `limit`-th contact after the cursor, of all contacts (a walk of
+    the primary key; None: the rest fits). The audience's contacts among them are queued."""
+    return conn.execute(
+        select(contacts.c.id)
+        .where(contacts.c.id > b.cursor)
+        .order_by(contacts.c.id)
+        .offset(limit - 1)
+        .limit(1)
+    ).scalar()
+
+
+def _rate_keys_column(rate_keys: Mapping[tuple[str, str], str], mark: str, fallback: str) -> Any:
+    """A row's rate keys: its account's template with the chat id for `mark`, else `fallback`."""
+    if not rate_keys:
+        return literal(fallback)
+    return case(
+        *(
+            (
+                and_(contacts.c.platform == platform, contacts.c.account == account),
+                func.replace(literal(template), literal(mark), contacts.c.chat_id),
+            )
+            for (platform, account), template in rate_keys.items()
+        ),
+        else_=literal(fallback),
+    )
+
+
+def _send_payload(conn: Connection, b: BroadcastRecord) -> Any:
+    """The `broadcast.send` payload of a contact, built as JSON by the database."""
+    build_json = func.json_build_object if conn.dialect.name == "postgresql" else func.json_object
+    return build_json(
+        literal("b"),
+        literal(b.id),
+        literal("c"),
+        contacts.c.id,
+        literal("p"),
+        contacts.c.platform,
+        literal("a"),
+        contacts.c.account,
+        literal("chat"),
+        contacts.c.chat_id,
+        literal("n"),
+        func.coalesce(contacts.c.display_name, literal("")),
+    )
 
 
 _OUTCOME_COLUMNS = (

@@ -336,6 +336,29 @@ def export_contact(conn: Connection, contact_id: int, at: datetime) -> dict[str,
     if row is None:
         return None
     conv_ids = select(conversations.c.id).where(conversations.c.contact_id == contact_id)
+    conversation_docs = _conversation_docs(conn, contact_id, conv_ids)
+    message_docs = _message_docs(conn, conv_ids)
+    memberships = _membership_docs(conn, contact_id)
+    block = conn.execute(select(blacklist).where(blacklist.c.contact_id == contact_id)).first()
+    received = _broadcast_docs(conn, contact_id)
+    clicks = [
+        {"code": code, "url": url, "at": _json_value(at)}
+        for code, url, at in shortlinks.clicks_of_contact(conn, contact_id)
+    ]
+    return {
+        "exported_at": _json_value(at),
+        "contact": _as_json(row),
+        "conversations": conversation_docs,
+        "messages": message_docs,
+        "channel_memberships": memberships,
+        "blacklist": _as_json(block) if block is not None else None,
+        "broadcasts": received,
+        "link_clicks": clicks,
+    }
+
+
+def _conversation_docs(conn: Connection, contact_id: int, conv_ids: Any) -> list[dict[str, object]]:
+    """A contact's conversations, each with the staff threads it had."""
     thread_rows = conn.execute(
         select(threads.c.conversation_id, threads.c.surface, threads.c.thread_ref)
         .where(threads.c.conversation_id.in_(conv_ids))
@@ -355,6 +378,11 @@ def export_contact(conn: Connection, contact_id: int, at: datetime) -> dict[str,
         doc = _as_json(conv)
         doc["staff_threads"] = threads_of.get(int(conv.id), [])
         conversation_docs.append(doc)
+    return conversation_docs
+
+
+def _message_docs(conn: Connection, conv_ids: Any) -> list[dict[str, object]]:
+    """The messages of these conversations, each with where staff surfaces show it."""
     message_ids = select(messages.c.id).where(messages.c.conversation_id.in_(conv_ids))
     refs_of: dict[int, list[dict[str, object]]] = {}
     for r in conn.execute(
@@ -373,7 +401,12 @@ def export_contact(conn: Connection, contact_id: int, at: datetime) -> dict[str,
         doc["attachments"] = list(m.attachments or [])
         doc["staff_refs"] = refs_of.get(int(m.id), [])
         message_docs.append(doc)
-    memberships = [
+    return message_docs
+
+
+def _membership_docs(conn: Connection, contact_id: int) -> list[dict[str, object]]:
+    """The channels a contact is or was a member of."""
+    return [
         _as_json(r)
         for r in conn.execute(
             select(
@@ -388,8 +421,11 @@ def export_contact(conn: Connection, contact_id: int, at: datetime) -> dict[str,
             .order_by(channels.c.name)
         )
     ]
-    block = conn.execute(select(blacklist).where(blacklist.c.contact_id == contact_id)).first()
-    received = [
+
+
+def _broadcast_docs(conn: Connection, contact_id: int) -> list[dict[str, object]]:
+    """The broadcasts sent (or not) to a contact, with their outcome."""
+    return [
         _as_json(r)
         for r in conn.execute(
             select(
@@ -403,20 +439,6 @@ def export_contact(conn: Connection, contact_id: int, at: datetime) -> dict[str,
             .order_by(broadcast_sends.c.id)
         )
     ]
-    clicks = [
-        {"code": code, "url": url, "at": _json_value(at)}
-        for code, url, at in shortlinks.clicks_of_contact(conn, contact_id)
-    ]
-    return {
-        "exported_at": _json_value(at),
-        "contact": _as_json(row),
-        "conversations": conversation_docs,
-        "messages": message_docs,
-        "channel_memberships": memberships,
-        "blacklist": _as_json(block) if block is not None else None,
-        "broadcasts": received,
-        "link_clicks": clicks,
-    }
 
 
 # -- erasure ----------------------------------------------------------------------------------

@@ -30,9 +30,10 @@ from sqlalchemy import text
 
 import commands.all  # noqa: F401  (records every command, as the app does)
 from bridge.config import Settings
-from bridge.outbox import Dispatcher, RateLimiter
+from bridge.outbox import Dispatcher
 from bridge.pipeline import Pipeline
 from bridge.protocols import InboundSink, StaffSink
+from bridge.ratelimit import RateLimiter
 from bridge.services import Services
 from bridge.staffio import Reply, Request
 from bridge.types import (

@@ -45,14 +45,13 @@ from bridge.types import (
 from connectors.messenger import (
     TEXT_LIMIT,
     WEBHOOK_PATH,
-    GraphProfiles,
     MessengerConnector,
     MessengerWebhook,
-    _raise_for,
     build,
-    messaging_type,
-    parse_webhook,
 )
+from connectors.messenger_api import GraphProfiles, messaging_type
+from connectors.messenger_api import raise_for as _raise_for
+from connectors.messenger_events import parse_webhook
 from connectors.wire import split_text
 from tests import connector_kit
 from tests.connector_kit import RecordingSink

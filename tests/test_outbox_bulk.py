@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from bridge.errors import PermanentError, RateLimited
-from bridge.outbox import Dispatcher, RateLimiter, _BulkFeed
+from bridge.outbox import Dispatcher
+from bridge.outbox_lanes import BulkFeed as _BulkFeed
+from bridge.ratelimit import RateLimiter
 from bridge.types import RateLimit
 from storage import Completion, Database, Job, NewJob, Tx, Writer
 from tests.harness import eventually

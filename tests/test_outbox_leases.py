@@ -11,7 +11,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from bridge.outbox import Dispatcher, Leases, RateLimiter
+from bridge.outbox import Dispatcher, Leases
+from bridge.ratelimit import RateLimiter
 from storage import Database, Job, NewJob, Tx, Writer
 from tests.harness import eventually
 from tests.test_outbox_bulk import Recorder, send

@@ -36,15 +36,10 @@ from bridge.types import (
     StatusUpdate,
     TemplateCall,
 )
-from connectors.whatsapp import (
-    ERROR_WORDS,
-    TEXT_LIMIT,
-    WhatsAppConnector,
-    WhatsAppWebhook,
-    _raise_for,
-    build,
-    parse_webhook,
-)
+from connectors.whatsapp import TEXT_LIMIT, WhatsAppConnector, WhatsAppWebhook, build
+from connectors.whatsapp_api import ERROR_WORDS
+from connectors.whatsapp_api import raise_for as _raise_for
+from connectors.whatsapp_events import parse_webhook
 from connectors.wire import split_text
 from tests import connector_kit
 from tests.connector_kit import RecordingSink

@@ -1,0 +1,307 @@
+"""Parsing of Messenger webhook payloads into the bridge's inbound events."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.errors import BadRequest
+from bridge.types import (
+    MESSENGER,
+    AccountId,
+    Attachment,
+    ChatId,
+    CustomerProfile,
+    DeliveryStatus,
+    ExternalMessageId,
+    InboundEdit,
+    InboundEvent,
+    InboundMessage,
+    MediaKind,
+    WatermarkUpdate,
+)
+from connectors.wire import int_or_none, opt_str, storable
+
+_ATTACHMENT_KINDS = {
+    "image": MediaKind.IMAGE,
+    "video": MediaKind.VIDEO,
+    "audio": MediaKind.AUDIO,
+    "file": MediaKind.DOCUMENT,
+}
+
+_REFERRAL_SOURCES = {
+    "SHORTLINK": "(opened the chat from the link m.me/…?ref={ref})",
+    "ADS": "(opened the chat from an ad, ref {ref})",
+    "CUSTOMER_CHAT_PLUGIN": "(opened the chat from the chat plugin on a website, ref {ref})",
+}
+
+
+def parse_webhook(payload: Any, pages: Collection[str]) -> list[InboundEvent]:
+    """Turn one Messenger webhook body into bridge events for the pages in `pages`."""
+    if not isinstance(payload, Mapping):
+        msg = "a webhook body must be a JSON object"
+        raise BadRequest(msg)
+    if payload.get("object") != "page":
+        msg = "the webhook object is not 'page'"
+        raise BadRequest(msg)
+    if not storable(payload):
+        msg = "the webhook holds a lone surrogate, which is no text"
+        raise BadRequest(msg)
+    entries = payload.get("entry")
+    if not isinstance(entries, list):
+        msg = "the webhook body has no entry list"
+        raise BadRequest(msg)
+    events: list[InboundEvent] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            msg = "an entry is not an object"
+            raise BadRequest(msg)
+        page = graph_id(entry.get("id"))
+        if page is None:
+            msg = "an entry has no page id"
+            raise BadRequest(msg)
+        if page not in pages:
+            continue  # a page this bridge does not serve (another app subscription)
+        messaging = entry.get("messaging")
+        if messaging is None:
+            continue  # page feed `changes` or handover `standby`: not customer messages
+        if not isinstance(messaging, list):
+            msg = "entry.messaging is not a list"
+            raise BadRequest(msg)
+        for raw in messaging:
+            event = _parse_event(raw, AccountId(page))
+            if event is not None:
+                events.append(event)
+    return events
+
+
+def _parse_event(raw: Any, page: AccountId) -> InboundEvent | None:
+    if not isinstance(raw, Mapping):
+        msg = "a messaging event is not an object"
+        raise BadRequest(msg)
+    message = raw.get("message")
+    if isinstance(message, Mapping) and message.get("is_echo") is True:
+        return None  # our own sends come back as echoes; they are in the thread already
+    if "message" in raw:
+        return _parse_message(raw, page)
+    if "message_edit" in raw:
+        return _parse_edit(raw, page)
+    if "postback" in raw:
+        return _parse_postback(raw, page)
+    if "referral" in raw:
+        return _parse_referral(raw, page)
+    if "delivery" in raw:
+        return _parse_watermark(raw, page, "delivery", DeliveryStatus.DELIVERED)
+    if "read" in raw:
+        return _parse_watermark(raw, page, "read", DeliveryStatus.READ)
+    # reaction, optin, account_linking, policy_enforcement, handover...: not for the bridge.
+    return None
+
+
+def _parse_message(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | None:
+    message = _object(raw, "message")
+    psid, sent_at = _sender(raw), _timestamp(raw)
+    mid = graph_id(message.get("mid"))
+    if mid is None:
+        msg = "a message has no mid"
+        raise BadRequest(msg)
+    text = opt_str(message, "text") or ""
+    attachments, notes = _attachments(message.get("attachments"))
+    # quick_reply.payload is ignored: the text carries what the customer tapped.
+    if notes:
+        text = "\n".join([text, *notes]) if text else "\n".join(notes)
+    if not text and not attachments:
+        return None  # e.g. only an unknown attachment type
+    return InboundMessage(
+        platform=MESSENGER,
+        account=page,
+        chat_id=psid,
+        external_id=ExternalMessageId(mid),
+        profile=fallback_profile(psid),
+        text=text,
+        sent_at=sent_at,
+        attachments=attachments,
+    )
+
+
+def _attachments(raw: Any) -> tuple[tuple[Attachment, ...], list[str]]:
+    """Files to forward, and sentences for what can only be described (links, locations)."""
+    if raw is None:
+        return (), []
+    if not isinstance(raw, list):
+        msg = "message.attachments is not a list"
+        raise BadRequest(msg)
+    files: list[Attachment] = []
+    notes: list[str] = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            msg = "an attachment is not an object"
+            raise BadRequest(msg)
+        kind = item.get("type")
+        payload = item.get("payload")
+        body: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
+        if isinstance(kind, str) and kind in _ATTACHMENT_KINDS:
+            # Stickers come as images with a sticker_id; their url is the sticker picture.
+            url = opt_str(body, "url")
+            if url:
+                files.append(Attachment(kind=_ATTACHMENT_KINDS[kind], ref=url))
+        elif kind == "fallback":
+            # A shared link Messenger could not render: its title and URL.
+            title = opt_str(item, "title") or opt_str(body, "title")
+            url = opt_str(item, "url") or opt_str(item, "URL") or opt_str(body, "url")
+            words = " ".join(part for part in (title, url) if part)
+            if words:
+                notes.append(f"(shared a link: {words})")
+        elif kind == "location":
+            coordinates = body.get("coordinates")
+            point: Mapping[str, Any] = coordinates if isinstance(coordinates, Mapping) else {}
+            lat, lon = _number(point.get("lat")), _number(point.get("long"))
+            if lat is not None and lon is not None:
+                notes.append(
+                    f"(shared a location: {lat:g}, {lon:g}"
+                    f" https://www.google.com/maps?q={lat:g},{lon:g})"
+                )
+        elif kind == "template":
+            title = opt_str(item, "title")
+            if title:
+                notes.append(f"(shared: {title})")
+    return tuple(files), notes
+
+
+def _parse_edit(raw: Mapping[str, Any], page: AccountId) -> InboundEdit | None:
+    edit = _object(raw, "message_edit")
+    psid, edited_at = _sender(raw), _timestamp(raw)
+    mid = graph_id(edit.get("mid"))
+    if mid is None:
+        msg = "a message_edit has no mid"
+        raise BadRequest(msg)
+    text = opt_str(edit, "text")
+    if text is None:
+        return None
+    return InboundEdit(
+        platform=MESSENGER,
+        account=page,
+        chat_id=psid,
+        external_id=ExternalMessageId(mid),
+        text=text,
+        edited_at=edited_at,
+    )
+
+
+def _parse_postback(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | None:
+    postback = _object(raw, "postback")
+    psid = _sender(raw)
+    stamp = int_or_none(raw.get("timestamp"))
+    sent_at = _timestamp(raw)
+    # The button's title is what the customer saw and tapped; the payload is for machines.
+    text = opt_str(postback, "title") or opt_str(postback, "payload")
+    if not text:
+        return None
+    mid = graph_id(postback.get("mid")) or f"postback:{psid}:{stamp}"
+    referral = postback.get("referral")
+    ref = opt_str(referral, "ref") if isinstance(referral, Mapping) else None
+    return InboundMessage(
+        platform=MESSENGER,
+        account=page,
+        chat_id=psid,
+        external_id=ExternalMessageId(mid),
+        profile=fallback_profile(psid),
+        text=text,
+        sent_at=sent_at,
+        start_payload=ref or None,
+    )
+
+
+def _parse_referral(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | None:
+    referral = _object(raw, "referral")
+    ref = opt_str(referral, "ref")
+    if not ref:
+        return None  # an ad or plugin opening without a ref tells staff nothing
+    psid = _sender(raw)
+    stamp = int_or_none(raw.get("timestamp"))
+    sent_at = _timestamp(raw)
+    source = opt_str(referral, "source") or ""
+    wording = _REFERRAL_SOURCES.get(source, "(opened the chat with the ref {ref})")
+    return InboundMessage(
+        platform=MESSENGER,
+        account=page,
+        chat_id=psid,
+        external_id=ExternalMessageId(f"referral:{psid}:{stamp}"),
+        profile=fallback_profile(psid),
+        text=wording.format(ref=ref),
+        sent_at=sent_at,
+        start_payload=ref,
+    )
+
+
+def _parse_watermark(
+    raw: Mapping[str, Any], page: AccountId, field: str, status: DeliveryStatus
+) -> WatermarkUpdate:
+    # Messenger reports delivery and reading as "everything before this time", not per mid.
+    body = _object(raw, field)
+    psid = _sender(raw)
+    watermark = _ms_datetime(body.get("watermark"), f"{field}.watermark")
+    return WatermarkUpdate(
+        platform=MESSENGER, account=page, chat_id=psid, status=status, watermark=watermark
+    )
+
+
+def fallback_profile(psid: str) -> CustomerProfile:
+    """The profile of a person whose name is not known (the webhook carries no names)."""
+    return CustomerProfile(display_name=f"Messenger user {psid}")
+
+
+def _object(raw: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+    value = raw.get(field)
+    if not isinstance(value, Mapping):
+        msg = f"{field} is not an object"
+        raise BadRequest(msg)
+    return value
+
+
+def _sender(raw: Mapping[str, Any]) -> ChatId:
+    sender = raw.get("sender")
+    psid = graph_id(sender.get("id")) if isinstance(sender, Mapping) else None
+    if psid is None:
+        msg = "a messaging event has no sender.id"
+        raise BadRequest(msg)
+    return ChatId(psid)
+
+
+def _timestamp(raw: Mapping[str, Any]) -> datetime:
+    return _ms_datetime(raw.get("timestamp"), "timestamp")
+
+
+def _ms_datetime(value: Any, field: str) -> datetime:
+    number = _number(value)
+    if number is None:
+        msg = f"{field} is not a number of milliseconds"
+        raise BadRequest(msg)
+    try:
+        return datetime.fromtimestamp(number / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        msg = f"{field} is out of range"
+        raise BadRequest(msg) from None
+
+
+def graph_id(value: Any) -> str | None:
+    """Graph ids are strings of digits (mids are strings too); tolerate integers."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and abs(value) > 2**63:
+        return None  # float() of a huge integer overflows; no Graph number is that large
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return float(value)
