@@ -11,15 +11,16 @@ kv_store) and the records they return in storage.records; `Tx` joins them on one
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
 from storage.kv_store import ValueQueries
 from storage.messages_store import MessageQueries
 from storage.outbox_store import OutboxQueries
 from storage.records import (
-    Completion,
     ContactRecord,
     ConversationRecord,
     Job,
@@ -29,6 +30,24 @@ from storage.records import (
     early_key,
     upsert_insert,
 )
+
+
+@dataclass(slots=True)
+class Completion:
+    """Everything a finished outbox job changes, written in one transaction with its `done`."""
+
+    job_ids: list[int]
+    threads: list[tuple[ConversationId, SurfaceName, ThreadRef]] = field(default_factory=list)
+    refs: list[tuple[SurfaceName, StaffMessageRef, str, MessageId]] = field(default_factory=list)
+    statuses: list[MessageStatusWrite] = field(default_factory=list)
+    jobs: list[NewJob] = field(default_factory=list)
+    failed_reason: str | None = None
+    # More writes for the same transaction, with the jobs they produce (e.g. applying a status
+    # that arrived before the send's answer did).
+    also: list[Callable[[Tx], Sequence[NewJob]]] = field(default_factory=list)
+    # Items for writers that take many at once, (writer, item): each writer is called once per
+    # transaction with the items of every completion in it (one executemany, not one each).
+    rows: list[tuple[Callable[[Tx, list[Any]], None], Any]] = field(default_factory=list)
 
 
 class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, ValueQueries):

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -23,14 +23,7 @@ from bridge.types import (
     ConversationStatus,
     MessageId,
     Platform,
-    StaffMessageRef,
-    SurfaceName,
-    ThreadRef,
 )
-
-if TYPE_CHECKING:
-    from storage.queries import Tx
-
 
 # Delivery statuses in the order they are reached; `failed` ends any of them.
 STATUS_ORDER = ["queued", "sent", "delivered", "read", "failed"]
@@ -122,24 +115,6 @@ class MessageStatusWrite:
     external_id: str | None = None
     code: str | None = None
     reason: str | None = None
-
-
-@dataclass(slots=True)
-class Completion:
-    """Everything a finished outbox job changes, written in one transaction with its `done`."""
-
-    job_ids: list[int]
-    threads: list[tuple[ConversationId, SurfaceName, ThreadRef]] = field(default_factory=list)
-    refs: list[tuple[SurfaceName, StaffMessageRef, str, MessageId]] = field(default_factory=list)
-    statuses: list[MessageStatusWrite] = field(default_factory=list)
-    jobs: list[NewJob] = field(default_factory=list)
-    failed_reason: str | None = None
-    # More writes for the same transaction, with the jobs they produce (e.g. applying a status
-    # that arrived before the send's answer did).
-    also: list[Callable[[Tx], Sequence[NewJob]]] = field(default_factory=list)
-    # Items for writers that take many at once, (writer, item): each writer is called once per
-    # transaction with the items of every completion in it (one executemany, not one each).
-    rows: list[tuple[Callable[[Tx, list[Any]], None], Any]] = field(default_factory=list)
 
 
 def early_key(platform: str, account: str, external_id: str) -> str:
