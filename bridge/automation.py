@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection
 
 from bridge.config import Settings
+from bridge.jobs import RuleHttpJob, RuleMailJob, RuleSmsJob
 from bridge.redact import short_url
 from bridge.rules import Incoming, Matcher, fill, fill_url
 from bridge.types import (
@@ -310,61 +311,43 @@ def _forward(
 ) -> NewJob | None:
     """The row of a forward by mail, to a web service or bot, or by SMS; None when an SMS
     forward has no SMS account to go through."""
-    m = arrival.message
     conv, cid = arrival.conversation_id, arrival.contact_id
     kind = action.kind
     if kind == "mailForward":
-        return NewJob(
-            kind="rule.mail",
-            idem_key=f"mail:{key}",
-            lane=f"rulemail:{conv}",
-            rate_keys=("mail",),
-            payload={
-                "to": fill(action.target or "", values),
-                "subject": fill(action.subject or "Message from {NICKNAME}", values),
-                "body": fill(action.text or "{NICKNAME} ({MSISDN}): {MSG}", values),
-                "conv": conv,
-                "rule": rule.name,
-            },
+        mail = RuleMailJob(
+            to=fill(action.target or "", values),
+            subject=fill(action.subject or "Message from {NICKNAME}", values),
+            body=fill(action.text or "{NICKNAME} ({MSISDN}): {MSG}", values),
+            conversation=conv,
+            rule=rule.name,
         )
+        return mail.new_job(key)
     if kind in ("webserviceForward", "httpBotFwd"):
-        return NewJob(
-            kind="rule.http",
-            idem_key=f"http:{key}",
-            lane=f"rulehttp:{conv}",
-            payload={
-                "url": fill_url(action.target or "", values),
-                "body": _http_body(rule, arrival, platform, account, values),
-                "answer": kind == "httpBotFwd",
-                "conv": conv,
-                "contact": cid,
-                "platform": platform,
-                "account": account,
-                "chat": m.chat_id,
-                "rule": rule.name,
-                "cause": key,
-            },
+        post = RuleHttpJob(
+            url=fill_url(action.target or "", values),
+            body=_http_body(rule, arrival, platform, account, values),
+            answer=kind == "httpBotFwd",
+            conversation=conv,
+            contact=cid,
+            platform=platform,
+            account=account,
+            chat=arrival.message.chat_id,
+            rule=rule.name,
+            cause=key,
         )
+        return post.new_job()
     sms = next((c for (pl, _), c in bot.directory.connectors.items() if pl == "sms"), None)
     if sms is None:
         return None
-    to = action.target or ""
-    return NewJob(
-        kind="rule.sms",
-        idem_key=f"sms:{key}",
-        lane=f"rulesms:{conv}",
-        rate_keys=sms.rate_keys(ChatId(to)),
-        payload={
-            "number": to,
-            "account": sms.account,
-            "text": fill(
-                action.text or "{NICKNAME} ({MSISDN}) on " + platform + ": {MSG}",
-                values,
-            ),
-            "conv": conv,
-            "rule": rule.name,
-        },
+    number = action.target or ""
+    forward = RuleSmsJob(
+        number=number,
+        account=sms.account,
+        text=fill(action.text or "{NICKNAME} ({MSISDN}) on " + platform + ": {MSG}", values),
+        conversation=conv,
+        rule=rule.name,
     )
+    return forward.new_job(key, sms.rate_keys(ChatId(number)))
 
 
 def _http_body(

@@ -236,7 +236,8 @@ class StaffPostJob(JobPayload):
             conversation=ConversationId(payload["conv"]),
             surface=SurfaceName(payload["surface"]),
             message=MessageId(payload["msg"]),
-            author=payload["author"],
+            # Read as the notice of a lost message always read it: a missing author is none.
+            author=payload.get("author") or "",
             text=payload["text"],
             files=_files(payload),
             platform=payload.get("platform"),

@@ -109,15 +109,15 @@ class BroadcastHandlers:
         self._cache[broadcast_id] = _Cached(time.monotonic(), record, codes)
         return record
 
-    async def verdict(self, b: store.BroadcastRecord, contact_id: int) -> str | None:
+    async def verdict(self, broadcast: store.BroadcastRecord, contact_id: int) -> str | None:
         """Why not to send to a contact now (None: send), from a read at most STATE_CACHE_S old.
 
         One read answers for the next VERDICT_BATCH contacts of the audience: checking each
         recipient with a query of its own would cost more than sending to it.
         """
-        checks = self._checks.get(b.id)
+        checks = self._checks.get(broadcast.id)
         if checks is None:
-            checks = self._checks[b.id] = _Checks([], asyncio.Lock())
+            checks = self._checks[broadcast.id] = _Checks([], asyncio.Lock())
         found = self._look_up(checks, contact_id)
         if found is None:
             async with checks.lock:
@@ -125,7 +125,7 @@ class BroadcastHandlers:
                 if found is None:
                     now = self.pipeline.clock()
                     read = await self.pipeline.db.run_read(
-                        lambda conn: store.verdicts(conn, b, contact_id, VERDICT_BATCH, now)
+                        lambda conn: store.verdicts(conn, broadcast, contact_id, VERDICT_BATCH, now)
                     )
                     checks.reads = [*checks.reads[-3:], (time.monotonic(), read)]
                     found = self._look_up(checks, contact_id)
@@ -133,7 +133,9 @@ class BroadcastHandlers:
             return found[1]
         # Not in the audience when last read: left, erased, or joined since. Ask precisely.
         now = self.pipeline.clock()
-        return await self.pipeline.db.run_read(lambda conn: store.check(conn, b, contact_id, now))
+        return await self.pipeline.db.run_read(
+            lambda conn: store.check(conn, broadcast, contact_id, now)
+        )
 
     @staticmethod
     def _look_up(checks: _Checks, contact_id: int) -> tuple[bool, str | None] | None:
@@ -146,9 +148,9 @@ class BroadcastHandlers:
                 return False, None
         return None
 
-    async def personal(self, b: store.BroadcastRecord, text: str, contact_id: int) -> str:
+    async def personal(self, broadcast: store.BroadcastRecord, text: str, contact_id: int) -> str:
         """The contact's own copy of the broadcast's short links, so clicks name them."""
-        hit = self._cache.get(b.id)
+        hit = self._cache.get(broadcast.id)
         if self.links is None or hit is None or not hit.codes:
             return text
         return await self.links.recipient_text(text, hit.codes, contact_id)
@@ -207,21 +209,29 @@ class BroadcastExpand(BroadcastHandler):
         }
 
         def batch(tx: Tx) -> bool:
-            b = store.get(tx.conn, broadcast_id)
-            if b is None or b.state not in STATES_ACTIVE or b.expanded:
+            broadcast = store.get(tx.conn, broadcast_id)
+            if broadcast is None or broadcast.state not in STATES_ACTIVE or broadcast.expanded:
                 return True
-            if b.state == "scheduled":
-                store.change(tx.conn, b.id, state="running", started_at=self.pipeline.clock())
+            if broadcast.state == "scheduled":
+                store.change(
+                    tx.conn, broadcast.id, state="running", started_at=self.pipeline.clock()
+                )
             queued, cursor, done = store.expand(
                 tx.conn,
-                b,
+                broadcast,
                 rate_keys=templates,
                 mark=MARK,
                 fallback=hold,
                 limit=EXPAND_BATCH,
                 now=time.time(),
             )
-            store.change(tx.conn, b.id, cursor=cursor, queued=b.queued + queued, expanded=done)
+            store.change(
+                tx.conn,
+                broadcast.id,
+                cursor=cursor,
+                queued=broadcast.queued + queued,
+                expanded=done,
+            )
             return done
 
         while not await self.pipeline.writer.call(batch):
@@ -235,51 +245,53 @@ class BroadcastSend(BroadcastHandler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         recipient = BroadcastSendJob.from_job(job)
-        b = await self.shared.broadcast(recipient.broadcast)
+        broadcast = await self.shared.broadcast(recipient.broadcast)
         contact_id = recipient.contact
-        if b.state == "cancelled":
-            return self._outcome(job, b, "cancelled", "the broadcast was cancelled")
-        if b.state == "paused":
-            raise Held(hold_key(b.id), PAUSE_RECHECK_S, "the broadcast is paused")
+        if broadcast.state == "cancelled":
+            return self._outcome(job, broadcast, "cancelled", "the broadcast was cancelled")
+        if broadcast.state == "paused":
+            raise Held(hold_key(broadcast.id), PAUSE_RECHECK_S, "the broadcast is paused")
         tried = self.shared.tried
         if job.attempts and job.id not in tried:
             # Attempted by a process that stopped before it knew the answer: the message may
             # have gone out, and no messenger lets us ask. Not sending again means nobody gets
             # a newsletter twice; the summary counts these.
-            return self._outcome(job, b, "interrupted", INTERRUPTED)
-        reason = await self.shared.verdict(b, contact_id)
+            return self._outcome(job, broadcast, "interrupted", INTERRUPTED)
+        reason = await self.shared.verdict(broadcast, contact_id)
         if reason is not None:
-            return self._outcome(job, b, "skipped", reason)
+            return self._outcome(job, broadcast, "skipped", reason)
         platform, account = recipient.platform, recipient.account
         connector = self.pipeline.connectors.get((platform, account))
         if connector is None:
-            return self._outcome(job, b, "failed", f"no {platform} account {account} is configured")
+            return self._outcome(
+                job, broadcast, "failed", f"no {platform} account {account} is configured"
+            )
         values = values_for(recipient.name, recipient.chat, contact_id, platform)
         template = None
-        if b.template:
+        if broadcast.template:
             template = TemplateCall(
-                name=str(b.template["name"]),
-                language=str(b.template.get("language") or "en"),
-                params=tuple(fill(str(x), values) for x in b.template.get("params") or ()),
+                name=str(broadcast.template["name"]),
+                language=str(broadcast.template.get("language") or "en"),
+                params=tuple(fill(str(x), values) for x in broadcast.template.get("params") or ()),
             )
-        files = (await self.shared.file(b.file_id),) if b.file_id else ()
+        files = (await self.shared.file(broadcast.file_id),) if broadcast.file_id else ()
         message = OutboundMessage(
             platform=platform,
             account=account,
             chat_id=recipient.chat,
-            text=await self.shared.personal(b, fill(b.text, values), contact_id),
+            text=await self.shared.personal(broadcast, fill(broadcast.text, values), contact_id),
             files=files,
             template=template,
             idempotency_key=job.idem_key,
         )
         tried.add(job.id)
         external = await self.pipeline.deliver(connector, message)
-        return self._outcome(job, b, "sent", None, external)
+        return self._outcome(job, broadcast, "sent", None, external)
 
     def _outcome(
         self,
         job: Job,
-        b: store.BroadcastRecord,
+        broadcast: store.BroadcastRecord,
         state: str,
         reason: str | None,
         external: str | None = None,
@@ -287,7 +299,7 @@ class BroadcastSend(BroadcastHandler):
         recipient = BroadcastSendJob.from_job(job)
         self.shared.tried.discard(job.id)
         row = {
-            "broadcast_id": b.id,
+            "broadcast_id": broadcast.id,
             "contact_id": recipient.contact,
             "state": state,
             "reason": reason,
@@ -300,8 +312,8 @@ class BroadcastSend(BroadcastHandler):
 
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
         [job] = jobs
-        b = await self.shared.broadcast(BroadcastSendJob.from_job(job).broadcast)
-        completion = self._outcome(job, b, "failed", error.reason)
+        broadcast = await self.shared.broadcast(BroadcastSendJob.from_job(job).broadcast)
+        completion = self._outcome(job, broadcast, "failed", error.reason)
         completion.failed_reason = str(error)
         return completion
 
@@ -334,20 +346,20 @@ class BroadcastPublish(BroadcastHandler):
         [job] = jobs
         publishing = BroadcastPublishJob.from_job(job)
         broadcast_id, target = publishing.broadcast, publishing.target
-        b = await self.shared.broadcast(broadcast_id, fresh=True)
+        broadcast = await self.shared.broadcast(broadcast_id, fresh=True)
         kept = await self.pipeline.db.run_read(lambda conn: store.posts(conn, broadcast_id))
         if target in kept:
             return Completion([job.id])
-        if b.state == "cancelled":
+        if broadcast.state == "cancelled":
             return self._outcome(job, "cancelled", reason="the broadcast was cancelled")
-        if b.state == "paused":
-            raise Held(hold_key(b.id), PAUSE_RECHECK_S, "the broadcast is paused")
+        if broadcast.state == "paused":
+            raise Held(hold_key(broadcast.id), PAUSE_RECHECK_S, "the broadcast is paused")
         publisher = self.publishers.get(target)
         if publisher is None:
             return self._outcome(job, "failed", reason=publish.not_configured(target))
         # The text as stored: its links are the broadcast's own short links, whose clicks count
         # for the broadcast and name nobody (recipients get links of their own).
-        text = b.text
+        text = broadcast.text
         problem = publisher.problem(text)
         if problem is not None:
             return self._outcome(job, "failed", reason=problem)
@@ -418,7 +430,7 @@ class BroadcastProgress(BroadcastHandler):
         [job] = jobs
         progress = BroadcastProgressJob.from_job(job)
         broadcast_id = progress.broadcast
-        b = await self.shared.broadcast(broadcast_id, fresh=True)
+        broadcast = await self.shared.broadcast(broadcast_id, fresh=True)
         counts = await self.pipeline.db.run_read(
             lambda conn: store.per_platform(conn, broadcast_id)
         )
@@ -427,12 +439,14 @@ class BroadcastProgress(BroadcastHandler):
         )
         posts = await self.pipeline.db.run_read(lambda conn: store.posts(conn, broadcast_id))
         done_count = sum(sum(v.values()) for v in counts.values())
-        finished = b.state == "cancelled" or (
-            b.state in ("running", "done") and b.expanded and done_count >= b.queued
+        finished = broadcast.state == "cancelled" or (
+            broadcast.state in ("running", "done")
+            and broadcast.expanded
+            and done_count >= broadcast.queued
         )
         stalled = self._counted.get(broadcast_id) == done_count
         self._counted[broadcast_id] = done_count
-        if not finished and stalled and b.state == "running" and b.expanded:
+        if not finished and stalled and broadcast.state == "running" and broadcast.expanded:
             # No new outcome since the last look, yet fewer than rows queued: recipients
             # erased meanwhile have none, and their rows are gone. Done when no row of the
             # broadcast waits any more (counted only then: a million rows take a while).
@@ -441,14 +455,18 @@ class BroadcastProgress(BroadcastHandler):
             finished = waiting == 0
         # A post may still wait for X's or Facebook's rate limit when the last recipient's
         # message is out: the message goes on being updated until every post is in as well.
-        posting = b.state != "cancelled" and any(t not in posts for t in b.publish)
-        limit_rate = allowed_rate(self.pipeline.connectors, counts or b.platforms)
-        text = progress_text(b, counts, finished, self.pipeline.clock(), clicks, posts, limit_rate)
-        ref = b.progress_ref
-        surface = self.pipeline.surfaces.get(SurfaceName(b.surface))
+        posting = broadcast.state != "cancelled" and any(t not in posts for t in broadcast.publish)
+        limit_rate = allowed_rate(self.pipeline.connectors, counts or broadcast.platforms)
+        text = progress_text(
+            broadcast, counts, finished, self.pipeline.clock(), clicks, posts, limit_rate
+        )
+        ref = broadcast.progress_ref
+        surface = self.pipeline.surfaces.get(SurfaceName(broadcast.surface))
         unchanged = ref is not None and self._shown.get(broadcast_id) == text
-        if surface is not None and b.channel and not unchanged:
-            ref = await surface.announce(b.channel, text, StaffMessageRef(ref) if ref else None)
+        if surface is not None and broadcast.channel and not unchanged:
+            ref = await surface.announce(
+                broadcast.channel, text, StaffMessageRef(ref) if ref else None
+            )
         if finished and posting:
             self._shown[broadcast_id] = text
         else:
@@ -457,7 +475,7 @@ class BroadcastProgress(BroadcastHandler):
 
         def write(tx: Tx) -> list[NewJob]:
             values: dict[str, Any] = {"progress_ref": ref}
-            if finished and b.state not in ("cancelled", "done"):
+            if finished and broadcast.state not in ("cancelled", "done"):
                 values.update(state="done", finished_at=now)
             store.change(tx.conn, broadcast_id, **values)
             if finished and not posting:
@@ -465,13 +483,13 @@ class BroadcastProgress(BroadcastHandler):
                 return self.pipeline.webhooks.broadcast_finished(
                     tx,
                     broadcast_id=broadcast_id,
-                    state="cancelled" if b.state == "cancelled" else "done",
-                    queued=b.queued,
+                    state="cancelled" if broadcast.state == "cancelled" else "done",
+                    queued=broadcast.queued,
                     counts=counts,
                     clicks=clicks,
-                    created_by=b.created_by,
-                    started_at=b.started_at,
-                    finished_at=b.finished_at or now,
+                    created_by=broadcast.created_by,
+                    started_at=broadcast.started_at,
+                    finished_at=broadcast.finished_at or now,
                 )
             return [progress.following().new_job(next_at=time.time() + PROGRESS_EVERY)]
 

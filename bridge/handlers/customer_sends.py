@@ -5,28 +5,31 @@ thread whose contact was erased."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 from bridge.errors import OptedOut, PermanentError, TransientError, WindowClosed
 from bridge.handlers.base import Handler
+from bridge.jobs import (
+    CustomerDeleteJob,
+    CustomerEditJob,
+    CustomerSendJob,
+    StaffTombstoneJob,
+    StaffWindowJob,
+)
 from bridge.pipeline.attachments import attachment
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
 from bridge.pipeline.status import Status
-from bridge.protocols import Connector
+from bridge.protocols import Connector, StaffSurface
 from bridge.types import (
-    AccountId,
-    ChatId,
-    ConversationId,
     DeliveryStatus,
     ExternalMessageId,
     FileData,
     MessageId,
     OutboundMessage,
-    Platform,
     StaffMessageRef,
     SurfaceName,
     TemplateCall,
@@ -68,47 +71,35 @@ class CustomerSend(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        p = job.payload
-        connector = self.directory.connector(p["platform"], p["account"])
+        send = CustomerSendJob.from_job(job)
+        connector = self.directory.connector(send.platform, send.account)
         # Replies come from a surface; the bridge's own confirmations have none.
-        surface = self.directory.surface(p["surface"]) if p.get("surface") else None
-        loaded: list[FileData] = []
-        for f in p.get("files") or []:
-            if f.get("rule_file") is not None:  # a file a rule (or a bot) answers with
-                file_id = int(f["rule_file"])
-                found = await self.directory.db.run_read(
-                    partial(rules_store.load_file, file_id=file_id)
-                )
-                if found is None:
-                    raise PermanentError("file_gone", "the rule's file no longer exists")
-                loaded.append(found)
-            elif surface is not None:
-                loaded.append(await surface.fetch(attachment(f)))
-        files = tuple(loaded)
-        template = p.get("template")
-        last_in = p.get("last_in")
+        surface = self.directory.surface(send.surface) if send.surface else None
+        files = await self._files(send, surface)
+        template = send.template
+        last_in = send.last_inbound
         external = await self.directory.deliver(
             connector,
             OutboundMessage(
-                platform=Platform(p["platform"]),
-                account=AccountId(p["account"]),
-                chat_id=ChatId(p["chat"]),
-                text=p["text"],
+                platform=send.platform,
+                account=send.account,
+                chat_id=send.chat,
+                text=send.text,
                 files=files,
                 template=await self._template(connector, template) if template else None,
                 last_inbound_at=datetime.fromtimestamp(last_in, UTC) if last_in else None,
                 idempotency_key=job.idem_key,
             ),
         )
-        message_id = MessageId(p["msg"])
-        key = early_key(p["platform"], p["account"], external)
+        message_id = send.message
+        key = early_key(send.platform, send.account, external)
         marks = []
-        if surface is not None and p.get("ref"):
+        if surface is not None and send.ref:
             marks.append(
                 self.directory.mark_job(
-                    p["conv"],
+                    send.conversation,
                     surface.name,
-                    StaffMessageRef(p["ref"]),
+                    StaffMessageRef(send.ref),
                     DeliveryStatus.SENT,
                     message_id,
                 )
@@ -123,18 +114,35 @@ class CustomerSend(Handler):
             ],
         )
 
-    async def _template(self, connector: Connector, spec: Mapping[str, Any]) -> TemplateCall:
-        """The template call, with the language looked up when the agent named none."""
-        language = spec.get("language") or ""
-        if not language:
-            known = [t for t in await connector.templates() if t.name == spec["name"]]
-            approved = [t for t in known if t.status.upper() == "APPROVED"] or known
-            if not approved:
-                raise PermanentError(
-                    "132001", f"no template named {spec['name']} is known for this number"
+    async def _files(
+        self, send: CustomerSendJob, surface: StaffSurface | None
+    ) -> tuple[FileData, ...]:
+        """The send's files: a rule's (or a bot's) from the database, staff's from the surface."""
+        loaded: list[FileData] = []
+        for f in send.files:
+            if f.get("rule_file") is not None:  # a file a rule (or a bot) answers with
+                file_id = int(f["rule_file"])
+                found = await self.directory.db.run_read(
+                    partial(rules_store.load_file, file_id=file_id)
                 )
-            language = approved[0].language
-        return TemplateCall(name=spec["name"], language=language, params=tuple(spec["params"]))
+                if found is None:
+                    raise PermanentError("file_gone", "the rule's file no longer exists")
+                loaded.append(found)
+            elif surface is not None:
+                loaded.append(await surface.fetch(attachment(f)))
+        return tuple(loaded)
+
+    async def _template(self, connector: Connector, template: TemplateCall) -> TemplateCall:
+        """The template call, with the language looked up when the agent named none."""
+        if template.language:
+            return template
+        known = [t for t in await connector.templates() if t.name == template.name]
+        approved = [t for t in known if t.status.upper() == "APPROVED"] or known
+        if not approved:
+            raise PermanentError(
+                "132001", f"no template named {template.name} is known for this number"
+            )
+        return replace(template, language=approved[0].language)
 
     def _early(self, tx: Tx, message_id: MessageId, key: str) -> list[NewJob]:
         """Apply a status the platform reported before the send's answer was recorded."""
@@ -154,38 +162,33 @@ class CustomerSend(Handler):
 
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
         [job] = jobs
-        p = job.payload
+        send = CustomerSendJob.from_job(job)
         follow: list[NewJob] = []
-        surface = SurfaceName(p.get("surface") or "")
-        message_id = MessageId(p["msg"])
+        surface = SurfaceName(send.surface or "")
+        conv, message_id = send.conversation, send.message
         if surface in self.directory.surfaces:
-            if p.get("ref"):
+            if send.ref:
                 follow.append(
                     self.directory.mark_job(
-                        p["conv"],
-                        surface,
-                        StaffMessageRef(p["ref"]),
-                        DeliveryStatus.FAILED,
-                        message_id,
+                        conv, surface, StaffMessageRef(send.ref), DeliveryStatus.FAILED, message_id
                     )
                 )
             if isinstance(error, WindowClosed):
                 follow.append(
                     self.directory.window_job(
-                        p["conv"], surface, p["platform"], p["account"], message_id, error.reason
+                        conv, surface, send.platform, send.account, message_id, error.reason
                     )
                 )
             else:
                 follow.append(
                     self.directory.notice_job(
-                        p["conv"], surface, f"fail:{p['msg']}", f"not delivered: {error.reason}"
+                        conv, surface, f"fail:{message_id}", f"not delivered: {error.reason}"
                     )
                 )
         also: list[Callable[[Tx], Sequence[NewJob]]] = [
             lambda tx: self.webhooks.message_status(tx, message_id, DeliveryStatus.FAILED.value)
         ]
         if isinstance(error, OptedOut):
-            conv = ConversationId(p["conv"])
 
             def opt_out(tx: Tx) -> list[NewJob]:
                 conversation = tx.conversation(conv)
@@ -212,8 +215,9 @@ class Tombstone(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        surface = self.directory.surface(job.payload["surface"])
-        await surface.erase_thread(ThreadRef(job.payload["thread"]), job.payload["text"])
+        tombstone = StaffTombstoneJob.from_job(job)
+        surface = self.directory.surface(tombstone.surface)
+        await surface.erase_thread(ThreadRef(tombstone.thread), tombstone.text)
         return Completion([job.id])
 
 
@@ -222,15 +226,13 @@ class WindowNotice(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        p = job.payload
-        surface = self.directory.surface(p["surface"])
-        thread = await self.directory.thread(ConversationId(p["conv"]), surface.name)
+        notice = StaffWindowJob.from_job(job)
+        surface = self.directory.surface(notice.surface)
+        thread = await self.directory.thread(notice.conversation, surface.name)
         if thread is None:
             raise TransientError("the conversation's thread is not open yet")
-        text = f"Not sent: {p['reason']}"
-        connector = self.directory.connectors.get(
-            (Platform(p["platform"]), AccountId(p["account"]))
-        )
+        text = f"Not sent: {notice.reason}"
+        connector = self.directory.connectors.get((notice.platform, notice.account))
         templates = await connector.templates() if connector is not None else []
         approved = [t for t in templates if t.status.upper() == "APPROVED"]
         if approved:
@@ -249,7 +251,7 @@ class WindowNotice(Handler):
                 + "\nSend one by replying in this thread:"
                 + " !template send <name>:<language> <parameter>…"
             )
-        elif p["platform"] == "whatsapp":
+        elif notice.platform == "whatsapp":
             text += (
                 "\nNo approved message templates are known for this number (set"
                 " business_account_id in [whatsapp] to list them); a template is the only way to"
@@ -268,8 +270,9 @@ class CustomerChange(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
+        change = (CustomerDeleteJob if self.delete else CustomerEditJob).from_job(job)
         message, contact = await self.directory.db.run_read(
-            lambda conn: message_and_contact(Tx(conn), MessageId(job.payload["msg"]))
+            lambda conn: message_and_contact(Tx(conn), change.message)
         )
         if message is None or contact is None or message.external_id is None:
             return Completion([job.id])  # never delivered: nothing to change on the platform

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import aiohttp
 import aiosmtplib
@@ -14,6 +14,7 @@ import aiosmtplib
 from bridge.config import MailSettings
 from bridge.errors import AddressRefused, PermanentError, TooLarge, TransientError, Unreachable
 from bridge.handlers.base import Handler
+from bridge.jobs import JobKind, RuleHttpJob, RuleMailJob, RuleSmsJob
 from bridge.mail import OutgoingMail, build_mail
 from bridge.pipeline.chatbot import Chatbot
 from bridge.pipeline.directory import Directory
@@ -27,10 +28,7 @@ from bridge.security import (
     read_capped,
 )
 from bridge.types import (
-    AccountId,
     ChatId,
-    ContactId,
-    ConversationId,
     FileData,
     MediaKind,
     OutboundMessage,
@@ -50,6 +48,7 @@ class RuleForward(Handler):
     """Shared by the forwards: a permanent failure is told in the conversation's threads."""
 
     what = "forward"
+    payload_class: ClassVar[type[RuleMailJob] | type[RuleHttpJob] | type[RuleSmsJob]]
 
     def __init__(self, directory: Directory, chatbot: Chatbot) -> None:
         super().__init__(directory)
@@ -57,10 +56,11 @@ class RuleForward(Handler):
 
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
         [job] = jobs
-        text = f"Rule '{job.payload.get('rule')}': the {self.what} failed: {error.reason}"
+        forward = self.payload_class.from_job(job)
+        text = f"Rule '{forward.rule}': the {self.what} failed: {error.reason}"
         notices = [
-            self.directory.notice_job(job.payload["conv"], s, f"rulefail:{job.id}", text)
-            for s in self.directory.surfaces
+            self.directory.notice_job(forward.conversation, surface, f"rulefail:{job.id}", text)
+            for surface in self.directory.surfaces
         ]
         return Completion([job.id], failed_reason=str(error), jobs=notices)
 
@@ -69,18 +69,19 @@ class MailForward(RuleForward):
     """Sends a rule's mail through the configured SMTP server."""
 
     what = "mail forward"
+    payload_class = RuleMailJob
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        p = job.payload
+        forward = RuleMailJob.from_job(job)
         mail = self.directory.settings.mail
         if not mail.enabled or mail.from_address is None:
             raise PermanentError("mail_off", "mail is not configured ([mail] host, from_address)")
         built = build_mail(
             sender=mail.from_address,
-            to=p["to"],
-            subject=p["subject"],
-            body=p["body"],
+            to=forward.to,
+            subject=forward.subject,
+            body=forward.body,
             # The same Message-ID on a retry lets a server or a reader spot a duplicate.
             message_id=f"<rule-{job.idem_key.replace(':', '.')}@support-bridge>",
         )
@@ -121,6 +122,7 @@ class HttpForward(RuleForward):
     """webserviceForward and httpBotFwd: POST the message as JSON; a bot's answer goes back."""
 
     what = "web forward"
+    payload_class = RuleHttpJob
 
     def __init__(self, directory: Directory, chatbot: Chatbot, outbound: OutboundGuard) -> None:
         super().__init__(directory, chatbot)
@@ -128,16 +130,16 @@ class HttpForward(RuleForward):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        p = job.payload
+        forward = RuleHttpJob.from_job(job)
         timeout = aiohttp.ClientTimeout(total=self.directory.settings.rules.http_timeout_s)
-        shown = short_url(p["url"])  # errors reach the log and the thread: no token in them
+        shown = short_url(forward.url)  # errors reach the log and the thread: no token in them
         try:
             # The guard refuses internal addresses (AddressRefused, permanent: the thread is
             # told, nothing is retried) and follows no redirect of a POST.
             async with self._outbound.request(
                 "POST",
-                p["url"],
-                json=p["body"],
+                forward.url,
+                json=forward.body,
                 timeout=timeout,
                 headers={"Idempotency-Key": job.idem_key},
             ) as response:
@@ -149,7 +151,7 @@ class HttpForward(RuleForward):
                         f"{shown} answered {response.status}"
                         + (" (redirects are not followed)" if response.status < 400 else ""),
                     )
-                answer = bool(p.get("answer"))
+                answer = forward.answer
                 raw = await read_capped(response, BOT_ANSWER_CAP) if answer else b""
                 content_type = response.content_type
         except TooLarge:
@@ -164,7 +166,7 @@ class HttpForward(RuleForward):
             return Completion([job.id])
         text, media = _bot_answer(raw, content_type)
         files = [await self._download(url) for url in media]
-        return Completion([job.id], also=[self._reply(p, text, files)])
+        return Completion([job.id], also=[self._reply(forward, text, files)])
 
     async def _download(self, url: str) -> tuple[str, str, bytes]:
         timeout = aiohttp.ClientTimeout(total=60)
@@ -192,7 +194,7 @@ class HttpForward(RuleForward):
             raise Unreachable(f"the bot's file {shown} did not arrive in time") from None
 
     def _reply(
-        self, p: Mapping[str, Any], text: str, files: list[tuple[str, str, bytes]]
+        self, forward: RuleHttpJob, text: str, files: list[tuple[str, str, bytes]]
     ) -> Callable[[Tx], Sequence[NewJob]]:
         def write(tx: Tx) -> Sequence[NewJob]:
             if not text and not files:
@@ -204,7 +206,7 @@ class HttpForward(RuleForward):
                 file_id = rules_store.save_file(
                     tx.conn,
                     FileData(kind=MediaKind.DOCUMENT, filename=name, data=data, mime_type=mime),
-                    f"rule {p['rule']}",
+                    f"rule {forward.rule}",
                     now,
                 )
                 saved.append(file_id)
@@ -218,15 +220,15 @@ class HttpForward(RuleForward):
                 )
             jobs = self.chatbot.auto_reply(
                 tx,
-                Platform(p["platform"]),
-                AccountId(p["account"]),
-                ChatId(p["chat"]),
-                ContactId(p["contact"]),
-                ConversationId(p["conv"]),
+                forward.platform,
+                forward.account,
+                forward.chat,
+                forward.contact,
+                forward.conversation,
                 text,
-                f"bot:{p['cause']}",
+                f"bot:{forward.cause}",
                 files=stored,
-                notice=f"Rule '{p['rule']}': the bot answered",
+                notice=f"Rule '{forward.rule}': the bot answered",
             )
             if not jobs:
                 # Not sent (the contact is gone or may not be written to): the bot's files
@@ -263,18 +265,19 @@ class SmsForward(RuleForward):
     """Forwards a message as SMS to a fixed number through the first SMS account."""
 
     what = "SMS forward"
+    payload_class = RuleSmsJob
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        p = job.payload
-        connector = self.directory.connector("sms", p["account"])
+        forward = RuleSmsJob.from_job(job)
+        connector = self.directory.connector("sms", forward.account)
         await self.directory.deliver(
             connector,
             OutboundMessage(
                 platform=Platform("sms"),
-                account=AccountId(p["account"]),
-                chat_id=ChatId(p["number"]),
-                text=p["text"],
+                account=forward.account,
+                chat_id=ChatId(forward.number),
+                text=forward.text,
                 idempotency_key=job.idem_key,
             ),
         )
@@ -286,9 +289,9 @@ def handlers(
 ) -> dict[str, Any]:
     """The outbox handlers of the rule actions (web forwards only with the outbound guard)."""
     found: dict[str, Any] = {
-        "rule.mail": MailForward(directory, chatbot),
-        "rule.sms": SmsForward(directory, chatbot),
+        JobKind.RULE_MAIL: MailForward(directory, chatbot),
+        JobKind.RULE_SMS: SmsForward(directory, chatbot),
     }
     if outbound is not None:
-        found["rule.http"] = HttpForward(directory, chatbot, outbound)
+        found[JobKind.RULE_HTTP] = HttpForward(directory, chatbot, outbound)
     return found

@@ -13,12 +13,21 @@ from sqlalchemy.engine import Connection
 
 from bridge.errors import PermanentError, TooLarge, TransientError
 from bridge.handlers.base import Handler
+from bridge.jobs import (
+    JobKind,
+    StaffCardJob,
+    StaffEditJob,
+    StaffMarkJob,
+    StaffNoticeJob,
+    StaffOpenJob,
+    StaffPostJob,
+    StaffTellJob,
+)
 from bridge.mirror import post_in_pieces
 from bridge.pipeline.attachments import attachment
 from bridge.protocols import StaffSurface
 from bridge.types import (
     ConversationId,
-    DeliveryStatus,
     MessageId,
     MirrorPost,
     StaffMessageRef,
@@ -43,12 +52,12 @@ class OpenThread(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        conv = ConversationId(job.payload["conv"])
-        surface = self.directory.surface(job.payload["surface"])
+        opening = StaffOpenJob.from_job(job)
+        conv, channel = opening.conversation, opening.channel
+        surface = self.directory.surface(opening.surface)
         existing = await self.directory.thread(conv, surface.name)
         if existing is not None:
             return Completion([job.id])
-        channel = job.payload.get("channel")
         if job.attempts:
             # Attempted before a crash or a timeout: the root may be in the channel already.
             found = await surface.find_thread(channel, str(job.id))
@@ -68,24 +77,28 @@ class Mirror(Handler):
     size limit; a text past it is posted in pieces; a loss is told in the thread."""
 
     def coalesce(self, head: Job, following: Sequence[Job]) -> int:
-        if head.payload.get("files") or head.attempts:
+        first = StaffPostJob.from_job(head)
+        if first.files or head.attempts:
             return 0
-        surface = self.directory.surface(head.payload["surface"])
+        surface = self.directory.surface(first.surface)
         limit = self.directory.settings.slack.coalesce_max - 1
-        author = head.payload["author"]
+        author = first.author
         # Joined only while the post stays under the platform's size limit: past it (Slack's
         # 40,000 characters, a Matrix event's 64 KiB) the whole post is refused. Sizes add up
         # text by text (escaping and JSON encoding go character by character), so each
         # message is measured once rather than the whole joined post again for every one.
         empty = surface.post_size(MirrorPost(author=author, text=""))
-        size = surface.post_size(MirrorPost(author=author, text=post_text(head)))
+        size = surface.post_size(MirrorPost(author=author, text=post_text(first)))
         count = 0
         for job in following[:limit]:
-            if job.kind != "staff.post" or job.payload.get("files") or job.attempts:
+            if job.kind != JobKind.STAFF_POST:
                 break
-            if job.payload.get("origin") or head.payload.get("origin"):
+            post = StaffPostJob.from_job(job)
+            if post.files or job.attempts:
+                break
+            if post.origin or first.origin:
                 break  # a staff member's words stay under their own name
-            size += surface.post_size(MirrorPost(author=author, text="\n" + post_text(job)))
+            size += surface.post_size(MirrorPost(author=author, text="\n" + post_text(post)))
             size -= empty
             if size > surface.post_limit:
                 break
@@ -94,8 +107,9 @@ class Mirror(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         head = jobs[0]
-        conv = ConversationId(head.payload["conv"])
-        surface = self.directory.surface(head.payload["surface"])
+        first = StaffPostJob.from_job(head)
+        conv = first.conversation
+        surface = self.directory.surface(first.surface)
         thread = await self.directory.thread(conv, surface.name)
         opened: list[tuple[ConversationId, SurfaceName, ThreadRef]] = []
         if thread is None:
@@ -120,9 +134,10 @@ class Mirror(Handler):
                 return Completion(
                     [head.id],
                     threads=opened,
-                    refs=[(surface.name, found, "mirror", head.payload["msg"])],
+                    refs=[(surface.name, found, "mirror", first.message)],
                 )
-        post = await self._post_of(jobs)
+        posts = [first, *(StaffPostJob.from_job(j) for j in jobs[1:])]
+        post = await self._post_of(jobs, posts)
         if len(jobs) > 1:
             try:
                 ref = await surface.post(thread, post)
@@ -133,35 +148,34 @@ class Mirror(Handler):
             return Completion(
                 [j.id for j in jobs],
                 threads=opened,
-                refs=[(surface.name, ref, "mirror", MessageId(j.payload["msg"])) for j in jobs],
+                refs=[(surface.name, ref, "mirror", shown.message) for shown in posts],
             )
         resume = head.attempts > 0
         ref = await post_in_pieces(surface, thread, post, surface.post_limit, resume=resume)
         return Completion(
-            [head.id], threads=opened, refs=[(surface.name, ref, "mirror", head.payload["msg"])]
+            [head.id], threads=opened, refs=[(surface.name, ref, "mirror", first.message)]
         )
 
-    async def _post_of(self, jobs: Sequence[Job]) -> MirrorPost:
-        """One post showing `jobs` (several only when text alone)."""
-        head = jobs[0]
+    async def _post_of(self, jobs: Sequence[Job], posts: Sequence[StaffPostJob]) -> MirrorPost:
+        """One post showing `jobs` (several only when text alone), whose payloads are `posts`."""
+        first = posts[0]
         files = []
-        origin = head.payload.get("origin")
-        for f in head.payload.get("files") or []:
-            if origin:  # a file staff attached on the other surface
-                files.append(await self.directory.surface(origin).fetch(attachment(f)))
+        for f in first.files:
+            if first.origin:  # a file staff attached on the other surface
+                files.append(await self.directory.surface(first.origin).fetch(attachment(f)))
                 continue
-            connector = self.directory.connector(head.payload["platform"], head.payload["account"])
+            connector = self.directory.connector(first.platform or "", first.account or "")
             files.append(await connector.fetch(attachment(f)))
-        text = "\n".join(post_text(j) for j in jobs)
-        if files and not head.payload["text"]:
+        text = "\n".join(post_text(shown) for shown in posts)
+        if files and not first.text:
             text = ""
-        chat = head.payload.get("chat")
+        chat = first.chat
         return MirrorPost(
-            author=head.payload["author"],
+            author=first.author,
             text=text,
             files=tuple(files),
             marker=",".join(str(j.id) for j in jobs),
-            customer=f"{head.payload['platform']}_{chat}" if chat and not origin else None,
+            customer=f"{first.platform}_{chat}" if chat and not first.origin else None,
         )
 
     async def _one_by_one(
@@ -176,7 +190,8 @@ class Mirror(Handler):
         lost: list[Job] = []
         reason = ""
         for job in jobs:
-            post = await self._post_of([job])
+            shown = StaffPostJob.from_job(job)
+            post = await self._post_of([job], [shown])
             try:
                 ref = await post_in_pieces(surface, thread, post, surface.post_limit, resume=False)
             except PermanentError as exc:
@@ -184,7 +199,7 @@ class Mirror(Handler):
                 reason = exc.reason
                 log.warning("outbox staff.post %s failed for good: %s", job.id, exc)
                 continue
-            refs.append((surface.name, ref, "mirror", MessageId(job.payload["msg"])))
+            refs.append((surface.name, ref, "mirror", shown.message))
         if len(lost) == len(jobs):
             raise PermanentError("mirror_failed", reason)
         lost_ids = [j.id for j in lost]
@@ -204,15 +219,14 @@ class Mirror(Handler):
     def _lost_notice(self, lost: Sequence[Job], reason: str) -> NewJob:
         """The thread's notice that `lost` messages could not be shown there, and why."""
         head = lost[0]
-        who = head.payload.get("author") or "the customer"
+        first = StaffPostJob.from_job(head)
+        who = first.author or "the customer"
         count = len(lost)
         text = (
             f"{count} message{'s' if count != 1 else ''} from {who} could not be shown here:"
             f" {reason}"
         )
-        return self.directory.notice_job(
-            head.payload["conv"], SurfaceName(head.payload["surface"]), f"lost:{head.id}", text
-        )
+        return self.directory.notice_job(first.conversation, first.surface, f"lost:{head.id}", text)
 
     async def failed(self, jobs: Sequence[Job], error: PermanentError) -> Completion:
         return Completion(
@@ -222,9 +236,9 @@ class Mirror(Handler):
         )
 
 
-def post_text(job: Job) -> str:
+def post_text(post: StaffPostJob) -> str:
     """What a mirror row shows in the thread as text."""
-    return mirror_text(job.payload["text"], job.payload.get("files") or [])
+    return mirror_text(post.text, post.files)
 
 
 def shown_text(messages: Sequence[MessageRecord]) -> str:
@@ -237,8 +251,9 @@ class CardRefresh(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        conv = ConversationId(job.payload["conv"])
-        surface = self.directory.surface(job.payload["surface"])
+        refresh = StaffCardJob.from_job(job)
+        conv = refresh.conversation
+        surface = self.directory.surface(refresh.surface)
         thread = await self.directory.thread(conv, surface.name)
         card = await self.directory.card(conv, surface)
         if thread is not None and card is not None:
@@ -251,8 +266,9 @@ class MirrorEdit(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        surface = self.directory.surface(job.payload["surface"])
-        message_id = MessageId(job.payload["msg"])
+        edit = StaffEditJob.from_job(job)
+        surface = self.directory.surface(edit.surface)
+        message_id = edit.message
 
         def read(conn: Connection) -> list[tuple[StaffMessageRef, list[MessageRecord]]]:
             tx = Tx(conn)
@@ -295,10 +311,9 @@ class StatusMark(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        surface = self.directory.surface(job.payload["surface"])
-        await surface.mark(
-            StaffMessageRef(job.payload["ref"]), DeliveryStatus(job.payload["status"])
-        )
+        mark = StaffMarkJob.from_job(job)
+        surface = self.directory.surface(mark.surface)
+        await surface.mark(StaffMessageRef(mark.ref), mark.status)
         return Completion([job.id])
 
 
@@ -307,11 +322,12 @@ class Notice(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        surface = self.directory.surface(job.payload["surface"])
-        thread = await self.directory.thread(ConversationId(job.payload["conv"]), surface.name)
+        notice = StaffNoticeJob.from_job(job)
+        surface = self.directory.surface(notice.surface)
+        thread = await self.directory.thread(notice.conversation, surface.name)
         if thread is None:
             raise TransientError("the conversation's thread is not open yet")
-        await surface.notice(thread, job.payload["text"])
+        await surface.notice(thread, notice.text)
         return Completion([job.id])
 
 
@@ -320,12 +336,12 @@ class Tell(Handler):
 
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
-        p = job.payload
-        surface = self.directory.surface(p["surface"])
+        tell = StaffTellJob.from_job(job)
+        surface = self.directory.surface(tell.surface)
         await surface.tell(
-            ThreadRef(p["thread"]),
-            StaffUserId(p["user"]) if p.get("user") else None,
-            StaffMessageRef(p["ref"]),
-            p["text"],
+            ThreadRef(tell.thread),
+            StaffUserId(tell.user) if tell.user else None,
+            StaffMessageRef(tell.ref),
+            tell.text,
         )
         return Completion([job.id])

@@ -19,6 +19,7 @@ import aiohttp
 
 from bridge.automation import RuleBook
 from bridge.config import Settings
+from bridge.jobs import JobKind
 from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
 from bridge.pipeline.chatbot import Chatbot
@@ -185,18 +186,18 @@ class Pipeline:
         directory = self.directory
         outbound = self.outbound if self._http else None
         return {
-            "staff.open": OpenThread(directory),
-            "staff.post": Mirror(directory),
-            "staff.card": CardRefresh(directory),
-            "staff.edit": MirrorEdit(directory),
-            "staff.mark": StatusMark(directory),
-            "staff.notice": Notice(directory),
-            "staff.tell": Tell(directory),
-            "staff.window": WindowNotice(directory),
-            "staff.tombstone": Tombstone(directory),
-            "customer.send": CustomerSend(directory, self.webhooks, self.status, self.policy),
-            "customer.edit": CustomerChange(directory, delete=False),
-            "customer.delete": CustomerChange(directory, delete=True),
+            JobKind.STAFF_OPEN: OpenThread(directory),
+            JobKind.STAFF_POST: Mirror(directory),
+            JobKind.STAFF_CARD: CardRefresh(directory),
+            JobKind.STAFF_EDIT: MirrorEdit(directory),
+            JobKind.STAFF_MARK: StatusMark(directory),
+            JobKind.STAFF_NOTICE: Notice(directory),
+            JobKind.STAFF_TELL: Tell(directory),
+            JobKind.STAFF_WINDOW: WindowNotice(directory),
+            JobKind.STAFF_TOMBSTONE: Tombstone(directory),
+            JobKind.CUSTOMER_SEND: CustomerSend(directory, self.webhooks, self.status, self.policy),
+            JobKind.CUSTOMER_EDIT: CustomerChange(directory, delete=False),
+            JobKind.CUSTOMER_DELETE: CustomerChange(directory, delete=True),
             **rule_forwards.handlers(directory, self.chatbot, outbound),
             **BroadcastHandlers(self).handlers(),
             **webhooks.handlers(self.db, outbound),

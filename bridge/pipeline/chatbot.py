@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.automation import RuleBook
+from bridge.jobs import CustomerSendJob
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
 from bridge.types import (
@@ -202,24 +203,18 @@ class Chatbot:
                 }
             ]
         )
-        jobs = [
-            NewJob(
-                kind="customer.send",
-                idem_key=f"auto:{platform}:{account}:{cause}",
-                lane=f"c{conv_id}:out",
-                rate_keys=connector.rate_keys(chat_id),
-                payload={
-                    "conv": conv_id,
-                    "msg": message_id,
-                    "platform": platform,
-                    "account": account,
-                    "chat": chat_id,
-                    "text": text,
-                    "files": list(files),
-                    "last_in": time.time(),
-                },
-            )
-        ]
+        answer = CustomerSendJob(
+            conversation=conv_id,
+            message=message_id,
+            platform=platform,
+            account=account,
+            chat=chat_id,
+            text=text,
+            files=tuple(files),
+            automatic=True,
+            last_inbound=time.time(),
+        )
+        jobs = [answer.new_job(connector.rate_keys(chat_id), cause=cause)]
         if notice is not None:
             shown = notice or f"Sent automatically: {text}"
             for surface in self.directory.surfaces:

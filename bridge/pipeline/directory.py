@@ -4,13 +4,13 @@ thread."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from sqlalchemy.engine import Connection
 
 from bridge.config import Settings
 from bridge.errors import PermanentError, RateLimited
+from bridge.jobs import StaffCardJob, StaffMarkJob, StaffNoticeJob, StaffOpenJob, StaffWindowJob
 from bridge.metrics import Metrics
 from bridge.protocols import Connector, StaffSurface
 from bridge.publish import Publisher
@@ -139,26 +139,18 @@ class Directory:
         self, conv_id: int, surface: SurfaceName, channel: str | None, rate_keys: tuple[str, ...]
     ) -> NewJob:
         """Open a conversation's thread in `channel` (None: the surface's default)."""
-        return NewJob(
-            kind="staff.open",
-            idem_key=f"open:{conv_id}:{surface}",
-            lane=f"c{conv_id}:{surface}",
-            rate_keys=rate_keys,
-            payload={"conv": conv_id, "surface": surface, "channel": channel},
+        opening = StaffOpenJob(
+            conversation=ConversationId(conv_id), surface=surface, channel=channel
         )
+        return opening.new_job(rate_keys)
 
     def card_job(self, conv_id: int, surface: SurfaceName, window: int | None) -> NewJob:
         """A card refresh; with a window, one per conversation per `card_refresh_s` seconds."""
-        key = f"card:{conv_id}:{surface}:{window if window is not None else time.time()}"
-        return NewJob(
-            kind="staff.card",
-            idem_key=key,
-            lane=f"card{conv_id}:{surface}",
-            rate_keys=self.surfaces[surface].rate_keys("update", None),
-            payload={"conv": conv_id, "surface": surface},
-            next_at=(window + 1) * self.settings.bridge.card_refresh_s
-            if window is not None
-            else 0.0,
+        refresh = StaffCardJob(conversation=ConversationId(conv_id), surface=surface)
+        return refresh.new_job(
+            self.surfaces[surface].rate_keys("update", None),
+            window=window,
+            every=self.settings.bridge.card_refresh_s,
         )
 
     def mark_job(
@@ -170,23 +162,13 @@ class Directory:
         message_id: MessageId,
     ) -> NewJob:
         """Show a delivery status on the staff message it belongs to."""
-        return NewJob(
-            kind="staff.mark",
-            idem_key=f"mark:{message_id}:{surface}:{status.value}",
-            lane=f"c{conv_id}:{surface}",
-            rate_keys=self.surfaces[surface].rate_keys("mark", None),
-            payload={"surface": surface, "ref": ref, "status": status.value},
-        )
+        mark = StaffMarkJob(surface=surface, ref=ref, status=status)
+        return mark.new_job(conv_id, message_id, self.surfaces[surface].rate_keys("mark", None))
 
     def notice_job(self, conv_id: int, surface: SurfaceName, key: str, text: str) -> NewJob:
-        """A notice from the bridge in a conversation's thread."""
-        return NewJob(
-            kind="staff.notice",
-            idem_key=f"notice:{key}:{surface}",
-            lane=f"c{conv_id}:{surface}",
-            rate_keys=self.surfaces[surface].rate_keys("post", None),
-            payload={"conv": conv_id, "surface": surface, "text": text},
-        )
+        """A notice from the bridge in a conversation's thread; one per `key` and surface."""
+        notice = StaffNoticeJob(conversation=ConversationId(conv_id), surface=surface, text=text)
+        return notice.new_job(key, self.surfaces[surface].rate_keys("post", None))
 
     def window_job(
         self,
@@ -198,16 +180,11 @@ class Directory:
         reason: str,
     ) -> NewJob:
         """A notice that a reply was not sent, with the templates that could be sent instead."""
-        return NewJob(
-            kind="staff.window",
-            idem_key=f"window:{message_id}:{surface}",
-            lane=f"c{conv_id}:{surface}",
-            rate_keys=self.surfaces[surface].rate_keys("post", None),
-            payload={
-                "conv": conv_id,
-                "surface": surface,
-                "platform": platform,
-                "account": account,
-                "reason": reason,
-            },
+        notice = StaffWindowJob(
+            conversation=ConversationId(conv_id),
+            surface=surface,
+            platform=Platform(platform),
+            account=AccountId(account),
+            reason=reason,
         )
+        return notice.new_job(message_id, self.surfaces[surface].rate_keys("post", None))

@@ -12,6 +12,7 @@ from typing import Any
 
 from bridge.automation import Arrival, apply_rules
 from bridge.config import Settings
+from bridge.jobs import StaffEditJob, StaffPostJob
 from bridge.metrics import Metrics
 from bridge.pipeline.attachments import attachment_dict
 from bridge.pipeline.chatbot import KEYWORD_MAX, Chatbot
@@ -398,27 +399,19 @@ class Inbound:
             post_keys = surface.rate_keys("post", channel)
             for conv_id in sorted(new_conv_ids):
                 jobs.append(self.directory.open_job(conv_id, surface_name, channel, post_keys))
-            for m, message_id, row in zip(batch.fresh, batch.ids, batch.rows, strict=True):
-                post_conv = row["conversation_id"]
-                jobs.append(
-                    NewJob(
-                        kind="staff.post",
-                        idem_key=f"post:{message_id}:{surface_name}",
-                        lane=f"c{post_conv}:{surface_name}",
-                        rate_keys=post_keys,
-                        payload={
-                            "conv": post_conv,
-                            "surface": surface_name,
-                            "msg": message_id,
-                            "author": m.profile.display_name,
-                            "text": m.text,
-                            "files": row["attachments"] or [],
-                            "platform": platform,
-                            "account": account,
-                            "chat": m.chat_id,
-                        },
-                    )
+            for message, message_id, row in zip(batch.fresh, batch.ids, batch.rows, strict=True):
+                post = StaffPostJob(
+                    conversation=ConversationId(row["conversation_id"]),
+                    surface=surface_name,
+                    message=message_id,
+                    author=message.profile.display_name,
+                    text=message.text,
+                    files=tuple(row["attachments"] or ()),
+                    platform=platform,
+                    account=account,
+                    chat=message.chat_id,
                 )
+                jobs.append(post.new_job(post_keys))
             touched: set[int] = {int(row["conversation_id"]) for row in batch.rows} - new_conv_ids
             for touched_id in sorted(touched):
                 jobs.append(self.directory.card_job(touched_id, surface_name, window))
@@ -431,19 +424,11 @@ class Inbound:
             return
         tx.edit_message(message.id, edit.text, edit.edited_at)
         for surface_name, surface in self.directory.surfaces.items():
-            jobs.append(
-                NewJob(
-                    kind="staff.edit",
-                    idem_key=f"edit:{message.id}:{surface_name}:{edit.edited_at.timestamp()}",
-                    lane=f"c{message.conversation_id}:{surface_name}",
-                    rate_keys=surface.rate_keys("update", None),
-                    payload={
-                        "conv": message.conversation_id,
-                        "surface": surface_name,
-                        "msg": message.id,
-                    },
-                )
+            shown = StaffEditJob(
+                conversation=message.conversation_id, surface=surface_name, message=message.id
             )
+            rate_keys = surface.rate_keys("update", None)
+            jobs.append(shown.new_job(rate_keys, edited_at=edit.edited_at))
 
     def _learn(
         self, learned: Mapping[tuple[Platform, AccountId, ChatId], tuple[ContactId, ConversationId]]

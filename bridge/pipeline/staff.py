@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from bridge.config import Settings
 from bridge.errors import NotAllowed
+from bridge.jobs import CustomerDeleteJob, CustomerEditJob, CustomerSendJob, StaffPostJob
 from bridge.pipeline.attachments import attachment_dict
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy, Refusal, refusal_jobs, staff_role
@@ -235,25 +235,17 @@ class Staff:
         for name, other in self.directory.surfaces.items():
             if name == surface:
                 continue
-            jobs.append(
-                NewJob(
-                    kind="staff.post",
-                    idem_key=f"echo:{message_id}:{name}",
-                    lane=f"c{conv_id}:{name}",
-                    rate_keys=other.rate_keys(
-                        "post", self.directory.route(name, contact.platform, contact.account)
-                    ),
-                    payload={
-                        "conv": conv_id,
-                        "surface": name,
-                        "msg": message_id,
-                        "author": f"{author} ({'note' if is_note else 'reply'} in {surface})",
-                        "text": text,
-                        "files": [attachment_dict(a) for a in written.attachments],
-                        "origin": surface,
-                    },
-                )
+            echo = StaffPostJob(
+                conversation=conv_id,
+                surface=name,
+                message=message_id,
+                author=f"{author} ({'note' if is_note else 'reply'} in {surface})",
+                text=text,
+                files=tuple(attachment_dict(a) for a in written.attachments),
+                origin=surface,
             )
+            route = self.directory.route(name, contact.platform, contact.account)
+            jobs.append(echo.new_job(other.rate_keys("post", route)))
 
     def _refused_send(
         self, tx: Tx, written: _Written, message_id: MessageId, refusal: str, jobs: list[NewJob]
@@ -279,33 +271,21 @@ class Staff:
 
     def _send_job(self, written: _Written, message_id: MessageId) -> NewJob:
         """The row that sends a reply to the customer."""
-        conv_id, contact, template = written.conv_id, written.contact, written.template
-        staffed, connector = written.staffed, written.connector
-        payload: dict[str, Any] = {
-            "conv": conv_id,
-            "msg": message_id,
-            "platform": contact.platform,
-            "account": contact.account,
-            "chat": contact.chat_id,
-            "text": written.text,
-            "files": [attachment_dict(a) for a in written.attachments],
-            "surface": written.surface if staffed else None,
-            "ref": written.ref if staffed else None,
-            "last_in": contact.last_seen.timestamp() if contact.last_seen else None,
-        }
-        if template is not None:
-            payload["template"] = {
-                "name": template.name,
-                "language": template.language,
-                "params": list(template.params),
-            }
-        return NewJob(
-            kind="customer.send",
-            idem_key=f"send:{message_id}",
-            lane=f"c{conv_id}:out",
-            rate_keys=connector.rate_keys(contact.chat_id) if connector else (),
-            payload=payload,
+        contact, connector, staffed = written.contact, written.connector, written.staffed
+        send = CustomerSendJob(
+            conversation=written.conv_id,
+            message=message_id,
+            platform=contact.platform,
+            account=contact.account,
+            chat=contact.chat_id,
+            text=written.text,
+            files=tuple(attachment_dict(a) for a in written.attachments),
+            surface=written.surface if staffed else None,
+            ref=written.ref if staffed else None,
+            last_inbound=contact.last_seen.timestamp() if contact.last_seen else None,
+            template=written.template,
         )
+        return send.new_job(connector.rate_keys(contact.chat_id) if connector else ())
 
     # -- what commands and the REST API ask of a conversation ------------------------------
 
@@ -487,11 +467,8 @@ class Staff:
             return
         tx.edit_message(message.id, event.text, self.clock())
         if message.direction == "out":
-            jobs.append(
-                self._customer_job(
-                    tx, message, "customer.edit", f"cedit:{message.id}:{time.time()}"
-                )
-            )
+            edit = CustomerEditJob(conversation=message.conversation_id, message=message.id)
+            jobs.append(edit.new_job(self._customer_rate_keys(tx, message)))
 
     def staff_delete(self, tx: Tx, event: StaffDelete, jobs: list[NewJob]) -> None:
         """Store a staff member's deletion; delete what the customer was sent too."""
@@ -502,7 +479,8 @@ class Staff:
             return
         tx.delete_message(message.id)
         if message.direction == "out":
-            jobs.append(self._customer_job(tx, message, "customer.delete", f"cdel:{message.id}"))
+            deletion = CustomerDeleteJob(conversation=message.conversation_id, message=message.id)
+            jobs.append(deletion.new_job(self._customer_rate_keys(tx, message)))
 
     def _refused_change(
         self,
@@ -539,16 +517,9 @@ class Staff:
         )
         return True
 
-    def _customer_job(self, tx: Tx, message: MessageRecord, kind: str, key: str) -> NewJob:
-        """A row in the conversation's outgoing lane, after any send of the same message."""
+    def _customer_rate_keys(self, tx: Tx, message: MessageRecord) -> tuple[str, ...]:
+        """The rate keys of a change to what the customer was sent: their connector's."""
         conversation = tx.conversation(message.conversation_id)
         contact = tx.contact(conversation.contact_id) if conversation else None
         connector = self.directory.connectors.get((message.platform, message.account))
-        keys = connector.rate_keys(contact.chat_id) if connector and contact else ()
-        return NewJob(
-            kind=kind,
-            idem_key=key,
-            lane=f"c{message.conversation_id}:out",
-            rate_keys=keys,
-            payload={"conv": message.conversation_id, "msg": message.id},
-        )
+        return connector.rate_keys(contact.chat_id) if connector and contact else ()
