@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import time
 
-from bridge.automation import describe
+from bridge.pipeline.automation import describe
 from bridge.redact import short_url
 from bridge.services import rules
 from bridge.services.blacklist import parse_duration

@@ -41,6 +41,16 @@ def test_every_bridge_module_is_in_a_layer():
     assert not missing, f"add these to a layer of the layers contract in pyproject.toml: {missing}"
 
 
+def test_only_the_composition_root_may_import_commands_and_connectors():
+    [root_only] = [
+        c for c in _contracts() if set(c.get("forbidden_modules", ())) == {"commands", "connectors"}
+    ]
+    missing = sorted(
+        _bridge_modules() - {"bridge.app", "bridge.check"} - set(root_only["source_modules"])
+    )
+    assert not missing, f"add these to the composition-root contract's source_modules: {missing}"
+
+
 def test_the_contracts_have_no_exceptions():
     assert all("ignore_imports" not in c for c in _contracts())
 

@@ -14,8 +14,8 @@ from bridge.api.errors import ApiError, not_found
 from bridge.api.framework import Call, Resource
 from bridge.api.paging import Page, PageQuery
 from bridge.api.schemas import ID_MAX, Body, Record, Time
-from bridge.automation import describe
 from bridge.errors import Refused
+from bridge.pipeline.automation import describe
 from bridge.redact import short_url
 from bridge.rules import MAX_PATTERN
 from bridge.services import rule_files, rules

@@ -14,9 +14,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from bridge import publish
 from bridge.broadcasts import (
@@ -28,6 +29,7 @@ from bridge.broadcasts import (
     progress_text,
     values_for,
 )
+from bridge.config import Settings
 from bridge.errors import Held, PermanentError
 from bridge.jobs import (
     BroadcastExpandJob,
@@ -38,19 +40,32 @@ from bridge.jobs import (
     broadcast_key_range,
 )
 from bridge.links import ShortLinks
+from bridge.protocols import Connector, StaffSurface
+from bridge.publish import Publisher
 from bridge.types import (
+    AccountId,
     ChatId,
+    ExternalMessageId,
     FileData,
     OutboundMessage,
+    Platform,
     StaffMessageRef,
     SurfaceName,
     TemplateCall,
 )
-from storage import Completion, Job, NewJob, Tx, early_key, rules_store, shortlinks
+from bridge.webhooks import WebhookEvents
+from storage import (
+    Completion,
+    Database,
+    Job,
+    NewJob,
+    Tx,
+    Writer,
+    early_key,
+    rules_store,
+    shortlinks,
+)
 from storage import broadcasts_store as store
-
-if TYPE_CHECKING:
-    from bridge.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +80,29 @@ VERDICT_BATCH = 1000
 PAUSE_RECHECK_S = 1.0
 STATES_ACTIVE = ("scheduled", "running", "paused")
 INTERRUPTED = "the bridge stopped while sending this one; not sent again, to send nobody two"
+
+
+class BroadcastHost(Protocol):
+    """What the broadcast handlers use of the pipeline (the façade passes itself)."""
+
+    settings: Settings
+    db: Database
+    writer: Writer
+    webhooks: WebhookEvents
+    clock: Callable[[], datetime]
+
+    @property
+    def connectors(self) -> Mapping[tuple[Platform, AccountId], Connector]: ...
+
+    @property
+    def surfaces(self) -> Mapping[SurfaceName, StaffSurface]: ...
+
+    @property
+    def publishers(self) -> Mapping[str, Publisher]: ...
+
+    async def deliver(
+        self, connector: Connector, message: OutboundMessage
+    ) -> ExternalMessageId: ...
 
 
 @dataclass
@@ -85,7 +123,7 @@ class _Checks:
 class BroadcastHandlers:
     """The outbox handlers of broadcasts, sharing a small cache of broadcast states."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: BroadcastHost) -> None:
         self.pipeline = pipeline
         self._cache: dict[int, _Cached] = {}
         self._checks: dict[int, _Checks] = {}

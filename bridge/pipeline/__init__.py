@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bridge.automation import RuleBook
 from bridge.config import Settings
 from bridge.jobs import JobKind
 from bridge.metrics import Metrics
 from bridge.outbox import JobHandler
-from bridge.pipeline.chatbot import Chatbot
+from bridge.pipeline.chatbot import Chatbot, RuleBook
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.inbound import Inbound
 from bridge.pipeline.policy import Policy

@@ -7,11 +7,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from bridge.automation import RuleBook
+from sqlalchemy.engine import Connection
+
+from bridge.config import Settings
 from bridge.jobs import CustomerSendJob
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
+from bridge.rules import Matcher
 from bridge.types import (
     AccountId,
     ChatId,
@@ -22,11 +26,36 @@ from bridge.types import (
     Platform,
 )
 from bridge.webhooks import SCOPE_CHANNELS, WebhookEvents
-from storage import NewJob, Tx, subscriptions
+from storage import NewJob, Tx, rules_store, subscriptions
 
 # Consent words and keywords are whole messages; longer texts are never looked up.
 KEYWORD_MAX = 64
 KEYWORD_CACHE_S = 5.0
+
+
+# Rules are read again at most this often, so a change made by another process is seen soon.
+RULES_CACHE_S = 5.0
+
+
+class RuleBook:
+    """The compiled rules, rebuilt when they change (or every few seconds)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.zone = ZoneInfo(settings.rules.timezone)
+        self._cache: tuple[float, Matcher] | None = None
+
+    def matcher(self, conn: Connection) -> Matcher:
+        """The matcher of the stored rules."""
+        cached = self._cache
+        if cached is not None and time.monotonic() - cached[0] < RULES_CACHE_S:
+            return cached[1]
+        matcher = Matcher.build(rules_store.all_rules(conn), self.zone)
+        self._cache = (time.monotonic(), matcher)
+        return matcher
+
+    def changed(self) -> None:
+        """A command changed the rules: build again on the next message."""
+        self._cache = None
 
 
 class Chatbot:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bridge.automation import Arrival, apply_rules
 from bridge.config import Settings
 from bridge.jobs import StaffEditJob, StaffPostJob
 from bridge.metrics import Metrics
 from bridge.pipeline.attachments import attachment_dict
+from bridge.pipeline.automation import Arrival, apply_rules
 from bridge.pipeline.chatbot import KEYWORD_MAX, Chatbot
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy

@@ -9,19 +9,16 @@ carried out by `bridge.handlers.rule_forwards`.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import Connection
-
-from bridge.config import Settings
 from bridge.jobs import RuleHttpJob, RuleMailJob, RuleSmsJob
+from bridge.pipeline.chatbot import Chatbot
 from bridge.redact import short_url
-from bridge.rules import Incoming, Matcher, fill, fill_url
+from bridge.rules import Incoming, fill, fill_url
 from bridge.types import (
     AccountId,
     Action,
@@ -35,34 +32,7 @@ from bridge.types import (
 from storage import Tx, rules_store, subscriptions
 from storage.queries import NewJob
 
-if TYPE_CHECKING:
-    from bridge.pipeline.chatbot import Chatbot
-
 log = logging.getLogger(__name__)
-
-# Rules are read again at most this often, so a change made by another process is seen soon.
-RULES_CACHE_S = 5.0
-
-
-class RuleBook:
-    """The compiled rules, rebuilt when they change (or every few seconds)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.zone = ZoneInfo(settings.rules.timezone)
-        self._cache: tuple[float, Matcher] | None = None
-
-    def matcher(self, conn: Connection) -> Matcher:
-        """The matcher of the stored rules."""
-        cached = self._cache
-        if cached is not None and time.monotonic() - cached[0] < RULES_CACHE_S:
-            return cached[1]
-        matcher = Matcher.build(rules_store.all_rules(conn), self.zone)
-        self._cache = (time.monotonic(), matcher)
-        return matcher
-
-    def changed(self) -> None:
-        """A command changed the rules: build again on the next message."""
-        self._cache = None
 
 
 @dataclass(frozen=True, slots=True)
