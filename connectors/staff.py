@@ -107,13 +107,11 @@ class SeenIds:
 
     async def first(self, key: str) -> bool:
         """Note the id as handled; False when it was handled before (a redelivery)."""
-        ids = await self._loaded()
-        # Checked and noted with no await between: a second delivery arriving meanwhile is
-        # told it is a repeat.
-        if key in ids:
+        # Checked and noted with nothing between that waits (the ids are loaded by then): a
+        # second delivery arriving meanwhile is told it is a repeat.
+        if key in await self._loaded():
             return False
-        self._note(ids, key)
-        await self._state.put(self._key, json.dumps(list(ids)))
+        await self.remember(key)
         return True
 
     def _note(self, ids: OrderedDict[str, None], key: str) -> None:

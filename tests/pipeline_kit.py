@@ -72,7 +72,26 @@ AGENT = "UAGENT"
 # -- the customer's side ----------------------------------------------------------------------
 
 
-class FakeConnector:
+class _Idle:
+    """The lifecycle of a part that serves no routes and runs no loop of its own."""
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        return []
+
+    async def start(self) -> None:
+        pass
+
+    async def start_loop(self) -> None:
+        pass
+
+    async def stop_loop(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+class FakeConnector(_Idle):
     """A platform account in memory: customers write through `says`, sends are recorded.
 
     `fail_next` makes the next send raise (RateLimited, WindowClosed, OptedOut…); `window`
@@ -147,21 +166,6 @@ class FakeConnector:
         return [m.text for m in self.sent_to(chat)]
 
     # The Connector protocol ------------------------------------------------------------------
-
-    def routes(self) -> Sequence[web.RouteDef]:
-        return []
-
-    async def start(self) -> None:
-        pass
-
-    async def start_loop(self) -> None:
-        pass
-
-    async def stop_loop(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
 
     async def send(self, msg: OutboundMessage) -> ExternalMessageId:
         if self._failures:
@@ -248,7 +252,7 @@ class FakeThread:
         return [s.text for s in self.shown if s.kind == "notice"]
 
 
-class FakeSurface:
+class FakeSurface(_Idle):
     """A staff surface in memory: threads, posts, marks and tells are recorded; staff members
     write through `agent_says`."""
 
@@ -307,21 +311,6 @@ class FakeSurface:
         return self.marks.get(ref, [])
 
     # The StaffSurface protocol ---------------------------------------------------------------
-
-    def routes(self) -> Sequence[web.RouteDef]:
-        return []
-
-    async def start(self) -> None:
-        pass
-
-    async def start_loop(self) -> None:
-        pass
-
-    async def stop_loop(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
 
     async def open_thread(
         self, card: ContactCard, channel: str | None, marker: str | None = None
