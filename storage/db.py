@@ -35,6 +35,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from storage.queries import Tx
+
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 LOCK_WAIT = 30.0  # seconds a shared SQLite writer waits for the other process's lock
@@ -236,6 +238,15 @@ class Database:
         """Run `fn` on a read connection."""
         async with self.read_engine.connect() as conn:
             return await conn.run_sync(fn)
+
+    async def read_tx(self, fn: Callable[[Tx], R]) -> R:
+        """Run `fn` with the statements (`Tx` and its repositories) on a read connection."""
+        return await self.run_read(lambda conn: fn(Tx(conn)))
+
+    async def write_tx(self, fn: Callable[[Tx], R]) -> R:
+        """Run `fn` with the statements in one transaction, outside the group-commit writer
+        (for chores that must not wait behind webhooks' writes, or that run before it starts)."""
+        return await self.run_write(lambda conn: fn(Tx(conn)))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -198,6 +198,18 @@ def conversation_record(row: Any) -> ConversationRecord:
     )
 
 
+class Repository:
+    """The statements of one subject on one connection, reached as an attribute of `Tx`
+    (`tx.subscriptions`, `tx.broadcasts`, ...); callers never hold the connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+
+    def _insert(self, table: Any) -> Any:
+        return upsert_insert(self.conn, table)
+
+
 class TxBase:
     """One connection and its dialect: what every group of statements on `Tx` works with."""
 

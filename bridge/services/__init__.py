@@ -56,6 +56,10 @@ class Services:
         """Run `fn` on a read connection."""
         return await self.db.run_read(fn)
 
+    async def read_tx(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` with the statements (`tx.subscriptions`, ...) on a read connection."""
+        return await self.db.read_tx(fn)
+
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn` in the writer's transaction (serialised with the webhooks' writes)."""
         return await self.writer.call(fn)
