@@ -23,7 +23,8 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
-from storage import api_keys, shortlinks, subscriptions
+from storage import shortlinks, subscriptions
+from storage.api_keys import ApiKeys
 from storage.queries import early_key
 from storage.tables import (
     blacklist,
@@ -658,6 +659,6 @@ def erase_contact(conn: Connection, contact_id: int) -> Erased | None:
     )
     conn.execute(delete(conversations).where(conversations.c.contact_id == contact_id))
     subscriptions.forget_contacts(conn, [contact_id])
-    api_keys.forget_contact_answers(conn, contact_id)
+    ApiKeys(conn).forget_contact_answers(contact_id)
     conn.execute(delete(contacts).where(contacts.c.id == contact_id))
     return Erased(counts=counted, threads=gone)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
+from storage.api_keys import ApiKeys
+from storage.catalog import Templates, TextBlocks
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
 from storage.kv_store import ValueQueries
@@ -30,6 +32,8 @@ from storage.records import (
     early_key,
     upsert_insert,
 )
+from storage.rules_store import RuleStore
+from storage.webhooks_store import WebhookStore
 
 
 @dataclass(slots=True)
@@ -74,6 +78,33 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
             for write in c.also:
                 jobs.extend(write(self))
         return self.enqueue(jobs, now)
+
+    # -- repositories
+
+    @property
+    def api_keys(self) -> ApiKeys:
+        """REST API keys and the answers kept per idempotency key."""
+        return ApiKeys(self.conn)
+
+    @property
+    def rules(self) -> RuleStore:
+        """Chatbot rules, their change log, firings and answer-files."""
+        return RuleStore(self.conn)
+
+    @property
+    def templates(self) -> Templates:
+        """WhatsApp message templates."""
+        return Templates(self.conn)
+
+    @property
+    def textblocks(self) -> TextBlocks:
+        """Saved replies with placeholders."""
+        return TextBlocks(self.conn)
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        """Outgoing webhook subscriptions and their waiting deliveries."""
+        return WebhookStore(self.conn)
 
 
 __all__ = [
