@@ -189,8 +189,8 @@ class StatsPage:
             # A chat's link preview would show the figures to whoever sees the preview.
             return self._message(200, "preview")
         now = self.login.now()
-        overview = await self._db.run_read(
-            lambda conn: store.overview(conn, now, days=days, broadcasts=10, links=20)
+        overview = await self._db.read_tx(
+            lambda tx: tx.stats.overview(now, days=days, broadcasts=10, links=20)
         )
         token = None if _bearer(request) else request.query.get("token")
         return web.Response(
