@@ -17,8 +17,10 @@ from typing import Any
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
+from storage.history import History
 from storage.kv_store import ValueQueries
 from storage.messages_store import MessageQueries
+from storage.monitoring import Monitoring
 from storage.outbox_store import OutboxQueries
 from storage.records import (
     ContactRecord,
@@ -30,6 +32,8 @@ from storage.records import (
     early_key,
     upsert_insert,
 )
+from storage.retention import Retention
+from storage.stats import Stats
 
 
 @dataclass(slots=True)
@@ -74,6 +78,28 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
             for write in c.also:
                 jobs.extend(write(self))
         return self.enqueue(jobs, now)
+
+    # -- repositories
+
+    @property
+    def history(self) -> History:
+        """Conversations and messages as they were stored, page by page."""
+        return History(self.conn)
+
+    @property
+    def monitoring(self) -> Monitoring:
+        """Figures for monitoring: the outbox backlog."""
+        return Monitoring(self.conn)
+
+    @property
+    def retention(self) -> Retention:
+        """Emptying what is kept longer than needed."""
+        return Retention(self.conn)
+
+    @property
+    def stats(self) -> Stats:
+        """Figures for `/stats`, the REST API and the stats page."""
+        return Stats(self.conn)
 
 
 __all__ = [
