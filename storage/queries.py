@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
+from storage.channels_extra import ChannelMembers
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
 from storage.kv_store import ValueQueries
@@ -30,6 +31,8 @@ from storage.records import (
     early_key,
     upsert_insert,
 )
+from storage.roles import Roles
+from storage.subscriptions import Subscriptions
 
 
 @dataclass(slots=True)
@@ -74,6 +77,23 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
             for write in c.also:
                 jobs.extend(write(self))
         return self.enqueue(jobs, now)
+
+    # -- repositories
+
+    @property
+    def members(self) -> ChannelMembers:
+        """Channel member pages, and the contacts an address names."""
+        return ChannelMembers(self.conn)
+
+    @property
+    def roles(self) -> Roles:
+        """The roles given to staff members."""
+        return Roles(self.conn)
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """Channels, memberships, consent words and the blacklist."""
+        return Subscriptions(self.conn)
 
 
 __all__ = [
