@@ -23,8 +23,9 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
-from storage import api_keys, shortlinks, subscriptions
+from storage import api_keys, shortlinks
 from storage.queries import early_key
+from storage.subscriptions import Subscriptions
 from storage.tables import (
     blacklist,
     broadcast_sends,
@@ -657,7 +658,7 @@ def erase_contact(conn: Connection, contact_id: int) -> Erased | None:
         .values(previous_id=None)
     )
     conn.execute(delete(conversations).where(conversations.c.contact_id == contact_id))
-    subscriptions.forget_contacts(conn, [contact_id])
+    Subscriptions(conn).forget_contacts([contact_id])
     api_keys.forget_contact_answers(conn, contact_id)
     conn.execute(delete(contacts).where(contacts.c.id == contact_id))
     return Erased(counts=counted, threads=gone)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
+from storage.channels_extra import ChannelMembers
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
 from storage.history import History
@@ -33,7 +34,9 @@ from storage.records import (
     upsert_insert,
 )
 from storage.retention import Retention
+from storage.roles import Roles
 from storage.stats import Stats
+from storage.subscriptions import Subscriptions
 
 
 @dataclass(slots=True)
@@ -100,6 +103,21 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
     def stats(self) -> Stats:
         """Figures for `/stats`, the REST API and the stats page."""
         return Stats(self.conn)
+
+    @property
+    def members(self) -> ChannelMembers:
+        """Channel member pages, and the contacts an address names."""
+        return ChannelMembers(self.conn)
+
+    @property
+    def roles(self) -> Roles:
+        """The roles given to staff members."""
+        return Roles(self.conn)
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """Channels, memberships, consent words and the blacklist."""
+        return Subscriptions(self.conn)
 
 
 __all__ = [
