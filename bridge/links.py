@@ -24,7 +24,7 @@ from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from bridge.recent import Recent
-from storage import Database, Tx, Writer, shortlinks
+from storage import Database, Writer, shortlinks
 from storage.shortlinks import Click, ShortLink
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ class ShortLinks:
     async def _signing_key(self) -> bytes:
         if self._key is None:
             fresh = secrets.token_hex(32)
-            stored = await self._db.run_write(lambda conn: Tx(conn).kv_put_new(_KEY, fresh))
+            stored = await self._db.write_tx(lambda tx: tx.kv_put_new(_KEY, fresh))
             self._key = bytes.fromhex(stored)
         return self._key
 

@@ -23,9 +23,10 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
-from storage import shortlinks, subscriptions
+from storage import shortlinks
 from storage.api_keys import ApiKeys
 from storage.queries import early_key
+from storage.subscriptions import Subscriptions
 from storage.tables import (
     blacklist,
     broadcast_sends,
@@ -658,7 +659,7 @@ def erase_contact(conn: Connection, contact_id: int) -> Erased | None:
         .values(previous_id=None)
     )
     conn.execute(delete(conversations).where(conversations.c.contact_id == contact_id))
-    subscriptions.forget_contacts(conn, [contact_id])
+    Subscriptions(conn).forget_contacts([contact_id])
     ApiKeys(conn).forget_contact_answers(contact_id)
     conn.execute(delete(contacts).where(contacts.c.id == contact_id))
     return Erased(counts=counted, threads=gone)

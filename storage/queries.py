@@ -17,10 +17,13 @@ from typing import Any
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
 from storage.api_keys import ApiKeys
 from storage.catalog import Templates, TextBlocks
+from storage.channels_extra import ChannelMembers
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
+from storage.history import History
 from storage.kv_store import ValueQueries
 from storage.messages_store import MessageQueries
+from storage.monitoring import Monitoring
 from storage.outbox_store import OutboxQueries
 from storage.records import (
     ContactRecord,
@@ -32,7 +35,11 @@ from storage.records import (
     early_key,
     upsert_insert,
 )
+from storage.retention import Retention
+from storage.roles import Roles
 from storage.rules_store import RuleStore
+from storage.stats import Stats
+from storage.subscriptions import Subscriptions
 from storage.webhooks_store import WebhookStore
 
 
@@ -87,9 +94,44 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
         return ApiKeys(self.conn)
 
     @property
+    def history(self) -> History:
+        """Conversations and messages as they were stored, page by page."""
+        return History(self.conn)
+
+    @property
+    def members(self) -> ChannelMembers:
+        """Channel member pages, and the contacts an address names."""
+        return ChannelMembers(self.conn)
+
+    @property
+    def monitoring(self) -> Monitoring:
+        """Figures for monitoring: the outbox backlog."""
+        return Monitoring(self.conn)
+
+    @property
+    def retention(self) -> Retention:
+        """Emptying what is kept longer than needed."""
+        return Retention(self.conn)
+
+    @property
+    def roles(self) -> Roles:
+        """The roles given to staff members."""
+        return Roles(self.conn)
+
+    @property
     def rules(self) -> RuleStore:
         """Chatbot rules, their change log, firings and answer-files."""
         return RuleStore(self.conn)
+
+    @property
+    def stats(self) -> Stats:
+        """Figures for `/stats`, the REST API and the stats page."""
+        return Stats(self.conn)
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """Channels, memberships, consent words and the blacklist."""
+        return Subscriptions(self.conn)
 
     @property
     def templates(self) -> Templates:

@@ -14,7 +14,7 @@ from bridge.errors import Invalid, NotFound, Refused
 from bridge.jobs import StaffTombstoneJob
 from bridge.services import Services
 from bridge.types import ContactId, ConversationId
-from storage import Tx, channels_extra, subscriptions
+from storage import Tx
 from storage.contacts_admin import (
     ERASED_TABLES,
     ContactDetails,
@@ -30,6 +30,7 @@ from storage.contacts_admin import (
     resolve_contact,
 )
 from storage.queries import ContactRecord
+from storage.subscriptions import BlockRecord
 
 NAME_MAX = 256  # contacts.display_name
 OPT_IN_MAX = 256  # contacts.opt_in_source
@@ -45,7 +46,7 @@ class Card:
     details: ContactDetails | None
     # (channel, how they joined, when, when they left)
     channels: list[tuple[str, str, datetime, datetime | None]]
-    block: subscriptions.BlockRecord | None
+    block: BlockRecord | None
 
 
 def label(contact: ContactRecord) -> str:
@@ -104,8 +105,8 @@ async def find_contact(services: Services, word: str) -> ContactRecord:
         addresses |= {compact, digits, f"+{digits}"}
     elif word.startswith("@") and len(word) > 1:
         username = word[1:]
-    matches = await services.read(
-        lambda conn: channels_extra.contacts_by_address(conn, sorted(addresses), username)
+    matches = await services.read_tx(
+        lambda tx: tx.members.contacts_by_address(sorted(addresses), username)
     )
     if not matches:
         raise NotFound(f"No contact has the id, number or chat id {word}.")
@@ -145,14 +146,14 @@ async def page(
 async def card(services: Services, contact_id: ContactId) -> Card:
     """A contact's card: the contact (None when gone), their channels, their blacklist entry."""
 
-    def read(conn: Connection) -> Card:
+    def read(tx: Tx) -> Card:
         return Card(
-            contact_details(conn, contact_id),
-            subscriptions.channels_of(conn, contact_id),
-            subscriptions.blocks_of(conn, [contact_id]).get(contact_id),
+            contact_details(tx.conn, contact_id),
+            tx.subscriptions.channels_of(contact_id),
+            tx.subscriptions.blocks_of([contact_id]).get(contact_id),
         )
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 async def change_contact(
