@@ -20,7 +20,7 @@ from bridge.outbox_lanes import HOLD_PREFIX
 from bridge.protocols import Connector
 from bridge.types import AccountId, ChatId, Platform
 from storage import NewJob
-from storage import broadcasts_store as store
+from storage.broadcasts_store import BroadcastRecord, PostRecord
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def hold_key(broadcast_id: int) -> str:
     return f"{HOLD_PREFIX}bc:{broadcast_id}"
 
 
-def start_jobs(b: store.BroadcastRecord, now: datetime) -> list[NewJob]:
+def start_jobs(b: BroadcastRecord, now: datetime) -> list[NewJob]:
     """What a confirmed broadcast starts with: the first expansion, the progress report and a
     post on each publishing target (at the broadcast's time)."""
     at = b.scheduled_at.timestamp() if b.scheduled_at and b.scheduled_at > now else 0.0
@@ -107,12 +107,12 @@ def allowed_rate(
 
 
 def progress_text(
-    b: store.BroadcastRecord,
+    b: BroadcastRecord,
     counts: dict[str, dict[str, int]],
     finished: bool,
     now: datetime,
     clicks: tuple[int, int] = (0, 0),
-    posts: Mapping[str, store.PostRecord] | None = None,
+    posts: Mapping[str, PostRecord] | None = None,
     limit_rate: float | None = None,
 ) -> str:
     """The progress (or the summary) of a broadcast in a few lines."""
@@ -172,7 +172,7 @@ def progress_text(
     return "\n".join(lines)
 
 
-def _post_line(b: store.BroadcastRecord, target: str, post: store.PostRecord | None) -> str:
+def _post_line(b: BroadcastRecord, target: str, post: PostRecord | None) -> str:
     """How publishing on one target went, in one line."""
     where = publish.name(target)
     if post is None and b.state == "cancelled":

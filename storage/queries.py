@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
+from storage.broadcasts_store import Broadcasts
+from storage.contacts_admin import ContactAdmin
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
 from storage.kv_store import ValueQueries
@@ -30,6 +32,7 @@ from storage.records import (
     early_key,
     upsert_insert,
 )
+from storage.shortlinks import LinkStore
 
 
 @dataclass(slots=True)
@@ -74,6 +77,23 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
             for write in c.also:
                 jobs.extend(write(self))
         return self.enqueue(jobs, now)
+
+    # -- repositories
+
+    @property
+    def broadcasts(self) -> Broadcasts:
+        """Broadcasts, their audience in batches, per-contact outcomes and publishing."""
+        return Broadcasts(self.conn)
+
+    @property
+    def contact_admin(self) -> ContactAdmin:
+        """Contacts as staff manage them: finding, the card, adding, export and erasure."""
+        return ContactAdmin(self.conn)
+
+    @property
+    def links(self) -> LinkStore:
+        """Short links and their clicks."""
+        return LinkStore(self.conn)
 
 
 __all__ = [

@@ -18,7 +18,7 @@ from bridge.services.broadcasts import STARTED, Draft, Origin, Status
 from bridge.services.templates import template_language, template_name
 from bridge.types import PLATFORMS, PlatformName, Role
 from storage import Tx
-from storage import broadcasts_store as store
+from storage.broadcasts_store import BroadcastRecord
 
 resource = Resource(
     "Broadcasts",
@@ -243,7 +243,7 @@ def _broadcast(call: Call, found: Status) -> Broadcast:
     )
 
 
-def _line(b: store.BroadcastRecord, handled: int) -> BroadcastLine:
+def _line(b: BroadcastRecord, handled: int) -> BroadcastLine:
     return BroadcastLine(
         id=b.id,
         state=_state(b.state),

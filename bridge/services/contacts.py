@@ -15,20 +15,7 @@ from bridge.jobs import StaffTombstoneJob
 from bridge.services import Services
 from bridge.types import ContactId, ConversationId
 from storage import Tx, channels_extra, subscriptions
-from storage.contacts_admin import (
-    ERASED_TABLES,
-    ContactDetails,
-    ContactLine,
-    ErasureCounts,
-    add_contact,
-    contact_details,
-    contact_page,
-    erase_contact,
-    erasure_counts,
-    export_contact,
-    find_contacts,
-    resolve_contact,
-)
+from storage.contacts_admin import ERASED_TABLES, ContactDetails, ContactLine, ErasureCounts
 from storage.queries import ContactRecord
 
 NAME_MAX = 256  # contacts.display_name
@@ -117,12 +104,12 @@ async def find_contact(services: Services, word: str) -> ContactRecord:
 
 async def find(services: Services, text: str, limit: int) -> list[ContactLine]:
     """Contacts whose name, chat id / phone number or username match, last seen first."""
-    return await services.read(lambda conn: find_contacts(conn, text, limit))
+    return await services.read_tx(lambda tx: tx.contact_admin.find_contacts(text, limit))
 
 
 async def resolve(services: Services, who: str) -> list[ContactLine]:
     """The contacts `who` may mean: `#12`, a number, a name."""
-    return await services.read(lambda conn: resolve_contact(conn, who))
+    return await services.read_tx(lambda tx: tx.contact_admin.resolve_contact(who))
 
 
 async def page(
@@ -135,9 +122,9 @@ async def page(
     limit: int,
 ) -> list[ContactLine]:
     """Contacts by id, searched and filtered, from after `after`."""
-    return await services.read(
-        lambda conn: contact_page(
-            conn, text=text, platform=platform, channel_id=channel_id, after=after, limit=limit
+    return await services.read_tx(
+        lambda tx: tx.contact_admin.contact_page(
+            text=text, platform=platform, channel_id=channel_id, after=after, limit=limit
         )
     )
 
@@ -145,14 +132,14 @@ async def page(
 async def card(services: Services, contact_id: ContactId) -> Card:
     """A contact's card: the contact (None when gone), their channels, their blacklist entry."""
 
-    def read(conn: Connection) -> Card:
+    def read(tx: Tx) -> Card:
         return Card(
-            contact_details(conn, contact_id),
-            subscriptions.channels_of(conn, contact_id),
-            subscriptions.blocks_of(conn, [contact_id]).get(contact_id),
+            tx.contact_admin.contact_details(contact_id),
+            subscriptions.channels_of(tx.conn, contact_id),
+            subscriptions.blocks_of(tx.conn, [contact_id]).get(contact_id),
         )
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 async def change_contact(
@@ -163,7 +150,7 @@ async def change_contact(
 
     def write(tx: Tx) -> ContactDetails | None:
         tx.update_contact(contact_id, **values)
-        return contact_details(tx.conn, contact_id)
+        return tx.contact_admin.contact_details(contact_id)
 
     details = await services.write(write)
     if details is None:
@@ -185,8 +172,7 @@ async def add(
 ) -> tuple[ContactId, bool]:
     """Add a contact by hand with how they opted in; its id and whether it is new."""
     return await services.write(
-        lambda tx: add_contact(
-            tx.conn,
+        lambda tx: tx.contact_admin.add_contact(
             platform=platform,
             account=account,
             chat_id=chat_id,
@@ -201,7 +187,7 @@ async def export_document(
     services: Services, contact_id: ContactId, who: str, now: datetime
 ) -> dict[str, Any]:
     """Everything held about a contact, as the JSON document `/contact export` hands out."""
-    document = await services.read(lambda conn: export_contact(conn, contact_id, now))
+    document = await services.read_tx(lambda tx: tx.contact_admin.export_contact(contact_id, now))
     if document is None:
         raise NotFound(f"Contact #{contact_id} no longer exists")
     document["exported_by"] = who
@@ -210,7 +196,7 @@ async def export_document(
 
 async def what_erasing_removes(services: Services, contact_id: ContactId) -> ErasureCounts:
     """What erasing a contact would remove, counted."""
-    counts = await services.read(lambda conn: erasure_counts(conn, contact_id))
+    counts = await services.read_tx(lambda tx: tx.contact_admin.erasure_counts(contact_id))
     if counts is None:
         raise Refused(f"Contact #{contact_id} no longer exists")
     return counts
@@ -225,7 +211,7 @@ async def forget_contact(
     pipeline = services.pipeline
 
     def write(tx: Tx) -> ErasureCounts:
-        erased = erase_contact(tx.conn, contact_id)
+        erased = tx.contact_admin.erase_contact(contact_id)
         if erased is None:
             raise NotFound(f"Contact #{contact_id} no longer exists")
         jobs = []
