@@ -38,7 +38,7 @@ from bridge.web.stats_page import StatsPage
 from bridge.web.widget import Widget
 from commands.runner import run as run_request
 from connectors.all import SHIPPED
-from storage import Database, Tx, Writer
+from storage import Database, Writer
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +346,6 @@ async def healthz(request: web.Request) -> web.Response:
     }
     if ok:
         # Anyone who reaches the listener may ask, and done rows pile up: only pending ones.
-        pending = await app[DATABASE].run_read(lambda conn: Tx(conn).outbox_pending())
+        pending = await app[DATABASE].read_tx(lambda tx: tx.outbox_pending())
         body["outbox"] = {"pending": pending}
     return web.json_response(body, status=200 if ok else 503)

@@ -18,7 +18,6 @@ from typing import Protocol, runtime_checkable
 
 import aiohttp
 import aiosmtplib
-from sqlalchemy.engine import make_url
 
 from bridge.config import MailSettings, Settings
 from bridge.errors import BridgeError
@@ -28,7 +27,7 @@ from bridge.registry import Registry
 from bridge.staffio import Reply, Request
 from bridge.types import FileData, InboundEvent, StaffEvent
 from connectors.all import SHIPPED
-from storage.db import Database
+from storage.db import Database, backend_name, sqlite_file
 
 CHECK_TIMEOUT = 15.0
 NAME_WIDTH = 24
@@ -125,11 +124,9 @@ def _prober(part: Connector | StaffSurface) -> Callable[[], Awaitable[str]]:
 
 async def _database(settings: Settings) -> str:
     """Reach the database and say where its schema stands; creates and changes nothing."""
-    url = make_url(settings.bridge.database)
-    dialect = url.get_backend_name()
-    file = url.database or ""
-    on_disk = dialect == "sqlite" and file not in ("", ":memory:") and not file.startswith("file:")
-    if on_disk and not Path(file).exists():
+    dialect = backend_name(settings.bridge.database)
+    file = sqlite_file(settings.bridge.database)
+    if file is not None and not Path(file).exists():
         return f"sqlite: no database at {file} yet; the first start creates it"
     db = Database(settings.bridge.database)
     try:

@@ -21,22 +21,24 @@ from pydantic import (
 )
 
 from bridge.config_sections import (
+    PLATFORMS,
     CheckedSecret,
     FacebookPageSettings,
     MessengerPage,
     MessengerSettings,
+    PlatformName,
+    PlatformSections,
     Section,
     SmsAccount,
     SmsSettings,
+    TelegramSettings,
     WhatsAppAccount,
     WhatsAppSettings,
     XSettings,
 )
 from bridge.errors import ConfigError
-from bridge.types import PLATFORMS, PlatformName
 
 ENV_PREFIX = "BRIDGE_"
-_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class BridgeSettings(Section):
@@ -88,33 +90,6 @@ class BridgeSettings(Section):
     def port(self) -> int:
         """The port to listen on."""
         return int(self.listen.rpartition(":")[2])
-
-
-class TelegramSettings(Section):
-    """The `[telegram]` section: one bot."""
-
-    token: SecretStr | None = None
-    mode: Literal["webhook", "polling"] | None = None
-    webhook_secret: CheckedSecret | None = None
-    api_base: str = "https://api.telegram.org"
-    poll_timeout: int = Field(default=25, ge=0, le=50)
-    # Telegram's documented limits: about 30 messages/s overall and 1/s per chat.
-    rate_global: float = Field(default=30.0, gt=0)
-    rate_per_chat: float = Field(default=1.0, gt=0)
-    burst_per_chat: float = Field(default=3.0, ge=1)
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not _SECRET_TOKEN.match(value.get_secret_value()):
-            msg = "must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)"
-            raise ValueError(msg)
-        return value
-
-    @property
-    def enabled(self) -> bool:
-        """A token turns the connector on."""
-        return self.token is not None
 
 
 class SlackSettings(Section):
@@ -348,11 +323,11 @@ class Route(Section):
     matrix_room: str | None = None
 
 
-class Settings(Section):
-    """All settings of one bridge process."""
+class Settings(PlatformSections):
+    """All settings of one bridge process: the platforms' sections (bridge.config_sections)
+    and the bridge's own."""
 
     bridge: BridgeSettings = BridgeSettings()
-    telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     matrix: MatrixSettings = MatrixSettings()
     mail: MailSettings = MailSettings()
@@ -362,11 +337,6 @@ class Settings(Section):
     stats: StatsSettings = StatsSettings()
     metrics: MetricsSettings = MetricsSettings()
     widget: WidgetSettings = WidgetSettings()
-    whatsapp: WhatsAppSettings = WhatsAppSettings()
-    messenger: MessengerSettings = MessengerSettings()
-    sms: SmsSettings = SmsSettings()
-    facebook_page: FacebookPageSettings = FacebookPageSettings()
-    x: XSettings = XSettings()
     routes: tuple[Route, ...] = ()
 
     def slack_channel(self, platform: str, account: str) -> str | None:

@@ -1,13 +1,14 @@
-"""The base of every settings section, and the sections of the customer platforms.
+"""The base of every settings section, and the sections of the platforms the connectors talk to.
 
-Each platform section takes one account or several (`[[whatsapp.accounts]]`); bridge.config
-assembles them into `Settings`.
+A platform's section is a class here and one field of `PlatformSections`, which `Settings`
+(bridge.config) extends: a new messenger adds both here and leaves bridge.config alone. Each
+customer platform's section takes one account or several (`[[whatsapp.accounts]]`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -18,6 +19,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from bridge.types import Platform
+
+PlatformName = Literal["telegram", "whatsapp", "messenger", "sms"]
+"""THE list of customer-side platforms, in the order staff see them (help, forms, the API).
+
+It lives beside the platforms' settings sections because a platform is what has one: a new
+messenger adds its name here with its section, and the API's enums, the commands' checks and
+the route settings follow."""
+PLATFORMS: tuple[Platform, ...] = tuple(Platform(name) for name in get_args(PlatformName))
 
 # The shortest secret the bridge checks requests against (webhook secrets, verify tokens,
 # app secrets, bearer tokens): shorter ones can be guessed by whoever reaches the listener.
@@ -47,6 +58,36 @@ class Section(BaseModel):
 GRAPH_API = "https://graph.facebook.com/v21.0"
 TWILIO_API = "https://api.twilio.com"
 _DIGITS = re.compile(r"^\+?[0-9]{6,15}$")
+
+
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+class TelegramSettings(Section):
+    """The `[telegram]` section: one bot."""
+
+    token: SecretStr | None = None
+    mode: Literal["webhook", "polling"] | None = None
+    webhook_secret: CheckedSecret | None = None
+    api_base: str = "https://api.telegram.org"
+    poll_timeout: int = Field(default=25, ge=0, le=50)
+    # Telegram's documented limits: about 30 messages/s overall and 1/s per chat.
+    rate_global: float = Field(default=30.0, gt=0)
+    rate_per_chat: float = Field(default=1.0, gt=0)
+    burst_per_chat: float = Field(default=3.0, ge=1)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _SECRET_TOKEN.match(value.get_secret_value()):
+            msg = "must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """A token turns the connector on."""
+        return self.token is not None
 
 
 class WhatsAppAccount(Section):
@@ -207,3 +248,14 @@ class SmsSettings(Section):
     def enabled(self) -> bool:
         """Any configured sender turns the connector on."""
         return bool(self.accounts)
+
+
+class PlatformSections(Section):
+    """One field per platform section, `[telegram]` to `[x]`; `Settings` adds the bridge's own."""
+
+    telegram: TelegramSettings = TelegramSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
+    messenger: MessengerSettings = MessengerSettings()
+    sms: SmsSettings = SmsSettings()
+    facebook_page: FacebookPageSettings = FacebookPageSettings()
+    x: XSettings = XSettings()

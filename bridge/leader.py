@@ -15,18 +15,14 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from sqlalchemy.engine import make_url
+
+from storage.db import asyncpg_dsn
 
 log = logging.getLogger(__name__)
 
 # The advisory lock's key: any 64-bit number, the same in every process of one bridge.
 LOCK_KEY = 0x6272696467650001
 INTERVAL = 2.0
-
-
-def asyncpg_dsn(url: str) -> str:
-    """A libpq connection string from the bridge's SQLAlchemy URL."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Leadership:

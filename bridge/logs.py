@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from pydantic import BaseModel, SecretStr
-from sqlalchemy.engine import make_url
 
 from bridge.config import Settings
+from storage.db import url_password
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
@@ -41,9 +41,9 @@ def secrets_of(settings: Settings) -> list[str]:
                 walk(item)
 
     walk(settings)
-    password = make_url(settings.bridge.database).password
+    password = url_password(settings.bridge.database)
     if password:
-        found.append(str(password))
+        found.append(password)
     return found
 
 

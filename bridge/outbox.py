@@ -39,8 +39,6 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection
-
 from bridge.errors import Held, PermanentError, RateLimited, TransientError
 from bridge.outbox_lanes import BulkFeed, Lane, Stream, account_of, platform_keys
 from bridge.ratelimit import RateLimiter
@@ -213,20 +211,20 @@ class Dispatcher:
             worker = self._leases.worker
             try:
                 # What this process held goes to the others now, not when the leases lapse.
-                await self._db.run_write(lambda conn: Tx(conn).release_leases(worker))
+                await self._db.write_tx(lambda tx: tx.release_leases(worker))
             except Exception:
                 log.warning("could not give up the outbox rows this process held", exc_info=True)
 
     async def _renew(self, leases: Leases) -> None:
         """Keep the rows this process holds leased to it."""
 
-        def renew(conn: Connection) -> int:
-            return Tx(conn).renew_leases(leases.worker, time.time() + leases.seconds)
+        def renew(tx: Tx) -> int:
+            return tx.renew_leases(leases.worker, time.time() + leases.seconds)
 
         while True:
             await asyncio.sleep(leases.seconds / 3)
             try:
-                await self._db.run_write(renew)
+                await self._db.write_tx(renew)
             except Exception:
                 log.warning("renewing the outbox leases failed; retrying", exc_info=True)
 
@@ -303,7 +301,7 @@ class Dispatcher:
             for job in jobs:
                 self._hold(n, job.lane, job, "")
             return
-        jobs = await self._db.run_read(lambda conn: Tx(conn).pending(cursor, limit))
+        jobs = await self._db.read_tx(lambda tx: tx.pending(cursor, limit))
         n.seen = notified
         n.more = len(jobs) == limit
         for job in jobs:
@@ -314,8 +312,8 @@ class Dispatcher:
         """Pending rows this process may lease (several processes share the outbox)."""
         now = time.time()
         full = self._feed.full() if bulk else []
-        return await self._db.run_read(
-            lambda conn: Tx(conn).lease_candidates(
+        return await self._db.read_tx(
+            lambda tx: tx.lease_candidates(
                 leases.worker, limit, bulk=bulk, now=now, skip_groups=full
             )
         )
@@ -324,8 +322,8 @@ class Dispatcher:
         """The rows of `jobs` this process won the lease of (others may have been faster)."""
         now = time.time()
         ids = [j.id for j in jobs]
-        won = await self._db.run_write(
-            lambda conn: Tx(conn).lease(leases.worker, ids, now, now + leases.seconds)
+        won = await self._db.write_tx(
+            lambda tx: tx.lease(leases.worker, ids, now, now + leases.seconds)
         )
         return [j for j in jobs if j.id in won]
 
@@ -359,7 +357,7 @@ class Dispatcher:
         new, notified = start >= feed.frontier, self._notified
         if new:
             b.polled = now
-        jobs = await self._db.run_read(lambda conn: Tx(conn).pending(start, BULK_CHUNK, bulk=True))
+        jobs = await self._db.read_tx(lambda tx: tx.pending(start, BULK_CHUNK, bulk=True))
         if new:
             b.seen = notified
             b.more = len(jobs) == BULK_CHUNK

@@ -9,13 +9,16 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from storage import Database
-from storage.retention import empty_done_payloads
+from storage import Database, Tx
 
 log = logging.getLogger(__name__)
 DAY = 86_400.0
 EVERY = 3600.0  # seconds between sweeps
 BATCH = 1000  # rows looked at per transaction: short transactions, the writer is not held up
+
+
+def _empty_batch(tx: Tx, *, before: float, after_id: int) -> tuple[int, int] | None:
+    return tx.retention.empty_done_payloads(before=before, after_id=after_id, limit=BATCH)
 
 
 class PayloadRetention:
@@ -42,9 +45,7 @@ class PayloadRetention:
         before = self._clock() - self.keep_days * DAY
         after, emptied = 0, 0
         while True:
-            done = await self._db.run_write(
-                partial(empty_done_payloads, before=before, after_id=after, limit=BATCH)
-            )
+            done = await self._db.write_tx(partial(_empty_batch, before=before, after_id=after))
             if done is None:
                 return emptied
             after, emptied = done[0], emptied + done[1]

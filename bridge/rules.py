@@ -47,7 +47,8 @@ from zoneinfo import ZoneInfo
 import ahocorasick
 import re2
 
-from bridge.types import PLATFORMS, Action, KeywordType, LimitType, Rule
+from bridge.config_sections import PLATFORMS
+from bridge.types import Action, KeywordType, LimitType, Rule
 
 KEYWORD_TYPES: tuple[str, ...] = get_args(KeywordType)
 LIMITS: tuple[str, ...] = get_args(LimitType)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage import Database, Tx
+from storage import Database
 
 
 class KvState:
@@ -15,9 +15,9 @@ class KvState:
     async def get(self, key: str) -> str | None:
         """The stored value, or None."""
         name = self._prefix + key
-        return await self._db.run_read(lambda conn: Tx(conn).kv_get(name))
+        return await self._db.read_tx(lambda tx: tx.kv_get(name))
 
     async def put(self, key: str, value: str) -> None:
         """Store a value, replacing the old one."""
         name = self._prefix + key
-        await self._db.run_write(lambda conn: Tx(conn).kv_put(name, value))
+        await self._db.write_tx(lambda tx: tx.kv_put(name, value))

@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import IntEnum, StrEnum
-from typing import Literal, NewType, get_args
+from typing import Literal, NewType
 
 Platform = NewType("Platform", str)
-Platform.__doc__ = "A customer-side platform name, one of PLATFORMS."
+Platform.__doc__ = "A customer-side platform name, one of bridge.config_sections.PLATFORMS."
 AccountId = NewType("AccountId", str)
 AccountId.__doc__ = "One account on a platform: a bot id, a phone-number id, a page id, a number."
 ChatId = NewType("ChatId", str)
@@ -34,9 +34,6 @@ StaffUserId.__doc__ = "A staff member's id on a surface (Slack 'U…', Matrix '@
 
 _PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 
-PlatformName = Literal["telegram", "whatsapp", "messenger", "sms"]
-"""THE list of customer-side platforms, in the order staff see them (help, forms, the API)."""
-PLATFORMS: tuple[Platform, ...] = tuple(Platform(name) for name in get_args(PlatformName))
 TELEGRAM = Platform("telegram")
 WHATSAPP = Platform("whatsapp")
 MESSENGER = Platform("messenger")

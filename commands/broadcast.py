@@ -8,10 +8,10 @@ from typing import Any
 
 from bridge import publish
 from bridge.broadcasts import PLACEHOLDERS
+from bridge.config_sections import PLATFORMS
 from bridge.services import broadcasts, channels
 from bridge.services.broadcasts import SAMPLE_NAME, TRANSITIONS, Draft, Origin
 from bridge.staffio import Form, FormField, Reply
-from bridge.types import PLATFORMS
 from commands.base import Context, NotFound, Role, command
 
 broadcast = command("broadcast", "Newsletters to channels and messengers, with progress")

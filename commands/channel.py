@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from bridge.config_sections import PLATFORMS
 from bridge.services import channels
 from bridge.services.channels import (
     KINDS,
@@ -19,7 +20,6 @@ from bridge.services.channels import (
 )
 from bridge.services.contacts import find_contact, label
 from bridge.staffio import Reply
-from bridge.types import PLATFORMS
 from commands.base import CommandError, Context, Role, command
 
 channel = command("channel", "Subscriber channels customers join and leave by keyword")

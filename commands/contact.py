@@ -6,10 +6,11 @@ import json
 import re
 from datetime import datetime
 
+from bridge.config_sections import PLATFORMS
 from bridge.services import contacts
 from bridge.services.contacts import NAME_MAX, OPT_IN_MAX
 from bridge.staffio import Reply
-from bridge.types import PLATFORMS, FileData, MediaKind
+from bridge.types import FileData, MediaKind
 from commands.base import CommandError, Context, Role, command
 from storage import subscriptions
 from storage.contacts_admin import FIND_LIMIT, ContactDetails, ContactLine, ErasureCounts

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from qrcode.exceptions import DataOverflowError  # type: ignore[import-untyped]
 
+from bridge.config_sections import PLATFORMS
 from bridge.protocols import Connector
 from bridge.services import channels
 from bridge.services.click_to_chat import payload_problem, qr_png
 from bridge.services.templates import PLATFORM_NAMES
 from bridge.staffio import Reply
-from bridge.types import PLATFORMS, TELEGRAM, FileData, MediaKind
+from bridge.types import TELEGRAM, FileData, MediaKind
 from commands.base import CommandError, Context, Role, command
 from commands.runner import command_help
 

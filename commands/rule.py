@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import time
 
+from bridge.config_sections import PLATFORMS
 from bridge.pipeline.automation import describe
 from bridge.redact import short_url
 from bridge.services import rules
@@ -34,7 +35,7 @@ from bridge.services.rules import (
     rule_name,
 )
 from bridge.staffio import Form, FormField, Reply
-from bridge.types import PLATFORMS, Action, Rule
+from bridge.types import Action, Rule
 from commands.base import Context, Role, command
 
 rule = command("rule", "Chatbot rules: automatic answers, forwards and channel changes")

@@ -58,6 +58,37 @@ class SchemaState:
     known: bool  # False: the database is at a revision this version does not know (newer)
 
 
+def backend_name(url: str) -> str:
+    """The kind of database a URL names: "sqlite" or "postgresql"."""
+    return make_url(url).get_backend_name()
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file an SQLite URL names; None for an in-memory or `file:` URI database, and for
+    other databases."""
+    parsed = make_url(url)
+    file = parsed.database or ""
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or file in ("", ":memory:")
+        or file.startswith("file:")
+    ):
+        return None
+    return file
+
+
+def url_password(url: str) -> str | None:
+    """The password a database URL carries, if any (to keep it out of the logs)."""
+    password = make_url(url).password
+    return str(password) if password else None
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A libpq connection string from the bridge's SQLAlchemy URL (for a bare asyncpg
+    connection)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     # WAL lets readers run beside the writer; NORMAL sync is durable across process crashes
@@ -82,9 +113,9 @@ class Database:
         self.dialect = parsed.get_backend_name()
         self._chores: set[asyncio.Task[None]] = set()
         if self.dialect == "sqlite":
-            database = parsed.database or ""
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            file = sqlite_file(url)
+            if file is not None:
+                Path(file).parent.mkdir(parents=True, exist_ok=True)
             self.write_engine = create_async_engine(
                 url, echo=echo, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0
             )

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 
 from bridge.types import ContactId, ConversationId, MessageId
+from storage.records import Repository
 from storage.tables import conversations, messages
 
 
@@ -79,35 +79,37 @@ def _message(row: Any) -> MessageLine:
     )
 
 
-def conversation(conn: Connection, conversation_id: int) -> ConversationLine | None:
-    """One conversation by id."""
-    row = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
-    return _conversation(row) if row is not None else None
+class History(Repository):
+    """Conversations and messages as they were stored, read page by page."""
 
+    def conversation(self, conversation_id: int) -> ConversationLine | None:
+        """One conversation by id."""
+        row = self.conn.execute(
+            select(conversations).where(conversations.c.id == conversation_id)
+        ).first()
+        return _conversation(row) if row is not None else None
 
-def conversations_of(
-    conn: Connection, contact_id: int, *, after: int | None, limit: int
-) -> list[ConversationLine]:
-    """A contact's conversations, oldest first, those after id `after`."""
-    query = select(conversations).where(conversations.c.contact_id == contact_id)
-    if after is not None:
-        query = query.where(conversations.c.id > after)
-    rows = conn.execute(query.order_by(conversations.c.id).limit(limit))
-    return [_conversation(r) for r in rows]
+    def conversations_of(
+        self, contact_id: int, *, after: int | None, limit: int
+    ) -> list[ConversationLine]:
+        """A contact's conversations, oldest first, those after id `after`."""
+        query = select(conversations).where(conversations.c.contact_id == contact_id)
+        if after is not None:
+            query = query.where(conversations.c.id > after)
+        rows = self.conn.execute(query.order_by(conversations.c.id).limit(limit))
+        return [_conversation(r) for r in rows]
 
+    def message(self, message_id: int) -> MessageLine | None:
+        """One message by id."""
+        row = self.conn.execute(select(messages).where(messages.c.id == message_id)).first()
+        return _message(row) if row is not None else None
 
-def message(conn: Connection, message_id: int) -> MessageLine | None:
-    """One message by id."""
-    row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
-    return _message(row) if row is not None else None
-
-
-def messages_of(
-    conn: Connection, conversation_id: int, *, after: int | None, limit: int
-) -> list[MessageLine]:
-    """A conversation's messages, oldest first, those after id `after`."""
-    query = select(messages).where(messages.c.conversation_id == conversation_id)
-    if after is not None:
-        query = query.where(messages.c.id > after)
-    rows = conn.execute(query.order_by(messages.c.id).limit(limit))
-    return [_message(r) for r in rows]
+    def messages_of(
+        self, conversation_id: int, *, after: int | None, limit: int
+    ) -> list[MessageLine]:
+        """A conversation's messages, oldest first, those after id `after`."""
+        query = select(messages).where(messages.c.conversation_id == conversation_id)
+        if after is not None:
+            query = query.where(messages.c.id > after)
+        rows = self.conn.execute(query.order_by(messages.c.id).limit(limit))
+        return [_message(r) for r in rows]

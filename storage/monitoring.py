@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
 
+from storage.records import Repository
 from storage.tables import outbox
 
 
@@ -20,13 +20,16 @@ class Backlog:
     oldest_created_at: float  # epoch seconds
 
 
-def outbox_backlog(conn: Connection) -> list[Backlog]:
-    """Pending outbox rows per kind and stream (bulk or not), in one GROUP BY."""
-    # Finished rows stay in the table; the (state, bulk, id) index keeps them out of the scan.
-    result = conn.execute(
-        select(outbox.c.kind, outbox.c.bulk, func.count(), func.min(outbox.c.created_at))
-        .where(outbox.c.state == "pending")
-        .group_by(outbox.c.kind, outbox.c.bulk)
-        .order_by(outbox.c.kind, outbox.c.bulk)
-    )
-    return [Backlog(str(k), bool(b), int(n), float(oldest)) for k, b, n, oldest in result]
+class Monitoring(Repository):
+    """Figures for monitoring, read when they are asked for."""
+
+    def outbox_backlog(self) -> list[Backlog]:
+        """Pending outbox rows per kind and stream (bulk or not), in one GROUP BY."""
+        # Finished rows stay in the table; the (state, bulk, id) index keeps them out of the scan.
+        result = self.conn.execute(
+            select(outbox.c.kind, outbox.c.bulk, func.count(), func.min(outbox.c.created_at))
+            .where(outbox.c.state == "pending")
+            .group_by(outbox.c.kind, outbox.c.bulk)
+            .order_by(outbox.c.kind, outbox.c.bulk)
+        )
+        return [Backlog(str(k), bool(b), int(n), float(oldest)) for k, b, n, oldest in result]

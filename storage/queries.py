@@ -19,8 +19,10 @@ from storage.broadcasts_store import Broadcasts
 from storage.contacts_admin import ContactAdmin
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
+from storage.history import History
 from storage.kv_store import ValueQueries
 from storage.messages_store import MessageQueries
+from storage.monitoring import Monitoring
 from storage.outbox_store import OutboxQueries
 from storage.records import (
     ContactRecord,
@@ -32,7 +34,9 @@ from storage.records import (
     early_key,
     upsert_insert,
 )
+from storage.retention import Retention
 from storage.shortlinks import LinkStore
+from storage.stats import Stats
 
 
 @dataclass(slots=True)
@@ -91,9 +95,29 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
         return ContactAdmin(self.conn)
 
     @property
+    def history(self) -> History:
+        """Conversations and messages as they were stored, page by page."""
+        return History(self.conn)
+
+    @property
     def links(self) -> LinkStore:
         """Short links and their clicks."""
         return LinkStore(self.conn)
+
+    @property
+    def monitoring(self) -> Monitoring:
+        """Figures for monitoring: the outbox backlog."""
+        return Monitoring(self.conn)
+
+    @property
+    def retention(self) -> Retention:
+        """Emptying what is kept longer than needed."""
+        return Retention(self.conn)
+
+    @property
+    def stats(self) -> Stats:
+        """Figures for `/stats`, the REST API and the stats page."""
+        return Stats(self.conn)
 
 
 __all__ = [

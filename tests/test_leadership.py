@@ -8,7 +8,8 @@ import itertools
 
 import asyncpg
 
-from bridge.leader import Leadership, asyncpg_dsn
+from bridge.leader import Leadership
+from storage.db import asyncpg_dsn
 from tests.harness import eventually
 
 _names = itertools.count()

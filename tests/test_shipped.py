@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from bridge.config import Settings
+from bridge.config_sections import PLATFORMS, PlatformSections
 from bridge.publish import TARGETS
-from bridge.types import PLATFORMS
 from connectors.all import SHIPPED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_platform_has_a_connector_and_every_connector_a_platform():
     assert set(SHIPPED.connectors) == set(PLATFORMS)
     assert set(SHIPPED.publishers) == set(TARGETS)
+
+
+def test_every_messenger_is_named_and_configured_beside_its_settings_section():
+    # Adding a messenger: its connector module, its line in connectors/all.py, its fake, and in
+    # bridge/config_sections.py its section class, its field and its name. Nothing else.
+    assert set(PLATFORMS) <= set(PlatformSections.model_fields)
+    assert set(SHIPPED.connectors) <= set(PlatformSections.model_fields)
+    assert not set(PlatformSections.model_fields) & set(SHIPPED.surfaces)
 
 
 def test_every_connector_and_surface_has_its_settings_section_and_says_how_to_turn_it_on():

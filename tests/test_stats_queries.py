@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from storage import Database
+from storage import Database, Tx
 from storage import stats as store
 from storage.stats import BroadcastFunnel, ChannelSize, ContactCount, DayCount
 from storage.tables import (
@@ -190,7 +190,7 @@ async def overview(database: Database, **kw) -> store.Overview:
         if conn.dialect.name == "postgresql":
             # A session far from UTC: days must still be UTC days.
             conn.exec_driver_sql("SET TIME ZONE 'Pacific/Auckland'")
-        return store.overview(conn, NOW, **kw)
+        return Tx(conn).stats.overview(NOW, **kw)
 
     return await database.run_read(read)
 

@@ -13,10 +13,11 @@ from bridge.api.framework import ORIGIN, Call, Resource
 from bridge.api.idempotency import Replay
 from bridge.api.paging import Page, PageQuery
 from bridge.api.schemas import ID_MAX, Body, Record, Time
+from bridge.config_sections import PLATFORMS, PlatformName
 from bridge.services import broadcasts, channels
 from bridge.services.broadcasts import STARTED, Draft, Origin, Status
 from bridge.services.templates import template_language, template_name
-from bridge.types import PLATFORMS, PlatformName, Role
+from bridge.types import Role
 from storage import Tx
 from storage.broadcasts_store import BroadcastRecord
 

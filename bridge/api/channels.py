@@ -10,9 +10,10 @@ from bridge.api.errors import not_found
 from bridge.api.framework import Answer, Call, Resource
 from bridge.api.paging import Page, PageQuery
 from bridge.api.schemas import ID_MAX, Body, Record
+from bridge.config_sections import PlatformName
 from bridge.services import channels, contacts
 from bridge.services.channels import CONSENT_MAX, KEYWORD_MAX, NAME_PATTERN, keyword_or_none
-from bridge.types import ContactId, PlatformName, Role
+from bridge.types import ContactId, Role
 from storage import ContactRecord
 from storage.channels_extra import MemberRecord
 from storage.subscriptions import ChannelRecord

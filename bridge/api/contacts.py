@@ -11,10 +11,11 @@ from bridge.api.errors import ApiError, not_found
 from bridge.api.framework import Call, Resource
 from bridge.api.paging import Page, PageQuery
 from bridge.api.schemas import ID_MAX, Body, Record
+from bridge.config_sections import PlatformName
 from bridge.services import contacts
 from bridge.services.contacts import NAME_MAX
 from bridge.services.roles import staff_id
-from bridge.types import ContactId, PlatformName, Role
+from bridge.types import ContactId, Role
 from storage.contacts_admin import ContactDetails, ContactLine, ErasureCounts
 
 resource = Resource("Contacts", "Customers on every messenger, as `/contact` shows them.")

@@ -14,13 +14,14 @@ from bridge.api.errors import ApiError, not_found
 from bridge.api.framework import Call, Resource
 from bridge.api.paging import Page, PageQuery
 from bridge.api.schemas import ID_MAX, Body, Record, Time
+from bridge.config_sections import PLATFORMS, PlatformName
 from bridge.errors import Refused
 from bridge.pipeline.automation import describe
 from bridge.redact import short_url
 from bridge.rules import MAX_PATTERN
 from bridge.services import rule_files, rules
 from bridge.services.rules import DAYS, NAME_PATTERN, URL_ACTIONS, Described
-from bridge.types import PLATFORMS, Action, FileData, PlatformName, Role
+from bridge.types import Action, FileData, Role
 from bridge.types import Rule as RuleDef
 
 resource = Resource(

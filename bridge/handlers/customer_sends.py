@@ -271,8 +271,8 @@ class CustomerChange(Handler):
     async def run(self, jobs: Sequence[Job]) -> Completion:
         [job] = jobs
         change = (CustomerDeleteJob if self.delete else CustomerEditJob).from_job(job)
-        message, contact = await self.directory.db.run_read(
-            lambda conn: message_and_contact(Tx(conn), change.message)
+        message, contact = await self.directory.db.read_tx(
+            lambda tx: message_and_contact(tx, change.message)
         )
         if message is None or contact is None or message.external_id is None:
             return Completion([job.id])  # never delivered: nothing to change on the platform

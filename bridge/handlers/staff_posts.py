@@ -9,8 +9,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from bridge.errors import PermanentError, TooLarge, TransientError
 from bridge.handlers.base import Handler
 from bridge.jobs import (
@@ -270,15 +268,14 @@ class MirrorEdit(Handler):
         surface = self.directory.surface(edit.surface)
         message_id = edit.message
 
-        def read(conn: Connection) -> list[tuple[StaffMessageRef, list[MessageRecord]]]:
-            tx = Tx(conn)
+        def read(tx: Tx) -> list[tuple[StaffMessageRef, list[MessageRecord]]]:
             return [
                 (ref, tx.messages_behind(surface.name, ref))
                 for s, ref in tx.refs_of(message_id, "mirror")
                 if s == surface.name
             ]
 
-        posts = await self.directory.db.run_read(read)
+        posts = await self.directory.db.read_tx(read)
         for n, (ref, shown) in enumerate(posts):
             if not shown:
                 continue

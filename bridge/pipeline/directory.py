@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy.engine import Connection
-
 from bridge.config import Settings
 from bridge.errors import PermanentError, RateLimited
 from bridge.jobs import StaffCardJob, StaffMarkJob, StaffNoticeJob, StaffOpenJob, StaffWindowJob
@@ -104,7 +102,7 @@ class Directory:
         key = (conv_id, surface)
         found = self._threads.get(key)
         if found is None:
-            found = await self.db.run_read(lambda conn: Tx(conn).thread(conv_id, surface))
+            found = await self.db.read_tx(lambda tx: tx.thread(conv_id, surface))
             if found is not None:
                 self._threads[key] = found
         return found
@@ -118,15 +116,14 @@ class Directory:
     async def card(self, conv_id: ConversationId, surface: StaffSurface) -> ContactCard | None:
         """The current contact card, with a link to the previous conversation's thread."""
 
-        def read(conn: Connection) -> tuple[ContactCard | None, ThreadRef | None]:
-            tx = Tx(conn)
+        def read(tx: Tx) -> tuple[ContactCard | None, ThreadRef | None]:
             conversation = tx.conversation(conv_id)
             previous = None
             if conversation is not None and conversation.previous_id is not None:
                 previous = tx.thread(conversation.previous_id, surface.name)
             return tx.card(conv_id), previous
 
-        card, previous = await self.db.run_read(read)
+        card, previous = await self.db.read_tx(read)
         if card is None:
             return None
         if previous is not None:

@@ -87,4 +87,4 @@ class Services:
         """The conversation of a surface's thread, if a thread is given and is one."""
         if thread is None:
             return None
-        return await self.read(lambda conn: Tx(conn).conversation_by_thread(surface, thread))
+        return await self.read_tx(lambda tx: tx.conversation_by_thread(surface, thread))

@@ -9,10 +9,10 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from bridge.config_sections import PLATFORMS
 from bridge.errors import Conflict, Invalid, NotFound, Refused
 from bridge.services import Services
 from bridge.services.contacts import label
-from bridge.types import PLATFORMS
 from storage import ContactRecord, Tx, channels_extra, subscriptions
 from storage.channels_extra import MemberRecord
 from storage.subscriptions import ChannelRecord, fold

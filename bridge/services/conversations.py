@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection
-
 from bridge.pipeline import Queued
 from bridge.services import Services
 from bridge.types import ContactId, SurfaceName, TemplateCall
-from storage import Tx, history
+from storage import Tx
 from storage.history import ConversationLine, MessageLine
 
 
@@ -24,15 +22,15 @@ class Sent:
 
 async def conversation(services: Services, conversation_id: int) -> ConversationLine | None:
     """A conversation by id."""
-    return await services.read(lambda conn: history.conversation(conn, conversation_id))
+    return await services.read_tx(lambda tx: tx.history.conversation(conversation_id))
 
 
 async def conversations_of(
     services: Services, contact_id: ContactId, after: int | None, limit: int
 ) -> list[ConversationLine]:
     """A contact's conversations, oldest first, from after `after`."""
-    return await services.read(
-        lambda conn: history.conversations_of(conn, contact_id, after=after, limit=limit)
+    return await services.read_tx(
+        lambda tx: tx.history.conversations_of(contact_id, after=after, limit=limit)
     )
 
 
@@ -40,8 +38,8 @@ async def messages_of(
     services: Services, conversation_id: int, after: int | None, limit: int
 ) -> list[MessageLine]:
     """A conversation's messages, oldest first, from after `after`."""
-    return await services.read(
-        lambda conn: history.messages_of(conn, conversation_id, after=after, limit=limit)
+    return await services.read_tx(
+        lambda tx: tx.history.messages_of(conversation_id, after=after, limit=limit)
     )
 
 
@@ -50,12 +48,12 @@ async def message(
 ) -> tuple[MessageLine, ConversationLine] | None:
     """A message with its conversation."""
 
-    def read(conn: Connection) -> tuple[MessageLine, ConversationLine] | None:
-        line = history.message(conn, message_id)
-        owner = history.conversation(conn, line.conversation_id) if line else None
+    def read(tx: Tx) -> tuple[MessageLine, ConversationLine] | None:
+        line = tx.history.message(message_id)
+        owner = tx.history.conversation(line.conversation_id) if line else None
         return (line, owner) if line is not None and owner is not None else None
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 def send_in(
@@ -77,4 +75,4 @@ def send_in(
         return None
     if queued.refusal is not None or queued.message_id is None:
         return Sent(queued, None)
-    return Sent(queued, history.message(tx.conn, queued.message_id))
+    return Sent(queued, tx.history.message(queued.message_id))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from bridge.services import Services
-from storage import stats as store
 from storage.stats import Overview
 
 
@@ -14,6 +13,6 @@ async def overview(
 ) -> Overview:
     """Messages per platform and day, contacts, channels, the latest `broadcasts` broadcasts
     and the `links` most clicked short links, over the last `days` UTC days."""
-    return await services.read(
-        lambda conn: store.overview(conn, now, days=days, broadcasts=broadcasts, links=links)
+    return await services.read_tx(
+        lambda tx: tx.stats.overview(now, days=days, broadcasts=broadcasts, links=links)
     )

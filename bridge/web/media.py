@@ -19,7 +19,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bridge.types import FileData
-from storage import Database, Tx
+from storage import Database
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class MediaStore:
     async def _signing_key(self) -> bytes:
         if self._key is None:
             fresh = secrets.token_hex(32)
-            stored = await self._db.run_write(lambda conn: Tx(conn).kv_put_new(_KEY, fresh))
+            stored = await self._db.write_tx(lambda tx: tx.kv_put_new(_KEY, fresh))
             self._key = bytes.fromhex(stored)
         return self._key
 
@@ -58,8 +58,8 @@ class MediaStore:
         key = await self._signing_key()
         now = time.time()
         name = _SAFE_NAME.sub("_", file.filename).strip("._") or "file"
-        media_id = await self._db.run_write(
-            lambda conn: Tx(conn).put_media(name[:200], file.mime_type, file.data, now, ttl)
+        media_id = await self._db.write_tx(
+            lambda tx: tx.put_media(name[:200], file.mime_type, file.data, now, ttl)
         )
         expires = int(now + ttl)
         signature = self._sign(key, media_id, expires)
@@ -80,7 +80,7 @@ class MediaStore:
             return web.Response(status=403, text="bad signature")
         if expires < time.time():
             return web.Response(status=410, text="this link has expired")
-        found = await self._db.run_read(lambda conn: Tx(conn).media(media_id))
+        found = await self._db.read_tx(lambda tx: tx.media(media_id))
         if found is None:
             return web.Response(status=404, text="no such file")
         filename, mime_type, data, _ = found

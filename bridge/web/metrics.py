@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from bridge.metrics import CONTENT_TYPE, Metrics
 from storage import Database
-from storage.monitoring import Backlog, outbox_backlog
+from storage.monitoring import Backlog
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class MetricsPage:
                 return web.Response(status=403, text="wrong token")
         backlog: list[Backlog] | None
         try:
-            backlog = await self._db.run_read(outbox_backlog)
+            backlog = await self._db.read_tx(lambda tx: tx.monitoring.outbox_backlog())
         except Exception:
             log.warning("metrics: reading the outbox backlog failed", exc_info=True)
             backlog = None

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from bridge.charts import BLUE, GREEN, LIGHT_ORANGE, ORANGE, BarChart, Series, bar_svg, hbar_svg
 from bridge.config import Settings
 from bridge.links import SHORT_PATH, is_preview
-from storage import Database, Tx
+from storage import Database
 from storage import stats as store
 from storage.stats import Overview
 
@@ -98,10 +98,10 @@ class StatsLogin:
 
     async def _signing_key(self) -> bytes:
         if self._key is None:
-            stored = await self._db.run_read(lambda conn: Tx(conn).kv_get(_KEY))
+            stored = await self._db.read_tx(lambda tx: tx.kv_get(_KEY))
             if stored is None:
                 fresh = secrets.token_hex(32)
-                stored = await self._db.run_write(lambda conn: Tx(conn).kv_put_new(_KEY, fresh))
+                stored = await self._db.write_tx(lambda tx: tx.kv_put_new(_KEY, fresh))
             self._key = bytes.fromhex(stored)
         return self._key
 
@@ -189,8 +189,8 @@ class StatsPage:
             # A chat's link preview would show the figures to whoever sees the preview.
             return self._message(200, "preview")
         now = self.login.now()
-        overview = await self._db.run_read(
-            lambda conn: store.overview(conn, now, days=days, broadcasts=10, links=20)
+        overview = await self._db.read_tx(
+            lambda tx: tx.stats.overview(now, days=days, broadcasts=10, links=20)
         )
         token = None if _bearer(request) else request.query.get("token")
         return web.Response(

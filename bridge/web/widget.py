@@ -23,9 +23,9 @@ from aiohttp import web
 from jinja2 import Environment
 
 from bridge.config import WidgetSettings
+from bridge.config_sections import PLATFORMS
 from bridge.protocols import Connector
 from bridge.services.click_to_chat import payload_problem, qr_png
-from bridge.types import PLATFORMS
 from storage import Database, subscriptions
 
 log = logging.getLogger(__name__)
