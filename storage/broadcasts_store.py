@@ -102,7 +102,7 @@ def _record(row: Row[Any]) -> BroadcastRecord:
     )
 
 
-def _audience(b: BroadcastRecord, *, whole: bool = False) -> Any:
+def _audience(broadcast: BroadcastRecord, *, whole: bool = False) -> Any:
     """The condition that picks a broadcast's contacts (before exclusions).
 
     `whole`: the condition is evaluated for the whole audience at once (the preview), where
@@ -110,26 +110,26 @@ def _audience(b: BroadcastRecord, *, whole: bool = False) -> Any:
     (expansion, send-time checks) looks up each of its own in the members' primary key instead.
     """
     conditions: list[Any] = []
-    if b.channel_ids and whole:
+    if broadcast.channel_ids and whole:
         conditions.append(
             contacts.c.id.in_(
                 select(members.c.contact_id).where(
-                    members.c.channel_id.in_(list(b.channel_ids)),
+                    members.c.channel_id.in_(list(broadcast.channel_ids)),
                     members.c.left_at.is_(None),
                 )
             )
         )
-    elif b.channel_ids:
+    elif broadcast.channel_ids:
         conditions.append(
             exists().where(
-                members.c.channel_id.in_(list(b.channel_ids)),
+                members.c.channel_id.in_(list(broadcast.channel_ids)),
                 members.c.contact_id == contacts.c.id,
                 members.c.left_at.is_(None),
             )
         )
-    if b.platforms:
-        conditions.append(contacts.c.platform.in_(list(b.platforms)))
-    if not b.channel_ids:
+    if broadcast.platforms:
+        conditions.append(contacts.c.platform.in_(list(broadcast.platforms)))
+    if not broadcast.channel_ids:
         # Whole platforms: only contacts who opted in (every contact has a source).
         conditions.append(contacts.c.opt_in_source.isnot(None))
     return and_(*conditions)
@@ -308,7 +308,7 @@ class Broadcasts(Repository):
         )
         return int(result.rowcount or 0)
 
-    def recipients(self, b: BroadcastRecord, after: int, limit: int) -> list[Recipient]:
+    def recipients(self, broadcast: BroadcastRecord, after: int, limit: int) -> list[Recipient]:
         """The next contacts of the audience after a contact id, in id order."""
         rows = self.conn.execute(
             select(
@@ -318,13 +318,13 @@ class Broadcasts(Repository):
                 contacts.c.chat_id,
                 contacts.c.display_name,
             )
-            .where(contacts.c.id > after, _audience(b))
+            .where(contacts.c.id > after, _audience(broadcast))
             .order_by(contacts.c.id)
             .limit(limit)
         )
         return [Recipient(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
-    def preview(self, b: BroadcastRecord, now: datetime) -> dict[str, dict[str, int]]:
+    def preview(self, broadcast: BroadcastRecord, now: datetime) -> dict[str, dict[str, int]]:
         """Per platform: how many contacts it goes to, and how many are skipped for each reason.
 
         Counted by the database (GROUP BY): a channel of a million contacts is a few rows here.
@@ -340,7 +340,7 @@ class Broadcasts(Repository):
                 recent.label("recent"),
                 func.count(),
             )
-            .where(_audience(b, whole=True))
+            .where(_audience(broadcast, whole=True))
             .group_by(contacts.c.platform, blocked, opted_out, recent)
         )
         counts: dict[str, dict[str, int]] = {}
@@ -348,14 +348,19 @@ class Broadcasts(Repository):
             # Only "within the window or not" matters to skip_reason: stand in with a time.
             last_seen = now if is_recent else None
             reason = skip_reason(
-                platform, b.template is not None, bool(is_blocked), bool(is_out), last_seen, now
+                platform,
+                broadcast.template is not None,
+                bool(is_blocked),
+                bool(is_out),
+                last_seen,
+                now,
             )
             per = counts.setdefault(platform, {"to": 0})
             key = reason or "to"
             per[key] = per.get(key, 0) + int(n)
         return counts
 
-    def check(self, b: BroadcastRecord, contact_id: int, now: datetime) -> str | None:
+    def check(self, broadcast: BroadcastRecord, contact_id: int, now: datetime) -> str | None:
         """Send-time check of one contact: why not to send now (None: send)."""
         row = self.conn.execute(
             select(
@@ -363,7 +368,7 @@ class Broadcasts(Repository):
                 _blocked(now).label("blocked"),
                 contacts.c.opted_out_at.isnot(None).label("opted_out"),
                 contacts.c.last_seen,
-                _audience(b).label("member"),
+                _audience(broadcast).label("member"),
             ).where(contacts.c.id == contact_id)
         ).first()
         if row is None:
@@ -372,14 +377,16 @@ class Broadcasts(Repository):
             return "left the channel"
         return skip_reason(
             row.platform,
-            b.template is not None,
+            broadcast.template is not None,
             bool(row.blocked),
             bool(row.opted_out),
             row.last_seen,
             now,
         )
 
-    def verdicts(self, b: BroadcastRecord, first: int, limit: int, now: datetime) -> Verdicts:
+    def verdicts(
+        self, broadcast: BroadcastRecord, first: int, limit: int, now: datetime
+    ) -> Verdicts:
         """The send-time checks of up to `limit` audience contacts with ids from `first` on."""
         rows = self.conn.execute(
             select(
@@ -389,11 +396,11 @@ class Broadcasts(Repository):
                 contacts.c.opted_out_at.isnot(None).label("opted_out"),
                 contacts.c.last_seen,
             )
-            .where(contacts.c.id >= first, _audience(b))
+            .where(contacts.c.id >= first, _audience(broadcast))
             .order_by(contacts.c.id)
             .limit(limit)
         ).all()
-        has_template = b.template is not None
+        has_template = broadcast.template is not None
         reasons = {
             int(r.id): skip_reason(
                 r.platform, has_template, bool(r.blocked), bool(r.opted_out), r.last_seen, now
@@ -405,7 +412,7 @@ class Broadcasts(Repository):
 
     def expand(
         self,
-        b: BroadcastRecord,
+        broadcast: BroadcastRecord,
         *,
         rate_keys: Mapping[tuple[str, str], str],
         mark: str,
@@ -421,18 +428,18 @@ class Broadcasts(Repository):
         (rows queued, the new cursor, whether the audience is exhausted). Each row's key is
         `bc:<broadcast>:<contact>`, so a batch queued twice is queued once.
         """
-        boundary = self._batch_boundary(b, limit)
-        audience = and_(contacts.c.id > b.cursor, _audience(b))
+        boundary = self._batch_boundary(broadcast, limit)
+        audience = and_(contacts.c.id > broadcast.cursor, _audience(broadcast))
         if boundary is not None:
             audience = and_(audience, contacts.c.id <= boundary)
         cid = cast(contacts.c.id, String)
         rows = (
             select(
                 literal("broadcast.send"),
-                literal(f"bc:{b.id}:") + cid,
+                literal(f"bc:{broadcast.id}:") + cid,
                 literal("bc:") + cid,
                 _rate_keys_column(rate_keys, mark, fallback),
-                self._send_payload(b),
+                self._send_payload(broadcast),
                 literal("pending"),
                 literal(0),
                 literal(0.0),
@@ -464,26 +471,26 @@ class Broadcasts(Repository):
         queued = int(self.conn.execute(statement).rowcount or 0)
         if boundary is None:
             cursor = self.conn.execute(select(func.max(contacts.c.id))).scalar()
-            return queued, int(cursor) if cursor is not None else b.cursor, True
+            return queued, int(cursor) if cursor is not None else broadcast.cursor, True
         return queued, int(boundary), False
 
-    def _batch_boundary(self, b: BroadcastRecord, limit: int) -> Any:
+    def _batch_boundary(self, broadcast: BroadcastRecord, limit: int) -> Any:
         """Where a batch ends: the `limit`-th contact after the cursor, of all contacts (a walk of
         the primary key; None: the rest fits). The audience's contacts among them are queued."""
         return self.conn.execute(
             select(contacts.c.id)
-            .where(contacts.c.id > b.cursor)
+            .where(contacts.c.id > broadcast.cursor)
             .order_by(contacts.c.id)
             .offset(limit - 1)
             .limit(1)
         ).scalar()
 
-    def _send_payload(self, b: BroadcastRecord) -> Any:
+    def _send_payload(self, broadcast: BroadcastRecord) -> Any:
         """The `broadcast.send` payload of a contact, built as JSON by the database."""
         build_json = func.json_build_object if self.dialect == "postgresql" else func.json_object
         return build_json(
             literal("b"),
-            literal(b.id),
+            literal(broadcast.id),
             literal("c"),
             contacts.c.id,
             literal("p"),
