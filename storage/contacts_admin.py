@@ -22,9 +22,10 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
-from storage import api_keys, subscriptions
+from storage import api_keys
 from storage.records import Repository, early_key
 from storage.shortlinks import LinkStore
+from storage.subscriptions import Subscriptions
 from storage.tables import (
     blacklist,
     broadcast_sends,
@@ -655,7 +656,7 @@ class ContactAdmin(Repository):
             .values(previous_id=None)
         )
         self.conn.execute(delete(conversations).where(conversations.c.contact_id == contact_id))
-        subscriptions.forget_contacts(self.conn, [contact_id])
+        Subscriptions(self.conn).forget_contacts([contact_id])
         api_keys.forget_contact_answers(self.conn, contact_id)
         self.conn.execute(delete(contacts).where(contacts.c.id == contact_id))
         return Erased(counts=counted, threads=gone)

@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
 from storage.broadcasts_store import Broadcasts
+from storage.channels_extra import ChannelMembers
 from storage.contacts_admin import ContactAdmin
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
@@ -35,8 +36,10 @@ from storage.records import (
     upsert_insert,
 )
 from storage.retention import Retention
+from storage.roles import Roles
 from storage.shortlinks import LinkStore
 from storage.stats import Stats
+from storage.subscriptions import Subscriptions
 
 
 @dataclass(slots=True)
@@ -105,6 +108,11 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
         return LinkStore(self.conn)
 
     @property
+    def members(self) -> ChannelMembers:
+        """Channel member pages, and the contacts an address names."""
+        return ChannelMembers(self.conn)
+
+    @property
     def monitoring(self) -> Monitoring:
         """Figures for monitoring: the outbox backlog."""
         return Monitoring(self.conn)
@@ -115,9 +123,19 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
         return Retention(self.conn)
 
     @property
+    def roles(self) -> Roles:
+        """The roles given to staff members."""
+        return Roles(self.conn)
+
+    @property
     def stats(self) -> Stats:
         """Figures for `/stats`, the REST API and the stats page."""
         return Stats(self.conn)
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """Channels, memberships, consent words and the blacklist."""
+        return Subscriptions(self.conn)
 
 
 __all__ = [

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.app import PIPELINE
-from storage.roles import set_role
 from tests.commands_kit import ADMIN, AGENT, MANAGER, command, services_of, thread_ref
 from tests.harness import eventually
 
@@ -15,7 +14,9 @@ from tests.harness import eventually
 async def make_manager(world, user: str = MANAGER) -> None:
     """Give a Slack user the manager role, as `/user role` would."""
     now = datetime.now(UTC)
-    await services_of(world).write(lambda tx: set_role(tx, "slack", user, "manager", ADMIN, now))
+    await services_of(world).write(
+        lambda tx: tx.roles.set_role("slack", user, "manager", ADMIN, now)
+    )
 
 
 async def settled(world) -> None:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage.roles import set_role
 from tests.commands_kit import ADMIN, AGENT, MANAGER, command, services_of
 from tests.fakes.whatsapp import FakeWhatsApp
 from tests.harness import eventually
@@ -18,7 +17,9 @@ WA_ID = "4915112345678"
 async def make_manager(world, user: str = MANAGER) -> None:
     """Give a Slack user the manager role, as `/user role` would."""
     now = datetime.now(UTC)
-    await services_of(world).write(lambda tx: set_role(tx, "slack", user, "manager", ADMIN, now))
+    await services_of(world).write(
+        lambda tx: tx.roles.set_role("slack", user, "manager", ADMIN, now)
+    )
 
 
 async def manager(world, line: str):

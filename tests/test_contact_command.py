@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from storage import subscriptions
 from tests.commands_kit import AGENT, MANAGER, command, services_of
 from tests.harness import eventually
 
@@ -80,9 +79,9 @@ async def test_show_by_id_number_or_name_gives_the_whole_card(world):
     now = datetime.now(UTC)
 
     def setup(tx) -> None:
-        channel = subscriptions.create_channel(tx.conn, "news", "UADMIN", now)
-        subscriptions.join(tx.conn, channel.id, anna, "keyword JOIN", now)
-        subscriptions.block(tx.conn, anna, "out", now + timedelta(days=2), "spam", "UADMIN", now)
+        channel = tx.subscriptions.create_channel("news", "UADMIN", now)
+        tx.subscriptions.join(channel.id, anna, "keyword JOIN", now)
+        tx.subscriptions.block(anna, "out", now + timedelta(days=2), "spam", "UADMIN", now)
 
     await services.write(setup)
     [(conv,)] = await world.sql(f"select id from conversations where contact_id = {anna}")

@@ -10,7 +10,6 @@ import pytest
 import zxingcpp
 
 from bridge.types import MediaKind
-from storage import subscriptions
 from tests.commands_kit import AGENT, command, services_of
 from tests.fakes.whatsapp import FakeWhatsApp
 from tests.world import start_world, stop_world
@@ -31,8 +30,8 @@ def decoded(png: bytes) -> list[str]:
 
 async def news_channel(world, keyword: str = "JOIN_NEWS") -> None:
     def write(tx):
-        channel = subscriptions.create_channel(tx.conn, "news", "UADMIN", datetime.now(UTC))
-        subscriptions.update_channel(tx.conn, channel.id, join_keyword=keyword)
+        channel = tx.subscriptions.create_channel("news", "UADMIN", datetime.now(UTC))
+        tx.subscriptions.update_channel(channel.id, join_keyword=keyword)
 
     await services_of(world).write(write)
 

@@ -14,7 +14,6 @@ from sqlalchemy import update
 from bridge.app import PIPELINE
 from bridge.config import load_settings
 from bridge.errors import ConfigError
-from storage import subscriptions
 from storage.tables import broadcasts
 from tests.commands_kit import ADMIN, MANAGER, command, services_of
 from tests.stats_kit import SALE, traffic
@@ -92,7 +91,7 @@ async def test_text_from_the_database_is_escaped(busy):
     name = '<img src=x onerror="alert(1)">'
 
     def write(tx):
-        subscriptions.create_channel(tx.conn, name, ADMIN, datetime.now(UTC))
+        tx.subscriptions.create_channel(name, ADMIN, datetime.now(UTC))
 
     await services_of(busy).write(write)
     _, _, page = await get(await login_link(busy))
@@ -108,7 +107,7 @@ HOSTILE = ("<script>alert(1)</script>", '"</script><script>alert(2)</script>')
 async def test_hostile_names_and_texts_stay_text(busy):
     def write(tx):
         for name in HOSTILE:
-            subscriptions.create_channel(tx.conn, name, ADMIN, datetime.now(UTC))
+            tx.subscriptions.create_channel(name, ADMIN, datetime.now(UTC))
         tx.conn.execute(update(broadcasts).values(created_by=HOSTILE[0], text=HOSTILE[1]))
 
     await services_of(busy).write(write)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage.roles import set_role
 from tests.commands_kit import AGENT, MANAGER, command, services_of, thread_ref
 from tests.fakes.whatsapp import FakeWhatsApp
 from tests.harness import eventually
@@ -21,7 +20,7 @@ _refs = itertools.count(1)
 async def world(tmp_path):
     w = await start_world(tmp_path, whatsapp=FakeWhatsApp())
     await services_of(w).write(
-        lambda tx: set_role(tx, "slack", MANAGER, "manager", "UADMIN", datetime.now(UTC))
+        lambda tx: tx.roles.set_role("slack", MANAGER, "manager", "UADMIN", datetime.now(UTC))
     )
     yield w
     await stop_world(w)

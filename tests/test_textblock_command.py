@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage.roles import set_role
 from tests.commands_kit import AGENT, MANAGER, command, services_of, thread_ref
 from tests.harness import eventually
 
@@ -17,7 +16,7 @@ _refs = itertools.count(1)
 @pytest.fixture
 async def world(world):
     await services_of(world).write(
-        lambda tx: set_role(tx, "slack", MANAGER, "manager", "UADMIN", datetime.now(UTC))
+        lambda tx: tx.roles.set_role("slack", MANAGER, "manager", "UADMIN", datetime.now(UTC))
     )
     return world
 

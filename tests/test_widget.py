@@ -21,7 +21,6 @@ from aiohttp import web
 
 from bridge.config import load_settings
 from bridge.errors import ConfigError
-from storage import subscriptions
 from tests.commands_kit import ADMIN, command, services_of
 from tests.fakes.messenger import FakeMessenger
 from tests.fakes.twilio import FakeTwilio
@@ -328,8 +327,8 @@ async def test_unknown_channel_or_one_without_a_join_keyword_is_a_plain_404(shop
 
 async def test_a_keyword_no_account_can_carry_is_a_404_that_says_so(world):
     def write(tx):
-        created = subscriptions.create_channel(tx.conn, "spaced", "UADMIN", datetime.now(UTC))
-        subscriptions.update_channel(tx.conn, created.id, join_keyword="JOIN ME")
+        created = tx.subscriptions.create_channel("spaced", "UADMIN", datetime.now(UTC))
+        tx.subscriptions.update_channel(created.id, join_keyword="JOIN ME")
 
     await services_of(world).write(write)
     # Only Telegram is configured, and its start payload takes no spaces.
@@ -363,8 +362,8 @@ async def test_keyword_and_text_are_escaped(tmp_path):
         keyword = 'SAVE <b>&"10"</b>'
 
         def write(tx):
-            created = subscriptions.create_channel(tx.conn, "deals", "UADMIN", datetime.now(UTC))
-            subscriptions.update_channel(tx.conn, created.id, join_keyword=keyword)
+            created = tx.subscriptions.create_channel("deals", "UADMIN", datetime.now(UTC))
+            tx.subscriptions.update_channel(created.id, join_keyword=keyword)
 
         await services_of(world).write(write)
         status, _, body = await get(world, "/widget/deals")
@@ -385,8 +384,8 @@ async def test_keyword_and_text_are_escaped(tmp_path):
 )
 async def test_a_hostile_channel_name_stays_text(world, name):
     def write(tx):
-        created = subscriptions.create_channel(tx.conn, name, "UADMIN", datetime.now(UTC))
-        subscriptions.update_channel(tx.conn, created.id, join_keyword="JOIN_IT")
+        created = tx.subscriptions.create_channel(name, "UADMIN", datetime.now(UTC))
+        tx.subscriptions.update_channel(created.id, join_keyword="JOIN_IT")
 
     await services_of(world).write(write)
     # Quoted whole, slashes too: the address names the channel in one path segment.

@@ -29,7 +29,7 @@ from bridge.types import (
     Platform,
     Rule,
 )
-from storage import Tx, rules_store, subscriptions
+from storage import Tx, rules_store
 from storage.queries import NewJob
 
 log = logging.getLogger(__name__)
@@ -187,17 +187,17 @@ def _actions(
             jobs.append(forward)
             done.append(describe(action))
         elif kind in ("addToChannel", "removeFromChannel"):
-            channel = subscriptions.channel_by_name(tx.conn, action.target or "")
+            channel = tx.subscriptions.channel_by_name(action.target or "")
             if channel is None:
                 done.append(f"found no channel {action.target}")
             elif kind == "addToChannel":
-                subscriptions.join(tx.conn, channel.id, cid, f"rule {rule.name}", now)
+                tx.subscriptions.join(channel.id, cid, f"rule {rule.name}", now)
                 done.append(describe(action))
             else:
-                subscriptions.leave(tx.conn, cid, f"rule {rule.name}", now, channel.id)
+                tx.subscriptions.leave(cid, f"rule {rule.name}", now, channel.id)
                 done.append(describe(action))
         elif kind == "i18nStop":
-            if subscriptions.leave(tx.conn, cid, "STOP", now, None):
+            if tx.subscriptions.leave(cid, "STOP", now, None):
                 jobs.extend(
                     bot.auto_reply(
                         tx,

@@ -26,7 +26,8 @@ from bridge.types import (
     Platform,
 )
 from bridge.webhooks import SCOPE_CHANNELS, WebhookEvents
-from storage import NewJob, Tx, rules_store, subscriptions
+from storage import NewJob, Tx, rules_store
+from storage.subscriptions import ChannelRecord, fold
 
 # Consent words and keywords are whole messages; longer texts are never looked up.
 KEYWORD_MAX = 64
@@ -78,8 +79,8 @@ class Chatbot:
             tuple[
                 float,
                 dict[str, str],
-                dict[str, subscriptions.ChannelRecord],
-                dict[str, subscriptions.ChannelRecord],
+                dict[str, ChannelRecord],
+                dict[str, ChannelRecord],
             ]
             | None
         ) = None
@@ -105,14 +106,12 @@ class Chatbot:
         words, join, leave = self.keyword_tables(tx)
         for m in short:
             cid = contact_of[m.chat_id]
-            said = subscriptions.fold(m.start_payload or m.text)
+            said = fold(m.start_payload or m.text)
             first, _, rest = said.partition(" ")
             answer: str | None = None
             if words.get(said) == "stop" or (words.get(first) == "stop" and rest in join):
                 channel = join.get(rest) if words.get(said) != "stop" else None
-                ended = subscriptions.leave(
-                    tx.conn, cid, "STOP", now, channel.id if channel else None
-                )
+                ended = tx.subscriptions.leave(cid, "STOP", now, channel.id if channel else None)
                 if ended and channel is None:
                     jobs.extend(self.channels_event(tx, cid, m, ended, opted_in=False))
                 if ended:
@@ -127,24 +126,20 @@ class Chatbot:
                         " Send START to subscribe again."
                     )
             elif words.get(said) == "start":
-                back = subscriptions.rejoin_after_stop(tx.conn, cid, now)
+                back = tx.subscriptions.rejoin_after_stop(cid, now)
                 if back:
                     jobs.extend(self.channels_event(tx, cid, m, back, opted_in=True))
                     answer = "Welcome back: you are subscribed again."
             elif said in join and cid not in blocked:
                 channel = join[said]
-                if subscriptions.join(
-                    tx.conn, channel.id, cid, f"keyword {channel.join_keyword}", now
-                ):
+                if tx.subscriptions.join(channel.id, cid, f"keyword {channel.join_keyword}", now):
                     leave_word = channel.leave_keyword or "STOP"
                     answer = channel.join_reply or (
                         f"You have joined {channel.name}. Send {leave_word} to leave."
                     )
             elif said in leave:
                 channel = leave[said]
-                if subscriptions.leave(
-                    tx.conn, cid, f"keyword {channel.leave_keyword}", now, channel.id
-                ):
+                if tx.subscriptions.leave(cid, f"keyword {channel.leave_keyword}", now, channel.id):
                     answer = channel.leave_reply or f"You have left {channel.name}."
             if said in words or said in join or said in leave or rest in join:
                 handled.add(m.external_id)
@@ -174,15 +169,15 @@ class Chatbot:
         self, tx: Tx
     ) -> tuple[
         dict[str, str],
-        dict[str, subscriptions.ChannelRecord],
-        dict[str, subscriptions.ChannelRecord],
+        dict[str, ChannelRecord],
+        dict[str, ChannelRecord],
     ]:
         """Consent words and channel keywords, read at most every few seconds."""
         cached = self._keyword_cache
         if cached is not None and time.monotonic() - cached[0] < KEYWORD_CACHE_S:
             return cached[1], cached[2], cached[3]
-        words = subscriptions.consent_words(tx.conn)
-        join, leave = subscriptions.channels_by_keyword(tx.conn)
+        words = tx.subscriptions.consent_words()
+        join, leave = tx.subscriptions.channels_by_keyword()
         self._keyword_cache = (time.monotonic(), words, join, leave)
         return words, join, leave
 

@@ -35,7 +35,8 @@ from bridge.types import (
     WatermarkUpdate,
 )
 from bridge.webhooks import SCOPE_CONTACT, WebhookEvents
-from storage import ContactRecord, NewJob, Tx, subscriptions
+from storage import ContactRecord, NewJob, Tx
+from storage.subscriptions import fold
 
 # A customer's message this soon after a broadcast reached them counts as a reply to it.
 REPLY_TO_BROADCAST_WITHIN = timedelta(days=7)
@@ -176,7 +177,7 @@ class Inbound:
             payload = first.start_payload
             source = f"deep link: {payload}" if payload else "first message"
             if not payload and first.text and len(first.text) <= KEYWORD_MAX:
-                joined = self.chatbot.keyword_tables(tx)[1].get(subscriptions.fold(first.text))
+                joined = self.chatbot.keyword_tables(tx)[1].get(fold(first.text))
                 if joined is not None:
                     source = f"keyword: {joined.join_keyword}"
             new_contacts.append(
@@ -301,7 +302,7 @@ class Inbound:
         """Who is blocked; webhook events; new contacts into their platform's channels."""
         contact_of, conv_of, fresh, now = batch.contact_of, batch.conv_of, batch.fresh, batch.now
         all_ids = list(batch.per_contact)
-        blocks = subscriptions.blocks_of(tx.conn, all_ids)
+        blocks = tx.subscriptions.blocks_of(all_ids)
         blocked = {cid for cid, entry in blocks.items() if entry.blocks("in", now)}
         batch.blocked = blocked
         # Webhook events: a new contact's opt-in, then the messages (but a blocked contact's).
@@ -330,11 +331,10 @@ class Inbound:
         )
         signed_up = {str(c["chat_id"]) for c in batch.new_contacts}
         if signed_up:
-            bound = subscriptions.channels_for_platform(tx.conn, batch.platform)
+            bound = tx.subscriptions.channels_for_platform(batch.platform)
             for address in signed_up:
                 for listed in bound:
-                    subscriptions.join(
-                        tx.conn,
+                    tx.subscriptions.join(
                         listed.id,
                         contact_of[address],
                         f"signed up on {batch.platform}",

@@ -32,8 +32,7 @@ from bridge.types import (
     ThreadRef,
 )
 from bridge.webhooks import SCOPE_CONTACT, WebhookEvents
-from storage import ContactRecord, NewJob, Tx, subscriptions
-from storage.roles import admins_of, effective_role
+from storage import ContactRecord, NewJob, Tx
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +68,7 @@ def staff_role(
     if user is None:
         return Role.NONE
     bridge = settings.bridge
-    return effective_role(
-        tx.conn,
+    return tx.roles.effective_role(
         surface,
         user,
         admins=bridge.admins,
@@ -119,7 +117,7 @@ def refusal_jobs(
         refusal.role.label,
         " (not of this workspace)" if refusal.stranger else "",
     )
-    text = explanation(refusal, admins_of(tx.conn, settings.bridge.admins))
+    text = explanation(refusal, tx.roles.admins_of(settings.bridge.admins))
     tell = StaffTellJob(
         surface=refusal.surface,
         thread=refusal.thread,
@@ -166,7 +164,7 @@ class Policy:
         """Why nothing may be sent to this contact now, in words and as a code (blacklisted,
         opted_out, window_closed), or None."""
         now = self.clock()
-        entry = subscriptions.blocks_of(tx.conn, [contact.id]).get(contact.id)
+        entry = tx.subscriptions.blocks_of([contact.id]).get(contact.id)
         if entry is not None and entry.blocks("out", now):
             until = f" until {entry.until:%Y-%m-%d %H:%M} UTC" if entry.until else ""
             why = f" ({entry.reason})" if entry.reason else ""

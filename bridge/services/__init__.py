@@ -19,7 +19,6 @@ from bridge.pipeline import Pipeline
 from bridge.protocols import Connector
 from bridge.types import ConversationId, Role, StaffUserId, SurfaceName, ThreadRef
 from storage import Database, Tx, Writer
-from storage.roles import effective_role
 
 T = TypeVar("T")
 
@@ -70,9 +69,8 @@ class Services:
         """A staff member's role: none for strangers, admins from settings, then the roles
         table, then the default."""
         bridge = self.settings.bridge
-        return await self.read(
-            lambda conn: effective_role(
-                conn,
+        return await self.read_tx(
+            lambda tx: tx.roles.effective_role(
                 surface,
                 user,
                 admins=bridge.admins,

@@ -12,7 +12,7 @@ from bridge.errors import Invalid, NotFound
 from bridge.services import Services
 from bridge.services.contacts import label
 from bridge.types import ContactId, ConversationId, StaffMessageRef, SurfaceName
-from storage import ContactRecord, Tx, subscriptions
+from storage import ContactRecord, Tx
 from storage.subscriptions import BlockRecord
 
 DIRECTIONS = {
@@ -92,7 +92,7 @@ def when(moment: datetime) -> str:
 async def in_force(services: Services, now: datetime) -> list[tuple[BlockRecord, str, str]]:
     """The entries in force with each contact's platform and name; expired ones are dropped
     on the way (so this writes)."""
-    return await services.write(lambda tx: subscriptions.active_blocks(tx.conn, now))
+    return await services.write(lambda tx: tx.subscriptions.active_blocks(now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ class _Change:
 
 
 def _change(tx: Tx, contact_id: ContactId, surfaces: Sequence[str]) -> _Change:
-    earlier = subscriptions.blocks_of(tx.conn, [contact_id]).get(contact_id)
+    earlier = tx.subscriptions.blocks_of([contact_id]).get(contact_id)
     found = tx.open_conversations([contact_id]).get(contact_id)
     if found is None:
         return _Change(earlier, None, False)
@@ -123,9 +123,7 @@ async def put_on(services: Services, contact: ContactRecord, terms: Terms, calle
 
     def write(tx: Tx) -> _Change:
         change = _change(tx, contact.id, surfaces)
-        subscriptions.block(
-            tx.conn, contact.id, terms.direction, terms.until, terms.reason, by, now
-        )
+        tx.subscriptions.block(contact.id, terms.direction, terms.until, terms.reason, by, now)
         return change
 
     change = await services.write(write)
@@ -151,7 +149,7 @@ async def take_off(services: Services, contact: ContactRecord, caller: Caller) -
 
     def write(tx: Tx) -> _Change:
         change = _change(tx, contact.id, surfaces)
-        subscriptions.unblock(tx.conn, contact.id)
+        tx.subscriptions.unblock(contact.id)
         return change
 
     change = await services.write(write)

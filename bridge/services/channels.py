@@ -7,13 +7,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
-
 from bridge.config_sections import PLATFORMS
 from bridge.errors import Conflict, Invalid, NotFound, Refused
 from bridge.services import Services
 from bridge.services.contacts import label
-from storage import ContactRecord, Tx, channels_extra, subscriptions
+from storage import ContactRecord, Tx
 from storage.channels_extra import MemberRecord
 from storage.subscriptions import ChannelRecord, fold
 
@@ -84,13 +82,13 @@ def consent_text(typed: str | None) -> str:
     return consent
 
 
-def _check_keyword(conn: Connection, keyword: str, channel_id: int | None, which: str = "") -> None:
+def _check_keyword(tx: Tx, keyword: str, channel_id: int | None, which: str = "") -> None:
     """Refuse a consent word, and another channel's keyword (or this one's other keyword)."""
     folded = fold(keyword)
-    kind = subscriptions.consent_words(conn).get(folded)
+    kind = tx.subscriptions.consent_words().get(folded)
     if kind is not None:
         raise Refused(f"{keyword} is a {kind} word ({KINDS[kind]}); choose another keyword.")
-    for ch in subscriptions.all_channels(conn):
+    for ch in tx.subscriptions.all_channels():
         for used, label_ in ((ch.join_keyword, "join"), (ch.leave_keyword, "leave")):
             if used and fold(used) == folded and not (ch.id == channel_id and label_ == which):
                 raise Conflict(f"{keyword} is the {label_} keyword of channel {ch.name} already.")
@@ -108,31 +106,31 @@ def _known(found: ChannelRecord | None, name: str) -> ChannelRecord:
 async def all_channels(services: Services) -> tuple[list[ChannelRecord], Counts]:
     """Every channel, and the member counts per channel and platform."""
 
-    def read(conn: Connection) -> tuple[list[ChannelRecord], Counts]:
-        return subscriptions.all_channels(conn), subscriptions.member_counts(conn)
+    def read(tx: Tx) -> tuple[list[ChannelRecord], Counts]:
+        return tx.subscriptions.all_channels(), tx.subscriptions.member_counts()
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 async def list_channels(services: Services) -> list[ChannelRecord]:
     """Every channel."""
-    return await services.read(subscriptions.all_channels)
+    return await services.read_tx(lambda tx: tx.subscriptions.all_channels())
 
 
 async def channel_by_name(services: Services, name: str) -> ChannelRecord | None:
     """A channel by its name."""
-    return await services.read(lambda conn: subscriptions.channel_by_name(conn, name))
+    return await services.read_tx(lambda tx: tx.subscriptions.channel_by_name(name))
 
 
 async def channel_joined_by(services: Services, text: str) -> ChannelRecord | None:
     """The channel whose join keyword a message of `text` is (compared as the pipeline does)."""
-    join, _ = await services.read(subscriptions.channels_by_keyword)
+    join, _ = await services.read_tx(lambda tx: tx.subscriptions.channels_by_keyword())
     return join.get(fold(text))
 
 
 async def channel_by_id(services: Services, channel_id: int) -> ChannelRecord | None:
     """A channel by id."""
-    return await services.read(lambda conn: subscriptions.channel_by_id(conn, channel_id))
+    return await services.read_tx(lambda tx: tx.subscriptions.channel_by_id(channel_id))
 
 
 async def channel_counted(
@@ -140,35 +138,35 @@ async def channel_counted(
 ) -> tuple[ChannelRecord | None, Counts]:
     """A channel by id, and the member counts per channel and platform."""
 
-    def read(conn: Connection) -> tuple[ChannelRecord | None, Counts]:
-        return subscriptions.channel_by_id(conn, channel_id), subscriptions.member_counts(conn)
+    def read(tx: Tx) -> tuple[ChannelRecord | None, Counts]:
+        return tx.subscriptions.channel_by_id(channel_id), tx.subscriptions.member_counts()
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 async def channel_named(services: Services, name: str) -> tuple[ChannelRecord, dict[str, int]]:
     """A channel by name with its member counts per platform."""
 
-    def read(conn: Connection) -> tuple[ChannelRecord | None, dict[str, int]]:
-        found = subscriptions.channel_by_name(conn, name)
-        counts = subscriptions.member_counts(conn).get(found.id, {}) if found else {}
+    def read(tx: Tx) -> tuple[ChannelRecord | None, dict[str, int]]:
+        found = tx.subscriptions.channel_by_name(name)
+        counts = tx.subscriptions.member_counts().get(found.id, {}) if found else {}
         return found, counts
 
-    found, counts = await services.read(read)
+    found, counts = await services.read_tx(read)
     return _known(found, name), counts
 
 
 async def members(services: Services, name: str, shown: int) -> Members:
     """A channel's member counts and its first `shown` members."""
 
-    def read(conn: Connection) -> Members | None:
-        found = subscriptions.channel_by_name(conn, name)
+    def read(tx: Tx) -> Members | None:
+        found = tx.subscriptions.channel_by_name(name)
         if found is None:
             return None
-        counts = subscriptions.member_counts(conn).get(found.id, {})
-        return Members(found, counts, channels_extra.member_page(conn, found.id, shown))
+        counts = tx.subscriptions.member_counts().get(found.id, {})
+        return Members(found, counts, tx.members.member_page(found.id, shown))
 
-    listed = await services.read(read)
+    listed = await services.read_tx(read)
     if listed is None:
         raise NotFound(f"There is no channel {name}. `/channel list` shows them all.")
     return listed
@@ -178,8 +176,8 @@ async def members_after(
     services: Services, channel_id: int, after: int | None, limit: int
 ) -> list[MemberRecord]:
     """Current members by contact id, from after `after`."""
-    return await services.read(
-        lambda conn: channels_extra.members_after(conn, channel_id, after=after, limit=limit)
+    return await services.read_tx(
+        lambda tx: tx.members.members_after(channel_id, after=after, limit=limit)
     )
 
 
@@ -206,16 +204,16 @@ async def create_channel(
     by = who[:128]
 
     def write(tx: Tx) -> ChannelRecord:
-        if subscriptions.channel_by_name(tx.conn, name) is not None:
+        if tx.subscriptions.channel_by_name(name) is not None:
             raise Conflict(f"There is a channel {name} already.")
         for keyword in (join, leave):
             if keyword is not None:
-                _check_keyword(tx.conn, keyword, None)
-        created = subscriptions.create_channel(tx.conn, name, by, now)
-        subscriptions.update_channel(
-            tx.conn, created.id, join_keyword=join, leave_keyword=leave, platform=platform
+                _check_keyword(tx, keyword, None)
+        created = tx.subscriptions.create_channel(name, by, now)
+        tx.subscriptions.update_channel(
+            created.id, join_keyword=join, leave_keyword=leave, platform=platform
         )
-        found = subscriptions.channel_by_name(tx.conn, name)
+        found = tx.subscriptions.channel_by_name(name)
         assert found is not None
         return found
 
@@ -228,11 +226,11 @@ async def rename_channel(services: Services, old: str, new: str) -> ChannelRecor
     """Give a channel another name (checked by the caller); the channel as it was."""
 
     def write(tx: Tx) -> ChannelRecord:
-        found = _known(subscriptions.channel_by_name(tx.conn, old), old)
-        other = subscriptions.channel_by_name(tx.conn, new)
+        found = _known(tx.subscriptions.channel_by_name(old), old)
+        other = tx.subscriptions.channel_by_name(new)
         if other is not None and other.id != found.id:
             raise Conflict(f"There is a channel {other.name} already.")
-        subscriptions.update_channel(tx.conn, found.id, name=new)
+        tx.subscriptions.update_channel(found.id, name=new)
         return found
 
     found = await services.write(write)
@@ -247,10 +245,10 @@ async def delete_channel(
     members it had."""
 
     def write(tx: Tx) -> tuple[ChannelRecord, int]:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        count = sum(subscriptions.member_counts(tx.conn).get(found.id, {}).values())
+        found = _known(tx.subscriptions.channel_by_name(name), name)
+        count = sum(tx.subscriptions.member_counts().get(found.id, {}).values())
         if confirmed:
-            subscriptions.delete_channel(tx.conn, found.id)
+            tx.subscriptions.delete_channel(found.id)
         return found, count
 
     found, count = await services.write(write)
@@ -266,10 +264,10 @@ async def set_keyword(
     for its form; here for clashes)."""
 
     def write(tx: Tx) -> ChannelRecord:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
+        found = _known(tx.subscriptions.channel_by_name(name), name)
         if keyword is not None:
-            _check_keyword(tx.conn, keyword, found.id, which)
-        subscriptions.update_channel(tx.conn, found.id, **{f"{which}_keyword": keyword})
+            _check_keyword(tx, keyword, found.id, which)
+        tx.subscriptions.update_channel(found.id, **{f"{which}_keyword": keyword})
         return found
 
     found = await services.write(write)
@@ -281,8 +279,8 @@ async def set_fields(services: Services, name: str, **values: str | None) -> Cha
     """Change a channel's confirmation texts (`join_reply`, `leave_reply`) or `platform`."""
 
     def write(tx: Tx) -> ChannelRecord:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        subscriptions.update_channel(tx.conn, found.id, **values)
+        found = _known(tx.subscriptions.channel_by_name(name), name)
+        tx.subscriptions.update_channel(found.id, **values)
         return found
 
     found = await services.write(write)
@@ -307,8 +305,8 @@ async def add_member(
     source = f"by hand ({who}): {consent}"[:128]
 
     def write(tx: Tx) -> tuple[ChannelRecord, bool]:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        return found, subscriptions.join(tx.conn, found.id, contact.id, source, now)
+        found = _known(tx.subscriptions.channel_by_name(name), name)
+        return found, tx.subscriptions.join(found.id, contact.id, source, now)
 
     return await services.write(write)
 
@@ -320,8 +318,8 @@ async def remove_member(
     source = f"removed by {who}"[:128]
 
     def write(tx: Tx) -> tuple[ChannelRecord, list[int]]:
-        found = _known(subscriptions.channel_by_name(tx.conn, name), name)
-        return found, subscriptions.leave(tx.conn, contact.id, source, now, found.id)
+        found = _known(tx.subscriptions.channel_by_name(name), name)
+        return found, tx.subscriptions.leave(contact.id, source, now, found.id)
 
     found, ended = await services.write(write)
     return found, bool(ended)
@@ -332,7 +330,7 @@ async def remove_member(
 
 async def consent_words(services: Services) -> list[tuple[str, str, str]]:
     """Every consent word as (kind, language, word)."""
-    return await services.read(subscriptions.list_consent_words)
+    return await services.read_tx(lambda tx: tx.subscriptions.list_consent_words())
 
 
 async def add_consent_words(
@@ -341,8 +339,8 @@ async def add_consent_words(
     """Add stop or start words (checked by the caller); those added and those listed already."""
 
     def write(tx: Tx) -> tuple[list[str], list[str]]:
-        known = subscriptions.consent_words(tx.conn)
-        join, leave = subscriptions.channels_by_keyword(tx.conn)
+        known = tx.subscriptions.consent_words()
+        join, leave = tx.subscriptions.channels_by_keyword()
         added: list[str] = []
         already: list[str] = []
         for word in words:
@@ -353,7 +351,7 @@ async def add_consent_words(
                 raise Refused(
                     f"{word} is the {which} keyword of channel {owner.name}; change that first."
                 )
-            if subscriptions.add_consent_word(tx.conn, word, kind, language):
+            if tx.subscriptions.add_consent_word(word, kind, language):
                 added.append(folded)
             else:
                 already.append(f"{folded} ({known.get(folded, kind)})")
@@ -369,11 +367,11 @@ async def remove_consent_words(services: Services, words: list[str]) -> tuple[li
     wanted = [fold(word) for word in words]
 
     def write(tx: Tx) -> tuple[list[str], list[str]]:
-        known = subscriptions.consent_words(tx.conn)
+        known = tx.subscriptions.consent_words()
         stops = {w for w, kind in known.items() if kind == "stop"}
         if stops and stops <= set(wanted):
             raise Refused("At least one stop word must stay: customers need a way out.")
-        removed = [w for w in wanted if subscriptions.remove_consent_word(tx.conn, w)]
+        removed = [w for w in wanted if tx.subscriptions.remove_consent_word(w)]
         return removed, [w for w in wanted if w not in removed]
 
     found = await services.write(write)

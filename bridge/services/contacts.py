@@ -14,9 +14,10 @@ from bridge.errors import Invalid, NotFound, Refused
 from bridge.jobs import StaffTombstoneJob
 from bridge.services import Services
 from bridge.types import ContactId, ConversationId
-from storage import Tx, channels_extra, subscriptions
+from storage import Tx
 from storage.contacts_admin import ERASED_TABLES, ContactDetails, ContactLine, ErasureCounts
 from storage.queries import ContactRecord
+from storage.subscriptions import BlockRecord
 
 NAME_MAX = 256  # contacts.display_name
 OPT_IN_MAX = 256  # contacts.opt_in_source
@@ -32,7 +33,7 @@ class Card:
     details: ContactDetails | None
     # (channel, how they joined, when, when they left)
     channels: list[tuple[str, str, datetime, datetime | None]]
-    block: subscriptions.BlockRecord | None
+    block: BlockRecord | None
 
 
 def label(contact: ContactRecord) -> str:
@@ -91,8 +92,8 @@ async def find_contact(services: Services, word: str) -> ContactRecord:
         addresses |= {compact, digits, f"+{digits}"}
     elif word.startswith("@") and len(word) > 1:
         username = word[1:]
-    matches = await services.read(
-        lambda conn: channels_extra.contacts_by_address(conn, sorted(addresses), username)
+    matches = await services.read_tx(
+        lambda tx: tx.members.contacts_by_address(sorted(addresses), username)
     )
     if not matches:
         raise NotFound(f"No contact has the id, number or chat id {word}.")
@@ -135,8 +136,8 @@ async def card(services: Services, contact_id: ContactId) -> Card:
     def read(tx: Tx) -> Card:
         return Card(
             tx.contact_admin.contact_details(contact_id),
-            subscriptions.channels_of(tx.conn, contact_id),
-            subscriptions.blocks_of(tx.conn, [contact_id]).get(contact_id),
+            tx.subscriptions.channels_of(contact_id),
+            tx.subscriptions.blocks_of([contact_id]).get(contact_id),
         )
 
     return await services.read_tx(read)

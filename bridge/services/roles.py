@@ -6,13 +6,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
-
 from bridge.errors import Invalid, Refused
 from bridge.services import Services
 from bridge.types import Role
 from storage import Tx
-from storage.roles import list_roles, role_of, set_role
 
 # A Slack mention as it arrives in message text: <@U0123ABC> or <@U0123ABC|name>.
 _SLACK_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
@@ -51,10 +48,10 @@ async def give_role(
             " take them out of the settings file to change that"
         )
     surface = surface_of(target)
-    before = await services.read(lambda conn: role_of(conn, surface, target))
+    before = await services.read_tx(lambda tx: tx.roles.role_of(surface, target))
 
     def write(tx: Tx) -> None:
-        set_role(tx, surface, target, role.label, who, now)
+        tx.roles.set_role(surface, target, role.label, who, now)
 
     await services.write(write)
     return before
@@ -62,16 +59,16 @@ async def give_role(
 
 async def roles_given(services: Services) -> list[Given]:
     """Every role given, with by whom and when."""
-    return await services.read(list_roles)
+    return await services.read_tx(lambda tx: tx.roles.list_roles())
 
 
 async def role_given(services: Services, surface: str, user: str) -> Given | None:
     """The role given to one staff member, if one was."""
 
-    def read(conn: Connection) -> Given | None:
-        for given in list_roles(conn):
+    def read(tx: Tx) -> Given | None:
+        for given in tx.roles.list_roles():
             if given[0] == surface and given[1] == user:
                 return given
         return None
 
-    return await services.read(read)
+    return await services.read_tx(read)

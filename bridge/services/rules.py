@@ -7,16 +7,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
-from functools import partial
 
 from sqlalchemy.engine import Connection
 
 from bridge.errors import AddressRefused, Conflict, Invalid, NotFound, Refused
 from bridge.rules import Incoming, Matcher, RuleError, url_shape, validate
 from bridge.services import Services
+from bridge.services.channels import channel_by_name
 from bridge.services.rule_files import with_files
 from bridge.types import Action, FileData, Rule
-from storage import Tx, rules_store, subscriptions
+from storage import Tx, rules_store
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
 _NAME = re.compile(f"^{NAME_PATTERN}$")
@@ -130,7 +130,7 @@ async def check_targets(services: Services, built: Rule) -> None:
     for number, action in enumerate(built.actions, 1):
         if action.kind in ("addToChannel", "removeFromChannel"):
             name = action.target or ""
-            found = await services.read(partial(subscriptions.channel_by_name, name=name))
+            found = await channel_by_name(services, name)
             if found is None:
                 raise Refused(f"there is no channel {name}; `/channel list` shows them")
         if action.kind == "smsFwd" and services.connector("sms") is None:

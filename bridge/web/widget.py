@@ -26,7 +26,7 @@ from bridge.config import WidgetSettings
 from bridge.config_sections import PLATFORMS
 from bridge.protocols import Connector
 from bridge.services.click_to_chat import payload_problem, qr_png
-from storage import Database, subscriptions
+from storage import Database
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,7 @@ class Widget:
         name = request.match_info["channel"]
         channel = None
         if len(name) <= NAME_MAX:
-            channel = await self._db.run_read(
-                lambda conn: subscriptions.channel_by_name(conn, name)
-            )
+            channel = await self._db.read_tx(lambda tx: tx.subscriptions.channel_by_name(name))
         if channel is None or not channel.join_keyword:
             return self._refusal(language, "missing")
         buttons = await self._buttons(channel.join_keyword)
