@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
+from storage.broadcasts_store import Broadcasts
 from storage.channels_extra import ChannelMembers
+from storage.contacts_admin import ContactAdmin
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
 from storage.history import History
@@ -35,6 +37,7 @@ from storage.records import (
 )
 from storage.retention import Retention
 from storage.roles import Roles
+from storage.shortlinks import LinkStore
 from storage.stats import Stats
 from storage.subscriptions import Subscriptions
 
@@ -85,9 +88,29 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
     # -- repositories
 
     @property
+    def broadcasts(self) -> Broadcasts:
+        """Broadcasts, their audience in batches, per-contact outcomes and publishing."""
+        return Broadcasts(self.conn)
+
+    @property
+    def contact_admin(self) -> ContactAdmin:
+        """Contacts as staff manage them: finding, the card, adding, export and erasure."""
+        return ContactAdmin(self.conn)
+
+    @property
     def history(self) -> History:
         """Conversations and messages as they were stored, page by page."""
         return History(self.conn)
+
+    @property
+    def links(self) -> LinkStore:
+        """Short links and their clicks."""
+        return LinkStore(self.conn)
+
+    @property
+    def members(self) -> ChannelMembers:
+        """Channel member pages, and the contacts an address names."""
+        return ChannelMembers(self.conn)
 
     @property
     def monitoring(self) -> Monitoring:
@@ -100,19 +123,14 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
         return Retention(self.conn)
 
     @property
-    def stats(self) -> Stats:
-        """Figures for `/stats`, the REST API and the stats page."""
-        return Stats(self.conn)
-
-    @property
-    def members(self) -> ChannelMembers:
-        """Channel member pages, and the contacts an address names."""
-        return ChannelMembers(self.conn)
-
-    @property
     def roles(self) -> Roles:
         """The roles given to staff members."""
         return Roles(self.conn)
+
+    @property
+    def stats(self) -> Stats:
+        """Figures for `/stats`, the REST API and the stats page."""
+        return Stats(self.conn)
 
     @property
     def subscriptions(self) -> Subscriptions:
