@@ -20,7 +20,7 @@ from bridge.outbox_lanes import HOLD_PREFIX
 from bridge.protocols import Connector
 from bridge.types import AccountId, ChatId, Platform
 from storage import NewJob
-from storage import broadcasts_store as store
+from storage.broadcasts_store import BroadcastRecord, PostRecord
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,18 @@ def hold_key(broadcast_id: int) -> str:
     return f"{HOLD_PREFIX}bc:{broadcast_id}"
 
 
-def start_jobs(b: store.BroadcastRecord, now: datetime) -> list[NewJob]:
+def start_jobs(broadcast: BroadcastRecord, now: datetime) -> list[NewJob]:
     """What a confirmed broadcast starts with: the first expansion, the progress report and a
     post on each publishing target (at the broadcast's time)."""
-    at = b.scheduled_at.timestamp() if b.scheduled_at and b.scheduled_at > now else 0.0
+    scheduled = broadcast.scheduled_at
+    at = scheduled.timestamp() if scheduled and scheduled > now else 0.0
     return [
-        *(BroadcastPublishJob(broadcast=b.id, target=t).new_job(next_at=at) for t in b.publish),
-        BroadcastExpandJob(broadcast=b.id).new_job(next_at=at),
-        BroadcastProgressJob(broadcast=b.id, number=0).new_job(
+        *(
+            BroadcastPublishJob(broadcast=broadcast.id, target=target).new_job(next_at=at)
+            for target in broadcast.publish
+        ),
+        BroadcastExpandJob(broadcast=broadcast.id).new_job(next_at=at),
+        BroadcastProgressJob(broadcast=broadcast.id, number=0).new_job(
             next_at=max(at, now.timestamp()) + 1.0
         ),
     ]
@@ -107,12 +111,12 @@ def allowed_rate(
 
 
 def progress_text(
-    b: store.BroadcastRecord,
+    broadcast: BroadcastRecord,
     counts: dict[str, dict[str, int]],
     finished: bool,
     now: datetime,
     clicks: tuple[int, int] = (0, 0),
-    posts: Mapping[str, store.PostRecord] | None = None,
+    posts: Mapping[str, PostRecord] | None = None,
     limit_rate: float | None = None,
 ) -> str:
     """The progress (or the summary) of a broadcast in a few lines."""
@@ -121,19 +125,20 @@ def progress_text(
         for state, n in per.items():
             total[state] = total.get(state, 0) + n
     recorded = sum(total.values())
-    queued = b.queued
-    if b.state == "scheduled" and b.scheduled_at:
-        head = f"Broadcast #{b.id} is scheduled for {b.scheduled_at:%Y-%m-%d %H:%M} UTC"
-    elif b.state == "cancelled":
-        head = f"Broadcast #{b.id} was cancelled"
-    elif b.state == "draft":
-        head = f"Broadcast #{b.id} is prepared: nothing is sent before it is confirmed"
+    queued = broadcast.queued
+    if broadcast.state == "scheduled" and broadcast.scheduled_at:
+        at = broadcast.scheduled_at
+        head = f"Broadcast #{broadcast.id} is scheduled for {at:%Y-%m-%d %H:%M} UTC"
+    elif broadcast.state == "cancelled":
+        head = f"Broadcast #{broadcast.id} was cancelled"
+    elif broadcast.state == "draft":
+        head = f"Broadcast #{broadcast.id} is prepared: nothing is sent before it is confirmed"
     elif finished:
-        head = f"Broadcast #{b.id} is done"
-    elif b.state == "paused":
-        head = f"Broadcast #{b.id} is paused"
+        head = f"Broadcast #{broadcast.id} is done"
+    elif broadcast.state == "paused":
+        head = f"Broadcast #{broadcast.id} is paused"
     else:
-        head = f"Broadcast #{b.id} is sending"
+        head = f"Broadcast #{broadcast.id} is sending"
     lines = [head]
     order = ("sent", "delivered", "read", "failed", "skipped", "cancelled", "interrupted")
     for platform in sorted(counts):
@@ -142,8 +147,8 @@ def progress_text(
         lines.append(f"{platform}: {shown}")
     waiting = max(queued - recorded, 0)
     if not finished:
-        lines.append(f"queued {waiting}{'' if b.expanded else ' so far'}")
-        elapsed = (now - b.started_at).total_seconds() if b.started_at else 0.0
+        lines.append(f"queued {waiting}{'' if broadcast.expanded else ' so far'}")
+        elapsed = (now - broadcast.started_at).total_seconds() if broadcast.started_at else 0.0
         if recorded and elapsed >= PROGRESS_EVERY:
             rate = recorded / elapsed
             if waiting:
@@ -165,21 +170,21 @@ def progress_text(
                 f"{total['interrupted']} were being sent when the bridge stopped: not sent again"
                 " (they may or may not have arrived)"
             )
-    for target in b.publish:
-        lines.append(_post_line(b, target, (posts or {}).get(target)))
+    for target in broadcast.publish:
+        lines.append(_post_line(broadcast, target, (posts or {}).get(target)))
     if clicks[0]:
         lines.append(f"links clicked {clicks[0]} times by {clicks[1]} recipients")
     return "\n".join(lines)
 
 
-def _post_line(b: store.BroadcastRecord, target: str, post: store.PostRecord | None) -> str:
+def _post_line(broadcast: BroadcastRecord, target: str, post: PostRecord | None) -> str:
     """How publishing on one target went, in one line."""
     where = publish.name(target)
-    if post is None and b.state == "cancelled":
+    if post is None and broadcast.state == "cancelled":
         return f"not published on {where}: the broadcast was cancelled"
     if post is None:
         return f"to be published on {where}" + (
-            " at the broadcast's time" if b.state == "scheduled" else " (on its way)"
+            " at the broadcast's time" if broadcast.state == "scheduled" else " (on its way)"
         )
     if post.state == "posted" and post.post_id:
         return f"published on {where}: {post.url} (post {post.post_id})"

@@ -13,8 +13,8 @@ carries the row out). A field's stored key is written beside it: `Annotated[...,
 the few payloads whose shape depends on where they come from spell it out by hand.
 
 A broadcast's recipient rows are also written in SQL by storage (one INSERT … SELECT per batch
-of the audience, see `storage.broadcasts_store.expand`); `BroadcastSendJob` spells the same
-format, and a test holds the two together.
+of the audience, see `tx.broadcasts.expand`); `BroadcastSendJob` spells the same format, and a
+test holds the two together.
 """
 
 from __future__ import annotations

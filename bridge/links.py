@@ -21,10 +21,9 @@ from typing import TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import web
-from sqlalchemy.engine import Connection
 
 from bridge.recent import Recent
-from storage import Database, Writer, shortlinks
+from storage import BatchKind, Database, Tx, Writer
 from storage.shortlinks import Click, ShortLink
 
 log = logging.getLogger(__name__)
@@ -228,6 +227,15 @@ def visitor_of(request: web.Request, contact_id: int | None) -> str:
     return f"client:{request.remote or ''}\n{request.headers.get('User-Agent', '')}"
 
 
+def _record_clicks(tx: Tx, clicks: Sequence[Click]) -> list[None]:
+    tx.links.record_clicks(clicks)
+    return [None] * len(clicks)
+
+
+# The writer's kind for clicks: the clicks of one group commit are one INSERT.
+CLICKS: BatchKind[Click, None] = BatchKind("link_clicks", _record_clicks)
+
+
 class ShortLinks:
     """Makes short links, rewrites the URLs of a text into them, and follows them (GET /s/…)."""
 
@@ -256,14 +264,10 @@ class ShortLinks:
             raise RuntimeError(msg)
         return f"{self._public_url}{SHORT_PATH}/"
 
-    def url_of(self, code: str) -> str:
-        """The absolute short link of a code."""
-        return self.prefix + code
-
-    async def _write(self, fn: Callable[[Connection], R]) -> R:
+    async def _write(self, fn: Callable[[Tx], R]) -> R:
         if self._writer is not None:
-            return await self._writer.call(lambda tx: fn(tx.conn))
-        return await self._db.run_write(fn)
+            return await self._writer.call(fn)
+        return await self._db.write_tx(fn)
 
     async def _signing_key(self) -> bytes:
         if self._key is None:
@@ -279,11 +283,11 @@ class ShortLinks:
         at = self._clock()
         if broadcast_id is None:
             link = await self._write(
-                lambda conn: shortlinks.create_link(conn, url, broadcast_id=None, by=by, at=at)
+                lambda tx: tx.links.create_link(url, broadcast_id=None, by=by, at=at)
             )
         else:
             link = await self._write(
-                lambda conn: shortlinks.link_for(conn, url, broadcast_id=broadcast_id, by=by, at=at)
+                lambda tx: tx.links.link_for(url, broadcast_id=broadcast_id, by=by, at=at)
             )
         return prefix + link.code
 
@@ -310,15 +314,13 @@ class ShortLinks:
         distinct = list(dict.fromkeys(url for _, _, url in found))
         at = self._clock()
 
-        def make(conn: Connection) -> dict[str, ShortLink]:
+        def make(tx: Tx) -> dict[str, ShortLink]:
             made = {}
             for url in distinct:
                 if broadcast_id is None:
-                    made[url] = shortlinks.create_link(conn, url, broadcast_id=None, by=by, at=at)
+                    made[url] = tx.links.create_link(url, broadcast_id=None, by=by, at=at)
                 else:
-                    made[url] = shortlinks.link_for(
-                        conn, url, broadcast_id=broadcast_id, by=by, at=at
-                    )
+                    made[url] = tx.links.link_for(url, broadcast_id=broadcast_id, by=by, at=at)
             return made
 
         links = await self._write(make)
@@ -365,7 +367,7 @@ class ShortLinks:
         code = request.match_info["code"]
         link = None
         if _CODE.match(code):
-            link = await self._db.run_read(lambda conn: shortlinks.link_by_code(conn, code))
+            link = await self._db.read_tx(lambda tx: tx.links.link_by_code(code))
         if link is None:
             return web.Response(
                 status=404,
@@ -396,8 +398,8 @@ class ShortLinks:
     async def _record(self, code: str, click: Click) -> None:
         try:
             if self._writer is not None:  # grouped with the other clicks of the moment
-                await self._writer.submit(shortlinks.CLICKS, click)
+                await self._writer.submit(CLICKS, click)
             else:
-                await self._db.run_write(lambda conn: shortlinks.record_clicks(conn, [click]))
+                await self._db.write_tx(lambda tx: tx.links.record_clicks([click]))
         except Exception:  # the customer gets where they wanted to go all the same
             log.exception("recording a click on short link %s failed", code)

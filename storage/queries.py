@@ -16,8 +16,10 @@ from typing import Any
 
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
 from storage.api_keys import ApiKeys
+from storage.broadcasts_store import Broadcasts
 from storage.catalog import Templates, TextBlocks
 from storage.channels_extra import ChannelMembers
+from storage.contacts_admin import ContactAdmin
 from storage.contacts_store import ContactQueries
 from storage.conversations_store import ConversationQueries
 from storage.history import History
@@ -38,6 +40,7 @@ from storage.records import (
 from storage.retention import Retention
 from storage.roles import Roles
 from storage.rules_store import RuleStore
+from storage.shortlinks import LinkStore
 from storage.stats import Stats
 from storage.subscriptions import Subscriptions
 from storage.webhooks_store import WebhookStore
@@ -94,9 +97,24 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
         return ApiKeys(self.conn)
 
     @property
+    def broadcasts(self) -> Broadcasts:
+        """Broadcasts, their audience in batches, per-contact outcomes and publishing."""
+        return Broadcasts(self.conn)
+
+    @property
+    def contact_admin(self) -> ContactAdmin:
+        """Contacts as staff manage them: finding, the card, adding, export and erasure."""
+        return ContactAdmin(self.conn)
+
+    @property
     def history(self) -> History:
         """Conversations and messages as they were stored, page by page."""
         return History(self.conn)
+
+    @property
+    def links(self) -> LinkStore:
+        """Short links and their clicks."""
+        return LinkStore(self.conn)
 
     @property
     def members(self) -> ChannelMembers:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from storage import broadcasts_store as store
+from storage.broadcasts_store import BroadcastRecord
 from storage.tables import blacklist, broadcast_sends, channels, contacts, members, outbox
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -72,11 +72,10 @@ def populate(conn) -> dict[str, int]:
     }
 
 
-async def new_broadcast(database, *, template=None) -> tuple[store.BroadcastRecord, dict[str, int]]:
-    def setup(conn):
-        found = populate(conn)
-        bid = store.create(
-            conn,
+async def new_broadcast(database, *, template=None) -> tuple[BroadcastRecord, dict[str, int]]:
+    def setup(tx):
+        found = populate(tx.conn)
+        bid = tx.broadcasts.create(
             by="U1",
             at=NOW,
             surface="slack",
@@ -88,19 +87,18 @@ async def new_broadcast(database, *, template=None) -> tuple[store.BroadcastReco
             platforms=[],
             scheduled_at=None,
         )
-        return store.get(conn, bid), found
+        return tx.broadcasts.get(bid), found
 
-    return await database.run_write(setup)
+    return await database.write_tx(setup)
 
 
 async def expand_all(database, broadcast_id: int, limit: int) -> list[tuple[int, int, bool]]:
     steps = []
     while True:
 
-        def step(conn):
-            b = store.get(conn, broadcast_id)
-            queued, cursor, done = store.expand(
-                conn,
+        def step(tx):
+            b = tx.broadcasts.get(broadcast_id)
+            queued, cursor, done = tx.broadcasts.expand(
                 b,
                 rate_keys=TEMPLATES,
                 mark="{chat}",
@@ -108,10 +106,10 @@ async def expand_all(database, broadcast_id: int, limit: int) -> list[tuple[int,
                 limit=limit,
                 now=1000.0,
             )
-            store.change(conn, b.id, cursor=cursor, queued=b.queued + queued, expanded=done)
+            tx.broadcasts.change(b.id, cursor=cursor, queued=b.queued + queued, expanded=done)
             return queued, cursor, done
 
-        steps.append(await database.run_write(step))
+        steps.append(await database.write_tx(step))
         if steps[-1][2]:
             return steps
 
@@ -150,7 +148,7 @@ async def test_audience_is_queued_in_batches_with_one_row_per_recipient(database
     old = next(r for r, p in zip(rows, payloads, strict=True) if p["a"] == "old")
     assert old.rate_keys == "hold:bc:1"
 
-    final = await database.run_read(lambda conn: store.get(conn, b.id))
+    final = await database.read_tx(lambda tx: tx.broadcasts.get(b.id))
     assert final.queued == 24 and final.expanded
 
 
@@ -158,11 +156,10 @@ async def test_expanding_again_from_the_start_queues_nothing_twice(database):
     b, _ = await new_broadcast(database)
     await expand_all(database, b.id, limit=10)
 
-    def again(conn):
-        fresh = store.get(conn, b.id)
-        restarted = store.BroadcastRecord(**{**_fields(fresh), "cursor": 0})
-        return store.expand(
-            conn,
+    def again(tx):
+        fresh = tx.broadcasts.get(b.id)
+        restarted = BroadcastRecord(**{**_fields(fresh), "cursor": 0})
+        return tx.broadcasts.expand(
             restarted,
             rate_keys=TEMPLATES,
             mark="{chat}",
@@ -171,19 +168,19 @@ async def test_expanding_again_from_the_start_queues_nothing_twice(database):
             now=2000.0,
         )
 
-    queued, _, done = await database.run_write(again)
+    queued, _, done = await database.write_tx(again)
     assert (queued, done) == (0, True)
     count = await database.run_read(lambda conn: conn.execute(select(outbox.c.id)).all())
     assert len(count) == 24
 
 
-def _fields(b: store.BroadcastRecord) -> dict:
-    return {name: getattr(b, name) for name in store.BroadcastRecord.__slots__}
+def _fields(b: BroadcastRecord) -> dict:
+    return {name: getattr(b, name) for name in BroadcastRecord.__slots__}
 
 
 async def test_send_time_checks_are_read_for_many_contacts_at_once(database):
     b, ids = await new_broadcast(database)
-    read = await database.run_read(lambda conn: store.verdicts(conn, b, ids["c0"], 100, NOW))
+    read = await database.read_tx(lambda tx: tx.broadcasts.verdicts(b, ids["c0"], 100, NOW))
     assert read.last is None  # the whole audience fit
     assert read.reasons[ids["c0"]] is None
     assert read.reasons[ids["c5"]] == "blacklisted"
@@ -191,30 +188,30 @@ async def test_send_time_checks_are_read_for_many_contacts_at_once(database):
     assert read.reasons[ids["c20"]] == "WhatsApp allows newsletters only as approved templates"
     assert ids["c2"] not in read.reasons and read.covers(ids["c2"])  # left: not in the audience
     assert (
-        await database.run_read(lambda conn: store.check(conn, b, ids["c2"], NOW))
+        await database.read_tx(lambda tx: tx.broadcasts.check(b, ids["c2"], NOW))
         == "left the channel"
     )
 
-    part = await database.run_read(lambda conn: store.verdicts(conn, b, ids["c0"], 5, NOW))
+    part = await database.read_tx(lambda tx: tx.broadcasts.verdicts(b, ids["c0"], 5, NOW))
     assert len(part.reasons) == 5 and part.last is not None
     assert part.covers(part.last) and not part.covers(part.last + 1)
 
 
 async def test_preview_counts_by_platform_and_reason_in_the_database(database):
     b, _ = await new_broadcast(database)
-    counts = await database.run_read(lambda conn: store.preview(conn, b, NOW))
+    counts = await database.read_tx(lambda tx: tx.broadcasts.preview(b, NOW))
     assert counts == {
         "telegram": {"to": 18, "blacklisted": 1, "unsubscribed": 1},
         "whatsapp": {"to": 0, "WhatsApp allows newsletters only as approved templates": 4},
     }
     with_template, _ = await new_broadcast_again(database, b)
-    counts = await database.run_read(lambda conn: store.preview(conn, with_template, NOW))
+    counts = await database.read_tx(lambda tx: tx.broadcasts.preview(with_template, NOW))
     assert counts["whatsapp"] == {"to": 4}
 
 
 async def new_broadcast_again(database, b):
     template = {"name": "news", "language": "en", "params": []}
-    return store.BroadcastRecord(**{**_fields(b), "template": template}), None
+    return BroadcastRecord(**{**_fields(b), "template": template}), None
 
 
 async def test_an_outcome_recorded_twice_is_kept_once(database):
@@ -229,11 +226,11 @@ async def test_an_outcome_recorded_twice_is_kept_once(database):
         "external_id": "m1",
         "at": NOW,
     }
-    await database.run_write(
-        lambda conn: store.record(conn, [row, {**row, "contact_id": ids["c1"]}])
+    await database.write_tx(
+        lambda tx: tx.broadcasts.record([row, {**row, "contact_id": ids["c1"]}])
     )
-    await database.run_write(lambda conn: store.record(conn, [{**row, "state": "failed"}]))
-    assert await database.run_read(lambda conn: store.counts(conn, b.id)) == {"sent": 2}
+    await database.write_tx(lambda tx: tx.broadcasts.record([{**row, "state": "failed"}]))
+    assert await database.read_tx(lambda tx: tx.broadcasts.counts(b.id)) == {"sent": 2}
 
 
 async def test_an_outcome_for_a_contact_erased_meanwhile_is_not_kept(database):
@@ -251,9 +248,9 @@ async def test_an_outcome_for_a_contact_erased_meanwhile_is_not_kept(database):
         "at": NOW,
     }
     # One transaction with both: the erased contact's outcome must not fail the other's.
-    await database.run_write(
-        lambda conn: store.record(
-            conn, [{**row, "contact_id": ids["c1"]}, {**row, "contact_id": ids["c0"]}]
+    await database.write_tx(
+        lambda tx: tx.broadcasts.record(
+            [{**row, "contact_id": ids["c1"]}, {**row, "contact_id": ids["c0"]}]
         )
     )
     kept = await database.run_read(

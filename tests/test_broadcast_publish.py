@@ -15,7 +15,6 @@ import pytest
 from bridge.config import load_settings
 from bridge.errors import ConfigError
 from bridge.publish import x_length
-from storage import broadcasts_store as store
 from tests.commands_kit import MANAGER, command
 from tests.fakes.messenger import FakeMessenger
 from tests.fakes.x import FakeX
@@ -296,9 +295,8 @@ def test_a_page_id_without_its_token_stops_the_start():
 async def test_post_outcomes_are_kept_once_per_target(database):
     now = datetime.now(UTC)
 
-    def create(conn):
-        return store.create(
-            conn,
+    def create(tx):
+        return tx.broadcasts.create(
             by="max",
             at=now,
             surface="slack",
@@ -312,17 +310,17 @@ async def test_post_outcomes_are_kept_once_per_target(database):
             publish=["facebook", "x"],
         )
 
-    number = await database.run_write(create)
-    first = await database.run_write(
-        lambda conn: store.record_post(
-            conn, number, "x", "posted", at=now, post_id="1", url="https://x.com/i/web/status/1"
+    number = await database.write_tx(create)
+    first = await database.write_tx(
+        lambda tx: tx.broadcasts.record_post(
+            number, "x", "posted", at=now, post_id="1", url="https://x.com/i/web/status/1"
         )
     )
-    again = await database.run_write(
-        lambda conn: store.record_post(conn, number, "x", "failed", at=now, reason="late")
+    again = await database.write_tx(
+        lambda tx: tx.broadcasts.record_post(number, "x", "failed", at=now, reason="late")
     )
     assert (first, again) == (True, False)
-    b = await database.run_read(lambda conn: store.get(conn, number))
+    b = await database.read_tx(lambda tx: tx.broadcasts.get(number))
     assert b.publish == ("facebook", "x")
-    posts = await database.run_read(lambda conn: store.posts(conn, number))
+    posts = await database.read_tx(lambda tx: tx.broadcasts.posts(number))
     assert list(posts) == ["x"] and posts["x"].state == "posted" and posts["x"].post_id == "1"

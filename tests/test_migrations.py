@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from bridge.types import ConversationStatus
-from storage import Database, Tx, broadcasts_store
+from storage import Database, Tx
 from storage.models import Base, UTCDateTime
 from storage.tables import messages
 
@@ -231,7 +231,7 @@ async def test_every_revision_in_turn_keeps_what_earlier_ones_stored(db_url):
                 "rule": conn.execute(
                     sa.text("SELECT name, enabled, priority, weekdays FROM rules")
                 ).one(),
-                "broadcast": broadcasts_store.get(conn, 1),
+                "broadcast": tx.broadcasts.get(1),
                 "sends": _scalar(conn, "SELECT count(*) FROM broadcast_sends"),
             }
 

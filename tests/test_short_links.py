@@ -13,7 +13,7 @@ import pytest
 
 from bridge.app import LINKS, PIPELINE
 from bridge.links import ShortLinks, make_token, read_token, urls_in
-from storage import Database, shortlinks
+from storage import Database
 from storage.shortlinks import Click
 from tests.commands_kit import ADMIN, AGENT, command
 from tests.harness import eventually
@@ -308,15 +308,14 @@ def test_urls_in_a_text_end_before_the_punctuation_after_them():
 async def test_clicks_per_link_and_per_broadcast(database: Database):
     at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
-    def make(conn):
-        first = shortlinks.link_for(conn, "https://a.example", broadcast_id=5, by="Ada", at=at)
-        again = shortlinks.link_for(conn, "https://a.example", broadcast_id=5, by="Ada", at=at)
-        second = shortlinks.link_for(conn, "https://b.example", broadcast_id=5, by="Ada", at=at)
-        alone = shortlinks.create_link(conn, "https://a.example", broadcast_id=None, by="Bo", at=at)
+    def make(tx):
+        first = tx.links.link_for("https://a.example", broadcast_id=5, by="Ada", at=at)
+        again = tx.links.link_for("https://a.example", broadcast_id=5, by="Ada", at=at)
+        second = tx.links.link_for("https://b.example", broadcast_id=5, by="Ada", at=at)
+        alone = tx.links.create_link("https://a.example", broadcast_id=None, by="Bo", at=at)
         assert first == again and len({first.code, second.code, alone.code}) == 3
         # Contact 99 does not exist (erased since the link went out): the click names nobody.
-        shortlinks.record_clicks(
-            conn,
+        tx.links.record_clicks(
             [
                 Click(first.id, at),
                 Click(first.id, at.replace(hour=13), 99),
@@ -325,16 +324,16 @@ async def test_clicks_per_link_and_per_broadcast(database: Database):
         )
         return first, second, alone
 
-    first, second, alone = await database.run_write(make)
-    assert await database.run_read(lambda conn: shortlinks.link_by_code(conn, first.code)) == first
-    assert await database.run_read(lambda conn: shortlinks.link_by_code(conn, "nope")) is None
-    per_link = await database.run_read(lambda conn: shortlinks.broadcast_links(conn, 5))
+    first, second, alone = await database.write_tx(make)
+    assert await database.read_tx(lambda tx: tx.links.link_by_code(first.code)) == first
+    assert await database.read_tx(lambda tx: tx.links.link_by_code("nope")) is None
+    per_link = await database.read_tx(lambda tx: tx.links.broadcast_links(5))
     assert [(s.link.code, s.clicks, s.contacts, s.last_click) for s in per_link] == [
         (first.code, 2, 0, at.replace(hour=13)),
         (second.code, 1, 0, at.replace(hour=14)),
     ]
-    assert await database.run_read(lambda conn: shortlinks.broadcast_clicks(conn, 5)) == (3, 0)
-    latest = await database.run_read(shortlinks.latest_links)
+    assert await database.read_tx(lambda tx: tx.links.broadcast_clicks(5)) == (3, 0)
+    latest = await database.read_tx(lambda tx: tx.links.latest_links())
     assert [s.link.code for s in latest] == [alone.code, second.code, first.code]
     assert latest[0].clicks == 0 and latest[0].last_click is None
 

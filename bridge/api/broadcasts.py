@@ -19,7 +19,7 @@ from bridge.services.broadcasts import STARTED, Draft, Origin, Status
 from bridge.services.templates import template_language, template_name
 from bridge.types import Role
 from storage import Tx
-from storage import broadcasts_store as store
+from storage.broadcasts_store import BroadcastRecord
 
 resource = Resource(
     "Broadcasts",
@@ -205,26 +205,26 @@ def _state(value: str) -> State:
 
 
 def _broadcast(call: Call, found: Status) -> Broadcast:
-    b = found.record
+    broadcast = found.record
     totals: dict[str, int] = {}
     for per in found.counts.values():
         for state, n in per.items():
             totals[state] = totals.get(state, 0) + n
     return Broadcast(
-        id=b.id,
-        state=_state(b.state),
-        created_by=b.created_by,
-        created_at=b.created_at,
-        text=b.text,
-        template=_template(b.template),
-        channel_ids=list(b.channel_ids),
-        platforms=list(b.platforms),
-        publish=list(b.publish),
-        scheduled_at=b.scheduled_at,
-        started_at=b.started_at,
-        finished_at=b.finished_at,
-        queued=b.queued,
-        waiting=0 if found.finished else max(b.queued - sum(totals.values()), 0),
+        id=broadcast.id,
+        state=_state(broadcast.state),
+        created_by=broadcast.created_by,
+        created_at=broadcast.created_at,
+        text=broadcast.text,
+        template=_template(broadcast.template),
+        channel_ids=list(broadcast.channel_ids),
+        platforms=list(broadcast.platforms),
+        publish=list(broadcast.publish),
+        scheduled_at=broadcast.scheduled_at,
+        started_at=broadcast.started_at,
+        finished_at=broadcast.finished_at,
+        queued=broadcast.queued,
+        waiting=0 if found.finished else max(broadcast.queued - sum(totals.values()), 0),
         counts={p: dict(sorted(per.items())) for p, per in sorted(found.counts.items())},
         totals=dict(sorted(totals.items())),
         clicks=found.clicks[0],
@@ -244,17 +244,17 @@ def _broadcast(call: Call, found: Status) -> Broadcast:
     )
 
 
-def _line(b: store.BroadcastRecord, handled: int) -> BroadcastLine:
+def _line(broadcast: BroadcastRecord, handled: int) -> BroadcastLine:
     return BroadcastLine(
-        id=b.id,
-        state=_state(b.state),
-        created_by=b.created_by,
-        created_at=b.created_at,
-        text=b.text,
-        scheduled_at=b.scheduled_at,
-        started_at=b.started_at,
-        finished_at=b.finished_at,
-        queued=b.queued,
+        id=broadcast.id,
+        state=_state(broadcast.state),
+        created_by=broadcast.created_by,
+        created_at=broadcast.created_at,
+        text=broadcast.text,
+        scheduled_at=broadcast.scheduled_at,
+        started_at=broadcast.started_at,
+        finished_at=broadcast.finished_at,
+        queued=broadcast.queued,
         handled=handled,
     )
 

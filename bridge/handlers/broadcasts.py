@@ -62,9 +62,8 @@ from storage import (
     Tx,
     Writer,
     early_key,
-    shortlinks,
 )
-from storage import broadcasts_store as store
+from storage.broadcasts_store import BroadcastRecord, Verdicts
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class BroadcastHost(Protocol):
 @dataclass
 class _Cached:
     at: float
-    record: store.BroadcastRecord
+    record: BroadcastRecord
     codes: tuple[str, ...] = ()
 
 
@@ -115,7 +114,7 @@ class _Cached:
 class _Checks:
     """A broadcast's recent send-time checks, a few reads of VERDICT_BATCH contacts each."""
 
-    reads: list[tuple[float, store.Verdicts]]
+    reads: list[tuple[float, Verdicts]]
     lock: asyncio.Lock
 
 
@@ -132,21 +131,21 @@ class BroadcastHandlers:
         public = pipeline.settings.bridge.public_url
         self.links = ShortLinks(pipeline.db, public) if public else None
 
-    async def broadcast(self, broadcast_id: int, *, fresh: bool = False) -> store.BroadcastRecord:
+    async def broadcast(self, broadcast_id: int, *, fresh: bool = False) -> BroadcastRecord:
         """A broadcast, read at most every STATE_CACHE_S seconds."""
         hit = self._cache.get(broadcast_id)
         if hit is not None and not fresh and time.monotonic() - hit.at < STATE_CACHE_S:
             return hit.record
-        record = await self.pipeline.db.run_read(lambda conn: store.get(conn, broadcast_id))
+        record = await self.pipeline.db.read_tx(lambda tx: tx.broadcasts.get(broadcast_id))
         if record is None:
             raise PermanentError("gone", f"broadcast {broadcast_id} no longer exists")
-        codes = await self.pipeline.db.run_read(
-            lambda conn: tuple(s.link.code for s in shortlinks.broadcast_links(conn, broadcast_id))
+        codes = await self.pipeline.db.read_tx(
+            lambda tx: tuple(stats.link.code for stats in tx.links.broadcast_links(broadcast_id))
         )
         self._cache[broadcast_id] = _Cached(time.monotonic(), record, codes)
         return record
 
-    async def verdict(self, broadcast: store.BroadcastRecord, contact_id: int) -> str | None:
+    async def verdict(self, broadcast: BroadcastRecord, contact_id: int) -> str | None:
         """Why not to send to a contact now (None: send), from a read at most STATE_CACHE_S old.
 
         One read answers for the next VERDICT_BATCH contacts of the audience: checking each
@@ -161,8 +160,8 @@ class BroadcastHandlers:
                 found = self._look_up(checks, contact_id)
                 if found is None:
                     now = self.pipeline.clock()
-                    read = await self.pipeline.db.run_read(
-                        lambda conn: store.verdicts(conn, broadcast, contact_id, VERDICT_BATCH, now)
+                    read = await self.pipeline.db.read_tx(
+                        lambda tx: tx.broadcasts.verdicts(broadcast, contact_id, VERDICT_BATCH, now)
                     )
                     checks.reads = [*checks.reads[-3:], (time.monotonic(), read)]
                     found = self._look_up(checks, contact_id)
@@ -170,8 +169,8 @@ class BroadcastHandlers:
             return found[1]
         # Not in the audience when last read: left, erased, or joined since. Ask precisely.
         now = self.pipeline.clock()
-        return await self.pipeline.db.run_read(
-            lambda conn: store.check(conn, broadcast, contact_id, now)
+        return await self.pipeline.db.read_tx(
+            lambda tx: tx.broadcasts.check(broadcast, contact_id, now)
         )
 
     @staticmethod
@@ -185,7 +184,7 @@ class BroadcastHandlers:
                 return False, None
         return None
 
-    async def personal(self, broadcast: store.BroadcastRecord, text: str, contact_id: int) -> str:
+    async def personal(self, broadcast: BroadcastRecord, text: str, contact_id: int) -> str:
         """The contact's own copy of the broadcast's short links, so clicks name them."""
         hit = self._cache.get(broadcast.id)
         if self.links is None or hit is None or not hit.codes:
@@ -244,15 +243,14 @@ class BroadcastExpand(BroadcastHandler):
         }
 
         def batch(tx: Tx) -> bool:
-            broadcast = store.get(tx.conn, broadcast_id)
+            broadcast = tx.broadcasts.get(broadcast_id)
             if broadcast is None or broadcast.state not in STATES_ACTIVE or broadcast.expanded:
                 return True
             if broadcast.state == "scheduled":
-                store.change(
-                    tx.conn, broadcast.id, state="running", started_at=self.pipeline.clock()
+                tx.broadcasts.change(
+                    broadcast.id, state="running", started_at=self.pipeline.clock()
                 )
-            queued, cursor, done = store.expand(
-                tx.conn,
+            queued, cursor, done = tx.broadcasts.expand(
                 broadcast,
                 rate_keys=templates,
                 mark=MARK,
@@ -260,8 +258,7 @@ class BroadcastExpand(BroadcastHandler):
                 limit=EXPAND_BATCH,
                 now=time.time(),
             )
-            store.change(
-                tx.conn,
+            tx.broadcasts.change(
                 broadcast.id,
                 cursor=cursor,
                 queued=broadcast.queued + queued,
@@ -326,7 +323,7 @@ class BroadcastSend(BroadcastHandler):
     def _outcome(
         self,
         job: Job,
-        broadcast: store.BroadcastRecord,
+        broadcast: BroadcastRecord,
         state: str,
         reason: str | None,
         external: str | None = None,
@@ -354,7 +351,7 @@ class BroadcastSend(BroadcastHandler):
 
 
 def _record_outcomes(tx: Tx, rows: list[dict[str, Any]]) -> None:
-    store.record(tx.conn, rows)
+    tx.broadcasts.record(rows)
     # A platform may report delivery before the send's answer was recorded: the pipeline kept
     # such statuses for later, and this is later.
     sent = {
@@ -365,7 +362,7 @@ def _record_outcomes(tx: Tx, rows: list[dict[str, Any]]) -> None:
     for key, value in tx.take_early_statuses(list(sent)).items():
         r, early = sent[key], json.loads(value)
         status, reason = early["status"], early.get("reason")
-        store.apply_status(tx.conn, r["platform"], r["account"], r["external_id"], status, reason)
+        tx.broadcasts.apply_status(r["platform"], r["account"], r["external_id"], status, reason)
 
 
 class BroadcastPublish(BroadcastHandler):
@@ -382,7 +379,7 @@ class BroadcastPublish(BroadcastHandler):
         publishing = BroadcastPublishJob.from_job(job)
         broadcast_id, target = publishing.broadcast, publishing.target
         broadcast = await self.shared.broadcast(broadcast_id, fresh=True)
-        kept = await self.pipeline.db.run_read(lambda conn: store.posts(conn, broadcast_id))
+        kept = await self.pipeline.db.read_tx(lambda tx: tx.broadcasts.posts(broadcast_id))
         if target in kept:
             return Completion([job.id])
         if broadcast.state == "cancelled":
@@ -427,8 +424,7 @@ class BroadcastPublish(BroadcastHandler):
         at = self.pipeline.clock()
 
         def write(tx: Tx) -> list[NewJob]:
-            store.record_post(
-                tx.conn,
+            tx.broadcasts.record_post(
                 broadcast_id,
                 target,
                 state,
@@ -466,13 +462,9 @@ class BroadcastProgress(BroadcastHandler):
         progress = BroadcastProgressJob.from_job(job)
         broadcast_id = progress.broadcast
         broadcast = await self.shared.broadcast(broadcast_id, fresh=True)
-        counts = await self.pipeline.db.run_read(
-            lambda conn: store.per_platform(conn, broadcast_id)
-        )
-        clicks = await self.pipeline.db.run_read(
-            lambda conn: shortlinks.broadcast_clicks(conn, broadcast_id)
-        )
-        posts = await self.pipeline.db.run_read(lambda conn: store.posts(conn, broadcast_id))
+        counts = await self.pipeline.db.read_tx(lambda tx: tx.broadcasts.per_platform(broadcast_id))
+        clicks = await self.pipeline.db.read_tx(lambda tx: tx.links.broadcast_clicks(broadcast_id))
+        posts = await self.pipeline.db.read_tx(lambda tx: tx.broadcasts.posts(broadcast_id))
         done_count = sum(sum(v.values()) for v in counts.values())
         finished = broadcast.state == "cancelled" or (
             broadcast.state in ("running", "done")
@@ -486,7 +478,7 @@ class BroadcastProgress(BroadcastHandler):
             # erased meanwhile have none, and their rows are gone. Done when no row of the
             # broadcast waits any more (counted only then: a million rows take a while).
             low, high = broadcast_key_range(broadcast_id)
-            waiting = await self.pipeline.db.run_read(lambda conn: store.waiting(conn, low, high))
+            waiting = await self.pipeline.db.read_tx(lambda tx: tx.broadcasts.waiting(low, high))
             finished = waiting == 0
         # A post may still wait for X's or Facebook's rate limit when the last recipient's
         # message is out: the message goes on being updated until every post is in as well.
@@ -512,7 +504,7 @@ class BroadcastProgress(BroadcastHandler):
             values: dict[str, Any] = {"progress_ref": ref}
             if finished and broadcast.state not in ("cancelled", "done"):
                 values.update(state="done", finished_at=now)
-            store.change(tx.conn, broadcast_id, **values)
+            tx.broadcasts.change(broadcast_id, **values)
             if finished and not posting:
                 # The summary is final: tell the webhooks (the event id is the broadcast's).
                 return self.pipeline.webhooks.broadcast_finished(

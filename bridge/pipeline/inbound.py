@@ -35,7 +35,7 @@ from bridge.types import (
     WatermarkUpdate,
 )
 from bridge.webhooks import SCOPE_CONTACT, WebhookEvents
-from storage import ContactRecord, NewJob, Tx, broadcasts_store
+from storage import ContactRecord, NewJob, Tx
 from storage.subscriptions import fold
 
 # A customer's message this soon after a broadcast reached them counts as a reply to it.
@@ -358,8 +358,7 @@ class Inbound:
         rule_jobs, swallowed_at = apply_rules(self.chatbot, tx, platform, account, arrivals, now)
         consent_jobs.extend(rule_jobs)
         # Answers to a newsletter land in the conversation like any message, marked as such.
-        for replier, broadcast_id in broadcasts_store.replied(
-            tx.conn,
+        for replier, broadcast_id in tx.broadcasts.replied(
             [a.contact_id for i, a in enumerate(arrivals) if i not in swallowed_at],
             now,
             REPLY_TO_BROADCAST_WITHIN,

@@ -10,7 +10,7 @@ from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
 from bridge.types import DeliveryStatus, StatusUpdate, WatermarkUpdate
 from bridge.webhooks import WebhookEvents
-from storage import MessageRecord, MessageStatusWrite, NewJob, Tx, broadcasts_store, early_key
+from storage import MessageRecord, MessageStatusWrite, NewJob, Tx, early_key
 
 
 class Status:
@@ -31,8 +31,7 @@ class Status:
             tx.after_commit.append(lambda: self.metrics.delivery_failed(platform, "report"))
         found = tx.messages_by_external(status.platform, status.account, [status.external_id])
         message = found.get(status.external_id)
-        if message is None and broadcasts_store.apply_status(
-            tx.conn,
+        if message is None and tx.broadcasts.apply_status(
             status.platform,
             status.account,
             status.external_id,

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
 from typing import Any
-
-from sqlalchemy.engine import Connection
 
 from bridge import publish
 from bridge.broadcasts import (
@@ -27,8 +24,8 @@ from bridge.jobs import broadcast_key_range
 from bridge.links import ShortLinks
 from bridge.services import Services
 from bridge.types import SurfaceName
-from storage import Tx, shortlinks
-from storage import broadcasts_store as store
+from storage import Tx
+from storage.broadcasts_store import BroadcastRecord, PostRecord
 
 STARTED = "started"
 SAMPLE_NAME = "Anna Schmidt"
@@ -70,7 +67,7 @@ class Draft:
 class Preview:
     """Who a broadcast would reach now, per platform, and how its text reads."""
 
-    record: store.BroadcastRecord
+    record: BroadcastRecord
     # Per platform: "to" → recipients, and each reason for skipping → how many it skips.
     counts: dict[str, dict[str, int]]
     sample: str  # the text as a made-up recipient, Anna Schmidt, reads it
@@ -81,10 +78,10 @@ class Preview:
 class Status:
     """A broadcast with the figures `/broadcast status` shows of it."""
 
-    record: store.BroadcastRecord
+    record: BroadcastRecord
     counts: dict[str, dict[str, int]]  # per platform, contacts per state (sent, failed, …)
     clicks: tuple[int, int]  # clicks on its links, and the recipients who clicked
-    posts: dict[str, store.PostRecord]  # per publishing target done with
+    posts: dict[str, PostRecord]  # per publishing target done with
 
     @property
     def finished(self) -> bool:
@@ -107,7 +104,7 @@ async def prepare(services: Services, draft: Draft, origin: Origin) -> int:
         raise Invalid("the newsletter needs a text (or a --template)")
     unknown = unknown_placeholders(" ".join([text, *params]))
     if unknown:
-        known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+        known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
         raise Invalid(f"unknown placeholder {{{unknown[0]}}}; known: {known}")
     if draft.scheduled is not None and draft.scheduled <= origin.now:
         raise Invalid("--at is in the past")
@@ -115,8 +112,7 @@ async def prepare(services: Services, draft: Draft, origin: Origin) -> int:
         _check_publishing(services, publish_to, own)
 
     def create(tx: Tx) -> int:
-        return store.create(
-            tx.conn,
+        return tx.broadcasts.create(
             by=origin.who,
             at=origin.now,
             surface=origin.surface,
@@ -137,13 +133,13 @@ async def prepare(services: Services, draft: Draft, origin: Origin) -> int:
         links = ShortLinks(services.db, public, writer=services.writer)
         short, codes = await links.rewrite(text, broadcast_id=broadcast_id, by=origin.who)
         if codes:
-            await services.write(lambda tx: store.change(tx.conn, broadcast_id, text=short))
+            await services.write(lambda tx: tx.broadcasts.change(broadcast_id, text=short))
     return broadcast_id
 
 
 def _check_publishing(services: Services, targets: list[str], text: str) -> None:
     """Refuse publishing that cannot work: unknown or unconfigured targets, personal texts."""
-    unknown = [t for t in targets if t not in publish.TARGETS]
+    unknown = [target for target in targets if target not in publish.TARGETS]
     if unknown:
         raise Invalid(
             f"cannot publish to {unknown[0]}; --publish takes {', '.join(publish.TARGETS)}"
@@ -156,7 +152,7 @@ def _check_publishing(services: Services, targets: list[str], text: str) -> None
         raise Invalid("--publish needs a text of its own (a WhatsApp template is no post)")
     used = placeholders(text)
     if used:
-        names = ", ".join("{" + n + "}" for n in used)
+        names = ", ".join("{" + name + "}" for name in used)
         raise Refused(
             f"A public post cannot be personal: the text uses {names}, which only each"
             " recipient's own copy can fill. Publish a text without placeholders, or leave"
@@ -168,13 +164,13 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _publishing_problems(services: Services, b: store.BroadcastRecord) -> list[tuple[str, str]]:
+def _publishing_problems(services: Services, broadcast: BroadcastRecord) -> list[tuple[str, str]]:
     """(target, problem) for each target the broadcast cannot be posted on as it is."""
     configured = publish.labels(services.settings)
     found: list[tuple[str, str]] = []
-    for target in b.publish:
+    for target in broadcast.publish:
         problem = (
-            publish.problem(target, b.text)
+            publish.problem(target, broadcast.text)
             if target in configured
             else publish.not_configured(target)
         )
@@ -185,21 +181,21 @@ def _publishing_problems(services: Services, b: store.BroadcastRecord) -> list[t
 
 async def preview(services: Services, broadcast_id: int, now: datetime) -> Preview:
     """The audience of a broadcast after exclusions, as `/broadcast new` shows it."""
-    b = await get(services, broadcast_id)
-    counts = await services.read(lambda conn: store.preview(conn, b, now))
-    sample = fill(b.text, values_for(SAMPLE_NAME, "+4915100000000", 1, "telegram"))
-    return Preview(b, counts, sample, _publishing_problems(services, b))
+    broadcast = await get(services, broadcast_id)
+    counts = await services.read_tx(lambda tx: tx.broadcasts.preview(broadcast, now))
+    sample = fill(broadcast.text, values_for(SAMPLE_NAME, "+4915100000000", 1, "telegram"))
+    return Preview(broadcast, counts, sample, _publishing_problems(services, broadcast))
 
 
 # -- reading ----------------------------------------------------------------------------------
 
 
-async def find(services: Services, broadcast_id: int) -> store.BroadcastRecord | None:
+async def find(services: Services, broadcast_id: int) -> BroadcastRecord | None:
     """A broadcast by id."""
-    return await services.read(lambda conn: store.get(conn, broadcast_id))
+    return await services.read_tx(lambda tx: tx.broadcasts.get(broadcast_id))
 
 
-async def get(services: Services, broadcast_id: int) -> store.BroadcastRecord:
+async def get(services: Services, broadcast_id: int) -> BroadcastRecord:
     """A broadcast by id, or NotFound."""
     found = await find(services, broadcast_id)
     if found is None:
@@ -207,62 +203,62 @@ async def get(services: Services, broadcast_id: int) -> store.BroadcastRecord:
     return found
 
 
-async def latest(services: Services) -> list[tuple[store.BroadcastRecord, int]]:
+async def latest(services: Services) -> list[tuple[BroadcastRecord, int]]:
     """The latest broadcasts, each with how many recipients it has handled."""
-    found = await services.read(store.latest)
-    handled = []
-    for b in found:
-        counts = await services.read(partial(store.counts, broadcast_id=b.id))
-        handled.append((b, sum(counts.values())))
-    return handled
+
+    def read(tx: Tx) -> list[tuple[BroadcastRecord, int]]:
+        found = tx.broadcasts.latest()
+        return [
+            (broadcast, sum(tx.broadcasts.counts(broadcast.id).values())) for broadcast in found
+        ]
+
+    return await services.read_tx(read)
 
 
 async def page(
     services: Services, after: int | None, limit: int
-) -> list[tuple[store.BroadcastRecord, int]]:
+) -> list[tuple[BroadcastRecord, int]]:
     """Broadcasts by id from after `after`, each with how many recipients it has handled."""
 
-    def read(conn: Connection) -> list[tuple[store.BroadcastRecord, int]]:
-        found = store.page(conn, after=after, limit=limit)
-        handled = store.handled(conn, [b.id for b in found])
-        return [(b, handled.get(b.id, 0)) for b in found]
+    def read(tx: Tx) -> list[tuple[BroadcastRecord, int]]:
+        found = tx.broadcasts.page(after=after, limit=limit)
+        handled = tx.broadcasts.handled([broadcast.id for broadcast in found])
+        return [(broadcast, handled.get(broadcast.id, 0)) for broadcast in found]
 
-    return await services.read(read)
-
-
-def _status(conn: Connection, broadcast_id: int) -> Status | None:
-    b = store.get(conn, broadcast_id)
-    if b is None:
-        return None
-    return Status(
-        record=b,
-        counts=store.per_platform(conn, broadcast_id),
-        clicks=shortlinks.broadcast_clicks(conn, broadcast_id),
-        posts=store.posts(conn, broadcast_id),
-    )
+    return await services.read_tx(read)
 
 
 def status_in(tx: Tx, broadcast_id: int) -> Status | None:
-    """A broadcast's status figures, read in the writer's transaction."""
-    return _status(tx.conn, broadcast_id)
+    """A broadcast's status figures, read in the given transaction."""
+    broadcast = tx.broadcasts.get(broadcast_id)
+    if broadcast is None:
+        return None
+    return Status(
+        record=broadcast,
+        counts=tx.broadcasts.per_platform(broadcast_id),
+        clicks=tx.links.broadcast_clicks(broadcast_id),
+        posts=tx.broadcasts.posts(broadcast_id),
+    )
 
 
 async def status(services: Services, broadcast_id: int) -> Status | None:
     """A broadcast's status figures, in one read."""
-    return await services.read(lambda conn: _status(conn, broadcast_id))
+    return await services.read_tx(lambda tx: status_in(tx, broadcast_id))
 
 
 def status_text(services: Services, found: Status, now: datetime) -> str:
     """The status in a few lines, as the progress message words it."""
-    b, counts = found.record, found.counts
-    limit_rate = allowed_rate(services.pipeline.connectors, counts or b.platforms)
-    return progress_text(b, counts, found.finished, now, found.clicks, found.posts, limit_rate)
+    broadcast, counts = found.record, found.counts
+    limit_rate = allowed_rate(services.pipeline.connectors, counts or broadcast.platforms)
+    return progress_text(
+        broadcast, counts, found.finished, now, found.clicks, found.posts, limit_rate
+    )
 
 
 # -- starting and changing --------------------------------------------------------------------
 
 
-def check_confirmable(services: Services, prepared: store.BroadcastRecord) -> None:
+def check_confirmable(services: Services, prepared: BroadcastRecord) -> None:
     """Refuse to start a draft that cannot be published where it says."""
     problems = _publishing_problems(services, prepared) if prepared.state == "draft" else []
     if problems:
@@ -277,17 +273,17 @@ def check_confirmable(services: Services, prepared: store.BroadcastRecord) -> No
 def start(tx: Tx, broadcast_id: int, now: datetime, at: datetime | None = None) -> str:
     """Start a draft (at `at`, or at its own time, else now) in the writer's transaction:
     STARTED, "missing", or the state that keeps it from starting."""
-    b = store.get(tx.conn, broadcast_id)
-    if b is None:
+    broadcast = tx.broadcasts.get(broadcast_id)
+    if broadcast is None:
         return "missing"
-    if b.state != "draft":
-        return b.state
+    if broadcast.state != "draft":
+        return broadcast.state
     if at is not None:
-        b = replace(b, scheduled_at=at)
-        store.change(tx.conn, b.id, state="scheduled", scheduled_at=at)
+        broadcast = replace(broadcast, scheduled_at=at)
+        tx.broadcasts.change(broadcast.id, state="scheduled", scheduled_at=at)
     else:
-        store.change(tx.conn, b.id, state="scheduled")
-    tx.enqueue(start_jobs(b, now), now.timestamp())
+        tx.broadcasts.change(broadcast.id, state="scheduled")
+    tx.enqueue(start_jobs(broadcast, now), now.timestamp())
     return STARTED
 
 
@@ -298,7 +294,7 @@ def not_started(broadcast_id: int, outcome: str) -> Refused:
     return Conflict(f"broadcast #{broadcast_id} is {outcome}; only a prepared one starts")
 
 
-async def confirm(services: Services, broadcast_id: int, now: datetime) -> store.BroadcastRecord:
+async def confirm(services: Services, broadcast_id: int, now: datetime) -> BroadcastRecord:
     """Start a prepared broadcast (at its own time, else now); the broadcast as it is now."""
     check_confirmable(services, await get(services, broadcast_id))
     outcome = await services.write(lambda tx: start(tx, broadcast_id, now))
@@ -312,16 +308,16 @@ async def change_state(services: Services, broadcast_id: int, action: str) -> in
     allowed, new = TRANSITIONS[action]
 
     def change(tx: Tx) -> tuple[str, int]:
-        b = store.get(tx.conn, broadcast_id)
-        if b is None:
+        broadcast = tx.broadcasts.get(broadcast_id)
+        if broadcast is None:
             return "missing", 0
-        if b.state not in allowed:
-            return b.state, 0
-        store.change(tx.conn, b.id, state=new)
+        if broadcast.state not in allowed:
+            return broadcast.state, 0
+        tx.broadcasts.change(broadcast.id, state=new)
         stopped = 0
         if new == "cancelled":
-            low, high = broadcast_key_range(b.id)
-            stopped = store.cancel_pending(tx.conn, low, high, "the broadcast was cancelled")
+            low, high = broadcast_key_range(broadcast.id)
+            stopped = tx.broadcasts.cancel_pending(low, high, "the broadcast was cancelled")
         return "ok", stopped
 
     outcome, stopped = await services.write(change)

@@ -15,20 +15,7 @@ from bridge.jobs import StaffTombstoneJob
 from bridge.services import Services
 from bridge.types import ContactId, ConversationId
 from storage import Tx
-from storage.contacts_admin import (
-    ERASED_TABLES,
-    ContactDetails,
-    ContactLine,
-    ErasureCounts,
-    add_contact,
-    contact_details,
-    contact_page,
-    erase_contact,
-    erasure_counts,
-    export_contact,
-    find_contacts,
-    resolve_contact,
-)
+from storage.contacts_admin import ERASED_TABLES, ContactDetails, ContactLine, ErasureCounts
 from storage.queries import ContactRecord
 from storage.subscriptions import BlockRecord
 
@@ -118,12 +105,12 @@ async def find_contact(services: Services, word: str) -> ContactRecord:
 
 async def find(services: Services, text: str, limit: int) -> list[ContactLine]:
     """Contacts whose name, chat id / phone number or username match, last seen first."""
-    return await services.read(lambda conn: find_contacts(conn, text, limit))
+    return await services.read_tx(lambda tx: tx.contact_admin.find_contacts(text, limit))
 
 
 async def resolve(services: Services, who: str) -> list[ContactLine]:
     """The contacts `who` may mean: `#12`, a number, a name."""
-    return await services.read(lambda conn: resolve_contact(conn, who))
+    return await services.read_tx(lambda tx: tx.contact_admin.resolve_contact(who))
 
 
 async def page(
@@ -136,9 +123,9 @@ async def page(
     limit: int,
 ) -> list[ContactLine]:
     """Contacts by id, searched and filtered, from after `after`."""
-    return await services.read(
-        lambda conn: contact_page(
-            conn, text=text, platform=platform, channel_id=channel_id, after=after, limit=limit
+    return await services.read_tx(
+        lambda tx: tx.contact_admin.contact_page(
+            text=text, platform=platform, channel_id=channel_id, after=after, limit=limit
         )
     )
 
@@ -148,7 +135,7 @@ async def card(services: Services, contact_id: ContactId) -> Card:
 
     def read(tx: Tx) -> Card:
         return Card(
-            contact_details(tx.conn, contact_id),
+            tx.contact_admin.contact_details(contact_id),
             tx.subscriptions.channels_of(contact_id),
             tx.subscriptions.blocks_of([contact_id]).get(contact_id),
         )
@@ -164,7 +151,7 @@ async def change_contact(
 
     def write(tx: Tx) -> ContactDetails | None:
         tx.update_contact(contact_id, **values)
-        return contact_details(tx.conn, contact_id)
+        return tx.contact_admin.contact_details(contact_id)
 
     details = await services.write(write)
     if details is None:
@@ -186,8 +173,7 @@ async def add(
 ) -> tuple[ContactId, bool]:
     """Add a contact by hand with how they opted in; its id and whether it is new."""
     return await services.write(
-        lambda tx: add_contact(
-            tx.conn,
+        lambda tx: tx.contact_admin.add_contact(
             platform=platform,
             account=account,
             chat_id=chat_id,
@@ -202,7 +188,7 @@ async def export_document(
     services: Services, contact_id: ContactId, who: str, now: datetime
 ) -> dict[str, Any]:
     """Everything held about a contact, as the JSON document `/contact export` hands out."""
-    document = await services.read(lambda conn: export_contact(conn, contact_id, now))
+    document = await services.read_tx(lambda tx: tx.contact_admin.export_contact(contact_id, now))
     if document is None:
         raise NotFound(f"Contact #{contact_id} no longer exists")
     document["exported_by"] = who
@@ -211,7 +197,7 @@ async def export_document(
 
 async def what_erasing_removes(services: Services, contact_id: ContactId) -> ErasureCounts:
     """What erasing a contact would remove, counted."""
-    counts = await services.read(lambda conn: erasure_counts(conn, contact_id))
+    counts = await services.read_tx(lambda tx: tx.contact_admin.erasure_counts(contact_id))
     if counts is None:
         raise Refused(f"Contact #{contact_id} no longer exists")
     return counts
@@ -226,7 +212,7 @@ async def forget_contact(
     pipeline = services.pipeline
 
     def write(tx: Tx) -> ErasureCounts:
-        erased = erase_contact(tx.conn, contact_id)
+        erased = tx.contact_admin.erase_contact(contact_id)
         if erased is None:
             raise NotFound(f"Contact #{contact_id} no longer exists")
         jobs = []

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
-
 from bridge.errors import Invalid, Refused
 from bridge.links import SHORT_PATH, ShortLinks
 from bridge.services import Services
-from storage import shortlinks
+from storage import Tx
 from storage.shortlinks import LinkStats
 
 
@@ -39,24 +37,24 @@ async def shorten(services: Services, url: str, by: str) -> str:
 async def latest(services: Services, limit: int) -> tuple[list[LinkStats], int]:
     """The newest links with their clicks, and how many links there are in all."""
 
-    def read(conn: Connection) -> tuple[list[LinkStats], int]:
-        return shortlinks.latest_links(conn, limit), shortlinks.count_links(conn)
+    def read(tx: Tx) -> tuple[list[LinkStats], int]:
+        return tx.links.latest_links(limit), tx.links.count_links()
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 async def links_after(services: Services, after: int | None, limit: int) -> list[LinkStats]:
     """Links by id, oldest first, from after `after`, with their clicks."""
-    return await services.read(lambda conn: shortlinks.links_after(conn, after=after, limit=limit))
+    return await services.read_tx(lambda tx: tx.links.links_after(after=after, limit=limit))
 
 
 async def link_stats(services: Services, link_id: int) -> LinkStats | None:
     """A link with its clicks."""
-    return await services.read(lambda conn: shortlinks.link_stats(conn, link_id))
+    return await services.read_tx(lambda tx: tx.links.link_stats(link_id))
 
 
 async def link_id_of(services: Services, short: str) -> int | None:
     """The id of the link a short URL (as `shorten` made it) stands for."""
     code = short.rsplit("/", 1)[1]
-    made = await services.read(lambda conn: shortlinks.link_by_code(conn, code))
+    made = await services.read_tx(lambda tx: tx.links.link_by_code(code))
     return made.id if made is not None else None

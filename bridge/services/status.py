@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection
-
 from bridge.services import Services
 from storage import Tx
-from storage.contacts_admin import counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +22,10 @@ class Figures:
 async def figures(services: Services) -> Figures:
     """The bridge's figures now."""
 
-    def read(conn: Connection) -> tuple[dict[str, int], tuple[int, int]]:
-        return Tx(conn).outbox_counts(), counts(conn)
+    def read(tx: Tx) -> tuple[dict[str, int], tuple[int, int]]:
+        return tx.outbox_counts(), tx.contact_admin.counts()
 
-    outbox, (contacts, open_conversations) = await services.read(read)
+    outbox, (contacts, open_conversations) = await services.read_tx(read)
     return Figures(
         accounts=tuple(f"{c.platform}:{c.account}" for c in services.connectors),
         surfaces=tuple(services.pipeline.surfaces),
