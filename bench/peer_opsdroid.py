@@ -16,7 +16,7 @@ characters. Both answer every message:
 - **the bridge** runs as bench/inbound.py runs it (its own process, SQLite, Telegram webhook
   mode, Slack HTTP mode, against that benchmark's instant fake Telegram + Slack served by
   this process), with the same 1,100 rules stored in its database before it starts
-  (`storage.rules_store.add_rule` in one write transaction), plus one `rest` rule for the
+  (`tx.rules.add_rule` in one write transaction), plus one `rest` rule for the
   messages no rule fits (the catch-all's counterpart).
 
 The action is `autoAnswer` on every rule, the answer to opsdroid's `message.respond`: it
@@ -73,7 +73,6 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.engine import Connection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -88,7 +87,7 @@ from bench.inbound import (  # noqa: E402
 from bench.rules import make_messages, make_rules, word  # noqa: E402
 from bridge.rules import Incoming, Matcher, split_keywords, validate  # noqa: E402
 from bridge.types import Action, Rule  # noqa: E402
-from storage import rules_store  # noqa: E402
+from storage import Tx  # noqa: E402
 from storage.db import Database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,11 +238,11 @@ async def store_rules(url: str, rules: list[Rule]) -> None:
         await db.migrate()
         now = datetime.now(UTC)
 
-        def insert(conn: Connection) -> None:
+        def insert(tx: Tx) -> None:
             for rule in rules:
-                rules_store.add_rule(conn, rule, "bench", now)
+                tx.rules.add_rule(rule, "bench", now)
 
-        await db.run_write(insert)
+        await db.write_tx(insert)
     finally:
         await db.close()
 

@@ -134,7 +134,7 @@ class WebhookEvents:
 
     def emit(self, tx: Tx, event: WebhookEvent) -> list[NewJob]:
         """One delivery row per active subscription that wants the event."""
-        return deliveries(self.subscriptions.wanting(tx.conn, event.type), event)
+        return deliveries(self.subscriptions.wanting(tx.webhooks, event.type), event)
 
     def ping(self, webhook: WebhookRecord, by: str) -> list[NewJob]:
         """A test event for one subscription, whatever events it asked for."""
@@ -147,7 +147,7 @@ class WebhookEvents:
         received: Sequence[tuple[MessageId, ConversationId, ContactId, InboundMessage]],
     ) -> list[NewJob]:
         """message.received for customer messages just stored."""
-        subscribed = self.subscriptions.wanting(tx.conn, MESSAGE_RECEIVED)
+        subscribed = self.subscriptions.wanting(tx.webhooks, MESSAGE_RECEIVED)
         if not subscribed or not received:
             return []
         now = self._clock()
@@ -189,10 +189,10 @@ class WebhookEvents:
         """message.status when an outgoing message has just reached `status`."""
         # Called after the status was written: one that did not move (a late `delivered`
         # after `read`) is not the message's status now, and makes no event.
-        subscribed = self.subscriptions.wanting(tx.conn, MESSAGE_STATUS)
+        subscribed = self.subscriptions.wanting(tx.webhooks, MESSAGE_STATUS)
         if not subscribed:
             return []
-        state = store.message_state(tx.conn, message_id)
+        state = tx.webhooks.message_state(message_id)
         if state is None or state.direction != "out" or state.status != status:
             return []
         failed = status == "failed"
@@ -228,7 +228,7 @@ class WebhookEvents:
     ) -> list[NewJob]:
         """contact.opted_in or contact.opted_out; `cause` (what asked for it) makes the id."""
         kind = OPTED_IN if opted_in else OPTED_OUT
-        subscribed = self.subscriptions.wanting(tx.conn, kind)
+        subscribed = self.subscriptions.wanting(tx.webhooks, kind)
         if not subscribed:
             return []
         record = contact if isinstance(contact, ContactRecord) else tx.contact(contact)
@@ -267,7 +267,7 @@ class WebhookEvents:
         finished_at: datetime,
     ) -> list[NewJob]:
         """broadcast.finished with the summary's figures."""
-        subscribed = self.subscriptions.wanting(tx.conn, BROADCAST_FINISHED)
+        subscribed = self.subscriptions.wanting(tx.webhooks, BROADCAST_FINISHED)
         if not subscribed:
             return []
         totals = dict.fromkeys(BROADCAST_STATES, 0)

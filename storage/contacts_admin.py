@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
-from storage import api_keys
+from storage.api_keys import ApiKeys
 from storage.records import Repository, early_key
 from storage.shortlinks import LinkStore
 from storage.subscriptions import Subscriptions
@@ -657,6 +657,6 @@ class ContactAdmin(Repository):
         )
         self.conn.execute(delete(conversations).where(conversations.c.contact_id == contact_id))
         Subscriptions(self.conn).forget_contacts([contact_id])
-        api_keys.forget_contact_answers(self.conn, contact_id)
+        ApiKeys(self.conn).forget_contact_answers(contact_id)
         self.conn.execute(delete(contacts).where(contacts.c.id == contact_id))
         return Erased(counts=counted, threads=gone)

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.types import ConversationId, MessageId, StaffMessageRef, SurfaceName, ThreadRef
+from storage.api_keys import ApiKeys
 from storage.broadcasts_store import Broadcasts
+from storage.catalog import Templates, TextBlocks
 from storage.channels_extra import ChannelMembers
 from storage.contacts_admin import ContactAdmin
 from storage.contacts_store import ContactQueries
@@ -37,9 +39,11 @@ from storage.records import (
 )
 from storage.retention import Retention
 from storage.roles import Roles
+from storage.rules_store import RuleStore
 from storage.shortlinks import LinkStore
 from storage.stats import Stats
 from storage.subscriptions import Subscriptions
+from storage.webhooks_store import WebhookStore
 
 
 @dataclass(slots=True)
@@ -88,6 +92,11 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
     # -- repositories
 
     @property
+    def api_keys(self) -> ApiKeys:
+        """REST API keys and the answers kept per idempotency key."""
+        return ApiKeys(self.conn)
+
+    @property
     def broadcasts(self) -> Broadcasts:
         """Broadcasts, their audience in batches, per-contact outcomes and publishing."""
         return Broadcasts(self.conn)
@@ -128,6 +137,11 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
         return Roles(self.conn)
 
     @property
+    def rules(self) -> RuleStore:
+        """Chatbot rules, their change log, firings and answer-files."""
+        return RuleStore(self.conn)
+
+    @property
     def stats(self) -> Stats:
         """Figures for `/stats`, the REST API and the stats page."""
         return Stats(self.conn)
@@ -136,6 +150,21 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
     def subscriptions(self) -> Subscriptions:
         """Channels, memberships, consent words and the blacklist."""
         return Subscriptions(self.conn)
+
+    @property
+    def templates(self) -> Templates:
+        """WhatsApp message templates."""
+        return Templates(self.conn)
+
+    @property
+    def textblocks(self) -> TextBlocks:
+        """Saved replies with placeholders."""
+        return TextBlocks(self.conn)
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        """Outgoing webhook subscriptions and their waiting deliveries."""
+        return WebhookStore(self.conn)
 
 
 __all__ = [

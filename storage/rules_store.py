@@ -8,9 +8,10 @@ from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import delete, select, tuple_, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Row
 
 from bridge.types import Action, FileData, MediaKind, Rule
+from storage.records import Repository
 from storage.tables import contacts, rules
 from storage.tables import rule_changes as changes
 from storage.tables import rule_files as files
@@ -79,185 +80,173 @@ def _values(rule: Rule) -> dict[str, Any]:
     }
 
 
-def all_rules(conn: Connection) -> list[Rule]:
-    """Every rule, enabled or not, by priority (highest first) then id."""
-    rows = conn.execute(select(rules).order_by(rules.c.priority.desc(), rules.c.id))
-    return [_rule(r) for r in rows]
+class RuleStore(Repository):
+    """Chatbot rules, their change log, firings per contact and answer-files."""
 
+    def all_rules(self) -> list[Rule]:
+        """Every rule, enabled or not, by priority (highest first) then id."""
+        rows = self.conn.execute(select(rules).order_by(rules.c.priority.desc(), rules.c.id))
+        return [_rule(r) for r in rows]
 
-def rule_named(conn: Connection, name: str) -> Rule | None:
-    """One rule by its name (case-blind)."""
-    for row in conn.execute(select(rules)):
-        if row.name.casefold() == name.casefold():
-            return _rule(row)
-    return None
-
-
-def rule_by_id(conn: Connection, rule_id: int) -> Rule | None:
-    """One rule by its id."""
-    row = conn.execute(select(rules).where(rules.c.id == rule_id)).first()
-    return _rule(row) if row is not None else None
-
-
-def rule_meta(conn: Connection, rule_id: int) -> tuple[str, datetime, str, datetime] | None:
-    """(created_by, created_at, updated_by, updated_at) of a rule."""
-    row = conn.execute(
-        select(
-            rules.c.created_by, rules.c.created_at, rules.c.updated_by, rules.c.updated_at
-        ).where(rules.c.id == rule_id)
-    ).first()
-    return (row[0], row[1], row[2], row[3]) if row is not None else None
-
-
-def _log(
-    conn: Connection,
-    rule_id: int,
-    name: str,
-    change: str,
-    by: str,
-    at: datetime,
-    state: Rule | None,
-) -> None:
-    conn.execute(
-        changes.insert().values(
-            rule_id=rule_id,
-            rule_name=name,
-            change=change,
-            by=by,
-            at=at,
-            snapshot=snapshot(state) if state is not None else None,
-        )
-    )
-
-
-def add_rule(conn: Connection, rule: Rule, by: str, at: datetime) -> Rule:
-    """Store a new rule (its name must be free); returns it with its id."""
-    result = conn.execute(
-        rules.insert().values(
-            **_values(rule), created_by=by, created_at=at, updated_by=by, updated_at=at
-        )
-    )
-    rule_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    stored = replace(rule, id=rule_id)
-    _log(conn, rule_id, rule.name, "add", by, at, stored)
-    return stored
-
-
-def edit_rule(conn: Connection, rule: Rule, by: str, at: datetime, change: str = "edit") -> None:
-    """Overwrite a rule (by id) and record who did it."""
-    conn.execute(
-        update(rules)
-        .where(rules.c.id == rule.id)
-        .values(**_values(rule), updated_by=by, updated_at=at)
-    )
-    _log(conn, rule.id, rule.name, change, by, at, rule)
-
-
-def delete_rule(conn: Connection, rule: Rule, by: str, at: datetime) -> None:
-    """Remove a rule (its firings go with it); the change log keeps what it was."""
-    conn.execute(delete(firings).where(firings.c.rule_id == rule.id))
-    conn.execute(delete(rules).where(rules.c.id == rule.id))
-    _log(conn, rule.id, rule.name, "delete", by, at, rule)
-
-
-def history(conn: Connection, rule_id: int, limit: int = 10) -> list[tuple[str, str, datetime]]:
-    """The latest changes of a rule: (change, by, at), newest first."""
-    rows = conn.execute(
-        select(changes.c.change, changes.c.by, changes.c.at)
-        .where(changes.c.rule_id == rule_id)
-        .order_by(changes.c.id.desc())
-        .limit(limit)
-    )
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
-# -- firings -----------------------------------------------------------------------------------
-
-
-def last_firings(
-    conn: Connection, pairs: Iterable[tuple[int, int]]
-) -> dict[tuple[int, int], datetime]:
-    """When each (rule, contact) pair last fired, for the pairs that ever did."""
-    wanted = list(set(pairs))
-    if not wanted:
-        return {}
-    found: dict[tuple[int, int], datetime] = {}
-    for start in range(0, len(wanted), 400):
-        chunk = wanted[start : start + 400]
-        rows = conn.execute(
-            select(firings.c.rule_id, firings.c.contact_id, firings.c.last_at).where(
-                tuple_(firings.c.rule_id, firings.c.contact_id).in_(chunk)
-            )
-        )
-        for rule_id, contact_id, last_at in rows:
-            found[(int(rule_id), int(contact_id))] = last_at
-    return found
-
-
-def record_firings(conn: Connection, fired: Sequence[tuple[int, int, datetime]]) -> None:
-    """Note that rules fired for contacts (rule id, contact id, when)."""
-    if not fired:
-        return
-    known = last_firings(conn, [(r, c) for r, c, _ in fired])
-    for rule_id, contact_id, at in fired:
-        if (rule_id, contact_id) in known:
-            conn.execute(
-                update(firings)
-                .where(firings.c.rule_id == rule_id, firings.c.contact_id == contact_id)
-                .values(count=firings.c.count + 1, last_at=at)
-            )
-        else:
-            conn.execute(
-                firings.insert().values(rule_id=rule_id, contact_id=contact_id, count=1, last_at=at)
-            )
-            known[(rule_id, contact_id)] = at
-
-
-# -- files -----------------------------------------------------------------------------------
-
-
-def save_file(conn: Connection, file: FileData, by: str, at: datetime) -> int:
-    """Store a file a rule answers with; returns its id."""
-    result = conn.execute(
-        files.insert().values(
-            filename=file.filename,
-            mime_type=file.mime_type,
-            data=file.data,
-            created_by=by,
-            created_at=at,
-        )
-    )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-def delete_files(conn: Connection, ids: Sequence[int]) -> None:
-    """Remove stored files (a bot's answer for one contact that was never sent)."""
-    if ids:
-        conn.execute(delete(files).where(files.c.id.in_(list(ids))))
-
-
-def load_file(conn: Connection, file_id: int) -> FileData | None:
-    """A stored rule file."""
-    row = conn.execute(select(files).where(files.c.id == file_id)).first()
-    if row is None:
+    def rule_named(self, name: str) -> Rule | None:
+        """One rule by its name (case-blind)."""
+        for row in self.conn.execute(select(rules)):
+            if row.name.casefold() == name.casefold():
+                return _rule(row)
         return None
-    major = str(row.mime_type).partition("/")[0]
-    kind = {"image": MediaKind.IMAGE, "audio": MediaKind.AUDIO, "video": MediaKind.VIDEO}.get(
-        major, MediaKind.DOCUMENT
-    )
-    return FileData(kind=kind, filename=row.filename, data=row.data, mime_type=row.mime_type)
 
+    def rule_by_id(self, rule_id: int) -> Rule | None:
+        """One rule by its id."""
+        row = self.conn.execute(select(rules).where(rules.c.id == rule_id)).first()
+        return _rule(row) if row is not None else None
 
-def file_names(conn: Connection, ids: Iterable[int]) -> dict[int, str]:
-    """The names of stored rule files."""
-    wanted = list(set(ids))
-    if not wanted:
-        return {}
-    rows = conn.execute(select(files.c.id, files.c.filename).where(files.c.id.in_(wanted)))
-    return {int(r[0]): str(r[1]) for r in rows}
+    def rule_meta(self, rule_id: int) -> tuple[str, datetime, str, datetime] | None:
+        """(created_by, created_at, updated_by, updated_at) of a rule."""
+        row = self.conn.execute(
+            select(
+                rules.c.created_by, rules.c.created_at, rules.c.updated_by, rules.c.updated_at
+            ).where(rules.c.id == rule_id)
+        ).first()
+        return (row[0], row[1], row[2], row[3]) if row is not None else None
 
+    def _log(
+        self,
+        rule_id: int,
+        name: str,
+        change: str,
+        by: str,
+        at: datetime,
+        state: Rule | None,
+    ) -> None:
+        self.conn.execute(
+            changes.insert().values(
+                rule_id=rule_id,
+                rule_name=name,
+                change=change,
+                by=by,
+                at=at,
+                snapshot=snapshot(state) if state is not None else None,
+            )
+        )
 
-def remark_of(conn: Connection, contact_id: int) -> str | None:
-    """A contact's remark for the CRM ({CONTACTREMARK})."""
-    value = conn.execute(select(contacts.c.remark).where(contacts.c.id == contact_id)).scalar()
-    return str(value) if value is not None else None
+    def add_rule(self, rule: Rule, by: str, at: datetime) -> Rule:
+        """Store a new rule (its name must be free); returns it with its id."""
+        result = self.conn.execute(
+            rules.insert().values(
+                **_values(rule), created_by=by, created_at=at, updated_by=by, updated_at=at
+            )
+        )
+        rule_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        stored = replace(rule, id=rule_id)
+        self._log(rule_id, rule.name, "add", by, at, stored)
+        return stored
+
+    def edit_rule(self, rule: Rule, by: str, at: datetime, change: str = "edit") -> None:
+        """Overwrite a rule (by id) and record who did it."""
+        self.conn.execute(
+            update(rules)
+            .where(rules.c.id == rule.id)
+            .values(**_values(rule), updated_by=by, updated_at=at)
+        )
+        self._log(rule.id, rule.name, change, by, at, rule)
+
+    def delete_rule(self, rule: Rule, by: str, at: datetime) -> None:
+        """Remove a rule (its firings go with it); the change log keeps what it was."""
+        self.conn.execute(delete(firings).where(firings.c.rule_id == rule.id))
+        self.conn.execute(delete(rules).where(rules.c.id == rule.id))
+        self._log(rule.id, rule.name, "delete", by, at, rule)
+
+    def history(self, rule_id: int, limit: int = 10) -> list[tuple[str, str, datetime]]:
+        """The latest changes of a rule: (change, by, at), newest first."""
+        rows = self.conn.execute(
+            select(changes.c.change, changes.c.by, changes.c.at)
+            .where(changes.c.rule_id == rule_id)
+            .order_by(changes.c.id.desc())
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # -- firings -----------------------------------------------------------------------------------
+
+    def last_firings(self, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], datetime]:
+        """When each (rule, contact) pair last fired, for the pairs that ever did."""
+        wanted = list(set(pairs))
+        if not wanted:
+            return {}
+        found: dict[tuple[int, int], datetime] = {}
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            rows = self.conn.execute(
+                select(firings.c.rule_id, firings.c.contact_id, firings.c.last_at).where(
+                    tuple_(firings.c.rule_id, firings.c.contact_id).in_(chunk)
+                )
+            )
+            for rule_id, contact_id, last_at in rows:
+                found[(int(rule_id), int(contact_id))] = last_at
+        return found
+
+    def record_firings(self, fired: Sequence[tuple[int, int, datetime]]) -> None:
+        """Note that rules fired for contacts (rule id, contact id, when)."""
+        if not fired:
+            return
+        known = self.last_firings([(r, c) for r, c, _ in fired])
+        for rule_id, contact_id, at in fired:
+            if (rule_id, contact_id) in known:
+                self.conn.execute(
+                    update(firings)
+                    .where(firings.c.rule_id == rule_id, firings.c.contact_id == contact_id)
+                    .values(count=firings.c.count + 1, last_at=at)
+                )
+            else:
+                self.conn.execute(
+                    firings.insert().values(
+                        rule_id=rule_id, contact_id=contact_id, count=1, last_at=at
+                    )
+                )
+                known[(rule_id, contact_id)] = at
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def save_file(self, file: FileData, by: str, at: datetime) -> int:
+        """Store a file a rule answers with; returns its id."""
+        result = self.conn.execute(
+            files.insert().values(
+                filename=file.filename,
+                mime_type=file.mime_type,
+                data=file.data,
+                created_by=by,
+                created_at=at,
+            )
+        )
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def delete_files(self, ids: Sequence[int]) -> None:
+        """Remove stored files (a bot's answer for one contact that was never sent)."""
+        if ids:
+            self.conn.execute(delete(files).where(files.c.id.in_(list(ids))))
+
+    def load_file(self, file_id: int) -> FileData | None:
+        """A stored rule file."""
+        row = self.conn.execute(select(files).where(files.c.id == file_id)).first()
+        if row is None:
+            return None
+        major = str(row.mime_type).partition("/")[0]
+        kind = {"image": MediaKind.IMAGE, "audio": MediaKind.AUDIO, "video": MediaKind.VIDEO}.get(
+            major, MediaKind.DOCUMENT
+        )
+        return FileData(kind=kind, filename=row.filename, data=row.data, mime_type=row.mime_type)
+
+    def file_names(self, ids: Iterable[int]) -> dict[int, str]:
+        """The names of stored rule files."""
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        rows = self.conn.execute(select(files.c.id, files.c.filename).where(files.c.id.in_(wanted)))
+        return {int(r[0]): str(r[1]) for r in rows}
+
+    def remark_of(self, contact_id: int) -> str | None:
+        """A contact's remark for the CRM ({CONTACTREMARK})."""
+        value = self.conn.execute(
+            select(contacts.c.remark).where(contacts.c.id == contact_id)
+        ).scalar()
+        return str(value) if value is not None else None

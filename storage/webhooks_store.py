@@ -4,7 +4,7 @@ A subscription names a URL, the event types it wants and the secret its deliveri
 with. An event becomes one `webhook.deliver` row per active subscription that wants it, in the
 transaction that stores what caused it: the row's key `wh:<subscription>:<event id>` makes a
 repeated event a no-op, and its lane `wh:<subscription>` hands one subscriber its events in
-order. Slash commands and the REST API both manage subscriptions through these functions.
+order. Slash commands and the REST API both manage subscriptions through `WebhookStore`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.engine import Connection
 
-from storage.queries import NewJob
+from storage.records import NewJob, Repository
 from storage.tables import contacts, conversations, messages, outbox, webhooks
 
 # The event types a subscription may ask for; `all` stands for every one, including types
@@ -149,70 +148,9 @@ def new_secret() -> str:
     return secrets.token_hex(SECRET_BYTES)
 
 
-def create(
-    conn: Connection, url: str, events: Sequence[str], *, by: str, at: datetime
-) -> WebhookRecord:
-    """A new active subscription with a fresh secret; ValueError for an unusable URL or event."""
-    url = check_url(url)
-    wanted = parse_events(events)
-    secret = new_secret()
-    new_id = conn.execute(
-        webhooks.insert()
-        .values(
-            url=url, events=list(wanted), secret=secret, created_by=by, created_at=at, active=True
-        )
-        .returning(webhooks.c.id)
-    ).scalar_one()
-    return WebhookRecord(int(new_id), url, wanted, secret, by, at, True)
-
-
-def all_webhooks(conn: Connection, *, active_only: bool = True) -> list[WebhookRecord]:
-    """Subscriptions, oldest first (only the active ones unless asked)."""
-    query = select(webhooks).order_by(webhooks.c.id)
-    if active_only:
-        query = query.where(webhooks.c.active.is_(True))
-    return [_record(row) for row in conn.execute(query)]
-
-
-def get(conn: Connection, webhook_id: int) -> WebhookRecord | None:
-    """A subscription by id, active or not."""
-    row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).first()
-    return _record(row) if row is not None else None
-
-
-def deactivate(conn: Connection, webhook_id: int) -> bool:
-    """Stop sending to a subscription; False if it is unknown or inactive already."""
-    # Its undelivered events are dropped by the handler, which reads the subscription each time.
-    result = conn.execute(
-        update(webhooks)
-        .where(webhooks.c.id == webhook_id, webhooks.c.active.is_(True))
-        .values(active=False)
-    )
-    return bool(result.rowcount)
-
-
-def delete_webhook(conn: Connection, webhook_id: int) -> bool:
-    """Delete a subscription and its secret for good; False if there is none."""
-    result = conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
-    return bool(result.rowcount)
-
-
 def lane(webhook_id: int) -> str:
     """The outbox lane of a subscription's deliveries: one after another, in order."""
     return f"wh:{webhook_id}"
-
-
-def waiting(conn: Connection, webhook_ids: Sequence[int]) -> dict[int, int]:
-    """Deliveries not yet made, per subscription (a receiver that is down holds them)."""
-    if not webhook_ids:
-        return {}
-    lanes = {lane(i): i for i in webhook_ids}
-    rows = conn.execute(
-        select(outbox.c.lane, func.count())
-        .where(outbox.c.state == "pending", outbox.c.lane.in_(list(lanes)))
-        .group_by(outbox.c.lane)
-    )
-    return {lanes[str(row[0])]: int(row[1]) for row in rows}
 
 
 def deliver_job(webhook_id: int, event: WebhookEvent) -> NewJob:
@@ -247,12 +185,6 @@ def ping_event(webhook_id: int, *, by: str, at: datetime) -> WebhookEvent:
     )
 
 
-def contact_exists(conn: Connection, contact_id: int) -> bool:
-    """Whether a contact is still there (not erased)."""
-    found = conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).first()
-    return found is not None
-
-
 @dataclass(frozen=True, slots=True)
 class MessageState:
     """What a message.status event tells about an outgoing message, read after the change."""
@@ -269,39 +201,105 @@ class MessageState:
     reason: str | None
 
 
-def message_state(conn: Connection, message_id: int) -> MessageState | None:
-    """A message's delivery state now, with its conversation's contact."""
-    m = messages.c
-    row = conn.execute(
-        select(
-            m.id,
-            m.conversation_id,
-            conversations.c.contact_id,
-            m.direction,
-            m.platform,
-            m.account,
-            m.external_id,
-            m.status,
-            m.error_code,
-            m.error_reason,
+class WebhookStore(Repository):
+    """Webhook subscriptions, their waiting deliveries and what their events read."""
+
+    def create(self, url: str, events: Sequence[str], *, by: str, at: datetime) -> WebhookRecord:
+        """A new active subscription with a new secret; ValueError for an unusable URL or event."""
+        url = check_url(url)
+        wanted = parse_events(events)
+        secret = new_secret()
+        new_id = self.conn.execute(
+            webhooks.insert()
+            .values(
+                url=url,
+                events=list(wanted),
+                secret=secret,
+                created_by=by,
+                created_at=at,
+                active=True,
+            )
+            .returning(webhooks.c.id)
+        ).scalar_one()
+        return WebhookRecord(int(new_id), url, wanted, secret, by, at, True)
+
+    def all_webhooks(self, *, active_only: bool = True) -> list[WebhookRecord]:
+        """Subscriptions, oldest first (only the active ones unless asked)."""
+        query = select(webhooks).order_by(webhooks.c.id)
+        if active_only:
+            query = query.where(webhooks.c.active.is_(True))
+        return [_record(row) for row in self.conn.execute(query)]
+
+    def get(self, webhook_id: int) -> WebhookRecord | None:
+        """A subscription by id, active or not."""
+        row = self.conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).first()
+        return _record(row) if row is not None else None
+
+    def deactivate(self, webhook_id: int) -> bool:
+        """Stop sending to a subscription; False if it is unknown or inactive already."""
+        # Its undelivered events are dropped by the handler, which reads the subscription each time.
+        result = self.conn.execute(
+            update(webhooks)
+            .where(webhooks.c.id == webhook_id, webhooks.c.active.is_(True))
+            .values(active=False)
         )
-        .join(conversations, conversations.c.id == m.conversation_id)
-        .where(m.id == message_id)
-    ).first()
-    if row is None:
-        return None
-    return MessageState(
-        message_id=int(row[0]),
-        conversation_id=int(row[1]),
-        contact_id=int(row[2]),
-        direction=row[3],
-        platform=row[4],
-        account=row[5],
-        external_id=row[6],
-        status=row[7],
-        code=row[8],
-        reason=row[9],
-    )
+        return bool(result.rowcount)
+
+    def delete_webhook(self, webhook_id: int) -> bool:
+        """Delete a subscription and its secret for good; False if there is none."""
+        result = self.conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
+        return bool(result.rowcount)
+
+    def waiting(self, webhook_ids: Sequence[int]) -> dict[int, int]:
+        """Deliveries not yet made, per subscription (a receiver that is down holds them)."""
+        if not webhook_ids:
+            return {}
+        lanes = {lane(i): i for i in webhook_ids}
+        rows = self.conn.execute(
+            select(outbox.c.lane, func.count())
+            .where(outbox.c.state == "pending", outbox.c.lane.in_(list(lanes)))
+            .group_by(outbox.c.lane)
+        )
+        return {lanes[str(row[0])]: int(row[1]) for row in rows}
+
+    def contact_exists(self, contact_id: int) -> bool:
+        """Whether a contact is still there (not erased)."""
+        found = self.conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).first()
+        return found is not None
+
+    def message_state(self, message_id: int) -> MessageState | None:
+        """A message's delivery state now, with its conversation's contact."""
+        m = messages.c
+        row = self.conn.execute(
+            select(
+                m.id,
+                m.conversation_id,
+                conversations.c.contact_id,
+                m.direction,
+                m.platform,
+                m.account,
+                m.external_id,
+                m.status,
+                m.error_code,
+                m.error_reason,
+            )
+            .join(conversations, conversations.c.id == m.conversation_id)
+            .where(m.id == message_id)
+        ).first()
+        if row is None:
+            return None
+        return MessageState(
+            message_id=int(row[0]),
+            conversation_id=int(row[1]),
+            contact_id=int(row[2]),
+            direction=row[3],
+            platform=row[4],
+            account=row[5],
+            external_id=row[6],
+            status=row[7],
+            code=row[8],
+            reason=row[9],
+        )
 
 
 class ActiveWebhooks:
@@ -314,18 +312,18 @@ class ActiveWebhooks:
         self._clock = clock
         self._cached: tuple[float, tuple[WebhookRecord, ...]] | None = None
 
-    def load(self, conn: Connection) -> tuple[WebhookRecord, ...]:
-        """The active subscriptions, from memory while fresh, else read on `conn`."""
+    def load(self, store: WebhookStore) -> tuple[WebhookRecord, ...]:
+        """The active subscriptions, from memory while fresh, else read from `store`."""
         cached = self._cached
         if cached is not None and self._clock() - cached[0] < self._ttl:
             return cached[1]
-        found = tuple(all_webhooks(conn))
+        found = tuple(store.all_webhooks())
         self._cached = (self._clock(), found)
         return found
 
-    def wanting(self, conn: Connection, event_type: str) -> tuple[WebhookRecord, ...]:
+    def wanting(self, store: WebhookStore, event_type: str) -> tuple[WebhookRecord, ...]:
         """The active subscriptions that want events of a type."""
-        return tuple(w for w in self.load(conn) if w.wants(event_type))
+        return tuple(w for w in self.load(store) if w.wants(event_type))
 
     def changed(self) -> None:
         """Subscriptions were added, changed or removed: read them again next time."""

@@ -147,15 +147,14 @@ async def test_keys_and_kept_answers_on_every_database(database):
     """The storage of keys and kept answers, on SQLite and PostgreSQL."""
     from datetime import UTC, datetime, timedelta
 
-    from storage import api_keys
+    from storage.api_keys import new_key
 
     now = datetime.now(UTC)
-    key = api_keys.new_key()
+    key = new_key()
 
-    def write(conn):
-        created = api_keys.create_key(conn, key=key, name="crm", role="agent", by="Ada", at=now)
-        api_keys.keep_answer(
-            conn,
+    def write(tx):
+        created = tx.api_keys.create_key(key=key, name="crm", role="agent", by="Ada", at=now)
+        tx.api_keys.keep_answer(
             key_id=created.id,
             idem_key="k1",
             method="POST",
@@ -165,8 +164,7 @@ async def test_keys_and_kept_answers_on_every_database(database):
             body="{}",
             at=now - timedelta(days=8),
         )
-        api_keys.keep_answer(
-            conn,
+        tx.api_keys.keep_answer(
             key_id=created.id,
             idem_key="k2",
             method="POST",
@@ -178,24 +176,21 @@ async def test_keys_and_kept_answers_on_every_database(database):
         )
         return created
 
-    created = await database.run_write(write)
+    created = await database.write_tx(write)
     assert created.prefix == key[:12] and created.revoked_at is None
-    found = await database.run_read(lambda conn: api_keys.key_by_secret(conn, key))
+    found = await database.read_tx(lambda tx: tx.api_keys.key_by_secret(key))
     assert found == created
-    assert await database.run_read(lambda conn: api_keys.key_by_secret(conn, key + "x")) is None
-    assert await database.run_read(lambda conn: api_keys.keys_named(conn, key[:8])) == [created]
-    assert await database.run_read(lambda conn: api_keys.keys_named(conn, "#1")) == [created]
-    assert await database.run_read(lambda conn: api_keys.keys_named(conn, "sbk_%")) == []
-    kept = await database.run_read(lambda conn: api_keys.kept_answer(conn, created.id, "k2"))
+    assert await database.read_tx(lambda tx: tx.api_keys.key_by_secret(key + "x")) is None
+    assert await database.read_tx(lambda tx: tx.api_keys.keys_named(key[:8])) == [created]
+    assert await database.read_tx(lambda tx: tx.api_keys.keys_named("#1")) == [created]
+    assert await database.read_tx(lambda tx: tx.api_keys.keys_named("sbk_%")) == []
+    kept = await database.read_tx(lambda tx: tx.api_keys.kept_answer(created.id, "k2"))
     assert kept is not None and kept.status == 202
     assert (
-        await database.run_write(
-            lambda conn: api_keys.forget_answers(conn, now - timedelta(days=7))
-        )
-        == 1
+        await database.write_tx(lambda tx: tx.api_keys.forget_answers(now - timedelta(days=7))) == 1
     )
     # Contact 12's answer went with its age; contact 120's is not contact 12's.
-    assert await database.run_write(lambda conn: api_keys.forget_contact_answers(conn, 12)) == 0
-    assert await database.run_write(lambda conn: api_keys.forget_contact_answers(conn, 120)) == 1
-    assert await database.run_write(lambda conn: api_keys.revoke_key(conn, created.id, now))
-    assert not await database.run_write(lambda conn: api_keys.revoke_key(conn, created.id, now))
+    assert await database.write_tx(lambda tx: tx.api_keys.forget_contact_answers(12)) == 0
+    assert await database.write_tx(lambda tx: tx.api_keys.forget_contact_answers(120)) == 1
+    assert await database.write_tx(lambda tx: tx.api_keys.revoke_key(created.id, now))
+    assert not await database.write_tx(lambda tx: tx.api_keys.revoke_key(created.id, now))

@@ -626,8 +626,8 @@ async def test_the_handler_maps_each_answer_to_the_outbox_errors(world, receiver
             slow.answer("x", 200)
             # A receiver slower than the timeout: retried later.
             created = await world.bridge.app[WRITER].call(
-                lambda tx: store.create(
-                    tx.conn, f"{slow.url}/x", ["all"], by="t", at=datetime.now(UTC)
+                lambda tx: tx.webhooks.create(
+                    f"{slow.url}/x", ["all"], by="t", at=datetime.now(UTC)
                 )
             )
             timed = WebhookDelivery(guard, world.bridge.db, timeout=0.05)
@@ -637,13 +637,13 @@ async def test_the_handler_maps_each_answer_to_the_outbox_errors(world, receiver
             await slow.stop()
 
         gone = await world.bridge.app[WRITER].call(
-            lambda tx: store.create(
-                tx.conn, f"http://127.0.0.1:{closed}/x", ["all"], by="t", at=datetime.now(UTC)
+            lambda tx: tx.webhooks.create(
+                f"http://127.0.0.1:{closed}/x", ["all"], by="t", at=datetime.now(UTC)
             )
         )
         with pytest.raises(Unreachable):
             await handler.run([_job(gone.id, event)])
-        assert await world.bridge.app[WRITER].call(lambda tx: store.deactivate(tx.conn, gone.id))
+        assert await world.bridge.app[WRITER].call(lambda tx: tx.webhooks.deactivate(gone.id))
         with pytest.raises(PermanentError, match="removed"):
             await handler.run([_job(gone.id, event)])
     finally:
@@ -664,19 +664,19 @@ def test_retry_after_reads_seconds_and_dates():
 async def test_the_store_on_each_database(database):
     at = datetime.now(UTC)
 
-    def create(conn):
-        first = store.create(conn, "https://crm.example.com/a", ["message.received"], by="a", at=at)
-        second = store.create(conn, "http://crm.example.com/b", ["all"], by="b", at=at)
+    def create(tx):
+        first = tx.webhooks.create("https://crm.example.com/a", ["message.received"], by="a", at=at)
+        second = tx.webhooks.create("http://crm.example.com/b", ["all"], by="b", at=at)
         return first, second
 
-    first, second = await database.run_write(create)
+    first, second = await database.write_tx(create)
     assert first.secret != second.secret and len(first.secret) == 64
     assert first.secret not in repr(first)
     assert first.events == ("message.received",) and second.events == ("all",)
     cache = store.ActiveWebhooks()
-    wanting = await database.run_read(lambda conn: cache.wanting(conn, "contact.opted_out"))
+    wanting = await database.read_tx(lambda tx: cache.wanting(tx.webhooks, "contact.opted_out"))
     assert [w.id for w in wanting] == [second.id]
-    assert await database.run_read(lambda conn: store.get(conn, first.id)) == first
+    assert await database.read_tx(lambda tx: tx.webhooks.get(first.id)) == first
 
     event = store.WebhookEvent("message.received:1", "message.received", at, {"text": "x"}, 5)
     jobs = store.event_jobs(cache.load(None), event)  # cached: no connection needed
@@ -693,18 +693,18 @@ async def test_the_store_on_each_database(database):
         return conn.execute(text("select count(*) from outbox")).scalar()
 
     assert await database.run_write(enqueue_twice) == 2
-    waiting = await database.run_read(lambda conn: store.waiting(conn, [first.id, second.id]))
+    waiting = await database.read_tx(lambda tx: tx.webhooks.waiting([first.id, second.id]))
     assert waiting == {first.id: 1, second.id: 1}
 
     long = store.WebhookEvent("x" * 400, "ping", at, {})
     assert len(store.deliver_job(first.id, long).idem_key) <= store.IDEM_KEY_MAX
 
-    assert await database.run_write(lambda conn: store.deactivate(conn, first.id))
-    assert not await database.run_write(lambda conn: store.deactivate(conn, first.id))
+    assert await database.write_tx(lambda tx: tx.webhooks.deactivate(first.id))
+    assert not await database.write_tx(lambda tx: tx.webhooks.deactivate(first.id))
     cache.changed()
-    assert [w.id for w in await database.run_read(cache.load)] == [second.id]
-    assert await database.run_write(lambda conn: store.delete_webhook(conn, second.id))
-    assert await database.run_read(lambda conn: store.all_webhooks(conn, active_only=False)) == [
+    assert [w.id for w in await database.read_tx(lambda tx: cache.load(tx.webhooks))] == [second.id]
+    assert await database.write_tx(lambda tx: tx.webhooks.delete_webhook(second.id))
+    assert await database.read_tx(lambda tx: tx.webhooks.all_webhooks(active_only=False)) == [
         store.WebhookRecord(
             first.id, first.url, first.events, first.secret, "a", first.created_at, False
         )

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from bridge.api.errors import ApiError
 from bridge.services import Services
-from storage import Tx, api_keys
+from storage import Tx
 from storage.api_keys import ApiKeyRecord, KeptAnswer
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -105,8 +105,8 @@ class KeptAnswers:
 
     async def earlier(self, idem: Idempotency) -> Replay | None:
         """The answer given before with this key, if any (422 if it answered another request)."""
-        kept = await self.services.read(
-            lambda conn: api_keys.kept_answer(conn, idem.key_id, idem.key)
+        kept = await self.services.read_tx(
+            lambda tx: tx.api_keys.kept_answer(idem.key_id, idem.key)
         )
         return None if kept is None else replay(kept, idem)
 
@@ -114,7 +114,7 @@ class KeptAnswers:
         """Keep the answer of a handler that did not keep it with its own write."""
 
         def write(tx: Tx) -> None:
-            if api_keys.kept_answer(tx.conn, idem.key_id, idem.key) is None:
+            if tx.api_keys.kept_answer(idem.key_id, idem.key) is None:
                 _store(tx, idem, status, model, at)
 
         await self.services.write(write)
@@ -127,7 +127,7 @@ class KeptAnswers:
         Whatever else `fn` returns (a refusal) is not kept."""
 
         def write(tx: Tx) -> T | KeptAnswer:
-            kept = api_keys.kept_answer(tx.conn, idem.key_id, idem.key)
+            kept = tx.api_keys.kept_answer(idem.key_id, idem.key)
             if kept is not None:
                 return kept
             result = fn(tx)
@@ -146,12 +146,11 @@ class KeptAnswers:
         if last is not None and now - last < PRUNE_EVERY:
             return
         self._pruned_at = now
-        api_keys.forget_answers(tx.conn, now - KEEP_ANSWERS)
+        tx.api_keys.forget_answers(now - KEEP_ANSWERS)
 
 
 def _store(tx: Tx, idem: Idempotency, status: int, model: BaseModel, at: datetime) -> None:
-    api_keys.keep_answer(
-        tx.conn,
+    tx.api_keys.keep_answer(
         key_id=idem.key_id,
         idem_key=idem.key,
         method=idem.method,

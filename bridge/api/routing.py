@@ -38,7 +38,6 @@ from bridge.bodies import capped_at
 from bridge.errors import NotAllowed, Refused
 from bridge.services import Services
 from bridge.types import Role
-from storage import api_keys
 from storage.api_keys import ApiKeyRecord
 
 BODY_MAX = 1024 * 1024
@@ -171,14 +170,14 @@ class Api:
                 " /apikey create)",
                 headers=challenge,
             )
-        key = await self.services.read(lambda conn: api_keys.key_by_secret(conn, secret))
+        key = await self.services.read_tx(lambda tx: tx.api_keys.key_by_secret(secret))
         if key is None:
             raise ApiError(401, "unauthorized", "this API key is not valid", headers=challenge)
         if key.revoked_at is not None:
             raise ApiError(401, "unauthorized", "this API key was revoked", headers=challenge)
         if key.last_used_at is None or now - key.last_used_at >= TOUCH_EVERY:
             key_id = key.id
-            await self.services.write(lambda tx: api_keys.touch_key(tx.conn, key_id, now))
+            await self.services.write(lambda tx: tx.api_keys.touch_key(key_id, now))
         role = Role[key.role.upper()]
         if role < op.role:
             raise ApiError(

@@ -62,7 +62,6 @@ from storage import (
     Tx,
     Writer,
     early_key,
-    rules_store,
 )
 from storage.broadcasts_store import BroadcastRecord, Verdicts
 
@@ -204,9 +203,7 @@ class BroadcastHandlers:
     async def file(self, file_id: int) -> FileData:
         """The broadcast's media, read once."""
         if file_id not in self._files:
-            found = await self.pipeline.db.run_read(
-                lambda conn: rules_store.load_file(conn, file_id)
-            )
+            found = await self.pipeline.db.read_tx(lambda tx: tx.rules.load_file(file_id))
             if found is None:
                 raise PermanentError("file_gone", "the broadcast's file no longer exists")
             self._files[file_id] = found

@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
 
 from bridge.errors import OptedOut, PermanentError, TransientError, WindowClosed
 from bridge.handlers.base import Handler
@@ -45,7 +44,6 @@ from storage import (
     NewJob,
     Tx,
     early_key,
-    rules_store,
 )
 
 
@@ -121,16 +119,16 @@ class CustomerSend(Handler):
         loaded: list[FileData] = []
         for f in send.files:
             if f.get("rule_file") is not None:  # a file a rule (or a bot) answers with
-                file_id = int(f["rule_file"])
-                found = await self.directory.db.run_read(
-                    partial(rules_store.load_file, file_id=file_id)
-                )
+                found = await self._rule_file(int(f["rule_file"]))
                 if found is None:
                     raise PermanentError("file_gone", "the rule's file no longer exists")
                 loaded.append(found)
             elif surface is not None:
                 loaded.append(await surface.fetch(attachment(f)))
         return tuple(loaded)
+
+    async def _rule_file(self, file_id: int) -> FileData | None:
+        return await self.directory.db.read_tx(lambda tx: tx.rules.load_file(file_id))
 
     async def _template(self, connector: Connector, template: TemplateCall) -> TemplateCall:
         """The template call, with the language looked up when the agent named none."""

@@ -34,7 +34,7 @@ from bridge.types import (
     OutboundMessage,
     Platform,
 )
-from storage import Tx, rules_store
+from storage import Tx
 from storage.queries import Completion, Job, NewJob
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,7 @@ class HttpForward(RuleForward):
             stored: list[dict[str, Any]] = []
             saved: list[int] = []
             for name, mime, data in files:
-                file_id = rules_store.save_file(
-                    tx.conn,
+                file_id = tx.rules.save_file(
                     FileData(kind=MediaKind.DOCUMENT, filename=name, data=data, mime_type=mime),
                     f"rule {forward.rule}",
                     now,
@@ -233,7 +232,7 @@ class HttpForward(RuleForward):
             if not jobs:
                 # Not sent (the contact is gone or may not be written to): the bot's files
                 # for them are tied to no message, and nothing would ever erase them.
-                rules_store.delete_files(tx.conn, saved)
+                tx.rules.delete_files(saved)
             return jobs
 
         return write

@@ -28,7 +28,6 @@ from bridge.webhooks import (
     standard_signature,
 )
 from storage import Completion, Database, Job
-from storage import webhooks_store as store
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +67,10 @@ class WebhookDelivery:
         webhook_id, event, contact = row.webhook, row.event, row.contact
         # Read at each attempt: a removed webhook gets nothing more, and a contact erased while
         # the event waited (the dispatcher holds a copy of the row) is not sent to the CRM.
-        hook, erased = await self._db.run_read(
-            lambda conn: (
-                store.get(conn, webhook_id),
-                contact is not None and not store.contact_exists(conn, int(contact)),
+        hook, erased = await self._db.read_tx(
+            lambda tx: (
+                tx.webhooks.get(webhook_id),
+                contact is not None and not tx.webhooks.contact_exists(int(contact)),
             )
         )
         if hook is None or not hook.active:

@@ -29,7 +29,7 @@ from bridge.types import (
     Platform,
     Rule,
 )
-from storage import Tx, rules_store
+from storage import Tx
 from storage.queries import NewJob
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def apply_rules(
     `arrivals`) a doNothing rule kept out of the thread."""
     if not arrivals:
         return [], set()
-    matcher = bot.rulebook.matcher(tx.conn)
+    matcher = bot.rulebook.matcher(tx)
     if matcher.size == 0:
         return [], set()
     candidates: list[tuple[int, list[Rule], list[Rule]]] = []
@@ -128,7 +128,7 @@ def apply_rules(
         for index, rules, rest in candidates
         for rule in (*rules, *rest)
     ]
-    last = rules_store.last_firings(tx.conn, pairs)
+    last = tx.rules.last_firings(pairs)
     jobs: list[NewJob] = []
     swallowed: set[int] = set()
     fired_now: list[tuple[int, int, datetime]] = []
@@ -144,7 +144,7 @@ def apply_rules(
             last[(rule.id, cid)] = now  # twice in one batch counts as twice
             fired_now.append((rule.id, cid, now))
             jobs.extend(_actions(bot, tx, platform, account, arrival, rule, now, swallowed, index))
-    rules_store.record_firings(tx.conn, fired_now)
+    tx.rules.record_firings(fired_now)
     return jobs, swallowed
 
 
@@ -166,7 +166,7 @@ def _actions(
         "{CONTACTREMARK}" in f"{a.text or ''}{a.subject or ''}{a.target or ''}"
         for a in rule.actions
     )
-    remark = rules_store.remark_of(tx.conn, cid) if needs_remark else None
+    remark = tx.rules.remark_of(cid) if needs_remark else None
     values = placeholder_values(arrival, remark, bot.rulebook.zone)
     jobs: list[NewJob] = []
     done: list[str] = []
@@ -238,7 +238,7 @@ def _auto_answer(
     kind = action.kind
     files = []
     if kind == "autoAnswerMedia" and action.media_id is not None:
-        names = rules_store.file_names(tx.conn, [action.media_id])
+        names = tx.rules.file_names([action.media_id])
         files = [
             {
                 "rule_file": action.media_id,

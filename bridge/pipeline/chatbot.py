@@ -9,8 +9,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import Connection
-
 from bridge.config import Settings
 from bridge.jobs import CustomerSendJob
 from bridge.pipeline.directory import Directory
@@ -26,7 +24,7 @@ from bridge.types import (
     Platform,
 )
 from bridge.webhooks import SCOPE_CHANNELS, WebhookEvents
-from storage import NewJob, Tx, rules_store
+from storage import NewJob, Tx
 from storage.subscriptions import ChannelRecord, fold
 
 # Consent words and keywords are whole messages; longer texts are never looked up.
@@ -45,12 +43,12 @@ class RuleBook:
         self.zone = ZoneInfo(settings.rules.timezone)
         self._cache: tuple[float, Matcher] | None = None
 
-    def matcher(self, conn: Connection) -> Matcher:
+    def matcher(self, tx: Tx) -> Matcher:
         """The matcher of the stored rules."""
         cached = self._cache
         if cached is not None and time.monotonic() - cached[0] < RULES_CACHE_S:
             return cached[1]
-        matcher = Matcher.build(rules_store.all_rules(conn), self.zone)
+        matcher = Matcher.build(tx.rules.all_rules(), self.zone)
         self._cache = (time.monotonic(), matcher)
         return matcher
 

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from bridge.errors import Conflict, NotFound, Refused
 from bridge.services import Services
-from storage import Tx, api_keys
-from storage.api_keys import ApiKeyRecord
+from storage import Tx
+from storage.api_keys import ApiKeyRecord, new_key
 
 ROLES = ("admin", "manager", "agent")
 NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
@@ -25,14 +25,14 @@ async def create_key(
         raise Refused(msg)
     if role not in ROLES:
         raise Refused(f"{role} is not a role for a key; choose one of {', '.join(ROLES)}")
-    key = api_keys.new_key()
+    key = new_key()
 
     def write(tx: Tx) -> ApiKeyRecord:
-        existing = api_keys.list_keys(tx.conn)
+        existing = tx.api_keys.list_keys()
         active = [k for k in existing if k.name == name and k.revoked_at is None]
         if active:
             raise Conflict(f"There is an active key named {name} already (#{active[0].id}).")
-        return api_keys.create_key(tx.conn, key=key, name=name, role=role, by=by[:128], at=now)
+        return tx.api_keys.create_key(key=key, name=name, role=role, by=by[:128], at=now)
 
     record = await services.write(write)
     return key, record
@@ -42,8 +42,8 @@ async def revoke_key(services: Services, key_id: int, now: datetime) -> ApiKeyRe
     """Revoke a key for good (again is no error); the key as it is now."""
 
     def write(tx: Tx) -> ApiKeyRecord | None:
-        api_keys.revoke_key(tx.conn, key_id, now)
-        return api_keys.key_by_id(tx.conn, key_id)
+        tx.api_keys.revoke_key(key_id, now)
+        return tx.api_keys.key_by_id(key_id)
 
     found = await services.write(write)
     if found is None:
@@ -55,9 +55,9 @@ async def list_keys(
     services: Services, *, after: int | None = None, limit: int | None = None
 ) -> list[ApiKeyRecord]:
     """Every key, revoked ones too, by id (from after `after`, at most `limit`)."""
-    return await services.read(lambda conn: api_keys.list_keys(conn, after=after, limit=limit))
+    return await services.read_tx(lambda tx: tx.api_keys.list_keys(after=after, limit=limit))
 
 
 async def keys_named(services: Services, word: str) -> list[ApiKeyRecord]:
     """The keys whose `#id` or prefix is `word`."""
-    return await services.read(lambda conn: api_keys.keys_named(conn, word))
+    return await services.read_tx(lambda tx: tx.api_keys.keys_named(word))

@@ -13,7 +13,7 @@ from bridge.errors import AddressRefused, Invalid, Refused, TooLarge
 from bridge.security import FILE_CAP, MAX_REDIRECTS, file_name, read_capped
 from bridge.services import Services
 from bridge.types import FileData, MediaKind, Rule
-from storage import Tx, rules_store
+from storage import Tx
 
 FILE_MAX = FILE_CAP
 # Stands in for an answer-file's file while the rule is checked; it is fetched last.
@@ -69,6 +69,6 @@ def with_files(tx: Tx, built: Rule, files: Mapping[int, FileData], who: str, now
         return built
     actions = list(built.actions)
     for index, file in files.items():
-        file_id = rules_store.save_file(tx.conn, file, who, now)
+        file_id = tx.rules.save_file(file, who, now)
         actions[index] = replace(actions[index], media_id=file_id)
     return replace(built, actions=tuple(actions))

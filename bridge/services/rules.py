@@ -8,15 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
 
-from sqlalchemy.engine import Connection
-
 from bridge.errors import AddressRefused, Conflict, Invalid, NotFound, Refused
 from bridge.rules import Incoming, Matcher, RuleError, url_shape, validate
 from bridge.services import Services
 from bridge.services.channels import channel_by_name
 from bridge.services.rule_files import with_files
 from bridge.types import Action, FileData, Rule
-from storage import Tx, rules_store
+from storage import Tx
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
 _NAME = re.compile(f"^{NAME_PATTERN}$")
@@ -151,12 +149,12 @@ async def check_targets(services: Services, built: Rule) -> None:
 
 async def all_rules(services: Services) -> list[Rule]:
     """Every rule, in the order the engine tries them."""
-    return await services.read(rules_store.all_rules)
+    return await services.read_tx(lambda tx: tx.rules.all_rules())
 
 
 async def named_rule(services: Services, name: str) -> Rule:
     """The rule of that name (case-blind); NotFound names the command that lists them."""
-    found = await services.read(lambda conn: rules_store.rule_named(conn, name))
+    found = await services.read_tx(lambda tx: tx.rules.rule_named(name))
     if found is None:
         raise NotFound(f"there is no rule {name}; `/rule list` shows them")
     return found
@@ -164,53 +162,53 @@ async def named_rule(services: Services, name: str) -> Rule:
 
 async def rule_by_id(services: Services, rule_id: int) -> Rule | None:
     """A rule by id."""
-    return await services.read(lambda conn: rules_store.rule_by_id(conn, rule_id))
+    return await services.read_tx(lambda tx: tx.rules.rule_by_id(rule_id))
 
 
 async def history(services: Services, rule_id: int) -> list[tuple[str, str, datetime]]:
     """A rule's latest changes as (change, by, at)."""
-    return await services.read(lambda conn: rules_store.history(conn, rule_id))
+    return await services.read_tx(lambda tx: tx.rules.history(rule_id))
 
 
 async def known_files(services: Services, ids: Sequence[int]) -> dict[int, str]:
     """The names of the kept answer-files among `ids`."""
-    return await services.read(lambda conn: rules_store.file_names(conn, ids))
+    return await services.read_tx(lambda tx: tx.rules.file_names(ids))
 
 
-def _files(conn: Connection, rules: Sequence[Rule]) -> dict[int, str]:
+def _files(tx: Tx, rules: Sequence[Rule]) -> dict[int, str]:
     ids = [a.media_id for r in rules for a in r.actions if a.media_id is not None]
-    return rules_store.file_names(conn, ids)
+    return tx.rules.file_names(ids)
 
 
 async def rules_page(services: Services, after: int | None, limit: int) -> list[Described]:
     """Rules by id from after `after`, described (rules are few: one read, paged here)."""
 
-    def read(conn: Connection) -> list[Described]:
-        found = sorted(rules_store.all_rules(conn), key=lambda r: r.id)
+    def read(tx: Tx) -> list[Described]:
+        found = sorted(tx.rules.all_rules(), key=lambda r: r.id)
         chosen = [r for r in found if after is None or r.id > after][:limit]
-        files = _files(conn, chosen)
+        files = _files(tx, chosen)
         shown = []
         for r in chosen:
-            meta = rules_store.rule_meta(conn, r.id)
+            meta = tx.rules.rule_meta(r.id)
             if meta is not None:  # deleted meanwhile
                 shown.append(Described(r, meta, files))
         return shown
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 async def described(services: Services, rule_id: int, changes: int) -> Described | None:
     """A rule described, with its latest `changes` changes."""
 
-    def read(conn: Connection) -> Described | None:
-        found = rules_store.rule_by_id(conn, rule_id)
-        meta = rules_store.rule_meta(conn, rule_id)
+    def read(tx: Tx) -> Described | None:
+        found = tx.rules.rule_by_id(rule_id)
+        meta = tx.rules.rule_meta(rule_id)
         if found is None or meta is None:
             return None
-        shown = rules_store.history(conn, rule_id, changes)
-        return Described(found, meta, _files(conn, [found]), tuple(shown))
+        shown = tx.rules.history(rule_id, changes)
+        return Described(found, meta, _files(tx, [found]), tuple(shown))
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 def would_fire(
@@ -232,7 +230,7 @@ def _taken(name: str) -> Conflict:
 
 async def free_name(services: Services, name: str) -> None:
     """Conflict if a rule has this name already (before anything is fetched for a new one)."""
-    if await services.read(lambda conn: rules_store.rule_named(conn, name)) is not None:
+    if await services.read_tx(lambda tx: tx.rules.rule_named(name)) is not None:
         raise _taken(name)
 
 
@@ -249,9 +247,9 @@ async def add_rule(
     name = built.name
 
     def write(tx: Tx) -> Rule | None:
-        if rules_store.rule_named(tx.conn, name) is not None:
+        if tx.rules.rule_named(name) is not None:
             return None
-        return rules_store.add_rule(tx.conn, with_files(tx, built, files or {}, who, now), who, now)
+        return tx.rules.add_rule(with_files(tx, built, files or {}, who, now), who, now)
 
     stored = await services.write(write)
     if stored is None:
@@ -274,7 +272,7 @@ async def edit_rule(
 
     def write(tx: Tx) -> Rule:
         saved = with_files(tx, built, files or {}, who, now)
-        rules_store.edit_rule(tx.conn, saved, who, now, change=change)
+        tx.rules.edit_rule(saved, who, now, change=change)
         return saved
 
     saved = await services.write(write)
@@ -284,7 +282,7 @@ async def edit_rule(
 
 async def delete_rule(services: Services, found: Rule, *, who: str, now: datetime) -> None:
     """Remove a rule (the change log keeps it); the rules drop it at once."""
-    await services.write(lambda tx: rules_store.delete_rule(tx.conn, found, who, now))
+    await services.write(lambda tx: tx.rules.delete_rule(found, who, now))
     services.pipeline.rules_changed()
 
 

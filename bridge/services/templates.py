@@ -12,8 +12,8 @@ from datetime import datetime
 from bridge.errors import Invalid, Refused
 from bridge.services import Services
 from bridge.types import WHATSAPP, Template, TemplateCall
-from storage import Tx, catalog
-from storage.catalog import TemplateRecord
+from storage import Tx
+from storage.catalog import SyncCounts, TemplateRecord
 from storage.queries import ContactRecord
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Synced:
     found: int
     skipped: tuple[str, ...]
     failed: tuple[str, ...]
-    counts: catalog.SyncCounts
+    counts: SyncCounts
 
 
 def template_name(word: str) -> str:
@@ -112,12 +112,12 @@ def unknown_text(name: str, language: str | None, stored: Sequence[TemplateRecor
 
 async def all_templates(services: Services) -> list[TemplateRecord]:
     """Every stored template, by name, then language."""
-    return await services.read(catalog.all_templates)
+    return await services.read_tx(lambda tx: tx.templates.all_templates())
 
 
 async def templates_named(services: Services, name: str) -> list[TemplateRecord]:
     """A template's stored languages."""
-    return await services.read(lambda conn: catalog.templates_named(conn, name))
+    return await services.read_tx(lambda tx: tx.templates.templates_named(name))
 
 
 async def save_template(
@@ -125,7 +125,7 @@ async def save_template(
 ) -> bool:
     """Store a template (checked by the caller), new or replacing; True when it is new."""
     return await services.write(
-        lambda tx: catalog.save_template(tx.conn, name, language, body, by, now)
+        lambda tx: tx.templates.save_template(name, language, body, by, now)
     )
 
 
@@ -135,9 +135,9 @@ async def add_template(
     """Store a template only if it lacks this language; False when it has it already."""
 
     def write(tx: Tx) -> bool:
-        if any(t.language == language for t in catalog.templates_named(tx.conn, name)):
+        if any(t.language == language for t in tx.templates.templates_named(name)):
             return False
-        return catalog.save_template(tx.conn, name, language, body, by, now)
+        return tx.templates.save_template(name, language, body, by, now)
 
     return await services.write(write)
 
@@ -148,9 +148,9 @@ async def change_template(
     """Replace the body of a template's language; False when it lacks that language."""
 
     def write(tx: Tx) -> bool:
-        if not any(t.language == language for t in catalog.templates_named(tx.conn, name)):
+        if not any(t.language == language for t in tx.templates.templates_named(name)):
             return False
-        catalog.save_template(tx.conn, name, language, body, by, now)
+        tx.templates.save_template(name, language, body, by, now)
         return True
 
     return await services.write(write)
@@ -158,7 +158,7 @@ async def change_template(
 
 async def delete_templates(services: Services, name: str, language: str | None = None) -> list[str]:
     """Delete a template in one language or all; the languages deleted."""
-    return await services.write(lambda tx: catalog.delete_templates(tx.conn, name, language))
+    return await services.write(lambda tx: tx.templates.delete_templates(name, language))
 
 
 async def sync_templates(services: Services, by: str, now: datetime) -> Synced:
@@ -184,7 +184,7 @@ async def sync_templates(services: Services, by: str, now: datetime) -> Synced:
     if failed and not found:
         raise Refused("; ".join(failed))
     items = [(name, language, body) for (name, language), body in sorted(found.items())]
-    counts = await services.write(lambda tx: catalog.import_templates(tx.conn, items, by, now))
+    counts = await services.write(lambda tx: tx.templates.import_templates(items, by, now))
     return Synced(len(numbers), len(found), tuple(skipped), tuple(failed), counts)
 
 

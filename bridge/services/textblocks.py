@@ -8,7 +8,7 @@ from datetime import date, datetime
 from bridge.errors import Invalid
 from bridge.services import Services
 from bridge.services.templates import PLATFORM_NAMES
-from storage import Tx, catalog
+from storage import Tx
 from storage.catalog import TextBlockRecord
 from storage.queries import ContactRecord
 
@@ -72,12 +72,12 @@ def fill(body: str, contact: ContactRecord, *, agent: str, today: date) -> str:
 
 async def all_text_blocks(services: Services) -> list[TextBlockRecord]:
     """Every text block, by name."""
-    return await services.read(catalog.all_text_blocks)
+    return await services.read_tx(lambda tx: tx.textblocks.all_text_blocks())
 
 
 async def text_block(services: Services, name: str) -> TextBlockRecord | None:
     """A text block by (checked) name."""
-    return await services.read(lambda conn: catalog.text_block(conn, name))
+    return await services.read_tx(lambda tx: tx.textblocks.text_block(name))
 
 
 async def save_text_block(
@@ -88,9 +88,9 @@ async def save_text_block(
     exist is stored, and False says nothing was."""
 
     def write(tx: Tx) -> bool:
-        if exists is not None and (catalog.text_block(tx.conn, name) is not None) != exists:
+        if exists is not None and (tx.textblocks.text_block(name) is not None) != exists:
             return False
-        created = catalog.save_text_block(tx.conn, name, body, by, now)
+        created = tx.textblocks.save_text_block(name, body, by, now)
         return created or exists is True
 
     return await services.write(write)
@@ -98,4 +98,4 @@ async def save_text_block(
 
 async def delete_text_block(services: Services, name: str) -> bool:
     """Delete a text block; False when there is none of that name."""
-    return await services.write(lambda tx: catalog.delete_text_block(tx.conn, name))
+    return await services.write(lambda tx: tx.textblocks.delete_text_block(name))

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy.engine import Connection
-
 from bridge.errors import AddressRefused, Invalid, NotFound, Refused
 from bridge.services import Services
 from storage import Tx
@@ -50,14 +48,14 @@ async def add_webhook(
         await services.pipeline.outbound.check(checked)
     except AddressRefused as exc:
         raise Refused(f"The webhook was not added: {exc.reason}") from None
-    created = await services.write(lambda tx: store.create(tx.conn, checked, wanted, by=by, at=now))
+    created = await services.write(lambda tx: tx.webhooks.create(checked, wanted, by=by, at=now))
     services.pipeline.webhooks.changed()
     return created
 
 
 async def remove_webhook(services: Services, webhook_id: int) -> None:
     """Stop sending to a webhook (its undelivered events are dropped)."""
-    removed = await services.write(lambda tx: store.deactivate(tx.conn, webhook_id))
+    removed = await services.write(lambda tx: tx.webhooks.deactivate(webhook_id))
     if not removed:
         raise NotFound(f"There is no webhook {webhook_id}; `/webhook list` shows them")
     services.pipeline.webhooks.changed()
@@ -68,7 +66,7 @@ async def ping_webhook(services: Services, webhook_id: int, by: str) -> WebhookR
     events = services.pipeline.webhooks
 
     def write(tx: Tx) -> WebhookRecord | None:
-        found = store.get(tx.conn, webhook_id)
+        found = tx.webhooks.get(webhook_id)
         if found is None or not found.active:
             return None
         tx.enqueue(events.ping(found, by), time.time())
@@ -85,23 +83,23 @@ async def list_webhooks(
 ) -> list[Subscribed]:
     """The active webhooks by id (from after `after`, at most `limit`), each with its backlog."""
 
-    def read(conn: Connection) -> list[Subscribed]:
+    def read(tx: Tx) -> list[Subscribed]:
         # Subscriptions are a handful: one read, paged here.
-        found = [w for w in store.all_webhooks(conn) if after is None or w.id > after]
+        found = [w for w in tx.webhooks.all_webhooks() if after is None or w.id > after]
         shown = found if limit is None else found[:limit]
-        waiting = store.waiting(conn, [w.id for w in shown])
+        waiting = tx.webhooks.waiting([w.id for w in shown])
         return [Subscribed(w, waiting.get(w.id, 0)) for w in shown]
 
-    return await services.read(read)
+    return await services.read_tx(read)
 
 
 async def webhook(services: Services, webhook_id: int) -> Subscribed | None:
     """An active webhook with its backlog; None when there is none of that id."""
 
-    def read(conn: Connection) -> Subscribed | None:
-        found = store.get(conn, webhook_id)
+    def read(tx: Tx) -> Subscribed | None:
+        found = tx.webhooks.get(webhook_id)
         if found is None or not found.active:
             return None
-        return Subscribed(found, store.waiting(conn, [found.id]).get(found.id, 0))
+        return Subscribed(found, tx.webhooks.waiting([found.id]).get(found.id, 0))
 
-    return await services.read(read)
+    return await services.read_tx(read)
