@@ -3,6 +3,10 @@ bridge: a module no layer names would be free to import anything."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -58,3 +62,28 @@ def test_the_contracts_have_no_exceptions():
 def test_storage_and_commands_are_layered_below_and_above_the_core():
     layered = _layered()
     assert {"storage", "commands", "bridge.types", "bridge.errors"} <= layered
+
+
+def test_only_storage_may_import_sqlalchemy():
+    [contract] = [c for c in _contracts() if c.get("forbidden_modules") == ["sqlalchemy"]]
+    assert set(contract["source_modules"]) == {"bridge", "commands", "connectors"}
+
+
+def test_a_query_written_outside_storage_breaks_the_lint(tmp_path: Path):
+    # The contract is only worth something if the lint run fails when a service builds SQL.
+    for name in ("bridge", "commands", "connectors", "storage"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    service = tmp_path / "bridge" / "services" / "contacts.py"
+    service.write_text(service.read_text() + "\nfrom sqlalchemy import text  # noqa\n")
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run(
+        [str(lint), "--no-cache"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "Only storage builds SQL" in done.stdout
+    assert "bridge.services.contacts -> sqlalchemy" in done.stdout

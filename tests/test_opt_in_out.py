@@ -340,7 +340,7 @@ async def test_after_stop_the_channels_leave_the_customer_out_but_the_conversati
         f"select ch.id, c.id from channels ch, contacts c where ch.name = 'news'"
         f" and c.chat_id = '{ANN}'"
     )
-    members = await services_of(world).read_tx(lambda tx: tx.subscriptions.active_members(news_id))
+    members = await services_of(world).read(lambda tx: tx.subscriptions.active_members(news_id))
     assert [m[0] for m in members] != [] and anns_id not in [m[0] for m in members]
     listed = await command(world, "channel members news")
     assert listed.title == "news: 1 member (telegram 1)"

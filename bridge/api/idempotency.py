@@ -105,9 +105,7 @@ class KeptAnswers:
 
     async def earlier(self, idem: Idempotency) -> Replay | None:
         """The answer given before with this key, if any (422 if it answered another request)."""
-        kept = await self.services.read_tx(
-            lambda tx: tx.api_keys.kept_answer(idem.key_id, idem.key)
-        )
+        kept = await self.services.read(lambda tx: tx.api_keys.kept_answer(idem.key_id, idem.key))
         return None if kept is None else replay(kept, idem)
 
     async def keep(self, idem: Idempotency, status: int, model: BaseModel, at: datetime) -> None:

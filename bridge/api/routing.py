@@ -170,7 +170,7 @@ class Api:
                 " /apikey create)",
                 headers=challenge,
             )
-        key = await self.services.read_tx(lambda tx: tx.api_keys.key_by_secret(secret))
+        key = await self.services.read(lambda tx: tx.api_keys.key_by_secret(secret))
         if key is None:
             raise ApiError(401, "unauthorized", "this API key is not valid", headers=challenge)
         if key.revoked_at is not None:

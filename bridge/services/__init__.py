@@ -12,8 +12,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy.engine import Connection
-
 from bridge.config import Settings
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector
@@ -51,11 +49,7 @@ class Services:
                 return connector
         return None
 
-    async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` on a read connection."""
-        return await self.db.run_read(fn)
-
-    async def read_tx(self, fn: Callable[[Tx], T]) -> T:
+    async def read(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn` with the statements (`tx.subscriptions`, ...) on a read connection."""
         return await self.db.read_tx(fn)
 
@@ -69,7 +63,7 @@ class Services:
         """A staff member's role: none for strangers, admins from settings, then the roles
         table, then the default."""
         bridge = self.settings.bridge
-        return await self.read_tx(
+        return await self.read(
             lambda tx: tx.roles.effective_role(
                 surface,
                 user,
@@ -85,4 +79,4 @@ class Services:
         """The conversation of a surface's thread, if a thread is given and is one."""
         if thread is None:
             return None
-        return await self.read_tx(lambda tx: tx.conversation_by_thread(surface, thread))
+        return await self.read(lambda tx: tx.conversation_by_thread(surface, thread))

@@ -182,7 +182,7 @@ def _publishing_problems(services: Services, broadcast: BroadcastRecord) -> list
 async def preview(services: Services, broadcast_id: int, now: datetime) -> Preview:
     """The audience of a broadcast after exclusions, as `/broadcast new` shows it."""
     broadcast = await get(services, broadcast_id)
-    counts = await services.read_tx(lambda tx: tx.broadcasts.preview(broadcast, now))
+    counts = await services.read(lambda tx: tx.broadcasts.preview(broadcast, now))
     sample = fill(broadcast.text, values_for(SAMPLE_NAME, "+4915100000000", 1, "telegram"))
     return Preview(broadcast, counts, sample, _publishing_problems(services, broadcast))
 
@@ -192,7 +192,7 @@ async def preview(services: Services, broadcast_id: int, now: datetime) -> Previ
 
 async def find(services: Services, broadcast_id: int) -> BroadcastRecord | None:
     """A broadcast by id."""
-    return await services.read_tx(lambda tx: tx.broadcasts.get(broadcast_id))
+    return await services.read(lambda tx: tx.broadcasts.get(broadcast_id))
 
 
 async def get(services: Services, broadcast_id: int) -> BroadcastRecord:
@@ -212,7 +212,7 @@ async def latest(services: Services) -> list[tuple[BroadcastRecord, int]]:
             (broadcast, sum(tx.broadcasts.counts(broadcast.id).values())) for broadcast in found
         ]
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 async def page(
@@ -225,7 +225,7 @@ async def page(
         handled = tx.broadcasts.handled([broadcast.id for broadcast in found])
         return [(broadcast, handled.get(broadcast.id, 0)) for broadcast in found]
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 def status_in(tx: Tx, broadcast_id: int) -> Status | None:
@@ -243,7 +243,7 @@ def status_in(tx: Tx, broadcast_id: int) -> Status | None:
 
 async def status(services: Services, broadcast_id: int) -> Status | None:
     """A broadcast's status figures, in one read."""
-    return await services.read_tx(lambda tx: status_in(tx, broadcast_id))
+    return await services.read(lambda tx: status_in(tx, broadcast_id))
 
 
 def status_text(services: Services, found: Status, now: datetime) -> str:

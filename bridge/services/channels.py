@@ -109,28 +109,28 @@ async def all_channels(services: Services) -> tuple[list[ChannelRecord], Counts]
     def read(tx: Tx) -> tuple[list[ChannelRecord], Counts]:
         return tx.subscriptions.all_channels(), tx.subscriptions.member_counts()
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 async def list_channels(services: Services) -> list[ChannelRecord]:
     """Every channel."""
-    return await services.read_tx(lambda tx: tx.subscriptions.all_channels())
+    return await services.read(lambda tx: tx.subscriptions.all_channels())
 
 
 async def channel_by_name(services: Services, name: str) -> ChannelRecord | None:
     """A channel by its name."""
-    return await services.read_tx(lambda tx: tx.subscriptions.channel_by_name(name))
+    return await services.read(lambda tx: tx.subscriptions.channel_by_name(name))
 
 
 async def channel_joined_by(services: Services, text: str) -> ChannelRecord | None:
     """The channel whose join keyword a message of `text` is (compared as the pipeline does)."""
-    join, _ = await services.read_tx(lambda tx: tx.subscriptions.channels_by_keyword())
+    join, _ = await services.read(lambda tx: tx.subscriptions.channels_by_keyword())
     return join.get(fold(text))
 
 
 async def channel_by_id(services: Services, channel_id: int) -> ChannelRecord | None:
     """A channel by id."""
-    return await services.read_tx(lambda tx: tx.subscriptions.channel_by_id(channel_id))
+    return await services.read(lambda tx: tx.subscriptions.channel_by_id(channel_id))
 
 
 async def channel_counted(
@@ -141,7 +141,7 @@ async def channel_counted(
     def read(tx: Tx) -> tuple[ChannelRecord | None, Counts]:
         return tx.subscriptions.channel_by_id(channel_id), tx.subscriptions.member_counts()
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 async def channel_named(services: Services, name: str) -> tuple[ChannelRecord, dict[str, int]]:
@@ -152,7 +152,7 @@ async def channel_named(services: Services, name: str) -> tuple[ChannelRecord, d
         counts = tx.subscriptions.member_counts().get(found.id, {}) if found else {}
         return found, counts
 
-    found, counts = await services.read_tx(read)
+    found, counts = await services.read(read)
     return _known(found, name), counts
 
 
@@ -166,7 +166,7 @@ async def members(services: Services, name: str, shown: int) -> Members:
         counts = tx.subscriptions.member_counts().get(found.id, {})
         return Members(found, counts, tx.members.member_page(found.id, shown))
 
-    listed = await services.read_tx(read)
+    listed = await services.read(read)
     if listed is None:
         raise NotFound(f"There is no channel {name}. `/channel list` shows them all.")
     return listed
@@ -176,7 +176,7 @@ async def members_after(
     services: Services, channel_id: int, after: int | None, limit: int
 ) -> list[MemberRecord]:
     """Current members by contact id, from after `after`."""
-    return await services.read_tx(
+    return await services.read(
         lambda tx: tx.members.members_after(channel_id, after=after, limit=limit)
     )
 
@@ -330,7 +330,7 @@ async def remove_member(
 
 async def consent_words(services: Services) -> list[tuple[str, str, str]]:
     """Every consent word as (kind, language, word)."""
-    return await services.read_tx(lambda tx: tx.subscriptions.list_consent_words())
+    return await services.read(lambda tx: tx.subscriptions.list_consent_words())
 
 
 async def add_consent_words(

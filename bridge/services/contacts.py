@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from bridge.errors import Invalid, NotFound, Refused
 from bridge.jobs import StaffTombstoneJob
 from bridge.services import Services
@@ -43,7 +41,7 @@ def label(contact: ContactRecord) -> str:
 
 async def contact(services: Services, contact_id: ContactId) -> ContactRecord | None:
     """A contact by id."""
-    return await services.read(lambda conn: Tx(conn).contact(contact_id))
+    return await services.read(lambda tx: tx.contact(contact_id))
 
 
 async def assign(services: Services, conversation: ConversationId, user: str | None) -> None:
@@ -62,8 +60,7 @@ async def assign(services: Services, conversation: ConversationId, user: str | N
 async def contact_of(services: Services, conversation: ConversationId) -> ContactRecord | None:
     """The contact of a conversation; None when the conversation is gone."""
 
-    def read(conn: Connection) -> ContactRecord | None:
-        tx = Tx(conn)
+    def read(tx: Tx) -> ContactRecord | None:
         record = tx.conversation(conversation)
         return tx.contact(record.contact_id) if record is not None else None
 
@@ -92,7 +89,7 @@ async def find_contact(services: Services, word: str) -> ContactRecord:
         addresses |= {compact, digits, f"+{digits}"}
     elif word.startswith("@") and len(word) > 1:
         username = word[1:]
-    matches = await services.read_tx(
+    matches = await services.read(
         lambda tx: tx.members.contacts_by_address(sorted(addresses), username)
     )
     if not matches:
@@ -105,12 +102,12 @@ async def find_contact(services: Services, word: str) -> ContactRecord:
 
 async def find(services: Services, text: str, limit: int) -> list[ContactLine]:
     """Contacts whose name, chat id / phone number or username match, last seen first."""
-    return await services.read_tx(lambda tx: tx.contact_admin.find_contacts(text, limit))
+    return await services.read(lambda tx: tx.contact_admin.find_contacts(text, limit))
 
 
 async def resolve(services: Services, who: str) -> list[ContactLine]:
     """The contacts `who` may mean: `#12`, a number, a name."""
-    return await services.read_tx(lambda tx: tx.contact_admin.resolve_contact(who))
+    return await services.read(lambda tx: tx.contact_admin.resolve_contact(who))
 
 
 async def page(
@@ -123,7 +120,7 @@ async def page(
     limit: int,
 ) -> list[ContactLine]:
     """Contacts by id, searched and filtered, from after `after`."""
-    return await services.read_tx(
+    return await services.read(
         lambda tx: tx.contact_admin.contact_page(
             text=text, platform=platform, channel_id=channel_id, after=after, limit=limit
         )
@@ -140,7 +137,7 @@ async def card(services: Services, contact_id: ContactId) -> Card:
             tx.subscriptions.blocks_of([contact_id]).get(contact_id),
         )
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 async def change_contact(
@@ -188,7 +185,7 @@ async def export_document(
     services: Services, contact_id: ContactId, who: str, now: datetime
 ) -> dict[str, Any]:
     """Everything held about a contact, as the JSON document `/contact export` hands out."""
-    document = await services.read_tx(lambda tx: tx.contact_admin.export_contact(contact_id, now))
+    document = await services.read(lambda tx: tx.contact_admin.export_contact(contact_id, now))
     if document is None:
         raise NotFound(f"Contact #{contact_id} no longer exists")
     document["exported_by"] = who
@@ -197,7 +194,7 @@ async def export_document(
 
 async def what_erasing_removes(services: Services, contact_id: ContactId) -> ErasureCounts:
     """What erasing a contact would remove, counted."""
-    counts = await services.read_tx(lambda tx: tx.contact_admin.erasure_counts(contact_id))
+    counts = await services.read(lambda tx: tx.contact_admin.erasure_counts(contact_id))
     if counts is None:
         raise Refused(f"Contact #{contact_id} no longer exists")
     return counts

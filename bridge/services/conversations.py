@@ -22,14 +22,14 @@ class Sent:
 
 async def conversation(services: Services, conversation_id: int) -> ConversationLine | None:
     """A conversation by id."""
-    return await services.read_tx(lambda tx: tx.history.conversation(conversation_id))
+    return await services.read(lambda tx: tx.history.conversation(conversation_id))
 
 
 async def conversations_of(
     services: Services, contact_id: ContactId, after: int | None, limit: int
 ) -> list[ConversationLine]:
     """A contact's conversations, oldest first, from after `after`."""
-    return await services.read_tx(
+    return await services.read(
         lambda tx: tx.history.conversations_of(contact_id, after=after, limit=limit)
     )
 
@@ -38,7 +38,7 @@ async def messages_of(
     services: Services, conversation_id: int, after: int | None, limit: int
 ) -> list[MessageLine]:
     """A conversation's messages, oldest first, from after `after`."""
-    return await services.read_tx(
+    return await services.read(
         lambda tx: tx.history.messages_of(conversation_id, after=after, limit=limit)
     )
 
@@ -53,7 +53,7 @@ async def message(
         owner = tx.history.conversation(line.conversation_id) if line else None
         return (line, owner) if line is not None and owner is not None else None
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 def send_in(

@@ -55,9 +55,9 @@ async def list_keys(
     services: Services, *, after: int | None = None, limit: int | None = None
 ) -> list[ApiKeyRecord]:
     """Every key, revoked ones too, by id (from after `after`, at most `limit`)."""
-    return await services.read_tx(lambda tx: tx.api_keys.list_keys(after=after, limit=limit))
+    return await services.read(lambda tx: tx.api_keys.list_keys(after=after, limit=limit))
 
 
 async def keys_named(services: Services, word: str) -> list[ApiKeyRecord]:
     """The keys whose `#id` or prefix is `word`."""
-    return await services.read_tx(lambda tx: tx.api_keys.keys_named(word))
+    return await services.read(lambda tx: tx.api_keys.keys_named(word))

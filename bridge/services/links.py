@@ -40,21 +40,21 @@ async def latest(services: Services, limit: int) -> tuple[list[LinkStats], int]:
     def read(tx: Tx) -> tuple[list[LinkStats], int]:
         return tx.links.latest_links(limit), tx.links.count_links()
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 async def links_after(services: Services, after: int | None, limit: int) -> list[LinkStats]:
     """Links by id, oldest first, from after `after`, with their clicks."""
-    return await services.read_tx(lambda tx: tx.links.links_after(after=after, limit=limit))
+    return await services.read(lambda tx: tx.links.links_after(after=after, limit=limit))
 
 
 async def link_stats(services: Services, link_id: int) -> LinkStats | None:
     """A link with its clicks."""
-    return await services.read_tx(lambda tx: tx.links.link_stats(link_id))
+    return await services.read(lambda tx: tx.links.link_stats(link_id))
 
 
 async def link_id_of(services: Services, short: str) -> int | None:
     """The id of the link a short URL (as `shorten` made it) stands for."""
     code = short.rsplit("/", 1)[1]
-    made = await services.read_tx(lambda tx: tx.links.link_by_code(code))
+    made = await services.read(lambda tx: tx.links.link_by_code(code))
     return made.id if made is not None else None

@@ -48,7 +48,7 @@ async def give_role(
             " take them out of the settings file to change that"
         )
     surface = surface_of(target)
-    before = await services.read_tx(lambda tx: tx.roles.role_of(surface, target))
+    before = await services.read(lambda tx: tx.roles.role_of(surface, target))
 
     def write(tx: Tx) -> None:
         tx.roles.set_role(surface, target, role.label, who, now)
@@ -59,7 +59,7 @@ async def give_role(
 
 async def roles_given(services: Services) -> list[Given]:
     """Every role given, with by whom and when."""
-    return await services.read_tx(lambda tx: tx.roles.list_roles())
+    return await services.read(lambda tx: tx.roles.list_roles())
 
 
 async def role_given(services: Services, surface: str, user: str) -> Given | None:
@@ -71,4 +71,4 @@ async def role_given(services: Services, surface: str, user: str) -> Given | Non
                 return given
         return None
 
-    return await services.read_tx(read)
+    return await services.read(read)

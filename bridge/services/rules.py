@@ -149,12 +149,12 @@ async def check_targets(services: Services, built: Rule) -> None:
 
 async def all_rules(services: Services) -> list[Rule]:
     """Every rule, in the order the engine tries them."""
-    return await services.read_tx(lambda tx: tx.rules.all_rules())
+    return await services.read(lambda tx: tx.rules.all_rules())
 
 
 async def named_rule(services: Services, name: str) -> Rule:
     """The rule of that name (case-blind); NotFound names the command that lists them."""
-    found = await services.read_tx(lambda tx: tx.rules.rule_named(name))
+    found = await services.read(lambda tx: tx.rules.rule_named(name))
     if found is None:
         raise NotFound(f"there is no rule {name}; `/rule list` shows them")
     return found
@@ -162,17 +162,17 @@ async def named_rule(services: Services, name: str) -> Rule:
 
 async def rule_by_id(services: Services, rule_id: int) -> Rule | None:
     """A rule by id."""
-    return await services.read_tx(lambda tx: tx.rules.rule_by_id(rule_id))
+    return await services.read(lambda tx: tx.rules.rule_by_id(rule_id))
 
 
 async def history(services: Services, rule_id: int) -> list[tuple[str, str, datetime]]:
     """A rule's latest changes as (change, by, at)."""
-    return await services.read_tx(lambda tx: tx.rules.history(rule_id))
+    return await services.read(lambda tx: tx.rules.history(rule_id))
 
 
 async def known_files(services: Services, ids: Sequence[int]) -> dict[int, str]:
     """The names of the kept answer-files among `ids`."""
-    return await services.read_tx(lambda tx: tx.rules.file_names(ids))
+    return await services.read(lambda tx: tx.rules.file_names(ids))
 
 
 def _files(tx: Tx, rules: Sequence[Rule]) -> dict[int, str]:
@@ -194,7 +194,7 @@ async def rules_page(services: Services, after: int | None, limit: int) -> list[
                 shown.append(Described(r, meta, files))
         return shown
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 async def described(services: Services, rule_id: int, changes: int) -> Described | None:
@@ -208,7 +208,7 @@ async def described(services: Services, rule_id: int, changes: int) -> Described
         shown = tx.rules.history(rule_id, changes)
         return Described(found, meta, _files(tx, [found]), tuple(shown))
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 def would_fire(
@@ -230,7 +230,7 @@ def _taken(name: str) -> Conflict:
 
 async def free_name(services: Services, name: str) -> None:
     """Conflict if a rule has this name already (before anything is fetched for a new one)."""
-    if await services.read_tx(lambda tx: tx.rules.rule_named(name)) is not None:
+    if await services.read(lambda tx: tx.rules.rule_named(name)) is not None:
         raise _taken(name)
 
 

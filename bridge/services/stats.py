@@ -13,6 +13,6 @@ async def overview(
 ) -> Overview:
     """Messages per platform and day, contacts, channels, the latest `broadcasts` broadcasts
     and the `links` most clicked short links, over the last `days` UTC days."""
-    return await services.read_tx(
+    return await services.read(
         lambda tx: tx.stats.overview(now, days=days, broadcasts=broadcasts, links=links)
     )

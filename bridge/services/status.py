@@ -25,7 +25,7 @@ async def figures(services: Services) -> Figures:
     def read(tx: Tx) -> tuple[dict[str, int], tuple[int, int]]:
         return tx.outbox_counts(), tx.contact_admin.counts()
 
-    outbox, (contacts, open_conversations) = await services.read_tx(read)
+    outbox, (contacts, open_conversations) = await services.read(read)
     return Figures(
         accounts=tuple(f"{c.platform}:{c.account}" for c in services.connectors),
         surfaces=tuple(services.pipeline.surfaces),

@@ -112,12 +112,12 @@ def unknown_text(name: str, language: str | None, stored: Sequence[TemplateRecor
 
 async def all_templates(services: Services) -> list[TemplateRecord]:
     """Every stored template, by name, then language."""
-    return await services.read_tx(lambda tx: tx.templates.all_templates())
+    return await services.read(lambda tx: tx.templates.all_templates())
 
 
 async def templates_named(services: Services, name: str) -> list[TemplateRecord]:
     """A template's stored languages."""
-    return await services.read_tx(lambda tx: tx.templates.templates_named(name))
+    return await services.read(lambda tx: tx.templates.templates_named(name))
 
 
 async def save_template(

@@ -72,12 +72,12 @@ def fill(body: str, contact: ContactRecord, *, agent: str, today: date) -> str:
 
 async def all_text_blocks(services: Services) -> list[TextBlockRecord]:
     """Every text block, by name."""
-    return await services.read_tx(lambda tx: tx.textblocks.all_text_blocks())
+    return await services.read(lambda tx: tx.textblocks.all_text_blocks())
 
 
 async def text_block(services: Services, name: str) -> TextBlockRecord | None:
     """A text block by (checked) name."""
-    return await services.read_tx(lambda tx: tx.textblocks.text_block(name))
+    return await services.read(lambda tx: tx.textblocks.text_block(name))
 
 
 async def save_text_block(

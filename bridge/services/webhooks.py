@@ -90,7 +90,7 @@ async def list_webhooks(
         waiting = tx.webhooks.waiting([w.id for w in shown])
         return [Subscribed(w, waiting.get(w.id, 0)) for w in shown]
 
-    return await services.read_tx(read)
+    return await services.read(read)
 
 
 async def webhook(services: Services, webhook_id: int) -> Subscribed | None:
@@ -102,4 +102,4 @@ async def webhook(services: Services, webhook_id: int) -> Subscribed | None:
             return None
         return Subscribed(found, tx.webhooks.waiting([found.id]).get(found.id, 0))
 
-    return await services.read_tx(read)
+    return await services.read(read)
