@@ -27,7 +27,7 @@ async def every_row(world) -> list[str]:
             for row in conn.execute(select(table))
         ]
 
-    return await services_of(world).read(read)
+    return await services_of(world).db.run_read(read)
 
 
 async def test_create_shows_the_key_once_privately_and_stores_only_its_hash(world, api):

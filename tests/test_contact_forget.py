@@ -98,7 +98,7 @@ async def every_row(world) -> dict[str, list[str]]:
             for table in Base.metadata.sorted_tables
         }
 
-    return await services_of(world).read(read)
+    return await services_of(world).db.run_read(read)
 
 
 async def traces(world, *needles: object) -> list[str]:

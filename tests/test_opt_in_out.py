@@ -97,7 +97,7 @@ async def opt_in(world, chat: int = ANN) -> tuple[str, datetime]:
             select(Contact.opt_in_source, Contact.opt_in_at).where(Contact.chat_id == str(chat))
         ).one()
 
-    source, at = await services_of(world).read(read)
+    source, at = await services_of(world).db.run_read(read)
     return source, at
 
 
