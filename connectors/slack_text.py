@@ -26,7 +26,8 @@ _ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
 _EMOJI = re.compile(r":([a-z0-9_+'-]+):(?::skin-tone-([2-6]):)?")
 _USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_BROADCASTS = ("here", "channel", "everyone")
+# `<!group>` is an older name of `<!channel>`.
+_BROADCASTS = ("here", "channel", "everyone", "group")
 # Slack's skin-tone-2 … skin-tone-6 are the Fitzpatrick modifiers U+1F3FB … U+1F3FF.
 _FIRST_TONE = 0x1F3FB
 _REGIONAL_A = 0x1F1E6
@@ -149,6 +150,8 @@ def _named(head: str, label: str) -> str:
     if word in _BROADCASTS:
         return f"@{word}"
     if word == "subteam":
-        return label or f"@{rest}"
-    # `<!date^…^…|fallback>` and anything newer: the label is what Slack shows without it.
-    return label or word
+        return f"@{label.lstrip('@') or rest}"
+    if word == "date":
+        return label  # the fallback Slack shows where it cannot format the date
+    # Slack's formatting docs: show a command not known yet as <label>, or <command>.
+    return f"<{label or word}>"

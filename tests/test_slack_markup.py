@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from tests.commands_kit import ADMIN, command
 from tests.harness import eventually
 
 WRITTEN = (
@@ -24,3 +27,19 @@ async def test_a_reply_with_a_link_and_an_address_reaches_the_customer_clean(wor
     assert sent[-1] == AS_SLACK_SENDS
     await eventually(lambda: world.tg.messages_to(111), message="a Telegram message")
     assert [m.text for m in world.tg.messages_to(111)] == [WRITTEN]
+
+
+async def test_a_rule_with_a_url_saved_from_a_slash_command(world):
+    url = "https://crm.example.org/hook?src=slack&x=1"
+    status, body = await world.slack.slash_command(
+        "/rule", f'add crm always --do "post: {url}"', user_id=ADMIN
+    )
+    assert status == 200, body
+    sent = next(b for kind, b, *_ in reversed(world.slack.deliveries) if kind == "slash_commands")
+    assert (
+        sent["text"]
+        == 'add crm always --do "post: <https://crm.example.org/hook?src=slack&amp;x=1>"'
+    )
+    assert json.loads(body)["blocks"], body
+    shown = await command(world, "rule show crm")
+    assert f"Does: post: {url}" in shown.lines, shown.lines
