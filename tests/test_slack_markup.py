@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.commands_kit import ADMIN, command
+from tests.commands_kit import ADMIN, MANAGER, command
+from tests.forms_kit import open_form, submit
 from tests.harness import eventually
 
 WRITTEN = (
@@ -43,3 +44,25 @@ async def test_a_rule_with_a_url_saved_from_a_slash_command(world):
     assert json.loads(body)["blocks"], body
     shown = await command(world, "rule show crm")
     assert f"Does: post: {url}" in shown.lines, shown.lines
+
+
+async def test_a_mention_reaches_the_customer_as_the_colleagues_name(world):
+    world.slack.add_user("U0ANNA", "Anna Schmidt", "Anna")
+    await world.says(111, "Who handles returns?")
+    root = await world.thread_of(111)
+    # A mention picked from the autocomplete, an emoji (Slack sends :+1:), and characters the
+    # agent typed that only look like markup.
+    await world.slack.agent_says(root.channel, root.ts, "<@U0ANNA> does 👍 <!here>")
+    await eventually(lambda: world.tg.messages_to(111), message="a Telegram message")
+    assert [m.text for m in world.tg.messages_to(111)] == ["@Anna does 👍 <!here>"]
+
+
+async def test_a_forms_typed_text_is_kept_as_typed(world):
+    # Slack does not escape what is typed into a modal's plain-text input: nothing to undo.
+    assert (await command(world, f"user role {MANAGER} manager")).ok
+    view = await open_form(world, "add")
+    typed = "answer: Q&amp;A is &lt;here&gt; & <there>"
+    status, body = await submit(world, view, name="qa", when="always", actions=typed)
+    assert status == 200 and not body, body
+    shown = await command(world, "rule show qa")
+    assert f"Does: {typed}" in shown.lines, shown.lines
