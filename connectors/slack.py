@@ -34,6 +34,7 @@ from bridge.types import (
     FileData,
     MirrorPost,
     RateLimit,
+    StaffEdit,
     StaffMessage,
     StaffMessageRef,
     StaffUserId,
@@ -58,10 +59,11 @@ from connectors.slack_blocks import (
     mrkdwn,
 )
 from connectors.slack_commands import SEEN_COMMANDS, SEEN_KEY, SlackCommands
-from connectors.slack_events import SLACK, parse_event, split_ref
+from connectors.slack_events import SLACK, parse_event, raw_text, split_ref
 from connectors.slack_guard import SignedRequests
 from connectors.slack_guard import screen as screen_headers
 from connectors.slack_teams import Origin, Workspaces, event_origin, user_origin
+from connectors.slack_text import command_text, mentioned_users, readable
 from connectors.staff import Names, NameUnknown, SeenIds, thread_command
 
 log = logging.getLogger(__name__)
@@ -205,9 +207,14 @@ class SlackSurface:
             return
         stranger = await self._stranger(parsed.author, *event_origin(body, event))
         parsed = replace(parsed, stranger=stranger)
-        if isinstance(parsed, StaffMessage) and (line := thread_command(parsed.text)) is not None:
+        text = raw_text(event)
+        if isinstance(parsed, StaffMessage) and (line := thread_command(command_text(text))):
             await self.commands.in_thread(parsed, line)
             return
+        if isinstance(parsed, StaffMessage | StaffEdit) and (users := mentioned_users(text)):
+            # The customer reads the display names of the staff members mentioned.
+            names = {user: name for user in users if (name := await self._names.of(user))}
+            parsed = replace(parsed, text=readable(text, names))
         if isinstance(parsed, StaffMessage):
             parsed = replace(parsed, author_name=await self._names.of(parsed.author))
         # Raising here makes bolt answer 500, so Slack retries; the pipeline deduplicates.

@@ -25,8 +25,9 @@ from connectors.slack_blocks import (
     reply_blocks,
     submitted,
 )
-from connectors.slack_events import SLACK, split_ref, string_at, unescape
+from connectors.slack_events import SLACK, split_ref, string_at
 from connectors.slack_teams import Origin, command_origin, interaction_origin
+from connectors.slack_text import command_text
 from connectors.staff import Names, SeenIds, says_something
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,9 @@ class SlackCommands:
             surface=SLACK,
             user=user,
             user_name=await self._names.of(user) or command.get("user_name"),
-            # Slack escapes &, < and > in the text; mentions arrive as <@U123|name>.
-            text=f"{name} {unescape(str(command.get('text', '')))}".strip(),
+            # Slack escapes &, < and > in the text and sends links as <https://…>; mentions
+            # arrive as <@U123|name>.
+            text=f"{name} {command_text(str(command.get('text', '')))}".strip(),
             channel=command.get("channel_id"),
             stranger=await self._stranger(user, command_origin(command)),
             private_answers=True,  # an ephemeral answer

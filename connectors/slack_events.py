@@ -22,14 +22,10 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
+from connectors.slack_text import readable
 from connectors.wire import int_or_none, opt_str, storable
 
 SLACK = SurfaceName("slack")
-
-
-def unescape(text: str) -> str:
-    """Undo Slack's escaping of what a staff member typed."""
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -52,8 +48,21 @@ def string_at(obj: Any, *keys: str) -> str:
     return obj if isinstance(obj, str) else ""
 
 
-def parse_event(event: Mapping[str, Any]) -> StaffEvent | None:
-    """Turn one Slack `message` event into a staff event; None for what the bridge ignores."""
+def raw_text(event: Mapping[str, Any]) -> str:
+    """The text of a message event (of the changed message for an edit), as Slack sends it."""
+    if event.get("subtype") == "message_changed":
+        return string_at(event, "message", "text")
+    return string_at(event, "text")
+
+
+def parse_event(
+    event: Mapping[str, Any], names: Mapping[str, str] | None = None
+) -> StaffEvent | None:
+    """Turn one Slack `message` event into a staff event; None for what the bridge ignores.
+
+    Its text is what the customer should read (slack_text); `names` are the display names of
+    the users it may mention.
+    """
     if event.get("type") != "message" or not storable(event):
         return None
     channel = string_at(event, "channel")
@@ -69,7 +78,7 @@ def parse_event(event: Mapping[str, Any]) -> StaffEvent | None:
         return StaffEdit(
             surface=SLACK,
             ref=StaffMessageRef(f"{channel}/{inner['ts']}"),
-            text=unescape(string_at(inner, "text")),
+            text=readable(string_at(inner, "text"), names),
             author=StaffUserId(editor) if editor else None,
         )
     if subtype == "message_deleted":
@@ -94,7 +103,7 @@ def parse_event(event: Mapping[str, Any]) -> StaffEvent | None:
         thread=ThreadRef(f"{channel}/{thread_ts}"),
         ref=StaffMessageRef(f"{channel}/{ts}"),
         author=StaffUserId(user),
-        text=unescape(string_at(event, "text")),
+        text=readable(string_at(event, "text"), names),
         at=_ts_time(ts),
         attachments=tuple(_attachments(files if isinstance(files, list) else [])),
     )

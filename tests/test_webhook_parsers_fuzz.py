@@ -47,7 +47,7 @@ from bridge.types import (
     StatusUpdate,
     WatermarkUpdate,
 )
-from connectors import matrix, messenger, sms, telegram, whatsapp
+from connectors import matrix, messenger, slack_text, sms, telegram, whatsapp
 from connectors import slack_events as slack
 from tests import connector_kit
 from tests.connector_kit import serving
@@ -1017,11 +1017,11 @@ def check_slack(event: Any, parsed: Any) -> None:
         assert all(isinstance(v, str) and v for v in (ts, thread_ts, user))
         assert parsed.ref == f"{channel}/{ts}" and parsed.thread == f"{channel}/{thread_ts}"
         assert parsed.author == user
-        assert parsed.text == slack.unescape(_str(event, "text") or "")
+        assert parsed.text == slack_text.readable(_str(event, "text") or "")
     elif isinstance(parsed, StaffEdit):
         inner = event["message"]
         assert isinstance(inner["ts"], str) and parsed.ref == f"{channel}/{inner['ts']}"
-        assert parsed.text == slack.unescape(_str(inner, "text") or "")
+        assert parsed.text == slack_text.readable(_str(inner, "text") or "")
     else:
         assert isinstance(parsed, StaffDelete)
         assert isinstance(event["deleted_ts"], str)

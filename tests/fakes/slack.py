@@ -14,6 +14,9 @@ The real slack-sdk / slack-bolt talk to it through ``base_url``.  Wire facts it 
   files.completeUploadExternal (``files`` is a JSON string in the query).
 * Socket Mode: apps.connections.open (app token) -> ws URL; the server sends ``hello``,
   then envelopes; the client acks ``{"envelope_id", "payload"?}``.
+* What a person types reaches the app in Slack's markup (``as_slack_sends``): ``&``, ``<``
+  and ``>`` escaped, links as ``<url>``, e-mail addresses as ``<mailto:…|…>``, emoji as
+  ``:shortcode:``; in message events and, with ``should_escape``, in slash commands.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+import emoji
 from aiohttp import web
 
 _TS_RE = re.compile(r"^\d+\.\d+$")
@@ -43,6 +47,44 @@ _MAX_TEXT = 40000
 _MAX_BLOCKS = 50
 
 Params = dict[str, Any]
+
+# A mention picked from Slack's autocomplete is markup already when it is sent.
+_PICKED = re.compile(r"<[@#][A-Z0-9]+(?:\|[^<>]*)?>")
+# What Slack's clients turn into links: web addresses (without the punctuation after them)
+# and e-mail addresses.
+_LINKED = re.compile(r"https?://[^\s<>]*[^\s<>.,;:!?)\]'\"]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _linked(typed: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for match in _LINKED.finditer(typed):
+        out.append(_escaped(typed[pos : match.start()]))
+        link = _escaped(match.group())
+        out.append(f"<{link}>" if "://" in link else f"<mailto:{link}|{link}>")
+        pos = match.end()
+    out.append(_escaped(typed[pos:]))
+    return "".join(out)
+
+
+def as_slack_sends(typed: str) -> str:
+    """The `text` Slack sends for what a person typed ("Formatting text for app surfaces",
+    https://api.slack.com/reference/surfaces/formatting): `&`, `<` and `>` escaped, links
+    wrapped as `<url>`, e-mail addresses as `<mailto:…|…>`, emoji as `:shortcode:`. A
+    mention written as `<@U…>` or `<#C…>` counts as picked from the autocomplete."""
+    typed = emoji.demojize(typed, language="alias")
+    out: list[str] = []
+    pos = 0
+    for match in _PICKED.finditer(typed):
+        out.append(_linked(typed[pos : match.start()]))
+        out.append(match.group())
+        pos = match.end()
+    out.append(_linked(typed[pos:]))
+    return "".join(out)
 
 
 class SlackError(Exception):
@@ -1172,7 +1214,7 @@ class FakeSlack:
             channel=channel,
             ts=self._next_ts(),
             thread_ts=thread_ts,
-            text=text,
+            text=as_slack_sends(text),
             user=user,
             files=file_objs,
             client_msg_id=str(uuid.uuid4()),
@@ -1195,7 +1237,7 @@ class FakeSlack:
             raise KeyError((channel, ts))
         previous = self._message_event(msg)
         msg.history.append(msg.text)
-        msg.text = new_text
+        msg.text = as_slack_sends(new_text)
         msg.edited_ts = self._next_ts()
         return await self._deliver_changed(msg, previous, msg.edited_ts, editor=user)
 
@@ -1268,7 +1310,7 @@ class FakeSlack:
             "user_id": user_id,
             "user_name": user_name,
             "command": command,
-            "text": text,
+            "text": as_slack_sends(text),
             "api_app_id": self.api_app_id,
             "is_enterprise_install": "false",
             "response_url": self.root_url + path,
