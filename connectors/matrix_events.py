@@ -21,6 +21,7 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
+from connectors.matrix_html import formatted_text
 from connectors.staff import thread_command
 from connectors.wire import storable
 
@@ -89,10 +90,11 @@ def parse_event(
         new_body = new.get("body", "") if isinstance(new, dict) else None
         if not isinstance(target, str) or not isinstance(new_body, str):
             return None
+        assert isinstance(new, dict)
         return StaffEdit(
             surface=MATRIX,
             ref=StaffMessageRef(f"{room}/{target}"),
-            text=new_body,
+            text=formatted_text(new) or new_body,
             author=StaffUserId(sender),
             event=StaffMessageRef(f"{room}/{event_id}"),
         )
@@ -124,6 +126,9 @@ def parse_event(
         text = body if attachment.filename != body else ""
     elif msgtype not in ("m.text", "m.emote"):
         return None
+    else:
+        # The HTML is what the author saw formatted; `body` may be their Markdown source.
+        text = formatted_text(content) or text
     return StaffMessage(
         surface=MATRIX,
         thread=thread,

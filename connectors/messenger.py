@@ -48,6 +48,7 @@ from bridge.types import (
 )
 from connectors import meta
 from connectors.chatlinks import chat_link
+from connectors.markup import plain
 from connectors.messenger_api import (
     HUMAN_AGENT_WINDOW,
     GraphProfiles,
@@ -242,7 +243,8 @@ class MessengerConnector(SharedWebhook, FinalSends):
                 "unsupported",
                 "Messenger has no message templates; templates are a WhatsApp feature",
             )
-        chunks = split_text(msg.text, TEXT_LIMIT) if msg.text.strip() else []
+        # Messenger shows no formatting: staff's markers go, their words stay.
+        chunks = split_text(plain(msg.text), TEXT_LIMIT) if msg.text.strip() else []
         if not chunks and not msg.files:
             raise PermanentError("empty", "the message has neither text nor files")
         for file in msg.files:

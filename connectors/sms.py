@@ -55,6 +55,7 @@ from bridge.types import (
     Template,
 )
 from connectors.chatlinks import chat_link
+from connectors.markup import plain
 from connectors.wire import (
     FinalSends,
     SharedWebhook,
@@ -549,7 +550,8 @@ class SmsConnector(SharedWebhook, FinalSends):
         """Send text and/or files; return the sid of the (first) message carrying the text."""
         if msg.template is not None:
             raise PermanentError("unsupported", "SMS has no message templates; send free text")
-        parts = split_text(msg.text, BODY_LIMIT) if msg.text.strip() else []
+        # A text message shows no formatting: staff's markers go, their words stay.
+        parts = split_text(plain(msg.text), BODY_LIMIT) if msg.text.strip() else []
         if not parts and not msg.files:
             raise PermanentError("empty", "the message has neither text nor files")
         # Twilio fetches MMS media by URL: each file goes on the bridge's signed, expiring URL.

@@ -49,6 +49,7 @@ from bridge.types import (
     Template,
 )
 from connectors.chatlinks import chat_link
+from connectors.markup import telegram_html
 from connectors.wire import (
     hand_over,
     int_or_none,
@@ -508,7 +509,8 @@ class TelegramConnector:
         return _external_id(chat, carrier)
 
     async def _send_text(self, chat: ChatId, text: str) -> int:
-        result = await self._call("sendMessage", {"chat_id": chat, "text": text})
+        params = {"chat_id": chat, "text": telegram_html(text), "parse_mode": "HTML"}
+        result = await self._call("sendMessage", params)
         return _sent_message_id(result)
 
     async def _send_file(self, chat: ChatId, file: FileData, caption: str | None) -> int:
@@ -523,7 +525,8 @@ class TelegramConnector:
         form = aiohttp.FormData()
         form.add_field("chat_id", chat)
         if caption:
-            form.add_field("caption", caption)
+            form.add_field("caption", telegram_html(caption))
+            form.add_field("parse_mode", "HTML")
         form.add_field(field, file.data, filename=file.filename, content_type=file.mime_type)
         result = await self._call(method, form=form, timeout=_UPLOAD_TIMEOUT)
         return _sent_message_id(result)
@@ -534,7 +537,8 @@ class TelegramConnector:
         params: dict[str, Any] = {
             "chat_id": chat_id,
             "message_id": message_id,
-            "text": _truncate(text, TEXT_LIMIT),
+            "text": telegram_html(_truncate(text, TEXT_LIMIT)),
+            "parse_mode": "HTML",
         }
         try:
             await self._call("editMessageText", params)
@@ -547,7 +551,8 @@ class TelegramConnector:
             caption = {
                 "chat_id": chat_id,
                 "message_id": message_id,
-                "caption": _truncate(text, CAPTION_LIMIT),
+                "caption": telegram_html(_truncate(text, CAPTION_LIMIT)),
+                "parse_mode": "HTML",
             }
             try:
                 await self._call("editMessageCaption", caption)

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.server import FakeServer
+from tests.fakes.telegram_html import ParseError, parse_html
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -65,6 +66,8 @@ class SentMessage:
     edited_texts: list[str] = field(default_factory=list)
     deleted: bool = False
     parse_mode: str | None = None
+    # What Telegram made of the formatting: entities with UTF-16 offsets (the last edit's).
+    entities: list[dict[str, Any]] = field(default_factory=list)
     reply_markup: Any = None
     file_id: str | None = None
     date: int = 0
@@ -569,7 +572,7 @@ class FakeTelegram(FakeServer):
 
     def _send_message(self, params: Mapping[str, Any], files: Mapping[str, _Upload]) -> Any:
         chat = _chat_id(params)
-        text = _str(params, "text")
+        text, entities = _shown(params, "text")
         _check_text(text)
         self._check_blocked(chat)
         sent = SentMessage(
@@ -577,6 +580,7 @@ class FakeTelegram(FakeServer):
             chat_id=chat,
             message_id=self._next_message_id(chat),
             text=text,
+            entities=entities,
             parse_mode=_str(params, "parse_mode"),
             reply_markup=_json_param(params, "reply_markup"),
             date=int(time.time()),
@@ -594,7 +598,7 @@ class FakeTelegram(FakeServer):
         self, method: str, kind: str, params: Mapping[str, Any], files: Mapping[str, _Upload]
     ) -> Any:
         chat = _chat_id(params)
-        caption = _str(params, "caption")
+        caption, entities = _shown(params, "caption")
         if caption is not None and len(caption) > CAPTION_LIMIT:
             raise _ApiError(400, "Bad Request: message caption is too long")
         upload = files.get(kind)
@@ -628,6 +632,7 @@ class FakeTelegram(FakeServer):
             file_name=file_name,
             file_bytes=data,
             mime_type=mime_type,
+            entities=entities,
             parse_mode=_str(params, "parse_mode"),
             reply_markup=_json_param(params, "reply_markup"),
             date=int(time.time()),
@@ -672,23 +677,24 @@ class FakeTelegram(FakeServer):
 
     def _edit_message_text(self, params: Mapping[str, Any], files: Mapping[str, _Upload]) -> Any:
         chat, message_id = _chat_id(params), _message_id(params)
-        text = _str(params, "text")
+        text, entities = _shown(params, "text")
         _check_text(text)
         assert text is not None
         sent = self._editable(chat, message_id)
         if sent.method != "sendMessage":
             raise _ApiError(400, "Bad Request: there is no text in the message to edit")
-        return self._apply_edit(sent, text, params)
+        return self._apply_edit(sent, text, params, entities)
 
     def _edit_message_caption(self, params: Mapping[str, Any], files: Mapping[str, _Upload]) -> Any:
         chat, message_id = _chat_id(params), _message_id(params)
-        caption = _str(params, "caption") or ""
+        shown, entities = _shown(params, "caption")
+        caption = shown or ""
         if len(caption) > CAPTION_LIMIT:
             raise _ApiError(400, "Bad Request: message caption is too long")
         sent = self._editable(chat, message_id)
         if sent.method == "sendMessage":
             raise _ApiError(400, "Bad Request: there is no caption in the message to edit")
-        return self._apply_edit(sent, caption, params)
+        return self._apply_edit(sent, caption, params, entities)
 
     def _delete_message(self, params: Mapping[str, Any], files: Mapping[str, _Upload]) -> Any:
         chat, message_id = _chat_id(params), _message_id(params)
@@ -713,11 +719,18 @@ class FakeTelegram(FakeServer):
             raise _ApiError(400, "Bad Request: message can't be edited")
         raise _ApiError(400, "Bad Request: message to edit not found")
 
-    def _apply_edit(self, sent: SentMessage, text: str, params: Mapping[str, Any]) -> Any:
+    def _apply_edit(
+        self,
+        sent: SentMessage,
+        text: str,
+        params: Mapping[str, Any],
+        entities: list[dict[str, Any]],
+    ) -> Any:
         markup = _json_param(params, "reply_markup")
-        if text == sent.current_text and markup == sent.reply_markup:
+        if text == sent.current_text and markup == sent.reply_markup and entities == sent.entities:
             raise _ApiError(400, NOT_MODIFIED)
         sent.edited_texts.append(text)
+        sent.entities = entities
         sent.reply_markup = markup
         message = self._message_json(sent)
         message["edit_date"] = int(time.time())
@@ -971,6 +984,21 @@ def _json_param(params: Mapping[str, Any], key: str) -> Any:
         except ValueError:
             raise _ApiError(400, f"Bad Request: can't parse {key} JSON object") from None
     return value
+
+
+def _shown(params: Mapping[str, Any], key: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """A text or caption as the customer sees it, after the message's parse mode."""
+    given = _str(params, key)
+    mode = (_str(params, "parse_mode") or "").upper()
+    if given is None or not mode:
+        return given, []
+    if mode != "HTML":
+        raise _ApiError(400, f"Bad Request: unsupported parse_mode {mode!r} in this fake")
+    try:
+        parsed = parse_html(given)
+    except ParseError as exc:
+        raise _ApiError(400, f"Bad Request: can't parse entities: {exc}") from None
+    return parsed.text, parsed.entities
 
 
 def _check_text(text: str | None) -> None:

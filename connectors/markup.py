@@ -1,0 +1,144 @@
+"""What staff wrote, in each messenger's own formatting.
+
+Staff text reaches the connectors in Slack's mrkdwn, already freed of Slack's link and mention
+markup (connectors.slack_text): `*bold*`, `_italic_`, `~strike~`, `` `code` ``, fenced
+```` ``` ```` blocks and `>` quotes ("Formatting text for app surfaces",
+https://api.slack.com/reference/surfaces/formatting). A marker counts only as Slack counts it:
+at a word boundary, hugging its text, on one line, so `snake_case_names`, `5 * 3` and
+`a*b*c` stay as typed.
+
+- Telegram shows formatting through `parse_mode=HTML`, with only its tags (`b`, `i`, `s`,
+  `code`, `pre`, `blockquote`) and `&lt; &gt; &amp;` escaped (Bot API, "HTML style").
+- WhatsApp's own markers are the same (`*bold*`, `_italic_`, `~strike~`, `` ` ``,
+  ```` ``` ````, `>`), so its text goes as written.
+- Messenger and SMS show no formatting: the markers go, the words and quotes stay.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+# A fenced block: its content is literal, newlines and all.
+_FENCE = re.compile(r"```\n?(.*?)\n?```", re.S)
+_CODE = re.compile(r"`([^`\n]+)`")
+# Slack's rule: the opening marker follows a non-word character (or the start) and hugs the
+# text; the closing one hugs the text and comes before a non-word character (or the end).
+_STYLE = re.compile(
+    r"(?<![\w*_~])([*_~])(?=[^\s*_~])([^\n]*?[^\s])\1(?![\w*_~])",
+)
+_QUOTE = re.compile(r"^>[ \t]?(.*)$")
+_TAGS = {"*": "b", "_": "i", "~": "s"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """A piece of text: plain words, a style around more pieces, code, or a fenced block."""
+
+    kind: str  # "text", "b", "i", "s", "code", "pre", "quote"
+    text: str = ""
+    children: tuple[_Span, ...] = ()
+
+
+def telegram_html(text: str) -> str:
+    """mrkdwn as Telegram's HTML parse mode: its tags, everything else escaped."""
+    return "".join(_html(span) for span in _parse(text))
+
+
+def plain(text: str) -> str:
+    """mrkdwn without its markers, for messengers that show no formatting."""
+    return "".join(_plain(span) for span in _parse(text))
+
+
+def _parse(text: str) -> list[_Span]:
+    spans: list[_Span] = []
+    pos = 0
+    for match in _FENCE.finditer(text):
+        spans.extend(_blocks(text[pos : match.start()]))
+        spans.append(_Span("pre", match.group(1)))
+        pos = match.end()
+    spans.extend(_blocks(text[pos:]))
+    return spans
+
+
+def _blocks(text: str) -> list[_Span]:
+    """Runs of `>` lines become quotes; the other lines are inline text."""
+    spans: list[_Span] = []
+    quoted: list[str] = []
+    plain_lines: list[str] = []
+
+    def flush_quote() -> None:
+        if quoted:
+            spans.append(_Span("quote", children=tuple(_inline("\n".join(quoted)))))
+            quoted.clear()
+
+    def flush_plain() -> None:
+        if plain_lines:
+            spans.extend(_inline("".join(plain_lines)))
+            plain_lines.clear()
+
+    ended = False  # whether the last quoted line ended with a line break
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        match = _QUOTE.match(body)
+        if match is not None:
+            flush_plain()
+            quoted.append(match.group(1))
+            ended = line.endswith("\n")
+            continue
+        if quoted:
+            flush_quote()
+            # The line break after the last quoted line belongs to the text after it.
+            plain_lines.append("\n" if ended else "")
+            ended = False
+        plain_lines.append(line)
+    flush_quote()
+    if ended:
+        plain_lines.append("\n")
+    flush_plain()
+    return spans
+
+
+def _inline(text: str) -> list[_Span]:
+    spans: list[_Span] = []
+    pos = 0
+    for match in _CODE.finditer(text):
+        spans.extend(_styled(text[pos : match.start()]))
+        spans.append(_Span("code", match.group(1)))
+        pos = match.end()
+    spans.extend(_styled(text[pos:]))
+    return spans
+
+
+def _styled(text: str) -> list[_Span]:
+    spans: list[_Span] = []
+    pos = 0
+    for match in _STYLE.finditer(text):
+        if match.start() > pos:
+            spans.append(_Span("text", text[pos : match.start()]))
+        inner = tuple(_styled(match.group(2)))
+        spans.append(_Span(_TAGS[match.group(1)], children=inner))
+        pos = match.end()
+    if pos < len(text):
+        spans.append(_Span("text", text[pos:]))
+    return spans
+
+
+def _html(span: _Span) -> str:
+    if span.kind == "text":
+        return html.escape(span.text, quote=False)
+    if span.kind in ("code", "pre"):
+        return f"<{span.kind}>{html.escape(span.text, quote=False)}</{span.kind}>"
+    tag = "blockquote" if span.kind == "quote" else span.kind
+    inner = "".join(_html(child) for child in span.children)
+    return f"<{tag}>{inner}</{tag}>"
+
+
+def _plain(span: _Span) -> str:
+    if span.kind in ("text", "code", "pre"):
+        return span.text
+    inner = "".join(_plain(child) for child in span.children)
+    if span.kind == "quote":
+        return "\n".join(f"> {line}" for line in inner.split("\n"))
+    return inner

@@ -1,0 +1,136 @@
+"""A Matrix message's HTML in the staff dialect the connectors read (Slack's mrkdwn).
+
+Matrix clients send what a staff member formatted twice: `body`, which for Element is the
+Markdown source as typed (`**bold**`), and `formatted_body` in `org.matrix.custom.html` (Client-
+Server API, "m.room.message msgtypes", https://spec.matrix.org/latest/client-server-api/#mroommessage-msgtypes).
+The HTML is what the author saw, so it is the one read: `<strong>`/`<b>` → `*…*`, `<em>`/`<i>`
+→ `_…_`, `<del>`/`<s>` → `~…~`, `<code>` → `` `…` ``, `<pre>` → a fenced block,
+`<blockquote>` → `>` lines, list items → `• `, a link → "label (url)", and a mention pill
+(a link to `https://matrix.to/#/@user:server`) → the name it shows. The reply fallback
+(`<mx-reply>`) is dropped, as the spec asks of clients that show replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html.parser import HTMLParser
+from typing import Any
+
+HTML_FORMAT = "org.matrix.custom.html"
+_MARKERS = {"strong": "*", "b": "*", "em": "_", "i": "_", "del": "~", "s": "~", "strike": "~"}
+_BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "pre"}
+_PILL = "https://matrix.to/#/"
+
+
+def formatted_text(content: Mapping[str, Any]) -> str | None:
+    """The staff text of a message content with HTML; None when it has none."""
+    body = content.get("formatted_body")
+    if content.get("format") != HTML_FORMAT or not isinstance(body, str):
+        return None
+    reader = _Reader()
+    reader.feed(body)
+    reader.close()
+    return reader.text()
+
+
+class _Reader(HTMLParser):
+    """Collects the text with its markers; tags it does not know keep only their text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._out: list[str] = []
+        self._links: list[tuple[str, int]] = []  # (href, where its label starts)
+        self._skip = 0  # inside <mx-reply>
+        self._quote = 0
+        self._pre = 0
+        self._opened = False  # a style marker was the last thing written
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "mx-reply":
+            self._skip += 1
+        elif self._skip:
+            return
+        elif tag in _MARKERS:
+            self._out.append(_MARKERS[tag])
+            self._opened = True
+        elif tag == "code" and not self._pre:
+            self._out.append("`")
+        elif tag == "pre":
+            self._pre += 1
+            self._line_break()
+            self._out.append("```\n")
+        elif tag == "br":
+            self._out.append("\n")
+        elif tag == "li":
+            self._line_break()
+            self._out.append("• ")
+        elif tag == "a":
+            self._links.append((dict(attrs).get("href") or "", len(self._out)))
+        if tag in _BLOCKS:
+            self._line_break()
+        if tag == "blockquote":
+            self._quote += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "mx-reply":
+            self._skip = max(0, self._skip - 1)
+        elif self._skip:
+            return
+        elif tag in _MARKERS:
+            # A marker hugs its words in mrkdwn: spaces the HTML kept inside go outside.
+            text = "".join(self._out)
+            words = text.rstrip(" ")
+            self._out = [words, _MARKERS[tag], text[len(words) :]]
+        elif tag == "code" and not self._pre:
+            self._out.append("`")
+        elif tag == "pre":
+            self._pre = max(0, self._pre - 1)
+            self._line_break()
+            self._out.append("```")
+        elif tag == "a" and self._links:
+            self._close_link()
+        if tag == "blockquote":
+            self._quote = max(0, self._quote - 1)
+        if tag in _BLOCKS:
+            self._line_break()
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if not self._pre and "\n" in data and not data.strip():
+            return  # the layout between an HTML source's blocks shows nothing
+        if self._quote and not self._pre:
+            data = data.replace("\n", "\n> ")
+            if self._at_line_start():
+                data = "> " + data.lstrip()
+        if self._opened and data[:1] == " ":
+            marker = self._out.pop()
+            self._out.extend([" ", marker])
+            data = data.lstrip(" ")
+        self._opened = False
+        self._out.append(data)
+
+    def _close_link(self) -> None:
+        href, start = self._links.pop()
+        label = "".join(self._out[start:])
+        if href.startswith(_PILL):
+            # A mention pill shows the member's name; the id behind it is not for customers.
+            return
+        if label.strip() and label.strip() != href and href:
+            self._out.append(f" ({href})")
+        elif not label.strip():
+            self._out.append(href)
+
+    def _at_line_start(self) -> bool:
+        joined = "".join(self._out[-3:])
+        return not joined or joined.endswith("\n")
+
+    def _line_break(self) -> None:
+        if self._out and not "".join(self._out[-2:]).endswith("\n"):
+            self._out.append("\n")
+
+    def text(self) -> str:
+        """What was read, without the blank lines blocks leave at its ends."""
+        lines = "".join(self._out).split("\n")
+        # Paragraphs are separated by one line break, as staff typed them.
+        return "\n".join(line.rstrip() for line in lines).strip("\n")
