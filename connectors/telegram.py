@@ -50,6 +50,7 @@ from bridge.types import (
 )
 from connectors.chatlinks import chat_link
 from connectors.markup import telegram_html
+from connectors.telegram_text import shared_line, shown_text, sticker_file
 from connectors.wire import (
     hand_over,
     int_or_none,
@@ -108,13 +109,14 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
     message, chat_id, message_id, date = _message_head(raw, "message")
     if not _is_private(message):
         return None
-    text = opt_str(message, "text") or opt_str(message, "caption") or ""
+    text = "\n".join(part for part in (shared_line(message), shown_text(message)) if part)
     attachments = _attachments(message)
     if not text and not attachments:
-        return None  # stickers, locations, contacts, service messages
+        return None  # service messages, polls, games...
     start_payload = None
-    if "text" in message:
-        match = _START.fullmatch(text)
+    raw_text = opt_str(message, "text")
+    if raw_text is not None:
+        match = _START.fullmatch(raw_text)
         if match is not None:
             start_payload = match.group("payload")
     return InboundMessage(
@@ -134,9 +136,7 @@ def _parse_edit(raw: Any, account: AccountId) -> InboundEdit | None:
     message, chat_id, message_id, date = _message_head(raw, "edited_message")
     if not _is_private(message):
         return None
-    text = opt_str(message, "text")
-    if text is None:
-        text = opt_str(message, "caption")
+    text = shown_text(message, edit=True)
     if text is None:
         return None  # live location updates also arrive as edited_message
     edit_date = int_or_none(message.get("edit_date"))
@@ -235,6 +235,9 @@ def _attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
                     size=int_or_none(media.get("file_size")),
                 ),
             )
+    sticker = message.get("sticker")
+    if isinstance(sticker, Mapping):
+        return sticker_file(sticker, _file_id(sticker, "sticker"))
     return ()
 
 
@@ -427,6 +430,9 @@ class TelegramConnector:
             log.warning("telegram webhook: refused a malformed update: %s", exc)
             return web.Response(status=400, text="not a valid update")
         if event is None:
+            # Group chats, bots, service messages, other update kinds: nothing for staff.
+            kinds = ", ".join(sorted(str(key) for key in payload if key != "update_id"))
+            log.debug("telegram webhook: ignored an update (%s)", kinds or "empty")
             return web.Response(text="ignored")
         if (failed := await hand_over(self._sink, [event], "telegram")) is not None:
             return failed

@@ -203,12 +203,6 @@ def _group(fake):
     return update
 
 
-def _sticker(fake):
-    update = _without_text(fake.text_update(4242, "x"))
-    update["message"]["sticker"] = {"file_id": "s", "file_unique_id": "u", "type": "regular"}
-    return update
-
-
 def _live_location(fake):
     update = fake.edit_update(4242, 1, "x")
     del update["edited_message"]["text"]
@@ -220,7 +214,6 @@ def _live_location(fake):
     "build",
     [
         _group,
-        _sticker,
         _live_location,
         lambda fake: {"update_id": 5, "channel_post": {"message_id": 1, "text": "news"}},
         lambda fake: {
@@ -229,7 +222,7 @@ def _live_location(fake):
         },
         lambda fake: {"update_id": 7, "callback_query": {"id": "1", "data": "x"}},
     ],
-    ids=["group", "sticker", "live-location", "channel-post", "my-chat-member", "callback"],
+    ids=["group", "live-location", "channel-post", "my-chat-member", "callback"],
 )
 def test_updates_the_bridge_does_not_handle_are_ignored(fake, build):
     assert parse_update(build(fake), ACCOUNT) is None

@@ -414,7 +414,13 @@ def check_telegram(payload: Any, event: Any) -> None:
     assert event.external_id == f"{chat_id}:{message['message_id']}"
     text, caption = _str(message, "text"), _str(message, "caption")
     if isinstance(event, InboundMessage):
-        assert event.text == (text or caption or "")
+        shown = text or caption or ""
+        if event.text != shown:
+            # A sticker, location or contact is shown as a line of its own, before any text.
+            assert event.text.endswith(shown)
+            line = event.text[: len(event.text) - len(shown)]
+            assert line.startswith(("[sticker]", "[location]", "[contact]"))
+            assert not shown or line.endswith("\n")
         file_ids = {f.get("file_id") for f in _media_of(message)}
         assert all(a.ref in file_ids for a in event.attachments)
         assert event.text or event.attachments
@@ -425,7 +431,7 @@ def check_telegram(payload: Any, event: Any) -> None:
 
 def _media_of(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     found = [m for m in message.get("photo") or [] if isinstance(m, Mapping)]
-    for field in ("document", "video", "video_note", "audio", "voice"):
+    for field in ("document", "video", "video_note", "audio", "voice", "sticker"):
         if isinstance(message.get(field), Mapping):
             found.append(message[field])
     return found

@@ -6,6 +6,8 @@ form or multipart/form-data (files as parts), answered with `{"ok": true, "resul
 `{"ok": false, "error_code": N, "description": "...", "parameters": {...}}` and HTTP status N.
 The inbound side plays Telegram pushing customer messages: build Update dicts with the
 `*_update` helpers, then `push()` them for getUpdates or `deliver()` them to the webhook.
+`sample_update` takes any Update of tests/corpus/telegram (what Telegram really sends) and
+makes it this fake's customer's: their chat, names and ids, with its files served by getFile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +47,27 @@ _NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reactio
 _SEND_METHODS = frozenset({"sendmessage", "sendphoto", "senddocument"})
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _UNSET: Any = object()
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "telegram"
+# Every Message has these; a sample's other fields are its content.
+_HEAD_FIELDS = frozenset({"message_id", "from", "chat", "date"})
+# The file fields of a Message, with the folder getFile's file_path names and the extension
+# of the format the Bot API reference gives for the kind (Voice: OGG with OPUS; Audio: MP3…).
+_FILE_FIELDS = {
+    "voice": ("voice", ".ogg"),
+    "audio": ("music", ".mp3"),
+    "document": ("documents", ""),
+    "video": ("videos", ".mp4"),
+    "video_note": ("video_notes", ".mp4"),
+    "animation": ("animations", ".mp4"),
+    "sticker": ("stickers", ".webp"),
+}
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    """One Update of tests/corpus/telegram, by file name without `.json`."""
+    return json.loads((CORPUS / f"{name}.json").read_text(encoding="utf-8"))
+
 
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -301,6 +325,7 @@ class FakeTelegram(FakeServer):
         message = self._customer_message(
             chat_id, first_name, last_name, username, language_code, message_id
         )
+        self._with_sample("text", message)
         message["text"] = text
         if text.startswith("/"):
             # Telegram marks a leading command as an entity, offsets in UTF-16 code units.
@@ -309,6 +334,60 @@ class FakeTelegram(FakeServer):
                 {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
             ]
         return self._update("message", message)
+
+    def sample_update(
+        self,
+        name: str,
+        chat_id: int | str,
+        *,
+        first_name: str = "Ann",
+        last_name: str | None = None,
+        username: str | None = None,
+        language_code: str | None = "en",
+        message_id: int | None = None,
+        data: bytes | None = None,
+    ) -> dict[str, Any]:
+        """A corpus sample (tests/corpus/telegram/<name>.json) as this customer's Update.
+
+        The sample's content stays as Telegram sent it; its chat, sender, message_id and date
+        become the customer's, and getFile serves its files (`data`, or a few bytes).
+        """
+        message = self._customer_message(
+            chat_id, first_name, last_name, username, language_code, message_id
+        )
+        kind = self._with_sample(name, message)
+        if kind == "edited_message":
+            message["date"] -= 60
+            message["edit_date"] = message["date"] + 60
+        reply = message.get("reply_to_message")
+        if isinstance(reply, dict):
+            reply["chat"] = copy.deepcopy(message["chat"])
+        self.serve_files(message, data)
+        return self._update(kind, message)
+
+    def serve_files(self, message: dict[str, Any], data: bytes | None = None) -> None:
+        """Give the files of a message (a sample's) ids that getFile serves, with `data`."""
+        payload = data if data is not None else b"sample file"
+        found = [(key, message.get(key)) for key in _FILE_FIELDS]
+        found += [("photo", size) for size in message.get("photo") or []]
+        for key, item in found:
+            if not isinstance(item, dict):
+                continue
+            folder, extension = _FILE_FIELDS.get(key, ("photos", ".jpg"))
+            if key == "sticker" and (item.get("is_animated") or item.get("is_video")):
+                # Sticker formats: .WEBP still, .TGS animated, .WEBM video (Sticker).
+                extension = ".tgs" if item.get("is_animated") else ".webm"
+            stored = self._register_file(
+                payload,
+                folder,
+                prefix=str(item.get("file_id", "BQAC"))[:4],
+                file_name=item.get("file_name"),
+                mime_type=item.get("mime_type"),
+                extension=extension,
+            )
+            item.update(
+                file_id=stored.file_id, file_unique_id=stored.file_unique_id, file_size=len(payload)
+            )
 
     def photo_update(
         self,
@@ -797,6 +876,13 @@ class FakeTelegram(FakeServer):
             "date": int(time.time()),
         }
 
+    def _with_sample(self, name: str, message: dict[str, Any]) -> str:
+        """Give a customer's message the content of a corpus sample; return the sample's kind."""
+        sample = load_sample(name)
+        [kind] = [key for key in sample if key != "update_id"]
+        message.update({k: v for k, v in sample[kind].items() if k not in _HEAD_FIELDS})
+        return kind
+
     def _update(self, kind: str, message: dict[str, Any]) -> dict[str, Any]:
         key = (str(message["chat"]["id"]), message["message_id"])
         self._customer_messages[key] = copy.deepcopy(message)
@@ -835,9 +921,10 @@ class FakeTelegram(FakeServer):
         prefix: str,
         file_name: str | None = None,
         mime_type: str | None = None,
+        extension: str = "",
     ) -> _File:
         number = len(self._files)
-        suffix = ""
+        suffix = extension
         if folder == "photos":
             suffix = ".jpg"
         elif file_name and "." in file_name:
