@@ -55,6 +55,7 @@ from bridge.types import (
     Template,
 )
 from connectors.chatlinks import chat_link
+from connectors.sms_text import cost_note, gsm_lookalikes, sms_cost
 from connectors.wire import (
     FinalSends,
     SharedWebhook,
@@ -507,6 +508,7 @@ class SmsConnector(SharedWebhook, FinalSends):
         *,
         public_url: str,
         webhook: TwilioWebhook | None,
+        lookalikes: bool = False,
     ) -> None:
         if not public_url:
             raise ConfigError(
@@ -519,6 +521,7 @@ class SmsConnector(SharedWebhook, FinalSends):
         self._media = media
         self._public_url = public_url.rstrip("/")
         self._webhook = webhook
+        self._lookalikes = lookalikes
         self._auth = aiohttp.BasicAuth(account.account_sid, account.auth_token.get_secret_value())
         base = account.api_base.rstrip("/")
         self._messages_url = f"{base}/{API_VERSION}/Accounts/{account.account_sid}/Messages.json"
@@ -549,7 +552,7 @@ class SmsConnector(SharedWebhook, FinalSends):
         """Send text and/or files; return the sid of the (first) message carrying the text."""
         if msg.template is not None:
             raise PermanentError("unsupported", "SMS has no message templates; send free text")
-        parts = split_text(msg.text, BODY_LIMIT) if msg.text.strip() else []
+        parts = self._bodies(msg.text)
         if not parts and not msg.files:
             raise PermanentError("empty", "the message has neither text nor files")
         # Twilio fetches MMS media by URL: each file goes on the bridge's signed, expiring URL.
@@ -564,6 +567,23 @@ class SmsConnector(SharedWebhook, FinalSends):
             first = first or sid
         assert first is not None
         return ExternalMessageId(first)
+
+    def _bodies(self, text: str) -> list[str]:
+        """The Body of each message `text` goes out in, look-alikes replaced when asked to."""
+        if self._lookalikes:
+            text = gsm_lookalikes(text)
+        # Twilio concatenates a Body of up to 1,600 characters into one message on the phone
+        # (twilio.com/docs/glossary/what-sms-character-limit) and refuses a longer one (21617):
+        # a longer text goes out as several messages, cut at line breaks or spaces.
+        return split_text(text, BODY_LIMIT) if text.strip() else []
+
+    def send_cost(self, msg: OutboundMessage) -> str | None:
+        """Words for staff when `msg` goes out as more than one segment or in UCS-2."""
+        if msg.template is not None:
+            return None
+        # The first bodies travel with the media as MMS, billed per message, not per segment.
+        with_media = -(-len(msg.files) // MEDIA_LIMIT)
+        return cost_note(sms_cost(body) for body in self._bodies(msg.text)[with_media:])
 
     async def _create(self, to: ChatId, body: str | None, media: Sequence[str]) -> str:
         """One POST to the Messages resource; the new message's sid."""
@@ -685,6 +705,7 @@ def build(
             media,
             public_url=public_url,
             webhook=webhook if index == 0 else None,
+            lookalikes=settings.sms.gsm_lookalikes,
         )
         for index, account in enumerate(settings.sms.accounts)
     ]
