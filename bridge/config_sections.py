@@ -238,11 +238,28 @@ class MessengerSettings(Section):
         return bool(self.accounts)
 
 
+# `[sms]` keys that belong to the section, not to its one sender in the single-sender form.
+_SMS_OWN_KEYS = ("gsm_lookalikes",)
+
+
+def _sms_single_form(data: Any) -> Any:
+    """`[sms] from_number = …` is the one-sender form; the section's own keys stay outside."""
+    if isinstance(data, dict) and "accounts" not in data:
+        own = {key: data[key] for key in _SMS_OWN_KEYS if key in data}
+        sender = {key: value for key, value in data.items() if key not in own}
+        return {**own, "accounts": [sender]} if sender else own
+    return data
+
+
 class SmsSettings(Section):
     """The `[sms]` section (Twilio): one sender, or several as `[[sms.accounts]]`."""
 
     accounts: tuple[SmsAccount, ...] = ()
-    _single = model_validator(mode="before")(_single_form)
+    # Replace typographic quotes, dashes, the ellipsis and odd spaces with their GSM-7
+    # look-alikes before sending, so one curly apostrophe does not turn a whole message into
+    # UCS-2 (70 characters a segment instead of 160). Off: messages go out as written.
+    gsm_lookalikes: bool = False
+    _single = model_validator(mode="before")(_sms_single_form)
 
     @property
     def enabled(self) -> bool:

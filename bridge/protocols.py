@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -121,6 +121,15 @@ class Connector(Protocol):
 
     def chat_link(self, payload: str | None = None) -> str | None:
         """A click-to-chat link to this account carrying `payload`, if the platform has one."""
+        ...
+
+
+@runtime_checkable
+class CostsToSend(Protocol):
+    """A connector whose platform bills by something staff cannot see (SMS segments)."""
+
+    def send_cost(self, msg: OutboundMessage) -> str | None:
+        """Words for staff on what sending `msg` costs, or None when it is nothing unusual."""
         ...
 
 

@@ -9,8 +9,6 @@ turned into the bridge's error tree in `_raise_for`. Auth tokens and media URLs 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import logging
 import mimetypes
@@ -19,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import zip_longest
 from typing import Any, ClassVar, NoReturn
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -56,6 +54,8 @@ from bridge.types import (
 )
 from connectors.chatlinks import chat_link
 from connectors.markup import plain
+from connectors.sms_signature import signature, url_variants
+from connectors.sms_text import cost_note, gsm_lookalikes, sms_cost
 from connectors.wire import (
     FinalSends,
     SharedWebhook,
@@ -299,45 +299,6 @@ def account_map(accounts: Iterable[SmsAccount]) -> dict[str, str]:
     return mapping
 
 
-# ---------------------------------------------------------------------- signatures
-
-
-def signature(token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
-    """Twilio's X-Twilio-Signature: base64 HMAC-SHA1 over the URL and the sorted parameters."""
-    # As Twilio's helper libraries: names sorted, and a repeated name's values sorted too.
-    values: dict[str, set[str]] = {}
-    for name, value in params:
-        values.setdefault(name, set()).add(value)
-    data = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
-    digest = hmac.new(token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-def url_variants(url: str) -> list[str]:
-    """The URL as given, with the scheme's default port spelled out, and without a port.
-
-    Twilio's validators accept the signature over either form, because Twilio signs the URL as
-    configured and proxies add or drop an explicit :443 / :80.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # IPv6 literal
-    userinfo = parts.netloc.rpartition("@")[0]
-    prefix = f"{userinfo}@" if userinfo else ""
-    default = {"https": 443, "http": 80}.get(parts.scheme)
-    try:
-        port = parts.port
-    except ValueError:
-        return [url]
-    variants = [url]
-    if port is None and default is not None:
-        variants.append(urlunsplit(parts._replace(netloc=f"{prefix}{host}:{default}")))
-    elif port is not None:
-        variants.append(urlunsplit(parts._replace(netloc=f"{prefix}{host}")))
-    return variants
-
-
 def _read_form(body: bytes) -> list[tuple[str, str]]:
     try:
         text = body.decode("utf-8")
@@ -508,6 +469,7 @@ class SmsConnector(SharedWebhook, FinalSends):
         *,
         public_url: str,
         webhook: TwilioWebhook | None,
+        lookalikes: bool = False,
     ) -> None:
         if not public_url:
             raise ConfigError(
@@ -520,6 +482,7 @@ class SmsConnector(SharedWebhook, FinalSends):
         self._media = media
         self._public_url = public_url.rstrip("/")
         self._webhook = webhook
+        self._lookalikes = lookalikes
         self._auth = aiohttp.BasicAuth(account.account_sid, account.auth_token.get_secret_value())
         base = account.api_base.rstrip("/")
         self._messages_url = f"{base}/{API_VERSION}/Accounts/{account.account_sid}/Messages.json"
@@ -550,8 +513,7 @@ class SmsConnector(SharedWebhook, FinalSends):
         """Send text and/or files; return the sid of the (first) message carrying the text."""
         if msg.template is not None:
             raise PermanentError("unsupported", "SMS has no message templates; send free text")
-        # A text message shows no formatting: staff's markers go, their words stay.
-        parts = split_text(plain(msg.text), BODY_LIMIT) if msg.text.strip() else []
+        parts = self._bodies(msg.text)
         if not parts and not msg.files:
             raise PermanentError("empty", "the message has neither text nor files")
         # Twilio fetches MMS media by URL: each file goes on the bridge's signed, expiring URL.
@@ -566,6 +528,25 @@ class SmsConnector(SharedWebhook, FinalSends):
             first = first or sid
         assert first is not None
         return ExternalMessageId(first)
+
+    def _bodies(self, text: str) -> list[str]:
+        """The Body of each message `text` goes out in, look-alikes replaced when asked to."""
+        # A text message shows no formatting: staff's markers go, their words stay.
+        text = plain(text)
+        if self._lookalikes:
+            text = gsm_lookalikes(text)
+        # Twilio concatenates a Body of up to 1,600 characters into one message on the phone
+        # (twilio.com/docs/glossary/what-sms-character-limit) and refuses a longer one (21617):
+        # a longer text goes out as several messages, cut at line breaks or spaces.
+        return split_text(text, BODY_LIMIT) if text.strip() else []
+
+    def send_cost(self, msg: OutboundMessage) -> str | None:
+        """Words for staff when `msg` goes out as more than one segment or in UCS-2."""
+        if msg.template is not None:
+            return None
+        # The first bodies travel with the media as MMS, billed per message, not per segment.
+        with_media = -(-len(msg.files) // MEDIA_LIMIT)
+        return cost_note(sms_cost(body) for body in self._bodies(msg.text)[with_media:])
 
     async def _create(self, to: ChatId, body: str | None, media: Sequence[str]) -> str:
         """One POST to the Messages resource; the new message's sid."""
@@ -687,6 +668,7 @@ def build(
             media,
             public_url=public_url,
             webhook=webhook if index == 0 else None,
+            lookalikes=settings.sms.gsm_lookalikes,
         )
         for index, account in enumerate(settings.sms.accounts)
     ]

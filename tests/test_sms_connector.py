@@ -54,7 +54,7 @@ from connectors.sms import (
 from connectors.wire import split_text
 from tests import connector_kit
 from tests.connector_kit import RecordingSink
-from tests.fakes.twilio import FakeTwilio
+from tests.fakes.twilio import FakeTwilio, sample
 
 # The kit's fixtures, bound here so that pytest finds them for this module.
 http, sink = connector_kit.http, connector_kit.sink
@@ -178,15 +178,18 @@ def conn(bridge):
 
 
 def inbound_form(**fields: str) -> dict[str, str]:
-    form = {
-        "MessageSid": "SM" + "a" * 32,
-        "SmsSid": "SM" + "a" * 32,
-        "AccountSid": "AC" + "0" * 32,
-        "From": CUSTOMER,
-        "To": NUMBER,
-        "Body": "hello",
-        "NumMedia": "0",
-    }
+    """Twilio's documented incoming-message body with this module's numbers, sid and text."""
+    form = sample("inbound_sms")
+    form.update(
+        MessageSid="SM" + "a" * 32,
+        SmsSid="SM" + "a" * 32,
+        SmsMessageSid="SM" + "a" * 32,
+        AccountSid="AC" + "0" * 32,
+        From=CUSTOMER,
+        To=NUMBER,
+        Body="hello",
+        NumMedia="0",
+    )
     form.update(fields)
     return form
 
@@ -322,16 +325,17 @@ def test_malformed_messages_are_bad_requests(change):
 
 
 def status_form(status: str, **fields: str) -> dict[str, str]:
-    form = {
-        "MessageSid": "SM" + "b" * 32,
-        "SmsSid": "SM" + "b" * 32,
-        "MessageStatus": status,
-        "SmsStatus": status,
-        "From": NUMBER,
-        "To": CUSTOMER,
-        "AccountSid": "AC" + "0" * 32,
-        "ApiVersion": "2010-04-01",
-    }
+    """Twilio's documented status callback with this module's numbers, sid and status."""
+    form = {k: v for k, v in sample("status_delivered").items() if k != "RawDlrDoneDate"}
+    form.update(
+        MessageSid="SM" + "b" * 32,
+        SmsSid="SM" + "b" * 32,
+        MessageStatus=status,
+        SmsStatus=status,
+        From=NUMBER,
+        To=CUSTOMER,
+        AccountSid="AC" + "0" * 32,
+    )
     form.update(fields)
     return form
 

@@ -22,7 +22,7 @@ from bridge.pipeline.attachments import attachment
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
 from bridge.pipeline.status import Status
-from bridge.protocols import Connector, StaffSurface
+from bridge.protocols import Connector, CostsToSend, StaffSurface
 from bridge.types import (
     DeliveryStatus,
     ExternalMessageId,
@@ -76,19 +76,17 @@ class CustomerSend(Handler):
         files = await self._files(send, surface)
         template = send.template
         last_in = send.last_inbound
-        external = await self.directory.deliver(
-            connector,
-            OutboundMessage(
-                platform=send.platform,
-                account=send.account,
-                chat_id=send.chat,
-                text=send.text,
-                files=files,
-                template=await self._template(connector, template) if template else None,
-                last_inbound_at=datetime.fromtimestamp(last_in, UTC) if last_in else None,
-                idempotency_key=job.idem_key,
-            ),
+        outbound = OutboundMessage(
+            platform=send.platform,
+            account=send.account,
+            chat_id=send.chat,
+            text=send.text,
+            files=files,
+            template=await self._template(connector, template) if template else None,
+            last_inbound_at=datetime.fromtimestamp(last_in, UTC) if last_in else None,
+            idempotency_key=job.idem_key,
         )
+        external = await self.directory.deliver(connector, outbound)
         message_id = send.message
         key = early_key(send.platform, send.account, external)
         marks = []
@@ -102,6 +100,12 @@ class CustomerSend(Handler):
                     message_id,
                 )
             )
+            # What the reply cost, after its sent mark, when the platform bills more than one
+            # unit for it (an SMS in several segments or in UCS-2).
+            cost = connector.send_cost(outbound) if isinstance(connector, CostsToSend) else None
+            if cost:
+                notice = self.directory.notice_job
+                marks.append(notice(send.conversation, surface.name, f"cost:{message_id}", cost))
         return Completion(
             [job.id],
             statuses=[MessageStatusWrite(message_id, DeliveryStatus.SENT.value, external)],

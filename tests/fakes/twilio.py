@@ -9,7 +9,8 @@ which redirects to a storage host on another port, like Twilio's redirect to its
 
 The inbound side plays Twilio calling the bridge: `customer_texts()` posts an incoming-message
 webhook to `webhook_url`, `status()` a status callback to `status_url`, both signed with
-X-Twilio-Signature exactly as Twilio signs them.
+X-Twilio-Signature exactly as Twilio signs them. Both are built from the request bodies Twilio
+documents, kept in tests/corpus/twilio/: the fake puts in its own sids, numbers and text.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -62,6 +64,14 @@ MESSAGES: Mapping[int, str] = {
 }
 
 Params = Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]]
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "twilio"
+
+
+def sample(name: str) -> dict[str, str]:
+    """A request body of tests/corpus/twilio (`inbound_sms`, `status_sent`, …), in its order."""
+    body = (CORPUS / f"{name}.form").read_text(encoding="utf-8").strip()
+    return dict(parse_qsl(body, keep_blank_values=True, strict_parsing=True))
 
 
 def _pairs(params: Params) -> list[tuple[str, str]]:
@@ -248,27 +258,23 @@ class FakeTwilio(FakeServer):
         to = to or self.numbers[0]
         # Twilio gives MMS message sids the MM prefix and SMS ones SM.
         sid = _sid("MM" if media else "SM")
-        params: dict[str, str] = {
-            "ToCountry": "US",
-            "ToState": "CA",
-            "SmsMessageSid": sid,
-            "NumMedia": str(len(media)),
-            "ToCity": "",
-            "FromZip": "",
-            "SmsSid": sid,
-            "FromState": "",
-            "SmsStatus": "received",
-            "FromCity": "",
-            "Body": body,
-            "FromCountry": "US",
-            "To": to,
-            "ToZip": "",
-            "NumSegments": str(max(1, -(-len(body) // 160))),
-            "MessageSid": sid,
-            "AccountSid": self.account_sid,
-            "From": from_,
-            "ApiVersion": API_VERSION,
+        # The documented body of an incoming message, with this message's values put in.
+        params = {
+            name: value
+            for name, value in sample("inbound_mms" if media else "inbound_sms").items()
+            if not name.startswith(("MediaUrl", "MediaContentType"))
         }
+        params.update(
+            SmsMessageSid=sid,
+            SmsSid=sid,
+            MessageSid=sid,
+            NumMedia=str(len(media)),
+            Body=body,
+            To=to,
+            From=from_,
+            AccountSid=self.account_sid,
+            NumSegments=str(1 if len(body) <= 160 else -(-len(body) // 153)),
+        )
         if messaging_service_sid is not None:
             params["MessagingServiceSid"] = messaging_service_sid
         for index, (data, content_type) in enumerate(media):
@@ -506,17 +512,26 @@ class FakeTwilio(FakeServer):
     ) -> dict[str, str]:
         record = record or {}
         service = record.get("MessagingServiceSid")
+        # The documented callback for this status (a queued one's shape for the others).
+        known = status if (CORPUS / f"status_{status}.form").exists() else "queued"
         params = {
-            "SmsSid": sid,
-            "SmsStatus": status,
-            "MessageStatus": status,
-            "To": to or record.get("To") or "+15550000000",
-            "MessageSid": sid,
-            "AccountSid": self.account_sid,
-            # With a messaging service, From is the number Twilio picked from its pool.
-            "From": from_ or record.get("From") or self.numbers[0],
-            "ApiVersion": API_VERSION,
+            name: value
+            for name, value in sample(f"status_{known}").items()
+            if name not in ("MessagingServiceSid", "ErrorCode")
         }
+        params.update(
+            SmsSid=sid,
+            SmsStatus=status,
+            MessageStatus=status,
+            MessageSid=sid,
+            AccountSid=self.account_sid,
+            # With a messaging service, From is the number Twilio picked from its pool.
+            From=from_ or record.get("From") or self.numbers[0],
+        )
+        if "To" in params or to is not None:
+            params["To"] = to or record.get("To") or "+15550000000"
+        if "RawDlrDoneDate" in params:
+            params["RawDlrDoneDate"] = datetime.now(UTC).strftime("%y%m%d%H%M")
         if service:
             params["MessagingServiceSid"] = service
         if error_code is not None:
