@@ -178,7 +178,7 @@ def test_attachments_map_to_kinds_and_stickers_are_images():
     ]
     payload = body(event(message={"mid": "m_2", "attachments": attachments}))
     [message] = parse_webhook(payload, {PAGE})
-    assert message.text == ""
+    assert message.text == "(sent a sticker)"
     assert [(a.kind, a.ref) for a in message.attachments] == [
         (MediaKind.IMAGE, "https://cdn.example/a.jpg"),
         (MediaKind.VIDEO, "https://cdn.example/b.mp4"),
