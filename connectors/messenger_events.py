@@ -32,6 +32,12 @@ _ATTACHMENT_KINDS = {
 }
 
 _LIKE_STICKER = 369239263222822
+_SHARED_POSTS = {
+    "post": "a Facebook post",
+    "ig_post": "an Instagram post",
+    "reel": "a Facebook reel",
+    "ig_reel": "an Instagram reel",
+}
 
 _REFERRAL_SOURCES = {
     "SHORTLINK": "(opened the chat from the link m.me/…?ref={ref})",
@@ -187,6 +193,10 @@ def _described(kind: Any, item: Mapping[str, Any], body: Mapping[str, Any]) -> s
     if kind == "template":
         title = opt_str(item, "title")
         return f"(shared: {title})" if title else None
+    if isinstance(kind, str) and kind in _SHARED_POSTS:
+        # A post or reel shared into the chat carries its link (and a post its title).
+        words = " ".join(part for part in (opt_str(body, "title"), opt_str(body, "url")) if part)
+        return f"(shared {_SHARED_POSTS[kind]}: {words})" if words else None
     return None
 
 

@@ -56,6 +56,12 @@ EXPECTED: dict[str, Any] = {
         [],
         None,
     ),
+    "attachment_post": (
+        "(shared a Facebook post: Our spring collection is here"
+        " https://www.facebook.com/682498302938465/posts/1234567890123456)",
+        [],
+        None,
+    ),
     "attachment_location": (f"(shared a location: Pinned Location, {PIN})", [], None),
     "postback": ("TITLE-FOR-THE-CTA", [], "USER-DEFINED-REFERRAL-PARAM"),
     "referral_shortlink": (
@@ -113,3 +119,11 @@ def test_sample_keeps_its_sender_page_and_time(name):
 
 def test_a_sample_for_another_page_is_not_read():
     assert parse_webhook(corpus_sample("messenger", "text_quick_reply"), {"1"}) == []
+
+
+def test_a_shared_reel_reads_as_its_link():
+    payload = corpus_sample("messenger", "attachment_post")
+    [attachment] = payload["entry"][0]["messaging"][0]["message"]["attachments"]
+    attachment.update({"type": "ig_reel", "payload": {"url": "https://www.instagram.com/reel/C1"}})
+    [message] = parse_webhook(payload, PAGES)
+    assert message.text == "(shared an Instagram reel: https://www.instagram.com/reel/C1)"
