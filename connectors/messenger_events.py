@@ -22,13 +22,21 @@ from bridge.types import (
     MediaKind,
     WatermarkUpdate,
 )
-from connectors.wire import int_or_none, opt_str, storable
+from connectors.wire import int_or_none, map_point, opt_str, storable
 
 _ATTACHMENT_KINDS = {
     "image": MediaKind.IMAGE,
     "video": MediaKind.VIDEO,
     "audio": MediaKind.AUDIO,
     "file": MediaKind.DOCUMENT,
+}
+
+_LIKE_STICKER = 369239263222822
+_SHARED_POSTS = {
+    "post": "a Facebook post",
+    "ig_post": "an Instagram post",
+    "reel": "a Facebook reel",
+    "ig_reel": "an Instagram reel",
 }
 
 _REFERRAL_SOURCES = {
@@ -127,7 +135,7 @@ def _parse_message(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | 
 
 
 def _attachments(raw: Any) -> tuple[tuple[Attachment, ...], list[str]]:
-    """Files to forward, and sentences for what can only be described (links, locations)."""
+    """Files to forward, and sentences for what can only be described (links, places, stickers)."""
     if raw is None:
         return (), []
     if not isinstance(raw, list):
@@ -135,6 +143,7 @@ def _attachments(raw: Any) -> tuple[tuple[Attachment, ...], list[str]]:
         raise BadRequest(msg)
     files: list[Attachment] = []
     notes: list[str] = []
+    stickers: set[str] = set()
     for item in raw:
         if not isinstance(item, Mapping):
             msg = "an attachment is not an object"
@@ -142,32 +151,61 @@ def _attachments(raw: Any) -> tuple[tuple[Attachment, ...], list[str]]:
         kind = item.get("type")
         payload = item.get("payload")
         body: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
-        if isinstance(kind, str) and kind in _ATTACHMENT_KINDS:
-            # Stickers come as images with a sticker_id; their url is the sticker picture.
-            url = opt_str(body, "url")
+        url = opt_str(body, "url")
+        if kind == "sticker" or (kind == "image" and "sticker_id" in body):
+            # Stickers came as images with a sticker_id; since 2026 they come as `sticker`
+            # attachments, and during the change as both (…/webhook-events/messages).
+            sticker = str(body.get("sticker_id") or url)
+            if sticker not in stickers:
+                stickers.add(sticker)
+                notes.append(_sticker_note(body.get("sticker_id")))
+                if url:
+                    files.append(Attachment(kind=MediaKind.IMAGE, ref=url))
+        elif isinstance(kind, str) and kind in _ATTACHMENT_KINDS:
             if url:
                 files.append(Attachment(kind=_ATTACHMENT_KINDS[kind], ref=url))
-        elif kind == "fallback":
-            # A shared link Messenger could not render: its title and URL.
-            title = opt_str(item, "title") or opt_str(body, "title")
-            url = opt_str(item, "url") or opt_str(item, "URL") or opt_str(body, "url")
-            words = " ".join(part for part in (title, url) if part)
-            if words:
-                notes.append(f"(shared a link: {words})")
-        elif kind == "location":
-            coordinates = body.get("coordinates")
-            point: Mapping[str, Any] = coordinates if isinstance(coordinates, Mapping) else {}
-            lat, lon = _number(point.get("lat")), _number(point.get("long"))
-            if lat is not None and lon is not None:
-                notes.append(
-                    f"(shared a location: {lat:g}, {lon:g}"
-                    f" https://www.google.com/maps?q={lat:g},{lon:g})"
-                )
-        elif kind == "template":
-            title = opt_str(item, "title")
-            if title:
-                notes.append(f"(shared: {title})")
+        else:
+            note = _described(kind, item, body)
+            if note:
+                notes.append(note)
     return tuple(files), notes
+
+
+def _described(kind: Any, item: Mapping[str, Any], body: Mapping[str, Any]) -> str | None:
+    """A sentence for an attachment that is no file; None for kinds staff need not see."""
+    if kind == "fallback":
+        # A shared link Messenger could not render: its title and URL, which older webhooks
+        # put beside the payload and newer ones inside it.
+        title = opt_str(item, "title") or opt_str(body, "title")
+        url = opt_str(item, "url") or opt_str(item, "URL") or opt_str(body, "url")
+        words = " ".join(part for part in (title, url) if part)
+        return f"(shared a link: {words})" if words else None
+    if kind == "location":
+        coordinates = body.get("coordinates")
+        where: Mapping[str, Any] = coordinates if isinstance(coordinates, Mapping) else {}
+        lat, lon = _number(where.get("lat")), _number(where.get("long"))
+        point = map_point(lat, lon) if lat is not None and lon is not None else None
+        if point is None:
+            return None
+        # Pins dropped by hand are titled "Pinned Location"; a picked place by its name.
+        title = (opt_str(body, "title") or opt_str(item, "title") or "").strip()
+        return f"(shared a location: {title + ', ' if title else ''}{point})"
+    if kind == "template":
+        title = opt_str(item, "title")
+        return f"(shared: {title})" if title else None
+    if isinstance(kind, str) and kind in _SHARED_POSTS:
+        # A post or reel shared into the chat carries its link (and a post its title).
+        words = " ".join(part for part in (opt_str(body, "title"), opt_str(body, "url")) if part)
+        return f"(shared {_SHARED_POSTS[kind]}: {words})" if words else None
+    return None
+
+
+def _sticker_note(sticker_id: Any) -> str:
+    # The docs name one sticker id, 369239263222822, the Like sticker (a thumbs-up); other
+    # ids are in no public list, so staff see the picture alone.
+    if sticker_id == _LIKE_STICKER:
+        return "(sent a sticker: 👍)"
+    return "(sent a sticker)"
 
 
 def _parse_edit(raw: Mapping[str, Any], page: AccountId) -> InboundEdit | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
@@ -22,7 +23,9 @@ from bridge.types import (
     StatusUpdate,
 )
 from connectors.whatsapp_api import ERROR_WORDS
-from connectors.wire import int_or_none, opt_str, storable
+from connectors.wire import int_or_none, map_point, opt_str, storable
+
+log = logging.getLogger(__name__)
 
 _MEDIA_FIELDS: Mapping[str, MediaKind] = {
     "image": MediaKind.IMAGE,
@@ -95,7 +98,17 @@ def _parse_value(value: Any, accounts: Collection[str]) -> list[InboundEvent]:
         status = _parse_status(raw, account)
         if status is not None:
             events.append(status)
+    _log_errors(value.get("errors"), number_id)
     return events
+
+
+def _log_errors(errors: Any, number_id: str) -> None:
+    """Log the system, app or account errors a change reports (…/messages/errors)."""
+    # They concern the number, not one message, so no conversation can show them.
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, Mapping):
+            code, words = _error_words(error)
+            log.warning("WhatsApp reports on number %s: %s (code %s)", number_id, words, code)
 
 
 def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
@@ -180,7 +193,9 @@ def _content(message: Mapping[str, Any]) -> tuple[str, tuple[Attachment, ...]] |
         return _location(_object(message, "location")), ()
     if kind == "contacts":
         return _shared_contacts(message.get("contacts")), ()
-    # reaction, unsupported, system, order, request_welcome…: nothing for staff to answer.
+    if kind == "unsupported":
+        return _unsupported(message), ()
+    # reaction, system, order, request_welcome…: nothing for staff to answer.
     return None
 
 
@@ -208,6 +223,9 @@ def _media(kind: str, media: Mapping[str, Any]) -> tuple[str, tuple[Attachment, 
         mime_type=mime_type,
         size=int_or_none(media.get("file_size")),
     )
+    if kind == "sticker":
+        # A sticker has no caption; the word tells staff why a picture came without text.
+        return "[sticker]", (attachment,)
     return opt_str(media, "caption") or "", (attachment,)
 
 
@@ -224,16 +242,22 @@ def _interactive(interactive: Mapping[str, Any]) -> tuple[str, tuple[Attachment,
 
 
 def _location(location: Mapping[str, Any]) -> str:
-    latitude, longitude = location.get("latitude"), location.get("longitude")
-    if not _is_number(latitude) or not _is_number(longitude):
-        msg = "a location message lacks latitude or longitude"
+    latitude, longitude = _degrees(location.get("latitude")), _degrees(location.get("longitude"))
+    point = (
+        map_point(latitude, longitude) if latitude is not None and longitude is not None else None
+    )
+    if point is None:
+        msg = "a location message lacks a latitude and longitude on Earth"
         raise BadRequest(msg)
+    # `name` and `address` are set when a place was picked, `url` mostly for businesses
+    # (…/webhooks/reference/messages/location); a pin dropped by hand has only the point.
     place = ", ".join(
         part.strip()
         for part in (opt_str(location, "name"), opt_str(location, "address"))
         if part and part.strip()
     )
-    return f"[location] {latitude}, {longitude} {place}".rstrip()
+    website = (opt_str(location, "url") or "").strip()
+    return "[location] " + " · ".join(part for part in (place, point, website) if part)
 
 
 def _shared_contacts(contacts: Any) -> str:
@@ -245,21 +269,60 @@ def _shared_contacts(contacts: Any) -> str:
         if not isinstance(card, Mapping):
             msg = "a shared contact is not an object"
             raise BadRequest(msg)
-        name = card.get("name")
-        formatted = opt_str(name, "formatted_name") if isinstance(name, Mapping) else None
         phones = card.get("phones")
         numbers = [
             number
             for phone in (phones if isinstance(phones, list) else [])
             if isinstance(phone, Mapping)
-            for number in [opt_str(phone, "phone") or opt_str(phone, "wa_id")]
+            for number in [_phone_number(phone)]
             if number
         ]
-        line = formatted or "(no name)"
+        line = _card_name(card.get("name")) or "(no name)"
         if numbers:
             line += ": " + ", ".join(numbers)
         lines.append(f"[contact] {line}")
     return "\n".join(lines) or "[contact]"
+
+
+def _unsupported(message: Mapping[str, Any]) -> str:
+    """A line telling staff the customer sent something WhatsApp does not pass on.
+
+    Polls, pins, GIFs, edits and the first message to a number shared with the WhatsApp
+    Business app come as `unsupported`, with the kind and an error (…/messages/unsupported).
+    """
+    details = message.get("unsupported")
+    what = opt_str(details, "type") if isinstance(details, Mapping) else None
+    errors = message.get("errors")
+    error = errors[0] if isinstance(errors, list) and errors else None
+    words = _error_words(error)[1] if isinstance(error, Mapping) else None
+    line = "[unsupported message"
+    if what:
+        line += f" ({what})"
+    if words:
+        line += f": {words}"
+    return f"{line}]"
+
+
+def _card_name(name: Any) -> str | None:
+    """A shared contact's name: `formatted_name`, else its parts (a device may omit any)."""
+    if not isinstance(name, Mapping):
+        return None
+    formatted = (opt_str(name, "formatted_name") or "").strip()
+    if formatted:
+        return formatted
+    keys = ("prefix", "first_name", "middle_name", "last_name", "suffix")
+    parts = [part.strip() for key in keys for part in [opt_str(name, key)] if part and part.strip()]
+    return " ".join(parts) or None
+
+
+def _phone_number(phone: Mapping[str, Any]) -> str | None:
+    """A shared contact's number as the customer's phone wrote it, else its WhatsApp id."""
+    written = (opt_str(phone, "phone") or "").strip()
+    if written:
+        return written
+    wa_id = (opt_str(phone, "wa_id") or "").strip()
+    # WhatsApp ids are the international number without "+" (…/messages/contacts).
+    return f"+{wa_id}" if wa_id.isascii() and wa_id.isdigit() else wa_id or None
 
 
 def _parse_status(raw: Any, account: AccountId) -> StatusUpdate | None:
@@ -329,5 +392,7 @@ def _timestamp(value: Any, what: str) -> datetime:
         raise BadRequest(msg) from None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _degrees(value: Any) -> float | None:
+    """A coordinate: a JSON number (a bool is not one)."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return value if is_number else None

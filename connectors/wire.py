@@ -65,6 +65,23 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def map_point(latitude: float, longitude: float) -> str | None:
+    """A point as staff read it, "lat, lon" and a map link any browser opens; None off Earth."""
+    try:
+        if not (abs(float(latitude)) <= 90 and abs(float(longitude)) <= 180):  # NaN fails too
+            return None
+    except OverflowError:  # an integer too large for a float
+        return None
+    lat, lon = _degrees(latitude), _degrees(longitude)
+    return f"{lat}, {lon} https://www.google.com/maps?q={lat},{lon}"
+
+
+def _degrees(value: float) -> str:
+    # Seven decimals are about a centimetre; `{:g}` would round to some ten metres.
+    text = f"{value:.7f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
 def retry_after(headers: Mapping[str, str] | None) -> float | None:
     """The seconds a Retry-After header asks to wait; None when absent or not a usable number."""
     # Plain dicts of headers keep the server's spelling, so the name is compared case-blind.

@@ -174,11 +174,11 @@ def test_attachments_map_to_kinds_and_stickers_are_images():
         {"type": "file", "payload": {"url": "https://cdn.example/d.pdf"}},
         {"type": "image", "payload": {"url": "https://cdn.example/s.png", "sticker_id": 3692}},
         {"type": "image", "payload": {}},  # no url: nothing to fetch
-        {"type": "ig_reel", "payload": {"url": "https://x"}},  # unknown type: skipped
+        {"type": "appointment_booking", "payload": {"booking_id": "1"}},  # not for staff
     ]
     payload = body(event(message={"mid": "m_2", "attachments": attachments}))
     [message] = parse_webhook(payload, {PAGE})
-    assert message.text == ""
+    assert message.text == "(sent a sticker)"
     assert [(a.kind, a.ref) for a in message.attachments] == [
         (MediaKind.IMAGE, "https://cdn.example/a.jpg"),
         (MediaKind.VIDEO, "https://cdn.example/b.mp4"),

@@ -147,7 +147,7 @@ async def test_customer_text_reaches_the_sink_with_profile_and_wamid(served, fak
         ("audio", "audio/ogg; codecs=opus", None, None, True, MediaKind.AUDIO, ""),
         ("audio", "audio/mpeg", None, None, False, MediaKind.AUDIO, ""),
         ("video", "video/mp4", "look", None, False, MediaKind.VIDEO, "look"),
-        ("sticker", "image/webp", None, None, False, MediaKind.IMAGE, ""),
+        ("sticker", "image/webp", None, None, False, MediaKind.IMAGE, "[sticker]"),
     ],
 )
 async def test_each_media_type_becomes_an_attachment(
@@ -365,11 +365,12 @@ def _envelope(fake, message, contacts=()):
                     "address": "Pariser Platz",
                 },
             },
-            "[location] 52.52, 13.4 Brandenburg Gate, Pariser Platz",
+            "[location] Brandenburg Gate, Pariser Platz · 52.52, 13.4"
+            " https://www.google.com/maps?q=52.52,13.4",
         ),
         (
             {"type": "location", "location": {"latitude": 1, "longitude": 2}},
-            "[location] 1, 2",
+            "[location] 1, 2 https://www.google.com/maps?q=1,2",
         ),
         (
             {
@@ -398,7 +399,6 @@ def test_other_message_types_become_text(fake, message, text):
     "message",
     [
         {"type": "reaction", "reaction": {"message_id": "wamid.B", "emoji": "👍"}},
-        {"type": "unsupported", "errors": [{"code": 131051, "title": "Unsupported"}]},
         {"type": "system", "system": {"body": "changed number", "type": "user_changed_number"}},
         {"type": "order", "order": {"catalog_id": "1", "product_items": []}},
         {"type": "interactive", "interactive": {"type": "nfm_reply", "nfm_reply": {}}},

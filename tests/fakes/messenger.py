@@ -11,7 +11,8 @@ Errors are Graph's `{"error": {"message", "type", "code", "error_subcode", "fbtr
 Customer files are served without a token at `<root>/_cdn/<name>`, as Meta's CDN does.
 
 The inbound side plays Meta: the `customer_*`, `echo`, `delivery`, `read`, `referral`,
-`postback` and `edit` helpers build real webhook bodies, sign them with the app secret
+`postback` and `edit` helpers build webhook bodies from the samples in `tests/corpus/messenger/`
+(ids, times and texts filled in), sign them with the app secret
 (`X-Hub-Signature-256: sha256=<hex HMAC>`) and POST them to `webhook_url`.
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.meta import MetaFake
+from tests.fakes.meta import MetaFake, corpus_sample
 
 VERSION = "v21.0"
 TEXT_LIMIT = 2000
@@ -222,10 +223,18 @@ class FakeMessenger(MetaFake):
 
     async def customer_says(self, psid: str, text: str, *, page_id: str | None = None) -> int:
         """The person writes a text; its mid is kept in `last_inbound_id`."""
-        mid = self._new_mid()
-        self.last_inbound_id = mid
-        self.last_user_message[psid] = time.time()
-        return await self._event(psid, page_id, {"message": {"mid": mid, "text": text}})
+        event = self._customer_event("text_quick_reply", psid)
+        del event["message"]["quick_reply"]  # typed, not tapped
+        event["message"]["text"] = text
+        return await self._send(event, page_id)
+
+    async def customer_taps_quick_reply(
+        self, psid: str, title: str, payload: str, *, page_id: str | None = None
+    ) -> int:
+        """The person taps a quick reply: its title comes as the text, with the app's payload."""
+        event = self._customer_event("text_quick_reply", psid)
+        event["message"].update({"text": title, "quick_reply": {"payload": payload}})
+        return await self._send(event, page_id)
 
     async def customer_sends_media(
         self, psid: str, kind: str, data: bytes, mime: str, *, page_id: str | None = None
@@ -234,26 +243,29 @@ class FakeMessenger(MetaFake):
         if kind not in ATTACHMENT_TYPES:
             msg = f"kind must be one of {sorted(ATTACHMENT_TYPES)}"
             raise ValueError(msg)
-        extension = mimetypes.guess_extension(mime) or ".bin"
-        name = f"{secrets.token_hex(8)}_n{extension}"
-        self.cdn[name] = (data, mime)
-        url = f"{self.root_url}/_cdn/{name}?_nc_cat=1&oh={secrets.token_hex(8)}"
-        self.last_media_url = url
-        mid = self._new_mid()
-        self.last_inbound_id = mid
-        self.last_user_message[psid] = time.time()
-        message = {"mid": mid, "attachments": [{"type": kind, "payload": {"url": url}}]}
-        return await self._event(psid, page_id, {"message": message})
+        event = self._customer_event("attachment_image", psid)
+        [attachment] = event["message"]["attachments"]
+        attachment.update({"type": kind, "payload": {"url": self._on_cdn(data, mime)}})
+        return await self._send(event, page_id)
+
+    async def customer_sends_sticker(
+        self, psid: str, data: bytes, sticker_id: int, *, page_id: str | None = None
+    ) -> int:
+        """The person sends a sticker (a PNG on the CDN), as a `sticker` attachment."""
+        event = self._customer_event("attachment_sticker", psid)
+        [attachment] = event["message"]["attachments"]
+        attachment["payload"].update({"url": self._on_cdn(data, "image/png")})
+        attachment["payload"]["sticker_id"] = sticker_id
+        return await self._send(event, page_id)
 
     async def echo(self, psid: str, text: str, *, page_id: str | None = None) -> int:
         """Meta echoes a message the page sent (sender is the page, recipient the person)."""
         page = page_id or self.page_ids[0]
-        event = {
-            "sender": {"id": page},
-            "recipient": {"id": psid},
-            "timestamp": self._now_ms(),
-            "message": {"mid": self._new_mid(), "is_echo": True, "app_id": 1517, "text": text},
-        }
+        event = _sample_event("echo_text")
+        event.update({"sender": {"id": page}, "recipient": {"id": psid}})
+        event["timestamp"] = self._now_ms()
+        event["message"].update({"mid": self._new_mid(), "text": text})
+        del event["message"]["metadata"]  # only when the Send API call set one
         return await self._post(page, event)
 
     async def delivery(
@@ -265,21 +277,27 @@ class FakeMessenger(MetaFake):
         page_id: str | None = None,
     ) -> int:
         """The person's device received every message the page sent before `watermark_ms`."""
-        delivery: dict[str, Any] = {"watermark": watermark_ms}
+        event = self._person_event("delivery", psid)
+        event["delivery"]["watermark"] = watermark_ms
         if mids is not None:
-            delivery["mids"] = list(mids)
-        return await self._event(psid, page_id, {"delivery": delivery})
+            event["delivery"]["mids"] = list(mids)
+        else:
+            del event["delivery"]["mids"]  # "may not be present" (…/message-deliveries)
+        return await self._send(event, page_id)
 
     async def read(self, psid: str, watermark_ms: int, *, page_id: str | None = None) -> int:
         """The person read every message the page sent before `watermark_ms`."""
-        return await self._event(psid, page_id, {"read": {"watermark": watermark_ms}})
+        event = self._person_event("read", psid)
+        event["read"]["watermark"] = watermark_ms
+        return await self._send(event, page_id)
 
     async def referral(self, psid: str, ref: str, *, page_id: str | None = None) -> int:
         """The person opened an m.me link with `ref` in an existing thread."""
         # The fake counts opening the thread as an interaction that opens the window.
         self.last_user_message[psid] = time.time()
-        referral = {"ref": ref, "source": "SHORTLINK", "type": "OPEN_THREAD"}
-        return await self._event(psid, page_id, {"referral": referral})
+        event = self._person_event("referral_shortlink", psid)
+        event["referral"]["ref"] = ref
+        return await self._send(event, page_id)
 
     async def postback(
         self,
@@ -291,28 +309,30 @@ class FakeMessenger(MetaFake):
         page_id: str | None = None,
     ) -> int:
         """The person tapped a button (e.g. Get Started after an m.me link with `ref`)."""
-        mid = self._new_mid()
-        self.last_inbound_id = mid
-        self.last_user_message[psid] = time.time()
-        postback: dict[str, Any] = {"title": title, "payload": payload, "mid": mid}
+        event = self._customer_event("postback", psid, "postback")
+        postback = event["postback"]
+        postback.update({"title": title, "payload": payload})
         if ref is not None:
-            postback["referral"] = {"ref": ref, "source": "SHORTLINK", "type": "OPEN_THREAD"}
-        return await self._event(psid, page_id, {"postback": postback})
+            postback["referral"].update({"ref": ref, "source": "SHORTLINK"})
+        else:
+            del postback["referral"]  # only when the person came through a link or an ad
+        return await self._send(event, page_id)
 
     async def edit(self, psid: str, mid: str, text: str, *, page_id: str | None = None) -> int:
         """The person changed the text of their message `mid`."""
         self._edits[mid] = self._edits.get(mid, 0) + 1
-        edit = {"mid": mid, "text": text, "num_edit": self._edits[mid]}
-        return await self._event(psid, page_id, {"message_edit": edit})
+        event = self._person_event("message_edit", psid)
+        event["message_edit"].update({"mid": mid, "text": text, "num_edit": self._edits[mid]})
+        return await self._send(event, page_id)
 
     def webhook_body(self, page_id: str, *events: Mapping[str, Any]) -> dict[str, Any]:
         """A webhook body with one entry for `page_id` carrying `events`."""
-        return {
-            "object": "page",
-            "entry": [
-                {"id": page_id, "time": self._now_ms(), "messaging": [dict(e) for e in events]}
-            ],
-        }
+        body = corpus_sample("messenger", "text_quick_reply")
+        [entry] = body["entry"]
+        entry.update(
+            {"id": page_id, "time": self._now_ms(), "messaging": [dict(e) for e in events]}
+        )
+        return body
 
     # ------------------------------------------------------------------ HTTP: Graph API
 
@@ -511,15 +531,35 @@ class FakeMessenger(MetaFake):
 
     # ------------------------------------------------------------------ helpers
 
-    async def _event(self, psid: str, page_id: str | None, content: Mapping[str, Any]) -> int:
+    def _customer_event(self, sample: str, psid: str, field: str = "message") -> dict[str, Any]:
+        """A corpus sample's event as the person sends it now: a new mid, kept in
+        `last_inbound_id`, and the Send API's window opened."""
+        event = self._person_event(sample, psid)
+        event[field]["mid"] = self.last_inbound_id = self._new_mid()
+        self.last_user_message[psid] = time.time()
+        return event
+
+    def _person_event(self, sample: str, psid: str) -> dict[str, Any]:
+        """A corpus sample's event from the person, stamped now."""
+        event = _sample_event(sample)
+        event["sender"] = {"id": psid}
+        event["timestamp"] = self._now_ms()
+        return event
+
+    async def _send(self, event: dict[str, Any], page_id: str | None) -> int:
+        """Address an event from the person to the page and deliver it."""
         page = page_id or self.page_ids[0]
-        event = {
-            "sender": {"id": psid},
-            "recipient": {"id": page},
-            "timestamp": self._now_ms(),
-            **content,
-        }
+        event["recipient"] = {"id": page}
         return await self._post(page, event)
+
+    def _on_cdn(self, data: bytes, mime: str) -> str:
+        """Put a file on the fake CDN and return its signed-looking URL."""
+        extension = mimetypes.guess_extension(mime) or ".bin"
+        name = f"{secrets.token_hex(8)}_n{extension}"
+        self.cdn[name] = (data, mime)
+        url = f"{self.root_url}/_cdn/{name}?_nc_cat=1&oh={secrets.token_hex(8)}"
+        self.last_media_url = url
+        return url
 
     async def _post(self, page: str, event: Mapping[str, Any]) -> int:
         payload = self.webhook_body(page, event)
@@ -533,6 +573,14 @@ class FakeMessenger(MetaFake):
 
     def _new_mid(self) -> str:
         return "m_" + secrets.token_urlsafe(24)
+
+
+def _sample_event(name: str) -> dict[str, Any]:
+    """The one messaging event of a Messenger corpus sample, to fill in."""
+    [entry] = corpus_sample("messenger", name)["entry"]
+    [event] = entry["messaging"]
+    result: dict[str, Any] = event
+    return result
 
 
 async def _read_body(request: web.Request) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """What the fake WhatsApp and the fake Messenger do alike: play Meta calling the webhook.
 
+Their webhook bodies start from the samples of what Meta sends in `tests/corpus/whatsapp/`
+and `tests/corpus/messenger/` (`corpus_sample`), with ids, numbers and texts filled in.
+
 Meta signs every webhook body with the app secret (`X-Hub-Signature-256: sha256=<hex HMAC>`,
 and the older SHA-1 `X-Hub-Signature` next to it) and checks a webhook once with a GET that
 carries hub.mode, hub.verify_token and hub.challenge.
@@ -7,15 +10,33 @@ carries hub.mode, hub.verify_token and hub.challenge.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tests.fakes.server import FakeServer
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+CORPUS = Path(__file__).parent.parent / "corpus"
+
+
+def corpus_sample(platform: str, name: str) -> dict[str, Any]:
+    """A fresh copy of the sample `tests/corpus/<platform>/<name>.json`, to fill in."""
+    return copy.deepcopy(_read_sample(platform, name))
+
+
+@functools.cache
+def _read_sample(platform: str, name: str) -> dict[str, Any]:
+    sample = json.loads((CORPUS / platform / f"{name}.json").read_text(encoding="utf-8"))
+    if not isinstance(sample, dict):
+        msg = f"the {platform} sample {name} is not a JSON object"
+        raise TypeError(msg)
+    return sample
 
 
 class MetaFake(FakeServer):

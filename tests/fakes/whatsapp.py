@@ -7,8 +7,10 @@ It runs as a real aiohttp server on 127.0.0.1, so a connector's real HTTP code r
 `{"error": {"message", "type", "code", "error_data": {"details"}, "fbtrace_id"}}`.
 
 The inbound side plays WhatsApp pushing webhooks to the bridge: `customer_says`,
-`customer_sends_media` and `status` build real payloads, sign them with the app secret
-(`X-Hub-Signature-256: sha256=<hex HMAC-SHA256>`) and POST them to `webhook_url`.
+`customer_sends_media`, `customer_shares_location`, `customer_taps` and `status` post the
+bodies `tests/fakes/whatsapp_inbound.py` builds from the samples in `tests/corpus/whatsapp/`,
+signed with the app secret (`X-Hub-Signature-256: sha256=<hex HMAC-SHA256>`), to
+`webhook_url`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from tests.fakes.meta import MetaFake
+from tests.fakes.whatsapp_inbound import InboundPayloads, new_media_id, new_wamid
 
 VERSION = "v21.0"
 TEXT_LIMIT = 4096
@@ -164,21 +167,12 @@ def default_templates() -> list[dict[str, Any]]:
     ]
 
 
-def _wamid() -> str:
-    # Real wamids are base64 of a protobuf: letters, digits, +, / and = padding.
-    return "wamid.HBgL" + base64.b64encode(secrets.token_bytes(30)).decode()
-
-
-def _media_id() -> str:
-    return str(secrets.randbelow(9 * 10**15) + 10**15)
-
-
 def _bearer(request: web.Request, token: str) -> bool:
     given = request.headers.get("Authorization", "")
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
-class FakeWhatsApp(MetaFake):
+class FakeWhatsApp(InboundPayloads, MetaFake):
     """A Cloud API server on 127.0.0.1 with a free port; `base_url` is the connector's api_base."""
 
     def __init__(
@@ -230,10 +224,6 @@ class FakeWhatsApp(MetaFake):
 
     # ------------------------------------------------------------------ records and switches
 
-    def sent_to(self, wa_id: str) -> list[dict[str, Any]]:
-        """The message bodies accepted for one customer, oldest first."""
-        return [body for body in self.sent if body.get("to") == wa_id]
-
     def fail_next(
         self,
         code: int,
@@ -247,99 +237,6 @@ class FakeWhatsApp(MetaFake):
         title = message or ERROR_TITLES.get(code, "Unknown error")
         for _ in range(times):
             self._failures.append(_Failure(code, title, status, dict(headers or {})))
-
-    # ------------------------------------------------------------------ inbound: payloads
-
-    def contact(self, wa_id: str, name: str = "Customer") -> dict[str, Any]:
-        """A `value.contacts[]` entry: the customer's profile name."""
-        return {"profile": {"name": name}, "wa_id": wa_id}
-
-    def text_message(self, wa_id: str, text: str) -> dict[str, Any]:
-        """A `value.messages[]` text message with a new wamid."""
-        return {**self._message_head(wa_id), "type": "text", "text": {"body": text}}
-
-    def media_message(
-        self,
-        wa_id: str,
-        kind: str,
-        data: bytes,
-        mime: str,
-        *,
-        caption: str | None = None,
-        filename: str | None = None,
-        voice: bool = False,
-    ) -> dict[str, Any]:
-        """A `value.messages[]` media message; the bytes are stored under a new media id."""
-        kind = str(kind)
-        media_id = _media_id()
-        self.media[media_id] = (data, mime, filename)
-        media: dict[str, Any] = {
-            "mime_type": mime,
-            "sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
-            "id": media_id,
-        }
-        if caption is not None and kind in ("image", "video", "document"):
-            media["caption"] = caption
-        if filename is not None and kind == "document":
-            media["filename"] = filename
-        if kind == "audio":
-            media["voice"] = voice
-        if kind == "sticker":
-            media["animated"] = False
-        return {**self._message_head(wa_id), "type": kind, kind: media}
-
-    def status_object(
-        self,
-        wamid: str,
-        status: str,
-        *,
-        errors: list[dict[str, Any]] | None = None,
-        recipient: str | None = None,
-    ) -> dict[str, Any]:
-        """A `value.statuses[]` entry about a message the business sent."""
-        record = next((body for body in self.sent if body["_id"] == wamid), None)
-        if recipient is None:
-            recipient = str(record["to"]) if record is not None else "0"
-        entry: dict[str, Any] = {
-            "id": wamid,
-            "status": status,
-            "timestamp": str(int(time.time())),
-            "recipient_id": recipient,
-        }
-        if status in ("sent", "delivered"):
-            entry["conversation"] = {
-                "id": secrets.token_hex(16),
-                "origin": {"type": "service"},
-            }
-            entry["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "service"}
-        if errors is not None:
-            entry["errors"] = errors
-        return entry
-
-    def build_payload(
-        self,
-        *,
-        messages: Iterable[Mapping[str, Any]] = (),
-        contacts: Iterable[Mapping[str, Any]] = (),
-        statuses: Iterable[Mapping[str, Any]] = (),
-        phone_number_id: str | None = None,
-    ) -> dict[str, Any]:
-        """The webhook envelope around one `messages` change for a number."""
-        number = phone_number_id or self.phone_number_ids[0]
-        value: dict[str, Any] = {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": f"1555{number}", "phone_number_id": number},
-        }
-        if contacts:
-            value["contacts"] = [dict(c) for c in contacts]
-        if messages:
-            value["messages"] = [dict(m) for m in messages]
-        if statuses:
-            value["statuses"] = [dict(s) for s in statuses]
-        return {
-            "object": "whatsapp_business_account",
-            "entry": [{"id": self.waba_id, "changes": [{"value": value, "field": "messages"}]}],
-        }
 
     # ------------------------------------------------------------------ inbound: delivery
 
@@ -379,6 +276,26 @@ class FakeWhatsApp(MetaFake):
         )
         return await self._customer(wa_id, message, name, phone_number_id)
 
+    async def customer_shares_location(
+        self, wa_id: str, latitude: float, longitude: float, **place: str
+    ) -> int:
+        """A customer shares a place (`name`, `address`, `url`) or a pin; return the status."""
+        message = self.location_message(wa_id, latitude, longitude, **place)
+        return await self._customer(wa_id, message, "Customer", None)
+
+    async def customer_taps(
+        self,
+        wa_id: str,
+        title: str,
+        reply_id: str,
+        *,
+        sample: str = "interactive_button_reply",
+        customer: str = "Customer",
+    ) -> int:
+        """A customer taps a reply button, list row or template button; return the status."""
+        message = self.reply_message(wa_id, sample, title, reply_id)
+        return await self._customer(wa_id, message, customer, None)
+
     async def status(
         self,
         wamid: str,
@@ -409,9 +326,6 @@ class FakeWhatsApp(MetaFake):
             phone_number_id=phone_number_id,
         )
         return await self.deliver(payload)
-
-    def _message_head(self, wa_id: str) -> dict[str, Any]:
-        return {"from": wa_id, "id": _wamid(), "timestamp": str(int(time.time()))}
 
     # ------------------------------------------------------------------ HTTP
 
@@ -469,7 +383,7 @@ class FakeWhatsApp(MetaFake):
         if not isinstance(body, dict):
             raise GraphError(100, details="the request body must be a JSON object")
         to, kind = self._check_message(body)
-        wamid = _wamid()
+        wamid = new_wamid()
         self.sent.append({**body, "_id": wamid, "_phone_number_id": number})
         for status in list(self.report_before_answer):
             if self.webhook_url:
@@ -607,7 +521,7 @@ class FakeWhatsApp(MetaFake):
         data = upload.file.read()
         if not data:
             raise GraphError(131053, details="the uploaded file is empty")
-        media_id = _media_id()
+        media_id = new_media_id()
         self.media[media_id] = (data, mime, upload.filename)
         return web.json_response({"id": media_id})
 
