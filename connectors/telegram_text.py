@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.types import Attachment, MediaKind
-from connectors.wire import int_or_none, opt_str
+from connectors.wire import int_or_none, map_point, opt_str
 
-# OpenStreetMap's link to a point: mlat/mlon put a marker on it, #map= centres and zooms there.
-MAP_LINK = "https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=17/{lat}/{lon}"
 # "https://", "mailto:", "tg://": what a label may leave out of the URL it links to.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
 
@@ -117,8 +115,11 @@ def location_line(message: Mapping[str, Any]) -> str | None:
     if isinstance(venue, Mapping):
         parts = (opt_str(venue, "title"), opt_str(venue, "address"))
         place = ", ".join(part.strip() for part in parts if part and part.strip())
-    shown = f"{place}: {lat}, {lon}" if place else f"{lat}, {lon}"
-    return f"[location] {shown} {MAP_LINK.format(lat=lat, lon=lon)}"
+    # The same "lat, lon" and map link as the other messengers' locations.
+    point = map_point(float(lat), float(lon))
+    if point is None:
+        return None
+    return f"[location] {place}: {point}" if place else f"[location] {point}"
 
 
 def _degrees(value: Any, limit: float) -> str | None:

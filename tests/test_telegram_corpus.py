@@ -12,7 +12,7 @@ from connectors.telegram_text import plain_text
 from tests.fakes.telegram import CORPUS, load_sample
 
 ACCOUNT = AccountId("123456")
-OSM = "https://www.openstreetmap.org/?mlat=3.14&mlon=3.14#map=17/3.14/3.14"
+MAP = "https://www.google.com/maps?q=3.14,3.14"
 
 # Sample → the text staff read, and the kind and MIME type of each file they get.
 READ: dict[str, tuple[str, list[tuple[MediaKind, str]]]] = {
@@ -36,10 +36,10 @@ READ: dict[str, tuple[str, list[tuple[MediaKind, str]]]] = {
     "audio": ("", [(MediaKind.AUDIO, "audio/mpeg")]),
     "voice": ("", [(MediaKind.AUDIO, "audio/ogg")]),
     "document": ("", [(MediaKind.DOCUMENT, "application/pdf")]),
-    "location": (f"[location] 3.14, 3.14 {OSM}", []),
+    "location": (f"[location] 3.14, 3.14 {MAP}", []),
     "venue": (
         "[location] Cupboard Under the Stairs, Under the stairs, 4 Privet Drive, Little "
-        f"Whinging, Surrey, England, Great Britain: 3.14, 3.14 {OSM}",
+        f"Whinging, Surrey, England, Great Britain: 3.14, 3.14 {MAP}",
         [],
     ),
     "contact": ("[contact] 911: 911", []),
@@ -158,5 +158,5 @@ def test_coordinates_are_decimals_without_exponents():
     update["message"]["location"] = {"latitude": -0.00001, "longitude": 1e-7}
     event = parse_update(update, ACCOUNT)
     assert isinstance(event, InboundMessage)
-    assert event.text.startswith("[location] -0.00001, 0 https://www.openstreetmap.org/")
+    assert event.text.startswith("[location] -0.00001, 0 https://www.google.com/maps?q=-0.00001,0")
     assert "e-" not in event.text
