@@ -42,6 +42,7 @@ from bridge.types import (
     InboundEdit,
     InboundEvent,
     InboundMessage,
+    InboundReaction,
     MediaKind,
     OutboundMessage,
     Platform,
@@ -65,7 +66,9 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES = ("message", "edited_message")
+# message_reaction is sent only to a bot that asks for it by name in allowed_updates
+# (core.telegram.org/bots/api#update).
+ALLOWED_UPDATES = ("message", "edited_message", "message_reaction")
 
 # Bot API limits (core.telegram.org/bots/api): message text 1-4096 characters, captions up to
 # 1024, uploads by bots up to 50 MB, sendPhoto up to 10 MB (bigger images go as documents).
@@ -99,6 +102,8 @@ def parse_update(payload: Mapping[str, Any], account: AccountId) -> InboundEvent
         return _parse_message(payload["message"], account)
     if "edited_message" in payload:
         return _parse_edit(payload["edited_message"], account)
+    if "message_reaction" in payload:
+        return _parse_reaction(payload["message_reaction"], account)
     # channel_post, my_chat_member, callback_query...: not customer messages.
     return None
 
@@ -116,6 +121,7 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
         match = _START.fullmatch(text)
         if match is not None:
             start_payload = match.group("payload")
+    reply_to, quoted = _reply(message, chat_id)
     return InboundMessage(
         platform=TELEGRAM,
         account=account,
@@ -126,6 +132,57 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
         sent_at=date,
         attachments=attachments,
         start_payload=start_payload,
+        reply_to=reply_to,
+        quoted=quoted,
+    )
+
+
+def _reply(
+    message: Mapping[str, Any], chat_id: ChatId
+) -> tuple[ExternalMessageId | None, str | None]:
+    """What a reply answers: `reply_to_message` (a message of the same chat, without its own
+    replies) and its text, for when the bridge does not know it; `quote` is the part the
+    customer picked to quote, when they did."""
+    earlier = message.get("reply_to_message")
+    message_id = int_or_none(earlier.get("message_id")) if isinstance(earlier, Mapping) else None
+    if not isinstance(earlier, Mapping) or message_id is None:
+        return None, None
+    picked = message.get("quote")
+    quoted = opt_str(picked, "text") if isinstance(picked, Mapping) else None
+    quoted = quoted or opt_str(earlier, "text") or opt_str(earlier, "caption")
+    return _external_id(chat_id, message_id), quoted
+
+
+def _parse_reaction(raw: Any, account: AccountId) -> InboundReaction | None:
+    """A MessageReactionUpdated: the customer's reactions on a message after the change
+    (`new_reaction`; a custom emoji or a paid star is no emoji, and is left out)."""
+    if not isinstance(raw, Mapping):
+        msg = "message_reaction is not an object"
+        raise BadRequest(msg)
+    chat = raw.get("chat")
+    chat_id = int_or_none(chat.get("id")) if isinstance(chat, Mapping) else None
+    message_id = int_or_none(raw.get("message_id"))
+    date = int_or_none(raw.get("date"))
+    new = raw.get("new_reaction")
+    if chat_id is None or message_id is None or date is None or not isinstance(new, list):
+        msg = "message_reaction lacks chat.id, message_id, date or new_reaction"
+        raise BadRequest(msg)
+    if not isinstance(chat, Mapping) or chat.get("type") != "private":
+        return None  # groups and channels are not support conversations
+    emoji = tuple(
+        e
+        for r in new
+        if isinstance(r, Mapping) and r.get("type") == "emoji"
+        for e in [opt_str(r, "emoji")]
+        if e
+    )
+    return InboundReaction(
+        platform=TELEGRAM,
+        account=account,
+        chat_id=ChatId(str(chat_id)),
+        target=_external_id(ChatId(str(chat_id)), message_id),
+        emoji=emoji,
+        at=_moment(date, "message_reaction.date"),
     )
 
 

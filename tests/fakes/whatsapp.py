@@ -16,18 +16,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from tests.fakes.meta import MetaFake
+
+CORPUS = Path(__file__).parent.parent / "corpus" / "whatsapp"
 
 VERSION = "v21.0"
 TEXT_LIMIT = 4096
@@ -340,6 +344,46 @@ class FakeWhatsApp(MetaFake):
             "object": "whatsapp_business_account",
             "entry": [{"id": self.waba_id, "changes": [{"value": value, "field": "messages"}]}],
         }
+
+    # ------------------------------------------------------------------ replies and reactions
+
+    def reaction_message(self, wa_id: str, wamid: str, emoji: str | None) -> dict[str, Any]:
+        """A `value.messages[]` reaction on `wamid`, from the documented sample: with `emoji`,
+        or without one (the reaction taken back)."""
+        sample = "reaction_added.json" if emoji else "reaction_removed.json"
+        message = _sample_message(sample)
+        message.update(self._message_head(wa_id))
+        message["reaction"] = {"message_id": wamid}
+        if emoji:
+            message["reaction"]["emoji"] = emoji
+        return message
+
+    def reply_message(self, wa_id: str, text: str, wamid: str) -> dict[str, Any]:
+        """A `value.messages[]` text answering `wamid`, from the documented sample with a
+        `context` (less its `referred_product`, which only a product question carries)."""
+        message = _sample_message("text_reply_context.json")
+        message.update(self._message_head(wa_id))
+        message["context"] = {"from": message["context"]["from"], "id": wamid}
+        message["text"] = {"body": text}
+        return message
+
+    async def customer_reacts(self, wa_id: str, wamid: str, emoji: str | None) -> int:
+        """The customer reacts with `emoji` on message `wamid` (None: takes it back)."""
+        payload = self.build_payload(
+            messages=[self.reaction_message(wa_id, wamid, emoji)],
+            contacts=[self.contact(wa_id)],
+            phone_number_id=self._number_of(wamid),
+        )
+        return await self.deliver(payload)
+
+    async def customer_replies(self, wa_id: str, text: str, wamid: str) -> int:
+        """The customer answers message `wamid` with `text`."""
+        message = self.reply_message(wa_id, text, wamid)
+        return await self._customer(wa_id, message, "Customer", self._number_of(wamid))
+
+    def _number_of(self, wamid: str) -> str | None:
+        record = next((body for body in self.sent if body["_id"] == wamid), None)
+        return str(record["_phone_number_id"]) if record is not None else None
 
     # ------------------------------------------------------------------ inbound: delivery
 
@@ -684,3 +728,10 @@ def _check_text(content: Mapping[str, Any]) -> None:
     preview = content.get("preview_url", False)
     if not isinstance(preview, bool):
         raise GraphError(100, "Param text['preview_url'] must be a boolean.")
+
+
+def _sample_message(name: str) -> dict[str, Any]:
+    """The first message of a sample webhook in the corpus, read afresh (so, to change)."""
+    payload = json.loads((CORPUS / name).read_text(encoding="utf-8"))
+    message: dict[str, Any] = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    return message
