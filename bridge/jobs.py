@@ -398,14 +398,9 @@ class StaffReactJob(JobPayload):
         return payload
 
     def new_job(self, cause: str, rate_keys: Sequence[str]) -> NewJob:
-        """The row: one per `cause` (the platform's reaction event) and surface, in the
-        thread's lane, after the post it reacts to."""
+        """The row: one per `cause` (the count of the message's reaction changes) and
+        surface, in the thread's lane, after the post it reacts to."""
         name = f"react:{self.message}:{self.surface}:{cause}"
-        if len(name) > KEY_MAX:
-            name = (
-                f"react:{self.message}:{self.surface}:sha256:"
-                + hashlib.sha256(cause.encode()).hexdigest()
-            )
         return self._row(name, thread_lane(self.conversation, self.surface), rate_keys)
 
 

@@ -142,7 +142,7 @@ def _parse_reaction(raw: Mapping[str, Any], page: AccountId) -> InboundReaction 
     `unreact` takes it back (the event may then carry no emoji)."""
     reaction = _object(raw, "reaction")
     psid = _sender(raw)
-    if psid == page:
+    if str(psid) == str(page):
         return None  # the Page's own reaction
     mid = graph_id(reaction.get("mid"))
     action = reaction.get("action")

@@ -272,7 +272,7 @@ RECORDED = [
         "staff.react on the agent's message",
         row(
             "staff.react",
-            "react:5:slack:1796663362.0:👍",
+            "react:5:slack:1",
             "c1:slack",
             ["slack:reactions"],
             {
@@ -285,7 +285,7 @@ RECORDED = [
                 "customer": "whatsapp_4915112345678",
             },
         ),
-        lambda j, keys: j.new_job("1796663362.0:👍", keys),
+        lambda j, keys: j.new_job("1", keys),
     ),
     Recorded(
         "staff.tombstone",

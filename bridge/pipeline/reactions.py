@@ -20,7 +20,8 @@ QUOTE_MAX = 200
 
 
 def reaction_key(message_id: int) -> str:
-    """Where the customer's current reactions on a stored message are kept (a JSON list)."""
+    """Where the customer's current reactions on a stored message are kept, with the count of
+    changes so far: `{"now": [emoji…], "n": count}`."""
     return f"reaction:{message_id}"
 
 
@@ -39,15 +40,17 @@ def store_reaction(
     if contact is None or conversation is None or conversation.contact_id != contact.id:
         return  # a message of another chat: ids are the platform's, never trusted across chats
     key = reaction_key(message.id)
-    stored = tx.kv_get(key)
-    before: list[str] = json.loads(stored) if stored else []
+    stored = json.loads(tx.kv_get(key) or "{}")
+    before: list[str] = stored.get("now", [])
     after = list(dict.fromkeys(reaction.emoji))
     added = tuple(e for e in after if e not in before)
     removed = tuple(e for e in before if e not in after)
     if not added and not removed:
         return  # a platform retry, or the same reaction again
-    tx.kv_put(key, json.dumps(after))
-    cause = f"{reaction.at.timestamp()}:{','.join(after)}"
+    # Changes are counted: each one's row has a key of its own, even within the same second.
+    changes = int(stored.get("n", 0)) + 1
+    tx.kv_put(key, json.dumps({"now": after, "n": changes}))
+    cause = str(changes)
     for surface_name, surface in directory.surfaces.items():
         shown = StaffReactJob(
             conversation=message.conversation_id,
