@@ -43,9 +43,9 @@ async def test_a_quoted_customer_text_stays_plain(world):
 
 
 async def test_a_reply_to_a_message_the_bridge_never_saw_quotes_telegrams_copy(world):
-    update = world.tg.text_update(CHAT, "Still waiting")
+    update = world.tg.text_update(CHAT, "Still waiting", message_id=50)
     update["message"]["reply_to_message"] = {
-        "message_id": 1,
+        "message_id": 7,
         "from": {"id": CHAT, "is_bot": False, "first_name": "Ann"},
         "chat": update["message"]["chat"],
         "date": update["message"]["date"] - 86400,

@@ -53,7 +53,9 @@ async def test_a_reaction_on_the_agents_reply_is_an_annotation_until_taken_back(
 
 async def test_a_reply_to_the_agent_shows_the_quote_in_the_matrix_thread(mx):
     root, _, message_id = await _agent_replied(mx)
-    await mx.world.customer(mx.world.tg.reply_update(ANNA, "Which depot?", to=message_id))
+    await mx.world.customer(
+        mx.world.tg.reply_update(ANNA, "Which depot?", to=message_id, first_name="Anna")
+    )
     event = await mx.staff.wait_for_thread_event(
         mx.room, root["event_id"], lambda e: "Which depot?" in (body_of(e) or "")
     )
