@@ -30,6 +30,7 @@ from bridge.types import (
     ExternalMessageId,
     FileData,
     InboundMessage,
+    InboundReaction,
     MediaKind,
     OutboundMessage,
     RateLimit,
@@ -974,7 +975,7 @@ def test_parse_webhook_raises_nothing_but_bad_request(payload):
         return
     for event in events:
         assert event.account == PNID
-        assert isinstance(event, InboundMessage | StatusUpdate)
+        assert isinstance(event, InboundMessage | InboundReaction | StatusUpdate)
 
 
 @settings(
