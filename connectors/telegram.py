@@ -15,7 +15,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal, NoReturn
 
 import aiohttp
@@ -42,7 +42,6 @@ from bridge.types import (
     InboundEdit,
     InboundEvent,
     InboundMessage,
-    InboundReaction,
     MediaKind,
     OutboundMessage,
     Platform,
@@ -50,6 +49,9 @@ from bridge.types import (
     Template,
 )
 from connectors.chatlinks import chat_link
+from connectors.telegram_replies import external_id as _external_id
+from connectors.telegram_replies import moment as _moment
+from connectors.telegram_replies import parse_reaction, reply_of
 from connectors.wire import (
     hand_over,
     int_or_none,
@@ -103,7 +105,7 @@ def parse_update(payload: Mapping[str, Any], account: AccountId) -> InboundEvent
     if "edited_message" in payload:
         return _parse_edit(payload["edited_message"], account)
     if "message_reaction" in payload:
-        return _parse_reaction(payload["message_reaction"], account)
+        return parse_reaction(payload["message_reaction"], account)
     # channel_post, my_chat_member, callback_query...: not customer messages.
     return None
 
@@ -121,7 +123,7 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
         match = _START.fullmatch(text)
         if match is not None:
             start_payload = match.group("payload")
-    reply_to, quoted = _reply(message, chat_id)
+    reply_to, quoted = reply_of(message, chat_id)
     return InboundMessage(
         platform=TELEGRAM,
         account=account,
@@ -134,55 +136,6 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
         start_payload=start_payload,
         reply_to=reply_to,
         quoted=quoted,
-    )
-
-
-def _reply(
-    message: Mapping[str, Any], chat_id: ChatId
-) -> tuple[ExternalMessageId | None, str | None]:
-    """What a reply answers: `reply_to_message` (a message of the same chat, without its own
-    replies) and its text, for when the bridge does not know it; `quote` is the part the
-    customer picked to quote, when they did."""
-    earlier = message.get("reply_to_message")
-    message_id = int_or_none(earlier.get("message_id")) if isinstance(earlier, Mapping) else None
-    if not isinstance(earlier, Mapping) or message_id is None:
-        return None, None
-    picked = message.get("quote")
-    quoted = opt_str(picked, "text") if isinstance(picked, Mapping) else None
-    quoted = quoted or opt_str(earlier, "text") or opt_str(earlier, "caption")
-    return _external_id(chat_id, message_id), quoted
-
-
-def _parse_reaction(raw: Any, account: AccountId) -> InboundReaction | None:
-    """A MessageReactionUpdated: the customer's reactions on a message after the change
-    (`new_reaction`; a custom emoji or a paid star is no emoji, and is left out)."""
-    if not isinstance(raw, Mapping):
-        msg = "message_reaction is not an object"
-        raise BadRequest(msg)
-    chat = raw.get("chat")
-    chat_id = int_or_none(chat.get("id")) if isinstance(chat, Mapping) else None
-    message_id = int_or_none(raw.get("message_id"))
-    date = int_or_none(raw.get("date"))
-    new = raw.get("new_reaction")
-    if chat_id is None or message_id is None or date is None or not isinstance(new, list):
-        msg = "message_reaction lacks chat.id, message_id, date or new_reaction"
-        raise BadRequest(msg)
-    if not isinstance(chat, Mapping) or chat.get("type") != "private":
-        return None  # groups and channels are not support conversations
-    emoji = tuple(
-        e
-        for r in new
-        if isinstance(r, Mapping) and r.get("type") == "emoji"
-        for e in [opt_str(r, "emoji")]
-        if e
-    )
-    return InboundReaction(
-        platform=TELEGRAM,
-        account=account,
-        chat_id=ChatId(str(chat_id)),
-        target=_external_id(ChatId(str(chat_id)), message_id),
-        emoji=emoji,
-        at=_moment(date, "message_reaction.date"),
     )
 
 
@@ -220,15 +173,6 @@ def _message_head(raw: Any, field: str) -> tuple[Mapping[str, Any], ChatId, int,
         msg = f"{field} lacks chat.id, message_id or date"
         raise BadRequest(msg)
     return raw, ChatId(str(chat_id)), message_id, _moment(date, f"{field}.date")
-
-
-def _moment(seconds: int, field: str) -> datetime:
-    """A Unix time of the update; one no datetime can hold is a malformed update."""
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        msg = f"{field} is out of range"
-        raise BadRequest(msg) from None
 
 
 def _is_private(message: Mapping[str, Any]) -> bool:
@@ -304,11 +248,6 @@ def _file_id(media: Mapping[str, Any], field: str) -> str:
         msg = f"{field} has no file_id"
         raise BadRequest(msg)
     return file_id
-
-
-def _external_id(chat_id: ChatId, message_id: int) -> ExternalMessageId:
-    # Telegram message ids are unique per chat only.
-    return ExternalMessageId(f"{chat_id}:{message_id}")
 
 
 def _message_id_of(external_id: ExternalMessageId) -> int:
