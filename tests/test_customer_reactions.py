@@ -1,18 +1,20 @@
 """A customer's reaction shows in Slack on the message it is on: the agent's message a WhatsApp
 customer reacted to gets the same emoji as a reaction, and loses it when the customer takes it
 back; an emoji Slack has no name for is told in a line of the thread. Telegram customers'
-reactions arrive once the bot asks for them."""
+reactions arrive once the bot asks for them; Messenger's react and unreact show too."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.fakes.messenger import FakeMessenger
 from tests.fakes.whatsapp import FakeWhatsApp
 from tests.harness import eventually
 from tests.world import start_world, stop_world
 
 WA_ID = "4915112345678"
 TG_CHAT = 5550001
+PSID = "6712345678909999"
 
 
 @pytest.fixture
@@ -84,5 +86,23 @@ async def test_a_telegram_customers_reaction_arrives_and_shows(tmp_path):
         await world.customer(world.tg.reaction_update(TG_CHAT, sent.message_id, ["🔥"]))
         agent_msg = world.slack.find(root.channel, ts)
         await eventually(lambda: "fire" in agent_msg.reactions, message="the fire reaction")
+    finally:
+        await stop_world(world)
+
+
+async def test_a_messenger_customers_reaction_shows_and_goes(tmp_path):
+    fb = FakeMessenger()
+    world = await start_world(tmp_path, messenger=fb)
+    try:
+        assert await fb.customer_says(PSID, "Do you deliver on Saturday?") == 200
+        root = await world.thread_of(PSID)
+        ts = await world.slack.agent_says(root.channel, root.ts, "Yes, until noon.")
+        await eventually(lambda: fb.messages_to(PSID), message="the Messenger send")
+        mid = fb.messages_to(PSID)[0]["_mid"]
+        agent_msg = world.slack.find(root.channel, ts)
+        assert await fb.react(PSID, mid, "😮") == 200
+        await eventually(lambda: "open_mouth" in agent_msg.reactions, message="the reaction")
+        assert await fb.react(PSID, mid, None) == 200
+        await eventually(lambda: "open_mouth" not in agent_msg.reactions, message="taken back")
     finally:
         await stop_world(world)

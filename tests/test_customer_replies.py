@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.messenger import FakeMessenger
 from tests.fakes.whatsapp import FakeWhatsApp
 from tests.harness import eventually
 from tests.world import start_world, stop_world
 
 CHAT = 5550002
 WA_ID = "4915112345679"
+PSID = "6712345678908888"
 
 
 @pytest.fixture
@@ -66,3 +68,18 @@ async def test_a_whatsapp_reply_to_the_agent_shows_the_quote(world):
     assert await world.wa.customer_replies(WA_ID, "Great, thanks", wamid) == 200
     shown = await world.notices(root, "Great", message="the reply")
     assert shown == [">Yes, in 3 days.\nGreat, thanks"]
+
+
+async def test_a_messenger_reply_to_the_agent_shows_the_quote(tmp_path):
+    fb = FakeMessenger()
+    world = await start_world(tmp_path, messenger=fb)
+    try:
+        await fb.customer_says(PSID, "Is the blue one in stock?")
+        root = await world.thread_of(PSID)
+        await world.slack.agent_says(root.channel, root.ts, "Two are left.")
+        await eventually(lambda: fb.messages_to(PSID), message="the Messenger send")
+        assert await fb.reply(PSID, "I'll take one", fb.messages_to(PSID)[0]["_mid"]) == 200
+        shown = await world.notices(root, "take one", message="the reply")
+        assert shown == [">Two are left.\nI'll take one"]
+    finally:
+        await stop_world(world)

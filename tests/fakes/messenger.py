@@ -27,12 +27,14 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.meta import MetaFake
 
+CORPUS = Path(__file__).parent.parent / "corpus" / "messenger"
 VERSION = "v21.0"
 TEXT_LIMIT = 2000
 UPLOAD_LIMIT = 25 * 1024 * 1024
@@ -304,6 +306,28 @@ class FakeMessenger(MetaFake):
         self._edits[mid] = self._edits.get(mid, 0) + 1
         edit = {"mid": mid, "text": text, "num_edit": self._edits[mid]}
         return await self._event(psid, page_id, {"message_edit": edit})
+
+    # ------------------------------------------------------------------ replies and reactions
+
+    async def react(
+        self, psid: str, mid: str, emoji: str | None, *, page_id: str | None = None
+    ) -> int:
+        """The person reacts with `emoji` on message `mid` (None: takes the reaction back),
+        as the documented `message_reactions` samples have it."""
+        sample = "reaction_react.json" if emoji else "reaction_unreact.json"
+        reaction = _sample_event(sample)["reaction"]
+        reaction["mid"] = mid
+        if emoji:
+            reaction["emoji"] = emoji
+        return await self._event(psid, page_id, {"reaction": reaction})
+
+    async def reply(self, psid: str, text: str, mid: str, *, page_id: str | None = None) -> int:
+        """The person answers message `mid` with `text` (`message.reply_to`)."""
+        message = _sample_event("text_reply_to.json")["message"]
+        message.update(mid=self._new_mid(), text=text)
+        message["reply_to"]["mid"] = mid
+        self.last_user_message[psid] = time.time()
+        return await self._event(psid, page_id, {"message": message})
 
     def webhook_body(self, page_id: str, *events: Mapping[str, Any]) -> dict[str, Any]:
         """A webhook body with one entry for `page_id` carrying `events`."""
@@ -586,3 +610,10 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
 def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
     value = obj.get(key)
     return value if isinstance(value, str) else None
+
+
+def _sample_event(name: str) -> dict[str, Any]:
+    """The first messaging event of a sample webhook in the corpus, read afresh (to change)."""
+    payload = json.loads((CORPUS / name).read_text(encoding="utf-8"))
+    event: dict[str, Any] = payload["entry"][0]["messaging"][0]
+    return event
