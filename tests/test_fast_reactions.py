@@ -1,9 +1,15 @@
 """Customers' reactions and replies, on the pipeline alone: a reaction shows on the post of the
 message it is on (the agent's message, or the customer's own), a changed or taken-back one
-changes it there; a reply shows a quote of the message it answers."""
+changes it there (and erasing the customer erases what it kept); a reply shows a quote of the
+message it answers."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from bridge.services import Services
+from bridge.services.contacts import forget_contact
+from bridge.types import ContactId
 from tests.pipeline_kit import rig_fixture
 
 ANN = "111"
@@ -91,3 +97,16 @@ async def test_a_reply_is_not_joined_with_the_messages_around_it(rig):
     await rig.settle()
     showing = [s for s in thread.shown if "this" in s.text.split("\n")]
     assert [(s.text, s.quote) for s in showing] == [("this", "Which one?")]
+
+
+async def test_erasing_the_contact_erases_what_their_reactions_left(rig):
+    thread = await rig.customer_with_thread(ANN, "Hi")
+    await rig.reply(thread, "Hello!")
+    await rig.customer.reacts(ANN, "out-1", "👍")
+    await rig.settle()
+    kept = "select count(*) from kv where key like 'reaction:%'"
+    assert await rig.sql(kept) == [(1,)]
+    [(contact,)] = await rig.sql("select id from contacts")
+    services = Services(rig.settings, rig.db, rig.writer, rig.pipeline)
+    await forget_contact(services, ContactId(contact), "Ada", datetime.now(UTC))
+    assert await rig.sql(kept) == [(0,)]

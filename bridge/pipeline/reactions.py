@@ -11,18 +11,12 @@ from collections.abc import Sequence
 from bridge.jobs import StaffReactJob
 from bridge.pipeline.directory import Directory
 from bridge.types import ContactId, ConversationId, InboundMessage, InboundReaction
-from storage import NewJob, Tx
+from storage import NewJob, Tx, reaction_key
 
 log = logging.getLogger(__name__)
 
 # A quote shows the start of the message it answers: enough to recognise it.
 QUOTE_MAX = 200
-
-
-def reaction_key(message_id: int) -> str:
-    """Where the customer's current reactions on a stored message are kept, with the count of
-    changes so far: `{"now": [emoji…], "n": count}`."""
-    return f"reaction:{message_id}"
 
 
 def store_reaction(
@@ -39,6 +33,7 @@ def store_reaction(
     conversation = tx.conversation(message.conversation_id)
     if contact is None or conversation is None or conversation.contact_id != contact.id:
         return  # a message of another chat: ids are the platform's, never trusted across chats
+    # The customer's reactions now, with the count of changes so far: {"now": [...], "n": 3}.
     key = reaction_key(message.id)
     stored = json.loads(tx.kv_get(key) or "{}")
     before: list[str] = stored.get("now", [])
