@@ -60,6 +60,7 @@ class JobKind(StrEnum):
     STAFF_TELL = "staff.tell"
     STAFF_WINDOW = "staff.window"
     STAFF_TOMBSTONE = "staff.tombstone"
+    STAFF_REACT = "staff.react"
     CUSTOMER_SEND = "customer.send"
     CUSTOMER_EDIT = "customer.edit"
     CUSTOMER_DELETE = "customer.delete"
@@ -212,6 +213,7 @@ class StaffPostJob(JobPayload):
     account: AccountId | None = None
     chat: ChatId | None = None
     origin: SurfaceName | None = None
+    quote: str | None = None  # what a customer's reply answers; stored only when there is one
 
     def to_payload(self) -> dict[str, Any]:
         """The row's payload, key for key as it is stored."""
@@ -227,6 +229,8 @@ class StaffPostJob(JobPayload):
             payload["origin"] = self.origin
         else:
             payload.update(platform=self.platform, account=self.account, chat=self.chat)
+        if self.quote is not None:
+            payload["quote"] = self.quote
         return payload
 
     @classmethod
@@ -244,6 +248,7 @@ class StaffPostJob(JobPayload):
             account=payload.get("account"),
             chat=payload.get("chat"),
             origin=payload.get("origin"),
+            quote=payload.get("quote"),
         )
 
     def new_job(self, rate_keys: Sequence[str]) -> NewJob:
@@ -370,6 +375,33 @@ class StaffTombstoneJob(JobPayload):
         """The row: one per thread, named by the thread alone (it outlives the contact's id)."""
         name = f"forget:{self.surface}:{self.thread}"
         return self._row(name[:KEY_MAX], name[:LANE_MAX], rate_keys)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaffReactJob(JobPayload):
+    """staff.react: show a customer's changed reactions on the post of a message in the
+    thread (their own message's mirror, or the agent's message they reacted to)."""
+
+    KIND: ClassVar[JobKind] = JobKind.STAFF_REACT
+    conversation: Annotated[ConversationId, Key("conv")]
+    surface: Annotated[SurfaceName, Key("surface")]
+    message: Annotated[MessageId, Key("msg")]
+    author: Annotated[str, Key("author")]  # the customer's name, for a line in the thread
+    added: Annotated[tuple[str, ...], Key("added", tuple)]
+    removed: Annotated[tuple[str, ...], Key("removed", tuple)]
+    customer: Annotated[str | None, Key("customer", optional=True)]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The row's payload, key for key as it is stored (lists for the emoji, as JSON has)."""
+        payload = JobPayload.to_payload(self)
+        payload["added"], payload["removed"] = list(self.added), list(self.removed)
+        return payload
+
+    def new_job(self, cause: str, rate_keys: Sequence[str]) -> NewJob:
+        """The row: one per `cause` (the count of the message's reaction changes) and
+        surface, in the thread's lane, after the post it reacts to."""
+        name = f"react:{self.message}:{self.surface}:{cause}"
+        return self._row(name, thread_lane(self.conversation, self.surface), rate_keys)
 
 
 # -- to the customer ---------------------------------------------------------------------------
@@ -664,6 +696,7 @@ PAYLOADS: Mapping[JobKind, type[JobPayload]] = {
         StaffTellJob,
         StaffWindowJob,
         StaffTombstoneJob,
+        StaffReactJob,
         CustomerSendJob,
         CustomerEditJob,
         CustomerDeleteJob,

@@ -35,7 +35,14 @@ async def post_in_pieces(
     for n, piece in enumerate(pieces, 1):
         last = n == len(pieces)
         marker = post.marker if last or not post.marker else f"{post.marker}.{n}"
-        part = replace(post, text=piece, files=post.files if n == 1 else (), marker=marker)
+        # Files and the quote of what the message answers go with the first piece only.
+        part = replace(
+            post,
+            text=piece,
+            files=post.files if n == 1 else (),
+            quote=post.quote if n == 1 else None,
+            marker=marker,
+        )
         found = await surface.find_post(thread, marker) if resume and marker else None
         if found is not None:
             ref = found

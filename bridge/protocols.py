@@ -22,6 +22,7 @@ from bridge.types import (
     OutboundMessage,
     Platform,
     RateLimit,
+    ReactionChange,
     StaffEvent,
     StaffMessageRef,
     StaffUserId,
@@ -191,6 +192,12 @@ class StaffSurface(Protocol):
 
     async def mark(self, ref: StaffMessageRef, status: DeliveryStatus) -> None:
         """Show a delivery status on a staff member's message."""
+        ...
+
+    async def react(self, thread: ThreadRef, ref: StaffMessageRef, change: ReactionChange) -> None:
+        """Show a customer's changed reactions on a message in the thread: as the surface's
+        own reactions where it has them for the emoji, else as a short line in the thread.
+        Adding what is there already, or taking away what is not, is no error."""
         ...
 
     async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:

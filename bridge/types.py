@@ -134,6 +134,10 @@ class InboundMessage:
     # Set when the message is an opt-out/opt-in keyword the platform itself acts on (Twilio
     # STOP/START on long codes): the bridge records it on the contact.
     consent: Consent | None = None
+    # The earlier message this one answers (its platform id), and what the platform itself
+    # quotes of it (Telegram's reply_to_message text), for a message the bridge does not know.
+    reply_to: ExternalMessageId | None = None
+    quoted: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,7 +181,23 @@ class WatermarkUpdate:
     watermark: datetime
 
 
-InboundEvent = InboundMessage | InboundEdit | StatusUpdate | WatermarkUpdate
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundReaction:
+    """A customer's reactions on a message of their chat changed.
+
+    `emoji` holds every reaction the customer has on the message after the change: WhatsApp
+    and Messenger allow one per person (a new one replaces it), Telegram several; () when
+    the customer took their reaction back."""
+
+    platform: Platform
+    account: AccountId
+    chat_id: ChatId
+    target: ExternalMessageId
+    emoji: tuple[str, ...]
+    at: datetime
+
+
+InboundEvent = InboundMessage | InboundEdit | InboundReaction | StatusUpdate | WatermarkUpdate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,6 +324,22 @@ class MirrorPost:
     # Who is speaking, stable across messages ("telegram_123"), when it is a customer: a
     # surface that can show each customer as their own user (a Matrix appservice) uses it.
     customer: str | None = None
+    # What the message answers, shown above it as a quote (the customer replied to it).
+    quote: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReactionChange:
+    """A customer's reactions on one message in a staff thread changed: what to add and
+    what to take away."""
+
+    author: str
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    # The customer as a MirrorPost names them, for a surface that shows customers as users.
+    customer: str | None = None
+    # The start of the message reacted to, for a line in the thread that names it.
+    on: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

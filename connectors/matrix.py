@@ -48,6 +48,7 @@ from bridge.types import (
     FileData,
     MirrorPost,
     RateLimit,
+    ReactionChange,
     StaffMessage,
     StaffMessageRef,
     StaffUserId,
@@ -439,6 +440,52 @@ class MatrixSurface:
             if "same reaction" not in str(exc).lower():
                 raise
 
+    async def react(self, thread: ThreadRef, ref: StaffMessageRef, change: ReactionChange) -> None:
+        """A customer's reactions as the bot's `m.annotation`s on the event, redacted when the
+        customer takes them back; one the delivery marks use as a notice in the thread."""
+        room, event = split_ref(ref)
+        told: list[str] = []
+        mine = set(REACTIONS.values())
+        if change.removed:
+            for reaction in await self._annotations(room, event):
+                key = reaction["content"]["m.relates_to"].get("key")
+                if key in change.removed and key not in mine:
+                    await self._hs.ready()
+                    await checked(
+                        self.client.room_redact(
+                            room,
+                            str(reaction["event_id"]),
+                            reason="the customer took the reaction back",
+                            tx_id=txn_id(),
+                        ),
+                        RoomRedactResponse,
+                    )
+        for key in change.removed:
+            if key in mine:
+                told.append(f"{change.author} took back the reaction {key}")
+        for key in change.added:
+            if key in mine:
+                told.append(f"{change.author} reacted {key} on “{change.on}”")
+                continue
+            content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event, "key": key}}
+            try:
+                await self._send(room, "m.reaction", content, txn_id())
+            except PermanentError as exc:
+                # Synapse refuses the same reaction from the same user twice: it is there.
+                if "same reaction" not in str(exc).lower():
+                    raise
+        for line in told:
+            await self.notice(thread, line)
+
+    async def _annotations(self, room: str, event: str) -> list[dict[str, Any]]:
+        """The bot's own reactions on an event (the relations API, annotations only)."""
+        return [
+            found
+            for found in await self._relations(room, event, "/m.annotation/m.reaction")
+            if found.get("sender") == self.user_id
+            and isinstance((found.get("content") or {}).get("m.relates_to"), dict)
+        ]
+
     async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
         """A short notice from the bridge in the thread."""
         room, root = split_ref(thread)
@@ -502,8 +549,9 @@ class MatrixSurface:
         room, root = split_ref(thread)
         return f"https://matrix.to/#/{quote(room)}/{quote(root)}"
 
-    async def _relations(self, room: str, root: str) -> list[dict[str, Any]]:
-        """Every event related to the root: thread replies, edits, reactions."""
+    async def _relations(self, room: str, root: str, only: str = "") -> list[dict[str, Any]]:
+        """Every event related to the root: thread replies, edits, reactions (`only` narrows
+        it to one relation type and event type: "/m.annotation/m.reaction")."""
         found: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -512,7 +560,7 @@ class MatrixSurface:
                 params["from"] = token
             page = await self._hs.api(
                 "GET",
-                f"/_matrix/client/v1/rooms/{quote(room)}/relations/{quote(root)}",
+                f"/_matrix/client/v1/rooms/{quote(room)}/relations/{quote(root)}{only}",
                 params=params,
             )
             found.extend(page.get("chunk") or [])

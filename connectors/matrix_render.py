@@ -111,14 +111,20 @@ def post_content(root: str, post: MirrorPost, *, as_customer: bool) -> dict[str,
     """The text event of a mirror post: the customer's own words when sent as their user,
     else under their name in bold."""
     content: dict[str, Any]
-    if as_customer:
+    if as_customer and not post.quote:
         content = {"msgtype": "m.text", "m.mentions": {}, "body": post.text}
     else:
-        content = html_content(
-            "m.text",
-            f"{post.author}: {post.text}",
-            f"<b>{html.escape(post.author)}</b>: " + html.escape(post.text).replace("\n", "<br>"),
-        )
+        who = "" if as_customer else f"{post.author}: "
+        shown = "" if as_customer else f"<b>{html.escape(post.author)}</b>: "
+        body, formatted = who + post.text, shown + html.escape(post.text).replace("\n", "<br>")
+        if post.quote:
+            # What a reply answers, as a quote above it (plain: "> " lines, as the spec's
+            # fallbacks write quotes).
+            quoted = "\n".join(f"> {line}" for line in post.quote.splitlines())
+            body = f"{quoted}\n\n{body}"
+            block = html.escape(post.quote).replace("\n", "<br>")
+            formatted = f"<blockquote>{block}</blockquote>{formatted}"
+        content = html_content("m.text", body, formatted)
     content["m.relates_to"] = in_thread(root)
     if post.marker:
         content[MARKER] = post.marker

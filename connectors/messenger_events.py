@@ -19,6 +19,7 @@ from bridge.types import (
     InboundEdit,
     InboundEvent,
     InboundMessage,
+    InboundReaction,
     MediaKind,
     WatermarkUpdate,
 )
@@ -104,7 +105,9 @@ def _parse_event(raw: Any, page: AccountId) -> InboundEvent | None:
         return _parse_watermark(raw, page, "delivery", DeliveryStatus.DELIVERED)
     if "read" in raw:
         return _parse_watermark(raw, page, "read", DeliveryStatus.READ)
-    # reaction, optin, account_linking, policy_enforcement, handover...: not for the bridge.
+    if "reaction" in raw:
+        return _parse_reaction(raw, page)
+    # optin, account_linking, policy_enforcement, handover...: not for the bridge.
     return None
 
 
@@ -131,6 +134,37 @@ def _parse_message(raw: Mapping[str, Any], page: AccountId) -> InboundMessage | 
         text=text,
         sent_at=sent_at,
         attachments=attachments,
+        reply_to=_reply_to(message),
+    )
+
+
+def _reply_to(message: Mapping[str, Any]) -> ExternalMessageId | None:
+    """The message a reply answers: `reply_to.mid` (a story reply has a `story` instead)."""
+    replied = message.get("reply_to")
+    mid = graph_id(replied.get("mid")) if isinstance(replied, Mapping) else None
+    return ExternalMessageId(mid) if mid else None
+
+
+def _parse_reaction(raw: Mapping[str, Any], page: AccountId) -> InboundReaction | None:
+    """A message_reactions event: `react` sets the person's reaction on `mid` (its `emoji`),
+    `unreact` takes it back (the event may then carry no emoji)."""
+    reaction = _object(raw, "reaction")
+    psid = _sender(raw)
+    if str(psid) == str(page):
+        return None  # the Page's own reaction
+    mid = graph_id(reaction.get("mid"))
+    action = reaction.get("action")
+    if mid is None or action not in ("react", "unreact"):
+        msg = "a reaction lacks mid, or its action is neither react nor unreact"
+        raise BadRequest(msg)
+    emoji = opt_str(reaction, "emoji") if action == "react" else None
+    return InboundReaction(
+        platform=MESSENGER,
+        account=page,
+        chat_id=psid,
+        target=ExternalMessageId(mid),
+        emoji=(emoji,) if emoji else (),
+        at=_timestamp(raw),
     )
 
 

@@ -34,6 +34,7 @@ from bridge.types import (
     FileData,
     MirrorPost,
     RateLimit,
+    ReactionChange,
     StaffEdit,
     StaffMessage,
     StaffMessageRef,
@@ -62,6 +63,7 @@ from connectors.slack_commands import SEEN_COMMANDS, SEEN_KEY, SlackCommands
 from connectors.slack_events import SLACK, parse_event, raw_text, split_ref
 from connectors.slack_guard import SignedRequests
 from connectors.slack_guard import screen as screen_headers
+from connectors.slack_reactions import reaction_line, slack_name
 from connectors.slack_teams import Origin, Workspaces, event_origin, user_origin
 from connectors.slack_text import command_text, mentioned_users, readable
 from connectors.staff import Names, NameUnknown, SeenIds, thread_command
@@ -279,7 +281,7 @@ class SlackSurface:
 
     def post_size(self, post: MirrorPost) -> int:
         """UTF-16 code units of the text `post` sends (a file's comment names the author)."""
-        text = escape(post.text)
+        text = _quoted(post)
         if post.files:
             text = f"*{escape(post.author)}*: {text}"
         return len(text.encode("utf-16-le", "surrogatepass")) // 2
@@ -289,7 +291,7 @@ class SlackSurface:
         channel, thread_ts = split_ref(thread)
         try:
             if post.files:
-                comment = f"*{escape(post.author)}*: {escape(post.text)}" if post.text else None
+                comment = f"*{escape(post.author)}*: {_quoted(post)}" if post.text else None
                 answer = await self.client.files_upload_v2(
                     file_uploads=[
                         {"content": f.data, "filename": f.filename, "title": f.filename}
@@ -311,7 +313,7 @@ class SlackSurface:
                 {
                     "channel": channel,
                     "thread_ts": thread_ts,
-                    "text": escape(post.text) or " ",
+                    "text": _quoted(post) or " ",
                     "username": post.author[:80] or "customer",
                     "unfurl_links": False,
                     "unfurl_media": False,
@@ -347,6 +349,59 @@ class SlackSurface:
             raise_for(exc)
         except Exception as exc:
             raise_for(exc)
+
+    async def react(self, thread: ThreadRef, ref: StaffMessageRef, change: ReactionChange) -> None:
+        """A customer's reactions as the bot's reactions on the message (reactions.add and
+        reactions.remove); an emoji Slack has no name for, or one the bridge's delivery marks
+        use, as a line in the thread under the customer's name."""
+        channel, ts = split_ref(ref)
+        told: dict[str, list[str]] = {"add": [], "remove": []}
+        for verb, emojis in (("remove", change.removed), ("add", change.added)):
+            for unicode in emojis:
+                name = slack_name(unicode)
+                shown = (
+                    name is not None
+                    and name not in REACTIONS.values()
+                    and not ts.startswith("file:")  # a file share: no message to react on
+                    and await self._reaction(verb, channel, ts, name)
+                )
+                if not shown:
+                    told[verb].append(unicode)
+        if told["add"] or told["remove"]:
+            text = reaction_line(change, told["add"], told["remove"])
+            thread_channel, thread_ts = split_ref(thread)
+            try:
+                await post_message(
+                    self._http,
+                    self._api_base,
+                    self._token,
+                    {
+                        "channel": thread_channel,
+                        "thread_ts": thread_ts,
+                        "text": f"_{text}_",
+                        "username": change.author[:80] or "customer",
+                        "unfurl_links": False,
+                        "unfurl_media": False,
+                    },
+                )
+            except Exception as exc:
+                raise_for(exc)
+
+    async def _reaction(self, verb: str, channel: str, ts: str, name: str) -> bool:
+        """Add or remove one reaction of the bot; False when Slack knows no emoji by `name`."""
+        call = self.client.reactions_add if verb == "add" else self.client.reactions_remove
+        try:
+            await call(channel=channel, timestamp=ts, name=name)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in DONE_ALREADY or error == "no_reaction":
+                return True
+            if error == "invalid_name":
+                return False
+            raise_for(exc)
+        except Exception as exc:
+            raise_for(exc)
+        return True
 
     async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
         """A short note from the bridge in the thread."""
@@ -520,6 +575,15 @@ class SlackSurface:
             "slack:update": RateLimit(rate=s.rate_updates, burst=5),
             "slack:reactions": RateLimit(rate=s.rate_reactions, burst=10),
         }
+
+
+def _quoted(post: MirrorPost) -> str:
+    """A post's text for mrkdwn, escaped, below a quote of what it answers (a reply)."""
+    text = escape(post.text)
+    if not post.quote:
+        return text
+    quote = "\n".join(f">{escape(line)}" for line in post.quote.splitlines() or [""])
+    return f"{quote}\n{text}"
 
 
 def build(

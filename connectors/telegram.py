@@ -15,7 +15,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal, NoReturn
 
 import aiohttp
@@ -50,6 +50,9 @@ from bridge.types import (
 )
 from connectors.chatlinks import chat_link
 from connectors.markup import telegram_html
+from connectors.telegram_replies import external_id as _external_id
+from connectors.telegram_replies import moment as _moment
+from connectors.telegram_replies import parse_reaction, reply_of
 from connectors.telegram_text import shared_line, shown_text, sticker_file
 from connectors.wire import (
     hand_over,
@@ -67,7 +70,9 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES = ("message", "edited_message")
+# message_reaction is sent only to a bot that asks for it by name in allowed_updates
+# (core.telegram.org/bots/api#update).
+ALLOWED_UPDATES = ("message", "edited_message", "message_reaction")
 
 # Bot API limits (core.telegram.org/bots/api): message text 1-4096 characters, captions up to
 # 1024, uploads by bots up to 50 MB, sendPhoto up to 10 MB (bigger images go as documents).
@@ -101,6 +106,8 @@ def parse_update(payload: Mapping[str, Any], account: AccountId) -> InboundEvent
         return _parse_message(payload["message"], account)
     if "edited_message" in payload:
         return _parse_edit(payload["edited_message"], account)
+    if "message_reaction" in payload:
+        return parse_reaction(payload["message_reaction"], account)
     # channel_post, my_chat_member, callback_query...: not customer messages.
     return None
 
@@ -119,6 +126,7 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
         match = _START.fullmatch(raw_text)
         if match is not None:
             start_payload = match.group("payload")
+    reply_to, quoted = reply_of(message, chat_id)
     return InboundMessage(
         platform=TELEGRAM,
         account=account,
@@ -129,6 +137,8 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
         sent_at=date,
         attachments=attachments,
         start_payload=start_payload,
+        reply_to=reply_to,
+        quoted=quoted,
     )
 
 
@@ -164,15 +174,6 @@ def _message_head(raw: Any, field: str) -> tuple[Mapping[str, Any], ChatId, int,
         msg = f"{field} lacks chat.id, message_id or date"
         raise BadRequest(msg)
     return raw, ChatId(str(chat_id)), message_id, _moment(date, f"{field}.date")
-
-
-def _moment(seconds: int, field: str) -> datetime:
-    """A Unix time of the update; one no datetime can hold is a malformed update."""
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        msg = f"{field} is out of range"
-        raise BadRequest(msg) from None
 
 
 def _is_private(message: Mapping[str, Any]) -> bool:
@@ -251,11 +252,6 @@ def _file_id(media: Mapping[str, Any], field: str) -> str:
         msg = f"{field} has no file_id"
         raise BadRequest(msg)
     return file_id
-
-
-def _external_id(chat_id: ChatId, message_id: int) -> ExternalMessageId:
-    # Telegram message ids are unique per chat only.
-    return ExternalMessageId(f"{chat_id}:{message_id}")
 
 
 def _message_id_of(external_id: ExternalMessageId) -> int:

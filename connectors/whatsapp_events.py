@@ -19,6 +19,7 @@ from bridge.types import (
     ExternalMessageId,
     InboundEvent,
     InboundMessage,
+    InboundReaction,
     MediaKind,
     StatusUpdate,
 )
@@ -91,6 +92,9 @@ def _parse_value(value: Any, accounts: Collection[str]) -> list[InboundEvent]:
     names = _contact_names(value.get("contacts"))
     events: list[InboundEvent] = []
     for raw in _list(value, "messages"):
+        if isinstance(raw, Mapping) and raw.get("type") == "reaction":
+            events.append(_parse_reaction(raw, account))
+            continue
         message = _parse_message(raw, account, names)
         if message is not None:
             events.append(message)
@@ -165,6 +169,38 @@ def _parse_message(raw: Any, account: AccountId, names: Mapping[str, str]) -> In
         text=text,
         sent_at=sent_at,
         attachments=attachments,
+        reply_to=_reply_to(raw),
+    )
+
+
+def _reply_to(message: Mapping[str, Any]) -> ExternalMessageId | None:
+    """The message a reply answers: `context.id`. A forwarded message's `context` has no id
+    (`forwarded`, `frequently_forwarded`), and answers nothing."""
+    context = message.get("context")
+    replied = opt_str(context, "id") if isinstance(context, Mapping) else None
+    return ExternalMessageId(replied) if replied else None
+
+
+def _parse_reaction(raw: Mapping[str, Any], account: AccountId) -> InboundReaction:
+    """A `reaction` message: the customer's emoji on an earlier message (`message_id`), one
+    per person; without `emoji` (or with an empty one) the reaction was taken back."""
+    sender = raw.get("from")
+    if not isinstance(sender, str) or not sender:
+        msg = "a reaction lacks from"
+        raise BadRequest(msg)
+    reaction = _object(raw, "reaction")
+    target = opt_str(reaction, "message_id")
+    if target is None:
+        msg = "a reaction has no reaction.message_id"
+        raise BadRequest(msg)
+    emoji = opt_str(reaction, "emoji")
+    return InboundReaction(
+        platform=WHATSAPP,
+        account=account,
+        chat_id=ChatId(sender),
+        target=ExternalMessageId(target),
+        emoji=(emoji,) if emoji else (),
+        at=_timestamp(raw.get("timestamp"), "a reaction"),
     )
 
 

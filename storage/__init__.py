@@ -16,6 +16,7 @@ from storage.queries import (
     NewJob,
     Tx,
     early_key,
+    reaction_key,
 )
 from storage.writer import BatchKind, Writer, WriterClosed
 
@@ -33,4 +34,5 @@ __all__ = [
     "Writer",
     "WriterClosed",
     "early_key",
+    "reaction_key",
 ]

@@ -35,6 +35,7 @@ from storage.records import (
     MessageStatusWrite,
     NewJob,
     early_key,
+    reaction_key,
     upsert_insert,
 )
 from storage.retention import Retention
@@ -170,6 +171,7 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
 __all__ = [
     "Completion",
     "early_key",
+    "reaction_key",
     "ContactRecord",
     "ConversationRecord",
     "Job",

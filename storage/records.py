@@ -117,6 +117,11 @@ class MessageStatusWrite:
     reason: str | None = None
 
 
+def reaction_key(message_id: int) -> str:
+    """The kv key of a customer's current reactions on a stored message (erased with it)."""
+    return f"reaction:{message_id}"
+
+
 def early_key(platform: str, account: str, external_id: str) -> str:
     """The kv key of a delivery status that came before the send's answer was recorded."""
     key = f"early:{platform}:{account}:{external_id}"

@@ -247,6 +247,47 @@ RECORDED = [
         lambda j, keys: j.new_job(2, keys),
     ),
     Recorded(
+        "staff.post of a customer's reply, with the quote of what it answers",
+        row(
+            "staff.post",
+            "post:7:slack",
+            "c1:slack",
+            SLACK_POST,
+            {
+                "conv": 1,
+                "surface": "slack",
+                "msg": 7,
+                "author": "Ann",
+                "text": "Yes, that one",
+                "files": [],
+                "platform": "telegram",
+                "account": "123456",
+                "chat": "111",
+                "quote": "Is it the blue parcel?",
+            },
+        ),
+        lambda j, keys: j.new_job(keys),
+    ),
+    Recorded(
+        "staff.react on the agent's message",
+        row(
+            "staff.react",
+            "react:5:slack:1",
+            "c1:slack",
+            ["slack:reactions"],
+            {
+                "conv": 1,
+                "surface": "slack",
+                "msg": 5,
+                "author": "Ann",
+                "added": ["👍"],
+                "removed": [],
+                "customer": "whatsapp_4915112345678",
+            },
+        ),
+        lambda j, keys: j.new_job("1", keys),
+    ),
+    Recorded(
         "staff.tombstone",
         row(
             "staff.tombstone",

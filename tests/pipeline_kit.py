@@ -48,10 +48,12 @@ from bridge.types import (
     ExternalMessageId,
     FileData,
     InboundMessage,
+    InboundReaction,
     MirrorPost,
     OutboundMessage,
     Platform,
     RateLimit,
+    ReactionChange,
     StaffMessage,
     StaffMessageRef,
     StaffUserId,
@@ -135,8 +137,11 @@ class FakeConnector(_Idle):
         payload: str | None = None,
         consent: Consent | None = None,
         attachments: Sequence[Attachment] = (),
+        reply_to: str | None = None,
+        quoted: str | None = None,
     ) -> InboundMessage:
-        """A customer writes; returns once the pipeline has stored the message."""
+        """A customer writes (answering `reply_to`, quoting `quoted` of it); returns once the
+        pipeline has stored the message."""
         assert self.sink is not None, "the connector is not wired to a pipeline"
         message = InboundMessage(
             platform=self.platform,
@@ -149,9 +154,27 @@ class FakeConnector(_Idle):
             attachments=tuple(attachments),
             start_payload=payload,
             consent=consent,
+            reply_to=ExternalMessageId(reply_to) if reply_to is not None else None,
+            quoted=quoted,
         )
         await self.sink([message])
         return message
+
+    async def reacts(
+        self, chat: str, target: str, *emoji: str, at: datetime | None = None
+    ) -> InboundReaction:
+        """A customer's reactions on the message `target` are now `emoji` (none: taken back)."""
+        assert self.sink is not None, "the connector is not wired to a pipeline"
+        reaction = InboundReaction(
+            platform=self.platform,
+            account=self.account,
+            chat_id=ChatId(chat),
+            target=ExternalMessageId(target),
+            emoji=emoji,
+            at=at or self.clock(),
+        )
+        await self.sink([reaction])
+        return reaction
 
     def fail_next(self, error: Exception) -> None:
         """The next send raises `error` (one of bridge.errors) instead of going out."""
@@ -219,6 +242,8 @@ class Shown:
     text: str
     files: tuple[FileData, ...] = ()
     marker: str | None = None
+    quote: str | None = None
+    reactions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -264,6 +289,8 @@ class FakeSurface(_Idle):
         self.clock: Callable[[], datetime] = lambda: T0
         self.threads: dict[ThreadRef, FakeThread] = {}
         self.marks: dict[StaffMessageRef, list[DeliveryStatus]] = {}
+        # The customer's reactions shown on each message (post or staff message), as now.
+        self.reactions: dict[StaffMessageRef, list[str]] = {}
         self.announced: list[tuple[str, str]] = []
         self.files: dict[str, FileData] = {}
         self._limit = post_limit
@@ -329,7 +356,9 @@ class FakeSurface(_Idle):
         self.threads[thread].cards.append(card)
 
     async def post(self, thread: ThreadRef, post: MirrorPost) -> StaffMessageRef:
-        return self._show(thread, "post", post.author, post.text, post.files, post.marker)
+        ref = self._show(thread, "post", post.author, post.text, post.files, post.marker)
+        self.threads[thread].shown[-1].quote = post.quote
+        return ref
 
     @property
     def post_limit(self) -> int:
@@ -349,6 +378,11 @@ class FakeSurface(_Idle):
 
     async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
         return self._show(thread, "notice", "bridge", text)
+
+    async def react(self, thread: ThreadRef, ref: StaffMessageRef, change: ReactionChange) -> None:
+        now = self.reactions.setdefault(ref, [])
+        now[:] = [e for e in now if e not in change.removed]
+        now.extend(e for e in change.added if e not in now)
 
     async def tell(
         self,

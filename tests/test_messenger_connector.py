@@ -209,12 +209,11 @@ def test_links_and_locations_are_described_in_the_text():
         event(message={"mid": "m_4", "is_echo": True, "app_id": 1, "text": "ours"}),
         event(message={"mid": "m_5", "attachments": [{"type": "template", "payload": {}}]}),
         event(message={"mid": "m_6"}),
-        event(reaction={"reaction": "love", "emoji": "❤", "action": "react", "mid": "m_1"}),
         event(optin={"ref": "x"}),
         event(referral={"source": "ADS", "type": "OPEN_THREAD"}),
         event(message_edit={"mid": "m_1", "num_edit": 1}),
     ],
-    ids=["echo", "template-only", "empty", "reaction", "optin", "referral-no-ref", "edit-no-text"],
+    ids=["echo", "template-only", "empty", "optin", "referral-no-ref", "edit-no-text"],
 )
 def test_events_the_bridge_does_not_take_are_skipped(raw):
     assert parse_webhook(body(raw), {PAGE}) == []

@@ -500,7 +500,7 @@ async def test_start_in_webhook_mode_registers_url_secret_and_update_kinds(make,
     assert conn.username == "test_bot"
     assert fake.webhook_url == "https://bridge.example.com/webhooks/telegram"
     assert fake.webhook_secret == SECRET
-    assert fake.allowed_updates == ["message", "edited_message"]
+    assert fake.allowed_updates == ["message", "edited_message", "message_reaction"]
     assert fake.count("getUpdates") == 0
 
 
@@ -571,7 +571,8 @@ async def test_polling_waits_for_start_loop_which_deletes_the_webhook_and_long_p
     await eventually(lambda: fake.count("getUpdates"))
     assert fake.count("deleteWebhook") == 1
     params = fake.params_of("getUpdates")[0]
-    assert params["timeout"] == 1 and params["allowed_updates"] == ["message", "edited_message"]
+    assert params["timeout"] == 1
+    assert params["allowed_updates"] == ["message", "edited_message", "message_reaction"]
 
 
 async def test_pushed_updates_reach_the_sink_in_order(conn, fake, sink):

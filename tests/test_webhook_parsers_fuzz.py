@@ -41,6 +41,7 @@ from bridge.types import (
     AccountId,
     InboundEdit,
     InboundMessage,
+    InboundReaction,
     StaffDelete,
     StaffEdit,
     StaffMessage,
@@ -632,6 +633,12 @@ def check_whatsapp(payload: Any, events: Any) -> None:
             # A text message's text arrives as it was sent.
             assert any(m.get("type") != "text" or m["text"]["body"] == event.text for m in sources)
             assert event.profile.display_name
+        elif isinstance(event, InboundReaction):
+            reactions = [m["reaction"] for m in messages if m.get("type") == "reaction"]
+            assert any(
+                r["message_id"] == event.target and event.emoji in ((r.get("emoji"),), ())
+                for r in reactions
+            )
         else:
             assert isinstance(event, StatusUpdate)
             assert any(s["id"] == event.external_id for s in statuses)
@@ -799,6 +806,9 @@ def check_messenger(payload: Any, events: Any) -> None:
                 or not _str(m, "text")
                 for m in sent
             )
+        elif isinstance(event, InboundReaction):
+            reactions = [one.get("reaction") for one in raw]
+            assert any(_str(r, "mid") == event.target for r in reactions)
         else:
             assert isinstance(event, WatermarkUpdate)
 

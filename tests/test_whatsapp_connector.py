@@ -30,6 +30,7 @@ from bridge.types import (
     ExternalMessageId,
     FileData,
     InboundMessage,
+    InboundReaction,
     MediaKind,
     OutboundMessage,
     RateLimit,
@@ -398,14 +399,13 @@ def test_other_message_types_become_text(fake, message, text):
 @pytest.mark.parametrize(
     "message",
     [
-        {"type": "reaction", "reaction": {"message_id": "wamid.B", "emoji": "👍"}},
         {"type": "system", "system": {"body": "changed number", "type": "user_changed_number"}},
         {"type": "order", "order": {"catalog_id": "1", "product_items": []}},
         {"type": "interactive", "interactive": {"type": "nfm_reply", "nfm_reply": {}}},
         {"type": "something_new"},
     ],
 )
-def test_reactions_and_other_kinds_are_skipped(fake, message):
+def test_kinds_without_anything_for_staff_are_skipped(fake, message):
     head = {"from": CUSTOMER, "id": "wamid.A", "timestamp": "1700000000"}
     assert parse_webhook(_envelope(fake, {**head, **message}), {PNID}) == []
 
@@ -960,7 +960,7 @@ def test_the_strategy_reaches_events_and_refusals():
     events = parse_webhook(
         _envelope_of(PNID, _VALID_MESSAGES, _VALID_STATUSES, [], "messages"), {PNID}
     )
-    assert len(events) == len(_VALID_MESSAGES) - 1 + len(_VALID_STATUSES)  # the reaction is skipped
+    assert len(events) == len(_VALID_MESSAGES) + len(_VALID_STATUSES)
     broken = _mutate(_VALID_MESSAGES[0], [(("id",), _DELETE)])
     with pytest.raises(BadRequest):
         parse_webhook(_envelope_of(PNID, [broken], [], [], "messages"), {PNID})
@@ -975,7 +975,7 @@ def test_parse_webhook_raises_nothing_but_bad_request(payload):
         return
     for event in events:
         assert event.account == PNID
-        assert isinstance(event, InboundMessage | StatusUpdate)
+        assert isinstance(event, InboundMessage | InboundReaction | StatusUpdate)
 
 
 @settings(

@@ -76,8 +76,8 @@ class Mirror(Handler):
 
     def coalesce(self, head: Job, following: Sequence[Job]) -> int:
         first = StaffPostJob.from_job(head)
-        if first.files or head.attempts:
-            return 0
+        if first.files or first.quote or head.attempts:
+            return 0  # a file, or a reply with its quote, is shown on its own
         surface = self.directory.surface(first.surface)
         limit = self.directory.settings.slack.coalesce_max - 1
         author = first.author
@@ -92,7 +92,7 @@ class Mirror(Handler):
             if job.kind != JobKind.STAFF_POST:
                 break
             post = StaffPostJob.from_job(job)
-            if post.files or job.attempts:
+            if post.files or post.quote or job.attempts:
                 break
             if post.origin or first.origin:
                 break  # a staff member's words stay under their own name
@@ -174,6 +174,7 @@ class Mirror(Handler):
             files=tuple(files),
             marker=",".join(str(j.id) for j in jobs),
             customer=f"{first.platform}_{chat}" if chat and not first.origin else None,
+            quote=first.quote,
         )
 
     async def _one_by_one(

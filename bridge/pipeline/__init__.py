@@ -172,6 +172,7 @@ class Pipeline:
             Tombstone,
             WindowNotice,
         )
+        from bridge.handlers.reactions import ShowReaction
         from bridge.handlers.staff_posts import (
             CardRefresh,
             Mirror,
@@ -194,6 +195,7 @@ class Pipeline:
             JobKind.STAFF_TELL: Tell(directory),
             JobKind.STAFF_WINDOW: WindowNotice(directory),
             JobKind.STAFF_TOMBSTONE: Tombstone(directory),
+            JobKind.STAFF_REACT: ShowReaction(directory),
             JobKind.CUSTOMER_SEND: CustomerSend(directory, self.webhooks, self.status, self.policy),
             JobKind.CUSTOMER_EDIT: CustomerChange(directory, delete=False),
             JobKind.CUSTOMER_DELETE: CustomerChange(directory, delete=True),

@@ -18,6 +18,7 @@ from bridge.pipeline.automation import Arrival, apply_rules
 from bridge.pipeline.chatbot import KEYWORD_MAX, Chatbot
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
+from bridge.pipeline.reactions import quotes, store_reaction
 from bridge.pipeline.status import Status
 from bridge.types import (
     AccountId,
@@ -29,6 +30,7 @@ from bridge.types import (
     InboundEdit,
     InboundEvent,
     InboundMessage,
+    InboundReaction,
     MessageId,
     Platform,
     StatusUpdate,
@@ -98,6 +100,7 @@ class Inbound:
         now = self.clock()
         messages: dict[tuple[Platform, AccountId], list[InboundMessage]] = defaultdict(list)
         edits: list[InboundEdit] = []
+        reactions: list[InboundReaction] = []
         statuses: list[StatusUpdate] = []
         watermarks: list[WatermarkUpdate] = []
         for events in batches:
@@ -106,6 +109,8 @@ class Inbound:
                     messages[(event.platform, event.account)].append(event)
                 elif isinstance(event, InboundEdit):
                     edits.append(event)
+                elif isinstance(event, InboundReaction):
+                    reactions.append(event)
                 elif isinstance(event, WatermarkUpdate):
                     watermarks.append(event)
                 else:
@@ -115,6 +120,8 @@ class Inbound:
             self.store_messages(tx, platform, account, group, now, jobs)
         for edit in edits:
             self.store_edit(tx, edit, jobs)
+        for reaction in reactions:
+            store_reaction(tx, self.directory, reaction, jobs)
         for status in statuses:
             self.status.store_status(tx, status, jobs)
         for mark in watermarks:
@@ -153,7 +160,7 @@ class Inbound:
         swallowed = self._answers(tx, batch, consent_jobs)
         if batch.blocked or swallowed:
             self._keep_out(batch, swallowed)
-        self._staff_rows(batch, jobs)
+        self._staff_rows(tx, batch, jobs)
         jobs.extend(consent_jobs)
 
     def _contacts(self, tx: Tx, batch: _Batch) -> list[ChatId]:
@@ -389,16 +396,19 @@ class Inbound:
         batch.ids = [batch.ids[i] for i in keep]
         batch.rows = [batch.rows[i] for i in keep]
 
-    def _staff_rows(self, batch: _Batch, jobs: list[NewJob]) -> None:
+    def _staff_rows(self, tx: Tx, batch: _Batch, jobs: list[NewJob]) -> None:
         """Open the new conversations' threads, mirror the messages, refresh the cards."""
         platform, account, new_conv_ids = batch.platform, batch.account, batch.new_conv_ids
         window = int(time.time() // self.settings.bridge.card_refresh_s)
+        senders = [batch.contact_of[m.chat_id] for m in batch.fresh]
+        quoted = quotes(tx, batch.fresh, senders) if self.directory.surfaces else []
         for surface_name, surface in self.directory.surfaces.items():
             channel = self.directory.route(surface_name, platform, account)
             post_keys = surface.rate_keys("post", channel)
             for conv_id in sorted(new_conv_ids):
                 jobs.append(self.directory.open_job(conv_id, surface_name, channel, post_keys))
-            for message, message_id, row in zip(batch.fresh, batch.ids, batch.rows, strict=True):
+            shown = zip(batch.fresh, batch.ids, batch.rows, quoted, strict=True)
+            for message, message_id, row, quote in shown:
                 post = StaffPostJob(
                     conversation=ConversationId(row["conversation_id"]),
                     surface=surface_name,
@@ -409,6 +419,7 @@ class Inbound:
                     platform=platform,
                     account=account,
                     chat=message.chat_id,
+                    quote=quote,
                 )
                 jobs.append(post.new_job(post_keys))
             touched: set[int] = {int(row["conversation_id"]) for row in batch.rows} - new_conv_ids

@@ -325,6 +325,27 @@ class FakeMessenger(MetaFake):
         event["message_edit"].update({"mid": mid, "text": text, "num_edit": self._edits[mid]})
         return await self._send(event, page_id)
 
+    # ------------------------------------------------------------------ replies and reactions
+
+    async def react(
+        self, psid: str, mid: str, emoji: str | None, *, page_id: str | None = None
+    ) -> int:
+        """The person reacts with `emoji` on message `mid` (None: takes the reaction back),
+        as the documented `message_reactions` samples have it."""
+        sample = "reaction_react" if emoji else "reaction_unreact"
+        event = self._person_event(sample, psid)
+        event["reaction"]["mid"] = mid
+        if emoji:
+            event["reaction"]["emoji"] = emoji
+        return await self._send(event, page_id)
+
+    async def reply(self, psid: str, text: str, mid: str, *, page_id: str | None = None) -> int:
+        """The person answers message `mid` with `text` (`message.reply_to`)."""
+        event = self._customer_event("text_reply_to", psid)
+        event["message"]["text"] = text
+        event["message"]["reply_to"]["mid"] = mid
+        return await self._send(event, page_id)
+
     def webhook_body(self, page_id: str, *events: Mapping[str, Any]) -> dict[str, Any]:
         """A webhook body with one entry for `page_id` carrying `events`."""
         body = corpus_sample("messenger", "text_quick_reply")

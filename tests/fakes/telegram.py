@@ -22,7 +22,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from tests.fakes.server import FakeServer
 from tests.fakes.telegram_html import ParseError, parse_html
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+CORPUS = Path(__file__).parent.parent / "corpus" / "telegram"
 
 # The Bot API's documented limits (core.telegram.org/bots/api): sendMessage text 1-4096
 # characters, captions 0-1024, uploads up to 50 MB, downloads through getFile up to 20 MB.
@@ -460,6 +461,45 @@ class FakeTelegram(FakeServer):
         message["edit_date"] = max(int(time.time()), message["date"] + 1)
         self._customer_messages[key] = copy.deepcopy(message)
         return self._update("edited_message", message)
+
+    # ------------------------------------------------------------------ replies and reactions
+
+    def reply_update(self, chat_id: int | str, text: str, to: int, **kw: Any) -> dict[str, Any]:
+        """An Update with a customer's text answering message `to` of the chat (the bot's or
+        their own): `reply_to_message` is that message as sent, without a reply of its own."""
+        update = self.text_update(chat_id, text, **kw)
+        chat = _chat_key(chat_id)
+        sent = next((m for m in self.messages_to(chat) if m.message_id == to), None)
+        if sent is not None:
+            earlier = self._message_json(sent)
+        else:
+            earlier = copy.deepcopy(self._customer_messages[(chat, to)])
+        earlier.pop("reply_to_message", None)
+        update["message"]["reply_to_message"] = earlier
+        self._customer_messages[(chat, update["message"]["message_id"])] = copy.deepcopy(
+            update["message"]
+        )
+        return update
+
+    def reaction_update(
+        self, chat_id: int | str, message_id: int, new: Sequence[str], old: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """An Update with `message_reaction` (after the documented sample): the customer's
+        emoji on message `message_id` of the chat changed from `old` to `new`."""
+        sample = json.loads((CORPUS / "message_reaction_added.json").read_text(encoding="utf-8"))
+        changed = sample["message_reaction"]
+        chat = int(_chat_key(chat_id))
+        changed.update(
+            chat={"id": chat, "first_name": "Ann", "type": "private"},
+            user={"id": chat, "is_bot": False, "first_name": "Ann", "language_code": "en"},
+            message_id=message_id,
+            date=int(time.time()),
+            old_reaction=[{"type": "emoji", "emoji": e} for e in old],
+            new_reaction=[{"type": "emoji", "emoji": e} for e in new],
+        )
+        update = {"update_id": self._next_update_id, "message_reaction": changed}
+        self._next_update_id += 1
+        return update
 
     def push(self, update: Mapping[str, Any]) -> None:
         """Queue an Update for getUpdates (and wake a waiting long poll)."""

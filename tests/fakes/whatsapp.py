@@ -238,6 +238,45 @@ class FakeWhatsApp(InboundPayloads, MetaFake):
         for _ in range(times):
             self._failures.append(_Failure(code, title, status, dict(headers or {})))
 
+    # ------------------------------------------------------------------ replies and reactions
+
+    def reaction_message(self, wa_id: str, wamid: str, emoji: str | None) -> dict[str, Any]:
+        """A `value.messages[]` reaction on `wamid`, from the documented sample: with `emoji`,
+        or without one (the reaction taken back)."""
+        sample = "reaction_added" if emoji else "reaction_removed"
+        message = self.sample_message(sample, wa_id)
+        message["reaction"] = {"message_id": wamid}
+        if emoji:
+            message["reaction"]["emoji"] = emoji
+        return message
+
+    def answer_message(self, wa_id: str, text: str, wamid: str) -> dict[str, Any]:
+        """A `value.messages[]` text answering `wamid`, from the documented sample with a
+        `context` (less its `referred_product`, which only a product question carries)."""
+        message = self.sample_message("text_reply_context", wa_id)
+        number = self._number_of(wamid) or self.phone_number_ids[0]
+        message["context"] = {"from": f"1555{number}", "id": wamid}
+        message["text"] = {"body": text}
+        return message
+
+    async def customer_reacts(self, wa_id: str, wamid: str, emoji: str | None) -> int:
+        """The customer reacts with `emoji` on message `wamid` (None: takes it back)."""
+        payload = self.build_payload(
+            messages=[self.reaction_message(wa_id, wamid, emoji)],
+            contacts=[self.contact(wa_id)],
+            phone_number_id=self._number_of(wamid),
+        )
+        return await self.deliver(payload)
+
+    async def customer_replies(self, wa_id: str, text: str, wamid: str) -> int:
+        """The customer answers message `wamid` with `text`."""
+        message = self.answer_message(wa_id, text, wamid)
+        return await self._customer(wa_id, message, "Customer", self._number_of(wamid))
+
+    def _number_of(self, wamid: str) -> str | None:
+        record = next((body for body in self.sent if body["_id"] == wamid), None)
+        return str(record["_phone_number_id"]) if record is not None else None
+
     # ------------------------------------------------------------------ inbound: delivery
 
     async def customer_says(
