@@ -57,10 +57,17 @@ EDITED = {
     "edited_text_link": "Fixed: see the changelog (https://core.telegram.org/bots/api-changelog)",
 }
 SAMPLES = sorted(path.stem for path in CORPUS.glob("*.json"))
+# Read in tests/test_reply_reaction_samples.py, with the other messengers' replies and reactions.
+REPLIES_AND_REACTIONS = {
+    "message_reaction_added",
+    "message_reaction_custom_emoji",
+    "message_reaction_removed",
+    "message_reply",
+}
 
 
 def test_every_sample_is_read_here_and_named_in_the_readme():
-    assert sorted([*READ, *EDITED]) == SAMPLES
+    assert sorted([*READ, *EDITED, *REPLIES_AND_REACTIONS]) == SAMPLES
     readme = (CORPUS / "README.md").read_text(encoding="utf-8")
     assert sorted(re.findall(r"^\| `([a-z_]+)\.json` \|", readme, re.MULTILINE)) == SAMPLES
 
