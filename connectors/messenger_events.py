@@ -23,7 +23,7 @@ from bridge.types import (
     MediaKind,
     WatermarkUpdate,
 )
-from connectors.wire import int_or_none, map_point, opt_str, storable
+from connectors.wire import int_or_none, map_point, opt_str, reaction_emoji, storable
 
 _ATTACHMENT_KINDS = {
     "image": MediaKind.IMAGE,
@@ -163,7 +163,7 @@ def _parse_reaction(raw: Mapping[str, Any], page: AccountId) -> InboundReaction 
         account=page,
         chat_id=psid,
         target=ExternalMessageId(mid),
-        emoji=(emoji,) if emoji else (),
+        emoji=reaction_emoji([emoji]),
         at=_timestamp(raw),
     )
 

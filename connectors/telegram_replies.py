@@ -16,7 +16,7 @@ from bridge.types import (
     ExternalMessageId,
     InboundReaction,
 )
-from connectors.wire import int_or_none, opt_str
+from connectors.wire import int_or_none, opt_str, reaction_emoji
 
 
 def external_id(chat_id: ChatId, message_id: int) -> ExternalMessageId:
@@ -65,12 +65,8 @@ def parse_reaction(raw: Any, account: AccountId) -> InboundReaction | None:
         raise BadRequest(msg)
     if not isinstance(chat, Mapping) or chat.get("type") != "private":
         return None  # groups and channels are not support conversations
-    emoji = tuple(
-        e
-        for r in new
-        if isinstance(r, Mapping) and r.get("type") == "emoji"
-        for e in [opt_str(r, "emoji")]
-        if e
+    emoji = reaction_emoji(
+        opt_str(r, "emoji") for r in new if isinstance(r, Mapping) and r.get("type") == "emoji"
     )
     return InboundReaction(
         platform=TELEGRAM,

@@ -24,7 +24,7 @@ from bridge.types import (
     StatusUpdate,
 )
 from connectors.whatsapp_api import ERROR_WORDS
-from connectors.wire import int_or_none, map_point, opt_str, storable
+from connectors.wire import int_or_none, map_point, opt_str, reaction_emoji, storable
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +193,12 @@ def _parse_reaction(raw: Mapping[str, Any], account: AccountId) -> InboundReacti
     if target is None:
         msg = "a reaction has no reaction.message_id"
         raise BadRequest(msg)
-    emoji = opt_str(reaction, "emoji")
     return InboundReaction(
         platform=WHATSAPP,
         account=account,
         chat_id=ChatId(sender),
         target=ExternalMessageId(target),
-        emoji=(emoji,) if emoji else (),
+        emoji=reaction_emoji([opt_str(reaction, "emoji")]),
         at=_timestamp(raw.get("timestamp"), "a reaction"),
     )
 

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
@@ -36,6 +36,19 @@ def opt_str(obj: Mapping[str, Any], key: str) -> str | None:
     """`obj[key]` when it is a string, else None."""
     value = obj.get(key)
     return value if isinstance(value, str) else None
+
+
+# One emoji, however composed (a family or a tagged flag), stays under 32 code points; a
+# message carries a handful of reactions at most (Telegram: up to 3 for a user).
+_EMOJI_MAX = 32
+_REACTIONS_MAX = 16
+
+
+def reaction_emoji(values: Iterable[str | None]) -> tuple[str, ...]:
+    """A reaction's emoji as the bridge keeps them: empty ones dropped, each once, none
+    longer than an emoji can be, a few at most (what the platform relays is not checked)."""
+    kept = (v for v in values if v and len(v) <= _EMOJI_MAX)
+    return tuple(dict.fromkeys(kept))[:_REACTIONS_MAX]
 
 
 def json_object(raw: bytes) -> Mapping[str, Any] | None:

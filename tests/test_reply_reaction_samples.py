@@ -32,6 +32,14 @@ def test_a_whatsapp_reaction_and_its_removal():
     assert (removed.target, removed.emoji) == (target, ())
 
 
+def test_a_reaction_longer_than_any_emoji_is_not_kept():
+    payload = sample("whatsapp/reaction_added.json")
+    message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["reaction"]["emoji"] = "<!channel> " * 1000
+    [reaction] = parse_whatsapp(payload, {WA_NUMBER})
+    assert isinstance(reaction, InboundReaction) and reaction.emoji == ()
+
+
 def test_a_whatsapp_reply_names_the_message_it_answers():
     [message] = parse_whatsapp(sample("whatsapp/text_reply_context.json"), {WA_NUMBER})
     assert isinstance(message, InboundMessage)
