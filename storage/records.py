@@ -215,14 +215,11 @@ class Repository:
         return upsert_insert(self.conn, table)
 
 
-class TxBase:
-    """One connection and its dialect: what every group of statements on `Tx` works with."""
+class TxBase(Repository):
+    """One connection and its dialect, with what a transaction adds: the rows it enqueued and
+    what runs after its commit; every group of statements on `Tx` works with it."""
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.dialect = conn.dialect.name
+        super().__init__(conn)
         self.enqueued = 0
         self.after_commit: list[Callable[[], None]] = []
-
-    def _insert(self, table: Any) -> Any:
-        return upsert_insert(self.conn, table)

@@ -486,7 +486,7 @@ class FakeTelegram(FakeServer):
     ) -> dict[str, Any]:
         """An Update with `message_reaction` (after the documented sample): the customer's
         emoji on message `message_id` of the chat changed from `old` to `new`."""
-        sample = json.loads((CORPUS / "message_reaction_added.json").read_text(encoding="utf-8"))
+        sample = load_sample("message_reaction_added")
         changed = sample["message_reaction"]
         chat = int(_chat_key(chat_id))
         changed.update(
