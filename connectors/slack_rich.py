@@ -24,7 +24,8 @@ from connectors.slack_text import emoji_named, link_words
 _FIRST_TONE = 0x1F3FB
 _TONES = range(_FIRST_TONE, _FIRST_TONE + 5)
 _BULLETS = ("•", "◦", "▪")
-_MARKERS = (("strike", "~"), ("italic", "_"), ("bold", "*"))
+# Slack's own text nests them so: `~_*all three*_~`.
+_MARKERS = ("*", "_", "~")
 
 
 class _Unreadable(ValueError):
@@ -106,7 +107,7 @@ def _style(element: Mapping[str, Any]) -> tuple[bool, ...]:
     style = element.get("style")
     if not isinstance(style, Mapping):
         return (False, False, False, False)
-    return tuple(bool(style.get(key)) for key in ("code", "strike", "italic", "bold"))
+    return tuple(bool(style.get(key)) for key in ("code", "bold", "italic", "strike"))
 
 
 def _wrapped(body: str, style: tuple[bool, ...]) -> str:
@@ -120,7 +121,7 @@ def _wrapped(body: str, style: tuple[bool, ...]) -> str:
     if code:
         core = f"`{core}`"  # mrkdwn shows no style inside code
     else:
-        for on, (_, marker) in zip(rest, _MARKERS, strict=True):
+        for on, marker in zip(rest, _MARKERS, strict=True):
             if on:
                 core = f"{marker}{core}{marker}"
     return f"{lead}{core}{trail}"
