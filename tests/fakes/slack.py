@@ -41,6 +41,7 @@ import aiohttp
 import emoji
 from aiohttp import web
 
+from tests.fakes.meta import corpus_sample
 from tests.fakes.slack_rich import rich_text_of, slack_text_of
 
 _TS_RE = re.compile(r"^\d+\.\d+$")
@@ -721,21 +722,25 @@ class FakeSlack:
         return {"user": json.loads(json.dumps(user))}
 
     def _api_conversations_info(self, p: Params) -> dict[str, Any]:
+        # The channel object of the documented answer (tests/corpus/slack), this channel's.
         channel = self._channel(p)
         kind = channel[0]
-        return {
-            "channel": {
-                "id": channel,
-                "name": self._channels.get(channel, f"channel-{channel.lower()}"),
-                "is_channel": kind == "C",
-                "is_group": kind == "G",
-                "is_im": kind == "D",
-                "is_private": kind in "GD",
-                "is_archived": False,
-                "is_member": True,
-                "created": 1600000000,
-            }
-        }
+        name = self._channels.get(channel, f"channel-{channel.lower()}")
+        found = corpus_sample("slack", "conversations_info")["channel"]
+        found.update(
+            id=channel,
+            name=name,
+            name_normalized=name,
+            is_channel=kind == "C",
+            is_group=kind == "G",
+            is_im=kind == "D",
+            is_private=kind in "GD",
+            is_general=False,
+            is_member=True,
+            context_team_id=self.team_id,
+            shared_team_ids=[self.team_id],
+        )
+        return {"channel": found}
 
     def _api_conversations_open(self, p: Params) -> dict[str, Any]:
         # Slack: `users` (comma-separated) opens or resumes a DM (1 user) or an MPIM; a DM with
