@@ -193,6 +193,9 @@ class _Reader:
             return "@" + _str(element, "range")
         if kind == "date":
             return _str(element, "fallback")
+        if kind == "rich_text_section":
+            # A quote may hold its lines as sections.
+            return self._inline(_list_of(element))
         raise _Unreadable(kind)
 
 

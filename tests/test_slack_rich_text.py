@@ -240,6 +240,11 @@ def test_a_code_block_and_a_quote():
     )
 
 
+def test_a_quote_may_hold_its_lines_as_sections():
+    quote = {"type": "rich_text_quote", "elements": [section(text("quoted", italic=True))]}
+    assert rich_readable(block(quote)) == "> _quoted_"
+
+
 def test_a_section_ending_its_line_is_not_followed_by_an_empty_one():
     items = {"type": "rich_text_list", "style": "bullet", "elements": [section(text("a"))]}
     assert rich_readable(block(section(text("List:\n")), items)) == "List:\n• a"
