@@ -60,12 +60,20 @@ from connectors.slack_blocks import (
     mrkdwn,
 )
 from connectors.slack_commands import SEEN_COMMANDS, SEEN_KEY, SlackCommands
-from connectors.slack_events import SLACK, parse_event, raw_text, split_ref
+from connectors.slack_events import (
+    SLACK,
+    message_words,
+    parse_event,
+    raw_message,
+    raw_text,
+    split_ref,
+)
 from connectors.slack_guard import SignedRequests
 from connectors.slack_guard import screen as screen_headers
 from connectors.slack_reactions import reaction_line, slack_name
+from connectors.slack_rich import rich_block, rich_mentions
 from connectors.slack_teams import Origin, Workspaces, event_origin, user_origin
-from connectors.slack_text import command_text, mentioned_users, readable
+from connectors.slack_text import command_text, mentioned_users, unnamed_channels
 from connectors.staff import Names, NameUnknown, SeenIds, thread_command
 
 log = logging.getLogger(__name__)
@@ -112,6 +120,7 @@ class SlackSurface:
             logger=logging.getLogger("slack_bolt"),
         )
         self._names = Names(self._profile)
+        self._channel_names = Names(self._channel_name)
         self._homes: dict[str, Origin] = {}
         self.workspaces = Workspaces(settings.allowed_teams)
         self.commands = SlackCommands(
@@ -213,14 +222,34 @@ class SlackSurface:
         if isinstance(parsed, StaffMessage) and (line := thread_command(command_text(text))):
             await self.commands.in_thread(parsed, line)
             return
-        if isinstance(parsed, StaffMessage | StaffEdit) and (users := mentioned_users(text)):
-            # The customer reads the display names of the staff members mentioned.
-            names = {user: name for user in users if (name := await self._names.of(user))}
-            parsed = replace(parsed, text=readable(text, names))
+        if isinstance(parsed, StaffMessage | StaffEdit):
+            parsed = replace(parsed, text=await self._words(raw_message(event), text))
         if isinstance(parsed, StaffMessage):
             parsed = replace(parsed, author_name=await self._names.of(parsed.author))
         # Raising here makes bolt answer 500, so Slack retries; the pipeline deduplicates.
         await self._sink(parsed)
+
+    async def _words(self, message: Mapping[str, Any], text: str) -> str:
+        """What the customer reads of a message, with the display names of the staff members
+        and the names of the channels it mentions."""
+        block = rich_block(message)
+        users, channels = rich_mentions(block) if block is not None else ([], [])
+        users = list(dict.fromkeys([*mentioned_users(text), *users]))
+        channels = list(dict.fromkeys([*unnamed_channels(text), *channels]))
+        names = {user: name for user in users if (name := await self._names.of(user))}
+        rooms = {c: name for c in channels if (name := await self._channel_names.of(c))}
+        return message_words(message, names, rooms)
+
+    async def _channel_name(self, channel: str) -> str | None:
+        """conversations.info, once per channel: the name a mention of it shows."""
+        try:
+            info = await self.client.conversations_info(channel=channel)
+        except Exception:
+            log.info("Slack: no name for channel %s", channel)
+            raise NameUnknown(channel) from None
+        found = info.get("channel")
+        name = found.get("name") if isinstance(found, Mapping) else None
+        return name if isinstance(name, str) and name else None
 
     async def _profile(self, user: str) -> str | None:
         """users.info, once per user: the name shown for them, and their workspace."""

@@ -22,6 +22,7 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
+from connectors.slack_rich import rich_block, rich_readable
 from connectors.slack_text import readable
 from connectors.wire import int_or_none, opt_str, storable
 
@@ -48,20 +49,40 @@ def string_at(obj: Any, *keys: str) -> str:
     return obj if isinstance(obj, str) else ""
 
 
+def raw_message(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The message of a message event: the changed message for an edit."""
+    inner = event.get("message") if event.get("subtype") == "message_changed" else event
+    return inner if isinstance(inner, Mapping) else {}
+
+
 def raw_text(event: Mapping[str, Any]) -> str:
     """The text of a message event (of the changed message for an edit), as Slack sends it."""
-    if event.get("subtype") == "message_changed":
-        return string_at(event, "message", "text")
-    return string_at(event, "text")
+    return string_at(raw_message(event), "text")
+
+
+def message_words(
+    message: Mapping[str, Any],
+    names: Mapping[str, str] | None = None,
+    channels: Mapping[str, str] | None = None,
+) -> str:
+    """What the customer reads of a message: its rich_text block when it has exactly one that
+    reads (slack_rich), else its text (slack_text)."""
+    block = rich_block(message)
+    words = rich_readable(block, names, channels) if block is not None else None
+    if words is None:
+        words = readable(string_at(message, "text"), names, channels)
+    return words
 
 
 def parse_event(
-    event: Mapping[str, Any], names: Mapping[str, str] | None = None
+    event: Mapping[str, Any],
+    names: Mapping[str, str] | None = None,
+    channels: Mapping[str, str] | None = None,
 ) -> StaffEvent | None:
     """Turn one Slack `message` event into a staff event; None for what the bridge ignores.
 
-    Its text is what the customer should read (slack_text); `names` are the display names of
-    the users it may mention.
+    Its text is what the customer should read (message_words); `names` are the display names
+    of the users it may mention, `channels` the names of the channels.
     """
     if event.get("type") != "message" or not storable(event):
         return None
@@ -78,7 +99,7 @@ def parse_event(
         return StaffEdit(
             surface=SLACK,
             ref=StaffMessageRef(f"{channel}/{inner['ts']}"),
-            text=readable(string_at(inner, "text"), names),
+            text=message_words(inner, names, channels),
             author=StaffUserId(editor) if editor else None,
         )
     if subtype == "message_deleted":
@@ -103,7 +124,7 @@ def parse_event(
         thread=ThreadRef(f"{channel}/{thread_ts}"),
         ref=StaffMessageRef(f"{channel}/{ts}"),
         author=StaffUserId(user),
-        text=readable(string_at(event, "text"), names),
+        text=message_words(event, names, channels),
         at=_ts_time(ts),
         attachments=tuple(_attachments(files if isinstance(files, list) else [])),
     )

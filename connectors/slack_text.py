@@ -25,6 +25,8 @@ _ENTITY = re.compile(r"&(amp|lt|gt);")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
 _EMOJI = re.compile(r":([a-z0-9_+'-]+):(?::skin-tone-([2-6]):)?")
 _USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
+# A channel mention without its name: `<#C…>` or `<#C…|>`.
+_BARE_CHANNEL = re.compile(r"<#([CGD][A-Z0-9]+)\|?>")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # `<!group>` is an older name of `<!channel>`.
 _BROADCASTS = ("here", "channel", "everyone", "group")
@@ -33,16 +35,22 @@ _FIRST_TONE = 0x1F3FB
 _REGIONAL_A = 0x1F1E6
 
 
-def readable(text: str, names: Mapping[str, str] | None = None) -> str:
+def readable(
+    text: str,
+    names: Mapping[str, str] | None = None,
+    channels: Mapping[str, str] | None = None,
+) -> str:
     """A message's text as the customer should read it.
 
     Args:
         text: the `text` of a message event, as Slack sends it.
         names: display names of the users it may mention, by user id; a mention of anyone
             else shows its label, or the user id.
+        channels: names of the channels it may mention without a label, by channel id; any
+            other such mention reads `#channel`.
     """
-    known = names or {}
-    return _decode(text, lambda inner: _for_reader(inner, known))
+    known, rooms = names or {}, channels or {}
+    return _decode(text, lambda inner: _for_reader(inner, known, rooms))
 
 
 def command_text(text: str) -> str:
@@ -55,6 +63,31 @@ def command_text(text: str) -> str:
 def mentioned_users(text: str) -> list[str]:
     """The ids of the users a message's text mentions, each once, in order."""
     return list(dict.fromkeys(match.group(1) for match in _USER.finditer(text)))
+
+
+def unnamed_channels(text: str) -> list[str]:
+    """The ids of the channels a message's text mentions without their name, each once."""
+    return list(dict.fromkeys(match.group(1) for match in _BARE_CHANNEL.finditer(text)))
+
+
+def link_words(url: str, label: str, shown: Callable[[str], str] = str) -> str:
+    """A link as a customer reads it: the label (as `shown` makes it) and the URL, or the URL
+    alone when the label only repeats it; an e-mail address or phone number without its
+    scheme."""
+    if url.lower().startswith("mailto:"):
+        address = url[len("mailto:") :]
+        return address if label in ("", address) else f"{shown(label)} ({address})"
+    if url.lower().startswith("tel:"):
+        return label or url[len("tel:") :]
+    if label in ("", url, _SCHEME.sub("", url)):
+        return url
+    return f"{shown(label)} ({url})"
+
+
+def emoji_named(name: str, tone: int | None = None) -> str | None:
+    """The Unicode emoji Slack calls `name` (with a skin tone 2-6); None for a name no
+    standard emoji has (a workspace's custom emoji)."""
+    return _emoji(name, str(tone) if tone in range(2, 7) else None)
 
 
 def unescape(text: str) -> str:
@@ -108,24 +141,19 @@ def _decode(text: str, markup: Callable[[str], str]) -> str:
     return "".join(out)
 
 
-def _for_reader(inner: str, names: Mapping[str, str]) -> str:
+def _for_reader(inner: str, names: Mapping[str, str], channels: Mapping[str, str]) -> str:
     """One piece of markup (without its brackets) as a customer reads it."""
     head, _, label = inner.partition("|")
     label = unescape(label)
     if head.startswith("@"):
         user = head[1:]
         return "@" + (names.get(user) or label.lstrip("@") or user)
-    if head.startswith(("#", "!")):
+    if head.startswith("#"):
+        return f"#{label or channels.get(head[1:]) or 'channel'}"
+    if head.startswith("!"):
         return _named(head, label)
-    url = unescape(head)
-    if url.lower().startswith("mailto:"):
-        address = url[len("mailto:") :]
-        return address if label in ("", address) else f"{emojize(label)} ({address})"
-    if url.lower().startswith("tel:"):
-        return label or url[len("tel:") :]
-    if label in ("", url, _SCHEME.sub("", url)):
-        return url
-    return f"{emojize(label)} ({url})"
+    # Slack writes a label's emoji as `:shortcode:`.
+    return link_words(unescape(head), label, emojize)
 
 
 def _for_command(inner: str) -> str:

@@ -96,7 +96,7 @@ def test_a_slash_commands_link_arrives_without_its_brackets():
         ("<tel:+4930123456|+49 30 123456>", "+49 30 123456"),
         ("<tel:+4930123456>", "+4930123456"),
         ("<#C0123|support>", "#support"),
-        ("<#C0123>", "#C0123"),
+        ("<#C0123>", "#channel"),
         ("<!here>", "@here"),
         ("<!channel>", "@channel"),
         ("<!everyone>", "@everyone"),

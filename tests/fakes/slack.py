@@ -41,6 +41,9 @@ import aiohttp
 import emoji
 from aiohttp import web
 
+from tests.fakes.meta import corpus_sample
+from tests.fakes.slack_rich import rich_text_of, slack_text_of
+
 _TS_RE = re.compile(r"^\d+\.\d+$")
 _NEVER_STORMED = frozenset({"auth.test", "apps.connections.open"})
 _MAX_TEXT = 40000
@@ -719,21 +722,25 @@ class FakeSlack:
         return {"user": json.loads(json.dumps(user))}
 
     def _api_conversations_info(self, p: Params) -> dict[str, Any]:
+        # The channel object of the documented answer (tests/corpus/slack), this channel's.
         channel = self._channel(p)
         kind = channel[0]
-        return {
-            "channel": {
-                "id": channel,
-                "name": self._channels.get(channel, f"channel-{channel.lower()}"),
-                "is_channel": kind == "C",
-                "is_group": kind == "G",
-                "is_im": kind == "D",
-                "is_private": kind in "GD",
-                "is_archived": False,
-                "is_member": True,
-                "created": 1600000000,
-            }
-        }
+        name = self._channels.get(channel, f"channel-{channel.lower()}")
+        found = corpus_sample("slack", "conversations_info")["channel"]
+        found.update(
+            id=channel,
+            name=name,
+            name_normalized=name,
+            is_channel=kind == "C",
+            is_group=kind == "G",
+            is_im=kind == "D",
+            is_private=kind in "GD",
+            is_general=False,
+            is_member=True,
+            context_team_id=self.team_id,
+            shared_team_ids=[self.team_id],
+        )
+        return {"channel": found}
 
     def _api_conversations_open(self, p: Params) -> dict[str, Any]:
         # Slack: `users` (comma-separated) opens or resumes a DM (1 user) or an MPIM; a DM with
@@ -1204,8 +1211,14 @@ class FakeSlack:
         *,
         user: str = "UAGENT",
         files: Iterable[tuple[str, bytes, str]] = (),
+        rich: dict[str, Any] | None = None,
     ) -> str:
-        """A human posts in Slack (optionally with files); deliver the message event; return ts."""
+        """A human posts in Slack (optionally with files); deliver the message event; return ts.
+
+        The message carries the `rich_text` block Slack's composer makes of what was typed, or
+        the given `rich` block with the `text` Slack writes beside it.
+        """
+        block = rich if rich is not None else rich_text_of(text)
         file_objs = [
             self._file_object(self._next_id("F"), name, data, mime, user)
             for name, data, mime in files
@@ -1214,7 +1227,8 @@ class FakeSlack:
             channel=channel,
             ts=self._next_ts(),
             thread_ts=thread_ts,
-            text=as_slack_sends(text),
+            text=slack_text_of(rich) if rich is not None else as_slack_sends(text),
+            blocks=[block],
             user=user,
             files=file_objs,
             client_msg_id=str(uuid.uuid4()),
@@ -1229,15 +1243,22 @@ class FakeSlack:
         return msg.ts
 
     async def agent_edits(
-        self, channel: str, ts: str, new_text: str, *, user: str = "UAGENT"
+        self,
+        channel: str,
+        ts: str,
+        new_text: str,
+        *,
+        user: str = "UAGENT",
+        rich: dict[str, Any] | None = None,
     ) -> tuple[int, str]:
-        """A human edits a message; deliver message_changed."""
+        """A human edits a message; deliver message_changed (with the new rich_text block)."""
         msg = self.find(channel, ts)
         if msg is None:
             raise KeyError((channel, ts))
         previous = self._message_event(msg)
         msg.history.append(msg.text)
-        msg.text = as_slack_sends(new_text)
+        msg.text = slack_text_of(rich) if rich is not None else as_slack_sends(new_text)
+        msg.blocks = [rich if rich is not None else rich_text_of(new_text)]
         msg.edited_ts = self._next_ts()
         return await self._deliver_changed(msg, previous, msg.edited_ts, editor=user)
 
