@@ -326,6 +326,9 @@ class MirrorPost:
     customer: str | None = None
     # What the message answers, shown above it as a quote (the customer replied to it).
     quote: str | None = None
+    # The post of the message it answers in this thread, when the bridge knows it: a surface
+    # with replies of its own (Matrix) makes the post a reply to it.
+    reply_to: StaffMessageRef | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

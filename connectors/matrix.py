@@ -69,7 +69,9 @@ from connectors.matrix_render import (
     inline_html,
     plain_text,
     post_content,
+    post_message,
     replacement,
+    reply_in_thread,
     txn_id,
 )
 from connectors.staff import Names, NameUnknown, SeenIds
@@ -418,9 +420,9 @@ class MatrixSurface:
                 "GET", f"/_matrix/client/v3/rooms/{quote(room)}/event/{quote(event)}"
             )
             sender = str(original.get("sender", self.user_id))
-        shown = post.text if sender != self.user_id else f"{post.author}: {post.text}"
-        text = shown + (" (edited)" if post.edited else "")
-        content = replacement({"msgtype": "m.text", "body": text, "m.mentions": {}}, event)
+        text = post.text + (" (edited)" if post.edited else "")
+        new = post_message(replace(post, text=text), as_customer=sender != self.user_id)
+        content = replacement(new, event)
         if sender != self.user_id:
             await self._puppets.send_as(sender, room, content, txn_id())
         else:
@@ -518,12 +520,7 @@ class MatrixSurface:
             "formatted_body": f"{link}: {inline_html(text)}",
             "m.mentions": {"user_ids": [user]} if user else {},
             # A thread reply that quotes their event (MSC3440: a reply inside a thread).
-            "m.relates_to": {
-                "rel_type": "m.thread",
-                "event_id": root,
-                "is_falling_back": False,
-                "m.in_reply_to": {"event_id": event},
-            },
+            "m.relates_to": reply_in_thread(root, event),
         }
         await self._send(room, "m.room.message", content, txn_id("tell", event))
 

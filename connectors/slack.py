@@ -329,7 +329,8 @@ class SlackSurface:
         channel, ts = split_ref(ref)
         if ts.startswith("file:"):
             return  # a file share: Slack offers no way to change its comment
-        text = escape(post.text) + (" _(edited)_" if post.edited else "")
+        # A reply's quote stays above it (the edit rewrites the whole text).
+        text = _quoted(post) + (" _(edited)_" if post.edited else "")
         try:
             await self.client.chat_update(channel=channel, ts=ts, text=text)
         except Exception as exc:
