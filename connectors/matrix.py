@@ -49,6 +49,7 @@ from bridge.types import (
     MirrorPost,
     RateLimit,
     ReactionChange,
+    StaffEdit,
     StaffMessage,
     StaffMessageRef,
     StaffUserId,
@@ -59,6 +60,7 @@ from connectors.matrix_api import Homeserver, checked, raise_response
 from connectors.matrix_appservice import SEEN_TXNS, TXN_KEY, Puppets, Transactions
 from connectors.matrix_commands import MatrixCommands
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
+from connectors.matrix_mentions import in_words, user_ids
 from connectors.matrix_render import (
     HTML,
     MARKER,
@@ -313,11 +315,18 @@ class MatrixSurface:
             return
         if isinstance(parsed, StaffMessage):
             parsed = replace(parsed, author_name=await self._names.of(parsed.author))
+        if isinstance(parsed, StaffMessage | StaffEdit):
+            parsed = replace(parsed, text=await self._in_words(parsed.text))
         if self.stranger(parsed.author):
             parsed = replace(parsed, stranger=True)
         # Raising here leaves the sync position where it was: the batch comes again and the
         # pipeline de-duplicates on the event ids.
         await self._sink(parsed)
+
+    async def _in_words(self, text: str) -> str:
+        """A staff text with the members it names by bare id shown by name, without `@room`."""
+        names = {user: await self._names.of(user) for user in user_ids(text)}
+        return in_words(text, names)
 
     def stranger(self, user: str | None) -> bool:
         """Whether a user is of a homeserver whose users are not staff (role none)."""
