@@ -452,35 +452,34 @@ class MatrixSurface:
                 raise
 
     async def react(self, thread: ThreadRef, ref: StaffMessageRef, change: ReactionChange) -> None:
-        """A customer's reactions as the bot's `m.annotation`s on the event, redacted when the
-        customer takes them back; one the delivery marks use as a notice in the thread."""
+        """A customer's reactions as `m.annotation`s on the event (the bot's, or in appservice
+        mode the customer's own user's, as their messages are), redacted when the customer
+        takes them back; one the delivery marks use as a notice in the thread."""
         room, event = split_ref(ref)
+        sender = self.user_id
+        if self.appservice and change.customer:
+            sender = await self._puppets.ready(room, change.customer, change.author)
         told: list[str] = []
         mine = set(REACTIONS.values())
         if change.removed:
-            for reaction in await self._annotations(room, event):
+            for reaction in await self._annotations(room, event, sender):
                 key = reaction["content"]["m.relates_to"].get("key")
-                if key in change.removed and key not in mine:
-                    await self._hs.ready()
-                    await checked(
-                        self.client.room_redact(
-                            room,
-                            str(reaction["event_id"]),
-                            reason="the customer took the reaction back",
-                            tx_id=txn_id(),
-                        ),
-                        RoomRedactResponse,
-                    )
+                if key in change.removed and (key not in mine or sender != self.user_id):
+                    await self._take_back(room, str(reaction["event_id"]), sender)
         for key in change.removed:
-            if key in mine:
+            if key in mine and sender == self.user_id:
                 told.append(f"{change.author} took back the reaction {key}")
         for key in change.added:
-            if key in mine:
+            if key in mine and sender == self.user_id:
+                # The bot's own delivery marks use these keys: the customer's is told apart.
                 told.append(f"{change.author} reacted {key} on “{change.on}”")
                 continue
             content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event, "key": key}}
             try:
-                await self._send(room, "m.reaction", content, txn_id())
+                if sender == self.user_id:
+                    await self._send(room, "m.reaction", content, txn_id())
+                else:
+                    await self._puppets.send_as(sender, room, content, txn_id(), "m.reaction")
             except PermanentError as exc:
                 # Synapse refuses the same reaction from the same user twice: it is there.
                 if "same reaction" not in str(exc).lower():
@@ -488,12 +487,24 @@ class MatrixSurface:
         for line in told:
             await self.notice(thread, line)
 
-    async def _annotations(self, room: str, event: str) -> list[dict[str, Any]]:
-        """The bot's own reactions on an event (the relations API, annotations only)."""
+    async def _take_back(self, room: str, reaction: str, sender: str) -> None:
+        """Redact a customer's reaction as the user that sent it."""
+        reason = "the customer took the reaction back"
+        if sender != self.user_id:
+            await self._puppets.redact(room, reaction, sender, reason)
+            return
+        await self._hs.ready()
+        await checked(
+            self.client.room_redact(room, reaction, reason=reason, tx_id=txn_id()),
+            RoomRedactResponse,
+        )
+
+    async def _annotations(self, room: str, event: str, sender: str) -> list[dict[str, Any]]:
+        """One user's reactions on an event (the relations API, annotations only)."""
         return [
             found
             for found in await self._relations(room, event, "/m.annotation/m.reaction")
-            if found.get("sender") == self.user_id
+            if found.get("sender") == sender
             and isinstance((found.get("content") or {}).get("m.relates_to"), dict)
         ]
 
