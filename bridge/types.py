@@ -343,6 +343,11 @@ class ReactionChange:
     customer: str | None = None
     # The start of the message reacted to, for a line in the thread that names it.
     on: str = ""
+    # The outbox row showing the change: a line in the thread carries it, and when the row
+    # was attempted before (`again`: a crash or a timeout), a line found with it is not
+    # posted twice.
+    marker: str | None = None
+    again: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -484,8 +484,12 @@ class MatrixSurface:
                 # Synapse refuses the same reaction from the same user twice: it is there.
                 if "same reaction" not in str(exc).lower():
                     raise
-        for line in told:
-            await self.notice(thread, line)
+        if told and not (
+            change.again and change.marker and await self.find_post(thread, change.marker)
+        ):
+            for n, line in enumerate(told):
+                txn = txn_id("react", change.marker, n) if change.marker else txn_id()
+                await self._notice(thread, line, change.marker, txn)
 
     async def _take_back(self, room: str, reaction: str, sender: str) -> None:
         """Redact a customer's reaction as the user that sent it."""
@@ -510,14 +514,22 @@ class MatrixSurface:
 
     async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
         """A short notice from the bridge in the thread."""
+        return await self._notice(thread, text, None, txn_id())
+
+    async def _notice(
+        self, thread: ThreadRef, text: str, marker: str | None, txn: str
+    ) -> StaffMessageRef:
+        """A notice in the thread, carrying the outbox row it was sent for, if any."""
         room, root = split_ref(thread)
-        content = {
+        content: dict[str, Any] = {
             "msgtype": "m.notice",
             "m.mentions": {},
             "body": f"ℹ️ {text}",
             "m.relates_to": in_thread(root),
         }
-        event = await self._send(room, "m.room.message", content, txn_id())
+        if marker:
+            content[MARKER] = marker
+        event = await self._send(room, "m.room.message", content, txn)
         return StaffMessageRef(f"{room}/{event}")
 
     async def tell(

@@ -369,8 +369,13 @@ class SlackSurface:
                 if not shown:
                     told[verb].append(unicode)
         if told["add"] or told["remove"]:
+            if change.again and change.marker and await self.find_post(thread, change.marker):
+                return  # the line went out before a crash: not twice
             text = reaction_line(change, told["add"], told["remove"])
             thread_channel, thread_ts = split_ref(thread)
+            extra: dict[str, Any] = {}
+            if change.marker:
+                extra["metadata"] = marker_metadata(change.marker)
             try:
                 await post_message(
                     self._http,
@@ -383,6 +388,7 @@ class SlackSurface:
                         "username": change.author[:80] or "customer",
                         "unfurl_links": False,
                         "unfurl_media": False,
+                        **extra,
                     },
                 )
             except Exception as exc:
