@@ -6,8 +6,9 @@ is the contact card, edited in place with `m.replace`. Sends carry a transaction
 from the outbox row, so a retried send is the same event to the homeserver; the bridge keeps
 its own ref table for longer than the homeserver's transaction cache. The sync position is
 stored only after the batch's events are stored, so a restart neither skips nor repeats.
-Parsing is in matrix_events, HTML in matrix_render, the homeserver's API in matrix_api,
-appservice mode in matrix_appservice and the commands in matrix_commands.
+Parsing is in matrix_events, HTML in matrix_render, mentions in matrix_mentions, the
+homeserver's API in matrix_api, appservice mode in matrix_appservice and the commands in
+matrix_commands.
 """
 
 from __future__ import annotations
