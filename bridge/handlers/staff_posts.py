@@ -76,7 +76,7 @@ class Mirror(Handler):
 
     def coalesce(self, head: Job, following: Sequence[Job]) -> int:
         first = StaffPostJob.from_job(head)
-        if first.files or first.quote or head.attempts:
+        if first.files or first.quote or first.answers or head.attempts:
             return 0  # a file, or a reply with its quote, is shown on its own
         surface = self.directory.surface(first.surface)
         limit = self.directory.settings.slack.coalesce_max - 1
@@ -92,7 +92,7 @@ class Mirror(Handler):
             if job.kind != JobKind.STAFF_POST:
                 break
             post = StaffPostJob.from_job(job)
-            if post.files or post.quote or job.attempts:
+            if post.files or post.quote or post.answers or job.attempts:
                 break
             if post.origin or first.origin:
                 break  # a staff member's words stay under their own name
