@@ -214,6 +214,7 @@ class StaffPostJob(JobPayload):
     chat: ChatId | None = None
     origin: SurfaceName | None = None
     quote: str | None = None  # what a customer's reply answers; stored only when there is one
+    answers: MessageId | None = None  # the stored message it answers, when the bridge has it
 
     def to_payload(self) -> dict[str, Any]:
         """The row's payload, key for key as it is stored."""
@@ -231,6 +232,8 @@ class StaffPostJob(JobPayload):
             payload.update(platform=self.platform, account=self.account, chat=self.chat)
         if self.quote is not None:
             payload["quote"] = self.quote
+        if self.answers is not None:
+            payload["answers"] = self.answers
         return payload
 
     @classmethod
@@ -249,6 +252,7 @@ class StaffPostJob(JobPayload):
             chat=payload.get("chat"),
             origin=payload.get("origin"),
             quote=payload.get("quote"),
+            answers=MessageId(payload["answers"]) if payload.get("answers") else None,
         )
 
     def new_job(self, rate_keys: Sequence[str]) -> NewJob:

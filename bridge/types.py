@@ -326,6 +326,9 @@ class MirrorPost:
     customer: str | None = None
     # What the message answers, shown above it as a quote (the customer replied to it).
     quote: str | None = None
+    # The post of the message it answers in this thread, when the bridge knows it: a surface
+    # with replies of its own (Matrix) makes the post a reply to it.
+    reply_to: StaffMessageRef | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +343,11 @@ class ReactionChange:
     customer: str | None = None
     # The start of the message reacted to, for a line in the thread that names it.
     on: str = ""
+    # The outbox row showing the change: a line in the thread carries it, and when the row
+    # was attempted before (`again`: a crash or a timeout), a line found with it is not
+    # posted twice.
+    marker: str | None = None
+    again: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

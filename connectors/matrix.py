@@ -6,8 +6,9 @@ is the contact card, edited in place with `m.replace`. Sends carry a transaction
 from the outbox row, so a retried send is the same event to the homeserver; the bridge keeps
 its own ref table for longer than the homeserver's transaction cache. The sync position is
 stored only after the batch's events are stored, so a restart neither skips nor repeats.
-Parsing is in matrix_events, HTML in matrix_render, the homeserver's API in matrix_api,
-appservice mode in matrix_appservice and the commands in matrix_commands.
+Parsing is in matrix_events, HTML in matrix_render, mentions in matrix_mentions, the
+homeserver's API in matrix_api, appservice mode in matrix_appservice and the commands in
+matrix_commands.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from bridge.types import (
     MirrorPost,
     RateLimit,
     ReactionChange,
+    StaffEdit,
     StaffMessage,
     StaffMessageRef,
     StaffUserId,
@@ -59,6 +61,7 @@ from connectors.matrix_api import Homeserver, checked, raise_response
 from connectors.matrix_appservice import SEEN_TXNS, TXN_KEY, Puppets, Transactions
 from connectors.matrix_commands import MatrixCommands
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
+from connectors.matrix_mentions import in_words, user_ids
 from connectors.matrix_render import (
     HTML,
     MARKER,
@@ -69,7 +72,9 @@ from connectors.matrix_render import (
     inline_html,
     plain_text,
     post_content,
+    post_message,
     replacement,
+    reply_in_thread,
     txn_id,
 )
 from connectors.staff import Names, NameUnknown, SeenIds
@@ -311,11 +316,18 @@ class MatrixSurface:
             return
         if isinstance(parsed, StaffMessage):
             parsed = replace(parsed, author_name=await self._names.of(parsed.author))
+        if isinstance(parsed, StaffMessage | StaffEdit):
+            parsed = replace(parsed, text=await self._in_words(parsed.text))
         if self.stranger(parsed.author):
             parsed = replace(parsed, stranger=True)
         # Raising here leaves the sync position where it was: the batch comes again and the
         # pipeline de-duplicates on the event ids.
         await self._sink(parsed)
+
+    async def _in_words(self, text: str) -> str:
+        """A staff text with the members it names by bare id shown by name, without `@room`."""
+        names = {user: await self._names.of(user) for user in user_ids(text)}
+        return in_words(text, names)
 
     def stranger(self, user: str | None) -> bool:
         """Whether a user is of a homeserver whose users are not staff (role none)."""
@@ -418,9 +430,9 @@ class MatrixSurface:
                 "GET", f"/_matrix/client/v3/rooms/{quote(room)}/event/{quote(event)}"
             )
             sender = str(original.get("sender", self.user_id))
-        shown = post.text if sender != self.user_id else f"{post.author}: {post.text}"
-        text = shown + (" (edited)" if post.edited else "")
-        content = replacement({"msgtype": "m.text", "body": text, "m.mentions": {}}, event)
+        text = post.text + (" (edited)" if post.edited else "")
+        new = post_message(replace(post, text=text), as_customer=sender != self.user_id)
+        content = replacement(new, event)
         if sender != self.user_id:
             await self._puppets.send_as(sender, room, content, txn_id())
         else:
@@ -441,61 +453,84 @@ class MatrixSurface:
                 raise
 
     async def react(self, thread: ThreadRef, ref: StaffMessageRef, change: ReactionChange) -> None:
-        """A customer's reactions as the bot's `m.annotation`s on the event, redacted when the
-        customer takes them back; one the delivery marks use as a notice in the thread."""
+        """A customer's reactions as `m.annotation`s on the event (the bot's, or in appservice
+        mode the customer's own user's, as their messages are), redacted when the customer
+        takes them back; one the delivery marks use as a notice in the thread."""
         room, event = split_ref(ref)
+        sender = self.user_id
+        if self.appservice and change.customer:
+            sender = await self._puppets.ready(room, change.customer, change.author)
         told: list[str] = []
         mine = set(REACTIONS.values())
         if change.removed:
-            for reaction in await self._annotations(room, event):
+            for reaction in await self._annotations(room, event, sender):
                 key = reaction["content"]["m.relates_to"].get("key")
-                if key in change.removed and key not in mine:
-                    await self._hs.ready()
-                    await checked(
-                        self.client.room_redact(
-                            room,
-                            str(reaction["event_id"]),
-                            reason="the customer took the reaction back",
-                            tx_id=txn_id(),
-                        ),
-                        RoomRedactResponse,
-                    )
+                if key in change.removed and (key not in mine or sender != self.user_id):
+                    await self._take_back(room, str(reaction["event_id"]), sender)
         for key in change.removed:
-            if key in mine:
+            if key in mine and sender == self.user_id:
                 told.append(f"{change.author} took back the reaction {key}")
         for key in change.added:
-            if key in mine:
+            if key in mine and sender == self.user_id:
+                # The bot's own delivery marks use these keys: the customer's is told apart.
                 told.append(f"{change.author} reacted {key} on “{change.on}”")
                 continue
             content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event, "key": key}}
             try:
-                await self._send(room, "m.reaction", content, txn_id())
+                if sender == self.user_id:
+                    await self._send(room, "m.reaction", content, txn_id())
+                else:
+                    await self._puppets.send_as(sender, room, content, txn_id(), "m.reaction")
             except PermanentError as exc:
                 # Synapse refuses the same reaction from the same user twice: it is there.
                 if "same reaction" not in str(exc).lower():
                     raise
-        for line in told:
-            await self.notice(thread, line)
+        if told and not (
+            change.again and change.marker and await self.find_post(thread, change.marker)
+        ):
+            for n, line in enumerate(told):
+                txn = txn_id("react", change.marker, n) if change.marker else txn_id()
+                await self._notice(thread, line, change.marker, txn)
 
-    async def _annotations(self, room: str, event: str) -> list[dict[str, Any]]:
-        """The bot's own reactions on an event (the relations API, annotations only)."""
+    async def _take_back(self, room: str, reaction: str, sender: str) -> None:
+        """Redact a customer's reaction as the user that sent it."""
+        reason = "the customer took the reaction back"
+        if sender != self.user_id:
+            await self._puppets.redact(room, reaction, sender, reason)
+            return
+        await self._hs.ready()
+        await checked(
+            self.client.room_redact(room, reaction, reason=reason, tx_id=txn_id()),
+            RoomRedactResponse,
+        )
+
+    async def _annotations(self, room: str, event: str, sender: str) -> list[dict[str, Any]]:
+        """One user's reactions on an event (the relations API, annotations only)."""
         return [
             found
             for found in await self._relations(room, event, "/m.annotation/m.reaction")
-            if found.get("sender") == self.user_id
+            if found.get("sender") == sender
             and isinstance((found.get("content") or {}).get("m.relates_to"), dict)
         ]
 
     async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
         """A short notice from the bridge in the thread."""
+        return await self._notice(thread, text, None, txn_id())
+
+    async def _notice(
+        self, thread: ThreadRef, text: str, marker: str | None, txn: str
+    ) -> StaffMessageRef:
+        """A notice in the thread, carrying the outbox row it was sent for, if any."""
         room, root = split_ref(thread)
-        content = {
+        content: dict[str, Any] = {
             "msgtype": "m.notice",
             "m.mentions": {},
             "body": f"ℹ️ {text}",
             "m.relates_to": in_thread(root),
         }
-        event = await self._send(room, "m.room.message", content, txn_id())
+        if marker:
+            content[MARKER] = marker
+        event = await self._send(room, "m.room.message", content, txn)
         return StaffMessageRef(f"{room}/{event}")
 
     async def tell(
@@ -518,12 +553,7 @@ class MatrixSurface:
             "formatted_body": f"{link}: {inline_html(text)}",
             "m.mentions": {"user_ids": [user]} if user else {},
             # A thread reply that quotes their event (MSC3440: a reply inside a thread).
-            "m.relates_to": {
-                "rel_type": "m.thread",
-                "event_id": root,
-                "is_falling_back": False,
-                "m.in_reply_to": {"event_id": event},
-            },
+            "m.relates_to": reply_in_thread(root, event),
         }
         await self._send(room, "m.room.message", content, txn_id("tell", event))
 

@@ -169,10 +169,13 @@ class Puppets:
         self._in.add((user, room))
         return user
 
-    async def send_as(self, user: str, room: str, content: dict[str, Any], txn: str) -> str:
+    async def send_as(
+        self, user: str, room: str, content: dict[str, Any], txn: str, kind: str = "m.room.message"
+    ) -> str:
+        """Send an event as the customer's user (`user_id`: appservice identity assertion)."""
         answer = await self._hs.api(
             "PUT",
-            f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/{quote(txn)}",
+            f"/_matrix/client/v3/rooms/{quote(room)}/send/{quote(kind)}/{quote(txn)}",
             params={"user_id": user},
             json=content,
         )
@@ -194,14 +197,14 @@ class Puppets:
         assert first is not None
         return StaffMessageRef(f"{room}/{first}")
 
-    async def redact(self, room: str, event: str, user: str) -> None:
+    async def redact(self, room: str, event: str, user: str, reason: str = "data erasure") -> None:
         """Redact an event as the customer's user that sent it."""
         await self._hs.api(
             "PUT",
             f"/_matrix/client/v3/rooms/{quote(room)}/redact/"
             f"{quote(event)}/{txn_id('erase', event)}",
             params={"user_id": user},
-            json={"reason": "data erasure"},
+            json={"reason": reason},
         )
 
     async def erase(self, room: str, users: set[str]) -> None:

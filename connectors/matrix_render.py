@@ -108,8 +108,20 @@ def in_thread(root: str) -> dict[str, Any]:
 
 
 def post_content(root: str, post: MirrorPost, *, as_customer: bool) -> dict[str, Any]:
-    """The text event of a mirror post: the customer's own words when sent as their user,
-    else under their name in bold."""
+    """The text event of a mirror post in the thread of `root`."""
+    content = post_message(post, as_customer=as_customer)
+    content["m.relates_to"] = in_thread(root)
+    if post.reply_to:
+        content["m.relates_to"] = reply_in_thread(root, post.reply_to.rpartition("/")[2])
+    if post.marker:
+        content[MARKER] = post.marker
+    return content
+
+
+def post_message(post: MirrorPost, *, as_customer: bool) -> dict[str, Any]:
+    """A mirror post's text content without relations (an edit's new content has none): the
+    customer's own words when sent as their user, else under their name in bold; a reply
+    below a quote of what it answers."""
     content: dict[str, Any]
     if as_customer and not post.quote:
         content = {"msgtype": "m.text", "m.mentions": {}, "body": post.text}
@@ -125,10 +137,20 @@ def post_content(root: str, post: MirrorPost, *, as_customer: bool) -> dict[str,
             block = html.escape(post.quote).replace("\n", "<br>")
             formatted = f"<blockquote>{block}</blockquote>{formatted}"
         content = html_content("m.text", body, formatted)
-    content["m.relates_to"] = in_thread(root)
-    if post.marker:
-        content[MARKER] = post.marker
     return content
+
+
+def reply_in_thread(root: str, event: str) -> dict[str, Any]:
+    """The relation of a real reply to `event` inside the thread of `root`: the thread
+    relation with `m.in_reply_to` naming the event answered and `is_falling_back` false
+    (Client-Server API, "Threading": replies within threads). The quote in the body stays,
+    for clients that show no replies."""
+    return {
+        "rel_type": "m.thread",
+        "event_id": root,
+        "is_falling_back": False,
+        "m.in_reply_to": {"event_id": event},
+    }
 
 
 def txn_id(*parts: object) -> str:

@@ -358,7 +358,8 @@ class SlackSurface:
         channel, ts = split_ref(ref)
         if ts.startswith("file:"):
             return  # a file share: Slack offers no way to change its comment
-        text = escape(post.text) + (" _(edited)_" if post.edited else "")
+        # A reply's quote stays above it (the edit rewrites the whole text).
+        text = _quoted(post) + (" _(edited)_" if post.edited else "")
         try:
             await self.client.chat_update(channel=channel, ts=ts, text=text)
         except Exception as exc:
@@ -397,8 +398,13 @@ class SlackSurface:
                 if not shown:
                     told[verb].append(unicode)
         if told["add"] or told["remove"]:
+            if change.again and change.marker and await self.find_post(thread, change.marker):
+                return  # the line went out before a crash: not twice
             text = reaction_line(change, told["add"], told["remove"])
             thread_channel, thread_ts = split_ref(thread)
+            extra: dict[str, Any] = {}
+            if change.marker:
+                extra["metadata"] = marker_metadata(change.marker)
             try:
                 await post_message(
                     self._http,
@@ -411,6 +417,7 @@ class SlackSurface:
                         "username": change.author[:80] or "customer",
                         "unfurl_links": False,
                         "unfurl_media": False,
+                        **extra,
                     },
                 )
             except Exception as exc:

@@ -16,6 +16,7 @@ from storage.queries import (
     NewJob,
     Tx,
     early_key,
+    quote_key,
     reaction_key,
 )
 from storage.writer import BatchKind, Writer, WriterClosed
@@ -34,5 +35,6 @@ __all__ = [
     "Writer",
     "WriterClosed",
     "early_key",
+    "quote_key",
     "reaction_key",
 ]

@@ -23,7 +23,7 @@ from sqlalchemy import cast as sql_cast
 
 from bridge.types import ContactId, ConversationId, SurfaceName, ThreadRef
 from storage.api_keys import ApiKeys
-from storage.records import Repository, early_key, reaction_key
+from storage.records import Repository, early_key, quote_key, reaction_key
 from storage.shortlinks import LinkStore
 from storage.subscriptions import Subscriptions
 from storage.tables import (
@@ -640,7 +640,8 @@ class ContactAdmin(Repository):
             chunk = own_files[start : start + 500]
             self.conn.execute(delete(rule_files).where(rule_files.c.id.in_(chunk)))
         early = self._early_keys(contact_id)
-        early += [reaction_key(m) for m in self.conn.execute(_message_ids(contact_id)).scalars()]
+        for m in self.conn.execute(_message_ids(contact_id)).scalars():
+            early += [reaction_key(m), quote_key(m)]
         for start in range(0, len(early), 500):
             self.conn.execute(delete(kv).where(kv.c.key.in_(early[start : start + 500])))
         self.conn.execute(delete(refs).where(refs.c.message_id.in_(_message_ids(contact_id))))

@@ -35,6 +35,7 @@ from storage.records import (
     MessageStatusWrite,
     NewJob,
     early_key,
+    quote_key,
     reaction_key,
     upsert_insert,
 )
@@ -171,6 +172,7 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
 __all__ = [
     "Completion",
     "early_key",
+    "quote_key",
     "reaction_key",
     "ContactRecord",
     "ConversationRecord",

@@ -122,6 +122,12 @@ def reaction_key(message_id: int) -> str:
     return f"reaction:{message_id}"
 
 
+def quote_key(message_id: int) -> str:
+    """The kv key of what a customer's stored reply answers, as its quote shows it (erased
+    with it): an edit of the reply shows the quote again."""
+    return f"quote:{message_id}"
+
+
 def early_key(platform: str, account: str, external_id: str) -> str:
     """The kv key of a delivery status that came before the send's answer was recorded."""
     key = f"early:{platform}:{account}:{external_id}"

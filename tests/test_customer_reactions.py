@@ -64,6 +64,17 @@ async def test_an_emoji_slack_has_no_reaction_for_is_a_line_in_the_thread(world)
     assert world.replies(root)[-1].username == "Anna"
 
 
+async def test_a_reaction_line_posted_before_its_row_completed_is_not_posted_again(world):
+    root, _, wamid = await _agent_answers(world, "Yes, it ships today.")
+    # The line goes out but the bridge never hears back: the row is carried out again.
+    world.slack.lose_answer_next("chat.postMessage")
+    await world.wa.customer_reacts(WA_ID, wamid, "👀")
+    # The thread's rows go in order: the next message shows once the reaction's row is done.
+    await world.wa.customer_says(WA_ID, "Thanks!", name="Anna")
+    await world.notices(root, "Thanks!", message="the next message")
+    assert world.texts(root).count("_reacted 👀 on “Yes, it ships today.”_") == 1
+
+
 async def test_a_reaction_on_their_own_message_shows_on_its_mirror(world):
     await world.wa.customer_says(WA_ID, "Here is my label", name="Anna")
     root = await world.thread_of(WA_ID)

@@ -83,3 +83,17 @@ async def test_a_messenger_reply_to_the_agent_shows_the_quote(tmp_path):
         assert shown == [">Two are left.\nI'll take one"]
     finally:
         await stop_world(world)
+
+
+async def test_an_edited_reply_keeps_its_quote(world):
+    await world.says(CHAT, "Where is my parcel?")
+    root = await world.thread_of(CHAT)
+    await world.slack.agent_says(root.channel, root.ts, "Which order number?")
+    [sent] = await eventually(lambda: world.tg.messages_to(CHAT), message="the Telegram send")
+    update = world.tg.reply_update(CHAT, "QX-5521", to=sent.message_id)
+    await world.customer(update)
+    await world.notices(root, "QX-5521", message="the reply")
+    message_id = update["message"]["message_id"]
+    await world.customer(world.tg.edit_update(CHAT, message_id, "QX-5522"))
+    shown = await world.notices(root, "QX-5522", message="the edit")
+    assert shown == [">Which order number?\nQX-5522 _(edited)_"]

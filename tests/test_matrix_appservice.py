@@ -1,6 +1,6 @@
 """Matrix application-service mode against a real Synapse: each customer is a Matrix user of
-their own, the homeserver pushes transactions (checked by token), and the bridge ignores its
-own users' events."""
+their own (their messages and their reactions come from it), the homeserver pushes
+transactions (checked by token), and the bridge ignores its own users' events."""
 
 from __future__ import annotations
 
@@ -106,6 +106,31 @@ async def test_a_customer_speaks_as_their_own_matrix_user_and_replies_reach_them
     await staff.wait_for_event(room, lambda e: body_of(e) == "Thanks!", 30)
     await asyncio.sleep(1.0)
     assert [m.text for m in world.tg.messages_to(ANNA)] == ["It left today."]
+
+
+async def test_a_customers_reaction_comes_from_their_own_matrix_user(asworld):
+    world, staff, room, _ = asworld
+    await world.says(ANNA, "Where is my parcel?", first_name="Anna", last_name="Schmidt")
+    puppet = puppet_of(f"telegram_{ANNA}")
+    said = await staff.wait_for_event(
+        room, lambda e: e.get("sender") == puppet and body_of(e) == "Where is my parcel?", 30
+    )
+    root = relation_of(said)["event_id"]
+    reply = await staff.send_text(room, "It left today.", thread_root=root)
+    [sent] = await eventually(lambda: world.tg.messages_to(ANNA), timeout=40, message="the reply")
+    await world.customer(world.tg.reaction_update(ANNA, sent.message_id, ["👍"]))
+
+    async def shown() -> bool | None:
+        return (puppet, "👍") in await staff.reactions(room, reply) or None
+
+    await staff.wait_for(shown, what="the customer's reaction")
+    assert (BOT, "👍") not in await staff.reactions(room, reply)
+    await world.customer(world.tg.reaction_update(ANNA, sent.message_id, [], ["👍"]))
+
+    async def gone() -> bool | None:
+        return (puppet, "👍") not in await staff.reactions(room, reply) or None
+
+    await staff.wait_for(gone, what="the reaction taken back")
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,13 @@
 """On Matrix, against a real Synapse: a customer's reaction on the agent's reply is an
 `m.annotation` on the agent's event, redacted when the customer takes it back; the echo of
-that reply in Slack gets it too. A customer's reply shows a quote of what it answers."""
+that reply in Slack gets it too; one the delivery marks use is a notice in the thread, posted
+once even when its row is carried out again. A customer's reply shows a quote of what it
+answers."""
 
 from __future__ import annotations
 
+from bridge.app import SURFACES
+from bridge.types import ReactionChange, StaffMessageRef, ThreadRef
 from tests import test_matrix_surface
 from tests.harness import eventually
 from tests.matrix_user import body_of
@@ -63,3 +67,18 @@ async def test_a_reply_to_the_agent_shows_the_quote_in_the_matrix_thread(mx):
     assert event["content"]["formatted_body"] == (
         "<blockquote>It left today.</blockquote><b>Anna</b>: Which depot?"
     )
+
+
+async def test_a_reaction_notice_is_posted_once_when_its_row_runs_again(mx):
+    root, reply, _ = await _agent_replied(mx)
+    surface = next(s for s in mx.world.bridge.app[SURFACES] if s.name == "matrix")
+    thread = ThreadRef(f"{mx.room}/{root['event_id']}")
+    change = ReactionChange(author="Anna", added=("👀",), on="It left today.", marker="9001")
+    # The row posted its notice, then the bridge stopped before recording it: run again.
+    await surface.react(thread, StaffMessageRef(f"{mx.room}/{reply}"), change)
+    again = ReactionChange(
+        author="Anna", added=("👀",), on="It left today.", marker="9001", again=True
+    )
+    await surface.react(thread, StaffMessageRef(f"{mx.room}/{reply}"), again)
+    texts = await mx.thread_texts(root)
+    assert texts.count("ℹ️ Anna reacted 👀 on “It left today.”") == 1

@@ -46,9 +46,12 @@ class ShowReaction(Handler):
             removed=shown.removed,
             customer=shown.customer,
             on=text if len(text) <= ON_MAX else text[: ON_MAX - 1].rstrip() + "…",
+            marker=str(job.id),
+            again=job.attempts > 0,
         )
-        # A surface adds a reaction twice as once and takes away what is not there as done, so
-        # a row carried out again after a crash changes nothing.
+        # A surface adds a reaction twice as once and takes away what is not there as done, and
+        # looks for its line in the thread before posting it again, so a row carried out again
+        # after a crash changes nothing.
         for ref in dict.fromkeys(refs):
             await surface.react(thread, ref, change)
         return Completion([job.id])

@@ -33,7 +33,7 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from storage import Completion, Job, MessageRecord, NewJob, Tx
+from storage import Completion, Job, MessageRecord, NewJob, Tx, quote_key
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Mirror(Handler):
 
     def coalesce(self, head: Job, following: Sequence[Job]) -> int:
         first = StaffPostJob.from_job(head)
-        if first.files or first.quote or head.attempts:
+        if first.files or first.quote or first.answers or head.attempts:
             return 0  # a file, or a reply with its quote, is shown on its own
         surface = self.directory.surface(first.surface)
         limit = self.directory.settings.slack.coalesce_max - 1
@@ -92,7 +92,7 @@ class Mirror(Handler):
             if job.kind != JobKind.STAFF_POST:
                 break
             post = StaffPostJob.from_job(job)
-            if post.files or post.quote or job.attempts:
+            if post.files or post.quote or post.answers or job.attempts:
                 break
             if post.origin or first.origin:
                 break  # a staff member's words stay under their own name
@@ -168,6 +168,7 @@ class Mirror(Handler):
         if files and not first.text:
             text = ""
         chat = first.chat
+        reply_to = await self._answered(first) if first.answers is not None else None
         return MirrorPost(
             author=first.author,
             text=text,
@@ -175,7 +176,23 @@ class Mirror(Handler):
             marker=",".join(str(j.id) for j in jobs),
             customer=f"{first.platform}_{chat}" if chat and not first.origin else None,
             quote=first.quote,
+            reply_to=reply_to,
         )
+
+    async def _answered(self, post: StaffPostJob) -> StaffMessageRef | None:
+        """The post in this thread of the message `post` answers (the customer's mirrored
+        message, or the agent's own message or its echo), if it is shown there."""
+        answered, surface = post.answers, post.surface
+
+        def read(tx: Tx) -> StaffMessageRef | None:
+            assert answered is not None
+            for kind in ("origin", "mirror"):
+                for s, ref in tx.refs_of(answered, kind):
+                    if s == surface:
+                        return ref
+            return None
+
+        return await self.directory.db.read_tx(read)
 
     async def _one_by_one(
         self,
@@ -269,19 +286,24 @@ class MirrorEdit(Handler):
         surface = self.directory.surface(edit.surface)
         message_id = edit.message
 
-        def read(tx: Tx) -> list[tuple[StaffMessageRef, list[MessageRecord]]]:
-            return [
-                (ref, tx.messages_behind(surface.name, ref))
-                for s, ref in tx.refs_of(message_id, "mirror")
-                if s == surface.name
-            ]
+        def read(tx: Tx) -> list[tuple[StaffMessageRef, list[MessageRecord], str | None]]:
+            found = []
+            for s, ref in tx.refs_of(message_id, "mirror"):
+                if s == surface.name:
+                    shown = tx.messages_behind(surface.name, ref)
+                    # A reply is posted on its own: its quote is shown again above the edit.
+                    quote = tx.kv_get(quote_key(shown[0].id)) if len(shown) == 1 else None
+                    found.append((ref, shown, quote))
+            return found
 
         posts = await self.directory.db.read_tx(read)
-        for n, (ref, shown) in enumerate(posts):
+        for n, (ref, shown, quote) in enumerate(posts):
             if not shown:
                 continue
             edited = any(m.edited for m in shown)
-            post = MirrorPost(author=shown[0].author or "", text=shown_text(shown), edited=edited)
+            post = MirrorPost(
+                author=shown[0].author or "", text=shown_text(shown), edited=edited, quote=quote
+            )
             if surface.post_size(post) <= surface.post_limit:
                 try:
                     await surface.edit_post(ref, post)
@@ -296,6 +318,7 @@ class MirrorEdit(Handler):
                 author=post.author,
                 text="(edited) " + shown_text(mine),
                 marker=f"edit{job.id}-{n}",
+                quote=quote,
             )
             if thread is not None:
                 await post_in_pieces(

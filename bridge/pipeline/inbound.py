@@ -18,7 +18,7 @@ from bridge.pipeline.automation import Arrival, apply_rules
 from bridge.pipeline.chatbot import KEYWORD_MAX, Chatbot
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
-from bridge.pipeline.reactions import quotes, store_reaction
+from bridge.pipeline.reactions import quotes, remember_quotes, store_reaction
 from bridge.pipeline.status import Status
 from bridge.types import (
     AccountId,
@@ -402,13 +402,14 @@ class Inbound:
         window = int(time.time() // self.settings.bridge.card_refresh_s)
         senders = [batch.contact_of[m.chat_id] for m in batch.fresh]
         quoted = quotes(tx, batch.fresh, senders) if self.directory.surfaces else []
+        remember_quotes(tx, batch.ids, [quote for quote, _ in quoted])
         for surface_name, surface in self.directory.surfaces.items():
             channel = self.directory.route(surface_name, platform, account)
             post_keys = surface.rate_keys("post", channel)
             for conv_id in sorted(new_conv_ids):
                 jobs.append(self.directory.open_job(conv_id, surface_name, channel, post_keys))
             shown = zip(batch.fresh, batch.ids, batch.rows, quoted, strict=True)
-            for message, message_id, row, quote in shown:
+            for message, message_id, row, (quote, answers) in shown:
                 post = StaffPostJob(
                     conversation=ConversationId(row["conversation_id"]),
                     surface=surface_name,
@@ -420,6 +421,7 @@ class Inbound:
                     account=account,
                     chat=message.chat_id,
                     quote=quote,
+                    answers=answers,
                 )
                 jobs.append(post.new_job(post_keys))
             touched: set[int] = {int(row["conversation_id"]) for row in batch.rows} - new_conv_ids

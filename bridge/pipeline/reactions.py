@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from bridge.jobs import StaffReactJob
 from bridge.pipeline.directory import Directory
-from bridge.types import ContactId, ConversationId, InboundMessage, InboundReaction
-from storage import NewJob, Tx, reaction_key
+from bridge.types import ContactId, ConversationId, InboundMessage, InboundReaction, MessageId
+from storage import NewJob, Tx, quote_key, reaction_key
 
 log = logging.getLogger(__name__)
 
@@ -61,32 +61,42 @@ def store_reaction(
 
 def quotes(
     tx: Tx, messages: Sequence[InboundMessage], senders: Sequence[ContactId]
-) -> list[str | None]:
+) -> list[tuple[str | None, MessageId | None]]:
     """What each message (sent by the contact at the same place in `senders`) answers, as its
-    quote: the stored message of the same contact it replies to, or else what the platform
-    quotes of it; None when it answers nothing."""
+    quote and the stored message answered: the stored message of the same contact it replies
+    to, or else what the platform quotes of it (no stored message); (None, None) when it
+    answers nothing."""
     replies = [m for m in messages if m.reply_to is not None]
     if not replies:
-        return [None] * len(messages)
+        return [(None, None)] * len(messages)
     first = replies[0]
     known = tx.messages_by_external(
         first.platform, first.account, [str(m.reply_to) for m in replies]
     )
     owners: dict[ConversationId, ContactId | None] = {}
-    shown: list[str | None] = []
+    shown: list[tuple[str | None, MessageId | None]] = []
     for m, sender in zip(messages, senders, strict=True):
         earlier = known.get(str(m.reply_to)) if m.reply_to is not None else None
         if earlier is not None and earlier.conversation_id not in owners:
             conversation = tx.conversation(earlier.conversation_id)
             owners[earlier.conversation_id] = conversation.contact_id if conversation else None
+        answered: MessageId | None = None
         if earlier is not None and owners[earlier.conversation_id] == sender:
+            answered = earlier.id
             text = earlier.text or ", ".join(
                 f"[{a.get('filename') or a.get('kind')}]" for a in earlier.attachments
             )
         else:
             text = m.quoted or ""
-        shown.append(_shorten(text) if text.strip() else None)
+        shown.append((_shorten(text) if text.strip() else None, answered))
     return shown
+
+
+def remember_quotes(tx: Tx, ids: Sequence[MessageId], shown: Sequence[str | None]) -> None:
+    """Keep each reply's quote beside the stored message: an edit of it shows it again."""
+    for message_id, quote in zip(ids, shown, strict=False):
+        if quote is not None:
+            tx.kv_put(quote_key(message_id), quote)
 
 
 def _shorten(text: str) -> str:

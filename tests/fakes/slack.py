@@ -199,6 +199,7 @@ class FakeSlack:
         self._storm_until = 0.0
         self._storm_methods: frozenset[str] | None = None
         self._fail: dict[str, list[str]] = {}
+        self._lose: dict[str, int] = {}
         self._tickets: set[str] = set()
         self._connections: list[_Connection] = []
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
@@ -333,6 +334,12 @@ class FakeSlack:
     def fail_next(self, method: str, error: str, times: int = 1) -> None:
         """Make the next `times` calls of `method` answer {"ok": false, "error": error}."""
         self._fail.setdefault(method, []).extend([error] * times)
+
+    def lose_answer_next(self, method: str, times: int = 1) -> None:
+        """Carry out the next `times` calls of `method`, then answer 500 instead of the
+        result: the call took effect, but the caller never learns it (as when the bridge
+        dies between a post and recording it)."""
+        self._lose[method] = self._lose.get(method, 0) + times
 
     # ------------------------------------------------------------------ queries
 
@@ -486,6 +493,9 @@ class FakeSlack:
             data = handler(params)
         except SlackError as exc:
             return self._json({"ok": False, "error": exc.error, **exc.extra})
+        if self._lose.get(method):
+            self._lose[method] -= 1
+            return web.Response(status=500, text="upstream connect error")
         return self._json({"ok": True, **data})
 
     # ------------------------------------------------------------------ param helpers
