@@ -97,11 +97,13 @@ def broadcast_key_range(broadcast_id: int) -> tuple[str, str]:
 @dataclass(frozen=True, slots=True)
 class Key:
     """Where a payload field is stored: its key for good, how a stored value is read back
-    (`read`), and whether a row may lack it (`optional`: then read from None)."""
+    (`read`), whether a row may lack it (`optional`: then read from None), and whether it is
+    written only when set (`if_set`: rows without it keep the bytes they always had)."""
 
     name: str
     read: Callable[[Any], Any] | None = None
     optional: bool = False
+    if_set: bool = False
 
 
 _KEYS: dict[type, tuple[tuple[str, Key], ...]] = {}
@@ -135,6 +137,8 @@ class JobPayload:
         payload = {}
         for name, key in _keys(type(self)):
             value = getattr(self, name)
+            if value is None and key.if_set:
+                continue
             payload[key.name] = value.value if isinstance(value, Enum) else value
         return payload
 
@@ -214,6 +218,8 @@ class StaffPostJob(JobPayload):
     chat: ChatId | None = None
     origin: SurfaceName | None = None
     quote: str | None = None  # what a customer's reply answers; stored only when there is one
+    # The text with the customer's formatting (InboundMessage.styled); stored only when set.
+    styled: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """The row's payload, key for key as it is stored."""
@@ -231,6 +237,8 @@ class StaffPostJob(JobPayload):
             payload.update(platform=self.platform, account=self.account, chat=self.chat)
         if self.quote is not None:
             payload["quote"] = self.quote
+        if self.styled is not None:
+            payload["styled"] = self.styled
         return payload
 
     @classmethod
@@ -249,6 +257,7 @@ class StaffPostJob(JobPayload):
             chat=payload.get("chat"),
             origin=payload.get("origin"),
             quote=payload.get("quote"),
+            styled=payload.get("styled"),
         )
 
     def new_job(self, rate_keys: Sequence[str]) -> NewJob:
@@ -286,6 +295,8 @@ class StaffEditJob(JobPayload):
     conversation: Annotated[ConversationId, Key("conv")]
     surface: Annotated[SurfaceName, Key("surface")]
     message: Annotated[MessageId, Key("msg")]
+    # The new text with the customer's formatting (InboundEdit.styled).
+    styled: Annotated[str | None, Key("styled", optional=True, if_set=True)] = None
 
     def new_job(self, rate_keys: Sequence[str], *, edited_at: datetime) -> NewJob:
         """The row: one per edit."""

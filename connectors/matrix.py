@@ -64,6 +64,7 @@ from connectors.matrix_render import (
     MARKER,
     card_text,
     carries_marker,
+    edited_content,
     html_content,
     in_thread,
     inline_html,
@@ -418,9 +419,8 @@ class MatrixSurface:
                 "GET", f"/_matrix/client/v3/rooms/{quote(room)}/event/{quote(event)}"
             )
             sender = str(original.get("sender", self.user_id))
-        shown = post.text if sender != self.user_id else f"{post.author}: {post.text}"
-        text = shown + (" (edited)" if post.edited else "")
-        content = replacement({"msgtype": "m.text", "body": text, "m.mentions": {}}, event)
+        author = None if sender != self.user_id else post.author
+        content = replacement(edited_content(post.text, author, edited=post.edited), event)
         if sender != self.user_id:
             await self._puppets.send_as(sender, room, content, txn_id())
         else:

@@ -11,6 +11,8 @@ from typing import Any
 
 from bridge.staffio import MENTION, Reply
 from bridge.types import ContactCard, ConversationStatus, MirrorPost
+from connectors.markup import matrix_html
+from connectors.markup import plain as markup_plain
 from connectors.staff import (
     OPTED_OUT,
     card_address,
@@ -107,16 +109,31 @@ def in_thread(root: str) -> dict[str, Any]:
     }
 
 
+def customer_text(text: str) -> tuple[str, str | None]:
+    """A customer's text (in the staff dialect) as (plain body, HTML body); no HTML when it
+    shows no formatting. Everything else the customer typed stays escaped: no tags, links or
+    pills of theirs."""
+    formatted = matrix_html(text)
+    if formatted == html.escape(text, quote=False).replace("\n", "<br>"):
+        return text, None
+    return markup_plain(text), formatted
+
+
 def post_content(root: str, post: MirrorPost, *, as_customer: bool) -> dict[str, Any]:
     """The text event of a mirror post: the customer's own words when sent as their user,
     else under their name in bold."""
     content: dict[str, Any]
+    text, formatted_text = customer_text(post.text)
     if as_customer and not post.quote:
-        content = {"msgtype": "m.text", "m.mentions": {}, "body": post.text}
+        content = {"msgtype": "m.text", "m.mentions": {}, "body": text}
+        if formatted_text is not None:
+            content = html_content("m.text", text, formatted_text)
     else:
         who = "" if as_customer else f"{post.author}: "
         shown = "" if as_customer else f"<b>{html.escape(post.author)}</b>: "
-        body, formatted = who + post.text, shown + html.escape(post.text).replace("\n", "<br>")
+        if formatted_text is None:
+            formatted_text = html.escape(post.text).replace("\n", "<br>")
+        body, formatted = who + text, shown + formatted_text
         if post.quote:
             # What a reply answers, as a quote above it (plain: "> " lines, as the spec's
             # fallbacks write quotes).
@@ -150,6 +167,17 @@ def html_content(msgtype: str, body: str, formatted: str) -> dict[str, Any]:
         "format": HTML,
         "formatted_body": formatted,
     }
+
+
+def edited_content(text: str, author: str | None, *, edited: bool) -> dict[str, Any]:
+    """The new content of a mirrored message a customer edited (under `author`'s name when
+    the bridge's own user sent it)."""
+    body, formatted = customer_text(text)
+    who = f"{author}: " if author is not None else ""
+    mark = " (edited)" if edited else ""
+    if formatted is None:
+        return {"msgtype": "m.text", "body": who + body + mark, "m.mentions": {}}
+    return html_content("m.text", who + body + mark, html.escape(who) + formatted + mark)
 
 
 def replacement(new: dict[str, Any], event: str) -> dict[str, Any]:

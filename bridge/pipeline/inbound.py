@@ -420,6 +420,7 @@ class Inbound:
                     account=account,
                     chat=message.chat_id,
                     quote=quote,
+                    styled=message.styled,
                 )
                 jobs.append(post.new_job(post_keys))
             touched: set[int] = {int(row["conversation_id"]) for row in batch.rows} - new_conv_ids
@@ -435,7 +436,10 @@ class Inbound:
         tx.edit_message(message.id, edit.text, edit.edited_at)
         for surface_name, surface in self.directory.surfaces.items():
             shown = StaffEditJob(
-                conversation=message.conversation_id, surface=surface_name, message=message.id
+                conversation=message.conversation_id,
+                surface=surface_name,
+                message=message.id,
+                styled=edit.styled,
             )
             rate_keys = surface.rate_keys("update", None)
             jobs.append(shown.new_job(rate_keys, edited_at=edit.edited_at))
