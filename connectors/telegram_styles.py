@@ -33,6 +33,7 @@ _KINDS = {
     "expandable_blockquote": "quote",
 }
 _INLINE = ("*", "_", "~")
+_ORDER = (*_INLINE, "`")
 _FENCE = "```"
 
 
@@ -213,7 +214,7 @@ def _write(line: list[_Cell], runs: list[tuple[str, int, int]]) -> tuple[str, in
             out.append(stack.pop())
         out.append(pending)
         pending = ""
-        opening = sorted(want - set(stack), key=lambda s: -ends[(s, index)])
+        opening = sorted(want - set(stack), key=lambda s: (-ends[(s, index)], _ORDER.index(s)))
         for style in opening:
             out.append(style)
             stack.append(style)
