@@ -57,6 +57,7 @@ from connectors.slack_blocks import (
     FORM_CALLBACK,
     card_blocks,
     escape,
+    escape_quoting,
     mrkdwn,
 )
 from connectors.slack_commands import SEEN_COMMANDS, SEEN_KEY, SlackCommands
@@ -329,7 +330,7 @@ class SlackSurface:
         channel, ts = split_ref(ref)
         if ts.startswith("file:"):
             return  # a file share: Slack offers no way to change its comment
-        text = escape(post.text) + (" _(edited)_" if post.edited else "")
+        text = escape_quoting(post.text) + (" _(edited)_" if post.edited else "")
         try:
             await self.client.chat_update(channel=channel, ts=ts, text=text)
         except Exception as exc:
@@ -579,7 +580,7 @@ class SlackSurface:
 
 def _quoted(post: MirrorPost) -> str:
     """A post's text for mrkdwn, escaped, below a quote of what it answers (a reply)."""
-    text = escape(post.text)
+    text = escape_quoting(post.text)
     if not post.quote:
         return text
     quote = "\n".join(f">{escape(line)}" for line in post.quote.splitlines() or [""])
