@@ -35,6 +35,8 @@ _KINDS = {
 _INLINE = ("*", "_", "~")
 _ORDER = (*_INLINE, "`")
 _FENCE = "```"
+# Characters times runs the one-by-one fitting of a line may cost (a few milliseconds' worth).
+_GREEDY_BUDGET = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,19 +158,45 @@ def _quoted(line: list[_Cell]) -> bool:
 
 
 def _line(line: list[_Cell], *, quoted: bool) -> str:
-    """One line with the markers of the runs Slack honours: each style's runs, longest first,
-    kept while the line still reads as its plain text plus exactly the spans written."""
+    """One line with the markers of the runs Slack honours.
+
+    Each run is first tried alone on its stretch of the line, then all that fit together on
+    the whole line; only when those disturb each other (or the customer's own markers) are
+    they taken one by one, longest first, each kept while the line still reads right.
+    """
     bare = "".join(c.char for c in line)
-    shown = bare
-    runs = sorted(_runs(line), key=lambda run: run[2] - run[1], reverse=True)
-    kept: list[tuple[str, int, int]] = []
-    base = style_count(bare)
-    for run in runs:
-        trying = [*kept, run]
-        candidate, pairs = _write(line, trying)
-        if plain(candidate) == plain(bare) and style_count(candidate) == base + pairs:
-            kept, shown = trying, candidate
+    fitting = [run for run in _runs(line) if _fits_alone(line, run)]
+    shown = _fitting(line, bare, fitting)
+    if shown is None:
+        shown = bare
+        # Bounded: a line of many runs that all disturb each other is shown plain.
+        if len(fitting) * (len(bare) + 1) <= _GREEDY_BUDGET:
+            kept: list[tuple[str, int, int]] = []
+            for run in sorted(fitting, key=lambda run: run[2] - run[1], reverse=True):
+                candidate = _fitting(line, bare, [*kept, run])
+                if candidate is not None:
+                    kept, shown = [*kept, run], candidate
     return f"> {shown}" if quoted else shown
+
+
+def _fits_alone(line: list[_Cell], run: tuple[str, int, int]) -> bool:
+    """Whether one run's markers read right on its stretch with a character either side."""
+    style, start, end = run
+    left, right = max(start - 1, 0), min(end + 1, len(line))
+    part = line[left:right]
+    bare = "".join(c.char for c in part)
+    return _fitting(part, bare, [(style, start - left, end - left)]) is not None
+
+
+def _fitting(line: list[_Cell], bare: str, runs: list[tuple[str, int, int]]) -> str | None:
+    """The line with `runs` written, when it reads as its plain text plus exactly the spans
+    written (no marker shows, none is lost); else None."""
+    if not runs:
+        return bare
+    candidate, pairs = _write(line, runs)
+    if plain(candidate) == plain(bare) and style_count(candidate) == style_count(bare) + pairs:
+        return candidate
+    return None
 
 
 def _runs(line: list[_Cell]) -> list[tuple[str, int, int]]:
