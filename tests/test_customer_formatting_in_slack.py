@@ -29,6 +29,17 @@ async def test_an_edit_keeps_its_formatting(world):
     )
 
 
+async def test_an_edit_that_only_adds_formatting_shows_it(world):
+    update = await world.says(ANN, "Order 4321, not 1234")
+    root = await world.thread_of(ANN)
+    await eventually(lambda: world.texts(root) == ["Order 4321, not 1234"], message="the message")
+    message_id = update["message"]["message_id"]
+    await world.customer(world.tg.sample_update("edited_bold", ANN, message_id=message_id))
+    await eventually(
+        lambda: world.texts(root) == ["Order *4321*, not _1234_ _(edited)_"], message="the edit"
+    )
+
+
 async def test_a_rule_reads_the_plain_words_of_a_formatted_message(world):
     reply = await command(world, 'rule add bold regexp "^Bold and" --do "answer: Noted"')
     assert reply.ok, reply.text

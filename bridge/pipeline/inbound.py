@@ -431,8 +431,10 @@ class Inbound:
         """Record a customer's edit of a message and show it in the threads."""
         found = tx.messages_by_external(edit.platform, edit.account, [edit.external_id])
         message = found.get(edit.external_id)
-        if message is None or message.direction != "in" or message.text == edit.text:
+        if message is None or message.direction != "in":
             return
+        if message.text == edit.text and edit.styled is None:
+            return  # the same words (an edit that only styles them still shows)
         tx.edit_message(message.id, edit.text, edit.edited_at)
         for surface_name, surface in self.directory.surfaces.items():
             shown = StaffEditJob(
