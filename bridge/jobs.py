@@ -97,11 +97,13 @@ def broadcast_key_range(broadcast_id: int) -> tuple[str, str]:
 @dataclass(frozen=True, slots=True)
 class Key:
     """Where a payload field is stored: its key for good, how a stored value is read back
-    (`read`), and whether a row may lack it (`optional`: then read from None)."""
+    (`read`), whether a row may lack it (`optional`: then read from None), and whether it is
+    written only when set (`if_set`: rows without it keep the bytes they always had)."""
 
     name: str
     read: Callable[[Any], Any] | None = None
     optional: bool = False
+    if_set: bool = False
 
 
 _KEYS: dict[type, tuple[tuple[str, Key], ...]] = {}
@@ -135,6 +137,8 @@ class JobPayload:
         payload = {}
         for name, key in _keys(type(self)):
             value = getattr(self, name)
+            if value is None and key.if_set:
+                continue
             payload[key.name] = value.value if isinstance(value, Enum) else value
         return payload
 
@@ -215,6 +219,8 @@ class StaffPostJob(JobPayload):
     origin: SurfaceName | None = None
     quote: str | None = None  # what a customer's reply answers; stored only when there is one
     answers: MessageId | None = None  # the stored message it answers, when the bridge has it
+    # The text with the customer's formatting (InboundMessage.styled); stored only when set.
+    styled: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """The row's payload, key for key as it is stored."""
@@ -234,6 +240,8 @@ class StaffPostJob(JobPayload):
             payload["quote"] = self.quote
         if self.answers is not None:
             payload["answers"] = self.answers
+        if self.styled is not None:
+            payload["styled"] = self.styled
         return payload
 
     @classmethod
@@ -253,6 +261,7 @@ class StaffPostJob(JobPayload):
             origin=payload.get("origin"),
             quote=payload.get("quote"),
             answers=MessageId(payload["answers"]) if payload.get("answers") else None,
+            styled=payload.get("styled"),
         )
 
     def new_job(self, rate_keys: Sequence[str]) -> NewJob:
@@ -290,6 +299,8 @@ class StaffEditJob(JobPayload):
     conversation: Annotated[ConversationId, Key("conv")]
     surface: Annotated[SurfaceName, Key("surface")]
     message: Annotated[MessageId, Key("msg")]
+    # The new text with the customer's formatting (InboundEdit.styled).
+    styled: Annotated[str | None, Key("styled", optional=True, if_set=True)] = None
 
     def new_job(self, rate_keys: Sequence[str], *, edited_at: datetime) -> NewJob:
         """The row: one per edit."""

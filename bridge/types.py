@@ -138,6 +138,10 @@ class InboundMessage:
     # quotes of it (Telegram's reply_to_message text), for a message the bridge does not know.
     reply_to: ExternalMessageId | None = None
     quoted: str | None = None
+    # The text with the customer's formatting in the staff dialect (Slack's mrkdwn), for the
+    # thread only, when the platform sends formatting beside the text (Telegram's entities);
+    # `text` stays the plain words rules, keywords, history and the API read.
+    styled: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +154,7 @@ class InboundEdit:
     external_id: ExternalMessageId
     text: str
     edited_at: datetime
+    styled: str | None = None  # as InboundMessage.styled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,11 +25,13 @@ _FENCE = re.compile(r"```\n?(.*?)\n?```", re.S)
 _CODE = re.compile(r"`([^`\n]+)`")
 # Slack's rule: the opening marker follows a non-word character (or the start) and hugs the
 # text; the closing one hugs the text and comes before a non-word character (or the end).
+# Another style's marker may follow an opening one: `*_bold italic_*`.
 _STYLE = re.compile(
-    r"(?<![\w*_~])([*_~])(?=[^\s*_~])([^\n]*?[^\s])\1(?![\w*_~])",
+    r"(?<![\w*_~])([*_~])(?=[^\s])(?!\1)([^\n]*?[^\s])\1(?![\w*_~])",
 )
 _QUOTE = re.compile(r"^>[ \t]?(.*)$")
 _TAGS = {"*": "b", "_": "i", "~": "s"}
+_BLOCK_BREAK = re.compile(r"<br>(<(?:blockquote|pre)>)|(?<=</blockquote>)<br>|(?<=</pre>)<br>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,21 @@ def telegram_html(text: str) -> str:
 def plain(text: str) -> str:
     """mrkdwn without its markers, for messengers that show no formatting."""
     return "".join(_plain(span) for span in _parse(text))
+
+
+def matrix_html(text: str) -> str:
+    """mrkdwn as a Matrix `formatted_body`: b, i, s, code, pre and blockquote tags (all in the
+    spec's list of allowed tags), everything else escaped, line breaks as `<br>` outside
+    `pre` (HTML collapses a bare newline)."""
+    shown = "".join(_html(span, br=True) for span in _parse(text))
+    # A quote or a block already stands on its own lines: the line break beside it would
+    # show as an empty line.
+    return _BLOCK_BREAK.sub(r"\1", shown)
+
+
+def style_count(text: str) -> int:
+    """How many styled spans (bold, italic, strike, code) mrkdwn shows in one line of text."""
+    return sum(_count(span) for span in _inline(text))
 
 
 def _parse(text: str) -> list[_Span]:
@@ -125,14 +142,22 @@ def _styled(text: str) -> list[_Span]:
     return spans
 
 
-def _html(span: _Span) -> str:
-    if span.kind == "text":
-        return html.escape(span.text, quote=False)
-    if span.kind in ("code", "pre"):
-        return f"<{span.kind}>{html.escape(span.text, quote=False)}</{span.kind}>"
+def _html(span: _Span, *, br: bool = False) -> str:
+    if span.kind in ("text", "code"):
+        shown = html.escape(span.text, quote=False)
+        shown = shown.replace("\n", "<br>") if br else shown
+        return shown if span.kind == "text" else f"<code>{shown}</code>"
+    if span.kind == "pre":
+        return f"<pre>{html.escape(span.text, quote=False)}</pre>"
     tag = "blockquote" if span.kind == "quote" else span.kind
-    inner = "".join(_html(child) for child in span.children)
+    inner = "".join(_html(child, br=br) for child in span.children)
     return f"<{tag}>{inner}</{tag}>"
+
+
+def _count(span: _Span) -> int:
+    if span.kind == "text":
+        return 0
+    return 1 + sum(_count(child) for child in span.children)
 
 
 def _plain(span: _Span) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 
 from bridge.staffio import MENTION, Reply
 from bridge.types import ContactCard, ConversationStatus, MirrorPost
+from connectors.markup import matrix_html
+from connectors.markup import plain as markup_plain
 from connectors.staff import (
     OPTED_OUT,
     card_address,
@@ -107,6 +109,16 @@ def in_thread(root: str) -> dict[str, Any]:
     }
 
 
+def customer_text(text: str) -> tuple[str, str | None]:
+    """A customer's text (in the staff dialect) as (plain body, HTML body); no HTML when it
+    shows no formatting. Everything else the customer typed stays escaped: no tags, links or
+    pills of theirs."""
+    formatted = matrix_html(text)
+    if formatted == html.escape(text, quote=False).replace("\n", "<br>"):
+        return text, None
+    return markup_plain(text), formatted
+
+
 def post_content(root: str, post: MirrorPost, *, as_customer: bool) -> dict[str, Any]:
     """The text event of a mirror post in the thread of `root`."""
     content = post_message(post, as_customer=as_customer)
@@ -123,12 +135,17 @@ def post_message(post: MirrorPost, *, as_customer: bool) -> dict[str, Any]:
     customer's own words when sent as their user, else under their name in bold; a reply
     below a quote of what it answers."""
     content: dict[str, Any]
+    text, formatted_text = customer_text(post.text)
     if as_customer and not post.quote:
-        content = {"msgtype": "m.text", "m.mentions": {}, "body": post.text}
+        content = {"msgtype": "m.text", "m.mentions": {}, "body": text}
+        if formatted_text is not None:
+            content = html_content("m.text", text, formatted_text)
     else:
         who = "" if as_customer else f"{post.author}: "
         shown = "" if as_customer else f"<b>{html.escape(post.author)}</b>: "
-        body, formatted = who + post.text, shown + html.escape(post.text).replace("\n", "<br>")
+        if formatted_text is None:
+            formatted_text = html.escape(post.text).replace("\n", "<br>")
+        body, formatted = who + text, shown + formatted_text
         if post.quote:
             # What a reply answers, as a quote above it (plain: "> " lines, as the spec's
             # fallbacks write quotes).

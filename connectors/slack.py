@@ -57,6 +57,7 @@ from connectors.slack_blocks import (
     FORM_CALLBACK,
     card_blocks,
     escape,
+    escape_quoting,
     mrkdwn,
 )
 from connectors.slack_commands import SEEN_COMMANDS, SEEN_KEY, SlackCommands
@@ -615,7 +616,7 @@ class SlackSurface:
 
 def _quoted(post: MirrorPost) -> str:
     """A post's text for mrkdwn, escaped, below a quote of what it answers (a reply)."""
-    text = escape(post.text)
+    text = escape_quoting(post.text)
     if not post.quote:
         return text
     quote = "\n".join(f">{escape(line)}" for line in post.quote.splitlines() or [""])

@@ -247,9 +247,19 @@ def _submitted(view: dict[str, Any]) -> tuple[str, str | None, list[str]]:
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
+_LINE_QUOTE = re.compile(r"^&gt;", re.M)
+
+
 def escape(text: str) -> str:
     """Escape a customer's text for mrkdwn, so `<!channel>` and the like stay plain text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_quoting(text: str) -> str:
+    """Escape a customer's text for mrkdwn, keeping a `>` that opens a line: Slack quotes such
+    a line only when the `>` comes as itself (an escaped `&gt;` shows as the character), and a
+    lone `>` opens no link or mention (those start with `<`)."""
+    return _LINE_QUOTE.sub(">", escape(text))
 
 
 def form_block(problem: str, blocks: Sequence[str]) -> str:

@@ -53,6 +53,7 @@ from connectors.markup import telegram_html
 from connectors.telegram_replies import external_id as _external_id
 from connectors.telegram_replies import moment as _moment
 from connectors.telegram_replies import parse_reaction, reply_of
+from connectors.telegram_styles import shown_styled
 from connectors.telegram_text import shared_line, shown_text, sticker_file
 from connectors.wire import (
     hand_over,
@@ -116,7 +117,9 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
     message, chat_id, message_id, date = _message_head(raw, "message")
     if not _is_private(message):
         return None
-    text = "\n".join(part for part in (shared_line(message), shown_text(message)) if part)
+    shared = shared_line(message)
+    text = "\n".join(part for part in (shared, shown_text(message)) if part)
+    styled = shown_styled(message)
     attachments = _attachments(message)
     if not text and not attachments:
         return None  # service messages, polls, games...
@@ -139,6 +142,7 @@ def _parse_message(raw: Any, account: AccountId) -> InboundMessage | None:
         start_payload=start_payload,
         reply_to=reply_to,
         quoted=quoted,
+        styled="\n".join(part for part in (shared, styled) if part) if styled else None,
     )
 
 
@@ -158,6 +162,7 @@ def _parse_edit(raw: Any, account: AccountId) -> InboundEdit | None:
         external_id=_external_id(chat_id, message_id),
         text=text,
         edited_at=edited_at,
+        styled=shown_styled(message, edit=True),
     )
 
 

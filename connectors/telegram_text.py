@@ -49,23 +49,37 @@ def plain_text(text: str, entities: Any) -> str:
     """
     pieces: list[str] = []
     done = 0
+    for at, added in link_insertions(text, entities):
+        pieces.append(text[done:at])
+        pieces.append(added)
+        done = at
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def link_insertions(text: str, entities: Any) -> list[tuple[int, str]]:
+    """Where plain text adds each `text_link`'s " (url)": (index into `text`, what), in order.
+
+    The URL goes after the label's last visible character; a label that already says the URL
+    gets none.
+    """
+    found: list[tuple[int, str]] = []
+    done = 0
     for start, end, url in _text_links(text, entities):
         if start < done:
             continue  # overlapping links are not what Telegram sends; the first one wins
         label = text[start:end].rstrip()
-        pieces.append(text[done : start + len(label)])
-        if _bare(label) != _bare(url):
-            pieces.append(f" ({url})")
         done = start + len(label)
-    pieces.append(text[done:])
-    return "".join(pieces)
+        if _bare(label) != _bare(url):
+            found.append((done, f" ({url})"))
+    return found
 
 
 def _text_links(text: str, entities: Any) -> list[tuple[int, int, str]]:
     """(start, end, url) of each well-formed text_link, as indexes into `text`, in order."""
     if not isinstance(entities, list):
         return []
-    bounds = _boundaries(text)
+    bounds = boundaries(text)
     links: list[tuple[int, int, str]] = []
     for entity in entities:
         if not isinstance(entity, Mapping) or entity.get("type") != "text_link":
@@ -83,7 +97,7 @@ def _text_links(text: str, entities: Any) -> list[tuple[int, int, str]]:
     return links
 
 
-def _boundaries(text: str) -> dict[int, int]:
+def boundaries(text: str) -> dict[int, int]:
     """The index into `text` of every UTF-16 offset that falls between two characters."""
     found = {0: 0}
     units = 0

@@ -17,7 +17,7 @@ from bridge import jobs
 from bridge.config import Settings
 from bridge.jobs import JobKind
 from bridge.pipeline import Pipeline
-from bridge.types import DeliveryStatus, SurfaceName
+from bridge.types import ConversationId, DeliveryStatus, MessageId, SurfaceName
 from storage import Database, Job, NewJob, Writer
 from storage import webhooks_store as webhook_store
 from storage.tables import outbox
@@ -214,3 +214,31 @@ async def test_every_kind_the_bridge_handles_is_a_job_kind(tmp_path):
     # Producer and handler meet on the kind strings: neither may have one the other lacks.
     assert handled == {k.value for k in JobKind}
     assert all(isinstance(kind, str) for kind in handled)
+
+
+def test_a_customers_formatting_is_stored_in_mirror_rows_only_when_there_is_some():
+    post = jobs.StaffPostJob(
+        conversation=ConversationId(7),
+        surface=SurfaceName("slack"),
+        message=MessageId(9),
+        author="Ann",
+        text="Bold and italics",
+        styled="*Bold* and _italics_",
+    )
+    edit = jobs.StaffEditJob(
+        conversation=ConversationId(7),
+        surface=SurfaceName("slack"),
+        message=MessageId(9),
+        styled="*Bold*",
+    )
+    for job in (post, edit):
+        payload = json.loads(json.dumps(job.to_payload()))
+        assert payload["styled"] == job.styled
+        assert type(job).from_payload(payload) == job
+    plain_post = jobs.StaffPostJob.from_payload({**post.to_payload(), "styled": None})
+    assert "styled" not in plain_post.to_payload()
+    assert jobs.StaffEditJob(conversation=7, surface="slack", message=9).to_payload() == {
+        "conv": 7,
+        "surface": "slack",
+        "msg": 9,
+    }

@@ -54,6 +54,7 @@ READ: dict[str, tuple[str, list[tuple[MediaKind, str]]]] = {
 }
 EDITED = {
     "edited_message": "Edited text",
+    "edited_bold": "Order 4321, not 1234",
     "edited_text_link": "Fixed: see the changelog (https://core.telegram.org/bots/api-changelog)",
 }
 SAMPLES = sorted(path.stem for path in CORPUS.glob("*.json"))

@@ -28,7 +28,7 @@ async def test_a_text_link_shows_its_url_in_the_thread(world):
 
 async def test_a_text_link_after_an_emoji_keeps_its_label_whole(world):
     texts = await thread_texts(world, "emoji_before_text_link", 502)
-    assert texts == ["👋🏾 Hi! Tracking: here (https://telegram.org/faq)"]
+    assert texts == ["*👋🏾 Hi!* Tracking: here (https://telegram.org/faq)"]
 
 
 async def test_a_location_shows_a_map_link(world):

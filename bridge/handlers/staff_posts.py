@@ -253,13 +253,17 @@ class Mirror(Handler):
 
 
 def post_text(post: StaffPostJob) -> str:
-    """What a mirror row shows in the thread as text."""
-    return mirror_text(post.text, post.files)
+    """What a mirror row shows in the thread as text: with the customer's formatting."""
+    return mirror_text(post.styled or post.text, post.files)
 
 
-def shown_text(messages: Sequence[MessageRecord]) -> str:
-    """What a mirror post of stored messages shows as text, one line per message."""
-    return "\n".join(mirror_text(m.text, m.attachments) for m in messages)
+def shown_text(
+    messages: Sequence[MessageRecord], styled: Mapping[MessageId, str] | None = None
+) -> str:
+    """What a mirror post of stored messages shows as text, one line per message (`styled`:
+    the formatted text of those whose formatting is known)."""
+    known = styled or {}
+    return "\n".join(mirror_text(known.get(m.id) or m.text, m.attachments) for m in messages)
 
 
 class CardRefresh(Handler):
@@ -297,13 +301,15 @@ class MirrorEdit(Handler):
             return found
 
         posts = await self.directory.db.read_tx(read)
+        # Only the edited message's formatting travels with the edit; the others of a joined
+        # post show as stored.
+        styled = {message_id: edit.styled} if edit.styled else {}
         for n, (ref, shown, quote) in enumerate(posts):
             if not shown:
                 continue
             edited = any(m.edited for m in shown)
-            post = MirrorPost(
-                author=shown[0].author or "", text=shown_text(shown), edited=edited, quote=quote
-            )
+            text = shown_text(shown, styled)
+            post = MirrorPost(author=shown[0].author or "", text=text, edited=edited, quote=quote)
             if surface.post_size(post) <= surface.post_limit:
                 try:
                     await surface.edit_post(ref, post)
@@ -316,7 +322,7 @@ class MirrorEdit(Handler):
             mine = [m for m in shown if m.id == message_id] or shown
             again = MirrorPost(
                 author=post.author,
-                text="(edited) " + shown_text(mine),
+                text="(edited) " + shown_text(mine, styled),
                 marker=f"edit{job.id}-{n}",
                 quote=quote,
             )

@@ -422,6 +422,7 @@ class Inbound:
                     chat=message.chat_id,
                     quote=quote,
                     answers=answers,
+                    styled=message.styled,
                 )
                 jobs.append(post.new_job(post_keys))
             touched: set[int] = {int(row["conversation_id"]) for row in batch.rows} - new_conv_ids
@@ -432,12 +433,17 @@ class Inbound:
         """Record a customer's edit of a message and show it in the threads."""
         found = tx.messages_by_external(edit.platform, edit.account, [edit.external_id])
         message = found.get(edit.external_id)
-        if message is None or message.direction != "in" or message.text == edit.text:
+        if message is None or message.direction != "in":
             return
+        if message.text == edit.text and edit.styled is None:
+            return  # the same words (an edit that only styles them still shows)
         tx.edit_message(message.id, edit.text, edit.edited_at)
         for surface_name, surface in self.directory.surfaces.items():
             shown = StaffEditJob(
-                conversation=message.conversation_id, surface=surface_name, message=message.id
+                conversation=message.conversation_id,
+                surface=surface_name,
+                message=message.id,
+                styled=edit.styled,
             )
             rate_keys = surface.rate_keys("update", None)
             jobs.append(shown.new_job(rate_keys, edited_at=edit.edited_at))
