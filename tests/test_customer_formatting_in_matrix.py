@@ -86,5 +86,5 @@ async def test_an_edit_keeps_its_formatting(mx):
 
     edit = await staff.wait_for_event(room, replaces, timeout=20)
     new = edit["content"]["m.new_content"]
-    assert new["formatted_body"] == "Ann: Order <b>4321</b>, not <i>1234</i> (edited)"
+    assert new["formatted_body"] == "<b>Ann</b>: Order <b>4321</b>, not <i>1234</i> (edited)"
     assert new["body"] == "Ann: Order 4321, not 1234 (edited)"
