@@ -109,6 +109,27 @@ async def test_api_key_cannot_point_rules_or_webhooks_at_a_loopback_service(rig)
     assert internal.requests == []
 
 
+async def test_editing_a_rule_cannot_point_it_at_a_loopback_service(rig):
+    world, internal, bot, _ = rig
+    api = Api(world)
+    manager = await make_key(world, "editor", "manager")
+    reply = await command(world, f'rule add r1 always --do "bot: {bot.url("/bot")}"', user=MANAGER)
+    assert reply.ok, reply.text
+    [(rule_id, before)] = await world.sql("select id, actions from rules")
+    for url in loopback_forms(internal.port):
+        reply = await command(world, f'rule edit r1 --do "post: {url}"', user=MANAGER)
+        assert not reply.ok and "loopback address" in reply.text, (url, reply.text)
+        changed = await api.patch(
+            f"/rules/{rule_id}",
+            key=manager,
+            body={"actions": [{"do": "bot", "target": url}]},
+        )
+        assert changed.status == 422, (url, changed.body)
+        assert "loopback address" in changed.error["message"], (url, changed.body)
+    assert await world.sql("select actions from rules") == [(before,)]
+    assert internal.requests == []
+
+
 async def test_webhook_command_cannot_subscribe_a_loopback_service(rig):
     world, internal, _, _ = rig
     reply = await command(world, f"webhook add http://[::1]:{internal.port}/events all")
