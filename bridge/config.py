@@ -160,6 +160,9 @@ class MatrixSettings(Section):
     allowed_servers: tuple[str, ...] = ()
     # How long one /sync waits for news on the homeserver (long polling).
     sync_timeout_s: float = Field(default=30.0, ge=1, le=300)
+    # End-to-end encryption (Matrix spec, "End-to-End Encryption"): the bot decrypts what staff
+    # write in encrypted rooms and encrypts what it posts there. Off: encrypted rooms are refused.
+    encryption: bool = False
     # Events the bot sends per second. Synapse's default rc_message (0.2/s, burst 10) is far
     # lower: ask the homeserver admin to lift it for the bot, and the bridge obeys 429s anyway.
     rate: float = Field(default=5.0, gt=0)
