@@ -41,7 +41,13 @@ from bridge.errors import (
     RateLimited,
     TransientError,
 )
-from bridge.protocols import CommandRunner, StaffSink, StaffSurface, StateStore
+from bridge.protocols import (
+    CommandRunner,
+    SecretStateStore,
+    StaffSink,
+    StaffSurface,
+    StateStore,
+)
 from bridge.types import (
     Attachment,
     ContactCard,
@@ -60,6 +66,7 @@ from bridge.types import (
 from connectors.matrix_api import Homeserver, checked, raise_response
 from connectors.matrix_appservice import SEEN_TXNS, TXN_KEY, Puppets, Transactions
 from connectors.matrix_commands import MatrixCommands
+from connectors.matrix_crypto import Crypto
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
 from connectors.matrix_mentions import in_words, user_ids
 from connectors.matrix_render import (
@@ -116,13 +123,19 @@ class MatrixSurface:
         self.room = settings.room
         self.rooms = list(dict.fromkeys([settings.room, *rooms]))
         self.user_id = settings.user_id
+        self.appservice = settings.mode == "appservice"
         self._hs = Homeserver(
-            settings.homeserver, settings.user_id, settings.device_id, settings.password, http
+            settings.homeserver,
+            settings.user_id,
+            settings.device_id,
+            settings.password,
+            http,
+            encryption=settings.encryption and not self.appservice,
         )
         self.client = self._hs.client
+        self._crypto = self._crypto_of(settings, state)
         self._sink = sink
         self._state = state
-        self.appservice = settings.mode == "appservice"
         server = settings.user_id.partition(":")[2]
         # Staff are users of the bot's own homeserver and of the servers the admin lists; in a
         # federated room anyone else may write, and has role none.
@@ -152,6 +165,16 @@ class MatrixSurface:
         )
         self.synced = asyncio.Event()
 
+    def _crypto_of(self, settings: MatrixSettings, state: StateStore) -> Crypto | None:
+        """The bot's device keys, when `[matrix] encryption` is on (bot mode)."""
+        if not settings.encryption or self.appservice or not isinstance(state, SecretStateStore):
+            return None
+        key = settings.pickle_key or settings.access_token
+        if key is None:
+            msg = "matrix.encryption with a password login needs matrix.pickle_key"
+            raise ValueError(msg)
+        return Crypto(self.client, state, key.get_secret_value(), self._undecryptable)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def routes(self) -> Sequence[web.RouteDef]:
@@ -162,8 +185,7 @@ class MatrixSurface:
 
     async def start(self) -> None:
         """Log in, check who the bot is, join the rooms (syncing: see start_loop)."""
-        await self._hs.ready()
-        who = await checked(self.client.whoami(), WhoamiResponse)
+        who = await self._login()
         if who.user_id != self.user_id:
             msg = f"the access token belongs to {who.user_id}, not to matrix.user_id {self.user_id}"
             raise RuntimeError(msg)
@@ -180,9 +202,38 @@ class MatrixSurface:
         if self.appservice:
             self.synced.set()
 
+    async def _login(self) -> WhoamiResponse:
+        """Log in (with encryption: as the device of the first login, kept in the database)."""
+        crypto = self._crypto
+        if crypto is None:
+            await self._hs.ready()
+            return await checked(self.client.whoami(), WhoamiResponse)
+        fresh = self.settings.access_token is None
+        if fresh:
+            await crypto.restore_login()
+        await self._hs.ready()
+        try:
+            who = await checked(self.client.whoami(), WhoamiResponse)
+        except TransientError:
+            if not fresh:
+                raise
+            # The kept token was revoked: log in again as the same device (same keys).
+            self.client.access_token = ""
+            await self._hs.ready()
+            who = await checked(self.client.whoami(), WhoamiResponse)
+        if who.device_id:
+            self.client.device_id = who.device_id
+        if fresh:
+            await crypto.keep_login()
+        return who
+
     async def start_loop(self) -> None:
         """Bot mode: /sync (one process at a time, or every event would arrive twice)."""
         if not self.appservice and self._sync_task is None:
+            if self._crypto is not None:
+                # The crypto state is used by this process only (the one that syncs).
+                await self._crypto.open()
+                await self._learn_rooms()
             self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
 
     async def probe(self) -> str:
@@ -229,6 +280,18 @@ class MatrixSurface:
             },
         }
 
+    async def _learn_rooms(self) -> None:
+        """A sync from the start (not stored): nio learns the rooms' state, which ones are
+        encrypted and who is in them, before anything is sent or decrypted."""
+        quiet = self._filter()
+        quiet["room"]["timeline"] = {"limit": 1}
+        response = await self.client.sync(timeout=0, sync_filter=quiet, full_state=True)
+        if isinstance(response, SyncError):
+            raise_response(response)
+        assert self._crypto is not None
+        await self._crypto.keys()
+        await self._crypto.save()
+
     async def _sync_forever(self) -> None:
         """Long-poll /sync; store each batch's events, then the position after them."""
         since = await self._state.get(SYNC_KEY)
@@ -246,6 +309,13 @@ class MatrixSurface:
                 if since is not None:
                     # The very first sync only learns the position: history is not news.
                     await self._take(response, since)
+                if self._crypto is not None:
+                    # Keys that came with this response are stored before the position
+                    # that would make the homeserver drop them.
+                    await self._crypto.keys()
+                    for room, event in await self._crypto.retry():
+                        await self._handle(room, event)
+                    await self._crypto.save()
                 since = response.next_batch
                 await self._state.put(SYNC_KEY, since)
                 self.synced.set()
@@ -263,11 +333,14 @@ class MatrixSurface:
         for room, joined in response.rooms.join.items():
             if room not in self.rooms:
                 continue
+            # nio has decrypted what it could (an event still encrypted stays a MegolmEvent).
             events = [e.source for e in joined.timeline.events]
             if joined.timeline.limited and joined.timeline.prev_batch:
                 events = await self._gap(room, joined.timeline.prev_batch, since) + events
             for event in events:
-                await self._handle(room, event)
+                clear = self._crypto.decrypted(room, event) if self._crypto else event
+                if clear is not None:
+                    await self._handle(room, clear)
 
     async def _gap(self, room: str, start: str, since: str) -> list[dict[str, Any]]:
         """Events between the last sync and a `limited` timeline: none may be missed."""
@@ -323,6 +396,23 @@ class MatrixSurface:
         # Raising here leaves the sync position where it was: the batch comes again and the
         # pipeline de-duplicates on the event ids.
         await self._sink(parsed)
+
+    async def _undecryptable(self, room: str, event: dict[str, Any]) -> None:
+        """Tell the thread (or the room) that a staff message could not be decrypted."""
+        sender = str(event.get("sender", "someone"))
+        relation = (event.get("content") or {}).get("m.relates_to") or {}
+        text = (
+            f"A message from {sender} could not be decrypted by the bridge, so it did not reach"
+            " the customer. Their client has not shared its keys with the bridge's device:"
+            " they can verify the bridge's device (or share keys with unverified devices)"
+            " and send it again."
+        )
+        content: dict[str, Any] = {"msgtype": "m.notice", "m.mentions": {}, "body": f"ℹ️ {text}"}
+        if relation.get("rel_type") == "m.thread" and isinstance(relation.get("event_id"), str):
+            content["m.relates_to"] = in_thread(relation["event_id"])
+        await self._send(
+            room, "m.room.message", content, txn_id("undecryptable", event.get("event_id"))
+        )
 
     async def _in_words(self, text: str) -> str:
         """A staff text with the members it names by bare id shown by name, without `@room`."""

@@ -33,6 +33,7 @@ from bridge.errors import (
     Unreachable,
 )
 from bridge.types import Attachment, FileData, MediaKind
+from connectors.matrix_crypto import decrypt_file, split_file_ref
 from connectors.matrix_render import MARKER, in_thread
 from connectors.staff import downloaded
 
@@ -151,6 +152,8 @@ class Homeserver:
         device_id: str | None,
         password: SecretStr | None,
         http: aiohttp.ClientSession,
+        *,
+        encryption: bool = False,
     ) -> None:
         self.url = homeserver.rstrip("/")
         self._http = http
@@ -161,7 +164,8 @@ class Homeserver:
             max_timeouts=0,
             request_timeout=60,
             store_sync_tokens=False,
-            encryption_enabled=False,
+            # The store is the bridge's database (matrix_crypto), opened by the sync loop.
+            encryption_enabled=encryption,
         )
         self.client = _Client(self.url, user_id, device_id=device_id, config=config)
         self.client.client_session = http  # the bridge's shared session; closed by the app
@@ -186,8 +190,11 @@ class Homeserver:
     async def send(self, room: str, kind: str, content: dict[str, Any], txn: str) -> str:
         """Send an event as the bot; its event id."""
         await self.ready()
+        # Encrypted rooms: nio encrypts for every device of the members, verified or not (as
+        # the mautrix bridges do); staff need not verify each other's devices for the bot.
         answer = await checked(
-            self.client.room_send(room, kind, content, tx_id=txn), RoomSendResponse
+            self.client.room_send(room, kind, content, tx_id=txn, ignore_unverified_devices=True),
+            RoomSendResponse,
         )
         return str(answer.event_id)
 
@@ -224,17 +231,29 @@ class Homeserver:
                 f"the homeserver could not be reached: {type(exc).__name__}"
             ) from None
 
+    def encrypted(self, room: str | None) -> bool:
+        """Whether the bot encrypts what it sends into this room."""
+        return bool(room and self.client.olm is not None and room in self.client.encrypted_rooms)
+
     async def file_content(
-        self, root: str | None, file: FileData, marker: str | None, caption: str | None = None
+        self,
+        root: str | None,
+        file: FileData,
+        marker: str | None,
+        caption: str | None = None,
+        room: str | None = None,
     ) -> dict[str, Any]:
-        """Upload a file to the homeserver; the content of the event that shows it."""
+        """Upload a file to the homeserver; the content of the event that shows it (an
+        encrypted room gets the file encrypted, its key in the event's `file` object)."""
         await self.ready()
         data = file.data
-        upload, _ = await _checked_pair(
+        secret = self.encrypted(room)
+        upload, keys = await _checked_pair(
             self.client.upload(
                 lambda *_: data,
-                content_type=file.mime_type,
-                filename=file.filename,
+                content_type="application/octet-stream" if secret else file.mime_type,
+                filename=None if secret else file.filename,
+                encrypt=secret,
                 filesize=len(data),
             )
         )
@@ -243,9 +262,12 @@ class Homeserver:
             "m.mentions": {},
             "body": caption or file.filename,
             "filename": file.filename,
-            "url": upload.content_uri,
             "info": {"mimetype": file.mime_type, "size": len(data)},
         }
+        if secret and keys:
+            content["file"] = {"url": upload.content_uri, **keys}
+        else:
+            content["url"] = upload.content_uri
         if root:
             content["m.relates_to"] = in_thread(root)
         if marker:
@@ -254,7 +276,8 @@ class Homeserver:
 
     async def download(self, attachment: Attachment) -> FileData:
         """Download a file an agent attached (authenticated media, spec 1.11)."""
-        match = re.fullmatch(r"mxc://([^/]+)/([^/?#]+)", attachment.ref)
+        mxc, keys = split_file_ref(attachment.ref)
+        match = re.fullmatch(r"mxc://([^/]+)/([^/?#]+)", mxc)
         if match is None:
             raise PermanentError("bad_mxc", f"not a Matrix media URI: {attachment.ref}")
         await self.ready()
@@ -277,7 +300,7 @@ class Homeserver:
                 data = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Unreachable(f"Matrix media download failed: {type(exc).__name__}") from None
-        return downloaded(attachment, data)
+        return downloaded(attachment, decrypt_file(data, keys) if keys else data)
 
     async def send_file(
         self,
@@ -289,5 +312,5 @@ class Homeserver:
         caption: str | None = None,
     ) -> str:
         """Upload a file and send the event that shows it (in the thread of `root`)."""
-        content = await self.file_content(root, file, marker, caption)
+        content = await self.file_content(root, file, marker, caption, room)
         return await self.send(room, "m.room.message", content, txn)

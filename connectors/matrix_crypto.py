@@ -1,0 +1,270 @@
+"""End-to-end encryption for the Matrix bot (Matrix spec, "End-to-End Encryption"), on
+matrix-nio's Olm machine (vodozemac).
+
+nio's machine reads and writes a synchronous store. Here that store is nio's own SQLite schema
+held in memory, loaded at start from one blob in the bridge's database and written back as a
+whole (SQLite's serialize) after each sync response, before the sync position moves on: a
+room key the homeserver hands out once (to-device messages are deleted once a later position is
+acknowledged) is in the database before the position that drops it is. No file lies beside
+the database, and a restart or another host keeps the bot's device and identity key.
+
+Only the process that runs the sync loop opens the state (see MatrixSurface.start_loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    Event,
+    KeysClaimResponse,
+    KeysQueryResponse,
+    KeysUploadResponse,
+    LocalProtocolError,
+    MegolmEvent,
+)
+from nio.crypto import Olm
+from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
+from nio.store import SqliteMemoryStore
+from peewee import SqliteDatabase  # type: ignore[import-untyped]
+
+from bridge.errors import PermanentError
+from bridge.protocols import SecretStateStore
+
+log = logging.getLogger(__name__)
+
+# How long an event that cannot be decrypted waits for its keys before the thread is told.
+KEY_WAIT_S = 120.0
+_SEP = "#e2e="
+
+
+class _SnapshotDatabase(SqliteDatabase):  # type: ignore[misc]
+    """An in-memory SQLite database that starts from a serialized snapshot."""
+
+    def __init__(self, snapshot: bytes | None, **kwargs: Any) -> None:
+        self._snapshot = snapshot
+        super().__init__(":memory:", **kwargs)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection = super()._connect()
+        if self._snapshot:
+            conn.deserialize(self._snapshot)
+        return conn
+
+
+class SnapshotStore(SqliteMemoryStore):  # type: ignore[misc]
+    """nio's SQLite store in memory, loaded from and saved to one blob of the bridge's DB."""
+
+    def __init__(self, user_id: str, device_id: str, pickle_key: str, snapshot: bytes | None):
+        self._snapshot = snapshot
+        super().__init__(user_id, device_id, pickle_key)
+
+    def _create_database(self) -> SqliteDatabase:
+        return _SnapshotDatabase(self._snapshot, pragmas={"foreign_keys": 1, "secure_delete": 1})
+
+    def changes(self) -> int:
+        """How many rows were written since the store was opened (a cheap change mark)."""
+        return int(self.database.connection().total_changes)
+
+    def snapshot(self) -> bytes:
+        """The whole store as bytes."""
+        return bytes(self.database.connection().serialize())
+
+
+@dataclass
+class _Waiting:
+    """An event the bot could not decrypt yet."""
+
+    room: str
+    source: dict[str, Any]
+    since: float
+
+
+def file_ref(content: Mapping[str, Any]) -> str | None:
+    """An encrypted file's reference: its mxc URI with the key, IV and hash after it."""
+    file = content.get("file")
+    if not isinstance(file, Mapping) or not isinstance(file.get("url"), str):
+        return None
+    try:
+        key = str(file["key"]["k"])
+        iv = str(file["iv"])
+        digest = str(file["hashes"]["sha256"])
+    except (KeyError, TypeError):
+        return None
+    return f"{file['url']}{_SEP}{json.dumps([key, iv, digest], separators=(',', ':'))}"
+
+
+def split_file_ref(ref: str) -> tuple[str, tuple[str, str, str] | None]:
+    """The mxc URI of a file reference, and the key, IV and hash when it is encrypted."""
+    mxc, sep, keys = ref.partition(_SEP)
+    if not sep:
+        return ref, None
+    try:
+        key, iv, digest = json.loads(keys)
+    except (ValueError, TypeError):
+        raise PermanentError("bad_file", "an encrypted file's keys are unreadable") from None
+    return mxc, (str(key), str(iv), str(digest))
+
+
+def decrypt_file(data: bytes, keys: tuple[str, str, str]) -> bytes:
+    """An encrypted attachment's plain bytes (AES-CTR, checked against its SHA-256)."""
+    key, iv, digest = keys
+    try:
+        return bytes(decrypt_attachment(data, key, digest, iv))
+    except (EncryptionError, ValueError, binascii.Error) as exc:
+        raise PermanentError("bad_file", f"an encrypted file did not decrypt: {exc}") from None
+
+
+class Crypto:
+    """The bot's device: its store, key uploads and queries, decryption and waiting events."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        secrets: SecretStateStore,
+        pickle_key: str,
+        notify: Callable[[str, dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        self.client = client
+        self._secrets = secrets
+        self._pickle_key = pickle_key
+        self._notify = notify
+        self._store: SnapshotStore | None = None
+        self._saved = 0
+        self._waiting: dict[str, _Waiting] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def _name(self) -> str:
+        return f"olm.{self.client.user_id}.{self.client.device_id}"
+
+    async def restore_login(self) -> None:
+        """Password login: take the device id and token of the first login, if kept."""
+        kept = await self._secrets.load_secret("device")
+        if kept is None:
+            return
+        device = json.loads(kept)
+        self.client.device_id = device["device_id"]
+        self.client.access_token = device["access_token"]
+
+    async def keep_login(self) -> None:
+        """Keep the device id and token, so a restart logs in as the same device."""
+        device = {"device_id": self.client.device_id, "access_token": self.client.access_token}
+        await self._secrets.save_secret("device", json.dumps(device).encode())
+
+    async def open(self) -> None:
+        """Load the store (a new device's keys are made and uploaded once)."""
+        if self._store is not None:
+            return
+        snapshot = await self._secrets.load_secret(self._name)
+        store = SnapshotStore(
+            self.client.user_id, self.client.device_id, self._pickle_key, snapshot
+        )
+        self.client.store = store
+        self.client.olm = Olm(self.client.user_id, self.client.device_id, store)
+        self.client.encrypted_rooms = store.load_encrypted_rooms()
+        self._store = store
+        self._saved = -1  # a first snapshot, also of a store that was just made
+        log.info(
+            "Matrix: device %s, identity key %s",
+            self.client.device_id,
+            self.client.olm.account.identity_keys["ed25519"],
+        )
+        await self.keys()
+        await self.save()
+
+    async def keys(self) -> None:
+        """Upload, query and claim what nio says is due (after each sync and at start)."""
+        client = self.client
+        await client.send_to_device_messages()
+        if client.should_upload_keys:
+            _warn(await client.keys_upload(), KeysUploadResponse)
+        if client.should_query_keys and _warn(await client.keys_query(), KeysQueryResponse):
+            # A member's devices changed (a new member, a new device): the next message starts
+            # a new room key, shared with every device known now (nio shares a key once).
+            for room in list(client.encrypted_rooms):
+                client.invalidate_outbound_session(room)
+        if client.should_claim_keys:
+            users = client.get_users_for_key_claiming()
+            _warn(await client.keys_claim(users), KeysClaimResponse)
+
+    async def save(self) -> None:
+        """Write the store to the database when it changed since the last write."""
+        store = self._store
+        if store is None:
+            return
+        async with self._lock:
+            mark = store.changes()
+            if mark == self._saved:
+                return
+            await self._secrets.save_secret(self._name, store.snapshot())
+            self._saved = mark
+
+    def decrypted(self, room: str, source: dict[str, Any]) -> dict[str, Any] | None:
+        """An event as it reads in clear (unchanged when it was not encrypted); None while
+        its keys are missing (kept, and asked for: see `retry`)."""
+        if source.get("type") != "m.room.encrypted" or self.client.olm is None:
+            return source
+        parsed = Event.parse_event({**source, "room_id": room})
+        if not isinstance(parsed, MegolmEvent):
+            return None  # an Olm event in a room, or a broken one: nothing to show
+        try:
+            clear = self.client.decrypt_event(parsed)
+        except (EncryptionError, LocalProtocolError):
+            clear = None
+        if clear is None or isinstance(clear, MegolmEvent) or not hasattr(clear, "source"):
+            self._wait(room, source, parsed)
+            return None
+        return dict(clear.source)
+
+    def _wait(self, room: str, source: dict[str, Any], parsed: MegolmEvent) -> None:
+        event_id = str(source.get("event_id"))
+        if event_id in self._waiting:
+            return
+        log.info("Matrix: no key yet for %s from %s", event_id, source.get("sender"))
+        self._waiting[event_id] = _Waiting(room, source, time.monotonic())
+        task = asyncio.get_running_loop().create_task(self._ask(parsed))
+        task.add_done_callback(lambda _: None)
+
+    async def _ask(self, event: MegolmEvent) -> None:
+        with contextlib.suppress(LocalProtocolError):  # asked already
+            await self.client.request_room_key(event)
+
+    async def retry(self) -> list[tuple[str, dict[str, Any]]]:
+        """Waiting events whose keys have arrived (room and clear event); those waiting past
+        KEY_WAIT_S are given up and the thread told."""
+        ready: list[tuple[str, dict[str, Any]]] = []
+        now = time.monotonic()
+        for event_id, waiting in list(self._waiting.items()):
+            parsed = Event.parse_event({**waiting.source, "room_id": waiting.room})
+            clear = None
+            if isinstance(parsed, MegolmEvent):
+                try:
+                    clear = self.client.decrypt_event(parsed)
+                except (EncryptionError, LocalProtocolError):
+                    clear = None
+            if clear is not None and not isinstance(clear, MegolmEvent):
+                del self._waiting[event_id]
+                ready.append((waiting.room, dict(clear.source)))
+            elif now - waiting.since > KEY_WAIT_S:
+                del self._waiting[event_id]
+                await self._notify(waiting.room, waiting.source)
+        return ready
+
+
+def _warn(answer: Any, ok: type) -> bool:
+    if isinstance(answer, ok):
+        return True
+    log.warning("Matrix: a key request failed: %s", answer)
+    return False
