@@ -233,6 +233,7 @@ class MatrixSurface:
             if self._crypto is not None:
                 # The crypto state is used by this process only (the one that syncs).
                 await self._crypto.open()
+                self._hs.after_send = self._crypto.save
                 await self._learn_rooms()
             self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
 
@@ -264,6 +265,8 @@ class MatrixSurface:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync_task
             self._sync_task = None
+        if self._crypto is not None:
+            await self._crypto.save()
 
     # -- inbound --------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -170,6 +170,9 @@ class Homeserver:
         self.client = _Client(self.url, user_id, device_id=device_id, config=config)
         self.client.client_session = http  # the bridge's shared session; closed by the app
         self._login_lock = asyncio.Lock()
+        # Called after each send: an encrypted send moves Olm ratchets on, which must be stored
+        # (a restart that reused an older state would send what the staff cannot decrypt).
+        self.after_send: Callable[[], Awaitable[None]] | None = None
 
     async def ready(self) -> None:
         """Log in with the password once, when no access token is configured."""
@@ -196,6 +199,8 @@ class Homeserver:
             self.client.room_send(room, kind, content, tx_id=txn, ignore_unverified_devices=True),
             RoomSendResponse,
         )
+        if self.after_send is not None:
+            await self.after_send()
         return str(answer.event_id)
 
     async def api(
