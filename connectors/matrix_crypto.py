@@ -84,7 +84,7 @@ class SnapshotStore(SqliteMemoryStore):  # type: ignore[misc]
 
 @dataclass
 class _Waiting:
-    """An event the bot could not decrypt yet."""
+    """An event the bot could not decrypt yet, and since when (seconds since the epoch)."""
 
     room: str
     source: dict[str, Any]
@@ -143,6 +143,8 @@ class Crypto:
         self._store: SnapshotStore | None = None
         self._saved = 0
         self._waiting: dict[str, _Waiting] = {}
+        self._waiting_saved: list[str] | None = None
+        self._ask: list[MegolmEvent] = []
         self._lock = asyncio.Lock()
 
     @property
@@ -176,6 +178,10 @@ class Crypto:
         self.client.encrypted_rooms = store.load_encrypted_rooms()
         self._store = store
         self._saved = -1  # a first snapshot, also of a store that was just made
+        waiting = await self._secrets.load_secret("waiting")
+        for item in json.loads(waiting) if waiting else []:
+            self._waiting[item["source"]["event_id"]] = _Waiting(**item)
+        self._waiting_saved = list(self._waiting)
         log.info(
             "Matrix: device %s, identity key %s",
             self.client.device_id,
@@ -187,6 +193,7 @@ class Crypto:
     async def keys(self) -> None:
         """Upload, query and claim what nio says is due (after each sync and at start)."""
         client = self.client
+        await self._request_keys()
         await client.send_to_device_messages()
         if client.should_upload_keys:
             _warn(await client.keys_upload(), KeysUploadResponse)
@@ -205,6 +212,11 @@ class Crypto:
         if store is None:
             return
         async with self._lock:
+            # Events waiting for keys are kept too: the sync position moves past them.
+            if list(self._waiting) != self._waiting_saved:
+                waiting = [vars(w) for w in self._waiting.values()]
+                await self._secrets.save_secret("waiting", json.dumps(waiting).encode())
+                self._waiting_saved = list(self._waiting)
             mark = store.changes()
             if mark == self._saved:
                 return
@@ -233,19 +245,25 @@ class Crypto:
         if event_id in self._waiting:
             return
         log.info("Matrix: no key yet for %s from %s", event_id, source.get("sender"))
-        self._waiting[event_id] = _Waiting(room, source, time.monotonic())
-        task = asyncio.get_running_loop().create_task(self._ask(parsed))
-        task.add_done_callback(lambda _: None)
+        self._waiting[event_id] = _Waiting(room, source, time.time())
+        self._ask.append(parsed)
 
-    async def _ask(self, event: MegolmEvent) -> None:
-        with contextlib.suppress(LocalProtocolError):  # asked already
-            await self.client.request_room_key(event)
+    async def _request_keys(self) -> None:
+        """Ask for the keys of waiting events: nio asks the bot's own devices (and notes the
+        request, without which it takes no forwarded key), the sender's devices are asked too
+        (Matrix spec, "Key requests")."""
+        asks, self._ask = self._ask, []
+        for event in asks:
+            with contextlib.suppress(LocalProtocolError):  # asked already for this session
+                await self.client.request_room_key(event)
+                request = event.as_key_request(event.sender, self.client.device_id)
+                await self.client.to_device(request)
 
     async def retry(self) -> list[tuple[str, dict[str, Any]]]:
         """Waiting events whose keys have arrived (room and clear event); those waiting past
         KEY_WAIT_S are given up and the thread told."""
         ready: list[tuple[str, dict[str, Any]]] = []
-        now = time.monotonic()
+        now = time.time()
         for event_id, waiting in list(self._waiting.items()):
             parsed = Event.parse_event({**waiting.source, "room_id": waiting.room})
             clear = None

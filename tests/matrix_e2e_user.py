@@ -86,6 +86,19 @@ class E2eStaff:
         """Join a room the user was invited to."""
         await self.client.join(room)
 
+    async def invite(self, room: str, user: str) -> None:
+        """Invite a user into a room."""
+        await self.client.room_invite(room, user)
+
+    async def blacklist(self, user: str) -> None:
+        """Share no room key with this user's devices (as a client that only encrypts for
+        verified devices does with a device it does not trust)."""
+        async with asyncio.timeout(30):
+            while not list(self.client.device_store.active_user_devices(user)):
+                await asyncio.sleep(0.1)
+        for device in self.client.device_store.active_user_devices(user):
+            self.client.blacklist_device(device)
+
     async def wait_for(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = 30
     ) -> dict[str, Any]:

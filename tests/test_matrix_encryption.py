@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
+import connectors.matrix_crypto
 from bridge.app import SURFACES
 from tests.harness import eventually, start_bridge
 from tests.matrix_e2e_user import E2eStaff
@@ -139,3 +140,32 @@ async def test_a_restart_keeps_the_bots_device_and_nothing_is_undecryptable(e2e)
     )
     assert [m.text for m in e2e.world.tg.messages_to(ANNA)] == ["before", "while down", "after"]
     assert e2e.maria.undecrypted == [] and e2e.ben.undecrypted == []
+
+
+async def test_a_staff_member_who_joins_later_reads_new_threads(e2e, synapse, tmp_path):
+    await e2e.world.says(ANNA, "First!", first_name="Anna")
+    await e2e.card(e2e.maria)
+    carl = await E2eStaff.login(synapse, tmp_path / "carl", "carl")
+    try:
+        await e2e.maria.invite(e2e.room, carl.user_id)
+        await carl.join(e2e.room)
+        await e2e.world.says(6160102, "I am new here", first_name="Bruno")
+        root = (await e2e.card(carl, 6160102))["event_id"]
+        # What was posted before he joined stays unreadable to him (room history is not
+        # shared with new devices); the new thread is his to read.
+        await e2e.in_thread(carl, root, "I am new here")
+    finally:
+        await carl.close()
+
+
+async def test_a_message_the_bot_cannot_decrypt_gets_a_notice_and_reaches_nobody(e2e, monkeypatch):
+    # Give up on missing keys at once (the bridge waits two minutes).
+    monkeypatch.setattr(connectors.matrix_crypto, "KEY_WAIT_S", 0.0)
+    await e2e.world.says(ANNA, "Hello?", first_name="Anna")
+    root = (await e2e.card(e2e.maria))["event_id"]
+    await e2e.maria.blacklist(e2e.bot.user_id)
+    await e2e.maria.reply(e2e.room, root, "A secret the bot cannot read")
+    notice = await e2e.in_thread(e2e.ben, root, "could not be decrypted")
+    assert e2e.maria.user_id in notice["content"]["body"]
+    assert notice["content"]["msgtype"] == "m.notice"
+    assert e2e.world.tg.messages_to(ANNA) == []
