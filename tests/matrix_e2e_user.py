@@ -40,6 +40,7 @@ class E2eStaff:
         self.user_id: str = client.user_id
         self.events: list[dict[str, Any]] = []  # decrypted (or clear) timeline events
         self.undecrypted: list[str] = []
+        self.decrypted: set[str] = set()  # ids of the events that came encrypted
         self._task: asyncio.Task[None] | None = None
         client.add_event_callback(self._on_event, Event)
 
@@ -64,6 +65,8 @@ class E2eStaff:
         if isinstance(event, MegolmEvent):
             self.undecrypted.append(event.event_id)
         else:
+            if getattr(event, "decrypted", False):
+                self.decrypted.add(event.event_id)
             self.events.append(event.source)
 
     async def close(self) -> None:
@@ -81,6 +84,16 @@ class E2eStaff:
         )
         assert isinstance(answer, RoomCreateResponse), answer
         return str(answer.room_id)
+
+    async def create_room(self, invite: list[str]) -> str:
+        """A room without encryption (it may be switched on later)."""
+        answer = await self.client.room_create(name="support", invite=invite)
+        assert isinstance(answer, RoomCreateResponse), answer
+        return str(answer.room_id)
+
+    async def encrypt_room(self, room: str) -> None:
+        """Switch encryption on in a room (it cannot be switched off again)."""
+        await self.client.room_put_state(room, ENCRYPTION["type"], ENCRYPTION["content"])
 
     async def join(self, room: str) -> None:
         """Join a room the user was invited to."""

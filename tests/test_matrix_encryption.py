@@ -4,6 +4,7 @@ and a restart that keeps the bot's device."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import pytest
@@ -51,22 +52,35 @@ class E2eWorld:
         return await staff.wait_for(match)
 
 
-@pytest.fixture
-async def e2e(tmp_path, synapse: Synapse):
-    bot = await MatrixUser.register(synapse, prefix="bridge", displayname="Support Bridge")
+@pytest.fixture(params=["sqlite"])
+async def e2e(request, tmp_path, synapse: Synapse):
+    """Parametrized (indirectly): "sqlite", "postgresql", or "password" (the bot logs in
+    with a password and a pickle_key instead of an access token)."""
+    password = secrets.token_hex(8)
+    bot = await MatrixUser.register(
+        synapse, prefix="bridge", displayname="Support Bridge", password=password
+    )
     maria = await E2eStaff.login(synapse, tmp_path / "maria", "maria")
     ben = await E2eStaff.login(synapse, tmp_path / "ben", "ben")
     room = await maria.create_encrypted_room(invite=[bot.user_id, ben.user_id])
     await ben.join(room)
+    login: dict[str, str] = {"access_token": bot.access_token}
+    if request.param == "password":
+        login = {"password": password, "pickle_key": "a passphrase of the test"}
+    extra = {}
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("pg_cluster")
+        extra["database"] = str(cluster.create_database(f"e2e{secrets.token_hex(3)}"))
     world = await start_world(
         tmp_path / "bridge",
         matrix={
             "homeserver": synapse.base_url,
             "user_id": bot.user_id,
-            "access_token": bot.access_token,
             "room": room,
             "encryption": True,
+            **login,
         },
+        **extra,
     )
     await synced(world)
     ew = E2eWorld(world, maria, ben, bot, room)
@@ -83,6 +97,8 @@ async def test_customer_and_staff_talk_through_an_encrypted_room(e2e):
     for staff in (e2e.maria, e2e.ben):
         first = await e2e.in_thread(staff, root, "Where is my parcel?")
         assert first["content"]["body"].endswith("Where is my parcel?")
+        # What the bot posted went encrypted: the staff clients decrypted it.
+        assert {root, first["event_id"]} <= staff.decrypted
     reply = await e2e.maria.reply(e2e.room, root, "It left today.")
     sent = await eventually(lambda: e2e.world.tg.messages_to(ANNA), message="the reply")
     assert [m.text for m in sent] == ["It left today."]
@@ -112,6 +128,7 @@ async def test_images_go_both_ways_as_encrypted_files(e2e):
     assert sent[0].file_bytes == PNG
 
 
+@pytest.mark.parametrize("e2e", ["sqlite", "postgresql", "password"], indirect=True)
 async def test_a_restart_keeps_the_bots_device_and_nothing_is_undecryptable(e2e):
     await e2e.world.says(ANNA, "Hello?", first_name="Anna")
     root = (await e2e.card(e2e.maria))["event_id"]
@@ -169,3 +186,42 @@ async def test_a_message_the_bot_cannot_decrypt_gets_a_notice_and_reaches_nobody
     assert e2e.maria.user_id in notice["content"]["body"]
     assert notice["content"]["msgtype"] == "m.notice"
     assert e2e.world.tg.messages_to(ANNA) == []
+
+
+async def test_a_room_switched_to_encrypted_while_running_gets_encrypted_posts(
+    tmp_path, synapse: Synapse
+):
+    bot = await MatrixUser.register(synapse, prefix="bridge", displayname="Support Bridge")
+    maria = await E2eStaff.login(synapse, tmp_path / "maria", "maria")
+    room = await maria.create_room(invite=[bot.user_id])
+    world = await start_world(
+        tmp_path / "bridge",
+        matrix={
+            "homeserver": synapse.base_url,
+            "user_id": bot.user_id,
+            "access_token": bot.access_token,
+            "room": room,
+            "encryption": True,
+        },
+    )
+    try:
+        await synced(world)
+        e2e = E2eWorld(world, maria, maria, bot, room)
+        await world.says(ANNA, "In the clear", first_name="Anna")
+        root = (await e2e.card(maria))["event_id"]
+        assert root not in maria.decrypted
+        await maria.encrypt_room(room)
+        client = e2e.surface().client
+        await eventually(
+            lambda: room in client.encrypted_rooms or None, message="the encryption event"
+        )
+        await world.says(ANNA, "Now secret", first_name="Anna")
+        secret = await e2e.in_thread(maria, root, "Now secret")
+        assert secret["event_id"] in maria.decrypted
+        await maria.reply(room, root, "Encrypted answer")
+        sent = await eventually(lambda: world.tg.messages_to(ANNA), message="the reply")
+        assert [m.text for m in sent] == ["Encrypted answer"]
+    finally:
+        await stop_world(world)
+        await maria.close()
+        await bot.close()
