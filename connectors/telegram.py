@@ -49,7 +49,7 @@ from bridge.types import (
     Template,
 )
 from connectors.chatlinks import chat_link
-from connectors.markup import telegram_html
+from connectors.markup import telegram_html, telegram_parts
 from connectors.telegram_replies import external_id as _external_id
 from connectors.telegram_replies import moment as _moment
 from connectors.telegram_replies import parse_reaction, reply_of
@@ -61,7 +61,6 @@ from connectors.wire import (
     json_object,
     opt_str,
     prefix_within,
-    split_text,
     storable,
     unreachable,
     utf16_len,
@@ -505,9 +504,13 @@ class TelegramConnector:
         if msg.files and utf16_len(text) <= CAPTION_LIMIT:
             caption = text or None
         elif text:
-            for chunk in split_text(text, TEXT_LIMIT):
-                message_id = await self._send_text(chat, chunk)
+            # Cut after the HTML is read, where the 4096 characters are counted, so that each
+            # part's tags stay whole.
+            for part in telegram_parts(text, TEXT_LIMIT):
+                message_id = await self._send_html(chat, part)
                 carrier = message_id if carrier is None else carrier
+        if carrier is None and not msg.files:
+            raise PermanentError("400", "the message shows no text")
         for file in msg.files:
             message_id = await self._send_file(chat, file, caption)
             carrier = message_id if carrier is None else carrier
@@ -515,8 +518,8 @@ class TelegramConnector:
         assert carrier is not None
         return _external_id(chat, carrier)
 
-    async def _send_text(self, chat: ChatId, text: str) -> int:
-        params = {"chat_id": chat, "text": telegram_html(text), "parse_mode": "HTML"}
+    async def _send_html(self, chat: ChatId, text: str) -> int:
+        params = {"chat_id": chat, "text": text, "parse_mode": "HTML"}
         result = await self._call("sendMessage", params)
         return _sent_message_id(result)
 
