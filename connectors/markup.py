@@ -40,6 +40,13 @@ _STYLE = re.compile(
 _QUOTE = re.compile(r"^>[ \t]?(.*)$")
 _TAGS = {"*": "b", "_": "i", "~": "s"}
 _BLOCK_BREAK = re.compile(r"<br>(<(?:blockquote|pre)>)|(?<=</blockquote>)<br>|(?<=</pre>)<br>")
+# A URL as readers see it (Slack sends links as `<url>`, read into "label (url)"): its `_`, `*`
+# and `~` are part of the address, never markers.
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s<>`]*[^\s<>`.,;:!?()\[\]'\"]")
+# While styles are read, a URL's markers stand in as noncharacters (Unicode's own internal-use
+# code points, which no message carries), put back in the text spans after.
+_HIDE = str.maketrans({"*": "\ufdd0", "_": "\ufdd1", "~": "\ufdd2"})
+_SHOW = str.maketrans({"\ufdd0": "*", "\ufdd1": "_", "\ufdd2": "~"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,16 +205,39 @@ def _inline(text: str) -> list[_Span]:
 
 
 def _styled(text: str) -> list[_Span]:
+    return _styles(_hide_urls(text))
+
+
+def _hide_urls(text: str) -> str:
+    """The text with the markers inside its URLs hidden from the style rules."""
+    out: list[str] = []
+    pos = 0
+    for match in _URL.finditer(text):
+        out.append(text[pos : match.start()])
+        url = match.group(0)
+        core = url.rstrip("*_~")
+        tail = url[len(core) :]
+        # A marker right after a URL closes a style when one opened before it on its line
+        # (`_see https://x.y/a_`); otherwise it ends the address (`https://x.y/_a_`).
+        line = "".join(out).rpartition("\n")[2]
+        opened = tail and re.search(rf"(?<![\w*_~]){re.escape(tail[-1])}(?=\S)", line)
+        out.append(core.translate(_HIDE) + (tail if opened else tail.translate(_HIDE)))
+        pos = match.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _styles(text: str) -> list[_Span]:
     spans: list[_Span] = []
     pos = 0
     for match in _STYLE.finditer(text):
         if match.start() > pos:
-            spans.append(_Span("text", text[pos : match.start()]))
-        inner = tuple(_styled(match.group(2)))
+            spans.append(_Span("text", text[pos : match.start()].translate(_SHOW)))
+        inner = tuple(_styles(match.group(2)))
         spans.append(_Span(_TAGS[match.group(1)], children=inner))
         pos = match.end()
     if pos < len(text):
-        spans.append(_Span("text", text[pos:]))
+        spans.append(_Span("text", text[pos:].translate(_SHOW)))
     return spans
 
 
