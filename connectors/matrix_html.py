@@ -12,6 +12,7 @@ The HTML is what the author saw, so it is the one read: `<strong>`/`<b>` → `*�
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from html.parser import HTMLParser
 from typing import Any
@@ -20,6 +21,8 @@ HTML_FORMAT = "org.matrix.custom.html"
 _MARKERS = {"strong": "*", "b": "*", "em": "_", "i": "_", "del": "~", "s": "~", "strike": "~"}
 _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "pre"}
 _PILL = "https://matrix.to/#/"
+# What begins a line inside a quote or a list: it stays before a style's marker.
+_PREFIX = re.compile(r"(?:> ?)*(?:• )?")
 
 
 def formatted_text(content: Mapping[str, Any]) -> str | None:
@@ -40,10 +43,10 @@ class _Reader(HTMLParser):
         super().__init__(convert_charrefs=True)
         self._out: list[str] = []
         self._links: list[tuple[str, int]] = []  # (href, where its label starts)
+        self._marks: list[int] = []  # where each open style's marker stands
         self._skip = 0  # inside <mx-reply>
         self._quote = 0
         self._pre = 0
-        self._opened = False  # a style marker was the last thing written
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "mx-reply":
@@ -51,8 +54,10 @@ class _Reader(HTMLParser):
         elif self._skip:
             return
         elif tag in _MARKERS:
+            if self._quote and not self._pre and self._at_line_start():
+                self._out.append("> ")  # the quote's line begins before its first style
+            self._marks.append(self._length())
             self._out.append(_MARKERS[tag])
-            self._opened = True
         elif tag == "code" and not self._pre:
             self._out.append("`")
         elif tag == "pre":
@@ -65,7 +70,7 @@ class _Reader(HTMLParser):
             self._line_break()
             self._out.append("• ")
         elif tag == "a":
-            self._links.append((dict(attrs).get("href") or "", len(self._out)))
+            self._links.append((dict(attrs).get("href") or "", self._length()))
         if tag in _BLOCKS:
             self._line_break()
         if tag == "blockquote":
@@ -76,11 +81,8 @@ class _Reader(HTMLParser):
             self._skip = max(0, self._skip - 1)
         elif self._skip:
             return
-        elif tag in _MARKERS:
-            # A marker hugs its words in mrkdwn: spaces the HTML kept inside go outside.
-            text = "".join(self._out)
-            words = text.rstrip(" ")
-            self._out = [words, _MARKERS[tag], text[len(words) :]]
+        elif tag in _MARKERS and self._marks:
+            self._close_style(self._marks.pop())
         elif tag == "code" and not self._pre:
             self._out.append("`")
         elif tag == "pre":
@@ -103,16 +105,35 @@ class _Reader(HTMLParser):
             data = data.replace("\n", "\n> ")
             if self._at_line_start():
                 data = "> " + data.lstrip()
-        if self._opened and data[:1] == " ":
-            marker = self._out.pop()
-            self._out.extend([" ", marker])
-            data = data.lstrip(" ")
-        self._opened = False
         self._out.append(data)
+
+    def _length(self) -> int:
+        return sum(len(piece) for piece in self._out)
+
+    def _close_style(self, start: int) -> None:
+        """Put the closing marker, the pair hugging the words of each line it covers.
+
+        mrkdwn styles hug their words and stay on one line, so the spaces the HTML kept
+        inside go outside, a style over several lines is marked on each, and one around
+        no words at all is dropped.
+        """
+        text = "".join(self._out)
+        marker, inner = text[start], text[start + 1 :]
+        lines: list[str] = []
+        for line in inner.split("\n"):
+            found = _PREFIX.match(line)
+            prefix = found.group(0) if lines and found else ""
+            body = line[len(prefix) :]
+            words = body.strip(" ")
+            if words:
+                lead = body[: len(body) - len(body.lstrip(" "))]
+                body = f"{lead}{marker}{words}{marker}{body[len(lead) + len(words) :]}"
+            lines.append(prefix + body)
+        self._out = [text[:start], "\n".join(lines)]
 
     def _close_link(self) -> None:
         href, start = self._links.pop()
-        label = "".join(self._out[start:])
+        label = "".join(self._out)[start:]
         if href.startswith(_PILL):
             # A mention pill shows the member's name; the id behind it is not for customers.
             return

@@ -97,3 +97,24 @@ def test_a_message_without_html_keeps_its_body():
         "content": {"body": "2 * 3 = 6", "msgtype": "m.text"},
     }
     assert _read(event) == "2 * 3 = 6"
+
+
+@pytest.mark.parametrize(
+    ("html", "read", "telegram"),
+    [
+        # mrkdwn styles stay on one line: a bold run over a line break is bold on each line.
+        ("<b>a<br>b</b>", "*a*\n*b*", "<b>a</b>\n<b>b</b>"),
+        ("<b><br></b>x", "x", "x"),
+        # A quote whose line begins with a style is still a quote.
+        ("<blockquote><b>a</b> b</blockquote>", "> *a* b", "<blockquote><b>a</b> b</blockquote>"),
+        (
+            "<blockquote><b>a<br>b</b></blockquote>",
+            "> *a*\n> *b*",
+            "<blockquote><b>a</b>\n<b>b</b></blockquote>",
+        ),
+    ],
+)
+def test_styles_over_line_breaks_and_quotes_reach_telegram_as_formatting(html, read, telegram):
+    text = formatted_text({"format": "org.matrix.custom.html", "body": "-", "formatted_body": html})
+    assert text == read
+    assert telegram_html(text) == telegram
