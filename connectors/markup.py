@@ -42,7 +42,8 @@ _TAGS = {"*": "b", "_": "i", "~": "s"}
 _BLOCK_BREAK = re.compile(r"<br>(<(?:blockquote|pre)>)|(?<=</blockquote>)<br>|(?<=</pre>)<br>")
 # A URL as readers see it (Slack sends links as `<url>`, read into "label (url)"): its `_`, `*`
 # and `~` are part of the address, never markers.
-_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s<>`]*[^\s<>`.,;:!?()\[\]'\"]")
+# It ends before a parenthesis: links are read as "label (url)".
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s<>`()]*[^\s<>`.,;:!?()\[\]'\"]")
 # While styles are read, a URL's markers stand in as noncharacters (Unicode's own internal-use
 # code points, which no message carries), put back in the text spans after.
 _HIDE = str.maketrans({"*": "\ufdd0", "_": "\ufdd1", "~": "\ufdd2"})

@@ -87,3 +87,7 @@ def test_a_links_underscores_asterisks_and_tildes_stay_in_it(written):
 def test_a_style_around_a_link_is_still_read():
     assert telegram_html("_see https://x.y/a_b_ now") == "<i>see https://x.y/a_b</i> now"
     assert telegram_html("*see https://x.y/*") == "<b>see https://x.y/</b>"
+
+
+def test_a_style_right_after_a_link_in_parentheses_is_read():
+    assert telegram_html("see (https://x.y/a_b)*now*") == "see (https://x.y/a_b)<b>now</b>"
