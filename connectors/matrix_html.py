@@ -23,6 +23,8 @@ _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquo
 _PILL = "https://matrix.to/#/"
 # What begins a line inside a quote or a list: it stays before a style's marker.
 _PREFIX = re.compile(r"(?:> ?)*(?:• )?")
+# What may not touch a style's markers from outside for them to count (mrkdwn, as Slack).
+_GLUED = re.compile(r"[\w*_~]")
 
 
 def formatted_text(content: Mapping[str, Any]) -> str | None:
@@ -44,6 +46,7 @@ class _Reader(HTMLParser):
         self._out: list[str] = []
         self._links: list[tuple[str, int]] = []  # (href, where its label starts)
         self._marks: list[int] = []  # where each open style's marker stands
+        self._closed: tuple[int, int] | None = None  # the pair of a style that just ended
         self._skip = 0  # inside <mx-reply>
         self._quote = 0
         self._pre = 0
@@ -53,7 +56,10 @@ class _Reader(HTMLParser):
             self._skip += 1
         elif self._skip:
             return
+        elif tag in _MARKERS and _MARKERS[tag] in self._open_markers():
+            self._marks.append(-1)  # bold inside bold: mrkdwn has it once
         elif tag in _MARKERS:
+            self._unmark_before("*")
             if self._quote and not self._pre and self._at_line_start():
                 self._out.append("> ")  # the quote's line begins before its first style
             self._marks.append(self._length())
@@ -82,7 +88,9 @@ class _Reader(HTMLParser):
         elif self._skip:
             return
         elif tag in _MARKERS and self._marks:
-            self._close_style(self._marks.pop())
+            start = self._marks.pop()
+            if start >= 0:
+                self._close_style(start)
         elif tag == "code" and not self._pre:
             self._out.append("`")
         elif tag == "pre":
@@ -105,7 +113,23 @@ class _Reader(HTMLParser):
             data = data.replace("\n", "\n> ")
             if self._at_line_start():
                 data = "> " + data.lstrip()
+        self._unmark_before(data)
         self._out.append(data)
+
+    def _unmark_before(self, following: str) -> None:
+        """Drop the markers of the style that just ended when what follows would keep its
+        closing marker from counting: a letter, or another marker (Slack's rule)."""
+        closed, self._closed = self._closed, None
+        if closed is None or not _GLUED.match(following):
+            return
+        opening, closing = closed
+        text = "".join(self._out)
+        if closing == len(text) - 1:
+            self._out = [text[:opening] + text[opening + 1 : closing]]
+
+    def _open_markers(self) -> set[str]:
+        text = "".join(self._out)
+        return {text[start] for start in self._marks if start >= 0}
 
     def _length(self) -> int:
         return sum(len(piece) for piece in self._out)
@@ -119,17 +143,32 @@ class _Reader(HTMLParser):
         """
         text = "".join(self._out)
         marker, inner = text[start], text[start + 1 :]
+        # A marker right after a letter does not count: the first line stays unstyled.
+        glued = start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_")
         lines: list[str] = []
+        fenced = False  # a code block's lines are shown as written, never styled
         for line in inner.split("\n"):
             found = _PREFIX.match(line)
             prefix = found.group(0) if lines and found else ""
             body = line[len(prefix) :]
+            fence = body.startswith("```")
+            if fence or fenced:
+                fenced ^= fence
+                lines.append(prefix + body)
+                continue
             words = body.strip(" ")
-            if words:
-                lead = body[: len(body) - len(body.lstrip(" "))]
-                body = f"{lead}{marker}{words}{marker}{body[len(lead) + len(words) :]}"
+            lead = body[: len(body) - len(body.lstrip(" "))]
+            self._closed = None
+            if words and not (glued and not lines and not lead):
+                trail = body[len(lead) + len(words) :]
+                body = f"{lead}{marker}{words}{marker}{trail}"
+                if not trail:
+                    self._closed = (len(prefix) + len(lead), len(prefix) + len(body) - 1)
             lines.append(prefix + body)
-        self._out = [text[:start], "\n".join(lines)]
+        head = text[:start] + "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else "")
+        if self._closed is not None:
+            self._closed = (len(head) + self._closed[0], len(head) + self._closed[1])
+        self._out = [head + lines[-1]]
 
     def _close_link(self) -> None:
         href, start = self._links.pop()
