@@ -46,7 +46,10 @@ class _Reader(HTMLParser):
         self._out: list[str] = []
         self._links: list[tuple[str, int]] = []  # (href, where its label starts)
         self._marks: list[int] = []  # where each open style's marker stands
-        self._closed: tuple[int, int] | None = None  # the pair of a style that just ended
+        # Styles that just ended, innermost first: how far from the end each opening marker
+        # stands, their closing markers ending the text one after the other.
+        self._closed: list[int] = []
+        self._closed_at = 0  # the text's length then: anything written since ends them
         self._skip = 0  # inside <mx-reply>
         self._quote = 0
         self._pre = 0
@@ -119,13 +122,19 @@ class _Reader(HTMLParser):
     def _unmark_before(self, following: str) -> None:
         """Drop the markers of the style that just ended when what follows would keep its
         closing marker from counting: a letter, or another marker (Slack's rule)."""
-        closed, self._closed = self._closed, None
-        if closed is None or not _GLUED.match(following):
+        closed, self._closed = self._recent(), []
+        if not closed or not _GLUED.match(following):
             return
-        opening, closing = closed
         text = "".join(self._out)
-        if closing == len(text) - 1:
-            self._out = [text[:opening] + text[opening + 1 : closing]]
+        end = len(text)
+        for removed, distance in enumerate(reversed(closed)):
+            opening = len(text) - (distance - removed)
+            text = text[:opening] + text[opening + 1 : -1]
+        self._out = [text]
+        # A link or style opened since (at the end) now opens that much earlier.
+        gone = end - len(text)
+        self._links = [(href, at - gone if at >= end else at) for href, at in self._links]
+        self._marks = [at - gone if at >= end else at for at in self._marks]
 
     def _open_markers(self) -> set[str]:
         text = "".join(self._out)
@@ -143,10 +152,15 @@ class _Reader(HTMLParser):
         """
         text = "".join(self._out)
         marker, inner = text[start], text[start + 1 :]
-        # A marker right after a letter does not count: the first line stays unstyled.
-        glued = start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_")
+        # A marker right after a letter does not count: the first line stays unstyled. The
+        # markers of the styles around it open at the same place and are looked past.
+        before = start - 1
+        while before in self._marks:
+            before -= 1
+        glued = before >= 0 and (text[before].isalnum() or text[before] == "_")
         lines: list[str] = []
         fenced = False  # a code block's lines are shown as written, never styled
+        previous, ended = self._recent(), list[int]()
         for line in inner.split("\n"):
             found = _PREFIX.match(line)
             prefix = found.group(0) if lines and found else ""
@@ -155,20 +169,23 @@ class _Reader(HTMLParser):
             if fence or fenced:
                 fenced ^= fence
                 lines.append(prefix + body)
+                ended = []
                 continue
             words = body.strip(" ")
             lead = body[: len(body) - len(body.lstrip(" "))]
-            self._closed = None
+            ended = previous  # what follows the words still follows them, unless marked below
             if words and not (glued and not lines and not lead):
                 trail = body[len(lead) + len(words) :]
                 body = f"{lead}{marker}{words}{marker}{trail}"
-                if not trail:
-                    self._closed = (len(prefix) + len(lead), len(prefix) + len(body) - 1)
+                # The styles that ended with these words now end one marker earlier.
+                ended = [d + 1 for d in previous] + [len(body) - len(lead)] if not trail else []
             lines.append(prefix + body)
-        head = text[:start] + "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else "")
-        if self._closed is not None:
-            self._closed = (len(head) + self._closed[0], len(head) + self._closed[1])
-        self._out = [head + lines[-1]]
+        self._out = [text[:start] + "\n".join(lines)]
+        self._closed, self._closed_at = ended, self._length()
+
+    def _recent(self) -> list[int]:
+        """The styles that ended with the text as it stands, innermost first."""
+        return self._closed if self._closed_at == self._length() else []
 
     def _close_link(self) -> None:
         href, start = self._links.pop()
