@@ -60,7 +60,6 @@ from connectors.wire import (
     int_or_none,
     json_object,
     opt_str,
-    prefix_within,
     storable,
     unreachable,
     utf16_len,
@@ -274,10 +273,14 @@ def _sent_message_id(result: Any) -> int:
     return message_id
 
 
-def _truncate(text: str, limit: int) -> str:
-    if utf16_len(text) <= limit:
-        return text
-    return text[: prefix_within(text, limit - 1)] + "…"
+def _edited_html(text: str, limit: int) -> str:
+    """An edit's text as HTML: whole when it shows within `limit`, else what fits and "…"."""
+    # An edit replaces one message, so it cannot be sent in parts; the limit counts what
+    # the customer sees (Bot API, editMessageText), and a cut leaves no tag or marker open.
+    parts = telegram_parts(text, limit)
+    if len(parts) <= 1:
+        return parts[0] if parts else telegram_html(text)
+    return telegram_parts(text, limit - 1)[0] + "…"
 
 
 def _raise_for(status: int, body: Mapping[str, Any]) -> NoReturn:
@@ -547,7 +550,7 @@ class TelegramConnector:
         params: dict[str, Any] = {
             "chat_id": chat_id,
             "message_id": message_id,
-            "text": telegram_html(_truncate(text, TEXT_LIMIT)),
+            "text": _edited_html(text, TEXT_LIMIT),
             "parse_mode": "HTML",
         }
         try:
@@ -561,7 +564,7 @@ class TelegramConnector:
             caption = {
                 "chat_id": chat_id,
                 "message_id": message_id,
-                "caption": telegram_html(_truncate(text, CAPTION_LIMIT)),
+                "caption": _edited_html(text, CAPTION_LIMIT),
                 "parse_mode": "HTML",
             }
             try:

@@ -170,3 +170,21 @@ async def test_messenger_parts_fit_and_show_every_word(facebook, text):
     texts = fake.texts_to(PSID)[before:]
     assert all(len(t) <= 2000 for t in texts)
     assert words(" ".join(texts)) == words(plain(text))
+
+
+async def test_an_edit_of_a_long_formatted_message_keeps_every_word_it_can_show(telegram):
+    fake, conn = telegram
+    message = OutboundMessage(
+        platform=TELEGRAM, account=AccountId("1"), chat_id=ChatId(CHAT), text="draft"
+    )
+    external_id = await conn.send(message)
+    # 4,500 characters as written, 2,700 as shown: the edit fits whole.
+    fitting = "*ab* " * 900
+    await conn.edit(ChatId(CHAT), external_id, fitting)
+    # Longer than a message: it shows what fits and ends in "…", no marker left over.
+    longer = "*abc* " * 1200
+    await conn.edit(ChatId(CHAT), external_id, longer)
+    [sent] = fake.messages_to(CHAT)
+    assert sent.edited_texts[0] == parse_html(telegram_html(fitting)).text
+    shown = sent.edited_texts[1]
+    assert len(shown) <= 4096 and shown.endswith("…") and "*" not in shown
