@@ -16,7 +16,7 @@ from connectors.matrix_html import HTML_FORMAT, formatted_text
 from connectors.slack_text import readable
 from tests.fakes.telegram_html import parse_html
 
-PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+PROPERTY = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 MARKERS = "*_~`"
 
 
