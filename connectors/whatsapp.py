@@ -210,7 +210,8 @@ class WhatsAppConnector(SharedWebhook, FinalSends):
             if index == caption_at:
                 carrier = wamid
         result = carrier or first
-        assert result is not None  # there was text or at least one file
+        if result is None:  # a long text of markers around white space shows nothing
+            raise PermanentError("empty", "the message shows no text")
         return result
 
     async def _send_message(self, chat: ChatId, kind: str, content: Any) -> ExternalMessageId:

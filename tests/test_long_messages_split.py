@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bridge.config import MessengerPage, MessengerSettings, Settings, TelegramSettings
+from bridge.errors import PermanentError
 from bridge.types import MESSENGER, TELEGRAM, WHATSAPP, AccountId, ChatId, OutboundMessage
 from connectors import messenger
 from connectors.markup import plain, telegram_html
@@ -188,3 +189,16 @@ async def test_an_edit_of_a_long_formatted_message_keeps_every_word_it_can_show(
     assert sent.edited_texts[0] == parse_html(telegram_html(fitting)).text
     shown = sent.edited_texts[1]
     assert len(shown) <= 4096 and shown.endswith("…") and "*" not in shown
+
+
+async def test_a_long_whatsapp_text_that_shows_nothing_is_refused_not_crashed(whatsapp):
+    fake, conn = whatsapp
+    message = OutboundMessage(
+        platform=WHATSAPP, account=AccountId(PNID), chat_id=ChatId(CUSTOMER), text="x ` ` " * 900
+    )
+    await conn.send(message)  # the x's show
+    blank = OutboundMessage(
+        platform=WHATSAPP, account=AccountId(PNID), chat_id=ChatId(CUSTOMER), text="` ` " * 1200
+    )
+    with pytest.raises(PermanentError, match="shows no text"):
+        await conn.send(blank)
