@@ -12,6 +12,7 @@ the three cross-signing keys are key pairs of their own, apart from any device.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import json
@@ -45,6 +46,8 @@ SIGNING_UPLOAD = "/_matrix/client/v3/keys/device_signing/upload"
 SIGNATURES_UPLOAD = "/_matrix/client/v3/keys/signatures/upload"
 WHOAMI = "/_matrix/client/v3/account/whoami"
 USAGES = ("master", "self_signing", "user_signing")
+# Seconds between looks for the device's keys after the first sync, about four minutes in all.
+KEY_WAITS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0)
 
 
 class Outcome(enum.Enum):
@@ -309,3 +312,35 @@ async def cross_sign(
     await _sign_device(hs, user_id, keys, device)
     log.info("Matrix: device %s of %s is cross-signed", device_id, user_id)
     return Outcome.SIGNED
+
+
+async def cross_sign_when_ready(
+    hs: Homeserver,
+    state: StateStore,
+    user_id: str,
+    password: SecretStr | None,
+    synced: asyncio.Event,
+) -> Outcome | None:
+    """Cross-sign the bot's device after the first sync, waiting a while for its keys.
+
+    The client uploads its device keys when it starts encrypting, which may come after the
+    first sync; until then there is nothing to sign. Never raises: without cross-signing the
+    bridge still works, and clients show the device as not verified by its owner."""
+    await synced.wait()
+    for delay in (*KEY_WAITS, None):
+        try:
+            outcome = await cross_sign(hs, state, user_id, hs.client.device_id, password)
+        except Exception as exc:
+            log.warning(
+                "Matrix: cross-signing the bot's device failed (%s); the bridge goes on, and"
+                " clients show the device as not verified by its owner",
+                exc,
+            )
+            return None
+        if outcome is not Outcome.NO_DEVICE_KEYS:
+            return outcome
+        if delay is None:
+            log.warning("Matrix: the bot's device has uploaded no keys; it is not cross-signed")
+            return outcome
+        await asyncio.sleep(delay)
+    return None

@@ -18,11 +18,14 @@ from nacl.signing import VerifyKey
 from pydantic import SecretStr
 from unpaddedbase64 import decode_base64
 
+from bridge.app import SURFACES
 from bridge.state import KvState
 from connectors.matrix_api import Homeserver
 from connectors.matrix_cross_signing import KEYS_KEY, Outcome, SigningKeys, cross_sign
 from storage import Database
-from tests.matrix_user import MatrixUser
+from tests.harness import eventually
+from tests.matrix_user import MatrixUser, body_of
+from tests.world import World, start_world, stop_world
 
 PREFIX = "surface.matrix."
 UPLOADS = (
@@ -69,7 +72,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 @dataclass
 class Bot:
-    """The bot's account: its user and password."""
+    """The bot's account: its user, password and the access token of its registration."""
 
     user_id: str
     password: str
@@ -106,23 +109,33 @@ async def device_id_of(hs: Homeserver) -> str:
     return str((await hs.api("GET", "/_matrix/client/v3/account/whoami"))["device_id"])
 
 
-async def upload_device_keys(hs: Homeserver) -> dict[str, Any]:
+async def upload_device_keys(hs: Homeserver) -> None:
     """What an encrypting client does on its first start: its identity keys, self-signed."""
-    device = await device_id_of(hs)
-    account = vodozemac.Account()
-    keys = {
-        "user_id": hs.client.user,
-        "device_id": device,
-        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-        "keys": {
-            f"curve25519:{device}": account.curve25519_key.to_base64(),
-            f"ed25519:{device}": account.ed25519_key.to_base64(),
-        },
-    }
-    signature = account.sign(canonicaljson.encode_canonical_json(keys)).to_base64()
-    keys["signatures"] = {hs.client.user: {f"ed25519:{device}": signature}}
-    await hs.api("POST", "/_matrix/client/v3/keys/upload", json={"device_keys": keys})
-    return keys
+    await hs.ready()
+    await keys_for(MatrixUser(hs.url, hs.client.user, hs.client.access_token))
+
+
+async def keys_for(device_user: MatrixUser) -> None:
+    """Upload device keys for the device of this user's access token."""
+    user_id = device_user.user_id
+    async with device_user:
+        who = await device_user.request("GET", "/_matrix/client/v3/account/whoami")
+        device = who["device_id"]
+        account = vodozemac.Account()
+        keys: dict[str, Any] = {
+            "user_id": user_id,
+            "device_id": device,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {
+                f"curve25519:{device}": account.curve25519_key.to_base64(),
+                f"ed25519:{device}": account.ed25519_key.to_base64(),
+            },
+        }
+        signature = account.sign(canonicaljson.encode_canonical_json(keys)).to_base64()
+        keys["signatures"] = {user_id: {f"ed25519:{device}": signature}}
+        await device_user.request(
+            "POST", "/_matrix/client/v3/keys/upload", json_body={"device_keys": keys}
+        )
 
 
 async def seen_by_staff(synapse, user_id: str) -> dict[str, Any]:
@@ -288,3 +301,90 @@ async def test_with_the_password_new_keys_replace_the_old_ones(synapse, bot, htt
     assert signed_by(
         answer["device_keys"][bot.user_id][device], bot.user_id, keys.public("self_signing")
     )
+
+
+# -- the bridge: the surface cross-signs its device when it starts with encryption on ---------
+
+
+class Memory:
+    """A key-value store of another client of the same account."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    async def put(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+async def bridge_with_encryption(tmp_path: Path, synapse, bot: Bot, matrix: dict[str, Any]):
+    staff = await MatrixUser.register(synapse)
+    room = await staff.create_room("support", invite=[bot.user_id])
+    world = await start_world(
+        tmp_path,
+        matrix={
+            "homeserver": synapse.base_url,
+            "user_id": bot.user_id,
+            "room": room,
+            "encryption": True,
+            **matrix,
+        },
+    )
+    return world, staff, room
+
+
+def surface_of(world: World) -> Any:
+    return next(s for s in world.bridge.app[SURFACES] if s.name == "matrix")
+
+
+async def test_the_bridge_started_with_encryption_cross_signs_its_device(synapse, bot, tmp_path):
+    world, staff, _ = await bridge_with_encryption(
+        tmp_path, synapse, bot, {"password": bot.password}
+    )
+    try:
+        client = surface_of(world).client  # logged in with the password: a device of its own
+        await keys_for(MatrixUser(synapse.base_url, bot.user_id, client.access_token))
+
+        async def signed() -> bool:
+            answer = await seen_by_staff(synapse, bot.user_id)
+            self_signing = answer.get("self_signing_keys", {}).get(bot.user_id)
+            device = answer["device_keys"][bot.user_id].get(client.device_id, {})
+            return self_signing is not None and signed_by(
+                device, bot.user_id, the_key(self_signing)
+            )
+
+        await eventually(signed, timeout=60, interval=0.5, message="the bot's device signed")
+    finally:
+        await stop_world(world)
+        await staff.close()
+
+
+async def test_without_the_password_the_bridge_says_why_and_keeps_running(
+    synapse, bot, http, tmp_path, caplog
+):
+    # Another client of the account set up its cross-signing: replacing it needs the password.
+    session, _ = http
+    other = homeserver(synapse, bot, session)
+    await upload_device_keys(other)
+    await cross_sign(other, Memory(), bot.user_id, await device_id_of(other), hs_password(bot))
+    await keys_for(MatrixUser(synapse.base_url, bot.user_id, bot.token))
+    caplog.set_level(logging.WARNING, logger="connectors.matrix_cross_signing")
+    world, staff, room = await bridge_with_encryption(
+        tmp_path, synapse, bot, {"access_token": bot.token}
+    )
+    try:
+        await eventually(
+            lambda: "needs [matrix] password once" in caplog.text,
+            timeout=60,
+            message="the log line about the password",
+        )
+        await world.says(6160002, "Hello?", first_name="Ben")
+        card = await staff.wait_for_event(
+            room, lambda e: e.get("sender") == bot.user_id and "Ben" in (body_of(e) or "")
+        )
+        assert card["room_id"] == room
+    finally:
+        await stop_world(world)
+        await staff.close()
