@@ -280,6 +280,30 @@ async def test_replacing_the_keys_without_the_password_says_so_in_the_log(
     assert signed_by(after["device_keys"][bot.user_id][device], bot.user_id, self_signing)
 
 
+async def test_a_wrong_password_is_named_in_the_log_and_the_old_keys_stay(
+    synapse, bot, http, db, tmp_path, caplog
+):
+    session, _ = http
+    hs = homeserver(synapse, bot, session)
+    await upload_device_keys(hs)
+    device = await device_id_of(hs)
+    await cross_sign(hs, KvState(db, PREFIX), bot.user_id, device, hs_password(bot))
+    before = await seen_by_staff(synapse, bot.user_id)
+    fresh = await open_db(tmp_path / "fresh.db")
+    try:
+        with caplog.at_level(logging.WARNING, logger="connectors.matrix_cross_signing"):
+            outcome = await cross_sign(
+                hs, KvState(fresh, PREFIX), bot.user_id, device, SecretStr("not-the-password")
+            )
+    finally:
+        await fresh.close()
+
+    assert outcome is Outcome.NEEDS_PASSWORD
+    assert "refused [matrix] password" in caplog.text
+    after = await seen_by_staff(synapse, bot.user_id)
+    assert after["master_keys"] == before["master_keys"]
+
+
 async def test_with_the_password_new_keys_replace_the_old_ones(synapse, bot, http, db, tmp_path):
     session, _ = http
     hs = homeserver(synapse, bot, session)
