@@ -91,17 +91,8 @@ def test_a_deletion_names_the_deleted_message_and_its_author():
 # -- what the customer gets -------------------------------------------------------------------
 
 
-async def test_a_file_shared_in_the_thread_reaches_the_customer_with_its_comment(world):
-    await world.says(111, "a screenshot please")
-    root = await world.thread_of(111)
-    await world.slack.agent_says(
-        root.channel, root.ts, "Here & there", files=[("shot.png", PNG, "image/png")]
-    )
-    await eventually(lambda: world.tg.messages_to(111), message="the photo")
-    [sent] = world.tg.messages_to(111)
-    assert sent.method == "sendPhoto"
-    assert sent.file_bytes == PNG
-    assert sent.caption == "Here & there"
+# A file share and a deletion run end to end in tests/test_media.py and tests/test_edits.py,
+# on the events the fake builds from these samples.
 
 
 async def test_a_broadcast_reply_reaches_the_customer_once_and_unedited(world):
@@ -126,15 +117,6 @@ async def test_an_apps_post_in_the_thread_never_reaches_the_customer(world):
     await eventually(lambda: world.tg.messages_to(111), message="the reply")
     await world.slack.wait_idle()
     assert [m.text for m in world.tg.messages_to(111)] == ["Hi there"]
-
-
-async def test_a_deleted_reply_is_deleted_for_the_customer(world):
-    await world.says(111, "hi")
-    root = await world.thread_of(111)
-    ts = await world.slack.agent_says(root.channel, root.ts, "Wrong answer")
-    await eventually(lambda: world.tg.messages_to(111), message="the reply")
-    await world.slack.agent_deletes(root.channel, ts)
-    await eventually(lambda: not world.tg.messages_to(111), message="the deletion")
 
 
 # -- the fake Slack sends them as the samples are -------------------------------------------
