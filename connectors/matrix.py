@@ -7,8 +7,8 @@ from the outbox row, so a retried send is the same event to the homeserver; the 
 its own ref table for longer than the homeserver's transaction cache. The sync position is
 stored only after the batch's events are stored, so a restart neither skips nor repeats.
 Parsing is in matrix_events, HTML in matrix_render, mentions in matrix_mentions, the
-homeserver's API in matrix_api, appservice mode in matrix_appservice and the commands in
-matrix_commands.
+homeserver's API in matrix_api, appservice mode in matrix_appservice, the commands in
+matrix_commands and the bot's cross-signing in matrix_cross_signing.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from bridge.types import (
 from connectors.matrix_api import Homeserver, checked, raise_response
 from connectors.matrix_appservice import SEEN_TXNS, TXN_KEY, Puppets, Transactions
 from connectors.matrix_commands import MatrixCommands
+from connectors.matrix_cross_signing import cross_sign_when_ready
 from connectors.matrix_crypto import Crypto
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
 from connectors.matrix_mentions import in_words, user_ids
@@ -159,6 +160,7 @@ class MatrixSurface:
             self._pushed,
         )
         self._sync_task: asyncio.Task[None] | None = None
+        self._signing_task: asyncio.Task[object] | None = None
         self._names = Names(self._profile)
         self._commands = MatrixCommands(
             self._hs, self.user_id, commands, self._names, self.stranger
@@ -236,6 +238,14 @@ class MatrixSurface:
                 self._hs.after_send = self._crypto.save
                 await self._learn_rooms()
             self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
+            if self.settings.encryption:
+                # In the process that syncs, which alone uses the bot's keys; never fails the start.
+                self._signing_task = asyncio.create_task(
+                    cross_sign_when_ready(
+                        self._hs, self._state, self.user_id, self.settings.password, self.synced
+                    ),
+                    name="matrix-cross-signing",
+                )
 
     async def probe(self) -> str:
         """A harmless authenticated call (whoami) for `run.py check`: who the bot is.
@@ -260,6 +270,11 @@ class MatrixSurface:
 
     async def stop_loop(self) -> None:
         """Stop syncing, if syncing."""
+        if self._signing_task is not None:
+            self._signing_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._signing_task
+            self._signing_task = None
         if self._sync_task is not None:
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
