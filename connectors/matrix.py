@@ -8,7 +8,8 @@ its own ref table for longer than the homeserver's transaction cache. The sync p
 stored only after the batch's events are stored, so a restart neither skips nor repeats.
 Parsing is in matrix_events, HTML in matrix_render, mentions in matrix_mentions, the
 homeserver's API in matrix_api, appservice mode in matrix_appservice, the commands in
-matrix_commands and the bot's cross-signing in matrix_cross_signing.
+matrix_commands, the bot's cross-signing in matrix_cross_signing and its end-to-end
+encryption in matrix_crypto (encrypted files: matrix_files).
 """
 
 from __future__ import annotations
@@ -41,13 +42,7 @@ from bridge.errors import (
     RateLimited,
     TransientError,
 )
-from bridge.protocols import (
-    CommandRunner,
-    SecretStateStore,
-    StaffSink,
-    StaffSurface,
-    StateStore,
-)
+from bridge.protocols import CommandRunner, StaffSink, StaffSurface, StateStore
 from bridge.types import (
     Attachment,
     ContactCard,
@@ -67,7 +62,7 @@ from connectors.matrix_api import Homeserver, checked, raise_response
 from connectors.matrix_appservice import SEEN_TXNS, TXN_KEY, Puppets, Transactions
 from connectors.matrix_commands import MatrixCommands
 from connectors.matrix_cross_signing import cross_sign_when_ready
-from connectors.matrix_crypto import Crypto
+from connectors.matrix_crypto import crypto_for
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
 from connectors.matrix_mentions import in_words, user_ids
 from connectors.matrix_render import (
@@ -134,7 +129,7 @@ class MatrixSurface:
             encryption=settings.encryption and not self.appservice,
         )
         self.client = self._hs.client
-        self._crypto = self._crypto_of(settings, state)
+        self._crypto = crypto_for(settings, self._hs, state, self._hs.send)
         self._sink = sink
         self._state = state
         server = settings.user_id.partition(":")[2]
@@ -167,16 +162,6 @@ class MatrixSurface:
         )
         self.synced = asyncio.Event()
 
-    def _crypto_of(self, settings: MatrixSettings, state: StateStore) -> Crypto | None:
-        """The bot's device keys, when `[matrix] encryption` is on (bot mode)."""
-        if not settings.encryption or self.appservice or not isinstance(state, SecretStateStore):
-            return None
-        key = settings.pickle_key or settings.access_token
-        if key is None:
-            msg = "matrix.encryption with a password login needs matrix.pickle_key"
-            raise ValueError(msg)
-        return Crypto(self.client, state, key.get_secret_value(), self._undecryptable)
-
     # -- lifecycle ------------------------------------------------------------------------
 
     def routes(self) -> Sequence[web.RouteDef]:
@@ -205,38 +190,18 @@ class MatrixSurface:
             self.synced.set()
 
     async def _login(self) -> WhoamiResponse:
-        """Log in (with encryption: as the device of the first login, kept in the database)."""
-        crypto = self._crypto
-        if crypto is None:
-            await self._hs.ready()
-            return await checked(self.client.whoami(), WhoamiResponse)
-        fresh = self.settings.access_token is None
-        if fresh:
-            await crypto.restore_login()
+        """Log in (with encryption on, as the bot's one device) and say who the bot is."""
+        if self._crypto is not None:
+            return await self._crypto.login(self.settings.access_token is not None)
         await self._hs.ready()
-        try:
-            who = await checked(self.client.whoami(), WhoamiResponse)
-        except TransientError:
-            if not fresh:
-                raise
-            # The kept token was revoked: log in again as the same device (same keys).
-            self.client.access_token = ""
-            await self._hs.ready()
-            who = await checked(self.client.whoami(), WhoamiResponse)
-        if who.device_id:
-            self.client.device_id = who.device_id
-        if fresh:
-            await crypto.keep_login()
-        return who
+        return await checked(self.client.whoami(), WhoamiResponse)
 
     async def start_loop(self) -> None:
         """Bot mode: /sync (one process at a time, or every event would arrive twice)."""
         if not self.appservice and self._sync_task is None:
             if self._crypto is not None:
                 # The crypto state is used by this process only (the one that syncs).
-                await self._crypto.open()
-                self._hs.after_send = self._crypto.save
-                await self._learn_rooms()
+                await self._crypto.start(self._filter())
             self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
             if self.settings.encryption:
                 # In the process that syncs, which alone uses the bot's keys; never fails the start.
@@ -298,18 +263,6 @@ class MatrixSurface:
             },
         }
 
-    async def _learn_rooms(self) -> None:
-        """A sync from the start (not stored): nio learns the rooms' state, which ones are
-        encrypted and who is in them, before anything is sent or decrypted."""
-        quiet = self._filter()
-        quiet["room"]["timeline"] = {"limit": 1}
-        response = await self.client.sync(timeout=0, sync_filter=quiet, full_state=True)
-        if isinstance(response, SyncError):
-            raise_response(response)
-        assert self._crypto is not None
-        await self._crypto.keys()
-        await self._crypto.save()
-
     async def _sync_forever(self) -> None:
         """Long-poll /sync; store each batch's events, then the position after them."""
         since = await self._state.get(SYNC_KEY)
@@ -327,13 +280,8 @@ class MatrixSurface:
                 if since is not None:
                     # The very first sync only learns the position: history is not news.
                     await self._take(response, since)
-                if self._crypto is not None:
-                    # Keys that came with this response are stored before the position
-                    # that would make the homeserver drop them.
-                    await self._crypto.keys()
-                    for room, event in await self._crypto.retry():
-                        await self._handle(room, event)
-                    await self._crypto.save()
+                if self._crypto is not None:  # its keys stored before the position moves
+                    await self._crypto.after_sync(self._handle)
                 since = response.next_batch
                 await self._state.put(SYNC_KEY, since)
                 self.synced.set()
@@ -414,23 +362,6 @@ class MatrixSurface:
         # Raising here leaves the sync position where it was: the batch comes again and the
         # pipeline de-duplicates on the event ids.
         await self._sink(parsed)
-
-    async def _undecryptable(self, room: str, event: dict[str, Any]) -> None:
-        """Tell the thread (or the room) that a staff message could not be decrypted."""
-        sender = str(event.get("sender", "someone"))
-        relation = (event.get("content") or {}).get("m.relates_to") or {}
-        text = (
-            f"A message from {sender} could not be decrypted by the bridge, so it did not reach"
-            " the customer. Their client has not shared its keys with the bridge's device:"
-            " they can verify the bridge's device (or share keys with unverified devices)"
-            " and send it again."
-        )
-        content: dict[str, Any] = {"msgtype": "m.notice", "m.mentions": {}, "body": f"ℹ️ {text}"}
-        if relation.get("rel_type") == "m.thread" and isinstance(relation.get("event_id"), str):
-            content["m.relates_to"] = in_thread(relation["event_id"])
-        await self._send(
-            room, "m.room.message", content, txn_id("undecryptable", event.get("event_id"))
-        )
 
     async def _in_words(self, text: str) -> str:
         """A staff text with the members it names by bare id shown by name, without `@room`."""

@@ -33,7 +33,7 @@ from bridge.errors import (
     Unreachable,
 )
 from bridge.types import Attachment, FileData, MediaKind
-from connectors.matrix_crypto import decrypt_file, split_file_ref
+from connectors.matrix_files import decrypt_file, split_file_ref
 from connectors.matrix_render import MARKER, in_thread
 from connectors.staff import downloaded
 

@@ -14,7 +14,6 @@ Only the process that runs the sync loop opens the state (see MatrixSurface.star
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import json
 import logging
@@ -25,28 +24,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from nio import (
-    AsyncClient,
     Event,
     KeysClaimResponse,
     KeysQueryResponse,
     KeysUploadResponse,
     LocalProtocolError,
     MegolmEvent,
+    SyncError,
+    WhoamiResponse,
 )
 from nio.crypto import Olm
-from nio.crypto.attachments import decrypt_attachment
 from nio.exceptions import EncryptionError
 from nio.store import SqliteMemoryStore
 from peewee import SqliteDatabase  # type: ignore[import-untyped]
 
-from bridge.errors import PermanentError
-from bridge.protocols import SecretStateStore
+from bridge.config import MatrixSettings
+from bridge.errors import TransientError
+from bridge.protocols import SecretStateStore, StateStore
+from connectors.matrix_api import Homeserver, checked, raise_response
+from connectors.matrix_render import in_thread, txn_id
 
 log = logging.getLogger(__name__)
 
 # How long an event that cannot be decrypted waits for its keys before the thread is told.
 KEY_WAIT_S = 120.0
-_SEP = "#e2e="
 
 
 class _SnapshotDatabase(SqliteDatabase):  # type: ignore[misc]
@@ -91,55 +92,52 @@ class _Waiting:
     since: float
 
 
-def file_ref(content: Mapping[str, Any]) -> str | None:
-    """An encrypted file's reference: its mxc URI with the key, IV and hash after it."""
-    file = content.get("file")
-    if not isinstance(file, Mapping) or not isinstance(file.get("url"), str):
+Notify = Callable[[str, str, dict[str, Any], str], Awaitable[object]]
+
+
+def crypto_for(
+    settings: MatrixSettings, hs: Homeserver, state: StateStore, send: Notify
+) -> Crypto | None:
+    """The bot's device keys, when `[matrix] encryption` is on (bot mode); `send` posts the
+    notice about a message that could not be decrypted (room, type, content, txn)."""
+    if not settings.encryption or settings.mode != "bot" or not isinstance(state, SecretStateStore):
         return None
-    try:
-        key = str(file["key"]["k"])
-        iv = str(file["iv"])
-        digest = str(file["hashes"]["sha256"])
-    except (KeyError, TypeError):
-        return None
-    return f"{file['url']}{_SEP}{json.dumps([key, iv, digest], separators=(',', ':'))}"
+    key = settings.pickle_key or settings.access_token
+    if key is None:
+        msg = "matrix.encryption with a password login needs matrix.pickle_key"
+        raise ValueError(msg)
+    return Crypto(hs, state, key.get_secret_value(), send)
 
 
-def split_file_ref(ref: str) -> tuple[str, tuple[str, str, str] | None]:
-    """The mxc URI of a file reference, and the key, IV and hash when it is encrypted."""
-    mxc, sep, keys = ref.partition(_SEP)
-    if not sep:
-        return ref, None
-    try:
-        key, iv, digest = json.loads(keys)
-    except (ValueError, TypeError):
-        raise PermanentError("bad_file", "an encrypted file's keys are unreadable") from None
-    return mxc, (str(key), str(iv), str(digest))
-
-
-def decrypt_file(data: bytes, keys: tuple[str, str, str]) -> bytes:
-    """An encrypted attachment's plain bytes (AES-CTR, checked against its SHA-256)."""
-    key, iv, digest = keys
-    try:
-        return bytes(decrypt_attachment(data, key, digest, iv))
-    except (EncryptionError, ValueError, binascii.Error) as exc:
-        raise PermanentError("bad_file", f"an encrypted file did not decrypt: {exc}") from None
+def undecryptable_notice(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The notice for a staff message that never became readable: who wrote it, how to fix
+    it; in the event's thread when its (unencrypted) relation names one."""
+    sender = str(event.get("sender", "someone"))
+    content = event.get("content")
+    relation = (content.get("m.relates_to") if isinstance(content, Mapping) else None) or {}
+    text = (
+        f"A message from {sender} could not be decrypted by the bridge, so it did not reach"
+        " the customer. Their client has not shared its keys with the bridge's device:"
+        " they can verify the bridge's device (or share keys with unverified devices)"
+        " and send it again."
+    )
+    notice: dict[str, Any] = {"msgtype": "m.notice", "m.mentions": {}, "body": f"ℹ️ {text}"}
+    if relation.get("rel_type") == "m.thread" and isinstance(relation.get("event_id"), str):
+        notice["m.relates_to"] = in_thread(relation["event_id"])
+    return notice
 
 
 class Crypto:
     """The bot's device: its store, key uploads and queries, decryption and waiting events."""
 
     def __init__(
-        self,
-        client: AsyncClient,
-        secrets: SecretStateStore,
-        pickle_key: str,
-        notify: Callable[[str, dict[str, Any]], Awaitable[None]],
+        self, hs: Homeserver, secrets: SecretStateStore, pickle_key: str, send: Notify
     ) -> None:
-        self.client = client
+        self._hs = hs
+        self.client = hs.client
         self._secrets = secrets
         self._pickle_key = pickle_key
-        self._notify = notify
+        self._send = send
         self._store: SnapshotStore | None = None
         self._saved = 0
         self._waiting: dict[str, _Waiting] = {}
@@ -151,7 +149,42 @@ class Crypto:
     def _name(self) -> str:
         return f"olm.{self.client.user_id}.{self.client.device_id}"
 
-    async def restore_login(self) -> None:
+    async def login(self, token_configured: bool) -> WhoamiResponse:
+        """Log in: with a password, as the device of the first login (kept in the database,
+        its token too), so the keys stay the bot's; who the bot is."""
+        hs = self._hs
+        if not token_configured:
+            await self._restore_login()
+        await hs.ready()
+        try:
+            who = await checked(self.client.whoami(), WhoamiResponse)
+        except TransientError:
+            if token_configured:
+                raise
+            # The kept token was revoked: log in again as the same device (same keys).
+            self.client.access_token = ""
+            await hs.ready()
+            who = await checked(self.client.whoami(), WhoamiResponse)
+        if who.device_id:
+            self.client.device_id = who.device_id
+        if not token_configured:
+            await self._keep_login()
+        return who
+
+    async def start(self, sync_filter: dict[str, Any]) -> None:
+        """In the process that syncs: open the store, store it after each send, and learn
+        the rooms (which are encrypted, who is in them) before anything is sent."""
+        await self.open()
+        self._hs.after_send = self.save
+        # A sync from the start, not stored as the position: nio's view of the rooms' state.
+        quiet = {**sync_filter, "room": {**sync_filter["room"], "timeline": {"limit": 1}}}
+        response = await self.client.sync(timeout=0, sync_filter=quiet, full_state=True)
+        if isinstance(response, SyncError):
+            raise_response(response)
+        await self.keys()
+        await self.save()
+
+    async def _restore_login(self) -> None:
         """Password login: take the device id and token of the first login, if kept."""
         kept = await self._secrets.load_secret("device")
         if kept is None:
@@ -160,7 +193,7 @@ class Crypto:
         self.client.device_id = device["device_id"]
         self.client.access_token = device["access_token"]
 
-    async def keep_login(self) -> None:
+    async def _keep_login(self) -> None:
         """Keep the device id and token, so a restart logs in as the same device."""
         device = {"device_id": self.client.device_id, "access_token": self.client.access_token}
         await self._secrets.save_secret("device", json.dumps(device).encode())
@@ -205,6 +238,14 @@ class Crypto:
         if client.should_claim_keys:
             users = client.get_users_for_key_claiming()
             _warn(await client.keys_claim(users), KeysClaimResponse)
+
+    async def after_sync(self, handle: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
+        """After a sync response: keys due, waiting events whose keys came (to `handle`), and
+        the store written, before the position that makes the homeserver drop those keys."""
+        await self.keys()
+        for room, event in await self.retry():
+            await handle(room, event)
+        await self.save()
 
     async def save(self) -> None:
         """Write the store to the database when it changed since the last write."""
@@ -277,7 +318,12 @@ class Crypto:
                 ready.append((waiting.room, dict(clear.source)))
             elif now - waiting.since > KEY_WAIT_S:
                 del self._waiting[event_id]
-                await self._notify(waiting.room, waiting.source)
+                await self._send(
+                    waiting.room,
+                    "m.room.message",
+                    undecryptable_notice(waiting.source),
+                    txn_id("undecryptable", event_id),
+                )
         return ready
 
 

@@ -21,7 +21,7 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
-from connectors.matrix_crypto import file_ref
+from connectors.matrix_files import file_ref
 from connectors.matrix_html import formatted_text
 from connectors.staff import thread_command
 from connectors.wire import storable
