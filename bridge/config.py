@@ -164,9 +164,10 @@ class MatrixSettings(Section):
     # write in encrypted rooms and encrypts what it posts there. Off: encrypted rooms are refused.
     encryption: bool = False
     # The passphrase the bot's encryption keys are encrypted with in the database (nio's
-    # pickles). Unset: the configured access_token, a secret kept outside the database that
-    # lives exactly as long as the bot's device. With a password login, set one: the token
-    # the bridge gets is kept in the database, beside what it would protect.
+    # pickles). Unset: the configured access_token (a secret kept outside the database that
+    # lives exactly as long as the bot's device), else the password. Never the token a
+    # password login gets: that one is kept in the database, beside what it would protect.
+    # Set it before changing the password (to the old one), or the keys cannot be read.
     pickle_key: SecretStr | None = None
     # Events the bot sends per second. Synapse's default rc_message (0.2/s, burst 10) is far
     # lower: ask the homeserver admin to lift it for the bot, and the bridge obeys 429s anyway.

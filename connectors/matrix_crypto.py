@@ -102,9 +102,10 @@ def crypto_for(
     notice about a message that could not be decrypted (room, type, content, txn)."""
     if not settings.encryption or settings.mode != "bot" or not isinstance(state, SecretStateStore):
         return None
-    key = settings.pickle_key or settings.access_token
+    # The pickles' key is a secret of the settings, never of the database they lie in.
+    key = settings.pickle_key or settings.access_token or settings.password
     if key is None:
-        msg = "matrix.encryption with a password login needs matrix.pickle_key"
+        msg = "matrix.encryption needs matrix.pickle_key, access_token or password"
         raise ValueError(msg)
     return Crypto(hs, state, key.get_secret_value(), send)
 
