@@ -414,7 +414,8 @@ class MatrixSurface:
                 "GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages", params=params
             )
             for event in page.get("chunk") or []:
-                if carries_marker(event, marker) and event.get("sender") == self.user_id:
+                mine = event.get("sender") == self.user_id
+                if mine and carries_marker(self._clear(room, event), marker):
                     return ThreadRef(f"{room}/{event['event_id']}")
             token = page.get("end")
             if not token or not page.get("chunk"):
@@ -641,9 +642,13 @@ class MatrixSurface:
         """Look through the thread for an event carrying this outbox row."""
         room, root = split_ref(thread)
         for event in await self._relations(room, root):
-            if carries_marker(event, marker) and self._sent_by_bridge(event):
+            if self._sent_by_bridge(event) and carries_marker(self._clear(room, event), marker):
                 return StaffMessageRef(f"{room}/{event['event_id']}")
         return None
+
+    def _clear(self, room: str, event: dict[str, Any]) -> dict[str, Any]:
+        """An event of the room's history as it reads (the bot can read its own posts)."""
+        return self._crypto.peek(room, event) if self._crypto is not None else event
 
     def _sent_by_bridge(self, event: Mapping[str, Any]) -> bool:
         sender = str(event.get("sender", ""))

@@ -270,17 +270,27 @@ class Crypto:
         its keys are missing (kept, and asked for: see `retry`)."""
         if source.get("type") != "m.room.encrypted" or self.client.olm is None:
             return source
+        clear = self.peek(room, source)
+        if clear is not source:
+            return clear
+        parsed = Event.parse_event({**source, "room_id": room})
+        if isinstance(parsed, MegolmEvent):
+            self._wait(room, source, parsed)
+        return None  # an Olm event in a room, or a broken one: nothing to show
+
+    def peek(self, room: str, source: dict[str, Any]) -> dict[str, Any]:
+        """An event of the room's history decrypted if the bot can (its own posts among them:
+        nio keeps the bot's outbound room keys as inbound ones), else as it is."""
+        if source.get("type") != "m.room.encrypted" or self.client.olm is None:
+            return source
         parsed = Event.parse_event({**source, "room_id": room})
         if not isinstance(parsed, MegolmEvent):
-            return None  # an Olm event in a room, or a broken one: nothing to show
+            return source
         try:
             clear = self.client.decrypt_event(parsed)
         except (EncryptionError, LocalProtocolError):
-            clear = None
-        if clear is None or isinstance(clear, MegolmEvent) or not hasattr(clear, "source"):
-            self._wait(room, source, parsed)
-            return None
-        return dict(clear.source)
+            return source
+        return dict(clear.source) if hasattr(clear, "source") else source
 
     def _wait(self, room: str, source: dict[str, Any], parsed: MegolmEvent) -> None:
         event_id = str(source.get("event_id"))
@@ -307,16 +317,10 @@ class Crypto:
         ready: list[tuple[str, dict[str, Any]]] = []
         now = time.time()
         for event_id, waiting in list(self._waiting.items()):
-            parsed = Event.parse_event({**waiting.source, "room_id": waiting.room})
-            clear = None
-            if isinstance(parsed, MegolmEvent):
-                try:
-                    clear = self.client.decrypt_event(parsed)
-                except (EncryptionError, LocalProtocolError):
-                    clear = None
-            if clear is not None and not isinstance(clear, MegolmEvent):
+            clear = self.peek(waiting.room, waiting.source)
+            if clear is not waiting.source:
                 del self._waiting[event_id]
-                ready.append((waiting.room, dict(clear.source)))
+                ready.append((waiting.room, clear))
             elif now - waiting.since > KEY_WAIT_S:
                 del self._waiting[event_id]
                 await self._send(

@@ -19,6 +19,7 @@ from nio import (
     MegolmEvent,
     RoomCreateResponse,
     RoomSendResponse,
+    ToDeviceMessage,
     UploadResponse,
 )
 from nio.crypto.attachments import decrypt_attachment
@@ -111,6 +112,28 @@ class E2eStaff:
                 await asyncio.sleep(0.1)
         for device in self.client.device_store.active_user_devices(user):
             self.client.blacklist_device(device)
+
+    def hold_room_key(self, room: str) -> dict[str, str]:
+        """Start a new room key now and keep its first index, to share it later."""
+        olm = self.client.olm
+        olm.create_outbound_group_session(room)
+        session = olm.outbound_group_sessions[room]
+        return {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "room_id": room,
+            "session_id": session.id,
+            "session_key": session.session_key,
+        }
+
+    async def share_late(self, user: str, key: dict[str, str]) -> None:
+        """Send a held room key to a user's devices (an `m.room_key` that arrives late)."""
+        olm = self.client.olm
+        for device in self.client.device_store.active_user_devices(user):
+            olm_dict = olm._olm_encrypt(
+                olm.session_store.get(device.curve25519), device, "m.room_key", key
+            )
+            message = ToDeviceMessage("m.room.encrypted", user, device.id, olm_dict)
+            await self.client.to_device(message)
 
     async def wait_for(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = 30

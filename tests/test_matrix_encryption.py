@@ -11,6 +11,8 @@ import pytest
 
 import connectors.matrix_crypto
 from bridge.app import SURFACES
+from bridge.types import ThreadRef
+from connectors.matrix_render import MARKER
 from tests.harness import eventually, start_bridge
 from tests.matrix_e2e_user import E2eStaff
 from tests.matrix_user import MatrixUser
@@ -225,3 +227,28 @@ async def test_a_room_switched_to_encrypted_while_running_gets_encrypted_posts(
         await stop_world(world)
         await maria.close()
         await bot.close()
+
+
+async def test_the_bridge_finds_its_own_encrypted_posts_again(e2e):
+    # After a crash between a send and its record, the outbox looks for the post by its row.
+    await e2e.world.says(ANNA, "Where is my parcel?", first_name="Anna")
+    card = await e2e.card(e2e.maria)
+    first = await e2e.in_thread(e2e.maria, card["event_id"], "Where is my parcel?")
+    thread = ThreadRef(f"{e2e.room}/{card['event_id']}")
+    surface = e2e.surface()
+    assert await surface.find_thread(e2e.room, card["content"][MARKER]) == thread
+    found = await surface.find_post(thread, first["content"][MARKER])
+    assert found == f"{e2e.room}/{first['event_id']}"
+
+
+async def test_a_message_whose_keys_come_late_reaches_the_customer(e2e):
+    await e2e.world.says(ANNA, "Hello?", first_name="Anna")
+    root = (await e2e.card(e2e.maria))["event_id"]
+    await e2e.maria.blacklist(e2e.bot.user_id)
+    key = e2e.maria.hold_room_key(e2e.room)
+    await e2e.maria.reply(e2e.room, root, "Sent before the bot had the key")
+    surface = e2e.surface()
+    await eventually(lambda: surface._crypto._waiting or None, message="the waiting event")
+    await e2e.maria.share_late(e2e.bot.user_id, key)
+    sent = await eventually(lambda: e2e.world.tg.messages_to(ANNA), message="the late reply")
+    assert [m.text for m in sent] == ["Sent before the bot had the key"]
