@@ -173,6 +173,7 @@ class Homeserver:
         # Called after each send: an encrypted send moves Olm ratchets on, which must be stored
         # (a restart that reused an older state would send what the staff cannot decrypt).
         self.after_send: Callable[[], Awaitable[None]] | None = None
+        self.keys_required = False  # set by matrix_crypto when encryption is on
 
     async def ready(self) -> None:
         """Log in with the password once, when no access token is configured."""
@@ -193,6 +194,10 @@ class Homeserver:
     async def send(self, room: str, kind: str, content: dict[str, Any], txn: str) -> str:
         """Send an event as the bot; its event id."""
         await self.ready()
+        if self.keys_required and self.client.olm is None:
+            # Only the process that syncs holds the bot's keys and knows which rooms are
+            # encrypted; another one would send in the clear. The row waits for that process.
+            raise TransientError("with matrix.encryption only the syncing process sends")
         # Encrypted rooms: nio encrypts for every device of the members, verified or not (as
         # the mautrix bridges do); staff need not verify each other's devices for the bot.
         answer = await checked(

@@ -135,6 +135,7 @@ class Crypto:
         self, hs: Homeserver, secrets: SecretStateStore, pickle_key: str, send: Notify
     ) -> None:
         self._hs = hs
+        hs.keys_required = True  # no send before the keys are open (see Homeserver.send)
         self.client = hs.client
         self._secrets = secrets
         self._pickle_key = pickle_key
@@ -323,10 +324,15 @@ class Crypto:
                 ready.append((waiting.room, clear))
             elif now - waiting.since > KEY_WAIT_S:
                 del self._waiting[event_id]
+                notice = undecryptable_notice(waiting.source)
+                if "m.relates_to" not in notice:
+                    # Talk in the room itself never reaches a customer: the log says it.
+                    log.warning("Matrix: %s was never decrypted", event_id)
+                    continue
                 await self._send(
                     waiting.room,
                     "m.room.message",
-                    undecryptable_notice(waiting.source),
+                    notice,
                     txn_id("undecryptable", event_id),
                 )
         return ready
