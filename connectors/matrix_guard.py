@@ -1,0 +1,103 @@
+"""Rooms the bot must not post into as it is set up: an end-to-end encrypted room while
+`[matrix] encryption` is off, and any encrypted room in appservice mode.
+
+A room is encrypted once its `m.room.encryption` state event exists, and it stays so: the spec
+("End-to-End Encryption", "Enabling end-to-end encryption") lets no one switch it off again. A
+message posted in the clear there would break the room's promise to its members, so every send
+asks `RoomGuard.check` first (the one place that decides), and a send it refuses fails for good
+with the reason, which the outbox keeps on the row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from bridge.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from connectors.matrix_api import Homeserver
+
+log = logging.getLogger(__name__)
+
+ENCRYPTION_EVENT = "m.room.encryption"
+REFUSED = "encrypted_room"
+
+
+def refusal(room: str, encrypted: bool, *, encryption: bool, appservice: bool) -> str | None:
+    """Why the bot may not post into `room` as set up, in words for an admin; None when it may."""
+    if not encrypted:
+        return None
+    if appservice:
+        return (
+            f"Matrix room {room} is end-to-end encrypted; appservice mode needs an unencrypted room"
+        )
+    if not encryption:
+        return f"Matrix room {room} is end-to-end encrypted; set [matrix] encryption = true"
+    return None
+
+
+def turns_on_encryption(event: Mapping[str, Any]) -> bool:
+    """Whether a room event is the room's `m.room.encryption` state (state key empty)."""
+    return event.get("type") == ENCRYPTION_EVENT and event.get("state_key") == ""
+
+
+class RoomGuard:
+    """The rooms the bot keeps out of, and why; asked before every event the bridge sends."""
+
+    def __init__(self, *, encryption: bool = False, appservice: bool = False) -> None:
+        self.encryption = encryption
+        self.appservice = appservice
+        self._refused: dict[str, str] = {}
+
+    def found(self, room: str, encrypted: bool) -> str | None:
+        """Take in what is known of a room's encryption; the reason when it is now refused."""
+        reason = refusal(room, encrypted, encryption=self.encryption, appservice=self.appservice)
+        if reason is not None and room not in self._refused:
+            self._refused[room] = reason
+            # Said once per room: every send into it fails with the same reason on its row.
+            log.error("%s (the bridge posts nothing there)", reason)
+        return reason
+
+    def saw(self, room: str, event: Mapping[str, Any]) -> None:
+        """An event of the room's timeline: its encryption may have been switched on."""
+        if turns_on_encryption(event):
+            self.found(room, True)
+
+    def refused(self, room: str) -> bool:
+        """Whether the bot keeps out of this room."""
+        return room in self._refused
+
+    def check(self, room: str) -> None:
+        """Raise PermanentError when nothing may be sent into this room."""
+        reason = self._refused.get(room)
+        if reason is not None:
+            raise PermanentError(REFUSED, reason)
+
+    async def report(self, hs: Homeserver, room: str) -> tuple[bool, str]:
+        """For `run.py check`: may the bot post into `room` as set up, and what was found."""
+        setting = f"[matrix] encryption {'on' if self.encryption else 'off'}"
+        try:
+            encrypted = await room_encrypted(hs, room)
+        except TransientError as exc:
+            if "M_FORBIDDEN" not in str(exc):
+                raise
+            # Not in the room yet (the start joins a room it is invited to): nothing to read.
+            return True, f"not readable by the bot yet, so its encryption is not known ({setting})"
+        reason = refusal(room, encrypted, encryption=self.encryption, appservice=self.appservice)
+        if reason is not None:
+            return False, reason
+        return True, f"{'end-to-end encrypted' if encrypted else 'not encrypted'}; {setting}"
+
+
+async def room_encrypted(hs: Homeserver, room: str) -> bool:
+    """Whether the room has its `m.room.encryption` state (GET .../state: 404 when it has none)."""
+    try:
+        await hs.api("GET", f"/_matrix/client/v3/rooms/{quote(room)}/state/{ENCRYPTION_EVENT}")
+    except PermanentError as exc:
+        if exc.code == "M_NOT_FOUND":
+            return False
+        raise
+    return True
