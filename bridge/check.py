@@ -62,7 +62,7 @@ class RoomsProbe(Protocol):
     """A staff surface that also checks, room by room, that it may post there as set up."""
 
     async def probe_rooms(self) -> tuple[str, list[tuple[str, bool, str]]]:
-        """What `probe` tells, and per room: its id, whether it is usable, what was found."""
+        """Who the account is, and per room: its id, whether it is usable, what was found."""
         ...
 
 

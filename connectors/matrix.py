@@ -7,8 +7,8 @@ from the outbox row, so a retried send is the same event to the homeserver; the 
 its own ref table for longer than the homeserver's transaction cache. The sync position is
 stored only after the batch's events are stored, so a restart neither skips nor repeats.
 Parsing is in matrix_events, HTML in matrix_render, mentions in matrix_mentions, the
-homeserver's API in matrix_api, appservice mode in matrix_appservice and the commands in
-matrix_commands.
+homeserver's API in matrix_api, appservice mode in matrix_appservice, the commands in
+matrix_commands, and the rooms it must not post into (encryption) in matrix_guard.
 """
 
 from __future__ import annotations
@@ -192,13 +192,9 @@ class MatrixSurface:
         if not self.appservice and self._sync_task is None:
             self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
 
-    async def probe(self) -> str:
-        """A harmless authenticated call (whoami) for `run.py check`: who the bot is."""
-        who, _ = await self.probe_rooms()
-        return who
-
     async def probe_rooms(self) -> tuple[str, list[tuple[str, bool, str]]]:
-        """Who the bot is, and for each room: may it post there as set up (encryption)?
+        """For `run.py check`: who the bot is (whoami), and may it post into each room as set
+        up (encryption)?
 
         With a password instead of a token, the check logs in and out again."""
         fresh = not self.client.access_token
@@ -324,7 +320,8 @@ class MatrixSurface:
     # -- events -----------------------------------------------------------------------------
 
     async def _handle(self, room: str, event: Mapping[str, Any]) -> None:
-        self._guard.saw(room, event)
+        if self._guard.keeps_out(room, event):
+            return
         parsed = parse_event(room, event, self.user_id, self.puppets)
         if parsed is None:
             return

@@ -61,10 +61,12 @@ class RoomGuard:
             log.error("%s (the bridge posts nothing there)", reason)
         return reason
 
-    def saw(self, room: str, event: Mapping[str, Any]) -> None:
-        """An event of the room's timeline: its encryption may have been switched on."""
+    def keeps_out(self, room: str, event: Mapping[str, Any]) -> bool:
+        """An event of the room's timeline (it may switch encryption on): whether the bot keeps
+        out of the room, reading and answering nothing there either."""
         if turns_on_encryption(event):
             self.found(room, True)
+        return room in self._refused
 
     def refused(self, room: str) -> bool:
         """Whether the bot keeps out of this room."""

@@ -260,7 +260,12 @@ async def test_matrix_rooms_are_checked_for_end_to_end_encryption(tmp_path, syna
     assert "FAILED" in mismatch
     assert f"{secret} is end-to-end encrypted; set [matrix] encryption = true" in mismatch
     assert lines[f"matrix:{plain}"].split()[1:] == [
-        "ok", "not", "encrypted;", "[matrix]", "encryption", "off"
+        "ok",
+        "not",
+        "encrypted;",
+        "[matrix]",
+        "encryption",
+        "off",
     ]
 
     settings["matrix"]["encryption"] = True
