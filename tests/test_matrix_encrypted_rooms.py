@@ -123,6 +123,36 @@ async def test_a_room_encrypted_while_running_gets_no_more_posts(tmp_path, synap
         await mx.bot.close()
 
 
+async def test_appservice_mode_posts_nothing_once_its_room_is_encrypted(tmp_path, caplog):
+    from tests.test_matrix_appservice import appservice_world, puppet_of
+
+    caplog.set_level(logging.ERROR)
+    why = "is end-to-end encrypted; appservice mode needs an unencrypted room"
+    async with appservice_world(tmp_path) as (world, staff, room, _):
+        await world.says(ANNA, "Where is my parcel?", first_name="Anna", last_name="Schmidt")
+        puppet = puppet_of(f"telegram_{ANNA}")
+        await staff.wait_for_event(room, lambda e: body_of(e) == "Where is my parcel?", 30)
+        [(last,)] = await world.sql("select max(id) from outbox")
+        await encrypt(staff, room)
+        await eventually(
+            lambda: [r for r in caplog.records if f"{room} {why}" in r.getMessage()],
+            timeout=30,
+            message="the refusal in the log",
+        )
+        await world.says(ANNA, "Any news?", first_name="Anna", last_name="Schmidt")
+        rows = await eventually(
+            lambda: world.sql(
+                "select kind, attempts, last_error from outbox"
+                f" where state = 'failed' and kind = 'staff.post' and id > {last}"
+            ),
+            message="the post failing",
+        )
+        assert [(kind, attempts) for kind, attempts, _ in rows] == [("staff.post", 1)]
+        assert f"{room} {why}" in rows[0][2]
+        events = await staff.messages(room, limit=200)
+        assert not [e for e in events if e.get("sender") == puppet and "Any news?" in str(e)]
+
+
 async def test_appservice_mode_with_encryption_is_refused_at_the_start(tmp_path):
     config = tmp_path / "bridge.toml"
     config.write_text(
