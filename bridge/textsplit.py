@@ -73,6 +73,25 @@ def _cut(text: str, most: int) -> int:
     return most
 
 
+def first_piece(text: str, fits: Callable[[str], bool]) -> int:
+    """How many code points of `text` its first piece takes: all when it `fits`, else the
+    cut `split_text` makes (at least 1)."""
+    if fits(text):
+        return len(text)
+    # Galloping, then halving: the work grows with the piece, not with the whole text.
+    low, high = 0, 1  # fits(text[:low]) holds, fits(text[:high]) does not
+    while high < len(text) and fits(text[:high]):
+        low, high = high, high * 2
+    high = min(high, len(text))
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(text[:middle]):
+            low = middle
+        else:
+            high = middle
+    return _cut(text, max(low, 1))
+
+
 def split_text(text: str, fits: Callable[[str], bool]) -> list[str]:
     """`text` in pieces that each `fits`, in order; joined they are `text` again.
 
@@ -80,21 +99,8 @@ def split_text(text: str, fits: Callable[[str], bool]) -> list[str]:
     does not fit is given a piece of its own."""
     pieces: list[str] = []
     rest = text
-    while rest and not fits(rest):
-        # Galloping, then halving: the work grows with the piece, not with the whole text.
-        low, high = 0, 1  # fits(rest[:low]) holds, fits(rest[:high]) does not
-        while high < len(rest) and fits(rest[:high]):
-            low, high = high, high * 2
-        high = min(high, len(rest))
-        while high - low > 1:
-            middle = (low + high) // 2
-            if fits(rest[:middle]):
-                low = middle
-            else:
-                high = middle
-        at = _cut(rest, max(low, 1))
+    while rest:
+        at = first_piece(rest, fits)
         pieces.append(rest[:at])
         rest = rest[at:]
-    if rest or not pieces:
-        pieces.append(rest)
-    return pieces
+    return pieces or [""]

@@ -12,13 +12,21 @@ at a word boundary, hugging its text, on one line, so `snake_case_names`, `5 * 3
 - WhatsApp's own markers are the same (`*bold*`, `_italic_`, `~strike~`, `` ` ``,
   ```` ``` ````, `>`), so its text goes as written.
 - Messenger and SMS show no formatting: the markers go, the words and quotes stay.
+
+A message too long for one send is cut where the reader sees text, and each part carries its
+own markup: a style or a quote cut in two ends in one part and opens again in the next, so no
+tag is cut in half and no marker is left unpaired.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from bridge.textsplit import first_piece
+from connectors.wire import utf16_len
 
 # A fenced block: its content is literal, newlines and all.
 _FENCE = re.compile(r"```\n?(.*?)\n?```", re.S)
@@ -32,6 +40,14 @@ _STYLE = re.compile(
 _QUOTE = re.compile(r"^>[ \t]?(.*)$")
 _TAGS = {"*": "b", "_": "i", "~": "s"}
 _BLOCK_BREAK = re.compile(r"<br>(<(?:blockquote|pre)>)|(?<=</blockquote>)<br>|(?<=</pre>)<br>")
+# A URL as readers see it (Slack sends links as `<url>`, read into "label (url)"): its `_`, `*`
+# and `~` are part of the address, never markers.
+# It ends before a parenthesis: links are read as "label (url)".
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s<>`()]*[^\s<>`.,;:!?()\[\]'\"]")
+# While styles are read, a URL's markers stand in as noncharacters (Unicode's own internal-use
+# code points, which no message carries), put back in the text spans after.
+_HIDE = str.maketrans({"*": "\ufdd0", "_": "\ufdd1", "~": "\ufdd2"})
+_SHOW = str.maketrans({"\ufdd0": "*", "\ufdd1": "_", "\ufdd2": "~"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +82,67 @@ def matrix_html(text: str) -> str:
 def style_count(text: str) -> int:
     """How many styled spans (bold, italic, strike, code) mrkdwn shows in one line of text."""
     return sum(_count(span) for span in _inline(text))
+
+
+def telegram_parts(text: str, limit: int) -> list[str]:
+    """mrkdwn as Telegram HTML messages, each showing at most `limit` UTF-16 units of text."""
+    # Telegram's 4096 characters are counted after entity parsing (Bot API, sendMessage).
+    return _parts(_parse(text), limit, _html, _shown)
+
+
+def whatsapp_parts(text: str, limit: int) -> list[str]:
+    """mrkdwn as WhatsApp bodies of at most `limit` UTF-16 units, each with its markers paired."""
+    if utf16_len(text) <= limit:
+        return [text]  # as written
+    return _parts(_parse(text), limit, _mrkdwn, _mrkdwn)
+
+
+def _parts(
+    spans: list[_Span], limit: int, render: Callable[[_Span], str], measure: Callable[[_Span], str]
+) -> list[str]:
+    """The spans cut at what the reader sees into parts whose `measure` fits `limit`."""
+    shown = "".join(_shown(span) for span in spans)
+    parts: list[str] = []
+    start = 0
+    while start < len(shown):
+
+        def fits(piece: str, start: int = start) -> bool:
+            sliced = _slice(spans, start, start + len(piece))
+            return utf16_len("".join(measure(span) for span in sliced)) <= limit
+
+        end = start + first_piece(shown[start:], fits)
+        # The line break or space at the cut ends no part (platforms trim it anyway), and a
+        # part of only white space is refused by every platform.
+        words = shown[start:end] if end == len(shown) else shown[start:end].rstrip()
+        if words.strip():
+            kept = _slice(spans, start, start + len(words))
+            parts.append("".join(render(span) for span in kept))
+        start = end
+    return parts
+
+
+def _shown(span: _Span) -> str:
+    """The text a reader sees of a span, without markup."""
+    if span.kind in ("text", "code", "pre"):
+        return span.text
+    return "".join(_shown(child) for child in span.children)
+
+
+def _slice(spans: tuple[_Span, ...] | list[_Span], start: int, end: int) -> list[_Span]:
+    """The spans that show `shown[start:end]`, styles and quotes kept around their part."""
+    out: list[_Span] = []
+    pos = 0
+    for span in spans:
+        size = len(_shown(span))
+        low, high = max(start - pos, 0), min(end - pos, size)
+        if low < high and span.kind in ("text", "code", "pre"):
+            out.append(_Span(span.kind, span.text[low:high]))
+        elif low < high:
+            out.append(_Span(span.kind, children=tuple(_slice(span.children, low, high))))
+        pos += size
+        if pos >= end:
+            break
+    return out
 
 
 def _parse(text: str) -> list[_Span]:
@@ -129,16 +206,39 @@ def _inline(text: str) -> list[_Span]:
 
 
 def _styled(text: str) -> list[_Span]:
+    return _styles(_hide_urls(text))
+
+
+def _hide_urls(text: str) -> str:
+    """The text with the markers inside its URLs hidden from the style rules."""
+    out: list[str] = []
+    pos = 0
+    for match in _URL.finditer(text):
+        out.append(text[pos : match.start()])
+        url = match.group(0)
+        core = url.rstrip("*_~")
+        tail = url[len(core) :]
+        # A marker right after a URL closes a style when one opened before it on its line
+        # (`_see https://x.y/a_`); otherwise it ends the address (`https://x.y/_a_`).
+        line = "".join(out).rpartition("\n")[2]
+        opened = tail and re.search(rf"(?<![\w*_~]){re.escape(tail[-1])}(?=\S)", line)
+        out.append(core.translate(_HIDE) + (tail if opened else tail.translate(_HIDE)))
+        pos = match.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _styles(text: str) -> list[_Span]:
     spans: list[_Span] = []
     pos = 0
     for match in _STYLE.finditer(text):
         if match.start() > pos:
-            spans.append(_Span("text", text[pos : match.start()]))
-        inner = tuple(_styled(match.group(2)))
+            spans.append(_Span("text", text[pos : match.start()].translate(_SHOW)))
+        inner = tuple(_styles(match.group(2)))
         spans.append(_Span(_TAGS[match.group(1)], children=inner))
         pos = match.end()
     if pos < len(text):
-        spans.append(_Span("text", text[pos:]))
+        spans.append(_Span("text", text[pos:].translate(_SHOW)))
     return spans
 
 
@@ -158,6 +258,25 @@ def _count(span: _Span) -> int:
     if span.kind == "text":
         return 0
     return 1 + sum(_count(child) for child in span.children)
+
+
+def _mrkdwn(span: _Span) -> str:
+    """A span written in mrkdwn again, its markers hugging the words as Slack reads them."""
+    if span.kind == "text":
+        return span.text
+    if span.kind == "code":
+        return f"`{span.text}`"
+    if span.kind == "pre":
+        return f"```\n{span.text}\n```"
+    inner = "".join(_mrkdwn(child) for child in span.children)
+    if span.kind == "quote":
+        return "\n".join(f"> {line}" for line in inner.split("\n"))
+    words = inner.strip()
+    if not words:
+        return inner
+    marker = next(m for m, tag in _TAGS.items() if tag == span.kind)
+    lead, trail = inner[: len(inner) - len(inner.lstrip())], inner[len(inner.rstrip()) :]
+    return f"{lead}{marker}{words}{marker}{trail}"
 
 
 def _plain(span: _Span) -> str:

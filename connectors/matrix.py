@@ -8,7 +8,8 @@ its own ref table for longer than the homeserver's transaction cache. The sync p
 stored only after the batch's events are stored, so a restart neither skips nor repeats.
 Parsing is in matrix_events, HTML in matrix_render, mentions in matrix_mentions, the
 homeserver's API in matrix_api, appservice mode in matrix_appservice, the commands in
-matrix_commands, and the rooms it must not post into (encryption) in matrix_guard.
+matrix_commands, the bot's cross-signing in matrix_cross_signing, and the rooms it must not
+post into (encryption) in matrix_guard.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from bridge.types import (
 from connectors.matrix_api import Homeserver, checked, raise_response
 from connectors.matrix_appservice import SEEN_TXNS, TXN_KEY, Puppets, Transactions
 from connectors.matrix_commands import MatrixCommands
+from connectors.matrix_cross_signing import cross_sign_when_ready
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
 from connectors.matrix_guard import RoomGuard, room_encrypted
 from connectors.matrix_mentions import in_words, user_ids
@@ -153,6 +155,7 @@ class MatrixSurface:
             self._pushed,
         )
         self._sync_task: asyncio.Task[None] | None = None
+        self._signing_task: asyncio.Task[object] | None = None
         self._names = Names(self._profile)
         self._commands = MatrixCommands(
             self._hs, self.user_id, commands, self._names, self.stranger
@@ -191,12 +194,18 @@ class MatrixSurface:
         """Bot mode: /sync (one process at a time, or every event would arrive twice)."""
         if not self.appservice and self._sync_task is None:
             self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
+            if self.settings.encryption:
+                # In the process that syncs, which alone uses the bot's keys; never fails the start.
+                self._signing_task = asyncio.create_task(
+                    cross_sign_when_ready(
+                        self._hs, self._state, self.user_id, self.settings.password, self.synced
+                    ),
+                    name="matrix-cross-signing",
+                )
 
     async def probe_rooms(self) -> tuple[str, list[tuple[str, bool, str]]]:
-        """For `run.py check`: who the bot is (whoami), and may it post into each room as set
-        up (encryption)?
-
-        With a password instead of a token, the check logs in and out again."""
+        """For `run.py check`: who the bot is (whoami; with only a password, logged in and out
+        again), and whether it may post into each room as set up (encryption)."""
         fresh = not self.client.access_token
         await self._hs.ready()
         try:
@@ -217,6 +226,11 @@ class MatrixSurface:
 
     async def stop_loop(self) -> None:
         """Stop syncing, if syncing."""
+        if self._signing_task is not None:
+            self._signing_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._signing_task
+            self._signing_task = None
         if self._sync_task is not None:
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

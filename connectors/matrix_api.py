@@ -203,8 +203,11 @@ class Homeserver:
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
+        uia: bool = False,
     ) -> dict[str, Any]:
-        """A client-server API call nio does not offer (relations, pages of history)."""
+        """A client-server API call nio does not offer (relations, pages of history).
+
+        `uia`: a 401 asking for user-interactive auth (its body has `flows`) is the answer."""
         await self.ready()
         headers = {"Authorization": f"Bearer {self.client.access_token}"}
         try:
@@ -216,6 +219,8 @@ class Homeserver:
                 except ValueError:
                     body = {}
                 body = body if isinstance(body, dict) else {}
+                if uia and response.status == 401 and "flows" in body:
+                    return body
                 if response.status >= 400:
                     raise matrix_error(
                         response.status,

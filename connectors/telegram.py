@@ -49,7 +49,7 @@ from bridge.types import (
     Template,
 )
 from connectors.chatlinks import chat_link
-from connectors.markup import telegram_html
+from connectors.markup import telegram_html, telegram_parts
 from connectors.telegram_replies import external_id as _external_id
 from connectors.telegram_replies import moment as _moment
 from connectors.telegram_replies import parse_reaction, reply_of
@@ -60,8 +60,6 @@ from connectors.wire import (
     int_or_none,
     json_object,
     opt_str,
-    prefix_within,
-    split_text,
     storable,
     unreachable,
     utf16_len,
@@ -275,10 +273,14 @@ def _sent_message_id(result: Any) -> int:
     return message_id
 
 
-def _truncate(text: str, limit: int) -> str:
-    if utf16_len(text) <= limit:
-        return text
-    return text[: prefix_within(text, limit - 1)] + "…"
+def _edited_html(text: str, limit: int) -> str:
+    """An edit's text as HTML: whole when it shows within `limit`, else what fits and "…"."""
+    # An edit replaces one message, so it cannot be sent in parts; the limit counts what
+    # the customer sees (Bot API, editMessageText), and a cut leaves no tag or marker open.
+    parts = telegram_parts(text, limit)
+    if len(parts) <= 1:
+        return parts[0] if parts else telegram_html(text)
+    return telegram_parts(text, limit - 1)[0] + "…"
 
 
 def _raise_for(status: int, body: Mapping[str, Any]) -> NoReturn:
@@ -505,9 +507,13 @@ class TelegramConnector:
         if msg.files and utf16_len(text) <= CAPTION_LIMIT:
             caption = text or None
         elif text:
-            for chunk in split_text(text, TEXT_LIMIT):
-                message_id = await self._send_text(chat, chunk)
+            # Cut after the HTML is read, where the 4096 characters are counted, so that each
+            # part's tags stay whole.
+            for part in telegram_parts(text, TEXT_LIMIT):
+                message_id = await self._send_html(chat, part)
                 carrier = message_id if carrier is None else carrier
+        if carrier is None and not msg.files:
+            raise PermanentError("400", "the message shows no text")
         for file in msg.files:
             message_id = await self._send_file(chat, file, caption)
             carrier = message_id if carrier is None else carrier
@@ -515,8 +521,8 @@ class TelegramConnector:
         assert carrier is not None
         return _external_id(chat, carrier)
 
-    async def _send_text(self, chat: ChatId, text: str) -> int:
-        params = {"chat_id": chat, "text": telegram_html(text), "parse_mode": "HTML"}
+    async def _send_html(self, chat: ChatId, text: str) -> int:
+        params = {"chat_id": chat, "text": text, "parse_mode": "HTML"}
         result = await self._call("sendMessage", params)
         return _sent_message_id(result)
 
@@ -544,7 +550,7 @@ class TelegramConnector:
         params: dict[str, Any] = {
             "chat_id": chat_id,
             "message_id": message_id,
-            "text": telegram_html(_truncate(text, TEXT_LIMIT)),
+            "text": _edited_html(text, TEXT_LIMIT),
             "parse_mode": "HTML",
         }
         try:
@@ -558,7 +564,7 @@ class TelegramConnector:
             caption = {
                 "chat_id": chat_id,
                 "message_id": message_id,
-                "caption": telegram_html(_truncate(text, CAPTION_LIMIT)),
+                "caption": _edited_html(text, CAPTION_LIMIT),
                 "parse_mode": "HTML",
             }
             try:

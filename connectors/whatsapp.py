@@ -37,6 +37,7 @@ from bridge.types import (
 )
 from connectors import meta
 from connectors.chatlinks import chat_link
+from connectors.markup import whatsapp_parts
 from connectors.whatsapp_api import (
     DOCUMENT_LIMIT,
     base_mime,
@@ -53,7 +54,6 @@ from connectors.wire import (
     hand_over,
     json_object,
     opt_str,
-    split_text,
     unreachable,
     utf16_len,
 )
@@ -190,7 +190,8 @@ class WhatsAppConnector(SharedWebhook, FinalSends):
             caption_at = next((i for i, t in enumerate(send_types) if t in _CAPTIONED), None)
         carrier: ExternalMessageId | None = None
         if text and caption_at is None:
-            for chunk in split_text(text, TEXT_LIMIT):
+            # Cut so that each part's markers stay paired: WhatsApp reads them per message.
+            for chunk in whatsapp_parts(text, TEXT_LIMIT):
                 body: dict[str, Any] = {"body": chunk}
                 if _LINK.search(chunk):
                     body["preview_url"] = True
@@ -209,7 +210,8 @@ class WhatsAppConnector(SharedWebhook, FinalSends):
             if index == caption_at:
                 carrier = wamid
         result = carrier or first
-        assert result is not None  # there was text or at least one file
+        if result is None:  # a long text of markers around white space shows nothing
+            raise PermanentError("empty", "the message shows no text")
         return result
 
     async def _send_message(self, chat: ChatId, kind: str, content: Any) -> ExternalMessageId:

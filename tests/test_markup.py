@@ -69,3 +69,25 @@ def test_telegram_accepts_every_conversion_and_no_visible_text_is_lost(written):
 @given(st.text(max_size=80))
 def test_any_text_converts_to_html_telegram_accepts(written):
     parse_html(telegram_html(written))
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "https://en.wikipedia.org/wiki/_Underscore_",
+        "read 9 (https://example.com/~user/~) and https://example.com/~user/~",
+        "https://example.com/*star* & more",
+    ],
+)
+def test_a_links_underscores_asterisks_and_tildes_stay_in_it(written):
+    assert parse_html(telegram_html(written)).text == written
+    assert plain(written) == written
+
+
+def test_a_style_around_a_link_is_still_read():
+    assert telegram_html("_see https://x.y/a_b_ now") == "<i>see https://x.y/a_b</i> now"
+    assert telegram_html("*see https://x.y/*") == "<b>see https://x.y/</b>"
+
+
+def test_a_style_right_after_a_link_in_parentheses_is_read():
+    assert telegram_html("see (https://x.y/a_b)*now*") == "see (https://x.y/a_b)<b>now</b>"

@@ -12,6 +12,7 @@ from bridge.types import StaffEdit, StaffMessage
 from connectors.markup import plain, telegram_html
 from connectors.matrix_events import parse_event
 from connectors.matrix_html import formatted_text
+from tests.fakes.telegram_html import parse_html
 
 CORPUS = Path(__file__).parent / "corpus" / "matrix"
 ROOM = "!AtyuVyqNFWfJMwlbwR:matrix.org"
@@ -97,3 +98,46 @@ def test_a_message_without_html_keeps_its_body():
         "content": {"body": "2 * 3 = 6", "msgtype": "m.text"},
     }
     assert _read(event) == "2 * 3 = 6"
+
+
+@pytest.mark.parametrize(
+    ("html", "read", "telegram"),
+    [
+        # mrkdwn styles stay on one line: a bold run over a line break is bold on each line.
+        ("<b>a<br>b</b>", "*a*\n*b*", "<b>a</b>\n<b>b</b>"),
+        ("<b><br></b>x", "x", "x"),
+        # A quote whose line begins with a style is still a quote.
+        ("<blockquote><b>a</b> b</blockquote>", "> *a* b", "<blockquote><b>a</b> b</blockquote>"),
+        (
+            "<blockquote><b>a<br>b</b></blockquote>",
+            "> *a*\n> *b*",
+            "<blockquote><b>a</b>\n<b>b</b></blockquote>",
+        ),
+    ],
+)
+def test_styles_over_line_breaks_and_quotes_reach_telegram_as_formatting(html, read, telegram):
+    text = formatted_text({"format": "org.matrix.custom.html", "body": "-", "formatted_body": html})
+    assert text == read
+    assert telegram_html(text) == telegram
+
+
+@pytest.mark.parametrize(
+    ("html", "read"),
+    [
+        # mrkdwn styles only whole words: a style inside a word is left out, its letters kept.
+        ("9<b>9</b>", "99"),
+        ("<b>9</b>9", "99"),
+        ("<b>a</b><i>b</i>", "ab"),
+        ("<b><i>x</i>y</b>", "*xy*"),
+        ("<b><i>x</i></b> y", "*_x_* y"),
+        ("9<b><i>9</i></b>", "99"),
+        ("<b><i>9</i></b>9", "99"),
+        ('<b>9</b><a href="https://example.com/">9</a>', "99 (https://example.com/)"),
+        ("<b><b>9</b></b>", "*9*"),
+        ("<b><pre>9</pre></b>", "```\n9\n```"),
+    ],
+)
+def test_styles_mrkdwn_cannot_show_leave_no_stray_markers(html, read):
+    text = formatted_text({"format": "org.matrix.custom.html", "body": "-", "formatted_body": html})
+    assert text == read
+    assert not set(parse_html(telegram_html(text)).text) & set("*_~`")
