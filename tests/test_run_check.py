@@ -240,6 +240,7 @@ async def test_matrix_rooms_are_checked_for_end_to_end_encryption(tmp_path, syna
     await encrypt(staff, secret)
     for room in (plain, secret):
         await bot.join(room)
+    invited = await staff.create_room("not joined yet", invite=[bot.user_id])
     settings = {
         "bridge": {"database": f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}"},
         "matrix": {
@@ -250,7 +251,10 @@ async def test_matrix_rooms_are_checked_for_end_to_end_encryption(tmp_path, syna
         },
     }
     # A route's room is checked as the default room is.
-    route = f'[[routes]]\nplatform = "telegram"\nmatrix_room = "{plain}"\n'
+    route = "".join(
+        f'[[routes]]\nplatform = "{platform}"\nmatrix_room = "{room}"\n'
+        for platform, room in (("telegram", plain), ("whatsapp", invited))
+    )
     config = tmp_path / "bridge.toml"
     config.write_text(_toml(settings) + route)
     code, lines, _ = await _check(config)
@@ -267,6 +271,9 @@ async def test_matrix_rooms_are_checked_for_end_to_end_encryption(tmp_path, syna
         "encryption",
         "off",
     ]
+    # The start joins a room the bot is invited to; until then its state cannot be read.
+    assert lines[f"matrix:{invited}"].split()[1] == "ok"
+    assert "encryption is not known" in lines[f"matrix:{invited}"]
 
     settings["matrix"]["encryption"] = True
     config.write_text(_toml(settings) + route)
