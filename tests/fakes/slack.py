@@ -43,6 +43,13 @@ from aiohttp import web
 
 from tests.fakes.meta import corpus_sample
 from tests.fakes.slack_rich import rich_text_of, slack_text_of
+from tests.fakes.slack_samples import (
+    bot_post_event,
+    broadcast_changed_event,
+    deleted_event,
+    file_share_event,
+    thread_broadcast_event,
+)
 
 _TS_RE = re.compile(r"^\d+\.\d+$")
 _NEVER_STORMED = frozenset({"auth.test", "apps.connections.open"})
@@ -597,11 +604,14 @@ class FakeSlack:
         event = self.message_dict(msg)
         event.pop("reactions", None)
         event.pop("edited", None)
-        if msg.bot_id is None and msg.files:
-            event["subtype"] = "file_share"
         event["channel"] = msg.channel
         event["channel_type"] = self._channel_type(msg.channel)
         event["event_ts"] = msg.ts
+        parent = self.find(msg.channel, msg.thread_ts) if msg.is_reply and msg.thread_ts else None
+        if parent is not None:
+            event["parent_user_id"] = parent.user or self.bot_user_id
+        if msg.bot_id is None and msg.files:
+            return file_share_event(event)
         return event
 
     # ------------------------------------------------------------------ Web API methods
@@ -1244,12 +1254,7 @@ class FakeSlack:
             client_msg_id=str(uuid.uuid4()),
         )
         self.messages.append(msg)
-        event = self._message_event(msg)
-        if thread_ts is not None:
-            parent = self.find(channel, thread_ts)
-            if parent is not None:
-                event["parent_user_id"] = parent.user or self.bot_user_id
-        await self.deliver(self.event_callback(event))
+        await self.deliver(self.event_callback(self._message_event(msg)))
         return msg.ts
 
     async def agent_edits(
@@ -1303,22 +1308,57 @@ class FakeSlack:
         if msg is None:
             raise KeyError((channel, ts))
         previous = self._message_event(msg)
-        for key in ("channel", "channel_type", "event_ts"):
-            previous.pop(key, None)
         msg.deleted = True
-        event_ts = self._next_ts()
-        event = {
-            "type": "message",
-            "subtype": "message_deleted",
-            "hidden": True,
-            "deleted_ts": ts,
-            "channel": channel,
-            "previous_message": previous,
-            "event_ts": event_ts,
-            "ts": event_ts,
-            "channel_type": self._channel_type(channel),
-        }
+        event = deleted_event(
+            previous,
+            channel=channel,
+            channel_type=self._channel_type(channel),
+            event_ts=self._next_ts(),
+        )
         return await self.deliver(self.event_callback(event))
+
+    async def agent_broadcasts(
+        self, channel: str, thread_ts: str, text: str, *, user: str = "UAGENT"
+    ) -> str:
+        """A human replies in a thread and ticks "Also send to channel": deliver the
+        thread_broadcast, then the message_changed Slack follows it with; return its ts."""
+        parent = self.find(channel, thread_ts)
+        if parent is None:
+            raise KeyError((channel, thread_ts))
+        msg = SlackMessage(
+            channel=channel,
+            ts=self._next_ts(),
+            thread_ts=thread_ts,
+            text=as_slack_sends(text),
+            blocks=[rich_text_of(text)],
+            user=user,
+            client_msg_id=str(uuid.uuid4()),
+            reply_broadcast=True,
+        )
+        self.messages.append(msg)
+        repliers = [m.user or self.bot_user_id for m in self.replies(channel, thread_ts)[1:]]
+        root = self.message_dict(parent)
+        root.pop("reactions", None)
+        event = thread_broadcast_event(self._message_event(msg), root, repliers)
+        await self.deliver(self.event_callback(event))
+        await self.deliver(self.event_callback(broadcast_changed_event(event, self._next_ts())))
+        return msg.ts
+
+    async def app_posts(self, channel: str, thread_ts: str | None, text: str) -> str:
+        """Another app posts (under a name of its own); deliver its bot_message; return ts."""
+        msg = SlackMessage(
+            channel=channel,
+            ts=self._next_ts(),
+            thread_ts=thread_ts,
+            text=text,
+            bot_id="BOTHERAPP",
+            username="Other App",
+            icon_emoji="bulb",
+        )
+        self.messages.append(msg)
+        event = self._bot_event(msg) | {"app_id": "AOTHERAPP"}
+        await self.deliver(self.event_callback(event))
+        return msg.ts
 
     async def slash_command(
         self,
@@ -1429,8 +1469,16 @@ class FakeSlack:
     def _echo(self, msg: SlackMessage) -> None:
         if not self.echo_bot_messages:
             return
-        event = self._message_event(msg)
+        event = self._bot_event(msg)
         self._spawn(self._quietly(self.deliver(self.event_callback(event))))
+
+    def _bot_event(self, msg: SlackMessage) -> dict[str, Any]:
+        return bot_post_event(
+            self._message_event(msg),
+            bot_user_id=self.bot_user_id,
+            team_id=self.team_id,
+            name=self._users[self.bot_user_id].get("real_name") or "bridge",
+        )
 
     @staticmethod
     async def _quietly(delivery: Awaitable[Any]) -> None:
