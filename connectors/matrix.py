@@ -120,7 +120,7 @@ class MatrixSurface:
         self.rooms = list(dict.fromkeys([settings.room, *rooms]))
         self.user_id = settings.user_id
         self.appservice = settings.mode == "appservice"
-        self._guard = RoomGuard(encryption=settings.encryption, appservice=self.appservice)
+        self._guard = RoomGuard(state, encryption=settings.encryption, appservice=self.appservice)
         self._hs = Homeserver(
             settings.homeserver,
             settings.user_id,
@@ -329,12 +329,12 @@ class MatrixSurface:
             log.error("Matrix: %s cannot join %s (%s)", self.user_id, room, answer.message)
             return
         # In the room: is it end-to-end encrypted? (Refused, when that does not fit the setup.)
-        self._guard.found(room, await room_encrypted(self._hs, room))
+        await self._guard.found(room, await room_encrypted(self._hs, room))
 
     # -- events -----------------------------------------------------------------------------
 
     async def _handle(self, room: str, event: Mapping[str, Any]) -> None:
-        if self._guard.keeps_out(room, event):
+        if await self._guard.keeps_out(room, event):
             return
         parsed = parse_event(room, event, self.user_id, self.puppets)
         if parsed is None:

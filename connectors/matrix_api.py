@@ -189,7 +189,7 @@ class Homeserver:
 
     async def send(self, room: str, kind: str, content: dict[str, Any], txn: str) -> str:
         """Send an event as the bot; its event id."""
-        self.guard.check(room)
+        await self.guard.check(room)
         await self.ready()
         answer = await checked(
             self.client.room_send(room, kind, content, tx_id=txn), RoomSendResponse
@@ -299,6 +299,6 @@ class Homeserver:
         caption: str | None = None,
     ) -> str:
         """Upload a file and send the event that shows it (in the thread of `root`)."""
-        self.guard.check(room)  # before the upload: the file stays with the bridge
+        await self.guard.check(room)  # before the upload: the file stays with the bridge
         content = await self.file_content(root, file, marker, caption)
         return await self.send(room, "m.room.message", content, txn)

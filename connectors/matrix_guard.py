@@ -6,16 +6,23 @@ A room is encrypted once its `m.room.encryption` state event exists, and it stay
 message posted in the clear there would break the room's promise to its members, so every send
 asks `RoomGuard.check` first (the one place that decides), and a send it refuses fails for good
 with the reason, which the outbox keeps on the row.
+
+The process that syncs (or takes the appservice transactions) learns of a room's encryption
+from the timeline; a process that sends without syncing (the dispatcher process, another
+process on PostgreSQL) sees no timeline, so what any process learns is kept in the bridge's
+key-value store, which every send reads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from bridge.errors import PermanentError, TransientError
+from bridge.protocols import StateStore
 
 if TYPE_CHECKING:
     from connectors.matrix_api import Homeserver
@@ -47,13 +54,23 @@ def turns_on_encryption(event: Mapping[str, Any]) -> bool:
 class RoomGuard:
     """The rooms the bot keeps out of, and why; asked before every event the bridge sends."""
 
-    def __init__(self, *, encryption: bool = False, appservice: bool = False) -> None:
+    def __init__(
+        self,
+        state: StateStore | None = None,
+        *,
+        encryption: bool = False,
+        appservice: bool = False,
+    ) -> None:
         self.encryption = encryption
         self.appservice = appservice
+        self._state = state
         self._refused: dict[str, str] = {}
 
-    def found(self, room: str, encrypted: bool) -> str | None:
+    async def found(self, room: str, encrypted: bool) -> str | None:
         """Take in what is known of a room's encryption; the reason when it is now refused."""
+        if encrypted and self._state is not None and room not in self._refused:
+            # The fact, not the refusal: turning encryption on in the settings lifts it.
+            await self._state.put(_key(room), "m.room.encryption")
         reason = refusal(room, encrypted, encryption=self.encryption, appservice=self.appservice)
         if reason is not None and room not in self._refused:
             self._refused[room] = reason
@@ -61,19 +78,25 @@ class RoomGuard:
             log.error("%s (the bridge posts nothing there)", reason)
         return reason
 
-    def keeps_out(self, room: str, event: Mapping[str, Any]) -> bool:
+    async def keeps_out(self, room: str, event: Mapping[str, Any]) -> bool:
         """An event of the room's timeline (it may switch encryption on): whether the bot keeps
         out of the room, reading and answering nothing there either."""
         if turns_on_encryption(event):
-            self.found(room, True)
+            await self.found(room, True)
         return room in self._refused
 
     def refused(self, room: str) -> bool:
         """Whether the bot keeps out of this room."""
         return room in self._refused
 
-    def check(self, room: str) -> None:
-        """Raise PermanentError when nothing may be sent into this room."""
+    async def check(self, room: str) -> None:
+        """Raise PermanentError when nothing may be sent into this room (as this process knows
+        it, or another one has learnt it)."""
+        if self.encryption and not self.appservice:
+            return  # the bot encrypts: every room may have what it sends
+        state = None if room in self._refused else self._state
+        if state is not None and await state.get(_key(room)) is not None:
+            await self.found(room, True)
         reason = self._refused.get(room)
         if reason is not None:
             raise PermanentError(REFUSED, reason)
@@ -103,3 +126,8 @@ async def room_encrypted(hs: Homeserver, room: str) -> bool:
             return False
         raise
     return True
+
+
+def _key(room: str) -> str:
+    """The key-value store's key for a room found encrypted (hashed: room ids may be long)."""
+    return "encrypted_room:" + hashlib.sha256(room.encode()).hexdigest()[:40]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,75 @@ async def test_a_room_encrypted_while_running_gets_no_more_posts(tmp_path, synap
         await stop_world(mx.world)
         await mx.staff.close()
         await mx.bot.close()
+
+
+async def test_the_dispatcher_process_posts_nothing_once_the_room_is_encrypted(tmp_path, synapse):
+    from tests.fakes.telegram import FakeTelegram
+    from tests.process_kit import Bridge
+    from tests.world import free_port
+
+    bot = await MatrixUser.register(synapse, prefix="bridge", displayname="Support Bridge")
+    staff = await MatrixUser.register(synapse, displayname="Maria Staff")
+    room = await staff.create_room("support", invite=[bot.user_id])
+    tg = FakeTelegram()
+    await tg.start()
+    port = free_port()
+    database = tmp_path / "bridge.db"
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f"""
+[bridge]
+database = "sqlite+aiosqlite:///{database}"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+dispatch = "process"
+
+[telegram]
+token = "{tg.token}"
+api_base = "{tg.base_url}"
+mode = "webhook"
+webhook_secret = "guard-secret-0123456789"
+
+[matrix]
+homeserver = "{synapse.base_url}"
+user_id = "{bot.user_id}"
+access_token = "{bot.access_token}"
+room = "{room}"
+"""
+    )
+    log = tmp_path / "bridge.log"
+    bridge = Bridge(config, port, log)
+    await bridge.start()
+
+    def failed_posts() -> list[tuple[Any, ...]]:
+        with sqlite3.connect(database) as db:
+            return db.execute(
+                "select attempts, last_error, payload from outbox"
+                " where state = 'failed' and kind = 'staff.post'"
+            ).fetchall()
+
+    try:
+        # The sending is done by the dispatcher process, which does not sync.
+        await tg.deliver(tg.text_update(ANNA, "Where is my parcel?", first_name="Anna"))
+        await staff.wait_for_event(room, lambda e: "Where is my parcel?" in (body_of(e) or ""), 30)
+        await encrypt(staff, room)
+        await eventually(
+            lambda: f"{room} {ENCRYPTED}" in log.read_text(errors="replace"),
+            timeout=30,
+            message="the refusal in the log",
+        )
+        await tg.deliver(tg.text_update(ANNA, "Any news?", first_name="Anna"))
+        [(attempts, error, payload)] = await eventually(
+            failed_posts, timeout=30, message="the post failing"
+        )
+        assert attempts == 1 and f"{room} {ENCRYPTED}" in error and "Any news?" in payload
+        events = await staff.messages(room, limit=200)
+        assert not [e for e in events if "Any news?" in json.dumps(e.get("content"))]
+    finally:
+        await bridge.terminate()
+        await tg.stop()
+        await staff.close()
+        await bot.close()
 
 
 async def test_appservice_mode_posts_nothing_once_its_room_is_encrypted(tmp_path, caplog):
