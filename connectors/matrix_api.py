@@ -33,6 +33,7 @@ from bridge.errors import (
     Unreachable,
 )
 from bridge.types import Attachment, FileData, MediaKind
+from connectors.matrix_guard import RoomGuard
 from connectors.matrix_render import MARKER, in_thread
 from connectors.staff import downloaded
 
@@ -151,8 +152,11 @@ class Homeserver:
         device_id: str | None,
         password: SecretStr | None,
         http: aiohttp.ClientSession,
+        guard: RoomGuard | None = None,
     ) -> None:
         self.url = homeserver.rstrip("/")
+        # Asked before every event the bot (or a customer's user) sends: see matrix_guard.
+        self.guard = guard or RoomGuard()
         self._http = http
         self._password = password
         config = AsyncClientConfig(
@@ -185,6 +189,7 @@ class Homeserver:
 
     async def send(self, room: str, kind: str, content: dict[str, Any], txn: str) -> str:
         """Send an event as the bot; its event id."""
+        await self.guard.check(room)
         await self.ready()
         answer = await checked(
             self.client.room_send(room, kind, content, tx_id=txn), RoomSendResponse
@@ -294,5 +299,6 @@ class Homeserver:
         caption: str | None = None,
     ) -> str:
         """Upload a file and send the event that shows it (in the thread of `root`)."""
+        await self.guard.check(room)  # before the upload: the file stays with the bridge
         content = await self.file_content(root, file, marker, caption)
         return await self.send(room, "m.room.message", content, txn)
