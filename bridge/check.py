@@ -2,8 +2,10 @@
 
 After the settings have been loaded and validated: the database (can it be reached, where does
 its schema stand), every configured platform account and staff surface (one harmless
-authenticated call, made by the part's own code and mapped by its own error mapping), and the
-mail server when `[mail]` is set. One line per check. Nothing is sent to anyone, nothing is
+authenticated call, made by the part's own code and mapped by its own error mapping; a surface
+with rooms also says of each room whether it may post there as set up: Matrix, whether the room
+is end-to-end encrypted and whether `[matrix] encryption` is on), and the mail server when
+`[mail]` is set. One line per check. Nothing is sent to anyone, nothing is
 written, nothing is started.
 """
 
@@ -55,6 +57,15 @@ class Probe(Protocol):
         ...
 
 
+@runtime_checkable
+class RoomsProbe(Protocol):
+    """A staff surface that also checks, room by room, that it may post there as set up."""
+
+    async def probe_rooms(self) -> tuple[str, list[tuple[str, bool, str]]]:
+        """Who the account is, and per room: its id, whether it is usable, what was found."""
+        ...
+
+
 def line(name: str, ok: bool, detail: str) -> str:
     """One line of the report."""
     return f"{name:<{NAME_WIDTH}} {'ok' if ok else 'FAILED':<6} {detail}".rstrip()
@@ -71,6 +82,7 @@ async def run_checks(
             ("database", lambda: _database(settings))
         ]
         failed: list[Outcome] = []
+        with_rooms: list[tuple[str, RoomsProbe]] = []
         for name, part in shipped.connectors.items():
             try:
                 connectors_ = part.build(settings, http, _no_inbound, _NoMedia())
@@ -84,15 +96,17 @@ async def run_checks(
             except Exception as exc:
                 failed.append(Outcome(name, False, mask(str(exc))))
                 continue
-            checks.extend((s.name, _prober(s)) for s in surfaces)
+            checks.extend((s.name, _prober(s)) for s in surfaces if not isinstance(s, RoomsProbe))
+            with_rooms.extend((s.name, s) for s in surfaces if isinstance(s, RoomsProbe))
         if settings.mail.enabled:
             checks.append(("mail", lambda: _mail(settings.mail)))
         outcomes = await asyncio.gather(
-            *(_run(name, check, timeout, mask) for name, check in checks)
+            *(_listed(_run(name, check, timeout, mask)) for name, check in checks),
+            *(_run_rooms(name, surface, timeout, mask) for name, surface in with_rooms),
         )
     finally:
         await http.close()
-    return [*outcomes, *failed]
+    return [*(outcome for found in outcomes for outcome in found), *failed]
 
 
 async def _run(
@@ -111,6 +125,23 @@ async def _run(
             words = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return Outcome(name, False, mask(words))
     return Outcome(name, True, mask(detail))
+
+
+async def _run_rooms(name: str, surface: RoomsProbe, timeout: float, mask: Masker) -> list[Outcome]:
+    """The surface's line, then one line per room (`<surface>:<room>`), unless the call failed."""
+    rooms: list[tuple[str, bool, str]] = []
+
+    async def probe() -> str:
+        who, found = await surface.probe_rooms()
+        rooms.extend(found)
+        return who
+
+    first = await _run(name, probe, timeout, mask)
+    return [first, *(Outcome(f"{name}:{room}", ok, mask(detail)) for room, ok, detail in rooms)]
+
+
+async def _listed(outcome: Awaitable[Outcome]) -> list[Outcome]:
+    return [await outcome]
 
 
 def _prober(part: Connector | StaffSurface) -> Callable[[], Awaitable[str]]:

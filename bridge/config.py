@@ -402,6 +402,12 @@ class Settings(PlatformSections):
                     raise ConfigError(
                         "matrix.user_prefix", "lower-case letters, digits and . _ = - only"
                     )
+                if mx.encryption:
+                    raise ConfigError(
+                        "matrix.encryption",
+                        "end-to-end encryption is supported in bot mode; appservice mode needs"
+                        ' an unencrypted room (set encryption = false, or mode = "bot")',
+                    )
             elif mx.access_token is None and mx.password is None:
                 raise ConfigError("matrix.access_token", "set the bot's access_token or password")
             if mx.room is None:

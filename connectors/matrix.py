@@ -8,8 +8,9 @@ its own ref table for longer than the homeserver's transaction cache. The sync p
 stored only after the batch's events are stored, so a restart neither skips nor repeats.
 Parsing is in matrix_events, HTML in matrix_render, mentions in matrix_mentions, the
 homeserver's API in matrix_api, appservice mode in matrix_appservice, the commands in
-matrix_commands, the bot's cross-signing in matrix_cross_signing and its end-to-end
-encryption in matrix_crypto (encrypted files: matrix_files).
+matrix_commands, the bot's cross-signing in matrix_cross_signing, the rooms it must not
+post into (encryption) in matrix_guard, and its end-to-end encryption in matrix_crypto
+(encrypted files: matrix_files).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from connectors.matrix_commands import MatrixCommands
 from connectors.matrix_cross_signing import cross_sign_when_ready
 from connectors.matrix_crypto import crypto_for
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
+from connectors.matrix_guard import RoomGuard, room_encrypted
 from connectors.matrix_mentions import in_words, user_ids
 from connectors.matrix_render import (
     HTML,
@@ -120,12 +122,14 @@ class MatrixSurface:
         self.rooms = list(dict.fromkeys([settings.room, *rooms]))
         self.user_id = settings.user_id
         self.appservice = settings.mode == "appservice"
+        self._guard = RoomGuard(state, encryption=settings.encryption, appservice=self.appservice)
         self._hs = Homeserver(
             settings.homeserver,
             settings.user_id,
             settings.device_id,
             settings.password,
             http,
+            guard=self._guard,
             encryption=settings.encryption and not self.appservice,
         )
         self.client = self._hs.client
@@ -212,22 +216,22 @@ class MatrixSurface:
                     name="matrix-cross-signing",
                 )
 
-    async def probe(self) -> str:
-        """A harmless authenticated call (whoami) for `run.py check`: who the bot is.
-
-        With a password instead of a token, the check logs in and out again."""
+    async def probe_rooms(self) -> tuple[str, list[tuple[str, bool, str]]]:
+        """For `run.py check`: who the bot is (whoami; with only a password, logged in and out
+        again), and whether it may post into each room as set up (encryption)."""
         fresh = not self.client.access_token
         await self._hs.ready()
         try:
             who = await checked(self.client.whoami(), WhoamiResponse)
+            if who.user_id != self.user_id:
+                raise PermanentError(
+                    "M_FORBIDDEN", f"the token belongs to {who.user_id}, not to {self.user_id}"
+                )
+            rooms = [(room, *await self._guard.report(self._hs, room)) for room in self.rooms]
         finally:
             if fresh:
                 await checked(self.client.logout(), LogoutResponse)
-        if who.user_id != self.user_id:
-            raise PermanentError(
-                "M_FORBIDDEN", f"the token belongs to {who.user_id}, not to {self.user_id}"
-            )
-        return f"{who.user_id} on {self._hs.url} ({self.settings.mode} mode)"
+        return f"{who.user_id} on {self._hs.url} ({self.settings.mode} mode)", rooms
 
     async def stop(self) -> None:
         """Stop syncing (the shared HTTP session is closed by the app)."""
@@ -255,7 +259,7 @@ class MatrixSurface:
             "presence": {"not_types": ["*"]},
             "account_data": {"not_types": ["*"]},
             "room": {
-                "rooms": self.rooms,
+                "rooms": [room for room in self.rooms if not self._guard.refused(room)],
                 "timeline": {"limit": PAGE},
                 "state": {"lazy_load_members": True},
                 "ephemeral": {"not_types": ["*"]},
@@ -343,10 +347,15 @@ class MatrixSurface:
         answer = await self.client.join(room)
         if isinstance(answer, JoinError):
             log.error("Matrix: %s cannot join %s (%s)", self.user_id, room, answer.message)
+            return
+        # In the room: is it end-to-end encrypted? (Refused, when that does not fit the setup.)
+        await self._guard.found(room, await room_encrypted(self._hs, room))
 
     # -- events -----------------------------------------------------------------------------
 
     async def _handle(self, room: str, event: Mapping[str, Any]) -> None:
+        if await self._guard.keeps_out(room, event):
+            return
         parsed = parse_event(room, event, self.user_id, self.puppets)
         if parsed is None:
             return

@@ -34,6 +34,7 @@ from bridge.errors import (
 )
 from bridge.types import Attachment, FileData, MediaKind
 from connectors.matrix_files import decrypt_file, split_file_ref
+from connectors.matrix_guard import RoomGuard
 from connectors.matrix_render import MARKER, in_thread
 from connectors.staff import downloaded
 
@@ -152,10 +153,13 @@ class Homeserver:
         device_id: str | None,
         password: SecretStr | None,
         http: aiohttp.ClientSession,
+        guard: RoomGuard | None = None,
         *,
         encryption: bool = False,
     ) -> None:
         self.url = homeserver.rstrip("/")
+        # Asked before every event the bot (or a customer's user) sends: see matrix_guard.
+        self.guard = guard or RoomGuard()
         self._http = http
         self._password = password
         config = AsyncClientConfig(
@@ -193,6 +197,7 @@ class Homeserver:
 
     async def send(self, room: str, kind: str, content: dict[str, Any], txn: str) -> str:
         """Send an event as the bot; its event id."""
+        await self.guard.check(room)
         await self.ready()
         if self.keys_required and self.client.olm is None:
             # Only the process that syncs holds the bot's keys and knows which rooms are
@@ -327,5 +332,6 @@ class Homeserver:
         caption: str | None = None,
     ) -> str:
         """Upload a file and send the event that shows it (in the thread of `root`)."""
+        await self.guard.check(room)  # before the upload: the file stays with the bridge
         content = await self.file_content(root, file, marker, caption, room)
         return await self.send(room, "m.room.message", content, txn)

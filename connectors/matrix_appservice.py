@@ -173,6 +173,7 @@ class Puppets:
         self, user: str, room: str, content: dict[str, Any], txn: str, kind: str = "m.room.message"
     ) -> str:
         """Send an event as the customer's user (`user_id`: appservice identity assertion)."""
+        await self._hs.guard.check(room)
         answer = await self._hs.api(
             "PUT",
             f"/_matrix/client/v3/rooms/{quote(room)}/send/{quote(kind)}/{quote(txn)}",
@@ -183,6 +184,8 @@ class Puppets:
 
     async def post(self, room: str, root: str, post: MirrorPost) -> StaffMessageRef:
         assert post.customer is not None
+        # Before the customer's user is made and files uploaded.
+        await self._hs.guard.check(room)
         user = await self.ready(room, post.customer, post.author)
         first: str | None = None
         if post.text or not post.files:

@@ -289,6 +289,17 @@ class MatrixUser:
         )
         return str(answer["event_id"])
 
+    async def send_state(
+        self, room: str, event_type: str, content: Mapping[str, Any], state_key: str = ""
+    ) -> str:
+        """Set a piece of the room's state (its encryption, say); returns the event id."""
+        answer = await self.request(
+            "PUT",
+            f"{CLIENT_V3}/rooms/{_q(room)}/state/{_q(event_type)}/{_q(state_key)}",
+            json_body=dict(content),
+        )
+        return str(answer["event_id"])
+
     async def send_text(
         self,
         room: str,

@@ -227,3 +227,58 @@ async def test_matrix_bot_is_checked_with_its_token_or_its_password(tmp_path, sy
     wrong = await matrix_line(access_token="syt_not_a_token_of_anyone")
     assert not wrong.ok and "M_UNKNOWN_TOKEN" in wrong.detail
     await bot.close()
+
+
+async def test_matrix_rooms_are_checked_for_end_to_end_encryption(tmp_path, synapse):
+    from tests.matrix_user import MatrixUser
+    from tests.test_matrix_encrypted_rooms import encrypt
+
+    bot = await MatrixUser.register(synapse, prefix="checkbot")
+    staff = await MatrixUser.register(synapse, prefix="checkstaff")
+    plain = await staff.create_room("support", invite=[bot.user_id])
+    secret = await staff.create_room("encrypted support", invite=[bot.user_id])
+    await encrypt(staff, secret)
+    for room in (plain, secret):
+        await bot.join(room)
+    invited = await staff.create_room("not joined yet", invite=[bot.user_id])
+    settings = {
+        "bridge": {"database": f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}"},
+        "matrix": {
+            "homeserver": synapse.base_url,
+            "user_id": bot.user_id,
+            "access_token": bot.access_token,
+            "room": secret,
+        },
+    }
+    # A route's room is checked as the default room is.
+    route = "".join(
+        f'[[routes]]\nplatform = "{platform}"\nmatrix_room = "{room}"\n'
+        for platform, room in (("telegram", plain), ("whatsapp", invited))
+    )
+    config = tmp_path / "bridge.toml"
+    config.write_text(_toml(settings) + route)
+    code, lines, _ = await _check(config)
+    assert code == 1
+    assert lines["matrix"].split()[1] == "ok"
+    mismatch = lines[f"matrix:{secret}"]
+    assert "FAILED" in mismatch
+    assert f"{secret} is end-to-end encrypted; set [matrix] encryption = true" in mismatch
+    assert lines[f"matrix:{plain}"].split()[1:] == [
+        "ok",
+        "not",
+        "encrypted;",
+        "[matrix]",
+        "encryption",
+        "off",
+    ]
+    # The start joins a room the bot is invited to; until then its state cannot be read.
+    assert lines[f"matrix:{invited}"].split()[1] == "ok"
+    assert "encryption is not known" in lines[f"matrix:{invited}"]
+
+    settings["matrix"]["encryption"] = True
+    config.write_text(_toml(settings) + route)
+    code, lines, _ = await _check(config)
+    assert "end-to-end encrypted; [matrix] encryption on" in lines[f"matrix:{secret}"]
+    assert lines[f"matrix:{secret}"].split()[1] == "ok"
+    await staff.close()
+    await bot.close()
