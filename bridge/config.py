@@ -163,6 +163,12 @@ class MatrixSettings(Section):
     # End-to-end encryption (Matrix spec, "End-to-End Encryption"): the bot decrypts what staff
     # write in encrypted rooms and encrypts what it posts there. Off: encrypted rooms are refused.
     encryption: bool = False
+    # The passphrase the bot's encryption keys are encrypted with in the database (nio's
+    # pickles). Unset: the configured access_token (a secret kept outside the database that
+    # lives exactly as long as the bot's device), else the password. Never the token a
+    # password login gets: that one is kept in the database, beside what it would protect.
+    # Set it before changing the password (to the old one), or the keys cannot be read.
+    pickle_key: SecretStr | None = None
     # Events the bot sends per second. Synapse's default rc_message (0.2/s, burst 10) is far
     # lower: ask the homeserver admin to lift it for the bot, and the bridge obeys 429s anyway.
     rate: float = Field(default=5.0, gt=0)

@@ -53,6 +53,19 @@ class StateStore(Protocol):
         ...
 
 
+@runtime_checkable
+class SecretStateStore(Protocol):
+    """A part's end-to-end encryption state (one blob per name), in the bridge's database."""
+
+    async def load_secret(self, name: str) -> bytes | None:
+        """The stored blob, or None."""
+        ...
+
+    async def save_secret(self, name: str, data: bytes) -> None:
+        """Store a blob durably before returning."""
+        ...
+
+
 class MediaHost(Protocol):
     """Serves files at short-lived signed URLs of the bridge, for platforms that fetch by URL."""
 

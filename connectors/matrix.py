@@ -8,8 +8,9 @@ its own ref table for longer than the homeserver's transaction cache. The sync p
 stored only after the batch's events are stored, so a restart neither skips nor repeats.
 Parsing is in matrix_events, HTML in matrix_render, mentions in matrix_mentions, the
 homeserver's API in matrix_api, appservice mode in matrix_appservice, the commands in
-matrix_commands, the bot's cross-signing in matrix_cross_signing, and the rooms it must not
-post into (encryption) in matrix_guard.
+matrix_commands, the bot's cross-signing in matrix_cross_signing, the rooms it must not
+post into (encryption) in matrix_guard, and its end-to-end encryption in matrix_crypto
+(encrypted files: matrix_files).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from connectors.matrix_api import Homeserver, checked, raise_response
 from connectors.matrix_appservice import SEEN_TXNS, TXN_KEY, Puppets, Transactions
 from connectors.matrix_commands import MatrixCommands
 from connectors.matrix_cross_signing import cross_sign_when_ready
+from connectors.matrix_crypto import crypto_for
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
 from connectors.matrix_guard import RoomGuard, room_encrypted
 from connectors.matrix_mentions import in_words, user_ids
@@ -128,8 +130,10 @@ class MatrixSurface:
             settings.password,
             http,
             guard=self._guard,
+            encryption=settings.encryption and not self.appservice,
         )
         self.client = self._hs.client
+        self._crypto = crypto_for(settings, self._hs, state, self._hs.send)
         self._sink = sink
         self._state = state
         server = settings.user_id.partition(":")[2]
@@ -172,8 +176,7 @@ class MatrixSurface:
 
     async def start(self) -> None:
         """Log in, check who the bot is, join the rooms (syncing: see start_loop)."""
-        await self._hs.ready()
-        who = await checked(self.client.whoami(), WhoamiResponse)
+        who = await self._login()
         if who.user_id != self.user_id:
             msg = f"the access token belongs to {who.user_id}, not to matrix.user_id {self.user_id}"
             raise RuntimeError(msg)
@@ -190,9 +193,19 @@ class MatrixSurface:
         if self.appservice:
             self.synced.set()
 
+    async def _login(self) -> WhoamiResponse:
+        """Log in (with encryption on, as the bot's one device) and say who the bot is."""
+        if self._crypto is not None:
+            return await self._crypto.login(self.settings.access_token is not None)
+        await self._hs.ready()
+        return await checked(self.client.whoami(), WhoamiResponse)
+
     async def start_loop(self) -> None:
         """Bot mode: /sync (one process at a time, or every event would arrive twice)."""
         if not self.appservice and self._sync_task is None:
+            if self._crypto is not None:
+                # The crypto state is used by this process only (the one that syncs).
+                await self._crypto.start(self._filter())
             self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
             if self.settings.encryption:
                 # In the process that syncs, which alone uses the bot's keys; never fails the start.
@@ -236,6 +249,8 @@ class MatrixSurface:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync_task
             self._sync_task = None
+        if self._crypto is not None:
+            await self._crypto.save()
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -269,6 +284,8 @@ class MatrixSurface:
                 if since is not None:
                     # The very first sync only learns the position: history is not news.
                     await self._take(response, since)
+                if self._crypto is not None:  # its keys stored before the position moves
+                    await self._crypto.after_sync(self._handle)
                 since = response.next_batch
                 await self._state.put(SYNC_KEY, since)
                 self.synced.set()
@@ -286,11 +303,14 @@ class MatrixSurface:
         for room, joined in response.rooms.join.items():
             if room not in self.rooms:
                 continue
+            # nio has decrypted what it could (an event still encrypted stays a MegolmEvent).
             events = [e.source for e in joined.timeline.events]
             if joined.timeline.limited and joined.timeline.prev_batch:
                 events = await self._gap(room, joined.timeline.prev_batch, since) + events
             for event in events:
-                await self._handle(room, event)
+                clear = self._crypto.decrypted(room, event) if self._crypto else event
+                if clear is not None:
+                    await self._handle(room, clear)
 
     async def _gap(self, room: str, start: str, since: str) -> list[dict[str, Any]]:
         """Events between the last sync and a `limited` timeline: none may be missed."""
@@ -403,7 +423,8 @@ class MatrixSurface:
                 "GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages", params=params
             )
             for event in page.get("chunk") or []:
-                if carries_marker(event, marker) and event.get("sender") == self.user_id:
+                mine = event.get("sender") == self.user_id
+                if mine and carries_marker(self._clear(room, event), marker):
                     return ThreadRef(f"{room}/{event['event_id']}")
             token = page.get("end")
             if not token or not page.get("chunk"):
@@ -630,9 +651,13 @@ class MatrixSurface:
         """Look through the thread for an event carrying this outbox row."""
         room, root = split_ref(thread)
         for event in await self._relations(room, root):
-            if carries_marker(event, marker) and self._sent_by_bridge(event):
+            if self._sent_by_bridge(event) and carries_marker(self._clear(room, event), marker):
                 return StaffMessageRef(f"{room}/{event['event_id']}")
         return None
+
+    def _clear(self, room: str, event: dict[str, Any]) -> dict[str, Any]:
+        """An event of the room's history as it reads (the bot can read its own posts)."""
+        return self._crypto.peek(room, event) if self._crypto is not None else event
 
     def _sent_by_bridge(self, event: Mapping[str, Any]) -> bool:
         sender = str(event.get("sender", ""))

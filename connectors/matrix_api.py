@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -33,6 +33,7 @@ from bridge.errors import (
     Unreachable,
 )
 from bridge.types import Attachment, FileData, MediaKind
+from connectors.matrix_files import decrypt_file, split_file_ref
 from connectors.matrix_guard import RoomGuard
 from connectors.matrix_render import MARKER, in_thread
 from connectors.staff import downloaded
@@ -153,6 +154,8 @@ class Homeserver:
         password: SecretStr | None,
         http: aiohttp.ClientSession,
         guard: RoomGuard | None = None,
+        *,
+        encryption: bool = False,
     ) -> None:
         self.url = homeserver.rstrip("/")
         # Asked before every event the bot (or a customer's user) sends: see matrix_guard.
@@ -165,11 +168,16 @@ class Homeserver:
             max_timeouts=0,
             request_timeout=60,
             store_sync_tokens=False,
-            encryption_enabled=False,
+            # The store is the bridge's database (matrix_crypto), opened by the sync loop.
+            encryption_enabled=encryption,
         )
         self.client = _Client(self.url, user_id, device_id=device_id, config=config)
         self.client.client_session = http  # the bridge's shared session; closed by the app
         self._login_lock = asyncio.Lock()
+        # Called after each send: an encrypted send moves Olm ratchets on, which must be stored
+        # (a restart that reused an older state would send what the staff cannot decrypt).
+        self.after_send: Callable[[], Awaitable[None]] | None = None
+        self.keys_required = False  # set by matrix_crypto when encryption is on
 
     async def ready(self) -> None:
         """Log in with the password once, when no access token is configured."""
@@ -191,9 +199,18 @@ class Homeserver:
         """Send an event as the bot; its event id."""
         await self.guard.check(room)
         await self.ready()
+        if self.keys_required and self.client.olm is None:
+            # Only the process that syncs holds the bot's keys and knows which rooms are
+            # encrypted; another one would send in the clear. The row waits for that process.
+            raise TransientError("with matrix.encryption only the syncing process sends")
+        # Encrypted rooms: nio encrypts for every device of the members, verified or not (as
+        # the mautrix bridges do); staff need not verify each other's devices for the bot.
         answer = await checked(
-            self.client.room_send(room, kind, content, tx_id=txn), RoomSendResponse
+            self.client.room_send(room, kind, content, tx_id=txn, ignore_unverified_devices=True),
+            RoomSendResponse,
         )
+        if self.after_send is not None:
+            await self.after_send()
         return str(answer.event_id)
 
     async def api(
@@ -234,17 +251,29 @@ class Homeserver:
                 f"the homeserver could not be reached: {type(exc).__name__}"
             ) from None
 
+    def encrypted(self, room: str | None) -> bool:
+        """Whether the bot encrypts what it sends into this room."""
+        return bool(room and self.client.olm is not None and room in self.client.encrypted_rooms)
+
     async def file_content(
-        self, root: str | None, file: FileData, marker: str | None, caption: str | None = None
+        self,
+        root: str | None,
+        file: FileData,
+        marker: str | None,
+        caption: str | None = None,
+        room: str | None = None,
     ) -> dict[str, Any]:
-        """Upload a file to the homeserver; the content of the event that shows it."""
+        """Upload a file to the homeserver; the content of the event that shows it (an
+        encrypted room gets the file encrypted, its key in the event's `file` object)."""
         await self.ready()
         data = file.data
-        upload, _ = await _checked_pair(
+        secret = self.encrypted(room)
+        upload, keys = await _checked_pair(
             self.client.upload(
                 lambda *_: data,
-                content_type=file.mime_type,
-                filename=file.filename,
+                content_type="application/octet-stream" if secret else file.mime_type,
+                filename=None if secret else file.filename,
+                encrypt=secret,
                 filesize=len(data),
             )
         )
@@ -253,9 +282,12 @@ class Homeserver:
             "m.mentions": {},
             "body": caption or file.filename,
             "filename": file.filename,
-            "url": upload.content_uri,
             "info": {"mimetype": file.mime_type, "size": len(data)},
         }
+        if secret and keys:
+            content["file"] = {"url": upload.content_uri, **keys}
+        else:
+            content["url"] = upload.content_uri
         if root:
             content["m.relates_to"] = in_thread(root)
         if marker:
@@ -264,7 +296,8 @@ class Homeserver:
 
     async def download(self, attachment: Attachment) -> FileData:
         """Download a file an agent attached (authenticated media, spec 1.11)."""
-        match = re.fullmatch(r"mxc://([^/]+)/([^/?#]+)", attachment.ref)
+        mxc, keys = split_file_ref(attachment.ref)
+        match = re.fullmatch(r"mxc://([^/]+)/([^/?#]+)", mxc)
         if match is None:
             raise PermanentError("bad_mxc", f"not a Matrix media URI: {attachment.ref}")
         await self.ready()
@@ -287,7 +320,7 @@ class Homeserver:
                 data = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Unreachable(f"Matrix media download failed: {type(exc).__name__}") from None
-        return downloaded(attachment, data)
+        return downloaded(attachment, decrypt_file(data, keys) if keys else data)
 
     async def send_file(
         self,
@@ -300,5 +333,5 @@ class Homeserver:
     ) -> str:
         """Upload a file and send the event that shows it (in the thread of `root`)."""
         await self.guard.check(room)  # before the upload: the file stays with the bridge
-        content = await self.file_content(root, file, marker, caption)
+        content = await self.file_content(root, file, marker, caption, room)
         return await self.send(room, "m.room.message", content, txn)

@@ -21,6 +21,7 @@ from bridge.types import (
     SurfaceName,
     ThreadRef,
 )
+from connectors.matrix_files import file_ref
 from connectors.matrix_html import formatted_text
 from connectors.staff import thread_command
 from connectors.wire import storable
@@ -117,10 +118,9 @@ def parse_event(
         return None  # talk in the room itself, or another bot's notices
     attachments: tuple[Attachment, ...] = ()
     text = body
-    if msgtype in ("m.image", "m.file", "m.audio", "m.video") and isinstance(
-        content.get("url"), str
-    ):
-        attachment = _attachment(msgtype, body, content)
+    file = _file_ref(content)
+    if msgtype in ("m.image", "m.file", "m.audio", "m.video") and file is not None:
+        attachment = _attachment(msgtype, body, content, file)
         attachments = (attachment,)
         # The body is the file's name unless a separate filename makes it a caption.
         text = body if attachment.filename != body else ""
@@ -156,7 +156,14 @@ def _deletion(
     )
 
 
-def _attachment(msgtype: str, body: str, content: Mapping[str, Any]) -> Attachment:
+def _file_ref(content: Mapping[str, Any]) -> str | None:
+    """Where the file is: `url`, or in an encrypted room the `file` object (its mxc URI with
+    the key to decrypt it, Matrix spec "Sending encrypted attachments")."""
+    url = content.get("url")
+    return url if isinstance(url, str) else file_ref(content)
+
+
+def _attachment(msgtype: str, body: str, content: Mapping[str, Any], ref: str) -> Attachment:
     """The file of an m.image, m.file, m.audio or m.video event."""
     raw_info = content.get("info")
     info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
@@ -164,7 +171,7 @@ def _attachment(msgtype: str, body: str, content: Mapping[str, Any]) -> Attachme
     size = info.get("size")
     return Attachment(
         kind=KINDS.get(msgtype, MediaKind.DOCUMENT),
-        ref=content["url"],
+        ref=ref,
         filename=filename or body,
         mime_type=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
         size=size if isinstance(size, int) and not isinstance(size, bool) else None,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from storage.records import (
     TxBase,
 )
 from storage.tables import (
+    crypto_state,
     kv,
     media_files,
 )
@@ -55,6 +56,25 @@ class ValueQueries(TxBase):
             return current
         self.conn.execute(kv.insert().values(key=key, value=value))
         return value
+
+    # -- end-to-end encryption state ------------------------------------------------------
+
+    def crypto_get(self, name: str) -> bytes | None:
+        """A surface's stored encryption state."""
+        data = self.conn.execute(
+            select(crypto_state.c.data).where(crypto_state.c.name == name)
+        ).scalar()
+        return bytes(data) if data is not None else None
+
+    def crypto_put(self, name: str, data: bytes, now: float) -> None:
+        """Store a surface's encryption state, replacing the old one."""
+        changed = self.conn.execute(
+            update(crypto_state)
+            .where(crypto_state.c.name == name)
+            .values(data=data, updated_at=now)
+        ).rowcount
+        if not changed:
+            self.conn.execute(crypto_state.insert().values(name=name, data=data, updated_at=now))
 
     # -- media files ----------------------------------------------------------------------
 

@@ -204,6 +204,16 @@ class OutboxRow(Base):
     lease_until: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
+class CryptoState(Base):
+    """A part's end-to-end encryption state (Matrix: the bot's Olm/Megolm store), one blob."""
+
+    __tablename__ = "crypto_state"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
 class KeyValue(Base):
     """Small durable state (cursors, offsets)."""
 

@@ -17,6 +17,7 @@ from storage.models import (
     ConsentWord,
     Contact,
     Conversation,
+    CryptoState,
     KeyValue,
     LinkClick,
     MediaFile,
@@ -44,6 +45,7 @@ refs = cast(Table, StaffRef.__table__)
 outbox = cast(Table, OutboxRow.__table__)
 media_files = cast(Table, MediaFile.__table__)
 kv = cast(Table, KeyValue.__table__)
+crypto_state = cast(Table, CryptoState.__table__)
 blacklist = cast(Table, BlacklistEntry.__table__)
 staff_roles = cast(Table, StaffRole.__table__)
 channels = cast(Table, SubscriberChannel.__table__)
