@@ -67,6 +67,7 @@ from connectors.matrix_crypto import crypto_for
 from connectors.matrix_events import MATRIX, CommandLine, parse_event, split_ref
 from connectors.matrix_guard import RoomGuard, room_encrypted
 from connectors.matrix_mentions import in_words, user_ids
+from connectors.matrix_reactions import Reactions
 from connectors.matrix_render import (
     HTML,
     MARKER,
@@ -502,65 +503,19 @@ class MatrixSurface:
                 raise
 
     async def react(self, thread: ThreadRef, ref: StaffMessageRef, change: ReactionChange) -> None:
-        """A customer's reactions as `m.annotation`s on the event (the bot's, or in appservice
-        mode the customer's own user's, as their messages are), redacted when the customer
-        takes them back; one the delivery marks use as a notice in the thread."""
-        room, event = split_ref(ref)
-        sender = self.user_id
-        if self.appservice and change.customer:
-            sender = await self._puppets.ready(room, change.customer, change.author)
-        told: list[str] = []
-        mine = set(REACTIONS.values())
-        if change.removed:
-            for reaction in await self._annotations(room, event, sender):
-                key = reaction["content"]["m.relates_to"].get("key")
-                if key in change.removed and (key not in mine or sender != self.user_id):
-                    await self._take_back(room, str(reaction["event_id"]), sender)
-        for key in change.removed:
-            if key in mine and sender == self.user_id:
-                told.append(f"{change.author} took back the reaction {key}")
-        for key in change.added:
-            if key in mine and sender == self.user_id:
-                # The bot's own delivery marks use these keys: the customer's is told apart.
-                told.append(f"{change.author} reacted {key} on “{change.on}”")
-                continue
-            content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event, "key": key}}
-            try:
-                if sender == self.user_id:
-                    await self._send(room, "m.reaction", content, txn_id())
-                else:
-                    await self._puppets.send_as(sender, room, content, txn_id(), "m.reaction")
-            except PermanentError as exc:
-                # Synapse refuses the same reaction from the same user twice: it is there.
-                if "same reaction" not in str(exc).lower():
-                    raise
-        if told and not (
-            change.again and change.marker and await self.find_post(thread, change.marker)
-        ):
-            for n, line in enumerate(told):
-                txn = txn_id("react", change.marker, n) if change.marker else txn_id()
-                await self._notice(thread, line, change.marker, txn)
-
-    async def _take_back(self, room: str, reaction: str, sender: str) -> None:
-        """Redact a customer's reaction as the user that sent it."""
-        reason = "the customer took the reaction back"
-        if sender != self.user_id:
-            await self._puppets.redact(room, reaction, sender, reason)
-            return
-        await self._hs.ready()
-        await checked(
-            self.client.room_redact(room, reaction, reason=reason, tx_id=txn_id()),
-            RoomRedactResponse,
+        """A customer's reactions as `m.annotation`s on the mirrored event."""
+        reactions = Reactions(
+            self.user_id,
+            appservice=self.appservice,
+            hs=self._hs,
+            puppets=self._puppets,
+            send=self._send,
+            notice=self._notice,
+            find_post=self.find_post,
+            relations=self._relations,
+            marks=frozenset(REACTIONS.values()),
         )
-
-    async def _annotations(self, room: str, event: str, sender: str) -> list[dict[str, Any]]:
-        """One user's reactions on an event (the relations API, annotations only)."""
-        return [
-            found
-            for found in await self._relations(room, event, "/m.annotation/m.reaction")
-            if found.get("sender") == sender
-            and isinstance((found.get("content") or {}).get("m.relates_to"), dict)
-        ]
+        await reactions.react(thread, ref, change)
 
     async def notice(self, thread: ThreadRef, text: str) -> StaffMessageRef:
         """A short notice from the bridge in the thread."""
