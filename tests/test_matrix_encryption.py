@@ -116,6 +116,32 @@ async def test_customer_and_staff_talk_through_an_encrypted_room(e2e):
     assert e2e.maria.undecrypted == [] and e2e.ben.undecrypted == []
 
 
+async def test_a_customers_reaction_goes_encrypted_into_the_room(e2e):
+    await e2e.world.says(ANNA, "Where is my parcel?", first_name="Anna")
+    root = (await e2e.card(e2e.maria))["event_id"]
+    reply = await e2e.maria.reply(e2e.room, root, "It left today.")
+    [sent] = await eventually(lambda: e2e.world.tg.messages_to(ANNA), message="the reply")
+    await e2e.world.customer(e2e.world.tg.reaction_update(ANNA, sent.message_id, ["👍"]))
+
+    def reaction(event: dict) -> bool:
+        relation = event["content"].get("m.relates_to") or {}
+        return (
+            event.get("type") == "m.reaction"
+            and relation.get("event_id") == reply
+            and relation.get("key") == "👍"
+        )
+
+    shown = await e2e.ben.wait_for(reaction)
+    # It came as an m.room.encrypted event: only the members' devices know which emoji; the
+    # bot's own delivery mark on the reply went the same way.
+    assert shown["event_id"] in e2e.ben.decrypted
+    mark = await e2e.ben.wait_for(
+        lambda e: e.get("type") == "m.reaction"
+        and (e["content"].get("m.relates_to") or {}).get("key") == "✅"
+    )
+    assert mark["event_id"] in e2e.ben.decrypted
+
+
 async def test_images_go_both_ways_as_encrypted_files(e2e):
     await e2e.world.customer(e2e.world.tg.photo_update(ANNA, PNG, "my label", first_name="Anna"))
     root = (await e2e.card(e2e.ben))["event_id"]
