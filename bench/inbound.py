@@ -13,7 +13,8 @@ Before the bridge starts, the same flood (same load generator, body, headers, co
 duration) goes to a bare aiohttp app in its own process that reads each body and answers 200:
 the ceiling, what this machine's Python and aiohttp acknowledge with nothing behind the handler.
 `ratio` = ack_per_s / ceiling_per_s is the share of it the bridge reaches; unlike the absolute
-rates it means about the same on a busier or a faster machine.
+rates it does not depend on the machine's speed. Other load still shifts it: on crowded cores the
+bridge's three processes (bridge, dispatcher, these fakes) get more CPU than the ceiling's one.
 
 Prints the figures, then one line:
     inbound: ack_per_s=N ack_p99_ms=N mirrored_per_s=N peak_rss_mb=N ceiling_per_s=N ratio=N
