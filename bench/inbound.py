@@ -9,11 +9,19 @@ minimal, unlimited fake Telegram + Slack served by this process, then:
 2. measures end-to-end mirroring: from the first webhook until every message is in Slack;
 3. posts webhooks paced at a fixed rate (default 1,000/s) and reports the ack p99 at that rate.
 
+Before the bridge starts, the same flood (same load generator, body, headers, connections and
+duration) goes to a bare aiohttp app in its own process that reads each body and answers 200:
+the ceiling, what this machine's Python and aiohttp acknowledge with nothing behind the handler.
+`ratio` = ack_per_s / ceiling_per_s is the share of it the bridge reaches; unlike the absolute
+rates it does not depend on the machine's speed. Other load still shifts it: on crowded cores the
+bridge's three processes (bridge, dispatcher, these fakes) get more CPU than the ceiling's one.
+
 Prints the figures, then one line:
-    inbound: ack_per_s=N ack_p99_ms=N mirrored_per_s=N peak_rss_mb=N
+    inbound: ack_per_s=N ack_p99_ms=N mirrored_per_s=N peak_rss_mb=N ceiling_per_s=N ratio=N
+(without the last two fields with --no-ceiling).
 
 Usage: python bench/inbound.py [--messages 20000] [--concurrency 50] [--chats 500] [--rate 1000]
-                              [--dispatch process|inline] [--load auto|wrk|python]
+                              [--dispatch process|inline] [--load auto|wrk|python] [--no-ceiling]
 """
 
 from __future__ import annotations
@@ -36,12 +44,51 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456:BENCH-token"
 SECRET = "bench-secret-0123456789"
+# The bridge's Telegram webhook route (connectors/telegram.py); wrk's script posts to it too.
+WEBHOOK_PATH = "/webhooks/telegram"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def wait_healthy(port: int) -> None:
+    """Wait until the server on `port` answers /healthz (up to 30 s)."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port} within 30 s")
+
+
+def serve_ceiling(port: int) -> None:
+    """The ceiling server: one POST route that reads the body and answers 200, nothing else."""
+
+    async def webhook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"ok": True})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post(WEBHOOK_PATH, webhook)
+    app.router.add_get("/healthz", healthz)
+    # The same event loop as the bridge (run.py uses uvloop when it is installed).
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 class Fakes:
@@ -245,7 +292,39 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def main() -> None:
+def flood_seconds(messages: int) -> float:
+    """wrk runs for a time, not a count: about as long as the Python flood of `messages` takes."""
+    return max(3.0, messages / 2500)
+
+
+async def measure_ceiling(args: argparse.Namespace, use_wrk: bool) -> float:
+    """The flood's rate against the bare aiohttp app, started as its own process like the bridge."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).resolve()), "--serve-ceiling", str(port)
+    )
+    url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+    try:
+        await wait_healthy(port)
+        # The same warm-up as the bridge gets, so both floods start on warm connections and code.
+        warm = [update(10_000_000 + c, 5_000_000 + c) for c in range(args.chats)]
+        await post_all(url, warm, args.concurrency, None)
+        if use_wrk:
+            seconds = flood_seconds(args.messages)
+            count, elapsed, _, _ = await flood_with_wrk(url, seconds, args.concurrency, args.chats)
+        else:
+            bodies = [update(n, 5_000_000 + n % args.chats) for n in range(args.messages)]
+            t0 = time.perf_counter()
+            await post_all(url, bodies, args.concurrency, None)
+            count, elapsed = len(bodies), time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        await proc.wait()
+    return count / elapsed
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module's docstring)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -268,7 +347,21 @@ async def main() -> None:
         default="process",
         help="where the outbox dispatcher runs (the bridge's [bridge] dispatch setting)",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the bare aiohttp ceiling (and so ceiling_per_s and ratio)",
+    )
+    # Internal: how measure_ceiling starts the ceiling server in its own process.
+    parser.add_argument("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
+    """Measure the ceiling, then the bridge, and print the figures."""
+    use_wrk = args.load == "wrk" or (args.load == "auto" and bool(shutil.which("wrk")))
+    # The ceiling goes first, before the bridge and its dispatcher exist, so nothing else runs.
+    ceiling = None if args.no_ceiling else await measure_ceiling(args, use_wrk)
 
     fakes = Fakes()
     runner = web.AppRunner(fakes.app(), access_log=None)
@@ -291,32 +384,21 @@ async def main() -> None:
         cwd=str(tmp),
         stderr=log,
     )
-    url = f"http://127.0.0.1:{port}/webhooks/telegram"
+    url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+        await wait_healthy(port)
         # Warm-up: open every chat's thread first, so the flood measures steady-state messages.
         warm = [update(10_000_000 + c, 5_000_000 + c) for c in range(args.chats)]
         fakes.expect = len(warm)
         await post_all(url, warm, args.concurrency, None)
         await asyncio.wait_for(fakes.done.wait(), 120)
 
-        use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
         fakes.posted, fakes.first_post, fakes.done = 0, 0.0, asyncio.Event()
         t0 = time.perf_counter()
         if use_wrk:
-            # wrk runs for a time, not a count: about as long as the Python flood would take.
             fakes.expect = 0
-            seconds = max(3.0, args.messages / 2500)
             count, ack_elapsed, p50, p99 = await flood_with_wrk(
-                url, seconds, args.concurrency, args.chats
+                url, flood_seconds(args.messages), args.concurrency, args.chats
             )
             fakes.expect = count
             if fakes.posted >= count:
@@ -371,10 +453,17 @@ async def main() -> None:
         )
         rss = peak_rss_mb(proc.pid)
         print(f"bridge peak RSS: {rss:.0f} MB")
-        print(
+        summary = (
             f"inbound: ack_per_s={ack_per_s:.0f} ack_p99_ms={p99_paced:.1f} "
             f"mirrored_per_s={mirrored_per_s:.0f} peak_rss_mb={rss:.0f}"
         )
+        if ceiling:
+            print(
+                f"ceiling: bare aiohttp app, same flood: {ceiling:,.0f}/s; "
+                f"the bridge acknowledges {ack_per_s / ceiling:.1%} of it"
+            )
+            summary += f" ceiling_per_s={ceiling:.0f} ratio={ack_per_s / ceiling:.3f}"
+        print(summary)
     finally:
         proc.terminate()
         await proc.wait()
@@ -384,4 +473,8 @@ async def main() -> None:
 if __name__ == "__main__":
     if os.name != "posix":
         sys.exit("bench/inbound.py reads /proc for the peak RSS: run it on Linux")
-    asyncio.run(main())
+    arguments = parse_args()
+    if arguments.serve_ceiling:
+        serve_ceiling(arguments.serve_ceiling)
+    else:
+        asyncio.run(main(arguments))
