@@ -48,6 +48,7 @@ class E2eStaff:
         self.password = ""
         self.syncs = 0  # sync responses handled
         self.decrypted: set[str] = set()  # ids of the events that came encrypted
+        self.sessions: dict[str, str] = {}  # event id: the room key (Megolm session) it used
         self._task: asyncio.Task[None] | None = None
         client.add_event_callback(self._on_event, Event)
         client.add_response_callback(self._on_sync, SyncResponse)
@@ -91,6 +92,7 @@ class E2eStaff:
         else:
             if getattr(event, "decrypted", False):
                 self.decrypted.add(event.event_id)
+                self.sessions[event.event_id] = str(event.session_id)
             self.events.append(event.source)
 
     async def ask_key(self, event_id: str, holder: str) -> None:
