@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
+from tests import matrix_e2e_kit
 from tests.commands_kit import command
 from tests.harness import eventually
-from tests.test_matrix_encryption import ANNA, E2eWorld
+from tests.matrix_e2e_kit import ANNA, E2eWorld
 
-pytest_plugins = ["tests.test_matrix_encryption"]  # the `e2e` fixture
+e2e = matrix_e2e_kit.e2e  # the fixture
 
 
 async def _waiting_stored(e2e: E2eWorld) -> list[dict]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 
+from tests import matrix_e2e_kit
 from tests.harness import eventually
+from tests.matrix_e2e_kit import ANNA, E2eWorld
 from tests.matrix_e2e_user import E2eStaff
-from tests.test_matrix_encryption import ANNA, E2eWorld
 
-pytest_plugins = ["tests.test_matrix_encryption"]  # the `e2e` fixture
+e2e = matrix_e2e_kit.e2e  # the fixture
 
 
 async def _second_device(e2e: E2eWorld, synapse, tmp_path) -> tuple[E2eStaff, str]:
