@@ -240,15 +240,15 @@ class Crypto:
         await client.send_to_device_messages()
         if client.should_upload_keys:
             _warn(await client.keys_upload(), KeysUploadResponse)
-        if client.should_query_keys and _warn(await client.keys_query(), KeysQueryResponse):
+        queried = client.should_query_keys and _warn(await client.keys_query(), KeysQueryResponse)
+        if client.should_claim_keys:
+            users = client.get_users_for_key_claiming()
+            _warn(await client.keys_claim(users), KeysClaimResponse)
+        if await self._share.answer() or queried:
             # A member's devices changed (a new member, a new device): the next message starts
             # a new room key, shared with every device known now (nio shares a key once).
             for room in list(client.encrypted_rooms):
                 client.invalidate_outbound_session(room)
-        if client.should_claim_keys:
-            users = client.get_users_for_key_claiming()
-            _warn(await client.keys_claim(users), KeysClaimResponse)
-        await self._share.answer()
 
     async def after_sync(self, handle: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
         """After a sync response: keys due, waiting events whose keys came (to `handle`), and

@@ -73,12 +73,18 @@ class KeyShare:
             return None
         return device
 
-    async def answer(self) -> None:
-        """Share the keys asked for (after a sync), claiming Olm sessions where needed."""
+    async def answer(self) -> bool:
+        """Share the keys asked for (after a sync), claiming Olm sessions where needed;
+        whether the devices of some members were queried (new devices may have turned up)."""
         olm = self.client.olm
         if not isinstance(olm, SharingOlm) or not olm.peer_requests:
-            return
+            return False
         asked, olm.peer_requests = list(olm.peer_requests.values()), {}
+        for room_id in {r.room_id for r in asked}:
+            room = self.client.rooms.get(room_id)
+            if room is not None and not room.members_synced:
+                # The sync filter loads members lazily: the whole list, as nio does to encrypt.
+                await self.client.joined_members(room_id)
         allowed = []
         for request in asked:
             why = self.refusal(request)
@@ -86,7 +92,8 @@ class KeyShare:
                 allowed.append(request)
             else:
                 log.info("Matrix: no key for %s (%s)", request.sender, why)
-        if any(self._device(r) is None for r in allowed):
+        queried = any(self._device(r) is None for r in allowed)
+        if queried:
             # A device that logged in since the last query: ask the homeserver about it once.
             olm.users_for_key_query.update(r.sender for r in allowed)
             answer = await self.client.keys_query()
@@ -115,3 +122,4 @@ class KeyShare:
                 olm._encrypt_forwarding_key(request.room_id, group, session, device)
             )
         await self.client.send_to_device_messages()
+        return queried
