@@ -642,6 +642,8 @@ class MatrixSurface:
                 kept += 1
                 log.info("Matrix: %s not redacted: %s", event.get("event_id"), exc)
         await self._puppets.erase(room, customers)
+        if self._crypto is not None:  # a new room key from here on; no waiting events kept
+            await self._crypto.forget(room, root)
         if kept:
             text += (
                 f" {kept} event{'s' if kept != 1 else ''} in this thread could not be redacted"

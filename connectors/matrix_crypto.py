@@ -19,7 +19,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,6 @@ from nio import (
     SyncError,
     WhoamiResponse,
 )
-from nio.crypto import Olm
 from nio.exceptions import EncryptionError
 from nio.store import SqliteMemoryStore
 from peewee import SqliteDatabase  # type: ignore[import-untyped]
@@ -42,6 +41,7 @@ from bridge.config import MatrixSettings
 from bridge.errors import TransientError
 from bridge.protocols import SecretStateStore, StateStore
 from connectors.matrix_api import Homeserver, checked, raise_response
+from connectors.matrix_keyshare import KeyShare, SharingOlm
 from connectors.matrix_render import in_thread, txn_id
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def crypto_for(
     if key is None:
         msg = "matrix.encryption needs matrix.pickle_key, access_token or password"
         raise ValueError(msg)
-    return Crypto(hs, state, key.get_secret_value(), send)
+    # Staff as the bridge counts them (MatrixSurface.staff_servers): whose devices get keys.
+    staff = frozenset({(settings.user_id or "").partition(":")[2], *settings.allowed_servers})
+    return Crypto(hs, state, key.get_secret_value(), send, staff)
 
 
 def undecryptable_notice(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,7 +134,12 @@ class Crypto:
     """The bot's device: its store, key uploads and queries, decryption and waiting events."""
 
     def __init__(
-        self, hs: Homeserver, secrets: SecretStateStore, pickle_key: str, send: Notify
+        self,
+        hs: Homeserver,
+        secrets: SecretStateStore,
+        pickle_key: str,
+        send: Notify,
+        staff_servers: Set[str] = frozenset(),
     ) -> None:
         self._hs = hs
         hs.keys_required = True  # no send before the keys are open (see Homeserver.send)
@@ -146,6 +153,7 @@ class Crypto:
         self._waiting_saved: list[str] | None = None
         self._ask: list[MegolmEvent] = []
         self._lock = asyncio.Lock()
+        self._share = KeyShare(self.client, staff_servers)
 
     @property
     def _name(self) -> str:
@@ -209,7 +217,7 @@ class Crypto:
             self.client.user_id, self.client.device_id, self._pickle_key, snapshot
         )
         self.client.store = store
-        self.client.olm = Olm(self.client.user_id, self.client.device_id, store)
+        self.client.olm = SharingOlm(self.client.user_id, self.client.device_id, store)
         self.client.encrypted_rooms = store.load_encrypted_rooms()
         self._store = store
         self._saved = -1  # a first snapshot, also of a store that was just made
@@ -232,14 +240,15 @@ class Crypto:
         await client.send_to_device_messages()
         if client.should_upload_keys:
             _warn(await client.keys_upload(), KeysUploadResponse)
-        if client.should_query_keys and _warn(await client.keys_query(), KeysQueryResponse):
+        queried = client.should_query_keys and _warn(await client.keys_query(), KeysQueryResponse)
+        if client.should_claim_keys:
+            users = client.get_users_for_key_claiming()
+            _warn(await client.keys_claim(users), KeysClaimResponse)
+        if await self._share.answer() or queried:
             # A member's devices changed (a new member, a new device): the next message starts
             # a new room key, shared with every device known now (nio shares a key once).
             for room in list(client.encrypted_rooms):
                 client.invalidate_outbound_session(room)
-        if client.should_claim_keys:
-            users = client.get_users_for_key_claiming()
-            _warn(await client.keys_claim(users), KeysClaimResponse)
 
     async def after_sync(self, handle: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
         """After a sync response: keys due, waiting events whose keys came (to `handle`), and
@@ -265,6 +274,18 @@ class Crypto:
                 return
             await self._secrets.save_secret(self._name, store.snapshot())
             self._saved = mark
+
+    async def forget(self, room: str, root: str) -> None:
+        """After a thread's erasure: the room's next message starts a new room key, and the
+        thread's events waiting for keys are dropped. Room keys serve a whole room, not a
+        thread, so the keys of the room's history stay (other threads need them)."""
+        if self.client.olm is not None and room in self.client.encrypted_rooms:
+            self.client.invalidate_outbound_session(room)
+        for event_id, waiting in list(self._waiting.items()):
+            if waiting.room == room and _thread_of(waiting.source) == root:
+                del self._waiting[event_id]
+        self._ask = [e for e in self._ask if e.event_id in self._waiting]
+        await self.save()
 
     def decrypted(self, room: str, source: dict[str, Any]) -> dict[str, Any] | None:
         """An event as it reads in clear (unchanged when it was not encrypted); None while
@@ -336,6 +357,16 @@ class Crypto:
                     txn_id("undecryptable", event_id),
                 )
         return ready
+
+
+def _thread_of(event: Mapping[str, Any]) -> str | None:
+    """The thread root an event belongs to (its relation is outside the encryption), or its
+    own id."""
+    content = event.get("content")
+    relation = (content.get("m.relates_to") if isinstance(content, Mapping) else None) or {}
+    if relation.get("rel_type") == "m.thread" and isinstance(relation.get("event_id"), str):
+        return str(relation["event_id"])
+    return str(event.get("event_id"))
 
 
 def _warn(answer: Any, ok: type) -> bool:

@@ -19,10 +19,13 @@ from nio import (
     MegolmEvent,
     RoomCreateResponse,
     RoomSendResponse,
+    SyncResponse,
     ToDeviceMessage,
     UploadResponse,
 )
+from nio.crypto import OutgoingKeyRequest
 from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
 
 from tests.synapse import Synapse
 
@@ -41,9 +44,14 @@ class E2eStaff:
         self.user_id: str = client.user_id
         self.events: list[dict[str, Any]] = []  # decrypted (or clear) timeline events
         self.undecrypted: list[str] = []
+        self.megolm: dict[str, MegolmEvent] = {}  # the events it could not decrypt
+        self.password = ""
+        self.syncs = 0  # sync responses handled
         self.decrypted: set[str] = set()  # ids of the events that came encrypted
+        self.sessions: dict[str, str] = {}  # event id: the room key (Megolm session) it used
         self._task: asyncio.Task[None] | None = None
         client.add_event_callback(self._on_event, Event)
+        client.add_response_callback(self._on_sync, SyncResponse)
 
     @classmethod
     async def login(cls, server: Synapse, store: Path, name: str) -> E2eStaff:
@@ -51,6 +59,17 @@ class E2eStaff:
         localpart = f"{name}{secrets.token_hex(3)}"
         password = secrets.token_hex(8)
         server.register(localpart, password)
+        return await cls._login(server, store, localpart, password, name)
+
+    async def another_device(self, server: Synapse, store: Path) -> E2eStaff:
+        """The same user logged in on a second device (with keys of its own)."""
+        localpart = self.user_id.partition(":")[0][1:]
+        return await self._login(server, store, localpart, self.password, "second")
+
+    @classmethod
+    async def _login(
+        cls, server: Synapse, store: Path, localpart: str, password: str, name: str
+    ) -> E2eStaff:
         store.mkdir(parents=True, exist_ok=True)
         config = AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False)
         client = AsyncClient(
@@ -59,16 +78,46 @@ class E2eStaff:
         answer = await client.login(password, device_name=name)
         assert isinstance(answer, LoginResponse), answer
         staff = cls(client)
+        staff.password = password
         staff._task = asyncio.create_task(client.sync_forever(timeout=500, full_state=True))
         return staff
+
+    async def _on_sync(self, response: SyncResponse) -> None:
+        self.syncs += 1
 
     async def _on_event(self, room: Any, event: Event) -> None:
         if isinstance(event, MegolmEvent):
             self.undecrypted.append(event.event_id)
+            self.megolm[event.event_id] = event
         else:
             if getattr(event, "decrypted", False):
                 self.decrypted.add(event.event_id)
+                self.sessions[event.event_id] = str(event.session_id)
             self.events.append(event.source)
+
+    async def ask_key(self, event_id: str, holder: str) -> None:
+        """Ask another user's devices for an event's room key (`m.room_key_request`), and
+        take a forwarded key from them: nio takes forwarded keys only from the user's own
+        verified devices, as matrix-rust-sdk does; older clients took them from any device
+        they had asked."""
+        event = self.megolm[event_id]
+        request = event.as_key_request(holder, self.client.device_id, secrets.token_hex(8))
+        olm = self.client.olm
+        asked = OutgoingKeyRequest.from_message(request)
+        olm.outgoing_key_requests[event.session_id] = asked
+        olm.store.add_outgoing_key_request(asked)
+        olm._should_accept_forward = lambda sender, key, forward: (
+            forward.session_id in olm.outgoing_key_requests
+        )
+        await self.client.to_device(request)
+
+    def read(self, event_id: str) -> dict[str, Any] | None:
+        """An event it could not decrypt, decrypted now if its key has come since."""
+        try:
+            clear = self.client.decrypt_event(self.megolm[event_id])
+        except EncryptionError:
+            return None
+        return dict(clear.source)
 
     async def close(self) -> None:
         """Stop syncing and close the client."""
