@@ -47,15 +47,20 @@ async def slack_post(world, raw: bytes, content_type: str) -> int:
             return r.status
 
 
-@pytest.mark.parametrize("body", NESTED, ids=["open", "closed", "objects"])
-async def test_deeply_nested_json_to_the_api_is_a_documented_400(world, body):
-    key = await make_key(world, role="manager")
+async def post_blacklist(world, key: str, body: str) -> tuple[int, dict]:
+    """POST a raw body to the API's blacklist resource; the status and the JSON answer."""
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{world.bridge.url}{PREFIX}/blacklist", data=body, headers=headers
         ) as r:
-            status, answer = r.status, await r.json()
+            return r.status, await r.json()
+
+
+@pytest.mark.parametrize("body", NESTED, ids=["open", "closed", "objects"])
+async def test_deeply_nested_json_to_the_api_is_a_documented_400(world, body):
+    key = await make_key(world, role="manager")
+    status, answer = await post_blacklist(world, key, body)
     # Past the reader's limit the body is malformed (400); within it, no blacklist entry (422).
     assert (status, answer["error"]["code"]) in {(400, "malformed_json"), (422, "invalid")}
     assert set(answer["error"]) >= {"code", "message"}, answer
@@ -167,12 +172,7 @@ async def test_any_long_number_as_an_api_id_is_a_documented_4xx(keyed, number, d
 @given(body=nested_json)
 async def test_json_nested_to_any_depth_to_the_api_is_a_documented_4xx(keyed, body):
     world, key, _ = keyed
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
-            f"{world.bridge.url}{PREFIX}/blacklist", data=body, headers=headers
-        ) as r:
-            status, answer = r.status, await r.json()
+    status, answer = await post_blacklist(world, key, body)
     # Past the reader's limit the body is malformed (400); within it, no blacklist entry (422).
     assert (status, answer["error"]["code"]) in {(400, "malformed_json"), (422, "invalid")}
     assert set(answer["error"]) >= {"code", "message"}, answer
