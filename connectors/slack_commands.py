@@ -160,7 +160,10 @@ class SlackCommands:
     ) -> None:
         try:
             answer = await work
-            await respond(replace_original=True, **answer)
+            if not answer:  # a form opened instead: nothing to say, so the placeholder goes
+                await respond(delete_original=True)
+            else:
+                await respond(replace_original=True, **answer)
         except Exception:
             log.exception("Slack: a slow slash command could not be answered")
 

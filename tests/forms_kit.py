@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 from tests.commands_kit import MANAGER
+from tests.slash_kit import slash_answer
 
 
 async def open_form(world, text: str, command: str = "/rule") -> dict:
     """Run the slash command; the modal it opened."""
-    status, body = await world.slack.slash_command(command, text, user_id=MANAGER)
-    assert status == 200, body
-    assert not body or not json.loads(body).get("text"), body  # no message: the modal opened
+    answer = await slash_answer(world.slack, command, text, user_id=MANAGER)
+    assert not answer.get("text"), answer  # no message: the modal opened
     return world.slack.views[-1]
 
 

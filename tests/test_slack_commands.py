@@ -13,6 +13,7 @@ import zxingcpp
 from commands.base import COMMANDS
 from tests.commands_kit import ADMIN, AGENT, MANAGER, command
 from tests.harness import eventually
+from tests.slash_kit import slash_answer
 
 ANNA = 5150001
 
@@ -27,10 +28,8 @@ async def staff(world):
 
 
 async def slash(world, name: str, text: str = "", *, user: str = AGENT) -> dict:
-    """Run `/name text` as Slack does; the bridge's answer to the request, as JSON."""
-    status, body = await world.slack.slash_command(name, text, user_id=user)
-    assert status == 200, body
-    return json.loads(body)
+    """Run `/name text` as Slack does; the answer the caller sees, as JSON."""
+    return await slash_answer(world.slack, name, text, user_id=user)
 
 
 def shown(answer: dict) -> str:
@@ -145,7 +144,9 @@ async def test_link_qr_posts_a_png_in_the_channel_that_decodes_to_the_link(world
 
 async def test_slow_command_answers_at_once_and_follows_up_through_the_response_url(world):
     world.slack.delays["files.getUploadURLExternal"] = 3.5
-    answer = await slash(world, "/link", "qr telegram")
+    status, body = await world.slack.slash_command("/link", "qr telegram", user_id=AGENT)
+    assert status == 200, body
+    answer = json.loads(body)
     assert "Working on `/link`" in answer["text"]
     followed = await eventually(lambda: world.slack.responses, message="the follow-up")
     assert followed[-1]["response_type"] == "in_channel"

@@ -9,6 +9,7 @@ import pytest
 
 from tests.commands_kit import MANAGER, command
 from tests.forms_kit import open_form, submit
+from tests.harness import eventually
 
 
 @pytest.fixture(autouse=True)
@@ -93,3 +94,14 @@ async def test_an_action_that_cannot_work_is_shown_at_the_actions(world):
 async def test_matrix_and_the_runner_get_the_syntax_instead_of_a_form(world):
     reply = await command(world, "rule add", user=MANAGER)
     assert reply.form is not None and "Type it as one line" in reply.lines[0]
+
+
+async def test_a_form_opened_late_removes_the_working_placeholder(world):
+    # views.open answers after the bridge's 2.5 s deadline but inside the trigger's 3 s.
+    world.slack.delays["views.open"] = 2.7
+    status, body = await world.slack.slash_command("/rule", "add", user_id=MANAGER)
+    assert status == 200 and "Working on `/rule`" in json.loads(body)["text"]
+    path = world.slack.slash_paths[-1]
+    [followed] = await eventually(lambda: world.slack.responses_at.get(path), message="follow-up")
+    assert followed["delete_original"] is True
+    assert world.slack.views[-1]["callback_id"] == "bridge_form"

@@ -5,7 +5,6 @@ sees the figures, a PNG chart in the channel and a login link only they see."""
 from __future__ import annotations
 
 import io
-import json
 import re
 
 import PIL.Image
@@ -15,6 +14,7 @@ from bridge.charts import BLUE, LIGHT_ORANGE, ORANGE
 from tests.commands_kit import ADMIN, AGENT, MANAGER, command
 from tests.fakes.whatsapp import FakeWhatsApp
 from tests.harness import eventually
+from tests.slash_kit import slash_answer
 from tests.stats_kit import SALE, traffic
 from tests.world import CHANNEL, start_world, stop_world
 
@@ -29,10 +29,8 @@ async def busy(tmp_path):
 
 
 async def slash(world, text: str = "", *, user: str = MANAGER) -> dict:
-    """Run `/stats text` as Slack does; the bridge's answer to the request, as JSON."""
-    status, body = await world.slack.slash_command("/stats", text, user_id=user)
-    assert status == 200, body
-    return json.loads(body)
+    """Run `/stats text` as Slack does; the answer the caller sees, as JSON."""
+    return await slash_answer(world.slack, "/stats", text, user_id=user)
 
 
 def shown(answer: dict) -> str:
@@ -109,9 +107,7 @@ async def test_an_admin_may_ask_too(world):
 
 
 async def test_an_agent_is_refused_and_nothing_is_posted(world):
-    status, body = await world.slack.slash_command("/stats", "", user_id=AGENT)
-    assert status == 200
-    text = shown(json.loads(body))
+    text = shown(await slash(world, user=AGENT))
     assert "/stats needs the manager role" in text
     assert f"/user role {AGENT} manager" in text
     await world.slack.wait_idle()

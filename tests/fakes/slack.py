@@ -211,6 +211,10 @@ class FakeSlack:
         self._connections: list[_Connection] = []
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self._response_urls: dict[str, int] = {}
+        # What the app posted to each response_url, by its path; the paths of the slash
+        # commands delivered, in order.
+        self.responses_at: dict[str, list[dict[str, Any]]] = {}
+        self.slash_paths: list[str] = []
         self._triggers: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_ts_us = 0
@@ -999,6 +1003,7 @@ class FakeSlack:
         except (ValueError, KeyError):
             return web.Response(status=400, text="invalid_payload", content_type="text/plain")
         self.responses.append(payload)
+        self.responses_at.setdefault(key, []).append(payload)
         return web.Response(text="ok", content_type="text/plain")
 
     # ------------------------------------------------------------------ Socket Mode
@@ -1372,6 +1377,7 @@ class FakeSlack:
         """A human runs a slash command; deliver it (form params as Slack sends them)."""
         path = f"/commands/{self.team_id}/{self._next_id('')}/{secrets.token_hex(12)}"
         self._response_urls[path] = 0
+        self.slash_paths.append(path)
         form = {
             "token": self.verification_token,
             "team_id": self.team_id,

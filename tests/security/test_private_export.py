@@ -8,6 +8,7 @@ import json
 from tests.commands_kit import ADMIN, AGENT
 from tests.harness import eventually
 from tests.matrix_user import MatrixUser, body_of
+from tests.slash_kit import slash_answer
 from tests.test_matrix_surface import ANNA as MX_ANNA
 from tests.test_matrix_surface import anna_writes, start_matrix_world
 from tests.world import stop_world
@@ -33,9 +34,7 @@ def shared_outside_dms(world) -> list[str]:
 
 async def test_contact_export_by_slash_command_reaches_only_the_callers_direct_messages(world):
     await anna_thread(world)
-    status, body = await world.slack.slash_command("/contact", f"export {ANNA}", user_id=AGENT)
-    assert status == 200
-    answer = json.loads(body)
+    answer = await slash_answer(world.slack, "/contact", f"export {ANNA}", user_id=AGENT)
     assert answer["response_type"] == "ephemeral"
     assert "direct message" in json.dumps(answer)
     [post] = await eventually(lambda: world.slack.dm_messages(AGENT), message="the DM")

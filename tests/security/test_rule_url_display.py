@@ -12,6 +12,7 @@ from tests.api_kit import Api, make_key
 from tests.commands_kit import AGENT, MANAGER, command
 from tests.harness import eventually
 from tests.rules_kit import Endpoint
+from tests.slash_kit import slash_answer
 from tests.world import start_world, stop_world
 
 ANNA = 7730001
@@ -61,9 +62,7 @@ async def test_rule_list_and_show_hide_the_query_from_agents(rig):
 async def test_a_manager_sees_the_whole_url_in_rule_show_and_only_they_do(rig):
     world, endpoint = rig
     await add_crm_rule(world, endpoint)
-    status, body = await world.slack.slash_command("/rule", "show crm", user_id=MANAGER)
-    assert status == 200
-    answer = json.loads(body)
+    answer = await slash_answer(world.slack, "/rule", "show crm", user_id=MANAGER)
     assert answer["response_type"] == "ephemeral"
     assert f"api_key={TOKEN}" in json.dumps(answer)
 

@@ -9,6 +9,7 @@ import re
 from tests.commands_kit import ADMIN, command
 from tests.harness import eventually
 from tests.matrix_user import MatrixUser, body_of
+from tests.slash_kit import slash_answer
 from tests.test_matrix_surface import start_matrix_world
 from tests.world import stop_world
 
@@ -46,9 +47,7 @@ async def test_webhook_add_in_a_thread_shows_the_signing_secret_only_to_its_auth
 
 async def test_webhook_add_by_slash_command_answers_ephemerally(world):
     world.slack.add_user(ADMIN, "Ada Admin", "ada")
-    status, body = await world.slack.slash_command("/webhook", f"add {HOOK} all", user_id=ADMIN)
-    assert status == 200
-    answer = json.loads(body)
+    answer = await slash_answer(world.slack, "/webhook", f"add {HOOK} all", user_id=ADMIN)
     assert answer["response_type"] == "ephemeral"
     secret = await stored_secret(world)
     assert secret in json.dumps(answer)

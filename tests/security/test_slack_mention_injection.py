@@ -4,11 +4,11 @@ reaches Slack escaped: it shows as text and pings nobody. Only mentions the brid
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tests.commands_kit import AGENT
 from tests.harness import eventually
+from tests.slash_kit import slash_answer
 
 EVE = 7740001
 LIVE = ("<!channel>", "<!here>", "<@U0ADMIN")
@@ -50,9 +50,7 @@ async def test_a_customer_named_like_a_mention_pings_nobody_on_the_card_or_in_th
 
 async def test_command_answers_show_the_name_as_text(world):
     await eve_thread(world)
-    status, body = await world.slack.slash_command("/contact", f"find {EVE}", user_id=AGENT)
-    assert status == 200
-    answer = json.loads(body)
+    answer = await slash_answer(world.slack, "/contact", f"find {EVE}", user_id=AGENT)
     shown = markup([answer.get("text", "")], answer.get("blocks"))
     assert "&lt;@U0ADMIN|boss&gt;" in shown and "&lt;!channel&gt;" in shown
     assert not any(live in shown for live in LIVE), shown
