@@ -29,11 +29,14 @@ async def health(world) -> dict[str, object]:
 async def test_healthz_still_shows_the_pending_outbox(world):
     await world.customer(world.tg.text_update(111, "Hello"))
     await world.thread_of(111)
-    pending = (await world.sql("select count(*) from outbox where state = 'pending'"))[0][0]
+    count = "select count(*) from outbox where state = 'pending'"
+    before = (await world.sql(count))[0][0]
     body = await health(world)
+    after = (await world.sql(count))[0][0]
     assert body["status"] == "ok" and body["database"] is True
     assert body["connectors"] == ["telegram:123456"] and body["surfaces"] == ["slack"]
-    assert body["outbox"]["pending"] == pending
+    # Nothing new arrives, so the dispatcher only empties the outbox meanwhile.
+    assert after <= body["outbox"]["pending"] <= before
 
 
 async def test_healthz_reads_only_pending_outbox_rows(world):
