@@ -227,7 +227,9 @@ async def test_replies_written_while_the_bridge_was_down_go_out_once_after_resta
 
 
 async def test_homeserver_rate_limit_delays_but_loses_nothing(tmp_path):
-    server = Synapse.start(tmp_path / "hs", rc_message=RateLimit(2, 4))
+    # One message a second, two at once: tight enough that the bridge's sends exceed it even
+    # when a busy machine slows each of them down.
+    server = Synapse.start(tmp_path / "hs", rc_message=RateLimit(1, 2))
     try:
         mw = await start_matrix_world(tmp_path / "bridge", server)
         try:
@@ -240,7 +242,7 @@ async def test_homeserver_rate_limit_delays_but_loses_nothing(tmp_path):
                 joined = "\n".join(await mw.thread_texts(root))
                 return all(t in joined for t in texts) or None
 
-            await mw.staff.wait_for(all_there, timeout=60, what="every message in the thread")
+            await mw.staff.wait_for(all_there, timeout=90, what="every message in the thread")
             joined = "\n".join(await mw.thread_texts(root))
             positions = [
                 joined.index(t + "\n") if t + "\n" in joined else joined.index(t) for t in texts
