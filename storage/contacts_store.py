@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -86,6 +86,14 @@ class ContactQueries(TxBase):
         """One contact by id."""
         row = (self.conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
         return contact_record(row) if row is not None else None
+
+    def contacts_by_ids(self, contact_ids: Iterable[int]) -> dict[ContactId, ContactRecord]:
+        """Whole contacts by id, in one read (those that exist)."""
+        wanted = list(set(contact_ids))
+        if not wanted:
+            return {}
+        rows = self.conn.execute(select(contacts).where(contacts.c.id.in_(wanted)))
+        return {ContactId(row.id): contact_record(row) for row in rows}
 
     def update_contact(self, contact_id: ContactId, **values: Any) -> bool:
         """Change a contact's staff fields (display_name, note, remark, assigned_to)."""

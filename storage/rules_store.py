@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import bindparam, delete, select, tuple_, update
 from sqlalchemy.engine import Row
 
 from bridge.types import Action, FileData, MediaKind, Rule
@@ -186,24 +186,37 @@ class RuleStore(Repository):
         return found
 
     def record_firings(self, fired: Sequence[tuple[int, int, datetime]]) -> None:
-        """Note that rules fired for contacts (rule id, contact id, when)."""
+        """Note that rules fired for contacts (rule id, contact id, when): one read, then one
+        batched update and one multi-row insert, however many fired."""
         if not fired:
             return
-        known = self.last_firings([(r, c) for r, c, _ in fired])
+        counts: dict[tuple[int, int], tuple[int, datetime]] = {}
         for rule_id, contact_id, at in fired:
-            if (rule_id, contact_id) in known:
-                self.conn.execute(
-                    update(firings)
-                    .where(firings.c.rule_id == rule_id, firings.c.contact_id == contact_id)
-                    .values(count=firings.c.count + 1, last_at=at)
+            n, last = counts.get((rule_id, contact_id), (0, at))
+            counts[(rule_id, contact_id)] = (n + 1, max(last, at))
+        known = self.last_firings(counts)
+        updates = [
+            {"b_rule": r, "b_contact": c, "b_add": n, "b_at": at}
+            for (r, c), (n, at) in counts.items()
+            if (r, c) in known
+        ]
+        inserts = [
+            {"rule_id": r, "contact_id": c, "count": n, "last_at": at}
+            for (r, c), (n, at) in counts.items()
+            if (r, c) not in known
+        ]
+        if updates:
+            self.conn.execute(
+                update(firings)
+                .where(
+                    firings.c.rule_id == bindparam("b_rule"),
+                    firings.c.contact_id == bindparam("b_contact"),
                 )
-            else:
-                self.conn.execute(
-                    firings.insert().values(
-                        rule_id=rule_id, contact_id=contact_id, count=1, last_at=at
-                    )
-                )
-                known[(rule_id, contact_id)] = at
+                .values(count=firings.c.count + bindparam("b_add"), last_at=bindparam("b_at")),
+                updates,
+            )
+        if inserts:
+            self.conn.execute(firings.insert(), inserts)
 
     # -- files -------------------------------------------------------------------------------------
 
@@ -242,6 +255,18 @@ class RuleStore(Repository):
         if not wanted:
             return {}
         rows = self.conn.execute(select(files.c.id, files.c.filename).where(files.c.id.in_(wanted)))
+        return {int(r[0]): str(r[1]) for r in rows}
+
+    def remarks_of(self, contact_ids: Iterable[int]) -> dict[int, str]:
+        """The remarks of these contacts ({CONTACTREMARK}), for those that have one."""
+        wanted = list(set(contact_ids))
+        if not wanted:
+            return {}
+        rows = self.conn.execute(
+            select(contacts.c.id, contacts.c.remark).where(
+                contacts.c.id.in_(wanted), contacts.c.remark.isnot(None)
+            )
+        )
         return {int(r[0]): str(r[1]) for r in rows}
 
     def remark_of(self, contact_id: int) -> str | None:

@@ -353,8 +353,12 @@ class Inbound:
         messages a rule keeps out of the thread."""
         contact_of, conv_of, fresh = batch.contact_of, batch.conv_of, batch.fresh
         platform, account, now, blocked = batch.platform, batch.account, batch.now, batch.blocked
+        # Every answer of the batch (keywords' and rules') is judged and stored together.
+        answers = self.chatbot.answers(
+            tx, platform, account, [c for c in batch.per_contact if c not in blocked]
+        )
         handled = self.chatbot.keywords(
-            tx, platform, account, fresh, contact_of, conv_of, blocked, now, consent_jobs
+            tx, platform, account, fresh, contact_of, conv_of, blocked, now, answers
         )
         # Chatbot rules, for what is neither blocked nor a consent word or channel keyword.
         arrivals = [
@@ -362,8 +366,8 @@ class Inbound:
             for i, m in enumerate(fresh)
             if contact_of[m.chat_id] not in blocked and m.external_id not in handled
         ]
-        rule_jobs, swallowed_at = apply_rules(self.chatbot, tx, platform, account, arrivals, now)
-        consent_jobs.extend(rule_jobs)
+        swallowed_at = apply_rules(self.chatbot, tx, platform, account, arrivals, now, answers)
+        consent_jobs.extend(answers.flush())
         # Answers to a newsletter land in the conversation like any message, marked as such.
         for replier, broadcast_id in tx.broadcasts.replied(
             [a.contact_id for i, a in enumerate(arrivals) if i not in swallowed_at],
