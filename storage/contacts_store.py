@@ -88,11 +88,18 @@ class ContactQueries(TxBase):
         return contact_record(row) if row is not None else None
 
     def contacts_by_ids(self, contact_ids: Iterable[int]) -> dict[ContactId, ContactRecord]:
-        """Whole contacts by id, in one read (those that exist)."""
+        """Contacts by id with what decides whether they may be sent to (last seen, opted
+        out), in one read (those that exist)."""
         wanted = list(set(contact_ids))
         if not wanted:
             return {}
-        rows = self.conn.execute(select(contacts).where(contacts.c.id.in_(wanted)))
+        c = contacts.c
+        columns = (c.id, c.platform, c.account, c.chat_id, c.display_name, c.username)
+        rows = self.conn.execute(
+            select(*columns, c.message_count, c.opt_in_source, c.last_seen, c.opted_out_at).where(
+                c.id.in_(wanted)
+            )
+        )
         return {ContactId(row.id): contact_record(row) for row in rows}
 
     def update_contact(self, contact_id: ContactId, **values: Any) -> bool:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.engine import Row
 
 from bridge.types import Action, FileData, MediaKind, Rule
-from storage.records import Repository
+from storage.records import Repository, sqlite_time
 from storage.tables import contacts, rules
 from storage.tables import rule_changes as changes
 from storage.tables import rule_files as files
 from storage.tables import rule_firings as firings
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A UTC time as read: aware already, or SQLite's naive UTC text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _time(value: str | None) -> time | None:
@@ -168,6 +175,18 @@ class RuleStore(Repository):
 
     # -- firings -----------------------------------------------------------------------------------
 
+    def version(self) -> tuple[Any, ...]:
+        """What changes whenever a rule is added, edited or removed (each is logged): the
+        compiled rules are built again only when it does."""
+        row = self.conn.execute(
+            select(
+                select(func.max(changes.c.id)).scalar_subquery(),
+                func.count(rules.c.id),
+                func.max(rules.c.updated_at),
+            ).select_from(rules)
+        ).one()
+        return tuple(row)
+
     def last_firings(self, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], datetime]:
         """When each (rule, contact) pair last fired, for the pairs that ever did."""
         wanted = list(set(pairs))
@@ -176,47 +195,56 @@ class RuleStore(Repository):
         found: dict[tuple[int, int], datetime] = {}
         for start in range(0, len(wanted), 400):
             chunk = wanted[start : start + 400]
-            rows = self.conn.execute(
-                select(firings.c.rule_id, firings.c.contact_id, firings.c.last_at).where(
-                    tuple_(firings.c.rule_id, firings.c.contact_id).in_(chunk)
+            if self.dialect == "sqlite":
+                # The hot read of every batch that fires rules: plain tuples through the driver
+                # (SQLAlchemy's expanding tuple IN costs more than the query).
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                rows: Iterable[Any] = self.conn.exec_driver_sql(
+                    "SELECT rule_id, contact_id, last_at FROM rule_firings"
+                    f" WHERE (rule_id, contact_id) IN (VALUES {values})",
+                    tuple(n for pair in chunk for n in pair),
                 )
-            )
+            else:
+                rows = self.conn.execute(
+                    select(firings.c.rule_id, firings.c.contact_id, firings.c.last_at).where(
+                        tuple_(firings.c.rule_id, firings.c.contact_id).in_(chunk)
+                    )
+                )
             for rule_id, contact_id, last_at in rows:
-                found[(int(rule_id), int(contact_id))] = last_at
+                found[(int(rule_id), int(contact_id))] = _aware(last_at)
         return found
 
     def record_firings(self, fired: Sequence[tuple[int, int, datetime]]) -> None:
-        """Note that rules fired for contacts (rule id, contact id, when): one read, then one
-        batched update and one multi-row insert, however many fired."""
+        """Note that rules fired for contacts (rule id, contact id, when): one upsert for all,
+        a pair fired twice counted twice."""
         if not fired:
             return
         counts: dict[tuple[int, int], tuple[int, datetime]] = {}
         for rule_id, contact_id, at in fired:
             n, last = counts.get((rule_id, contact_id), (0, at))
             counts[(rule_id, contact_id)] = (n + 1, max(last, at))
-        known = self.last_firings(counts)
-        updates = [
-            {"b_rule": r, "b_contact": c, "b_add": n, "b_at": at}
-            for (r, c), (n, at) in counts.items()
-            if (r, c) in known
-        ]
-        inserts = [
-            {"rule_id": r, "contact_id": c, "count": n, "last_at": at}
-            for (r, c), (n, at) in counts.items()
-            if (r, c) not in known
-        ]
-        if updates:
-            self.conn.execute(
-                update(firings)
-                .where(
-                    firings.c.rule_id == bindparam("b_rule"),
-                    firings.c.contact_id == bindparam("b_contact"),
-                )
-                .values(count=firings.c.count + bindparam("b_add"), last_at=bindparam("b_at")),
-                updates,
+        if self.dialect == "sqlite":
+            self.conn.exec_driver_sql(
+                "INSERT INTO rule_firings (rule_id, contact_id, count, last_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (rule_id, contact_id) DO UPDATE"
+                " SET count = count + excluded.count, last_at = excluded.last_at",
+                [(r, c, n, sqlite_time(at)) for (r, c), (n, at) in counts.items()],
             )
-        if inserts:
-            self.conn.execute(firings.insert(), inserts)
+            return
+        stmt = self._insert(firings)
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[firings.c.rule_id, firings.c.contact_id],
+                set_={
+                    "count": firings.c.count + stmt.excluded["count"],
+                    "last_at": stmt.excluded.last_at,
+                },
+            ),
+            [
+                {"rule_id": r, "contact_id": c, "count": n, "last_at": at}
+                for (r, c), (n, at) in counts.items()
+            ],
+        )
 
     # -- files -------------------------------------------------------------------------------------
 

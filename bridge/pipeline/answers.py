@@ -48,7 +48,10 @@ class AnswerBatch:
         account: AccountId,
         now: datetime,
         contacts: Collection[ContactId] = (),
+        blocks: Mapping[ContactId, BlockRecord] | None = None,
     ) -> None:
+        """`contacts`: whom the batch may answer (read together on the first answer);
+        `blocks`: their blacklist entries, when the caller has read them already."""
         self.tx = tx
         self.directory = directory
         self.platform = platform
@@ -57,7 +60,8 @@ class AnswerBatch:
         self.connector = directory.connectors.get((platform, account))
         self._wanted = set(contacts)
         self._contacts: dict[ContactId, ContactRecord] = {}
-        self._blocks: dict[ContactId, BlockRecord] = {}
+        self._blocks: dict[ContactId, BlockRecord] = dict(blocks or {})
+        self._blocks_known: set[ContactId] = set(self._wanted) if blocks is not None else set()
         self._loaded: set[ContactId] = set()
         self._rate_keys: dict[ChatId, tuple[str, ...]] = {}
         self._items: list[NewJob | _Answer] = []
@@ -107,12 +111,14 @@ class AnswerBatch:
         return out
 
     def _contact(self, contact_id: ContactId) -> ContactRecord | None:
-        """The contact's whole row; the first call reads every contact of the batch at once
+        """The contact as refusals need it; the first call reads every contact of the batch at once
         (and its blacklist entry), so the answers cost no read each."""
         if contact_id not in self._loaded:
             ids = (self._wanted | {contact_id}) - self._loaded
             self._contacts.update(self.tx.contacts_by_ids(ids))
-            self._blocks.update(self.tx.subscriptions.blocks_of(ids))
+            if ids - self._blocks_known:
+                self._blocks.update(self.tx.subscriptions.blocks_of(ids - self._blocks_known))
+                self._blocks_known |= ids
             self._loaded |= ids
         return self._contacts.get(contact_id)
 

@@ -155,9 +155,14 @@ def apply_rules(
             fired.append((index, rule))
     lookups = _lookups(tx, [(arrivals[index].contact_id, rule) for index, rule in fired])
     swallowed: set[int] = set()
+    values: dict[int, dict[str, str]] = {}  # per message, whichever rules fired for it
     for index, rule in fired:
-        act = _Act(bot, tx, platform, account, arrivals[index], index, now, lookups, answers)
-        act.run(rule, swallowed)
+        arrival = arrivals[index]
+        if index not in values:
+            remark = lookups.remarks.get(arrival.contact_id)
+            values[index] = placeholder_values(arrival, remark, bot.rulebook.zone)
+        act = _Act(bot, tx, platform, account, arrival, index, now, values[index], answers)
+        act.run(rule, lookups, swallowed)
     tx.rules.record_firings([(rule.id, arrivals[i].contact_id, now) for i, rule in fired])
     return swallowed
 
@@ -193,17 +198,16 @@ class _Act:
     arrival: Arrival
     index: int
     now: datetime
-    lookups: _Lookups
+    values: Mapping[str, str]
     answers: AnswerBatch
 
-    def run(self, rule: Rule, swallowed: set[int]) -> None:
+    def run(self, rule: Rule, lookups: _Lookups, swallowed: set[int]) -> None:
         """Carry out the rule's actions in order, then tell the thread what they did."""
         bot, arrival, platform, account = self.bot, self.arrival, self.platform, self.account
         m = arrival.message
         conv, cid = arrival.conversation_id, arrival.contact_id
         cause = f"rule{rule.id}:{platform}:{account}:{m.external_id}"
-        remark = self.lookups.remarks.get(cid)
-        values = placeholder_values(arrival, remark, bot.rulebook.zone)
+        values = self.values
         done: list[str] = []
         for number, action in enumerate(rule.actions):
             key = f"{cause}:{number}"
@@ -212,7 +216,7 @@ class _Act:
                 swallowed.add(self.index)
                 done.append(describe(action))
             elif kind in ("autoAnswer", "autoAnswerMedia"):
-                self._auto_answer(action, key, values, done)
+                self._auto_answer(action, key, lookups, done)
             elif kind in ("mailForward", "webserviceForward", "httpBotFwd", "smsFwd"):
                 forward = _forward(bot, platform, account, arrival, rule, action, key, values)
                 if forward is None:
@@ -221,7 +225,7 @@ class _Act:
                 self.answers.extend([forward])
                 done.append(describe(action))
             elif kind in ("addToChannel", "removeFromChannel"):
-                done.append(self._channel(rule, action))
+                done.append(self._channel(rule, action, lookups))
             elif kind == "i18nStop":
                 if self.tx.subscriptions.leave(cid, "STOP", self.now, None):
                     self.answers.answer(
@@ -241,9 +245,9 @@ class _Act:
                 for s in bot.directory.surfaces
             )
 
-    def _channel(self, rule: Rule, action: Action) -> str:
+    def _channel(self, rule: Rule, action: Action, lookups: _Lookups) -> str:
         """addToChannel and removeFromChannel; what was done, in words."""
-        channel = self.lookups.channels.get((action.target or "").casefold())
+        channel = lookups.channels.get((action.target or "").casefold())
         cid = self.arrival.contact_id
         if channel is None:
             return f"found no channel {action.target}"
@@ -253,9 +257,7 @@ class _Act:
             self.tx.subscriptions.leave(cid, f"rule {rule.name}", self.now, channel.id)
         return describe(action)
 
-    def _auto_answer(
-        self, action: Action, key: str, values: Mapping[str, str], done: list[str]
-    ) -> None:
+    def _auto_answer(self, action: Action, key: str, lookups: _Lookups, done: list[str]) -> None:
         """autoAnswer and autoAnswerMedia: the answer; what was done goes to `done`."""
         m = self.arrival.message
         kind = action.kind
@@ -266,10 +268,10 @@ class _Act:
                     "rule_file": action.media_id,
                     "kind": "document",
                     "ref": f"rule_file:{action.media_id}",
-                    "filename": self.lookups.file_names.get(action.media_id, "file"),
+                    "filename": lookups.file_names.get(action.media_id, "file"),
                 }
             ]
-        text = fill(action.text or "", values)
+        text = fill(action.text or "", self.values)
         sent = self.answers.answer(
             m.chat_id,
             self.arrival.contact_id,

@@ -24,7 +24,7 @@ from bridge.types import (
 )
 from bridge.webhooks import SCOPE_CHANNELS, WebhookEvents
 from storage import NewJob, Tx
-from storage.subscriptions import ChannelRecord, fold
+from storage.subscriptions import BlockRecord, ChannelRecord, fold
 
 # Consent words and keywords are whole messages; longer texts are never looked up.
 KEYWORD_MAX = 64
@@ -40,15 +40,20 @@ class RuleBook:
 
     def __init__(self, settings: Settings) -> None:
         self.zone = ZoneInfo(settings.rules.timezone)
-        self._cache: tuple[float, Matcher] | None = None
+        self._cache: tuple[float, tuple[Any, ...], Matcher] | None = None
 
     def matcher(self, tx: Tx) -> Matcher:
         """The matcher of the stored rules."""
         cached = self._cache
         if cached is not None and time.monotonic() - cached[0] < RULES_CACHE_S:
-            return cached[1]
+            return cached[2]
+        # Building 1,000 rules takes a good part of a second: only when they changed.
+        version = tx.rules.version()
+        if cached is not None and cached[1] == version:
+            self._cache = (time.monotonic(), version, cached[2])
+            return cached[2]
         matcher = Matcher.build(tx.rules.all_rules(), self.zone)
-        self._cache = (time.monotonic(), matcher)
+        self._cache = (time.monotonic(), version, matcher)
         return matcher
 
     def changed(self) -> None:
@@ -189,9 +194,11 @@ class Chatbot:
         platform: Platform,
         account: AccountId,
         contacts: Collection[ContactId] = (),
+        blocks: Mapping[ContactId, BlockRecord] | None = None,
     ) -> AnswerBatch:
-        """A batch of automatic answers to `contacts` (read together on the first answer)."""
-        return AnswerBatch(tx, self.directory, platform, account, self.clock(), contacts)
+        """A batch of automatic answers to `contacts` (read together on the first answer;
+        `blocks`: their blacklist entries, when read already)."""
+        return AnswerBatch(tx, self.directory, platform, account, self.clock(), contacts, blocks)
 
     def auto_reply(
         self,

@@ -38,7 +38,7 @@ from bridge.types import (
 )
 from bridge.webhooks import SCOPE_CONTACT, WebhookEvents
 from storage import ContactRecord, NewJob, Tx
-from storage.subscriptions import fold
+from storage.subscriptions import BlockRecord, fold
 
 # A customer's message this soon after a broadcast reached them counts as a reply to it.
 REPLY_TO_BROADCAST_WITHIN = timedelta(days=7)
@@ -61,6 +61,7 @@ class _Batch:
     ids: list[MessageId] = field(default_factory=list)
     per_contact: dict[ContactId, list[InboundMessage]] = field(default_factory=dict)
     blocked: set[ContactId] = field(default_factory=set)
+    blocks: dict[ContactId, BlockRecord] = field(default_factory=dict)
 
 
 class Inbound:
@@ -311,7 +312,7 @@ class Inbound:
         all_ids = list(batch.per_contact)
         blocks = tx.subscriptions.blocks_of(all_ids)
         blocked = {cid for cid, entry in blocks.items() if entry.blocks("in", now)}
-        batch.blocked = blocked
+        batch.blocked, batch.blocks = blocked, blocks
         # Webhook events: a new contact's opt-in, then the messages (but a blocked contact's).
         for new in batch.new_contacts:
             record = batch.contacts[str(new["chat_id"])]
@@ -355,7 +356,7 @@ class Inbound:
         platform, account, now, blocked = batch.platform, batch.account, batch.now, batch.blocked
         # Every answer of the batch (keywords' and rules') is judged and stored together.
         answers = self.chatbot.answers(
-            tx, platform, account, [c for c in batch.per_contact if c not in blocked]
+            tx, platform, account, [c for c in batch.per_contact if c not in blocked], batch.blocks
         )
         handled = self.chatbot.keywords(
             tx, platform, account, fresh, contact_of, conv_of, blocked, now, answers
