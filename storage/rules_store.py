@@ -4,25 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.engine import Row
 
 from bridge.types import Action, FileData, MediaKind, Rule
-from storage.records import Repository, sqlite_time
+from storage.records import Repository, read_time, sqlite_time
 from storage.tables import contacts, rules
 from storage.tables import rule_changes as changes
 from storage.tables import rule_files as files
 from storage.tables import rule_firings as firings
-
-
-def _aware(value: datetime | str) -> datetime:
-    """A UTC time as read: aware already, or SQLite's naive UTC text."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _time(value: str | None) -> time | None:
@@ -211,7 +204,9 @@ class RuleStore(Repository):
                     )
                 )
             for rule_id, contact_id, last_at in rows:
-                found[(int(rule_id), int(contact_id))] = _aware(last_at)
+                at = read_time(last_at)
+                if at is not None:  # never: the column is NOT NULL
+                    found[(int(rule_id), int(contact_id))] = at
         return found
 
     def record_firings(self, fired: Sequence[tuple[int, int, datetime]]) -> None:
