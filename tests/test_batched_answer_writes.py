@@ -102,8 +102,9 @@ async def test_firings_are_counted_per_rule_and_contact_in_one_write(database):
         lambda conn: [
             tuple(r)
             for r in conn.execute(
-                select(rule_firings.c.rule_id, rule_firings.c.contact_id, rule_firings.c.count)
-                .order_by(rule_firings.c.rule_id, rule_firings.c.contact_id)
+                select(
+                    rule_firings.c.rule_id, rule_firings.c.contact_id, rule_firings.c.count
+                ).order_by(rule_firings.c.rule_id, rule_firings.c.contact_id)
             )
         ]
     )
