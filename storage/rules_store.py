@@ -291,10 +291,3 @@ class RuleStore(Repository):
             )
         )
         return {int(r[0]): str(r[1]) for r in rows}
-
-    def remark_of(self, contact_id: int) -> str | None:
-        """A contact's remark for the CRM ({CONTACTREMARK})."""
-        value = self.conn.execute(
-            select(contacts.c.remark).where(contacts.c.id == contact_id)
-        ).scalar()
-        return str(value) if value is not None else None
