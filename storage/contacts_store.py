@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from storage.records import (
     ContactRecord,
     TxBase,
     contact_record,
+    read_time,
     sqlite_time,
 )
 from storage.tables import (
@@ -86,6 +87,47 @@ class ContactQueries(TxBase):
         """One contact by id."""
         row = (self.conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
         return contact_record(row) if row is not None else None
+
+    def contacts_by_ids(self, contact_ids: Iterable[int]) -> dict[ContactId, ContactRecord]:
+        """Contacts by id with what decides whether they may be sent to (last seen, opted
+        out), in one read (those that exist)."""
+        wanted = list(set(contact_ids))
+        if not wanted:
+            return {}
+        names = (
+            "id, platform, account, chat_id, display_name, username, message_count,"
+            " opt_in_source, last_seen, opted_out_at"
+        )
+        if self.dialect != "sqlite":
+            c = contacts.c
+            rows = self.conn.execute(
+                select(*(c[name.strip()] for name in names.split(","))).where(c.id.in_(wanted))
+            )
+            return {ContactId(row.id): contact_record(row) for row in rows}
+        # Read once per batch of answers: plain tuples through the driver, the times parsed
+        # here (SQLAlchemy's per-column processing costs more than the query).
+        found: dict[ContactId, ContactRecord] = {}
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start : start + 900]
+            marks = ", ".join(["?"] * len(chunk))
+            rows = self.conn.exec_driver_sql(
+                f"SELECT {names} FROM contacts WHERE id IN ({marks})", tuple(chunk)
+            )
+            for row in rows:
+                record = ContactRecord(
+                    id=ContactId(row[0]),
+                    platform=Platform(row[1]),
+                    account=AccountId(row[2]),
+                    chat_id=ChatId(row[3]),
+                    display_name=row[4],
+                    username=row[5],
+                    message_count=row[6],
+                    opt_in_source=row[7],
+                    last_seen=read_time(row[8]),
+                    opted_out_at=read_time(row[9]),
+                )
+                found[record.id] = record
+        return found
 
     def update_contact(self, contact_id: ContactId, **values: Any) -> bool:
         """Change a contact's staff fields (display_name, note, remark, assigned_to)."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from bridge.types import (
     AccountId,
@@ -144,27 +144,44 @@ class MessageQueries(TxBase):
         self.conn.execute(update(messages).where(messages.c.id == message_id).values(deleted=True))
 
     def write_statuses(self, writes: Sequence[MessageStatusWrite]) -> None:
-        """Store delivery outcomes; a status never moves back (a late `sent` after `read`)."""
-        for w in writes:
-            if w.external_id is not None:
-                self.conn.execute(
-                    update(messages)
-                    .where(messages.c.id == w.message_id)
-                    .values(external_id=w.external_id)
-                )
-            values: dict[str, Any] = {"status": w.status}
-            if w.code is not None or w.reason is not None:
-                values["error_code"] = w.code
-                values["error_reason"] = w.reason
-            rank = STATUS_ORDER.index(w.status) if w.status in STATUS_ORDER else 0
-            earlier = STATUS_ORDER[:rank]
+        """Store delivery outcomes; a status never moves back (a late `sent` after `read`).
+        One statement per kind of outcome for the whole batch; a message named twice gets
+        its outcomes one after the other, in order."""
+        if len({w.message_id for w in writes}) < len(writes):
+            for w in writes:
+                self._write_statuses([w])
+        elif writes:
+            self._write_statuses(writes)
+
+    def _write_statuses(self, writes: Sequence[MessageStatusWrite]) -> None:
+        ids = [
+            {"b_id": w.message_id, "b_ext": w.external_id}
+            for w in writes
+            if w.external_id is not None
+        ]
+        if ids:
             self.conn.execute(
                 update(messages)
-                .where(
-                    messages.c.id == w.message_id,
-                    or_(messages.c.status.is_(None), messages.c.status.in_(earlier)),
-                )
-                .values(**values)
+                .where(messages.c.id == bindparam("b_id"))
+                .values(external_id=bindparam("b_ext")),
+                ids,
+            )
+        groups: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+        for w in writes:
+            errors = w.code is not None or w.reason is not None
+            row = {"b_id": w.message_id, "b_code": w.code, "b_reason": w.reason}
+            groups.setdefault((w.status, errors), []).append(row)
+        for (status, errors), rows in groups.items():
+            values: dict[str, Any] = {"status": status}
+            if errors:
+                values["error_code"] = bindparam("b_code")
+                values["error_reason"] = bindparam("b_reason")
+            rank = STATUS_ORDER.index(status) if status in STATUS_ORDER else 0
+            before = (messages.c.status == earlier for earlier in STATUS_ORDER[:rank])
+            moves = or_(messages.c.status.is_(None), *before)
+            self.conn.execute(
+                update(messages).where(messages.c.id == bindparam("b_id"), moves).values(**values),
+                rows,
             )
 
     def advance_to_watermark(

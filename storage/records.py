@@ -166,6 +166,15 @@ def sqlite_time(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def read_time(value: datetime | str | None) -> datetime | None:
+    """A stored UTC time as read past SQLAlchemy: aware already, or SQLite's naive UTC text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def message_record(row: Any) -> MessageRecord:
     """A messages row as a record."""
     return MessageRecord(

@@ -7,11 +7,11 @@ from dataclasses import asdict, replace
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.engine import Row
 
 from bridge.types import Action, FileData, MediaKind, Rule
-from storage.records import Repository
+from storage.records import Repository, read_time, sqlite_time
 from storage.tables import contacts, rules
 from storage.tables import rule_changes as changes
 from storage.tables import rule_files as files
@@ -168,6 +168,18 @@ class RuleStore(Repository):
 
     # -- firings -----------------------------------------------------------------------------------
 
+    def version(self) -> tuple[Any, ...]:
+        """What changes whenever a rule is added, edited or removed (each is logged): the
+        compiled rules are built again only when it does."""
+        row = self.conn.execute(
+            select(
+                select(func.max(changes.c.id)).scalar_subquery(),
+                func.count(rules.c.id),
+                func.max(rules.c.updated_at),
+            ).select_from(rules)
+        ).one()
+        return tuple(row)
+
     def last_firings(self, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], datetime]:
         """When each (rule, contact) pair last fired, for the pairs that ever did."""
         wanted = list(set(pairs))
@@ -176,34 +188,58 @@ class RuleStore(Repository):
         found: dict[tuple[int, int], datetime] = {}
         for start in range(0, len(wanted), 400):
             chunk = wanted[start : start + 400]
-            rows = self.conn.execute(
-                select(firings.c.rule_id, firings.c.contact_id, firings.c.last_at).where(
-                    tuple_(firings.c.rule_id, firings.c.contact_id).in_(chunk)
+            if self.dialect == "sqlite":
+                # The hot read of every batch that fires rules: plain tuples through the driver
+                # (SQLAlchemy's expanding tuple IN costs more than the query).
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                rows: Iterable[Any] = self.conn.exec_driver_sql(
+                    "SELECT rule_id, contact_id, last_at FROM rule_firings"
+                    f" WHERE (rule_id, contact_id) IN (VALUES {values})",
+                    tuple(n for pair in chunk for n in pair),
                 )
-            )
+            else:
+                rows = self.conn.execute(
+                    select(firings.c.rule_id, firings.c.contact_id, firings.c.last_at).where(
+                        tuple_(firings.c.rule_id, firings.c.contact_id).in_(chunk)
+                    )
+                )
             for rule_id, contact_id, last_at in rows:
-                found[(int(rule_id), int(contact_id))] = last_at
+                at = read_time(last_at)
+                if at is not None:  # never: the column is NOT NULL
+                    found[(int(rule_id), int(contact_id))] = at
         return found
 
     def record_firings(self, fired: Sequence[tuple[int, int, datetime]]) -> None:
-        """Note that rules fired for contacts (rule id, contact id, when)."""
+        """Note that rules fired for contacts (rule id, contact id, when): one upsert for all,
+        a pair fired twice counted twice."""
         if not fired:
             return
-        known = self.last_firings([(r, c) for r, c, _ in fired])
+        counts: dict[tuple[int, int], tuple[int, datetime]] = {}
         for rule_id, contact_id, at in fired:
-            if (rule_id, contact_id) in known:
-                self.conn.execute(
-                    update(firings)
-                    .where(firings.c.rule_id == rule_id, firings.c.contact_id == contact_id)
-                    .values(count=firings.c.count + 1, last_at=at)
-                )
-            else:
-                self.conn.execute(
-                    firings.insert().values(
-                        rule_id=rule_id, contact_id=contact_id, count=1, last_at=at
-                    )
-                )
-                known[(rule_id, contact_id)] = at
+            n, last = counts.get((rule_id, contact_id), (0, at))
+            counts[(rule_id, contact_id)] = (n + 1, max(last, at))
+        if self.dialect == "sqlite":
+            self.conn.exec_driver_sql(
+                "INSERT INTO rule_firings (rule_id, contact_id, count, last_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (rule_id, contact_id) DO UPDATE"
+                " SET count = count + excluded.count, last_at = excluded.last_at",
+                [(r, c, n, sqlite_time(at)) for (r, c), (n, at) in counts.items()],
+            )
+            return
+        stmt = self._insert(firings)
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[firings.c.rule_id, firings.c.contact_id],
+                set_={
+                    "count": firings.c.count + stmt.excluded["count"],
+                    "last_at": stmt.excluded.last_at,
+                },
+            ),
+            [
+                {"rule_id": r, "contact_id": c, "count": n, "last_at": at}
+                for (r, c), (n, at) in counts.items()
+            ],
+        )
 
     # -- files -------------------------------------------------------------------------------------
 
@@ -244,9 +280,14 @@ class RuleStore(Repository):
         rows = self.conn.execute(select(files.c.id, files.c.filename).where(files.c.id.in_(wanted)))
         return {int(r[0]): str(r[1]) for r in rows}
 
-    def remark_of(self, contact_id: int) -> str | None:
-        """A contact's remark for the CRM ({CONTACTREMARK})."""
-        value = self.conn.execute(
-            select(contacts.c.remark).where(contacts.c.id == contact_id)
-        ).scalar()
-        return str(value) if value is not None else None
+    def remarks_of(self, contact_ids: Iterable[int]) -> dict[int, str]:
+        """The remarks of these contacts ({CONTACTREMARK}), for those that have one."""
+        wanted = list(set(contact_ids))
+        if not wanted:
+            return {}
+        rows = self.conn.execute(
+            select(contacts.c.id, contacts.c.remark).where(
+                contacts.c.id.in_(wanted), contacts.c.remark.isnot(None)
+            )
+        )
+        return {int(r[0]): str(r[1]) for r in rows}

@@ -109,6 +109,15 @@ class Subscriptions(Repository):
         ).first()
         return _channel(row) if row is not None else None
 
+    def channels_by_names(self, names: Iterable[str]) -> dict[str, ChannelRecord]:
+        """Channels by their names, in one read; keyed by the name casefolded."""
+        wanted = {name.casefold() for name in names}
+        if not wanted:
+            return {}
+        rows = self.conn.execute(select(channels).where(func.lower(channels.c.name).in_(wanted)))
+        found = (_channel(row) for row in rows)
+        return {channel.name.casefold(): channel for channel in found}
+
     def channel_by_id(self, channel_id: int) -> ChannelRecord | None:
         """A channel by its id."""
         row = self.conn.execute(select(channels).where(channels.c.id == channel_id)).first()

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.jobs import RuleHttpJob, RuleMailJob, RuleSmsJob
+from bridge.pipeline.answers import AnswerBatch
 from bridge.pipeline.chatbot import Chatbot
 from bridge.redact import short_url
 from bridge.rules import Incoming, fill, fill_url
@@ -31,6 +32,7 @@ from bridge.types import (
 )
 from storage import Tx
 from storage.queries import NewJob
+from storage.subscriptions import ChannelRecord
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,15 @@ def describe(action: Action) -> str:
             return "kept out of the thread"
 
 
+@dataclass(frozen=True, slots=True)
+class _Lookups:
+    """What the fired rules' actions read, read once for the batch."""
+
+    remarks: dict[int, str]
+    file_names: dict[int, str]
+    channels: dict[str, ChannelRecord]
+
+
 def apply_rules(
     bot: Chatbot,
     tx: Tx,
@@ -108,33 +119,32 @@ def apply_rules(
     account: AccountId,
     arrivals: Sequence[Arrival],
     now: datetime,
-) -> tuple[list[NewJob], set[int]]:
-    """Fire the rules that match; the jobs of their actions, and which messages (by index in
+    answers: AnswerBatch,
+) -> set[int]:
+    """Fire the rules that match; the rows of their actions go to `answers` (the answers
+    themselves stored together with the batch's). Returns which messages (by index in
     `arrivals`) a doNothing rule kept out of the thread."""
     if not arrivals:
-        return [], set()
+        return set()
     matcher = bot.rulebook.matcher(tx)
     if matcher.size == 0:
-        return [], set()
+        return set()
     candidates: list[tuple[int, list[Rule], list[Rule]]] = []
     for index, arrival in enumerate(arrivals):
         found = matcher.match(Incoming(text=arrival.message.text, platform=platform, at=now))
         if found.rules or found.rest:
             candidates.append((index, found.rules, found.rest))
     if not candidates:
-        return [], set()
+        return set()
     pairs = [
         (rule.id, arrivals[index].contact_id)
         for index, rules, rest in candidates
         for rule in (*rules, *rest)
     ]
     last = tx.rules.last_firings(pairs)
-    jobs: list[NewJob] = []
-    swallowed: set[int] = set()
-    fired_now: list[tuple[int, int, datetime]] = []
+    fired: list[tuple[int, Rule]] = []
     for index, rules, rest in candidates:
-        arrival = arrivals[index]
-        cid = arrival.contact_id
+        cid = arrivals[index].contact_id
 
         def ready(rule: Rule, cid: ContactId = cid) -> bool:
             return fires(rule, last.get((rule.id, cid)), now)
@@ -142,67 +152,83 @@ def apply_rules(
         chosen = [r for r in rules if ready(r)] or [r for r in rest if ready(r)]
         for rule in chosen:
             last[(rule.id, cid)] = now  # twice in one batch counts as twice
-            fired_now.append((rule.id, cid, now))
-            jobs.extend(_actions(bot, tx, platform, account, arrival, rule, now, swallowed, index))
-    tx.rules.record_firings(fired_now)
-    return jobs, swallowed
+            fired.append((index, rule))
+    lookups = _lookups(tx, [(arrivals[index].contact_id, rule) for index, rule in fired])
+    swallowed: set[int] = set()
+    values: dict[int, dict[str, str]] = {}  # per message, whichever rules fired for it
+    for index, rule in fired:
+        arrival = arrivals[index]
+        if index not in values:
+            remark = lookups.remarks.get(arrival.contact_id)
+            values[index] = placeholder_values(arrival, remark, bot.rulebook.zone)
+        act = _Act(bot, tx, platform, account, arrival, index, now, values[index], answers)
+        act.run(rule, lookups, swallowed)
+    tx.rules.record_firings([(rule.id, arrivals[i].contact_id, now) for i, rule in fired])
+    return swallowed
 
 
-def _actions(
-    bot: Chatbot,
-    tx: Tx,
-    platform: Platform,
-    account: AccountId,
-    arrival: Arrival,
-    rule: Rule,
-    now: datetime,
-    swallowed: set[int],
-    index: int,
-) -> list[NewJob]:
-    m = arrival.message
-    conv, cid = arrival.conversation_id, arrival.contact_id
-    cause = f"rule{rule.id}:{platform}:{account}:{m.external_id}"
-    needs_remark = any(
-        "{CONTACTREMARK}" in f"{a.text or ''}{a.subject or ''}{a.target or ''}"
-        for a in rule.actions
+def _lookups(tx: Tx, fired: Sequence[tuple[ContactId, Rule]]) -> _Lookups:
+    """Remarks, file names and channels the fired rules' actions need, one read each."""
+    remark_of: set[int] = set()
+    media: set[int] = set()
+    channels: set[str] = set()
+    for cid, rule in fired:
+        for a in rule.actions:
+            if "{CONTACTREMARK}" in f"{a.text or ''}{a.subject or ''}{a.target or ''}":
+                remark_of.add(cid)
+            if a.kind == "autoAnswerMedia" and a.media_id is not None:
+                media.add(a.media_id)
+            if a.kind in ("addToChannel", "removeFromChannel"):
+                channels.add(a.target or "")
+    return _Lookups(
+        remarks=tx.rules.remarks_of(remark_of) if remark_of else {},
+        file_names=tx.rules.file_names(media) if media else {},
+        channels=tx.subscriptions.channels_by_names(channels) if channels else {},
     )
-    remark = tx.rules.remark_of(cid) if needs_remark else None
-    values = placeholder_values(arrival, remark, bot.rulebook.zone)
-    jobs: list[NewJob] = []
-    done: list[str] = []
-    for number, action in enumerate(rule.actions):
-        key = f"{cause}:{number}"
-        kind = action.kind
-        if kind == "doNothing":
-            swallowed.add(index)
-            done.append(describe(action))
-        elif kind in ("autoAnswer", "autoAnswerMedia"):
-            answer = _auto_answer(bot, tx, platform, account, arrival, action, key, values, done)
-            jobs.extend(answer)
-        elif kind in ("mailForward", "webserviceForward", "httpBotFwd", "smsFwd"):
-            forward = _forward(bot, platform, account, arrival, rule, action, key, values)
-            if forward is None:
-                done.append("could not forward by SMS: SMS is not configured")
-                continue
-            jobs.append(forward)
-            done.append(describe(action))
-        elif kind in ("addToChannel", "removeFromChannel"):
-            channel = tx.subscriptions.channel_by_name(action.target or "")
-            if channel is None:
-                done.append(f"found no channel {action.target}")
-            elif kind == "addToChannel":
-                tx.subscriptions.join(channel.id, cid, f"rule {rule.name}", now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Act:
+    """One fired rule's actions for one message."""
+
+    bot: Chatbot
+    tx: Tx
+    platform: Platform
+    account: AccountId
+    arrival: Arrival
+    index: int
+    now: datetime
+    values: Mapping[str, str]
+    answers: AnswerBatch
+
+    def run(self, rule: Rule, lookups: _Lookups, swallowed: set[int]) -> None:
+        """Carry out the rule's actions in order, then tell the thread what they did."""
+        bot, arrival, platform, account = self.bot, self.arrival, self.platform, self.account
+        m = arrival.message
+        conv, cid = arrival.conversation_id, arrival.contact_id
+        cause = f"rule{rule.id}:{platform}:{account}:{m.external_id}"
+        values = self.values
+        done: list[str] = []
+        for number, action in enumerate(rule.actions):
+            key = f"{cause}:{number}"
+            kind = action.kind
+            if kind == "doNothing":
+                swallowed.add(self.index)
                 done.append(describe(action))
-            else:
-                tx.subscriptions.leave(cid, f"rule {rule.name}", now, channel.id)
+            elif kind in ("autoAnswer", "autoAnswerMedia"):
+                self._auto_answer(action, key, lookups, done)
+            elif kind in ("mailForward", "webserviceForward", "httpBotFwd", "smsFwd"):
+                forward = _forward(bot, platform, account, arrival, rule, action, key, values)
+                if forward is None:
+                    done.append("could not forward by SMS: SMS is not configured")
+                    continue
+                self.answers.extend([forward])
                 done.append(describe(action))
-        elif kind == "i18nStop":
-            if tx.subscriptions.leave(cid, "STOP", now, None):
-                jobs.extend(
-                    bot.auto_reply(
-                        tx,
-                        platform,
-                        account,
+            elif kind in ("addToChannel", "removeFromChannel"):
+                done.append(self._channel(rule, action, lookups))
+            elif kind == "i18nStop":
+                if self.tx.subscriptions.leave(cid, "STOP", self.now, None):
+                    self.answers.answer(
                         m.chat_id,
                         cid,
                         conv,
@@ -211,62 +237,56 @@ def _actions(
                         key,
                         notice=None,
                     )
-                )
-            done.append(describe(action))
-    if index not in swallowed:
-        text = f"Rule '{rule.name}': " + ", ".join(done)
-        jobs.extend(
-            bot.directory.notice_job(conv, s, f"rule:{cause}", text) for s in bot.directory.surfaces
+                done.append(describe(action))
+        if self.index not in swallowed:
+            text = f"Rule '{rule.name}': " + ", ".join(done)
+            self.answers.extend(
+                bot.directory.notice_job(conv, s, f"rule:{cause}", text)
+                for s in bot.directory.surfaces
+            )
+
+    def _channel(self, rule: Rule, action: Action, lookups: _Lookups) -> str:
+        """addToChannel and removeFromChannel; what was done, in words."""
+        channel = lookups.channels.get((action.target or "").casefold())
+        cid = self.arrival.contact_id
+        if channel is None:
+            return f"found no channel {action.target}"
+        if action.kind == "addToChannel":
+            self.tx.subscriptions.join(channel.id, cid, f"rule {rule.name}", self.now)
+        else:
+            self.tx.subscriptions.leave(cid, f"rule {rule.name}", self.now, channel.id)
+        return describe(action)
+
+    def _auto_answer(self, action: Action, key: str, lookups: _Lookups, done: list[str]) -> None:
+        """autoAnswer and autoAnswerMedia: the answer; what was done goes to `done`."""
+        m = self.arrival.message
+        kind = action.kind
+        files = []
+        if kind == "autoAnswerMedia" and action.media_id is not None:
+            files = [
+                {
+                    "rule_file": action.media_id,
+                    "kind": "document",
+                    "ref": f"rule_file:{action.media_id}",
+                    "filename": lookups.file_names.get(action.media_id, "file"),
+                }
+            ]
+        text = fill(action.text or "", self.values)
+        sent = self.answers.answer(
+            m.chat_id,
+            self.arrival.contact_id,
+            self.arrival.conversation_id,
+            text,
+            key,
+            files=files,
+            notice=None,
         )
-    return jobs
-
-
-def _auto_answer(
-    bot: Chatbot,
-    tx: Tx,
-    platform: Platform,
-    account: AccountId,
-    arrival: Arrival,
-    action: Action,
-    key: str,
-    values: Mapping[str, str],
-    done: list[str],
-) -> list[NewJob]:
-    """autoAnswer and autoAnswerMedia: the answer's rows; what was done goes to `done`."""
-    m = arrival.message
-    conv, cid = arrival.conversation_id, arrival.contact_id
-    kind = action.kind
-    files = []
-    if kind == "autoAnswerMedia" and action.media_id is not None:
-        names = tx.rules.file_names([action.media_id])
-        files = [
-            {
-                "rule_file": action.media_id,
-                "kind": "document",
-                "ref": f"rule_file:{action.media_id}",
-                "filename": names.get(action.media_id, "file"),
-            }
-        ]
-    text = fill(action.text or "", values)
-    sent = bot.auto_reply(
-        tx,
-        platform,
-        account,
-        m.chat_id,
-        cid,
-        conv,
-        text,
-        key,
-        files=files,
-        notice=None,
-    )
-    if not sent:
-        done.append("could not answer (the customer may not be messaged)")
-    elif kind == "autoAnswer":
-        done.append(f"answered automatically: {text}")
-    else:
-        done.append(f"answered with {files[0]['filename'] if files else 'a file'}")
-    return sent
+        if not sent:
+            done.append("could not answer (the customer may not be messaged)")
+        elif kind == "autoAnswer":
+            done.append(f"answered automatically: {text}")
+        else:
+            done.append(f"answered with {files[0]['filename'] if files else 'a file'}")
 
 
 def _forward(

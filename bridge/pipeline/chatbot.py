@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.config import Settings
-from bridge.jobs import CustomerSendJob
+from bridge.pipeline.answers import AnswerBatch
 from bridge.pipeline.directory import Directory
 from bridge.pipeline.policy import Policy
 from bridge.rules import Matcher
@@ -19,13 +19,12 @@ from bridge.types import (
     ChatId,
     ContactId,
     ConversationId,
-    DeliveryStatus,
     InboundMessage,
     Platform,
 )
 from bridge.webhooks import SCOPE_CHANNELS, WebhookEvents
 from storage import NewJob, Tx
-from storage.subscriptions import ChannelRecord, fold
+from storage.subscriptions import BlockRecord, ChannelRecord, fold
 
 # Consent words and keywords are whole messages; longer texts are never looked up.
 KEYWORD_MAX = 64
@@ -41,15 +40,20 @@ class RuleBook:
 
     def __init__(self, settings: Settings) -> None:
         self.zone = ZoneInfo(settings.rules.timezone)
-        self._cache: tuple[float, Matcher] | None = None
+        self._cache: tuple[float, tuple[Any, ...], Matcher] | None = None
 
     def matcher(self, tx: Tx) -> Matcher:
         """The matcher of the stored rules."""
         cached = self._cache
         if cached is not None and time.monotonic() - cached[0] < RULES_CACHE_S:
-            return cached[1]
+            return cached[2]
+        # Building 1,000 rules takes a good part of a second: only when they changed.
+        version = tx.rules.version()
+        if cached is not None and cached[1] == version:
+            self._cache = (time.monotonic(), version, cached[2])
+            return cached[2]
         matcher = Matcher.build(tx.rules.all_rules(), self.zone)
-        self._cache = (time.monotonic(), matcher)
+        self._cache = (time.monotonic(), version, matcher)
         return matcher
 
     def changed(self) -> None:
@@ -93,10 +97,11 @@ class Chatbot:
         conv_of: Mapping[ContactId, ConversationId],
         blocked: set[ContactId],
         now: datetime,
-        jobs: list[NewJob],
+        answers: AnswerBatch,
     ) -> set[str]:
-        """Consent words and channel keywords: whole messages that (un)subscribe the sender.
-        Returns the external ids of the messages that were such a word."""
+        """Consent words and channel keywords: whole messages that (un)subscribe the sender;
+        their rows and confirmations go to `answers`. Returns the external ids of the
+        messages that were such a word."""
         handled: set[str] = set()
         short = [m for m in fresh if m.start_payload or (m.text and len(m.text) <= KEYWORD_MAX)]
         if not short:
@@ -111,7 +116,7 @@ class Chatbot:
                 channel = join.get(rest) if words.get(said) != "stop" else None
                 ended = tx.subscriptions.leave(cid, "STOP", now, channel.id if channel else None)
                 if ended and channel is None:
-                    jobs.extend(self.channels_event(tx, cid, m, ended, opted_in=False))
+                    answers.extend(self.channels_event(tx, cid, m, ended, opted_in=False))
                 if ended:
                     answer = (
                         (
@@ -126,7 +131,7 @@ class Chatbot:
             elif words.get(said) == "start":
                 back = tx.subscriptions.rejoin_after_stop(cid, now)
                 if back:
-                    jobs.extend(self.channels_event(tx, cid, m, back, opted_in=True))
+                    answers.extend(self.channels_event(tx, cid, m, back, opted_in=True))
                     answer = "Welcome back: you are subscribed again."
             elif said in join and cid not in blocked:
                 channel = join[said]
@@ -142,11 +147,7 @@ class Chatbot:
             if said in words or said in join or said in leave or rest in join:
                 handled.add(m.external_id)
             if answer is not None and cid not in blocked:
-                jobs.extend(
-                    self.auto_reply(
-                        tx, platform, account, m.chat_id, cid, conv_of[cid], answer, m.external_id
-                    )
-                )
+                answers.answer(m.chat_id, cid, conv_of[cid], answer, m.external_id)
         return handled
 
     def channels_event(
@@ -187,6 +188,18 @@ class Chatbot:
         """Build the chatbot rules again (a command changed them)."""
         self.rulebook.changed()
 
+    def answers(
+        self,
+        tx: Tx,
+        platform: Platform,
+        account: AccountId,
+        contacts: Collection[ContactId] = (),
+        blocks: Mapping[ContactId, BlockRecord] | None = None,
+    ) -> AnswerBatch:
+        """A batch of automatic answers to `contacts` (read together on the first answer;
+        `blocks`: their blacklist entries, when read already)."""
+        return AnswerBatch(tx, self.directory, platform, account, self.clock(), contacts, blocks)
+
     def auto_reply(
         self,
         tx: Tx,
@@ -201,46 +214,8 @@ class Chatbot:
         files: Sequence[Mapping[str, Any]] = (),
         notice: str | None = "",
     ) -> list[NewJob]:
-        """A message the bridge sends by itself (a confirmation, a rule's answer), shown to
-        staff as a notice: `notice`, by default "Sent automatically: <text>"; None for none."""
-        contact = tx.contact(contact_id)
-        connector = self.directory.connectors.get((platform, account))
-        if contact is None or connector is None:
-            return []
-        if self.policy.refusal(tx, contact, connector, template=False) is not None:
-            return []  # e.g. SMS after STOP: the carrier answers for us, we may not send
-        [message_id] = tx.insert_messages(
-            [
-                {
-                    "conversation_id": conv_id,
-                    "direction": "out",
-                    "platform": platform,
-                    "account": account,
-                    "external_id": None,
-                    "author": "bridge",
-                    "text": text,
-                    "attachments": list(files) or None,
-                    "sent_at": self.clock(),
-                    "status": DeliveryStatus.QUEUED.value,
-                }
-            ]
-        )
-        answer = CustomerSendJob(
-            conversation=conv_id,
-            message=message_id,
-            platform=platform,
-            account=account,
-            chat=chat_id,
-            text=text,
-            files=tuple(files),
-            automatic=True,
-            last_inbound=time.time(),
-        )
-        jobs = [answer.new_job(connector.rate_keys(chat_id), cause=cause)]
-        if notice is not None:
-            shown = notice or f"Sent automatically: {text}"
-            for surface in self.directory.surfaces:
-                jobs.append(
-                    self.directory.notice_job(conv_id, surface, f"auto:{message_id}", shown)
-                )
-        return jobs
+        """One message the bridge sends by itself (a bot's answer), shown to staff as a
+        notice: `notice`, by default "Sent automatically: <text>"; None for none."""
+        batch = self.answers(tx, platform, account)
+        batch.answer(chat_id, contact_id, conv_id, text, cause, files=files, notice=notice)
+        return batch.flush()

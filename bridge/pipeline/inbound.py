@@ -38,7 +38,7 @@ from bridge.types import (
 )
 from bridge.webhooks import SCOPE_CONTACT, WebhookEvents
 from storage import ContactRecord, NewJob, Tx
-from storage.subscriptions import fold
+from storage.subscriptions import BlockRecord, fold
 
 # A customer's message this soon after a broadcast reached them counts as a reply to it.
 REPLY_TO_BROADCAST_WITHIN = timedelta(days=7)
@@ -61,6 +61,7 @@ class _Batch:
     ids: list[MessageId] = field(default_factory=list)
     per_contact: dict[ContactId, list[InboundMessage]] = field(default_factory=dict)
     blocked: set[ContactId] = field(default_factory=set)
+    blocks: dict[ContactId, BlockRecord] = field(default_factory=dict)
 
 
 class Inbound:
@@ -311,7 +312,7 @@ class Inbound:
         all_ids = list(batch.per_contact)
         blocks = tx.subscriptions.blocks_of(all_ids)
         blocked = {cid for cid, entry in blocks.items() if entry.blocks("in", now)}
-        batch.blocked = blocked
+        batch.blocked, batch.blocks = blocked, blocks
         # Webhook events: a new contact's opt-in, then the messages (but a blocked contact's).
         for new in batch.new_contacts:
             record = batch.contacts[str(new["chat_id"])]
@@ -353,8 +354,12 @@ class Inbound:
         messages a rule keeps out of the thread."""
         contact_of, conv_of, fresh = batch.contact_of, batch.conv_of, batch.fresh
         platform, account, now, blocked = batch.platform, batch.account, batch.now, batch.blocked
+        # Every answer of the batch (keywords' and rules') is judged and stored together.
+        answers = self.chatbot.answers(
+            tx, platform, account, [c for c in batch.per_contact if c not in blocked], batch.blocks
+        )
         handled = self.chatbot.keywords(
-            tx, platform, account, fresh, contact_of, conv_of, blocked, now, consent_jobs
+            tx, platform, account, fresh, contact_of, conv_of, blocked, now, answers
         )
         # Chatbot rules, for what is neither blocked nor a consent word or channel keyword.
         arrivals = [
@@ -362,8 +367,8 @@ class Inbound:
             for i, m in enumerate(fresh)
             if contact_of[m.chat_id] not in blocked and m.external_id not in handled
         ]
-        rule_jobs, swallowed_at = apply_rules(self.chatbot, tx, platform, account, arrivals, now)
-        consent_jobs.extend(rule_jobs)
+        swallowed_at = apply_rules(self.chatbot, tx, platform, account, arrivals, now, answers)
+        consent_jobs.extend(answers.flush())
         # Answers to a newsletter land in the conversation like any message, marked as such.
         for replier, broadcast_id in tx.broadcasts.replied(
             [a.contact_id for i, a in enumerate(arrivals) if i not in swallowed_at],

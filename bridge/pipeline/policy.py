@@ -33,6 +33,7 @@ from bridge.types import (
 )
 from bridge.webhooks import SCOPE_CONTACT, WebhookEvents
 from storage import ContactRecord, NewJob, Tx
+from storage.subscriptions import BlockRecord
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,30 @@ def refusal_jobs(
     return jobs
 
 
+def refused_now(
+    contact: ContactRecord,
+    entry: BlockRecord | None,
+    connector: Connector | None,
+    template: bool,
+    now: datetime,
+) -> tuple[str, str] | None:
+    """`Policy.refused` from state already read: the contact (whole row) and its blacklist
+    entry, so a batch of answers reads them once for all its contacts."""
+    if entry is not None and entry.blocks("out", now):
+        until = f" until {entry.until:%Y-%m-%d %H:%M} UTC" if entry.until else ""
+        why = f" ({entry.reason})" if entry.reason else ""
+        return f"the contact is blacklisted for outgoing messages{until}{why}", "blacklisted"
+    if contact.opted_out_at is not None:
+        return (
+            f"the customer opted out on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC; nothing"
+            " is sent to them until they opt in again"
+        ), "opted_out"
+    if connector is not None and not template:
+        window = connector.window_refusal(contact.last_seen, now)
+        return (window, "window_closed") if window is not None else None
+    return None
+
+
 class Policy:
     """Whether a contact may be sent to now, and the opt-outs that decide it."""
 
@@ -163,21 +188,8 @@ class Policy:
     ) -> tuple[str, str] | None:
         """Why nothing may be sent to this contact now, in words and as a code (blacklisted,
         opted_out, window_closed), or None."""
-        now = self.clock()
         entry = tx.subscriptions.blocks_of([contact.id]).get(contact.id)
-        if entry is not None and entry.blocks("out", now):
-            until = f" until {entry.until:%Y-%m-%d %H:%M} UTC" if entry.until else ""
-            why = f" ({entry.reason})" if entry.reason else ""
-            return f"the contact is blacklisted for outgoing messages{until}{why}", "blacklisted"
-        if contact.opted_out_at is not None:
-            return (
-                f"the customer opted out on {contact.opted_out_at:%Y-%m-%d %H:%M} UTC; nothing"
-                " is sent to them until they opt in again"
-            ), "opted_out"
-        if connector is not None and not template:
-            window = connector.window_refusal(contact.last_seen, now)
-            return (window, "window_closed") if window is not None else None
-        return None
+        return refused_now(contact, entry, connector, template, self.clock())
 
     def opt_out(
         self,
