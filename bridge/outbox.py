@@ -167,6 +167,9 @@ class Dispatcher:
         self._notified = 0
         # Lane names with a job in flight, and lanes of the other stream waiting for them.
         self._running: set[str] = set()
+        # Ids of the rows in memory. A row whose lease lapsed while this process still holds it
+        # (its renewals failed) is free to lease again: reading it twice would send it twice.
+        self._holding: set[int] = set()
         self._waiting: dict[str, list[tuple[Stream, str]]] = {}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -221,12 +224,18 @@ class Dispatcher:
         def renew(tx: Tx) -> int:
             return tx.renew_leases(leases.worker, time.time() + leases.seconds)
 
+        pause = leases.seconds / 3
         while True:
-            await asyncio.sleep(leases.seconds / 3)
+            await asyncio.sleep(pause)
             try:
                 await self._db.write_tx(renew)
             except Exception:
+                # A deadlock with the writer's updates of the same rows, say: try again soon,
+                # before the leases lapse and another process takes the rows over.
                 log.warning("renewing the outbox leases failed; retrying", exc_info=True)
+                pause = min(0.5, leases.seconds / 10)
+            else:
+                pause = leases.seconds / 3
 
     # -- reading --------------------------------------------------------------------------
 
@@ -325,7 +334,8 @@ class Dispatcher:
         won = await self._db.write_tx(
             lambda tx: tx.lease(leases.worker, ids, now, now + leases.seconds)
         )
-        return [j for j in jobs if j.id in won]
+        # Leasing a row already held again only extends its lease; it is not a new row.
+        return [j for j in jobs if j.id in won and j.id not in self._holding]
 
     async def _load_bulk_leased(self, leases: Leases, now: float) -> None:
         b, feed = self._bulk, self._feed
@@ -366,6 +376,7 @@ class Dispatcher:
             self._hold(b, f"{group}\x00{job.lane}", job, group)
 
     def _hold(self, s: Stream, key: str, job: Job, group: str) -> None:
+        self._holding.add(job.id)
         lane = s.lanes.get(key)
         if lane is None:
             lane = s.lanes[key] = Lane(deque(), job.lane, group)
@@ -497,7 +508,7 @@ class Dispatcher:
     def _drop(self, s: Stream, lane: Lane, count: int) -> None:
         """The lane's first `count` jobs are finished."""
         for _ in range(count):
-            lane.jobs.popleft()
+            self._holding.discard(lane.jobs.popleft().id)
         s.loaded -= count
         if s.bulk:
             self._feed.done(lane.group, count)

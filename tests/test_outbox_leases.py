@@ -172,3 +172,26 @@ async def test_a_reply_row_done_is_not_taken_again(pg):
     await asyncio.sleep(0.5)
     await b.stop()
     assert len(log) == 5
+
+
+async def test_a_process_whose_lease_renewals_fail_sends_no_row_twice(pg, monkeypatch):
+    """Renewals can fail (a deadlock, a lost connection); the rows' leases then lapse while the
+    process still holds them, and its next read finds them free again."""
+
+    def refuse(self, worker, until):
+        raise RuntimeError("deadlock detected")
+
+    monkeypatch.setattr(Tx, "renew_leases", refuse)
+    log: list[tuple[str, Job]] = []
+    # One lane of slow sends: most rows wait in memory past their one-second lease.
+    only = Worker(pg, "only", Slow("only", log, delay=0.1), lease=1.0)
+    await only.start()
+    try:
+        await enqueue(pg, [message(1, n) for n in range(30)])
+        await eventually(lambda: len(log) >= 30, timeout=30, message="every row carried out")
+        await asyncio.sleep(1.5)  # more reads after the leases lapsed
+    finally:
+        await only.stop()
+    counted = Counter(job.idem_key for _, job in log)
+    assert max(counted.values()) == 1, counted.most_common(3)
+    assert [int(job.payload["n"]) for _, job in log] == list(range(30))
