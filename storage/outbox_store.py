@@ -145,10 +145,16 @@ class OutboxQueries(TxBase):
 
     def renew_leases(self, worker: str, until: float) -> int:
         """Extend the lease of every pending row this worker holds."""
-        result = self.conn.execute(
-            update(outbox)
+        # Row locks taken in id order, the order the writer's `id IN (…)` updates take them
+        # in, so that a renewal and a batch of claims or completions do not deadlock as easily.
+        mine = (
+            select(outbox.c.id)
             .where(outbox.c.owner == worker, outbox.c.state == "pending")
-            .values(lease_until=until)
+            .order_by(outbox.c.id)
+            .with_for_update()
+        )
+        result = self.conn.execute(
+            update(outbox).where(outbox.c.id.in_(mine.scalar_subquery())).values(lease_until=until)
         )
         return int(result.rowcount or 0)
 
