@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from bridge.errors import Held, PermanentError, RateLimited, TransientError
 from bridge.outbox_lanes import BulkFeed, Lane, Stream, account_of, platform_keys
-from bridge.ratelimit import RateLimiter
+from bridge.ratelimit import Limiter
 from storage import BatchKind, Completion, Database, Job, Tx, Writer
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Dispatcher:
         db: Database,
         writer: Writer,
         handlers: Mapping[str, JobHandler],
-        limiter: RateLimiter,
+        limiter: Limiter,
         *,
         window: int = 5000,
         concurrency: int = 64,
