@@ -32,6 +32,10 @@ class Limiter(Protocol):
         """Hold a key back after the platform answered 429."""
         ...
 
+    def on_ready(self, ready: Callable[[Sequence[str]], None]) -> None:
+        """Call `ready` with keys that may have tokens again sooner than a wait said."""
+        ...
+
     async def start(self) -> None:
         """Start what runs beside the dispatcher, if anything."""
         ...
@@ -59,6 +63,9 @@ class RateLimiter:
         self._blocked: dict[str, float] = {}
         self._inflight: dict[str, int] = {}
         self._sweep_at = SWEEP_AT
+
+    def on_ready(self, ready: Callable[[Sequence[str]], None]) -> None:
+        """Never called: a wait this limiter gives is exact."""
 
     async def start(self) -> None:
         """Nothing runs beside it: the buckets live in this process."""

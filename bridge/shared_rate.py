@@ -20,8 +20,9 @@ import contextlib
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridge.ratelimit import kept
 from bridge.types import RateLimit
@@ -31,7 +32,12 @@ log = logging.getLogger(__name__)
 
 SLICE_S = 0.1  # a lease asks for this many seconds of a key's rate
 HOLD_S = 0.5  # leased tokens unspent this long go back to the bucket
-LEASE_WAIT = 0.005  # what a caller is told to wait while its key's lease is under way
+# ... unless a caller waits for them (a recipient's token leased for a send that waits for a task
+# slot): a token taken back then would be leased again for the same send.
+PROMISED_HOLD_S = 2.0
+# What a caller is told to wait while its key's lease is under way; the lease's answer wakes
+# the dispatcher sooner (`on_ready`), this is in case it does not.
+LEASE_WAIT = 0.05
 LEASE_GAP = 0.002  # between two leases: keys wanted meanwhile go in one statement
 MAX_WAIT = 1.0  # an empty bucket is asked again at least this often
 TIDY_EVERY = 0.25  # how often held tokens are checked for their age
@@ -53,6 +59,10 @@ class _Key:
     retry_at: float = -math.inf  # the bucket was empty: not asked again before this
     inflight: int = 0
     used_at: float = 0.0
+    # Tokens promised to callers waiting for a later key's lease (a recipient's, say): others
+    # wait for the account's next slice instead of each asking for its own recipient's key.
+    pledged: int = 0
+    pledges: list[_Key] = field(default_factory=list)  # the keys this one's lease promised
 
 
 class SharedRateLimiter:
@@ -78,11 +88,17 @@ class SharedRateLimiter:
         self._blocks: dict[str, float] = {}  # 429s to write: seconds per key
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._ready: Callable[[Sequence[str]], None] = _nobody
         self.leases = 0  # statements run (for tests and benchmarks)
 
     def update(self, limits: Mapping[str, RateLimit]) -> None:
         """Add limits (connectors and surfaces contribute theirs at start)."""
         self._limits.update(limits)
+
+    def on_ready(self, ready: Callable[[Sequence[str]], None]) -> None:
+        """Call `ready` with the keys a lease has answered for (the dispatcher tries again the
+        callers that wait for them)."""
+        self._ready = ready
 
     def limit(self, key: str) -> RateLimit | None:
         """The limit of a key: exact, or with its last segment as `*`."""
@@ -98,13 +114,15 @@ class SharedRateLimiter:
         key that holds the caller back longest (taking none).
 
         A key whose slice is spent is leased again; the caller is told to come back when the
-        lease should have answered. Keys after one that holds the caller back are not leased
-        (a recipient's key waits for the account's). `reserve`: see `RateLimiter.try_acquire`;
-        here the bucket in the database keeps it.
+        lease answers. Keys after one that holds the caller back are not leased, and while a
+        later key is leased the tokens found in the earlier ones are promised to the caller
+        (a recipient's key is leased only for a caller the account has a token for, and that
+        token waits for it). `reserve`: see `RateLimiter.try_acquire`; here the bucket in the
+        database keeps it.
         """
         now = self._clock()
         wait, short = 0.0, ""
-        taking: list[tuple[_Key, RateLimit]] = []
+        found: list[tuple[_Key, RateLimit]] = []
         for key in keys:
             blocked = self._blocked.get(key)
             if blocked is not None:
@@ -114,20 +132,21 @@ class SharedRateLimiter:
                     continue
                 del self._blocked[key]
             limit = self.limit(key)
-            if limit is None:
-                continue
-            state = self._state(key, now)
-            if state.held >= 1.0 - 1e-9:
-                taking.append((state, limit))
-            elif wait <= 0:
-                wait, short = self._want(state, now, reserve), key
+            if limit is not None:
+                found.append((self._state(key, now), limit))
         if wait > 0:
             return wait, short
-        for state, limit in taking:
+        # Tokens promised to this caller: those its keys' leases were promised.
+        mine = Counter(other.key for state, _ in found for other in state.pledges)
+        for i, (state, _) in enumerate(found):
+            if state.held - state.pledged + mine[state.key] < 1.0 - 1e-9:
+                return self._want(state, now, reserve, found[:i]), state.key
+        for state, limit in found:
+            self._settle(state)
             state.held -= 1.0
             state.inflight += 1
             if state.held < _slice(limit) / 2 and not state.wanted:
-                self._want(state, now, reserve)  # the next slice, before this one ends
+                self._want(state, now, reserve, ())  # the next slice, before this one ends
         return 0.0, ""
 
     def release(self, keys: Sequence[str]) -> None:
@@ -180,7 +199,7 @@ class SharedRateLimiter:
         if state is None:
             state = self._keys[key] = _Key(key)
         state.used_at = now
-        if state.held > 0 and now - state.got_at > HOLD_S:
+        if state.held > 0 and now - state.got_at > _hold(state):
             self._expire(key, state)
         return state
 
@@ -188,18 +207,32 @@ class SharedRateLimiter:
         state.give += state.held
         state.held = 0.0
         self._due.add(key)
+        self._ready(self._settle(state))  # what was promised with it is free again
 
-    def _want(self, state: _Key, now: float, reserve: float) -> float:
-        """Ask for a slice of `key`; return how long the caller should wait for it."""
+    def _want(
+        self,
+        state: _Key,
+        now: float,
+        reserve: float,
+        earlier: Sequence[tuple[_Key, RateLimit]],
+    ) -> float:
+        """Ask for a slice of a key; return how long the caller should wait for it. The tokens
+        the caller found in `earlier` keys are promised to it until the lease answers."""
         if reserve <= 0:
             state.urgent = True
         else:
             state.reserve = max(state.reserve, reserve)
+        if state.retry_at > now:
+            return state.retry_at - now  # its bucket is empty until then
         if not state.wanted:
             state.wanted = True
             self._due.add(state.key)
             self._wake.set()
-        return max(LEASE_WAIT, state.retry_at - now)
+        if not state.pledges:
+            for other, _ in earlier:
+                other.pledged += 1
+                state.pledges.append(other)
+        return LEASE_WAIT
 
     async def _run(self) -> None:
         tidied = swept = self._clock()
@@ -239,11 +272,12 @@ class SharedRateLimiter:
     def _tidy(self, now: float) -> None:
         """Give back tokens held too long; forget keys nobody used for a while."""
         for key, state in list(self._keys.items()):
-            if state.held > 0 and now - state.got_at > HOLD_S:
+            if state.held > 0 and now - state.got_at > _hold(state):
                 self._expire(key, state)
             elif (
                 state.held <= 0
                 and not state.wanted
+                and not state.pledged
                 and not state.inflight
                 and state.give <= 0
                 and now - state.used_at > FORGET_AFTER
@@ -292,19 +326,44 @@ class SharedRateLimiter:
             return tx.rate_buckets.lease(slices)
 
         self.leases += 1
-        grants = await self._db.write_tx(run)
+        try:
+            grants = await self._db.write_tx(run)
+        except BaseException:
+            for asked in slices:
+                state = self._keys.get(asked.key)
+                if state is not None:
+                    self._settle(state)
+                    state.wanted = False  # asked again by the next caller
+            raise
         now = self._clock()
+        answered: set[str] = set()
         for asked, grant in zip(slices, grants, strict=True):
-            self._apply(asked, grant, now)
+            state = self._keys.get(asked.key)
+            if state is not None and asked.want > 0:
+                answered.add(asked.key)
+                if grant.granted <= 0:
+                    # Nothing for its callers yet: what was promised to them is free again.
+                    answered.update(self._settle(state))
+                self._apply(state, asked, grant, now)
+            elif grant.blocked > 0:
+                self._blocked[asked.key] = max(
+                    self._blocked.get(asked.key, 0.0), now + grant.blocked
+                )
+        if answered:
+            self._ready(sorted(answered))
 
-    def _apply(self, asked: RateSlice, grant: RateGrant, now: float) -> None:
-        state = self._keys.get(asked.key)
-        if state is None:
-            return
+    def _settle(self, state: _Key) -> list[str]:
+        """End what was promised to the callers of this key (taken, or free again); return the
+        keys it was promised from."""
+        keys = [other.key for other in state.pledges]
+        for other in state.pledges:
+            other.pledged -= 1
+        state.pledges.clear()
+        return keys
+
+    def _apply(self, state: _Key, asked: RateSlice, grant: RateGrant, now: float) -> None:
         if grant.blocked > 0:
             self._blocked[asked.key] = max(self._blocked.get(asked.key, 0.0), now + grant.blocked)
-        if asked.want <= 0:
-            return
         if grant.granted > 0:
             state.held += grant.granted
             state.got_at = now
@@ -319,6 +378,15 @@ class SharedRateLimiter:
             )
         else:
             state.retry_at = now + grant.blocked
+
+
+def _hold(state: _Key) -> float:
+    """How long leased tokens of a key may be spent."""
+    return PROMISED_HOLD_S if state.pledges else HOLD_S
+
+
+def _nobody(_keys: Sequence[str]) -> None:
+    """Nobody to tell yet."""
 
 
 def _cap(limit: RateLimit, inflight: int) -> float:
