@@ -117,7 +117,7 @@ def _assemble(
     shared = db.dialect == "postgresql"
     leases = Leases(worker_name()) if shared else None
     limiter: Limiter = (
-        SharedRateLimiter(db, pipeline.rate_limits())
+        SharedRateLimiter.own_pool(settings.bridge.database, pipeline.rate_limits())
         if shared
         else RateLimiter(pipeline.rate_limits())
     )

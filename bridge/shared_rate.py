@@ -89,11 +89,20 @@ class SharedRateLimiter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ready: Callable[[Sequence[str]], None] = _nobody
+        self._owns_db = False
         self.leases = 0  # statements run (for tests and benchmarks)
 
     def update(self, limits: Mapping[str, RateLimit]) -> None:
         """Add limits (connectors and surfaces contribute theirs at start)."""
         self._limits.update(limits)
+
+    @classmethod
+    def own_pool(cls, url: str, limits: Mapping[str, RateLimit]) -> SharedRateLimiter:
+        """A limiter with a connection pool of its own (closed by `stop`): a lease never waits
+        for a connection behind the bridge's other work, which would hold every send back."""
+        rates = cls(Database(url), limits)
+        rates._owns_db = True
+        return rates
 
     def on_ready(self, ready: Callable[[Sequence[str]], None]) -> None:
         """Call `ready` with the keys a lease has answered for (the dispatcher tries again the
@@ -191,6 +200,8 @@ class SharedRateLimiter:
             await self._lease()
         except Exception:
             log.warning("could not give back the rate tokens this process held", exc_info=True)
+        if self._owns_db:
+            await self._db.close()
 
     # -- the lease loop -------------------------------------------------------------------
 
