@@ -116,6 +116,32 @@ api_base = "{slack.base_url}"
     return path
 
 
+async def start_broadcast(url: str, tg: FakeTelegram, slack: FakeSlack) -> int:
+    """The newsletter to `news`, as an admin starts it in Slack; its number once it sends."""
+    status, _ = await slack.slash_command(
+        "/broadcast", 'new news "Shared news for {FIRSTNAME}"', user_id=ADMIN
+    )
+    assert status == 200
+    [(number,)] = await eventually(
+        lambda: query(url, "select id from broadcasts"), message="the draft"
+    )
+    status, _ = await slack.slash_command("/broadcast", f"confirm {number}", user_id=ADMIN)
+    assert status == 200
+    await eventually(
+        lambda: any(m.text.startswith("Shared news for ") for m in tg.sent if m.text),
+        message="the broadcast to start",
+    )
+    return int(number)
+
+
+async def customers_join(tg: FakeTelegram, webhook: str) -> None:
+    """JOINING customers send the join keyword of `deals`, one after another."""
+    for k in range(JOINING):
+        update = tg.text_update(900_000 + k, "DEALS", first_name=f"Joiner{k}")
+        assert await tg.deliver(update, secret=SECRET, url=webhook) == 200
+        await asyncio.sleep(0.1)
+
+
 async def test_two_processes_send_a_broadcast_within_the_platforms_rate(
     tmp_path, pg_cluster, capsys
 ):
@@ -135,29 +161,13 @@ async def test_two_processes_send_a_broadcast_within_the_platforms_rate(
         await bridges[0].start()  # the first one migrates the database
         await asyncio.gather(*(b.start() for b in bridges[1:]))
         await subscribers(url, tg.token.partition(":")[0])
-        status, _ = await slack.slash_command(
-            "/broadcast", 'new news "Shared news for {FIRSTNAME}"', user_id=ADMIN
-        )
-        assert status == 200
-        [(number,)] = await eventually(
-            lambda: query(url, "select id from broadcasts"), message="the draft"
-        )
-        status, _ = await slack.slash_command("/broadcast", f"confirm {number}", user_id=ADMIN)
-        assert status == 200
-        await eventually(
-            lambda: any(m.text.startswith("Shared news for ") for m in tg.sent if m.text),
-            message="the broadcast to start",
-        )
+        number = await start_broadcast(url, tg, slack)
         # The customers write to the process that is not sending the broadcast.
         [(owner,)] = await query(
             url, "select distinct owner from outbox where bulk and state = 'pending' limit 1"
         )
         [other] = [i for i, b in enumerate(bridges) if f":{b.proc.pid}:" not in owner]
-        second = f"http://127.0.0.1:{ports[other]}/webhooks/telegram"
-        for k in range(JOINING):
-            update = tg.text_update(900_000 + k, "DEALS", first_name=f"Joiner{k}")
-            assert await tg.deliver(update, secret=SECRET, url=second) == 200
-            await asyncio.sleep(0.1)
+        await customers_join(tg, f"http://127.0.0.1:{ports[other]}/webhooks/telegram")
         await eventually(
             lambda: query(url, f"select 1 from broadcasts where id = {number} and state = 'done'"),
             timeout=120,
