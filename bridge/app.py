@@ -25,11 +25,10 @@ from bridge.metrics import REPORT_FD, Metrics
 from bridge.outbox import Dispatcher, Leases, worker_name
 from bridge.pipeline import Pipeline
 from bridge.protocols import Connector, StaffSurface
-from bridge.ratelimit import Limiter, RateLimiter
+from bridge.ratelimit import RateLimiter
 from bridge.registry import Registry
 from bridge.retention import PayloadRetention
 from bridge.services import Services
-from bridge.shared_rate import SharedRateLimiter
 from bridge.staffio import Reply, Request
 from bridge.state import KvState
 from bridge.web import templating
@@ -48,7 +47,6 @@ DATABASE = web.AppKey("database", Database)
 WRITER = web.AppKey("writer", Writer)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
-LIMITER = web.AppKey("rate_limiter", Limiter)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 MEDIA = web.AppKey("media", MediaStore)
 LINKS = web.AppKey("short_links", ShortLinks)
@@ -81,7 +79,6 @@ def _assemble(
     list[Connector],
     list[StaffSurface],
     Dispatcher,
-    Limiter,
     MediaStore,
     ShortLinks,
 ]:
@@ -112,25 +109,18 @@ def _assemble(
     for publisher_part in shipped.publishers.values():
         for publisher in publisher_part.build(settings, http):
             pipeline.add_publisher(publisher)
-    # On PostgreSQL any number of processes may share the outbox: each leases what it sends,
-    # and they send within the same token buckets, kept in the database.
-    shared = db.dialect == "postgresql"
-    leases = Leases(worker_name()) if shared else None
-    limiter: Limiter = (
-        SharedRateLimiter.own_pool(settings.bridge.database, pipeline.rate_limits())
-        if shared
-        else RateLimiter(pipeline.rate_limits())
-    )
+    # On PostgreSQL any number of processes may share the outbox: each leases what it sends.
+    leases = Leases(worker_name()) if db.dialect == "postgresql" else None
     dispatcher = Dispatcher(
         db,
         writer,
         pipeline.handlers(),
-        limiter,
+        RateLimiter(pipeline.rate_limits()),
         poll_interval=poll_interval,
         leases=leases,
     )
     writer.set_on_commit(dispatcher.notify)
-    return db, writer, pipeline, connectors_, surfaces, dispatcher, limiter, media, links
+    return db, writer, pipeline, connectors_, surfaces, dispatcher, media, links
 
 
 async def build_app(
@@ -144,7 +134,7 @@ async def build_app(
     app = web.Application(client_max_size=WEBHOOK_BODY_MAX)
     app[UNSIGNED_READS] = ReadGate()
     http = _http_session()
-    db, writer, pipeline, connectors_, surfaces, dispatcher, limiter, media, links = _assemble(
+    db, writer, pipeline, connectors_, surfaces, dispatcher, media, links = _assemble(
         settings, http
     )
     app.add_routes(media.routes())
@@ -174,7 +164,6 @@ async def build_app(
     app[WRITER] = writer
     app[PIPELINE] = pipeline
     app[DISPATCHER] = dispatcher
-    app[LIMITER] = limiter
     app[HTTP] = http
     app[MEDIA] = media
     app[LINKS] = links
@@ -227,8 +216,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 _supervise(app[CHILD], app[METRICS]), name="dispatcher-process"
             )
         else:
-            # The limiter first: the dispatcher asks it for tokens from its first step.
-            await app[LIMITER].start()
             await dispatcher.start()
         # In every process: emptying a payload twice is harmless.
         await app[RETENTION].start()
@@ -251,7 +238,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await leadership.stop()
         await app[RETENTION].stop()
         await dispatcher.stop()
-        await app[LIMITER].stop()
         for part in reversed(started):
             try:
                 await part.stop()
@@ -326,22 +312,18 @@ async def run_dispatcher(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     http = _http_session()
     # Rows come from the webhook process, which cannot notify this one: look often.
-    db, writer, pipeline, _, _, dispatcher, limiter, _, _ = _assemble(
-        settings, http, poll_interval=0.02
-    )
+    db, writer, pipeline, _, _, dispatcher, _, _ = _assemble(settings, http, poll_interval=0.02)
     pipeline.metrics.watch_dispatcher(dispatcher)
     fd = os.environ.get(REPORT_FD)
     reports = None
     if fd is not None and fd.isdigit():
         reports = asyncio.create_task(pipeline.metrics.report_to(int(fd)), name="metrics-report")
     await writer.start()
-    await limiter.start()
     await dispatcher.start()
     try:
         await stop.wait()
     finally:
         await dispatcher.stop()
-        await limiter.stop()
         if reports is not None:
             reports.cancel()  # it writes the final figures as it ends
             with contextlib.suppress(asyncio.CancelledError):

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from bridge.errors import Held, PermanentError, RateLimited, TransientError
 from bridge.outbox_lanes import BulkFeed, Lane, Stream, account_of, platform_keys
-from bridge.ratelimit import Limiter
+from bridge.ratelimit import RateLimiter
 from storage import BatchKind, Completion, Database, Job, Tx, Writer
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Dispatcher:
         db: Database,
         writer: Writer,
         handlers: Mapping[str, JobHandler],
-        limiter: Limiter,
+        limiter: RateLimiter,
         *,
         window: int = 5000,
         concurrency: int = 64,
@@ -150,7 +150,6 @@ class Dispatcher:
         self._writer = writer
         self._handlers = handlers
         self._limiter = limiter
-        limiter.on_ready(self._tokens_ready)
         self._poll = poll_interval
         self._clock = clock
         self._normal = Stream(bulk=False, window=window, concurrency=concurrency, reserve=0.0)
@@ -398,18 +397,6 @@ class Dispatcher:
             s.armed.add(rate_key)
             self._seq += 1
             heapq.heappush(s.heap, (at, self._seq, True, rate_key))
-
-    def _tokens_ready(self, rate_keys: Sequence[str]) -> None:
-        """The limiter may have tokens for these keys before the waits it gave: try the lanes
-        parked on them now (an entry still in the heap for a key finds nothing to do)."""
-        now = self._clock()
-        for s in self._streams:
-            for rate_key in rate_keys:
-                if rate_key in s.parked:
-                    s.armed.add(rate_key)
-                    self._seq += 1
-                    heapq.heappush(s.heap, (now, self._seq, True, rate_key))
-        self._wake.set()
 
     def _park(self, s: Stream, key: str, wait: float, rate_key: str, now: float) -> None:
         s.parked.setdefault(rate_key, deque()).append(key)

@@ -4,45 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
 
 from bridge.types import RateLimit
 
 # Buckets that have filled up again are forgotten (they read as full) once there are this many.
 SWEEP_AT = 4096
-
-
-class Limiter(Protocol):
-    """What the outbox dispatcher sends within: this process's buckets (`RateLimiter`) or the
-    buckets every process shares (`bridge.shared_rate.SharedRateLimiter`)."""
-
-    def limit(self, key: str) -> RateLimit | None:
-        """The limit of a key, if it has one."""
-        ...
-
-    def try_acquire(self, keys: Sequence[str], *, reserve: float = 0.0) -> tuple[float, str]:
-        """Take one token from every key, or say how long to wait and for which key."""
-        ...
-
-    def release(self, keys: Sequence[str]) -> None:
-        """The call a token was taken for has been made (or given up)."""
-        ...
-
-    def block(self, key: str, seconds: float) -> None:
-        """Hold a key back after the platform answered 429."""
-        ...
-
-    def on_ready(self, ready: Callable[[Sequence[str]], None]) -> None:
-        """Call `ready` with keys that may have tokens again sooner than a wait said."""
-        ...
-
-    async def start(self) -> None:
-        """Start what runs beside the dispatcher, if anything."""
-        ...
-
-    async def stop(self) -> None:
-        """Stop it; give back what is held."""
-        ...
 
 
 class RateLimiter:
@@ -63,15 +29,6 @@ class RateLimiter:
         self._blocked: dict[str, float] = {}
         self._inflight: dict[str, int] = {}
         self._sweep_at = SWEEP_AT
-
-    def on_ready(self, ready: Callable[[Sequence[str]], None]) -> None:
-        """Never called: a wait this limiter gives is exact."""
-
-    async def start(self) -> None:
-        """Nothing runs beside it: the buckets live in this process."""
-
-    async def stop(self) -> None:
-        """Nothing to stop."""
 
     def update(self, limits: Mapping[str, RateLimit]) -> None:
         """Add limits (connectors and surfaces contribute theirs at start)."""
@@ -116,7 +73,7 @@ class RateLimiter:
             cap = self._cap(key, limit)
             tokens, last = self._tokens.get(key, (cap, now))
             tokens = min(max(tokens, cap), tokens + max(0.0, now - last) * limit.rate)
-            need = 1.0 + kept(limit, reserve)
+            need = 1.0 + _kept(limit, reserve)
             # A hair short (rounding) is enough, and a wait is at least 1 µs: a clock at 1.8e9
             # cannot tell a wait of 1e-17 s from none, and the caller would come back for ever.
             if tokens + 1e-9 < need and max(1e-6, (need - tokens) / limit.rate) > wait:
@@ -161,7 +118,7 @@ class RateLimiter:
         self._sweep_at = max(SWEEP_AT, 2 * len(self._tokens))
 
 
-def kept(limit: RateLimit, reserve: float) -> float:
+def _kept(limit: RateLimit, reserve: float) -> float:
     """Tokens a caller with this reserve must leave in the bucket."""
     if reserve <= 0:
         return 0.0

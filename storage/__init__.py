@@ -19,7 +19,6 @@ from storage.queries import (
     quote_key,
     reaction_key,
 )
-from storage.rate_buckets import RateGrant, RateSlice
 from storage.writer import BatchKind, Writer, WriterClosed
 
 __all__ = [
@@ -32,8 +31,6 @@ __all__ = [
     "MessageRecord",
     "MessageStatusWrite",
     "NewJob",
-    "RateGrant",
-    "RateSlice",
     "Tx",
     "Writer",
     "WriterClosed",

@@ -214,23 +214,6 @@ class CryptoState(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
-class RateBucket(Base):
-    """A rate key's token bucket, shared by every process on one PostgreSQL database.
-
-    `tokens` as of `refilled_at` and `blocked_until` (a platform's 429) are epoch seconds of the
-    database's clock, the one clock all processes share. `last_grant`: what the latest lease
-    took, for `UPDATE … RETURNING` to report it.
-    """
-
-    __tablename__ = "rate_buckets"
-
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    tokens: Mapped[float] = mapped_column(Float)
-    refilled_at: Mapped[float] = mapped_column(Float)
-    blocked_until: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
-    last_grant: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
-
-
 class KeyValue(Base):
     """Small durable state (cursors, offsets)."""
 

@@ -27,7 +27,6 @@ from storage.kv_store import ValueQueries
 from storage.messages_store import MessageQueries
 from storage.monitoring import Monitoring
 from storage.outbox_store import OutboxQueries
-from storage.rate_buckets import RateBuckets
 from storage.records import (
     ContactRecord,
     ConversationRecord,
@@ -128,11 +127,6 @@ class Tx(ContactQueries, ConversationQueries, MessageQueries, OutboxQueries, Val
     def monitoring(self) -> Monitoring:
         """Figures for monitoring: the outbox backlog."""
         return Monitoring(self.conn)
-
-    @property
-    def rate_buckets(self) -> RateBuckets:
-        """Token buckets shared by the bridge's processes (PostgreSQL)."""
-        return RateBuckets(self.conn)
 
     @property
     def retention(self) -> Retention:

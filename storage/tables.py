@@ -24,7 +24,6 @@ from storage.models import (
     Message,
     MessageTemplate,
     OutboxRow,
-    RateBucket,
     RuleChange,
     RuleFile,
     RuleFiring,
@@ -47,7 +46,6 @@ outbox = cast(Table, OutboxRow.__table__)
 media_files = cast(Table, MediaFile.__table__)
 kv = cast(Table, KeyValue.__table__)
 crypto_state = cast(Table, CryptoState.__table__)
-rate_buckets = cast(Table, RateBucket.__table__)
 blacklist = cast(Table, BlacklistEntry.__table__)
 staff_roles = cast(Table, StaffRole.__table__)
 channels = cast(Table, SubscriberChannel.__table__)
