@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +20,26 @@ from tests.harness import RunningBridge, eventually, make_settings, start_bridge
 CHANNEL = "C0001"
 
 
+# The bridge's port is chosen before it listens (its URL goes into its settings). A port the
+# kernel hands out could meanwhile go to an outgoing connection or to another test process, so
+# ports come from below the kernel's ephemeral range (32768 and up), a band per test process.
+PORT_BAND = 2000
+_ports = itertools.count()
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on right now, in this test process's band."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 12000 + PORT_BAND * (int(worker) % 10 if worker.isdigit() else 0)
+    for _ in range(PORT_BAND):
+        port = base + next(_ports) % PORT_BAND
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in this test process's band")
 
 
 @dataclass
