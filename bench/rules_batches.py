@@ -29,29 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.peer_opsdroid import expected_answers, workload  # noqa: E402
 from bridge.types import (  # noqa: E402
-    TELEGRAM,
-    AccountId,
-    ChatId,
-    CustomerProfile,
-    ExternalMessageId,
     InboundMessage,
 )
 from storage import Tx  # noqa: E402
-from tests.pipeline_kit import Rig, start_rig  # noqa: E402
+from tests.pipeline_kit import Rig, start_rig, text_from  # noqa: E402
 
 _ids = itertools.count(1)
 
 
 def message(chat: int, text: str, at: datetime) -> InboundMessage:
-    return InboundMessage(
-        platform=TELEGRAM,
-        account=AccountId("bot1"),
-        chat_id=ChatId(str(chat)),
-        external_id=ExternalMessageId(f"b{next(_ids)}"),
-        profile=CustomerProfile(display_name=f"Customer{chat}"),
-        text=text,
-        sent_at=at,
-    )
+    return text_from(chat, text, at, f"b{next(_ids)}")
 
 
 async def feed(rig: Rig, items: list[tuple[int, str]], batch: int) -> None:

@@ -232,6 +232,19 @@ class FakeConnector(_Idle):
 # -- the staff's side -------------------------------------------------------------------------
 
 
+def text_from(chat: int, text: str, at: datetime, ref: str) -> InboundMessage:
+    """A Telegram customer's text to the rig's bot (`ref`: the message's id on Telegram)."""
+    return InboundMessage(
+        platform=TELEGRAM,
+        account=AccountId("bot1"),
+        chat_id=ChatId(str(chat)),
+        external_id=ExternalMessageId(ref),
+        profile=CustomerProfile(display_name=f"Customer {chat}"),
+        text=text,
+        sent_at=at,
+    )
+
+
 @dataclass
 class Shown:
     """One message the bridge put in a thread: a mirrored post or a notice of its own."""

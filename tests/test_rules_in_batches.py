@@ -13,16 +13,11 @@ from sqlalchemy import event
 
 import bridge.pipeline.chatbot as chatbot_module
 from bridge.types import (
-    TELEGRAM,
-    AccountId,
-    ChatId,
-    CustomerProfile,
-    ExternalMessageId,
     InboundMessage,
 )
 from tests.commands_kit import command, services_of
 from tests.harness import eventually
-from tests.pipeline_kit import Rig, rig_fixture
+from tests.pipeline_kit import Rig, rig_fixture, text_from
 from tests.world import start_world, stop_world
 
 ANN, BOB, CAROL, DAN, EVE = 7100001, 7100002, 7100003, 7100004, 7100005
@@ -119,15 +114,7 @@ _ids = itertools.count(1)
 
 
 def message(chat: int, text: str, at: datetime) -> InboundMessage:
-    return InboundMessage(
-        platform=TELEGRAM,
-        account=AccountId("bot1"),
-        chat_id=ChatId(str(chat)),
-        external_id=ExternalMessageId(f"batch-{next(_ids)}"),
-        profile=CustomerProfile(display_name=f"Customer {chat}"),
-        text=text,
-        sent_at=at,
-    )
+    return text_from(chat, text, at, f"batch-{next(_ids)}")
 
 
 async def statements_of(rig: Rig, chats: range, text: str) -> int:
