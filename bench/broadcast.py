@@ -282,15 +282,18 @@ async def prepare(
     return t1 - t0, time.perf_counter() - t1
 
 
-def settings_text(tmp: Path, port: int, fake: str, dispatch: str, limit: float) -> str:
+def settings_text(
+    database: str, port: int, fake: str, limit: float, dispatch: str | None = None
+) -> str:
+    """A bridge's settings against the fakes at `fake`, sending at most `limit` a second."""
+    dispatched = f'dispatch = "{dispatch}"\n' if dispatch else ""
     return f"""
 [bridge]
-database = "sqlite+aiosqlite:///{tmp / "bridge.db"}"
+database = "{database}"
 listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 log_level = "{os.environ.get("BENCH_LOG_LEVEL", "WARNING")}"
-dispatch = "{dispatch}"
-admins = ["{ADMIN}"]
+{dispatched}admins = ["{ADMIN}"]
 [telegram]
 token = "{TOKEN}"
 api_base = "{fake}"
@@ -588,7 +591,11 @@ async def main() -> None:
     fake = f"http://127.0.0.1:{fake_port}"
     port = free_port()
     cfg = tmp / "bridge.toml"
-    cfg.write_text(settings_text(tmp, port, fake, args.dispatch, args.limit))
+    cfg.write_text(
+        settings_text(
+            f"sqlite+aiosqlite:///{tmp / 'bridge.db'}", port, fake, args.limit, args.dispatch
+        )
+    )
     log = Path(os.environ.get("BENCH_LOG", os.devnull)).open("wb")  # noqa: ASYNC230, SIM115
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "run.py"), "--config", str(cfg), cwd=str(tmp), stderr=log

@@ -63,14 +63,13 @@ sys.path.insert(0, str(ROOT))
 from bench.broadcast import (  # noqa: E402
     ADMIN,
     BOT_ID,
-    CHANNEL,
     CHAT_BASE,
-    SIGNING_SECRET,
     TEXT,
     RateLimitedFakes,
     Staff,
+    settings_text,
 )
-from bench.inbound import SECRET, TOKEN, free_port, update  # noqa: E402
+from bench.inbound import SECRET, free_port, update  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.tables import channels, contacts, members  # noqa: E402
 from tests.pgcluster import PgCluster  # noqa: E402
@@ -135,28 +134,6 @@ async def seed(url: str, count: int) -> None:
         await db.run_write(rows)
     finally:
         await db.close()
-
-
-def settings_text(url: str, port: int, fake: str, limit: float) -> str:
-    return f"""
-[bridge]
-database = "{url}"
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-log_level = "{os.environ.get("BENCH_LOG_LEVEL", "WARNING")}"
-admins = ["{ADMIN}"]
-[telegram]
-token = "{TOKEN}"
-api_base = "{fake}"
-mode = "webhook"
-webhook_secret = "{SECRET}"
-rate_global = {limit:g}
-[slack]
-bot_token = "xoxb-bench"
-signing_secret = "{SIGNING_SECRET}"
-channel = "{CHANNEL}"
-api_base = "{fake}/api/"
-"""
 
 
 async def start_bridges(
