@@ -13,10 +13,7 @@ record what they were asked to do, and `Rig` runs the outbox in-process, so a te
 from __future__ import annotations
 
 import asyncio
-import atexit
 import itertools
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +60,7 @@ from bridge.types import (
 )
 from commands.runner import run as run_command
 from storage import Database, Writer
-from tests.harness import make_settings
+from tests.harness import make_settings, migrated_database
 
 # A Wednesday morning: the rig's clock starts here and moves only when a test moves it.
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -611,22 +608,13 @@ async def start_rig(
 
 
 _SQLITE = "sqlite+aiosqlite:///"
-_template: list[Path] = []
 
 
 async def _migrated(url: str) -> Database:
-    """The database at `url`, migrated. A SQLite file starts as a copy of one migrated once per
-    test run (migrating takes some 0.4 s, copying 0.01 s); the migration then finds nothing
-    left to do."""
+    """The database at `url`, migrated; a SQLite file starts as the test process's migrated
+    copy (`tests.harness.migrated_database`), so the migration finds nothing left to do."""
     if url.startswith(_SQLITE):
-        if not _template:
-            folder = Path(tempfile.mkdtemp(prefix="pipeline-kit-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            first = Database(_SQLITE + str(folder / "template.db"))
-            await first.migrate()
-            await first.close()
-            _template.append(folder / "template.db")
-        shutil.copyfile(_template[0], url.removeprefix(_SQLITE))
+        migrated_database(Path(url.removeprefix(_SQLITE)))
     db = Database(url)
     await db.migrate()
     return db
